@@ -1,0 +1,300 @@
+/**
+ * QUIC endpoints for wzp: a server (the relay) and clients, with datagrams enabled, sane
+ * timeouts, relay pinning by certificate fingerprint, and error mapping to the WzpError
+ * family. Built on @matrixai/quic (quiche); datagram support lives in ./datagrams.ts.
+ */
+import { createHmac, randomFillSync, timingSafeEqual } from 'node:crypto';
+import { QUICClient, QUICServer, QUICSocket, events as quicEvents } from '@matrixai/quic';
+import type { QUICConnection } from '@matrixai/quic';
+import { CryptoError } from '@matrixai/quic/native/types.js';
+import Logger, { LogLevel } from '@matrixai/logger';
+import { certFingerprint, fingerprintsEqual } from '../crypto/tls-cert.js';
+import { AbortError, FingerprintMismatchError, HandshakeError, NetworkError, UsageError } from '../errors.js';
+import { attachDatagrams, type DatagramChannel } from './datagrams.js';
+
+export interface TlsMaterial {
+  keyPem: string;
+  certPem: string;
+}
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+/** Application protocol negotiated in TLS ALPN. */
+export const WZP_ALPN = 'wzp/1';
+
+/** Transport defaults. Idle timeout must be set: @matrixai/quic's default (0) never expires. */
+export const QUIC_DEFAULTS = {
+  maxIdleTimeoutMs: 15_000,
+  keepAliveIntervalMs: 3_000,
+  connectTimeoutMs: 5_000,
+  /** Datagram receive/send queue lengths handed to quiche. */
+  datagramQueue: 1_024,
+  /** UDP receive buffer; FACTS.md: the default overflows under load on 2 cores. */
+  recvBufferBytes: 4 * 1024 * 1024,
+} as const;
+
+const quietLogger = (): Logger => new Logger('wzp-quic', LogLevel.SILENT);
+
+/** Parse `host:port`, `[v6]:port`; a bare port means 127.0.0.1. */
+export function parseHostPort(text: string, defaultHost = '127.0.0.1'): HostPort {
+  const t = text.trim();
+  let host: string;
+  let portText: string;
+  const v6 = /^\[([0-9a-fA-F:.]+)\]:(\d+)$/.exec(t);
+  if (v6) {
+    host = v6[1];
+    portText = v6[2];
+  } else if (/^\d+$/.test(t)) {
+    host = defaultHost;
+    portText = t;
+  } else {
+    const i = t.lastIndexOf(':');
+    if (i <= 0 || t.indexOf(':') !== i) {
+      throw new UsageError(`"${text}" is not HOST:PORT`, { suggestions: ['e.g. 127.0.0.1:4433 or [::1]:4433'] });
+    }
+    host = t.slice(0, i);
+    portText = t.slice(i + 1);
+  }
+  const port = Number(portText);
+  if (!Number.isInteger(port) || port < 0 || port > 65535 || portText === '') {
+    throw new UsageError(`"${text}" has an invalid port`, { suggestions: ['ports are 0-65535'] });
+  }
+  return { host, port };
+}
+
+/** `host:port` with IPv6 in brackets; IPv4-mapped IPv6 shown as plain IPv4. */
+export function formatHostPort(hp: HostPort): string {
+  const host = unmapIPv4(hp.host);
+  return host.includes(':') ? `[${host}]:${hp.port}` : `${host}:${hp.port}`;
+}
+
+export function unmapIPv4(host: string): string {
+  const m = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(host);
+  return m ? m[1] : host;
+}
+
+function serverCrypto() {
+  const key = randomFillSync(new Uint8Array(32));
+  return {
+    key: key.buffer,
+    ops: {
+      async sign(k: ArrayBuffer, data: ArrayBuffer): Promise<ArrayBuffer> {
+        const d = createHmac('sha256', Buffer.from(k)).update(Buffer.from(data)).digest();
+        return d.buffer.slice(d.byteOffset, d.byteOffset + d.byteLength);
+      },
+      async verify(k: ArrayBuffer, data: ArrayBuffer, sig: ArrayBuffer): Promise<boolean> {
+        const d = createHmac('sha256', Buffer.from(k)).update(Buffer.from(data)).digest();
+        const s = Buffer.from(sig);
+        return s.length === d.length && timingSafeEqual(d, s);
+      },
+    },
+  };
+}
+
+const clientCrypto = {
+  ops: {
+    async randomBytes(data: ArrayBuffer): Promise<void> {
+      randomFillSync(new Uint8Array(data));
+    },
+  },
+};
+
+function commonConfig() {
+  return {
+    maxIdleTimeout: QUIC_DEFAULTS.maxIdleTimeoutMs,
+    keepAliveIntervalTime: QUIC_DEFAULTS.keepAliveIntervalMs,
+    enableDgram: [true, QUIC_DEFAULTS.datagramQueue, QUIC_DEFAULTS.datagramQueue] as [boolean, number, number],
+    applicationProtos: [WZP_ALPN],
+  };
+}
+
+/** Open a UDP socket that a server and clients can share (one port that accepts and dials). */
+export async function openSocket(bind: HostPort): Promise<QUICSocket> {
+  const socket = new QUICSocket({ logger: quietLogger() });
+  try {
+    await socket.start({ host: bind.host, port: bind.port });
+  } catch (err) {
+    throw new NetworkError(`cannot bind UDP ${formatHostPort(bind)}: ${(err as Error).message}`, {
+      cause: err,
+      suggestions: ['is another process using that port? pick another with --listen'],
+    });
+  }
+  raiseRecvBuffer(socket);
+  return socket;
+}
+
+function raiseRecvBuffer(socket: QUICSocket): void {
+  const udp = (socket as unknown as { socket?: { setRecvBufferSize(n: number): void } }).socket;
+  try {
+    udp?.setRecvBufferSize(QUIC_DEFAULTS.recvBufferBytes);
+  } catch {
+    // The kernel may cap it (net.core.rmem_max); the default still works at low load.
+  }
+}
+
+export interface QuicServerOptions {
+  tls: TlsMaterial;
+  /** Bind address (ignored when `socket` is given). */
+  listen?: HostPort;
+  socket?: QUICSocket;
+  onConnection(connection: QUICConnection, datagrams: DatagramChannel): void;
+}
+
+export interface RunningQuicServer {
+  readonly address: HostPort;
+  readonly socket: QUICSocket;
+  stop(): Promise<void>;
+}
+
+export async function startQuicServer(opts: QuicServerOptions): Promise<RunningQuicServer> {
+  const ownSocket = opts.socket === undefined;
+  const socket = opts.socket ?? (await openSocket(opts.listen ?? { host: '127.0.0.1', port: 0 }));
+  const server = new QUICServer({
+    crypto: serverCrypto(),
+    config: { ...commonConfig(), key: opts.tls.keyPem, cert: opts.tls.certPem, verifyPeer: false },
+    socket,
+    logger: quietLogger(),
+  });
+  server.addEventListener(quicEvents.EventQUICServerConnection.name, (ev: Event) => {
+    const connection = (ev as quicEvents.EventQUICServerConnection).detail;
+    opts.onConnection(connection, attachDatagrams(connection));
+  });
+  // A broken peer must never take the server down: connection errors are per connection.
+  server.addEventListener(quicEvents.EventQUICServerError.name, () => undefined);
+  await server.start();
+  return {
+    address: { host: unmapIPv4(socket.host), port: socket.port },
+    socket,
+    async stop() {
+      await server.stop({ force: true, isApp: true, errorCode: 0 });
+      if (ownSocket) await socket.stop({ force: true });
+    },
+  };
+}
+
+export interface ConnectOptions {
+  relay: HostPort;
+  /**
+   * Decide whether the presented certificate is acceptable, given its fingerprint
+   * (SHA-256 of the DER certificate, `xxxx:xxxx:...`).
+   * Return normally to accept; throw (e.g. FingerprintMismatchError) to refuse: the
+   * handshake is aborted with bad_certificate and the error is rethrown from connect().
+   */
+  verify(certFingerprint: string): void;
+  /** Share an existing socket (one UDP port for signalling, reflection and dialling). */
+  socket?: QUICSocket;
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+export interface ClientConnection {
+  readonly connection: QUICConnection;
+  readonly datagrams: DatagramChannel;
+  /** Fingerprint of the certificate the peer presented. */
+  readonly peerFingerprint: string;
+  /** Local address of the UDP socket. */
+  readonly localAddress: HostPort;
+  close(): Promise<void>;
+}
+
+export async function connectQuic(opts: ConnectOptions): Promise<ClientConnection> {
+  const timeoutMs = opts.timeoutMs ?? QUIC_DEFAULTS.connectTimeoutMs;
+  if (opts.signal?.aborted) throw new AbortError('connect aborted');
+  let presented: string | undefined;
+  let refusal: unknown;
+  const config = {
+    ...commonConfig(),
+    verifyPeer: true,
+    verifyCallback: async (certs: Uint8Array[]) => {
+      if (certs.length === 0) {
+        refusal = new HandshakeError('the relay presented no certificate');
+        return CryptoError.BadCertificate;
+      }
+      presented = certFingerprint(certs[0]);
+      try {
+        opts.verify(presented);
+        return undefined;
+      } catch (err) {
+        refusal = err;
+        return CryptoError.BadCertificate;
+      }
+    },
+  };
+  const target = formatHostPort(opts.relay);
+  const pending = QUICClient.createQUICClient(
+    {
+      host: opts.relay.host,
+      port: opts.relay.port,
+      crypto: clientCrypto,
+      config,
+      logger: quietLogger(),
+      ...(opts.socket ? { socket: opts.socket } : { localHost: opts.relay.host.includes(':') ? '::' : '0.0.0.0' }),
+    },
+    { timer: timeoutMs },
+  );
+  const onAbort = () => pending.cancel(new AbortError('connect aborted'));
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  let client: QUICClient;
+  try {
+    client = await pending;
+  } catch (err) {
+    if (refusal) throw refusal;
+    if (opts.signal?.aborted) throw new AbortError('connect aborted', { cause: err });
+    throw mapConnectError(err, target, timeoutMs);
+  } finally {
+    opts.signal?.removeEventListener('abort', onAbort);
+  }
+  if (refusal) {
+    await client.destroy({ force: true }).catch(() => undefined);
+    throw refusal;
+  }
+  const connection = client.connection;
+  const datagrams = attachDatagrams(connection);
+  const socket = (client as unknown as { socket: QUICSocket }).socket;
+  if (!opts.socket) raiseRecvBuffer(socket);
+  return {
+    connection,
+    datagrams,
+    peerFingerprint: presented ?? '',
+    localAddress: { host: unmapIPv4(socket.host), port: socket.port },
+    async close() {
+      await client.destroy({ isApp: true, errorCode: 0, force: true }).catch(() => undefined);
+    },
+  };
+}
+
+function mapConnectError(err: unknown, target: string, timeoutMs: number): Error {
+  const e = err as Error & { name?: string; data?: unknown };
+  const name = e?.constructor?.name ?? e?.name ?? '';
+  if (/Timeout|Timer/i.test(name) || /timed out/i.test(e?.message ?? '')) {
+    return new NetworkError(`relay ${target} did not answer within ${timeoutMs} ms`, {
+      cause: err,
+      suggestions: ['check the address and that `wzp relay` is running there', 'UDP may be blocked on this network'],
+    });
+  }
+  if (/TLS|Crypto/i.test(name)) {
+    return new HandshakeError(`TLS handshake with ${target} failed: ${e.message}`, { cause: err });
+  }
+  if (/Peer|Local|Closed|Stopped/i.test(name)) {
+    return new HandshakeError(`connection to ${target} was refused during the handshake: ${e.message}`, { cause: err });
+  }
+  return new NetworkError(`cannot connect to ${target}: ${e?.message ?? String(err)}`, { cause: err });
+}
+
+/**
+ * A verifier for connectQuic that accepts exactly one certificate fingerprint: used for the
+ * embedded loopback relay, whose fingerprint we know. Relays reached over the network go
+ * through the PinStore instead.
+ */
+export function expectFingerprint(expected: string, relay: string): (presented: string) => void {
+  return (presented) => {
+    if (!fingerprintsEqual(presented, expected)) {
+      throw new FingerprintMismatchError(`relay ${relay} presented certificate ${presented}, expected ${expected}`, {
+        suggestions: ['the relay may have a new identity, or someone is intercepting the connection'],
+      });
+    }
+  };
+}

@@ -1,0 +1,161 @@
+/**
+ * WzpCommand: the base of every wzp command. It owns all output:
+ * - with `--json` (every command has it): exactly one JSON document on stdout,
+ *   `{"status":0,"result":{...},"warnings":[...]}` or, on failure,
+ *   `{"status":N,"name":"...","message":"...","suggestions":[...]}`;
+ * - otherwise human text from the command's `renderHuman(result)`, warnings on stderr.
+ * Errors map to the exit codes in docs/exit-codes.md; only this class decides them.
+ * It also gives commands an AbortSignal that fires on SIGINT/SIGTERM.
+ */
+import { Command, Errors, Flags, type Interfaces } from '@oclif/core';
+import chalk from 'chalk';
+import { ExitCode, isWzpError } from '../core/errors.js';
+import type { Registries } from '../core/registry.js';
+import { pluginWarnings, registries } from './extensions.js';
+
+export type WzpFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof WzpCommand)['baseFlags'] & T['flags']>;
+
+export interface ErrorDocument {
+  status: number;
+  name: string;
+  message: string;
+  suggestions: string[];
+}
+
+export interface SuccessDocument<T> {
+  status: 0;
+  result: T;
+  warnings: string[];
+}
+
+if (process.env.NO_COLOR !== undefined && process.env.NO_COLOR !== '') chalk.level = 0;
+
+export abstract class WzpCommand<T extends object> extends Command {
+  static override enableJsonFlag = true;
+  static override baseFlags = {
+    'config-dir': Flags.directory({
+      helpGroup: 'GLOBAL',
+      summary: 'Directory for identity, pins and settings (default: the user config dir; env WZP_CONFIG_DIR).',
+    }),
+  };
+
+  private readonly collectedWarnings: string[] = [];
+  private readonly abortController = new AbortController();
+  private readonly onSignal = (sig: NodeJS.Signals) => {
+    if (this.abortController.signal.aborted) {
+      // A second Ctrl-C means "now": skip the graceful path.
+      process.exit(ExitCode.INTERRUPTED);
+    }
+    this.abortController.abort(new Error(`received ${sig}`));
+  };
+
+  /** Turn a result into the human-readable text printed without --json. */
+  protected abstract renderHuman(result: T): string;
+
+  public abstract override run(): Promise<T>;
+
+  /** Aborts on SIGINT/SIGTERM; long-running commands pass it down to core. */
+  protected get abortSignal(): AbortSignal {
+    return this.abortController.signal;
+  }
+
+  protected get registries(): Registries {
+    return registries();
+  }
+
+  /** Directory for identity, pins and settings. */
+  protected configDir(flags: { 'config-dir'?: string }): string {
+    return flags['config-dir'] ?? this.config.configDir;
+  }
+
+  public override async init(): Promise<void> {
+    await super.init();
+    process.on('SIGINT', this.onSignal);
+    process.on('SIGTERM', this.onSignal);
+    for (const w of pluginWarnings()) this.warn(w);
+  }
+
+  public override async finally(err: Error | undefined): Promise<void> {
+    process.off('SIGINT', this.onSignal);
+    process.off('SIGTERM', this.onSignal);
+    await super.finally(err);
+  }
+
+  /** Record a warning: in the JSON document's `warnings`, or on stderr for humans. */
+  public override warn(input: string | Error): string | Error {
+    const text = typeof input === 'string' ? input : input.message;
+    this.collectedWarnings.push(text);
+    if (!this.jsonEnabled()) process.stderr.write(`${chalk.yellow('Warning:')} ${text}\n`);
+    return input;
+  }
+
+  /** Progress for humans: stderr only, never with --json, so stdout stays parseable. */
+  protected progress(text: string): void {
+    if (!this.jsonEnabled()) process.stderr.write(`${text}\n`);
+  }
+
+  /** Whether live, rewritten status lines make sense (a TTY, not --json). */
+  protected get interactive(): boolean {
+    return !this.jsonEnabled() && process.stderr.isTTY === true;
+  }
+
+  protected override toSuccessJson(result: T): SuccessDocument<T> {
+    return { status: 0, result, warnings: [...this.collectedWarnings] };
+  }
+
+  protected override logJson(json: unknown): void {
+    process.stdout.write(`${JSON.stringify(json, null, 2)}\n`);
+  }
+
+  protected override toErrorJson(err: unknown): ErrorDocument {
+    return describeError(err);
+  }
+
+  public override async catch(err: Error & { exitCode?: number }): Promise<void> {
+    const doc = describeError(err);
+    process.exitCode = doc.status;
+    if (this.jsonEnabled()) {
+      this.logJson(doc);
+      return;
+    }
+    const detail = process.env.WZP_DEBUG && err.stack ? `\n${err.stack}` : '';
+    throw new Errors.CLIError(`${doc.message}${detail}`, {
+      exit: doc.status,
+      suggestions: doc.suggestions,
+    });
+  }
+
+  /** Print the human rendering after run() unless --json. */
+  protected override async _run<R>(): Promise<R> {
+    const result = (await super._run()) as R;
+    if (result && !this.jsonEnabled()) {
+      const text = this.renderHuman(result as unknown as T);
+      if (text) process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
+    }
+    return result;
+  }
+}
+
+/** Map any thrown value to the error document and exit status (docs/exit-codes.md). */
+export function describeError(err: unknown): ErrorDocument {
+  if (isWzpError(err)) {
+    return { status: err.code, name: err.name, message: err.message, suggestions: [...err.suggestions] };
+  }
+  const e = err as Error & { oclif?: { exit?: number }; suggestions?: string[] };
+  if (e && typeof e === 'object' && e.oclif && typeof e.oclif.exit === 'number') {
+    // oclif's own errors: flag/argument parsing and friends.
+    const status = e.oclif.exit;
+    return {
+      status,
+      name: status === ExitCode.USAGE ? 'UsageError' : e.name,
+      message: e.message,
+      suggestions: e.suggestions ?? [],
+    };
+  }
+  return {
+    status: ExitCode.INTERNAL,
+    name: 'InternalError',
+    message: `internal error: ${e?.message ?? String(err)}`,
+    suggestions: ['this is a bug in wzp: please report it with the command line and WZP_DEBUG=1 output'],
+  };
+}

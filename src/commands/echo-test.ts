@@ -1,0 +1,69 @@
+import { Args, Flags } from '@oclif/core';
+import { ExitCode, WzpError } from '../../core/errors.js';
+import { WzpCommand } from '../base-command.js';
+import { echoTest, type EchoTestReport } from '../services/echo-test.js';
+
+export default class EchoTest extends WzpCommand<EchoTestReport> {
+  static override summary = 'Send a test signal through a relay in echo mode and measure what comes back.';
+  static override description = `Sends a test signal as 20 ms media frames in QUIC datagrams, receives the relay's echo, decodes it and reports packet loss, round-trip time, jitter and the SNR of the decoded audio against what was sent.
+
+Without RELAY an embedded relay is started on loopback in this process, which checks the whole media path on this machine.`;
+  static override examples = [
+    '<%= config.bin %> <%= command.id %>',
+    '<%= config.bin %> <%= command.id %> relay.example.com:4433 --duration 10',
+    '<%= config.bin %> <%= command.id %> 127.0.0.1:4433 --codec pcm16 --json',
+  ];
+  static override args = {
+    relay: Args.string({ description: 'Relay HOST:PORT (default: an embedded relay on loopback).', required: false }),
+  };
+  static override flags = {
+    duration: Flags.integer({ summary: 'Seconds of audio to send.', default: 5, min: 1, max: 1200 }),
+    codec: Flags.string({ summary: 'Codec name (see `wzp extensions`).', default: 'opus' }),
+    'frame-ms': Flags.integer({ summary: 'Frame duration in ms.', default: 20, options: ['10', '20', '40', '60'] as never }),
+    bitrate: Flags.integer({ summary: 'Codec bitrate in bits/s, for codecs that take one.', min: 500, max: 512000 }),
+    'relay-fingerprint': Flags.string({ summary: 'Trust only this relay certificate fingerprint (overrides the stored pin).' }),
+    'min-snr': Flags.integer({ summary: 'Exit with status 1 if the decoded echo SNR is below this (dB).' }),
+  };
+
+  public async run(): Promise<EchoTestReport> {
+    const { args, flags } = await this.parse(EchoTest);
+    let lastLine = 0;
+    const report = await echoTest({
+      relay: args.relay,
+      configDir: this.configDir(flags),
+      relayFingerprint: flags['relay-fingerprint'],
+      codec: flags.codec,
+      durationMs: flags.duration * 1000,
+      frameMs: flags['frame-ms'],
+      bitrate: flags.bitrate,
+      registries: this.registries,
+      signal: this.abortSignal,
+      onConnected: (c) =>
+        this.progress(`echo-test via ${c.embedded ? 'embedded relay ' : 'relay '}${c.relay} (fingerprint ${c.fingerprint})`),
+      onProgress: (p) => {
+        if (!this.interactive) return;
+        const now = performance.now();
+        if (now - lastLine < 200 && p.sent !== p.total) return;
+        lastLine = now;
+        const rtt = p.lastRttMs === undefined ? '-' : `${p.lastRttMs.toFixed(1)} ms`;
+        process.stderr.write(`\r  sent ${p.sent}/${p.total}  received ${p.received}  rtt ${rtt}   `);
+        if (p.sent === p.total) process.stderr.write('\n');
+      },
+    });
+    if (flags['min-snr'] !== undefined && !(report.snrDb >= flags['min-snr'])) {
+      throw new WzpError(`decoded echo SNR ${report.snrDb} dB is below --min-snr ${flags['min-snr']} dB`, ExitCode.CHECK_FAILED);
+    }
+    return report;
+  }
+
+  protected renderHuman(r: EchoTestReport): string {
+    return [
+      `codec       ${r.codec.name} (${r.codec.plugin}), ${r.frameMs} ms frames, ${(r.payloadBitrate / 1000).toFixed(1)} kbit/s on the wire`,
+      `relay       ${r.relay.address}${r.relay.embedded ? ' (embedded)' : ''}  ${r.relay.fingerprint}`,
+      `packets     sent ${r.packetsSent}, received ${r.packetsReceived}, loss ${r.lossPct}%`,
+      `rtt         p50 ${r.rttMs.p50} ms, p95 ${r.rttMs.p95} ms, max ${r.rttMs.max} ms`,
+      `jitter      ${r.jitterMs} ms (RFC 3550)`,
+      `audio       SNR ${r.snrDb} dB (segmental ${r.segmentalSnrDb} dB), codec delay ${r.alignmentLagMs} ms`,
+    ].join('\n');
+  }
+}

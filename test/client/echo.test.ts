@@ -1,0 +1,80 @@
+/**
+ * The echo test's verdict must separate a working media path from broken ones. The path here
+ * is an in-memory stand-in for the relay (the real relay is covered by the CLI integration
+ * tests); each case breaks it the way real bugs do.
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { runEchoTest } from '../../core/client/echo.js';
+import type { DatagramChannel } from '../../core/transport/datagrams.js';
+import { decodeMediaPacket, encodeMediaPacket } from '../../core/wire/media-header.js';
+import { opusCodec } from '../../src/plugins/codec-opus/index.js';
+
+/** A channel whose "relay" applies `path` to each datagram and delivers the result later. */
+function loopback(path: (d: Uint8Array, i: number) => Uint8Array | undefined): DatagramChannel {
+  let handler: (d: Uint8Array) => void = () => undefined;
+  let n = 0;
+  return {
+    send(payload) {
+      const out = path(payload.slice(), n++);
+      if (out) setTimeout(() => handler(out), 2);
+      return true;
+    },
+    onDatagram(h) {
+      handler = h;
+    },
+    maxPayload: () => 1306,
+    stats: () => ({ sent: n, received: 0, droppedQueueFull: 0, droppedTooLarge: 0, droppedClosed: 0 }),
+    pathStats: () => undefined,
+  };
+}
+
+const run = (path: Parameters<typeof loopback>[0]) =>
+  runEchoTest({ datagrams: loopback(path), codec: opusCodec, durationMs: 1000, frameMs: 20, drainMs: 200 });
+
+describe('echo test verdict', () => {
+  test('an intact path: no loss, SNR well above 12 dB', async () => {
+    const m = await run((d) => d);
+    assert.equal(m.packetsReceived, 50);
+    assert.equal(m.lossPct, 0);
+    assert.ok(m.snrDb > 12, `SNR ${m.snrDb}`);
+  });
+
+  test('a path that returns each frame one frame late (misaligned) scores low', async () => {
+    let previous: Uint8Array | undefined;
+    const m = await run((d) => {
+      // Keep the header (so the packet is accepted) but carry the previous frame's audio.
+      const { header, payload } = decodeMediaPacket(d);
+      const out = previous ? encodeMediaPacket(header, previous) : d;
+      previous = payload.slice();
+      return out;
+    });
+    assert.equal(m.lossPct, 0);
+    assert.ok(m.snrDb < 3, `misaligned SNR ${m.snrDb}`);
+  });
+
+  test('a path that returns silence scores at or below 0 dB', async () => {
+    const silent = opusCodec.create({ frameMs: 20 });
+    const silence = silent.encode(new Int16Array(960));
+    silent.close();
+    const m = await run((d) => encodeMediaPacket(decodeMediaPacket(d).header, silence));
+    assert.ok(m.snrDb <= 0.5, `silence SNR ${m.snrDb}`);
+  });
+
+  test('payloads of another codec (undecodable as Opus) score low', async () => {
+    const m = await run((d) => {
+      const { header, payload } = decodeMediaPacket(d);
+      const garbage = new Uint8Array(payload.length).map((_, i) => (i * 97 + 13) & 0xff);
+      return encodeMediaPacket(header, garbage);
+    });
+    assert.ok(m.snrDb < 3, `wrong-codec SNR ${m.snrDb}`);
+  });
+
+  test('lost echoes are counted and malformed datagrams are dropped and counted', async () => {
+    const m = await run((d, i) => (i % 10 === 0 ? undefined : i % 10 === 5 ? new Uint8Array([1, 2, 3]) : d));
+    assert.equal(m.packetsSent, 50);
+    assert.equal(m.packetsReceived, 40);
+    assert.equal(m.malformed, 5);
+    assert.equal(m.lossPct, 20);
+  });
+});

@@ -1,0 +1,118 @@
+/**
+ * Run the real CLI (bin/run.js) as a separate process, the way a user does, with its config,
+ * data and cache directories in a private temporary home so tests never touch the user's.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+export const BIN = join(REPO_ROOT, 'bin', 'run.js');
+
+export interface CliHome {
+  dir: string;
+  env: NodeJS.ProcessEnv;
+  cleanup(): void;
+}
+
+/** A throwaway home: WZP_CONFIG_DIR / WZP_DATA_DIR / WZP_CACHE_DIR inside one temp dir. */
+export function makeHome(prefix = 'wzp-test-'): CliHome {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    HOME: dir,
+    XDG_CONFIG_HOME: join(dir, '.config'),
+    XDG_DATA_HOME: join(dir, '.local', 'share'),
+    XDG_CACHE_HOME: join(dir, '.cache'),
+    WZP_CONFIG_DIR: join(dir, 'config'),
+    WZP_DATA_DIR: join(dir, 'data'),
+    WZP_CACHE_DIR: join(dir, 'cache'),
+    NO_COLOR: '1',
+    WZP_DEBUG: '',
+  };
+  return { dir, env, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Run `wzp ...args` to completion (bounded by timeoutMs). */
+export function runCli(args: string[], home: CliHome, timeoutMs = 60_000): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], { env: home.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`wzp ${args.join(' ')} did not finish in ${timeoutMs} ms\nstdout: ${stdout}\nstderr: ${stderr}`));
+    }, timeoutMs);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** Parse stdout as exactly one JSON document (throws with the output if it is not). */
+export function parseJsonDocument(r: CliResult): Record<string, unknown> & { status: number } {
+  try {
+    return JSON.parse(r.stdout);
+  } catch (err) {
+    throw new Error(`stdout is not one JSON document: ${(err as Error).message}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
+  }
+}
+
+export interface RunningRelay {
+  address: string;
+  fingerprint: string;
+  child: ChildProcess;
+  /** Send SIGTERM (or another signal) and wait for the exit. */
+  stop(signal?: NodeJS.Signals): Promise<CliResult>;
+}
+
+/** Start `wzp relay ...args` in the background and wait for its "listening on" line. */
+export function startRelayProcess(args: string[], home: CliHome, timeoutMs = 20_000): Promise<RunningRelay> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, 'relay', ...args], { env: home.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    let started = false;
+    const exited = new Promise<CliResult>((res) => child.on('close', (code) => res({ code, stdout, stderr })));
+    child.stdout.on('data', (d) => (stdout += d));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`relay did not start in ${timeoutMs} ms\nstderr: ${stderr}`));
+    }, timeoutMs);
+    child.stderr.on('data', (d) => {
+      stderr += d;
+      const m = /listening on (\S+) fingerprint (\S+)/.exec(stderr);
+      if (m && !started) {
+        started = true;
+        clearTimeout(timer);
+        resolve({
+          address: m[1],
+          fingerprint: m[2],
+          child,
+          stop: (signal: NodeJS.Signals = 'SIGTERM') => {
+            if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+            return exited;
+          },
+        });
+      }
+    });
+    child.on('close', (code) => {
+      if (!started) {
+        clearTimeout(timer);
+        reject(new Error(`relay exited with ${code} before listening\nstderr: ${stderr}`));
+      }
+    });
+  });
+}
