@@ -50,6 +50,12 @@ export interface CodecFactory {
   readonly frameDurationsMs: readonly number[];
   /** Nominal bitrate at the default settings, bits/s (for listings and budgets). */
   readonly nominalBitrate: number;
+  /**
+   * For waveform codecs: the SNR in dB (aligned, over the whole signal) that a round trip of
+   * the wzp test signal keeps at the default settings. The compliance suite holds the codec
+   * to it. Vocoders, which do not preserve the waveform, omit it.
+   */
+  readonly minRoundTripSnrDb?: number;
   /** Whether the codec can run here (native library present, etc.). */
   availability(): Availability;
   create(options: CodecOptions): Codec;
