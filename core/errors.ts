@@ -50,39 +50,93 @@ export class WzpError extends Error {
   }
 }
 
-function kind(name: string, code: ExitCodeValue) {
-  const cls = class extends WzpError {
-    constructor(message: string, options: WzpErrorOptions = {}) {
-      super(message, code, options);
-      this.name = name;
-    }
-  };
-  Object.defineProperty(cls, 'name', { value: name });
-  return cls;
+/** Invalid user input that flag parsing could not catch (e.g. a malformed HOST:PORT). */
+export class UsageError extends WzpError {
+  constructor(message: string, options: WzpErrorOptions = {}) {
+    super(message, ExitCode.USAGE, options);
+    this.name = 'UsageError';
+  }
 }
 
-/** Invalid user input that flag parsing could not catch (e.g. a malformed HOST:PORT). */
-export const UsageError = kind('UsageError', ExitCode.USAGE);
 /** Local configuration or identity file unreadable, malformed or unsafe. */
-export const ConfigError = kind('ConfigError', ExitCode.CONFIG);
+export class ConfigError extends WzpError {
+  constructor(message: string, options: WzpErrorOptions = {}) {
+    super(message, ExitCode.CONFIG, options);
+    this.name = 'ConfigError';
+  }
+}
+
 /** The far end did not answer in time, refused, or the network is down. */
-export const NetworkError = kind('NetworkError', ExitCode.NETWORK_UNREACHABLE);
+export class NetworkError extends WzpError {
+  constructor(message: string, options: WzpErrorOptions = {}) {
+    super(message, ExitCode.NETWORK_UNREACHABLE, options);
+    this.name = 'NetworkError';
+  }
+}
+
 /** An operation was aborted through its AbortSignal. */
-export const AbortError = kind('AbortError', ExitCode.INTERRUPTED);
+export class AbortError extends WzpError {
+  constructor(message: string, options: WzpErrorOptions = {}) {
+    super(message, ExitCode.INTERRUPTED, options);
+    this.name = 'AbortError';
+  }
+}
+
 /** TLS/QUIC handshake failed or a peer failed to prove its identity. */
-export const HandshakeError = kind('HandshakeError', ExitCode.HANDSHAKE_FAILED);
+export class HandshakeError extends WzpError {
+  constructor(message: string, options: WzpErrorOptions = {}) {
+    super(message, ExitCode.HANDSHAKE_FAILED, options);
+    this.name = 'HandshakeError';
+  }
+}
+
 /** A relay's certificate fingerprint differs from the one pinned for it. */
-export const FingerprintMismatchError = kind('FingerprintMismatchError', ExitCode.FINGERPRINT_MISMATCH);
+export class FingerprintMismatchError extends WzpError {
+  constructor(message: string, options: WzpErrorOptions = {}) {
+    super(message, ExitCode.FINGERPRINT_MISMATCH, options);
+    this.name = 'FingerprintMismatchError';
+  }
+}
+
 /** No direct path could be established through the NATs involved. */
-export const NatTraversalError = kind('NatTraversalError', ExitCode.NAT_TRAVERSAL_FAILED);
+export class NatTraversalError extends WzpError {
+  constructor(message: string, options: WzpErrorOptions = {}) {
+    super(message, ExitCode.NAT_TRAVERSAL_FAILED, options);
+    this.name = 'NatTraversalError';
+  }
+}
+
 /** A codec / FEC scheme / NAT strategy is unknown, unavailable, or a plugin misbehaved. */
-export const PluginError = kind('PluginError', ExitCode.PLUGIN);
+export class PluginError extends WzpError {
+  constructor(message: string, options: WzpErrorOptions = {}) {
+    super(message, ExitCode.PLUGIN, options);
+    this.name = 'PluginError';
+  }
+}
+
 /** Two extensions tried to register under the same name. */
-export const DuplicateRegistrationError = kind('DuplicateRegistrationError', ExitCode.PLUGIN);
+export class DuplicateRegistrationError extends WzpError {
+  constructor(message: string, options: WzpErrorOptions = {}) {
+    super(message, ExitCode.PLUGIN, options);
+    this.name = 'DuplicateRegistrationError';
+  }
+}
+
 /** The far end sent something that violates the protocol. */
-export const ProtocolError = kind('ProtocolError', ExitCode.PROTOCOL);
+export class ProtocolError extends WzpError {
+  constructor(message: string, options: WzpErrorOptions = {}) {
+    super(message, ExitCode.PROTOCOL, options);
+    this.name = 'ProtocolError';
+  }
+}
+
 /** A bug: an invariant inside wzp did not hold. */
-export const InternalError = kind('InternalError', ExitCode.INTERNAL);
+export class InternalError extends WzpError {
+  constructor(message: string, options: WzpErrorOptions = {}) {
+    super(message, ExitCode.INTERNAL, options);
+    this.name = 'InternalError';
+  }
+}
 
 /**
  * The one typed error every wire decoder throws. Decoders never let a RangeError or

@@ -41,6 +41,8 @@ export interface DatagramStats {
   droppedTooLarge: number;
   /** Dropped because the connection was closed or the peer did not negotiate datagrams. */
   droppedClosed: number;
+  /** Purged from the send queue as stale under congestion (see purgeIfQueued). */
+  purgedStale: number;
 }
 
 export interface PathStatsSnapshot {
@@ -68,6 +70,12 @@ export interface DatagramChannel {
   onDatagram(handler: (payload: Uint8Array) => void): void;
   /** Largest payload sendable now, or null if the peer did not enable datagrams. */
   maxPayload(): number | null;
+  /**
+   * If at least `maxQueued` datagrams wait in the send queue (the path is congested), purge
+   * them all: for real-time media the queued ones are stale, and the newest should go next.
+   * Returns how many were purged.
+   */
+  purgeIfQueued(maxQueued: number): number;
   stats(): DatagramStats;
   pathStats(): PathStatsSnapshot | undefined;
 }
@@ -77,6 +85,8 @@ interface NativeConn {
   dgramSend(data: Uint8Array): void | null;
   dgramRecvVec(): Uint8Array | null;
   dgramMaxWritableLen(): number | null;
+  dgramSendQueueLen(): number;
+  dgramPurgeOutgoing(predicate: (d: Uint8Array) => boolean): void;
   isReadable(): boolean;
   isClosed(): boolean;
   stats(): { lost: number; sent: number };
@@ -112,7 +122,14 @@ export function attachDatagrams(connection: QUICConnection): DatagramChannel {
   const existing = attached.get(connection);
   if (existing) return existing;
   const c = connection as unknown as ConnectionInternals;
-  const stats: DatagramStats = { sent: 0, received: 0, droppedQueueFull: 0, droppedTooLarge: 0, droppedClosed: 0 };
+  const stats: DatagramStats = {
+    sent: 0,
+    received: 0,
+    droppedQueueFull: 0,
+    droppedTooLarge: 0,
+    droppedClosed: 0,
+    purgedStale: 0,
+  };
   let handler: (payload: Uint8Array) => void = () => undefined;
   let flushScheduled = false;
   let lastStreamScan = 0;
@@ -195,6 +212,18 @@ export function attachDatagrams(connection: QUICConnection): DatagramChannel {
     onDatagram(h) {
       handler = h;
       drain();
+    },
+    purgeIfQueued(maxQueued) {
+      let queued: number;
+      try {
+        queued = c.conn.dgramSendQueueLen();
+      } catch {
+        return 0;
+      }
+      if (queued < maxQueued) return 0;
+      c.conn.dgramPurgeOutgoing(() => true);
+      stats.purgedStale += queued;
+      return queued;
     },
     maxPayload() {
       try {

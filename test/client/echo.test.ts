@@ -24,7 +24,8 @@ function loopback(path: (d: Uint8Array, i: number) => Uint8Array | undefined): D
       handler = h;
     },
     maxPayload: () => 1306,
-    stats: () => ({ sent: n, received: 0, droppedQueueFull: 0, droppedTooLarge: 0, droppedClosed: 0 }),
+    purgeIfQueued: () => 0,
+    stats: () => ({ sent: n, received: 0, droppedQueueFull: 0, droppedTooLarge: 0, droppedClosed: 0, purgedStale: 0 }),
     pathStats: () => undefined,
   };
 }

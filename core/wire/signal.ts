@@ -1,0 +1,376 @@
+/**
+ * Signalling framing: length-prefixed UTF-8 JSON messages on a QUIC stream.
+ *
+ * ```
+ *  0                   1                   2                   3
+ *  0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+ * +---------------------------------------------------------------+
+ * |                    payload length (u32, BE)                   |  0
+ * +---------------------------------------------------------------+
+ * |        payload: `length` bytes of UTF-8 JSON (no BOM) ...     |  4
+ * +---------------------------------------------------------------+
+ * ```
+ *
+ * - payload length: at most MAX_SIGNAL_PAYLOAD_BYTES (64 KiB). A larger declared length is
+ *   DecodeError 'too-large' and breaks the stream: framing is lost, the stream must close.
+ * - payload: a JSON object with a string `type`. Its other fields are checked against
+ *   SIGNAL_SCHEMA. A frame whose payload is not valid UTF-8 ('bad-utf8'), not JSON
+ *   ('bad-json'), not an object ('not-object'), has no string `type` ('bad-type') or a
+ *   missing or ill-typed field ('bad-field') is skipped; the frames after it still decode.
+ * - An unknown `type` is not an error: it decodes to `{type: 'unknown', rawType}` for the
+ *   caller to log and drop (forward compatibility). Unknown fields of known types are
+ *   dropped, and `null` counts as absent for optional fields.
+ * - The encoder writes the canonical form: `type` first, then the fields in schema order,
+ *   absent optional fields left out, no whitespace. Canonical frames re-encode byte-exactly.
+ */
+
+import { isIPv4, isIPv6 } from 'node:net';
+import { DecodeError, InternalError } from '../errors.js';
+
+const FORMAT = 'signal';
+
+export const OFFSET_SIGNAL_LENGTH = 0;
+export const SIGNAL_LENGTH_BYTES = 4;
+export const MAX_SIGNAL_PAYLOAD_BYTES = 64 * 1024;
+
+export type SessionMode = 'echo' | 'room';
+
+export interface HelloMessage {
+  type: 'hello';
+  version: number;
+  alias?: string;
+  client?: string;
+}
+export interface HelloAckMessage {
+  type: 'hello-ack';
+  version: number;
+  relayFingerprint: string;
+}
+export interface PingMessage {
+  type: 'ping';
+  nonce: number;
+}
+export interface PongMessage {
+  type: 'pong';
+  nonce: number;
+}
+export interface ReflectMessage {
+  type: 'reflect';
+}
+export interface ReflectResponseMessage {
+  type: 'reflect-response';
+  /** `ip:port`, IPv6 as `[ip]:port` (see formatSocketAddress). */
+  observedAddress: string;
+}
+export interface JoinMessage {
+  type: 'join';
+  mode: SessionMode;
+  room?: string;
+  alias?: string;
+}
+export interface JoinedMessage {
+  type: 'joined';
+  mode: SessionMode;
+  room?: string;
+}
+export interface LeaveMessage {
+  type: 'leave';
+}
+export interface ErrorMessage {
+  type: 'error';
+  code: string;
+  message: string;
+}
+
+export type KnownSignalMessage =
+  | HelloMessage
+  | HelloAckMessage
+  | PingMessage
+  | PongMessage
+  | ReflectMessage
+  | ReflectResponseMessage
+  | JoinMessage
+  | JoinedMessage
+  | LeaveMessage
+  | ErrorMessage;
+export type KnownSignalType = KnownSignalMessage['type'];
+
+/** A message of a type this version does not know; the caller logs and drops it. */
+export interface UnknownSignalMessage {
+  type: 'unknown';
+  rawType: string;
+}
+
+export type SignalMessage = KnownSignalMessage | UnknownSignalMessage;
+
+/** How one field is checked. */
+export interface FieldCheck<T> {
+  /** What the value must be, for error messages. */
+  readonly expected: string;
+  accepts(value: unknown): value is T;
+}
+
+export interface FieldRule<T> extends FieldCheck<T> {
+  readonly required: boolean;
+}
+
+/** One rule per field of message M (other than `type`), required exactly when M's is. */
+export type FieldRules<M> = {
+  readonly [K in Exclude<keyof M, 'type'>]-?: FieldRule<Exclude<M[K], undefined>> & {
+    readonly required: {} extends Pick<M, K> ? false : true;
+  };
+};
+
+export type SignalSchema = { readonly [T in KnownSignalType]: FieldRules<Extract<KnownSignalMessage, { type: T }>> };
+
+const text: FieldCheck<string> = { expected: 'a string', accepts: (value): value is string => typeof value === 'string' };
+const uint32: FieldCheck<number> = {
+  expected: 'an integer 0-4294967295',
+  accepts: (value): value is number => Number.isInteger(value) && (value as number) >= 0 && (value as number) <= 0xffff_ffff,
+};
+const nonce: FieldCheck<number> = {
+  expected: 'a non-negative safe integer',
+  accepts: (value): value is number => Number.isSafeInteger(value) && (value as number) >= 0,
+};
+const sessionMode: FieldCheck<SessionMode> = {
+  expected: "'echo' or 'room'",
+  accepts: (value): value is SessionMode => value === 'echo' || value === 'room',
+};
+const socketAddress: FieldCheck<string> = {
+  expected: 'an address ip:port or [ipv6]:port',
+  accepts: (value): value is string => typeof value === 'string' && parseSocketAddress(value) !== undefined,
+};
+
+function required<T>(check: FieldCheck<T>): FieldRule<T> & { readonly required: true } {
+  return { ...check, required: true };
+}
+
+function optional<T>(check: FieldCheck<T>): FieldRule<T> & { readonly required: false } {
+  return { ...check, required: false };
+}
+
+/**
+ * The fields of every known message type. To add a message: declare its interface, add it
+ * to KnownSignalMessage, and add its rules here (the compiler insists on all three).
+ */
+export const SIGNAL_SCHEMA: SignalSchema = {
+  hello: { version: required(uint32), alias: optional(text), client: optional(text) },
+  'hello-ack': { version: required(uint32), relayFingerprint: required(text) },
+  ping: { nonce: required(nonce) },
+  pong: { nonce: required(nonce) },
+  reflect: {},
+  'reflect-response': { observedAddress: required(socketAddress) },
+  join: { mode: required(sessionMode), room: optional(text), alias: optional(text) },
+  joined: { mode: required(sessionMode), room: optional(text) },
+  leave: {},
+  error: { code: required(text), message: required(text) },
+};
+
+export interface SocketAddress {
+  address: string;
+  port: number;
+  family: 'IPv4' | 'IPv6';
+}
+
+/** `ip:port`, or `[ip]:port` for IPv6. */
+export function formatSocketAddress(address: string, port: number): string {
+  return isIPv6(address) ? `[${address}]:${port}` : `${address}:${port}`;
+}
+
+/** Parses `ip:port` / `[ipv6]:port` (port 1-65535, no leading zeros); undefined if malformed. */
+export function parseSocketAddress(text: string): SocketAddress | undefined {
+  const colon = text.lastIndexOf(':');
+  const portText = text.slice(colon + 1);
+  if (colon < 0 || !/^[1-9][0-9]{0,4}$/.test(portText)) return undefined;
+  const port = Number(portText);
+  if (port > 0xffff) return undefined;
+  const host = text.slice(0, colon);
+  if (host.startsWith('[') && host.endsWith(']')) {
+    const address = host.slice(1, -1);
+    return isIPv6(address) ? { address, port, family: 'IPv6' } : undefined;
+  }
+  return isIPv4(host) ? { address: host, port, family: 'IPv4' } : undefined;
+}
+
+/** One frame: length prefix and canonical JSON. Throws InternalError for an invalid message. */
+export function encodeSignal(message: KnownSignalMessage): Uint8Array {
+  const payload = textEncoder.encode(JSON.stringify(canonicalForm(message)));
+  if (payload.length > MAX_SIGNAL_PAYLOAD_BYTES) {
+    throw new InternalError(`signal: ${message.type} message of ${payload.length} bytes exceeds ${MAX_SIGNAL_PAYLOAD_BYTES}`);
+  }
+  const frame = new Uint8Array(SIGNAL_LENGTH_BYTES + payload.length);
+  new DataView(frame.buffer).setUint32(OFFSET_SIGNAL_LENGTH, payload.length);
+  frame.set(payload, SIGNAL_LENGTH_BYTES);
+  return frame;
+}
+
+/**
+ * Decodes exactly one complete frame. Throws DecodeError: 'truncated', 'too-large',
+ * 'trailing-bytes', or one of the payload reasons.
+ */
+export function decodeSignal(frame: Uint8Array): SignalMessage {
+  if (frame.length < SIGNAL_LENGTH_BYTES) throw truncated(frame.length, SIGNAL_LENGTH_BYTES);
+  const length = readLength(frame, 0);
+  if (length > MAX_SIGNAL_PAYLOAD_BYTES) throw tooLarge(length);
+  const end = SIGNAL_LENGTH_BYTES + length;
+  if (frame.length < end) throw truncated(frame.length, end);
+  if (frame.length > end) throw new DecodeError(FORMAT, 'trailing-bytes', `${frame.length - end} bytes after the frame`);
+  return decodeSignalPayload(frame.subarray(SIGNAL_LENGTH_BYTES));
+}
+
+export interface SignalFrameDecoderOptions {
+  /** Told about each frame skipped because its payload was invalid (log and count it). */
+  onInvalidFrame(error: DecodeError): void;
+}
+
+/**
+ * Decodes a byte stream into messages, whatever the chunking: a frame may span chunks and a
+ * chunk may hold many frames. A frame with an invalid payload is skipped and reported to
+ * `onInvalidFrame`; decoding goes on with the next frame. A declared length over the limit
+ * makes `push` throw DecodeError 'too-large' (dropping any messages of that chunk) and
+ * every later `push` throw it again: the stream is broken and must be closed.
+ */
+export class SignalFrameDecoder {
+  readonly #onInvalidFrame: (error: DecodeError) => void;
+  #buffer = new Uint8Array(0);
+  #start = 0;
+  #end = 0;
+  #broken: DecodeError | undefined;
+
+  constructor(options: SignalFrameDecoderOptions) {
+    this.#onInvalidFrame = options.onInvalidFrame;
+  }
+
+  /** Bytes received toward a frame not yet complete. */
+  get bufferedBytes(): number {
+    return this.#end - this.#start;
+  }
+
+  push(chunk: Uint8Array): SignalMessage[] {
+    if (this.#broken !== undefined) throw this.#broken;
+    this.#append(chunk);
+    const messages: SignalMessage[] = [];
+    for (let payload = this.#nextPayload(); payload !== undefined; payload = this.#nextPayload()) {
+      try {
+        messages.push(decodeSignalPayload(payload));
+      } catch (error) {
+        if (!(error instanceof DecodeError)) throw error;
+        this.#onInvalidFrame(error);
+      }
+    }
+    return messages;
+  }
+
+  /** Takes the next complete frame's payload off the buffer, if there is one. */
+  #nextPayload(): Uint8Array | undefined {
+    if (this.bufferedBytes < SIGNAL_LENGTH_BYTES) return undefined;
+    const length = readLength(this.#buffer, this.#start);
+    if (length > MAX_SIGNAL_PAYLOAD_BYTES) {
+      this.#broken = tooLarge(length);
+      this.#start = this.#end = 0;
+      throw this.#broken;
+    }
+    const payloadStart = this.#start + SIGNAL_LENGTH_BYTES;
+    if (this.#end - payloadStart < length) return undefined;
+    this.#start = payloadStart + length;
+    return this.#buffer.subarray(payloadStart, this.#start);
+  }
+
+  #append(chunk: Uint8Array): void {
+    if (this.#end + chunk.length > this.#buffer.length) this.#makeRoom(chunk.length);
+    this.#buffer.set(chunk, this.#end);
+    this.#end += chunk.length;
+  }
+
+  /** Moves the unread bytes to the front, into a larger buffer if they still do not fit. */
+  #makeRoom(extra: number): void {
+    const unread = this.bufferedBytes;
+    const needed = unread + extra;
+    if (needed > this.#buffer.length) {
+      const grown = new Uint8Array(Math.max(needed, 2 * this.#buffer.length));
+      grown.set(this.#buffer.subarray(this.#start, this.#end));
+      this.#buffer = grown;
+    } else {
+      this.#buffer.copyWithin(0, this.#start, this.#end);
+    }
+    this.#start = 0;
+    this.#end = unread;
+  }
+}
+
+const textEncoder = new TextEncoder();
+const textDecoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+function decodeSignalPayload(payload: Uint8Array): SignalMessage {
+  let json: string;
+  try {
+    json = textDecoder.decode(payload);
+  } catch {
+    throw new DecodeError(FORMAT, 'bad-utf8', 'payload is not valid UTF-8');
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(json);
+  } catch {
+    throw new DecodeError(FORMAT, 'bad-json', 'payload is not valid JSON');
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new DecodeError(FORMAT, 'not-object', 'payload is not a JSON object');
+  }
+  return parseMessage(value as Record<string, unknown>);
+}
+
+function parseMessage(object: Record<string, unknown>): SignalMessage {
+  const type = ownField(object, 'type');
+  if (typeof type !== 'string') throw new DecodeError(FORMAT, 'bad-type', 'message has no string type');
+  if (!isKnownType(type)) return { type: 'unknown', rawType: type };
+  const message = pickFields(type, object, (problem) => new DecodeError(FORMAT, 'bad-field', problem));
+  return message as unknown as KnownSignalMessage; // checked field by field against SIGNAL_SCHEMA
+}
+
+function canonicalForm(message: KnownSignalMessage): Record<string, unknown> {
+  const type: unknown = message.type;
+  if (typeof type !== 'string' || !isKnownType(type)) throw new InternalError(`signal: cannot encode type ${String(type)}`);
+  const source = message as unknown as Record<string, unknown>;
+  return pickFields(type, source, (problem) => new InternalError(`signal: ${problem}`));
+}
+
+/**
+ * The message of this type built from `source`'s own fields, in schema order: required
+ * fields present, every present field valid, unknown fields and absent (undefined or null)
+ * optional ones left out. Throws what `fail` makes of the first problem.
+ */
+function pickFields(type: KnownSignalType, source: Record<string, unknown>, fail: (problem: string) => Error): Record<string, unknown> {
+  const message: Record<string, unknown> = { type };
+  const rules: Record<string, FieldRule<unknown>> = SIGNAL_SCHEMA[type];
+  for (const [name, rule] of Object.entries(rules)) {
+    const value = ownField(source, name);
+    if (value === undefined || value === null) {
+      if (rule.required) throw fail(`${type}.${name} is missing`);
+      continue;
+    }
+    if (!rule.accepts(value)) throw fail(`${type}.${name} must be ${rule.expected}`);
+    message[name] = value;
+  }
+  return message;
+}
+
+function isKnownType(type: string): type is KnownSignalType {
+  return Object.hasOwn(SIGNAL_SCHEMA, type);
+}
+
+function ownField(object: Record<string, unknown>, name: string): unknown {
+  return Object.hasOwn(object, name) ? object[name] : undefined;
+}
+
+function readLength(buf: Uint8Array, offset: number): number {
+  return new DataView(buf.buffer, buf.byteOffset + offset, SIGNAL_LENGTH_BYTES).getUint32(OFFSET_SIGNAL_LENGTH);
+}
+
+function truncated(have: number, need: number): DecodeError {
+  return new DecodeError(FORMAT, 'truncated', `need ${need} bytes, have ${have}`);
+}
+
+function tooLarge(length: number): DecodeError {
+  return new DecodeError(FORMAT, 'too-large', `declared payload of ${length} bytes exceeds ${MAX_SIGNAL_PAYLOAD_BYTES}`);
+}
