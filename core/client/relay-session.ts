@@ -7,7 +7,8 @@ import type { QUICSocket } from '@matrixai/quic';
 import { ProtocolError } from '../errors.js';
 import type { DatagramChannel } from '../transport/datagrams.js';
 import { connectQuic, formatHostPort, type ClientConnection, type HostPort } from '../transport/quic.js';
-import { request, type KnownSignal, type RequestOptions } from '../transport/signal-stream.js';
+import { request, requestNoReply, serveSignals, type KnownSignal, type RequestOptions } from '../transport/signal-stream.js';
+import type { RoomParticipant } from '../wire/signal.js';
 
 export const CLIENT_PROTOCOL_VERSION = 1;
 
@@ -21,7 +22,19 @@ export interface RelaySessionOptions {
   signal?: AbortSignal;
 }
 
+export interface RoomJoin {
+  room: string;
+  sourceId: number;
+  participants: RoomParticipant[];
+}
+
 export class RelaySession {
+  private pushListener: ((msg: KnownSignal) => void) | undefined;
+  /** Pushes that arrived before anyone listened (e.g. a room-update racing the join reply). */
+  private readonly earlyPushes: KnownSignal[] = [];
+  /** Messages pushed by the relay that were malformed or of unknown types, dropped. */
+  droppedPushes = 0;
+
   private constructor(
     private readonly client: ClientConnection,
     readonly relay: HostPort,
@@ -40,6 +53,15 @@ export class RelaySession {
     });
     const handshakeMs = performance.now() - t0;
     const session = new RelaySession(client, opts.relay, client.peerFingerprint, handshakeMs);
+    serveSignals(client.connection, {
+      handle: (msg) => {
+        session.deliverPush(msg);
+        return [];
+      },
+      onDropped: () => {
+        session.droppedPushes++;
+      },
+    });
     try {
       const ack = await session.ask({ type: 'hello', version: CLIENT_PROTOCOL_VERSION, alias: opts.alias, client: 'wzp' }, opts);
       if (ack.type !== 'hello-ack') throw new ProtocolError(`relay answered hello with "${ack.type}"`);
@@ -90,6 +112,43 @@ export class RelaySession {
   async joinEcho(opts: RequestOptions = {}): Promise<void> {
     const reply = await this.ask({ type: 'join', mode: 'echo' }, opts);
     if (reply.type !== 'joined' || reply.mode !== 'echo') throw new ProtocolError(`relay answered join with "${reply.type}"`);
+  }
+
+  /**
+   * Receive messages the relay pushes (room-update, relayed). Messages pushed before a
+   * listener was set are delivered to it first, in arrival order.
+   */
+  onPush(listener: (msg: KnownSignal) => void): void {
+    this.pushListener = listener;
+    for (const msg of this.earlyPushes.splice(0)) listener(msg);
+  }
+
+  private deliverPush(msg: KnownSignal): void {
+    if (this.pushListener) this.pushListener(msg);
+    else this.earlyPushes.push(msg);
+  }
+
+  /** Join a room by its id (the hash of its name); returns our source id and the roster. */
+  async joinRoom(room: string, opts: RequestOptions & { alias?: string; fingerprint?: string } = {}): Promise<RoomJoin> {
+    const reply = await this.ask({ type: 'join', mode: 'room', room, alias: opts.alias, fingerprint: opts.fingerprint }, opts);
+    if (reply.type !== 'joined' || reply.mode !== 'room' || reply.sourceId === undefined) {
+      throw new ProtocolError(`relay answered join with "${reply.type}"`);
+    }
+    return { room, sourceId: reply.sourceId, participants: reply.participants ?? [] };
+  }
+
+  /** Send an opaque payload to one room member (by source id) or to all others. */
+  async roomSignal(payload: Record<string, unknown>, to?: number, opts: RequestOptions = {}): Promise<void> {
+    await this.sendOnly({ type: 'room-signal', payload, ...(to === undefined ? {} : { to }) }, opts);
+  }
+
+  /** Leave the room (or echo mode) at once; the relay tells the others immediately. */
+  async leave(opts: RequestOptions = {}): Promise<void> {
+    await this.sendOnly({ type: 'leave' }, opts);
+  }
+
+  private async sendOnly(msg: KnownSignal, opts: RequestOptions): Promise<void> {
+    await requestNoReply(this.client.connection, msg, opts);
   }
 
   async close(): Promise<void> {

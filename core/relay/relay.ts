@@ -1,7 +1,8 @@
 /**
  * The wzp relay: a QUIC server that answers signalling (hello, ping, reflect, join) and
- * handles media datagrams per connection mode. This first version has one media mode,
- * `echo` (a client's datagrams are sent back to it); rooms build on the same skeleton.
+ * handles media datagrams per connection mode: `echo` (a client's datagrams are sent back
+ * to it) or `room` (an SFU: forwarded, still end-to-end encrypted, to the other members of
+ * the room; see ./rooms.ts).
  *
  * The relay never trusts input: every malformed signal or unexpected datagram is dropped
  * and counted in `metrics`, never thrown.
@@ -10,7 +11,8 @@ import type { QUICConnection } from '@matrixai/quic';
 import { events as quicEvents } from '@matrixai/quic';
 import type { DatagramChannel } from '../transport/datagrams.js';
 import { formatHostPort, startQuicServer, type HostPort, type RunningQuicServer, type TlsMaterial } from '../transport/quic.js';
-import { serveSignals, type KnownSignal } from '../transport/signal-stream.js';
+import { push, serveSignals, type KnownSignal } from '../transport/signal-stream.js';
+import { RoomManager, type RoomMember } from './rooms.js';
 
 export const RELAY_PROTOCOL_VERSION = 1;
 
@@ -26,7 +28,8 @@ export interface RelayOptions {
 export type RelayEvent =
   | { type: 'relay:connection-open'; peer: string }
   | { type: 'relay:connection-closed'; peer: string; reason: string }
-  | { type: 'relay:join'; peer: string; mode: string }
+  | { type: 'relay:join'; peer: string; mode: string; room?: string; sourceId?: number }
+  | { type: 'relay:leave'; peer: string; room: string; sourceId: number }
   | { type: 'relay:signal-dropped'; peer: string; reason: string; detail: string };
 
 export interface RelayMetrics {
@@ -41,15 +44,25 @@ export interface RelayMetrics {
   datagramsUnexpected: number;
   /** Datagrams we could not send (queue full, too large, closed). */
   datagramsDropped: number;
+  /** Room datagrams forwarded to members (one per receiving member). */
+  datagramsForwarded: number;
+  /** Stale queued datagrams purged for congested members. */
+  datagramsPurged: number;
+  roomsOpen: number;
 }
 
-type Mode = 'none' | 'echo';
+/** Longest alias the relay accepts and announces. */
+const MAX_ALIAS = 64;
+const ROOM_ID_RE = /^[0-9a-f]{32}$/;
+
+type Mode = 'none' | 'echo' | 'room';
 
 interface Peer {
   readonly connection: QUICConnection;
   readonly datagrams: DatagramChannel;
   readonly label: string;
   mode: Mode;
+  room?: { id: string; sourceId: number };
 }
 
 export class Relay {
@@ -63,8 +76,13 @@ export class Relay {
     datagramsEchoed: 0,
     datagramsUnexpected: 0,
     datagramsDropped: 0,
+    datagramsForwarded: 0,
+    datagramsPurged: 0,
+    roomsOpen: 0,
   };
   private readonly peers = new Set<Peer>();
+  private readonly rooms = new RoomManager();
+  private echoDropped = 0;
   private server?: RunningQuicServer;
 
   private constructor(private readonly opts: RelayOptions) {}
@@ -124,6 +142,7 @@ export class Relay {
       quicEvents.EventQUICConnectionStopped.name,
       () => {
         if (this.peers.delete(peer)) {
+          this.leaveRoom(peer);
           this.metrics.connectionsOpen--;
           this.emit({ type: 'relay:connection-closed', peer: peer.label, reason: 'closed' });
         }
@@ -147,14 +166,20 @@ export class Relay {
           },
         ];
       case 'join':
+        this.leaveRoom(peer);
         if (msg.mode === 'echo') {
           peer.mode = 'echo';
           this.emit({ type: 'relay:join', peer: peer.label, mode: 'echo' });
           return [{ type: 'joined', mode: 'echo' }];
         }
-        return [{ type: 'error', code: 'unsupported-mode', message: `join mode "${msg.mode}" is not supported by this relay` }];
+        return [this.joinRoom(peer, msg)];
       case 'leave':
+        this.leaveRoom(peer);
         peer.mode = 'none';
+        return [];
+      case 'room-signal':
+        if (!peer.room) return [{ type: 'error', code: 'not-in-room', message: 'join a room first' }];
+        this.rooms.relaySignal(peer.room.id, peer.room.sourceId, msg.to, msg.payload);
         return [];
       default:
         // A known message that a relay does not accept from clients (e.g. pong): ignore.
@@ -164,11 +189,50 @@ export class Relay {
     }
   }
 
+  private joinRoom(peer: Peer, msg: Extract<KnownSignal, { type: 'join' }>): KnownSignal {
+    if (msg.room === undefined || !ROOM_ID_RE.test(msg.room)) {
+      return { type: 'error', code: 'bad-room', message: 'room must be the 32-hex-digit hash of the room name' };
+    }
+    const member: RoomMember = {
+      sourceId: this.rooms.allocateSourceId(),
+      alias: (msg.alias ?? '').slice(0, MAX_ALIAS),
+      fingerprint: (msg.fingerprint ?? '').slice(0, MAX_ALIAS * 2),
+      datagrams: peer.datagrams,
+      push: (message) => void push(peer.connection, message as KnownSignal),
+    };
+    const room = this.rooms.join(msg.room, member);
+    if (!room) return { type: 'error', code: 'room-full', message: 'the room is full' };
+    peer.mode = 'room';
+    peer.room = { id: msg.room, sourceId: member.sourceId };
+    this.metrics.roomsOpen = this.rooms.roomCount;
+    this.emit({ type: 'relay:join', peer: peer.label, mode: 'room', room: msg.room, sourceId: member.sourceId });
+    return { type: 'joined', mode: 'room', room: msg.room, sourceId: member.sourceId, participants: room.roster() };
+  }
+
+  private leaveRoom(peer: Peer): void {
+    if (!peer.room) return;
+    const { id, sourceId } = peer.room;
+    peer.room = undefined;
+    this.rooms.leave(id, sourceId);
+    this.metrics.roomsOpen = this.rooms.roomCount;
+    this.emit({ type: 'relay:leave', peer: peer.label, room: id, sourceId });
+  }
+
   private onDatagram(peer: Peer, payload: Uint8Array): void {
     this.metrics.datagramsReceived++;
+    if (peer.mode === 'room' && peer.room) {
+      this.rooms.forward(peer.room.id, peer.room.sourceId, payload);
+      this.metrics.datagramsForwarded = this.rooms.stats.forwarded;
+      this.metrics.datagramsPurged = this.rooms.stats.purged;
+      this.metrics.datagramsDropped = this.rooms.stats.dropped + this.echoDropped;
+      return;
+    }
     if (peer.mode === 'echo') {
       if (peer.datagrams.send(payload)) this.metrics.datagramsEchoed++;
-      else this.metrics.datagramsDropped++;
+      else {
+        this.echoDropped++;
+        this.metrics.datagramsDropped++;
+      }
       return;
     }
     this.metrics.datagramsUnexpected++;

@@ -71,9 +71,9 @@ export interface DatagramChannel {
   /** Largest payload sendable now, or null if the peer did not enable datagrams. */
   maxPayload(): number | null;
   /**
-   * If at least `maxQueued` datagrams wait in the send queue (the path is congested), purge
-   * them all: for real-time media the queued ones are stale, and the newest should go next.
-   * Returns how many were purged.
+   * If at least `maxQueued` datagrams were still waiting after the last flush (congestion
+   * control is holding them back: the path is congested), purge the queue: for real-time
+   * media the queued ones are stale, and the newest should go next. Returns how many.
    */
   purgeIfQueued(maxQueued: number): number;
   stats(): DatagramStats;
@@ -168,11 +168,23 @@ export function attachDatagrams(connection: QUICConnection): DatagramChannel {
     }
   };
 
+  // Datagrams still queued right after a flush: what congestion control held back. This,
+  // not the momentary queue length (a burst queued in one tick), is the congestion signal.
+  let backlogAfterFlush = 0;
   const flush = (): void => {
     flushScheduled = false;
-    c.send().catch(() => {
-      // Send errors surface as connection error events on the QUICConnection itself.
-    });
+    c.send().then(
+      () => {
+        try {
+          backlogAfterFlush = c.conn.dgramSendQueueLen();
+        } catch {
+          backlogAfterFlush = 0;
+        }
+      },
+      () => {
+        // Send errors surface as connection error events on the QUICConnection itself.
+      },
+    );
   };
 
   const channel: DatagramChannel = {
@@ -214,14 +226,15 @@ export function attachDatagrams(connection: QUICConnection): DatagramChannel {
       drain();
     },
     purgeIfQueued(maxQueued) {
+      if (backlogAfterFlush < maxQueued) return 0;
       let queued: number;
       try {
         queued = c.conn.dgramSendQueueLen();
+        c.conn.dgramPurgeOutgoing(() => true);
       } catch {
         return 0;
       }
-      if (queued < maxQueued) return 0;
-      c.conn.dgramPurgeOutgoing(() => true);
+      backlogAfterFlush = 0;
       stats.purgedStale += queued;
       return queued;
     },

@@ -166,3 +166,59 @@ export async function request(
     if (onAbort) opts.signal?.removeEventListener('abort', onAbort);
   }
 }
+
+/**
+ * Send a message that has no reply and wait until the peer has processed it (it closes the
+ * stream after handling). Rejects with ProtocolError if the peer answers with an error, and
+ * NetworkError on timeout.
+ */
+export async function requestNoReply(connection: QUICConnection, msg: KnownSignal, opts: RequestOptions = {}): Promise<void> {
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+  const stream = connection.newStream('bidi');
+  const exchange = (async () => {
+    const writer = stream.writable.getWriter();
+    await writer.write(encodeSignal(msg));
+    await writer.close();
+    const reader = stream.readable.getReader();
+    const decoder = new SignalFrameDecoder({ onInvalidFrame: () => undefined });
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      for (const reply of decoder.push(value)) {
+        if (reply.type === 'error') throw new ProtocolError(`"${msg.type}" refused: ${reply.message} (${reply.code})`);
+      }
+    }
+  })();
+  let timer: NodeJS.Timeout | undefined;
+  const guard = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new NetworkError(`"${msg.type}" not acknowledged within ${timeoutMs} ms`)), timeoutMs);
+  });
+  try {
+    await Promise.race([exchange, guard]);
+  } catch (err) {
+    stream.cancel(err);
+    exchange.catch(() => undefined);
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Push one message to the peer on a fresh stream (no reply expected): how a relay tells a
+ * member about roster changes and relays other members' signalling. Failures are returned,
+ * not thrown: a member that went away is cleaned up by its connection's close event.
+ */
+export async function push(connection: QUICConnection, msg: KnownSignal): Promise<boolean> {
+  try {
+    const stream = connection.newStream('bidi');
+    const writer = stream.writable.getWriter();
+    await writer.write(encodeSignal(msg));
+    await writer.close();
+    // Nothing comes back; release our read side so the stream is fully closed.
+    await stream.readable.cancel().catch(() => undefined);
+    return true;
+  } catch {
+    return false;
+  }
+}

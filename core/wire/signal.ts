@@ -65,13 +65,48 @@ export interface ReflectResponseMessage {
 export interface JoinMessage {
   type: 'join';
   mode: SessionMode;
+  /** Room id: the hash of the room name (core/crypto/room-name.ts), never the name. */
   room?: string;
   alias?: string;
+  /** The member's identity fingerprint, as it claims it (members verify it end to end). */
+  fingerprint?: string;
+}
+/** A room member as the relay announces it. */
+export interface RoomParticipant {
+  /** Relay-assigned id prefixed to this member's forwarded datagrams (1-65535). */
+  sourceId: number;
+  alias: string;
+  fingerprint: string;
 }
 export interface JoinedMessage {
   type: 'joined';
   mode: SessionMode;
   room?: string;
+  /** The joining member's own source id (room mode). */
+  sourceId?: number;
+  /** Everyone in the room, including the joining member (room mode). */
+  participants?: RoomParticipant[];
+}
+/** Relay -> members: the roster changed (sent at once on every join and leave). */
+export interface RoomUpdateMessage {
+  type: 'room-update';
+  room: string;
+  participants: RoomParticipant[];
+  joined?: number;
+  left?: number;
+}
+/** Member -> relay: pass this opaque payload to one member (`to`) or all others. */
+export interface RoomSignalMessage {
+  type: 'room-signal';
+  to?: number;
+  payload: Record<string, unknown>;
+}
+/** Relay -> member: a payload another member sent with room-signal. */
+export interface RelayedMessage {
+  type: 'relayed';
+  room: string;
+  from: number;
+  payload: Record<string, unknown>;
 }
 export interface LeaveMessage {
   type: 'leave';
@@ -91,6 +126,9 @@ export type KnownSignalMessage =
   | ReflectResponseMessage
   | JoinMessage
   | JoinedMessage
+  | RoomUpdateMessage
+  | RoomSignalMessage
+  | RelayedMessage
   | LeaveMessage
   | ErrorMessage;
 export type KnownSignalType = KnownSignalMessage['type'];
@@ -141,6 +179,34 @@ const socketAddress: FieldCheck<string> = {
   accepts: (value): value is string => typeof value === 'string' && parseSocketAddress(value) !== undefined,
 };
 
+const sourceId: FieldCheck<number> = {
+  expected: 'a source id 1-65535',
+  accepts: (value): value is number => Number.isInteger(value) && (value as number) >= 1 && (value as number) <= 0xffff,
+};
+/** Longest alias or fingerprint string accepted in a roster entry. */
+const MAX_ROSTER_TEXT = 128;
+/** Largest roster accepted (the relay caps rooms well below this). */
+const MAX_ROSTER = 256;
+const rosterText = (value: unknown): boolean => typeof value === 'string' && value.length <= MAX_ROSTER_TEXT;
+const participants: FieldCheck<RoomParticipant[]> = {
+  expected: `a list of at most ${MAX_ROSTER} {sourceId, alias, fingerprint}`,
+  accepts: (value): value is RoomParticipant[] =>
+    Array.isArray(value) &&
+    value.length <= MAX_ROSTER &&
+    value.every(
+      (p) =>
+        typeof p === 'object' &&
+        p !== null &&
+        sourceId.accepts((p as RoomParticipant).sourceId) &&
+        rosterText((p as RoomParticipant).alias) &&
+        rosterText((p as RoomParticipant).fingerprint),
+    ),
+};
+const jsonObject: FieldCheck<Record<string, unknown>> = {
+  expected: 'a JSON object',
+  accepts: (value): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value),
+};
+
 function required<T>(check: FieldCheck<T>): FieldRule<T> & { readonly required: true } {
   return { ...check, required: true };
 }
@@ -160,8 +226,26 @@ export const SIGNAL_SCHEMA: SignalSchema = {
   pong: { nonce: required(nonce) },
   reflect: {},
   'reflect-response': { observedAddress: required(socketAddress) },
-  join: { mode: required(sessionMode), room: optional(text), alias: optional(text) },
-  joined: { mode: required(sessionMode), room: optional(text) },
+  join: {
+    mode: required(sessionMode),
+    room: optional(text),
+    alias: optional(text),
+    fingerprint: optional(text),
+  },
+  joined: {
+    mode: required(sessionMode),
+    room: optional(text),
+    sourceId: optional(sourceId),
+    participants: optional(participants),
+  },
+  'room-update': {
+    room: required(text),
+    participants: required(participants),
+    joined: optional(sourceId),
+    left: optional(sourceId),
+  },
+  'room-signal': { to: optional(sourceId), payload: required(jsonObject) },
+  relayed: { room: required(text), from: required(sourceId), payload: required(jsonObject) },
   leave: {},
   error: { code: required(text), message: required(text) },
 };

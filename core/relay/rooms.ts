@@ -1,0 +1,143 @@
+/**
+ * SFU rooms: which participants are in which room, and media fan-out.
+ *
+ * A room is identified by a hash of its name (core/crypto/room-name.ts): the relay never sees
+ * the name. The relay forwards each participant's media datagrams, still end-to-end
+ * encrypted, to every other participant in the room, prefixed with the sender's source id so
+ * receivers know whose keys and jitter buffer a packet belongs to:
+ *
+ * ```
+ *  0                   1
+ *  0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 ...
+ * +-------------------------------+--------------------------
+ * |        source id (u16)        |  the sender's datagram, unchanged
+ * +-------------------------------+--------------------------
+ * ```
+ *
+ * The source id is outside the end-to-end authentication: a relay that lies about it only
+ * makes receivers try the wrong sender key, and authentication fails.
+ *
+ * Congestion: a participant whose QUIC datagram queue backs up gets its oldest queued media
+ * purged (stale audio is worthless) instead of blocking the room or dropping the newest.
+ */
+import type { DatagramChannel } from '../transport/datagrams.js';
+
+/** Bytes the relay prepends to every forwarded room datagram. */
+export const SOURCE_ID_BYTES = 2;
+/** Room participants at most; more joins are refused. */
+export const MAX_ROOM_PARTICIPANTS = 64;
+/** Queued outgoing datagrams per participant before stale ones are purged (~8 frames). */
+export const MAX_QUEUED_DATAGRAMS = 8;
+
+export interface RoomMember {
+  readonly sourceId: number;
+  readonly alias: string;
+  /** Identity fingerprint the client claims (authenticated end to end by the members). */
+  readonly fingerprint: string;
+  readonly datagrams: DatagramChannel;
+  /** Deliver a signalling message to this member (relay push). */
+  push(message: object): void;
+}
+
+export interface ForwardStats {
+  forwarded: number;
+  /** Datagrams not sent because a receiver's queue was full or the datagram too large. */
+  dropped: number;
+  /** Stale datagrams purged from receivers' queues under congestion. */
+  purged: number;
+}
+
+export class Room {
+  readonly members = new Map<number, RoomMember>();
+  constructor(readonly id: string) {}
+
+  roster(): { sourceId: number; alias: string; fingerprint: string }[] {
+    return [...this.members.values()].map((m) => ({ sourceId: m.sourceId, alias: m.alias, fingerprint: m.fingerprint }));
+  }
+}
+
+export class RoomManager {
+  private readonly rooms = new Map<string, Room>();
+  private nextSourceId = 1;
+  readonly stats: ForwardStats = { forwarded: 0, dropped: 0, purged: 0 };
+
+  get roomCount(): number {
+    return this.rooms.size;
+  }
+
+  /** Allocate a source id unique on this relay (1-65535, skipping ids in use). */
+  allocateSourceId(): number {
+    for (let tries = 0; tries < 0xffff; tries++) {
+      const id = this.nextSourceId;
+      this.nextSourceId = id === 0xffff ? 1 : id + 1;
+      if (!this.inUse(id)) return id;
+    }
+    throw new Error('no free source id');
+  }
+
+  private inUse(id: number): boolean {
+    for (const room of this.rooms.values()) if (room.members.has(id)) return true;
+    return false;
+  }
+
+  /** Add a member; returns the room, or undefined if it is full. Announces the join to the others. */
+  join(roomId: string, member: RoomMember): Room | undefined {
+    let room = this.rooms.get(roomId);
+    if (!room) {
+      room = new Room(roomId);
+      this.rooms.set(roomId, room);
+    }
+    if (room.members.size >= MAX_ROOM_PARTICIPANTS) return undefined;
+    room.members.set(member.sourceId, member);
+    this.announce(room, { joined: member.sourceId });
+    return room;
+  }
+
+  /** Remove a member and announce it to the others at once; empty rooms are dropped. */
+  leave(roomId: string, sourceId: number): void {
+    const room = this.rooms.get(roomId);
+    if (!room || !room.members.delete(sourceId)) return;
+    if (room.members.size === 0) this.rooms.delete(roomId);
+    else this.announce(room, { left: sourceId });
+  }
+
+  private announce(room: Room, change: { joined?: number; left?: number }): void {
+    const message = { type: 'room-update', room: room.id, participants: room.roster(), ...change };
+    for (const m of room.members.values()) m.push(message);
+  }
+
+  /** Forward one member's datagram to every other member of its room. */
+  forward(roomId: string, from: number, datagram: Uint8Array): void {
+    const room = this.rooms.get(roomId);
+    if (!room || room.members.size < 2) return;
+    const tagged = new Uint8Array(SOURCE_ID_BYTES + datagram.byteLength);
+    tagged[0] = from >> 8;
+    tagged[1] = from & 0xff;
+    tagged.set(datagram, SOURCE_ID_BYTES);
+    for (const [id, member] of room.members) {
+      if (id === from) continue;
+      this.stats.purged += member.datagrams.purgeIfQueued(MAX_QUEUED_DATAGRAMS);
+      if (member.datagrams.send(tagged)) this.stats.forwarded++;
+      else this.stats.dropped++;
+    }
+  }
+
+  /** Relay a member's signalling payload to one member (`to`) or all others. */
+  relaySignal(roomId: string, from: number, to: number | undefined, payload: object): number {
+    const room = this.rooms.get(roomId);
+    if (!room) return 0;
+    let delivered = 0;
+    for (const [id, member] of room.members) {
+      if (id === from || (to !== undefined && id !== to)) continue;
+      member.push({ type: 'relayed', room: roomId, from, payload });
+      delivered++;
+    }
+    return delivered;
+  }
+}
+
+/** Split a forwarded room datagram into the sender's source id and its datagram. */
+export function untagRoomDatagram(d: Uint8Array): { sourceId: number; datagram: Uint8Array } | undefined {
+  if (d.byteLength <= SOURCE_ID_BYTES) return undefined;
+  return { sourceId: (d[0] << 8) | d[1], datagram: d.subarray(SOURCE_ID_BYTES) };
+}

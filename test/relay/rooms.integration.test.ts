@@ -1,0 +1,132 @@
+/**
+ * SFU rooms over real QUIC on loopback: joins and leaves are announced at once, media is
+ * forwarded to every other member with the sender's source id, rooms are isolated, and room
+ * signalling reaches the addressed member only.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { RelaySession } from '../../core/client/relay-session.js';
+import { generateIdentity } from '../../core/crypto/identity.js';
+import { deriveTlsCertificate } from '../../core/crypto/tls-cert.js';
+import { Relay } from '../../core/relay/relay.js';
+import { untagRoomDatagram } from '../../core/relay/rooms.js';
+import { expectFingerprint } from '../../core/transport/quic.js';
+import type { KnownSignal } from '../../core/transport/signal-stream.js';
+
+const ROOM_A = 'a'.repeat(32);
+const ROOM_B = 'b'.repeat(32);
+
+interface Member {
+  session: RelaySession;
+  pushes: KnownSignal[];
+  media: { from: number; bytes: number[] }[];
+}
+
+describe('relay rooms', () => {
+  let relay: Relay;
+  let fingerprint: string;
+  const open: RelaySession[] = [];
+
+  before(async () => {
+    const tls = await deriveTlsCertificate(generateIdentity().seed);
+    fingerprint = tls.fingerprint;
+    relay = await Relay.start({ listen: { host: '127.0.0.1', port: 0 }, tls, fingerprint });
+  });
+  after(async () => {
+    await Promise.all(open.map((s) => s.close()));
+    await relay.stop();
+  });
+
+  async function member(): Promise<Member> {
+    const session = await RelaySession.open({ relay: relay.address, verify: expectFingerprint(fingerprint, 'relay') });
+    open.push(session);
+    const m: Member = { session, pushes: [], media: [] };
+    session.onPush((msg) => m.pushes.push(msg));
+    session.datagrams.onDatagram((d) => {
+      const t = untagRoomDatagram(d);
+      if (t) m.media.push({ from: t.sourceId, bytes: [...t.datagram] });
+    });
+    return m;
+  }
+
+  test('three members: roster, fan-out to the others only, leave announced at once', async () => {
+    const [alice, bob, carol] = [await member(), await member(), await member()];
+    const a = await alice.session.joinRoom(ROOM_A, { alias: 'alice', fingerprint: 'fp-a' });
+    const b = await bob.session.joinRoom(ROOM_A, { alias: 'bob', fingerprint: 'fp-b' });
+    const c = await carol.session.joinRoom(ROOM_A, { alias: 'carol', fingerprint: 'fp-c' });
+    assert.deepEqual(
+      c.participants.map((p) => p.alias).sort(),
+      ['alice', 'bob', 'carol'],
+    );
+    await waitFor(() => alice.pushes.some((p) => p.type === 'room-update' && p.joined === c.sourceId));
+    const update = alice.pushes.find((p) => p.type === 'room-update' && p.joined === c.sourceId);
+    assert.ok(update && update.type === 'room-update');
+    assert.deepEqual(update.participants.find((p) => p.sourceId === c.sourceId), {
+      sourceId: c.sourceId,
+      alias: 'carol',
+      fingerprint: 'fp-c',
+    });
+
+    for (let i = 0; i < 10; i++) alice.session.datagrams.send(new Uint8Array([1, i]));
+    bob.session.datagrams.send(new Uint8Array([2, 0]));
+    await waitFor(() => bob.media.length === 10 && carol.media.length === 11 && alice.media.length === 1);
+    assert.ok(bob.media.every((m) => m.from === a.sourceId && m.bytes[0] === 1));
+    assert.ok(carol.media.filter((m) => m.from === a.sourceId).length === 10);
+    assert.deepEqual(alice.media, [{ from: b.sourceId, bytes: [2, 0] }], 'nobody hears their own media');
+
+    await bob.session.leave();
+    await waitFor(() => alice.pushes.some((p) => p.type === 'room-update' && p.left === b.sourceId));
+    assert.ok(carol.pushes.some((p) => p.type === 'room-update' && p.left === b.sourceId));
+    alice.session.datagrams.send(new Uint8Array([1, 99]));
+    await waitFor(() => carol.media.length === 12);
+    await sleep(50);
+    assert.equal(bob.media.length, 10, 'a member who left receives nothing more');
+  });
+
+  test('rooms are isolated and a closed connection counts as a leave', async () => {
+    const [x, y, z] = [await member(), await member(), await member()];
+    const jx = await x.session.joinRoom(ROOM_B, { alias: 'x' });
+    await y.session.joinRoom(ROOM_B, { alias: 'y' });
+    await z.session.joinRoom('c'.repeat(32), { alias: 'z' });
+    x.session.datagrams.send(new Uint8Array([7]));
+    await waitFor(() => y.media.length === 1);
+    await sleep(50);
+    assert.equal(z.media.length, 0);
+
+    await x.session.close();
+    await waitFor(() => y.pushes.some((p) => p.type === 'room-update' && p.left === jx.sourceId));
+  });
+
+  test('room signalling reaches the addressed member, or all others', async () => {
+    const [p, q, r] = [await member(), await member(), await member()];
+    const room = 'd'.repeat(32);
+    await p.session.joinRoom(room);
+    const jq = await q.session.joinRoom(room);
+    await r.session.joinRoom(room);
+    await p.session.roomSignal({ kind: 'wrapped-key', n: 1 }, jq.sourceId);
+    await p.session.roomSignal({ kind: 'announce' });
+    await waitFor(() => q.pushes.filter((m) => m.type === 'relayed').length === 2);
+    await waitFor(() => r.pushes.filter((m) => m.type === 'relayed').length === 1);
+    const toR = r.pushes.find((m) => m.type === 'relayed');
+    assert.ok(toR && toR.type === 'relayed');
+    assert.deepEqual(toR.payload, { kind: 'announce' });
+  });
+
+  test('bad joins are refused with a reason', async () => {
+    const m = await member();
+    await assert.rejects(m.session.joinRoom('not-a-hash'), { name: 'ProtocolError', message: /bad-room/ });
+    await assert.rejects(m.session.roomSignal({ a: 1 }), { name: 'ProtocolError', message: /not-in-room/ });
+  });
+});
+
+async function waitFor(cond: () => boolean, timeoutMs = 5000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > until) throw new Error(`condition not reached in time: ${cond.toString()}`);
+    await sleep(10);
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
