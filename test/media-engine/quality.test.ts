@@ -35,14 +35,19 @@ describe('quality tiers', () => {
       ],
     );
     assert.deepEqual(tierByName('GOOD').codecs, [{ codec: 'opus', bitrate: 24_000, frameMs: 20 }]);
-    assert.deepEqual(tierByName('DEGRADED').fec, { scheme: 'raptorq', k: 5, r: 3, interleaveDepth: 2 });
-    assert.deepEqual(tierByName('CATASTROPHIC').fec, { scheme: 'raptorq', k: 4, r: 6, interleaveDepth: 3 });
+    assert.deepEqual(tierByName('DEGRADED').fec, { scheme: 'rs', k: 2, r: 4, interleaveDepth: 1 });
+    assert.deepEqual(tierByName('CATASTROPHIC').fec, { scheme: 'rs', k: 5, r: 15, interleaveDepth: 1 });
   });
 
   it('picks Codec2 for CATASTROPHIC when available, else Opus 6 kbit/s with 60 ms frames', () => {
     const catastrophic = tierByName('CATASTROPHIC');
     assert.deepEqual(selectCodec(catastrophic, () => true), { codec: 'codec2', bitrate: 1200, frameMs: 40 });
-    assert.deepEqual(selectCodec(catastrophic, (c) => c === 'opus'), { codec: 'opus', bitrate: 6000, frameMs: 60 });
+    assert.deepEqual(selectCodec(catastrophic, (c) => c === 'opus'), {
+      codec: 'opus',
+      bitrate: 6000,
+      frameMs: 60,
+      fec: { scheme: 'rs', k: 3, r: 9, interleaveDepth: 1 },
+    });
     assert.throws(() => selectCodec(catastrophic, () => false), { name: 'PluginError' });
   });
 });

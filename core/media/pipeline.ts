@@ -1,0 +1,513 @@
+/**
+ * The media pipeline of one stream, both ends:
+ *
+ *   MediaSender:   PCM frame -> codec -> FEC block (with interleaving) -> media header
+ *                  (full or mini) -> datagram payloads
+ *   MediaReceiver: datagram -> header -> FEC block assembly/recovery -> jitter buffer
+ *                  -> codec decode or concealment -> PCM
+ *
+ * The same classes run over the emulated network in `wzp sweep` and over real QUIC in calls.
+ *
+ * FEC layout. Frames are spread over D interleaved blocks of K frames (a "group" of D*K
+ * frames): frame p of a group goes to block p mod D at index floor(p / D). Source frames are
+ * sent at once (the codes are systematic: no loss, no FEC delay); when the group is complete,
+ * the R repair packets of each block follow, interleaved. A burst of B consecutive lost frames
+ * then costs each block at most ceil(B / D) frames. A repair packet carries, in its header,
+ * the sequence number and timestamp of its block's first frame and (extension
+ * FEC_LAYOUT_EXTENSION) the stride D, so the receiver can place the frames it recovers.
+ * Recovered frames enter the jitter buffer when recovered: it sees them as late arrivals and
+ * its target delay grows to cover recovery only when loss makes that worthwhile.
+ */
+import { DecodeError, InternalError } from '../errors.js';
+import { frameSamplesFor, PIPELINE_SAMPLE_RATE, type Codec, type CodecFactory } from './codec-types.js';
+import { FecBlockAssembler, type DecodedFecBlock } from './fec/interleaver.js';
+import { FEC_MAX_FRAME_BYTES, type FecCodec, type FecDecoder, type FecSchemeFactory } from './fec-types.js';
+import { JitterBuffer, type JitterBufferOptions, type JitterBufferStats, type PullResult } from './jitter-buffer.js';
+import { datagramKind } from '../wire/datagram.js';
+import {
+  decodeMediaPacket,
+  encodeMediaPacket,
+  MEDIA_HEADER_VERSION,
+  type MediaHeader,
+  type QualityReport,
+  type QualityTier,
+} from '../wire/media-header.js';
+import { MiniHeaderDecoder, MiniHeaderEncoder } from '../wire/mini-header.js';
+
+/** Header extension id carried by repair packets: one byte, the interleaving stride D. */
+export const FEC_LAYOUT_EXTENSION = 1;
+
+const SEQ_MOD = 0x10000;
+const TS_MOD = 0x1_0000_0000;
+
+export interface StreamSettings {
+  tier: QualityTier;
+  codec: CodecFactory;
+  frameMs: number;
+  bitrate?: number;
+  fec: FecSchemeFactory;
+  /** Source frames per block. */
+  k: number;
+  /** Repair packets per block (0 = no FEC). */
+  r: number;
+  /** Interleaving depth D (blocks per group). */
+  depth: number;
+}
+
+export interface SenderStats {
+  frames: number;
+  sourcePackets: number;
+  repairPackets: number;
+  /** Datagram payload bytes produced (headers + codec payloads + repair data). */
+  bytes: number;
+  fullHeaders: number;
+  miniHeaders: number;
+}
+
+export class MediaSender {
+  readonly stats: SenderStats = { frames: 0, sourcePackets: 0, repairPackets: 0, bytes: 0, fullHeaders: 0, miniHeaders: 0 };
+  private settings!: StreamSettings;
+  private codec!: Codec;
+  private fec!: FecCodec;
+  private frameSamples = 0;
+  private readonly mini: MiniHeaderEncoder | undefined;
+  private seq = 0;
+  private timestamp = 0;
+  private blockCounter = 0;
+  /** The group being filled: per block, its frames and its first frame's seq/timestamp. */
+  private group: { frames: Uint8Array[]; baseSeq: number; baseTs: number }[] = [];
+  private groupPosition = 0;
+  private pendingReport: QualityReport | undefined;
+
+  constructor(settings: StreamSettings, opts: { miniHeaders?: boolean } = {}) {
+    this.mini = opts.miniHeaders === false ? undefined : new MiniHeaderEncoder();
+    this.configure(settings);
+  }
+
+  get current(): StreamSettings {
+    return this.settings;
+  }
+
+  /** Switch codec / FEC / tier. The partial group is closed first (its repairs are returned). */
+  reconfigure(settings: StreamSettings): Uint8Array[] {
+    const out = this.flush();
+    this.codec.close();
+    this.configure(settings);
+    return out;
+  }
+
+  private configure(settings: StreamSettings): void {
+    if (!settings.codec.frameDurationsMs.includes(settings.frameMs)) {
+      throw new InternalError(`codec ${settings.codec.name} does not support ${settings.frameMs} ms frames`);
+    }
+    this.settings = settings;
+    this.frameSamples = frameSamplesFor(settings.frameMs);
+    this.codec = settings.codec.create({ frameMs: settings.frameMs, bitrate: settings.bitrate });
+    this.fec = settings.fec.create({ k: settings.k, r: settings.r, maxFrameBytes: FEC_MAX_FRAME_BYTES });
+    this.group = [];
+    this.groupPosition = 0;
+  }
+
+  /** Attach a receiver report to the next packet. */
+  attachReport(report: QualityReport): void {
+    this.pendingReport = report;
+  }
+
+  /** Encode one frame of PCM (exactly frameSamples); returns the datagram payloads to send now. */
+  sendFrame(pcm: Int16Array): Uint8Array[] {
+    const { k, depth } = this.settings;
+    const payload = this.codec.encode(pcm);
+    const blockInGroup = this.groupPosition % depth;
+    const index = Math.floor(this.groupPosition / depth);
+    if (this.groupPosition === 0) this.group = Array.from({ length: depth }, () => ({ frames: [], baseSeq: 0, baseTs: 0 }));
+    const block = this.group[blockInGroup];
+    if (index === 0) {
+      block.baseSeq = this.seq;
+      block.baseTs = this.timestamp;
+    }
+    block.frames.push(payload);
+    const header = this.header({
+      sequence: this.seq,
+      timestamp: this.timestamp,
+      block: this.blockCounter + blockInGroup,
+      symbol: index,
+      repair: false,
+      k,
+    });
+    const out = [this.packetize(header, payload)];
+    this.stats.frames++;
+    this.stats.sourcePackets++;
+    this.seq = (this.seq + 1) % SEQ_MOD;
+    this.timestamp = (this.timestamp + this.frameSamples) % TS_MOD;
+    this.groupPosition++;
+    if (this.groupPosition === k * depth) out.push(...this.closeGroup());
+    return out;
+  }
+
+  /** Close the partial group (end of stream or reconfiguration): repairs for what it holds. */
+  flush(): Uint8Array[] {
+    return this.groupPosition === 0 ? [] : this.closeGroup();
+  }
+
+  private closeGroup(): Uint8Array[] {
+    const { r, depth } = this.settings;
+    const repairsPerBlock = this.group.map((b, i) => {
+      if (r === 0 || b.frames.length === 0) return [];
+      const k = b.frames.length;
+      // A partial block (stream end, tier change) is coded with its actual frame count.
+      const fec = k === this.settings.k ? this.fec : this.settings.fec.create({ k, r, maxFrameBytes: FEC_MAX_FRAME_BYTES });
+      return fec.encoder.encode(b.frames).map((p) =>
+        this.packetize(
+          this.header({
+            sequence: b.baseSeq,
+            timestamp: b.baseTs,
+            block: this.blockCounter + i,
+            symbol: p.index,
+            repair: true,
+            k,
+            stride: depth,
+          }),
+          p.data,
+        ),
+      );
+    });
+    this.blockCounter += depth;
+    this.group = [];
+    this.groupPosition = 0;
+    const out: Uint8Array[] = [];
+    const rows = Math.max(0, ...repairsPerBlock.map((x) => x.length));
+    for (let j = 0; j < rows; j++) for (const block of repairsPerBlock) if (j < block.length) out.push(block[j]);
+    this.stats.repairPackets += out.length;
+    return out;
+  }
+
+  private header(f: {
+    sequence: number;
+    timestamp: number;
+    block: number;
+    symbol: number;
+    repair: boolean;
+    k: number;
+    stride?: number;
+  }): MediaHeader {
+    const report = this.pendingReport;
+    this.pendingReport = undefined;
+    return {
+      version: MEDIA_HEADER_VERSION,
+      codecId: this.settings.codec.codecId,
+      tier: this.settings.tier,
+      sequence: f.sequence,
+      timestamp: f.timestamp,
+      frameSamples: this.frameSamples,
+      fec: {
+        schemeId: this.settings.fec.schemeId,
+        block: f.block % SEQ_MOD,
+        symbol: f.symbol,
+        repair: f.repair,
+        k: f.k,
+        r: this.settings.r,
+      },
+      ...(report ? { report } : {}),
+      extensions: f.stride === undefined ? [] : [{ id: FEC_LAYOUT_EXTENSION, data: Uint8Array.of(f.stride) }],
+    };
+  }
+
+  private packetize(header: MediaHeader, payload: Uint8Array): Uint8Array {
+    // Repair packets (with their layout extension) always travel with a full header, outside
+    // the mini-header context; source packets use mini headers in steady state.
+    let packet: Uint8Array;
+    if (this.mini && !header.fec.repair) {
+      packet = this.mini.encodePacket(header, payload);
+    } else {
+      packet = encodeMediaPacket(header, payload);
+    }
+    if (datagramKind(packet) === 'mini') this.stats.miniHeaders++;
+    else this.stats.fullHeaders++;
+    this.stats.bytes += packet.byteLength;
+    return packet;
+  }
+
+  close(): void {
+    this.codec.close();
+  }
+}
+
+export interface ReceiverStats {
+  packets: number;
+  sourcePackets: number;
+  repairPackets: number;
+  /** Datagrams that could not be decoded (bad header, unknown codec/scheme): dropped. */
+  malformed: number;
+  /** Distinct frames that arrived as source packets. */
+  framesReceived: number;
+  /** Frames recovered by FEC (never received as source packets). */
+  framesRecovered: number;
+  /** Recovered frames that arrived too late for playout. */
+  recoveredTooLate: number;
+  /** Frames decoded and played / concealed periods. */
+  framesPlayed: number;
+  concealedFrames: number;
+  decodeErrors: number;
+}
+
+export interface RecoveryEvent {
+  seq: number;
+  atMs: number;
+}
+
+export interface ReceiverOptions {
+  codecById(id: number): CodecFactory | undefined;
+  fecById(id: number): FecSchemeFactory | undefined;
+  jitter?: JitterBufferOptions;
+  /** Called for every frame FEC recovered (used by sweep to measure FEC delay). */
+  onRecovered?(e: RecoveryEvent): void;
+}
+
+interface BlockLayout {
+  codecId: number;
+  baseSeq: number;
+  baseTs: number;
+  stride: number;
+  frameSamples: number;
+  received: Set<number>;
+}
+
+export interface PlayoutChunk {
+  pcm: Int16Array;
+  kind: PullResult['kind'];
+}
+
+export class MediaReceiver {
+  readonly stats: ReceiverStats = {
+    packets: 0,
+    sourcePackets: 0,
+    repairPackets: 0,
+    malformed: 0,
+    framesReceived: 0,
+    framesRecovered: 0,
+    recoveredTooLate: 0,
+    framesPlayed: 0,
+    concealedFrames: 0,
+    decodeErrors: 0,
+  };
+  /** The most recent quality report the far end sent. */
+  lastReport: QualityReport | undefined;
+  /** Tier of the latest packet. */
+  lastTier: QualityTier | undefined;
+  readonly jitter: JitterBuffer;
+  private readonly mini = new MiniHeaderDecoder();
+  private readonly assemblers = new Map<number, FecBlockAssembler>();
+  private readonly fecDecoders = new Map<string, FecDecoder>();
+  private readonly layouts = new Map<number, BlockLayout>();
+  private newestBlock = -1;
+  private decoder: { key: string; codec: Codec; factory: CodecFactory } | undefined;
+  /** Codec id and frame size of each buffered frame, by sequence number. */
+  private readonly frameInfo = new Map<number, { codecId: number; frameSamples: number }>();
+
+  constructor(private readonly opts: ReceiverOptions) {
+    this.jitter = new JitterBuffer(opts.jitter);
+  }
+
+  /** Take one datagram payload (after decryption). Bad input is dropped and counted. */
+  receive(datagram: Uint8Array, arrivalMs: number): void {
+    this.stats.packets++;
+    let header: MediaHeader;
+    let payload: Uint8Array;
+    try {
+      const kind = datagramKind(datagram);
+      const full = kind === 'full' ? decodeMediaPacket(datagram) : undefined;
+      if (full && full.header.fec.repair) ({ header, payload } = full);
+      else ({ header, payload } = this.mini.decodePacket(datagram));
+    } catch (err) {
+      if (err instanceof DecodeError) {
+        this.stats.malformed++;
+        return;
+      }
+      throw err;
+    }
+    const codec = this.opts.codecById(header.codecId);
+    const scheme = this.opts.fecById(header.fec.schemeId);
+    if (!codec || !scheme) {
+      this.stats.malformed++;
+      return;
+    }
+    if (header.report) this.lastReport = header.report;
+    this.lastTier = header.tier;
+    const blockId = this.unwrapBlock(header.fec.block);
+    if (header.fec.repair) this.onRepair(header, payload, blockId, scheme, arrivalMs);
+    else this.onSource(header, payload, blockId, scheme, arrivalMs);
+  }
+
+  private onSource(h: MediaHeader, payload: Uint8Array, blockId: number, scheme: FecSchemeFactory, arrivalMs: number): void {
+    this.stats.sourcePackets++;
+    const outcome = this.jitter.insert({
+      seq: h.sequence,
+      timestamp: h.timestamp,
+      arrivalMs,
+      durationMs: (h.frameSamples * 1000) / PIPELINE_SAMPLE_RATE,
+      payload: payload.slice(),
+    });
+    if (outcome !== 'duplicate') {
+      this.stats.framesReceived++;
+      this.frameInfo.set(h.sequence, { codecId: h.codecId, frameSamples: h.frameSamples });
+    }
+    const layout = this.layout(blockId);
+    layout.received.add(h.fec.symbol);
+    if (h.fec.r > 0) this.feedAssembler(h, payload, blockId, scheme, arrivalMs);
+  }
+
+  private onRepair(h: MediaHeader, payload: Uint8Array, blockId: number, scheme: FecSchemeFactory, arrivalMs: number): void {
+    this.stats.repairPackets++;
+    const stride = h.extensions.find((e) => e.id === FEC_LAYOUT_EXTENSION)?.data[0];
+    if (stride === undefined || stride === 0) {
+      this.stats.malformed++;
+      return;
+    }
+    const layout = this.layout(blockId);
+    layout.baseSeq = h.sequence;
+    layout.baseTs = h.timestamp;
+    layout.stride = stride;
+    layout.frameSamples = h.frameSamples;
+    layout.codecId = h.codecId;
+    this.feedAssembler(h, payload, blockId, scheme, arrivalMs);
+  }
+
+  private feedAssembler(h: MediaHeader, payload: Uint8Array, blockId: number, scheme: FecSchemeFactory, arrivalMs: number): void {
+    let assembler = this.assemblers.get(scheme.schemeId);
+    if (!assembler) {
+      assembler = new FecBlockAssembler({ decoderFor: (k, r) => this.fecDecoder(scheme, k, r), window: 8 });
+      this.assemblers.set(scheme.schemeId, assembler);
+    }
+    let blocks: DecodedFecBlock[];
+    try {
+      blocks = assembler.push({
+        blockId,
+        k: h.fec.k,
+        r: h.fec.r,
+        packet: { index: h.fec.symbol, repair: h.fec.repair, data: payload.slice() },
+      });
+    } catch (err) {
+      if (err instanceof Error && err.name === 'DecodeError') {
+        this.stats.malformed++;
+        return;
+      }
+      throw err;
+    }
+    for (const b of blocks) this.onBlock(b, arrivalMs);
+  }
+
+  private fecDecoder(scheme: FecSchemeFactory, k: number, r: number): FecDecoder {
+    const key = `${scheme.schemeId}/${k}/${r}`;
+    let d = this.fecDecoders.get(key);
+    if (!d) {
+      d = scheme.create({ k, r, maxFrameBytes: FEC_MAX_FRAME_BYTES }).decoder;
+      this.fecDecoders.set(key, d);
+    }
+    return d;
+  }
+
+  private onBlock(block: DecodedFecBlock, nowMs: number): void {
+    const layout = this.layouts.get(block.blockId);
+    if (!layout || layout.stride === 0) return;
+    block.frames.forEach((frame, j) => {
+      if (frame === undefined || layout.received.has(j)) return;
+      const seq = (layout.baseSeq + j * layout.stride) % SEQ_MOD;
+      const timestamp = (layout.baseTs + j * layout.stride * layout.frameSamples) % TS_MOD;
+      const outcome = this.jitter.insert({
+        seq,
+        timestamp,
+        arrivalMs: nowMs,
+        durationMs: (layout.frameSamples * 1000) / PIPELINE_SAMPLE_RATE,
+        payload: frame,
+      });
+      if (outcome === 'duplicate') return;
+      this.stats.framesRecovered++;
+      if (outcome === 'late') this.stats.recoveredTooLate++;
+      this.frameInfo.set(seq, { codecId: layout.codecId, frameSamples: layout.frameSamples });
+      this.opts.onRecovered?.({ seq, atMs: nowMs });
+    });
+    this.layouts.delete(block.blockId);
+  }
+
+  private layout(blockId: number): BlockLayout {
+    let l = this.layouts.get(blockId);
+    if (!l) {
+      l = { codecId: 0, baseSeq: 0, baseTs: 0, stride: 0, frameSamples: 0, received: new Set() };
+      this.layouts.set(blockId, l);
+      // Keep layouts bounded: blocks far behind the newest can no longer be completed.
+      for (const id of this.layouts.keys()) if (id < blockId - 64) this.layouts.delete(id);
+    }
+    return l;
+  }
+
+  private unwrapBlock(block16: number): number {
+    if (this.newestBlock < 0) {
+      this.newestBlock = block16;
+      return block16;
+    }
+    const base = this.newestBlock - (this.newestBlock % SEQ_MOD);
+    let id = base + block16;
+    if (id - this.newestBlock > SEQ_MOD / 2) id -= SEQ_MOD;
+    else if (this.newestBlock - id > SEQ_MOD / 2) id += SEQ_MOD;
+    if (id > this.newestBlock) this.newestBlock = id;
+    return id;
+  }
+
+  /** Produce the next chunk of playout audio (call when the previous chunk has played). */
+  pull(nowMs: number): PlayoutChunk {
+    const r = this.jitter.pull(nowMs);
+    const samples = Math.round((r.durationMs * PIPELINE_SAMPLE_RATE) / 1000);
+    switch (r.kind) {
+      case 'frame': {
+        if (r.removed) this.decode(r.removed.seq, r.removed.payload, samples);
+        const pcm = this.decode(r.seq, r.payload, samples);
+        this.frameInfo.delete(r.seq);
+        if (pcm) {
+          this.stats.framesPlayed++;
+          return { pcm, kind: 'frame' };
+        }
+        this.stats.concealedFrames++;
+        return { pcm: this.conceal(samples), kind: 'conceal' };
+      }
+      case 'conceal':
+      case 'decelerate':
+        this.stats.concealedFrames += r.kind === 'conceal' ? 1 : 0;
+        return { pcm: this.conceal(samples), kind: r.kind };
+      case 'empty':
+        return { pcm: new Int16Array(samples), kind: 'empty' };
+    }
+  }
+
+  private decode(seq: number, payload: Uint8Array, samples: number): Int16Array | undefined {
+    const info = this.frameInfo.get(seq);
+    this.frameInfo.delete(seq);
+    const factory = info ? this.opts.codecById(info.codecId) : this.decoder?.factory;
+    if (!factory) return undefined;
+    const frameSamples = info?.frameSamples ?? samples;
+    const key = `${factory.codecId}/${frameSamples}`;
+    if (!this.decoder || this.decoder.key !== key) {
+      this.decoder?.codec.close();
+      this.decoder = { key, factory, codec: factory.create({ frameMs: (frameSamples * 1000) / PIPELINE_SAMPLE_RATE }) };
+    }
+    try {
+      return this.decoder.codec.decode(payload);
+    } catch {
+      this.stats.decodeErrors++;
+      return undefined;
+    }
+  }
+
+  private conceal(samples: number): Int16Array {
+    const c = this.decoder?.codec;
+    if (c?.conceal && c.frameSamples === samples) return c.conceal();
+    return new Int16Array(samples);
+  }
+
+  jitterStats(): JitterBufferStats {
+    return this.jitter.stats();
+  }
+
+  close(): void {
+    this.decoder?.codec.close();
+  }
+}
