@@ -202,7 +202,11 @@ class DelayWindow {
 
   /** Smallest transit and the `p`-quantile (nearest rank) of transit relative to it. */
   summarize(p: number): { minTransitMs: number; relativeDelayMs: number } {
-    const sorted = this.entries.map((e) => e.transitMs).sort((a, b) => a - b);
+    // A typed array sorts numerically without a comparator callback: several times faster,
+    // and this runs for every inserted frame.
+    const sorted = new Float64Array(this.entries.length);
+    for (let i = 0; i < sorted.length; i++) sorted[i] = this.entries[i].transitMs;
+    sorted.sort();
     const rank = Math.max(1, Math.ceil(p * sorted.length));
     return { minTransitMs: sorted[0], relativeDelayMs: sorted[rank - 1] - sorted[0] };
   }

@@ -338,14 +338,17 @@ export class MediaReceiver {
     else this.onSource(header, payload, blockId, scheme, arrivalMs);
   }
 
-  private onSource(h: MediaHeader, payload: Uint8Array, blockId: number, scheme: FecSchemeFactory, arrivalMs: number): void {
+  private onSource(h: MediaHeader, view: Uint8Array, blockId: number, scheme: FecSchemeFactory, arrivalMs: number): void {
     this.stats.sourcePackets++;
+    // One copy, shared by the jitter buffer and the FEC assembler (neither modifies it): the
+    // caller's datagram buffer is not ours to keep.
+    const payload = view.slice();
     const outcome = this.jitter.insert({
       seq: h.sequence,
       timestamp: h.timestamp,
       arrivalMs,
       durationMs: (h.frameSamples * 1000) / PIPELINE_SAMPLE_RATE,
-      payload: payload.slice(),
+      payload,
     });
     if (outcome !== 'duplicate') {
       this.stats.framesReceived++;
@@ -356,7 +359,8 @@ export class MediaReceiver {
     if (h.fec.r > 0) this.feedAssembler(h, payload, blockId, scheme, arrivalMs);
   }
 
-  private onRepair(h: MediaHeader, payload: Uint8Array, blockId: number, scheme: FecSchemeFactory, arrivalMs: number): void {
+  private onRepair(h: MediaHeader, view: Uint8Array, blockId: number, scheme: FecSchemeFactory, arrivalMs: number): void {
+    const payload = view.slice();
     this.stats.repairPackets++;
     const stride = h.extensions.find((e) => e.id === FEC_LAYOUT_EXTENSION)?.data[0];
     if (stride === undefined || stride === 0) {
@@ -384,7 +388,7 @@ export class MediaReceiver {
         blockId,
         k: h.fec.k,
         r: h.fec.r,
-        packet: { index: h.fec.symbol, repair: h.fec.repair, data: payload.slice() },
+        packet: { index: h.fec.symbol, repair: h.fec.repair, data: payload },
       });
     } catch (err) {
       if (err instanceof Error && err.name === 'DecodeError') {
