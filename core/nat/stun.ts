@@ -1,0 +1,518 @@
+/**
+ * STUN Binding transactions (RFC 5389) over a UDP socket the caller owns.
+ *
+ * wzp shares one UDP socket for signalling, reflection and dialling, so this module never
+ * binds, rebinds or closes the socket it is given. A StunClient either attaches its own
+ * 'message' listener (other listeners keep receiving every packet) or is fed packets by the
+ * socket owner through handlePacket(). Answers are matched to requests by transaction id
+ * only: RFC 5780 CHANGE-REQUEST answers legitimately come from another address.
+ *
+ * Message layout (RFC 5389 §6), all fields big-endian:
+ * ```
+ *  0                   1                   2                   3
+ *  0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+ * +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+ * |0 0|     STUN Message Type     |         Message Length        |  0
+ * +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+ * |                  Magic Cookie = 0x2112A442                    |  4
+ * +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+ * |                  Transaction ID (96 bits)                     |  8
+ * +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+ * |        attributes (type, length, value padded to 4 bytes)     | 20
+ * ```
+ * Attribute encoding and decoding is delegated to the `stun` package; its request() is not
+ * used (it closes the caller's socket and retransmits for 63.5 s). Retransmission here uses
+ * an RTO derived from the RTT measured on earlier transactions.
+ */
+import { randomBytes } from 'node:crypto';
+import type dgram from 'node:dgram';
+import { isIP } from 'node:net';
+import stun from 'stun';
+import { AbortError, DecodeError, NetworkError, ProtocolError, UsageError, throwIfAborted } from '../errors.js';
+
+export const STUN_HEADER_BYTES = 20;
+export const STUN_MAGIC_COOKIE = 0x2112a442;
+export const STUN_TRANSACTION_ID_BYTES = 12;
+/** Hard limit on an accepted message: one unfragmented datagram on an Ethernet path. */
+export const STUN_MAX_MESSAGE_BYTES = 1500;
+
+const OFFSET_TYPE = 0;
+const OFFSET_LENGTH = 2;
+const OFFSET_COOKIE = 4;
+const OFFSET_TRANSACTION_ID = 8;
+const ATTRIBUTE_HEADER_BYTES = 4;
+
+const METHOD_BINDING = 0x0001;
+const BINDING_REQUEST = 0x0001;
+
+/** Attribute types used by wzp (RFC 5389 §18.2, RFC 5780 §9.1). */
+export const StunAttribute = {
+  MAPPED_ADDRESS: 0x0001,
+  CHANGE_REQUEST: 0x0003,
+  ERROR_CODE: 0x0009,
+  XOR_MAPPED_ADDRESS: 0x0020,
+  RESPONSE_PORT: 0x0027,
+  RESPONSE_ORIGIN: 0x802b,
+  OTHER_ADDRESS: 0x802c,
+} as const;
+
+/** CHANGE-REQUEST flags (RFC 5780 §7.2). */
+const CHANGE_IP_FLAG = 0x04;
+const CHANGE_PORT_FLAG = 0x02;
+
+/** Retransmission defaults: RFC 5389 §7.2.1 starts at 500 ms; later RTOs come from the RTT. */
+export const STUN_TIMING = {
+  initialRtoMs: 500,
+  minRtoMs: 50,
+  maxRtoMs: 3_000,
+  /** RTO = rtoRttMultiple × smoothed RTT, clamped to [minRtoMs, maxRtoMs]. */
+  rtoRttMultiple: 3,
+  maxAttempts: 4,
+} as const;
+
+export interface Endpoint {
+  readonly address: string;
+  readonly port: number;
+}
+
+export function formatEndpoint(endpoint: Endpoint): string {
+  return endpoint.address.includes(':') ? `[${endpoint.address}]:${endpoint.port}` : `${endpoint.address}:${endpoint.port}`;
+}
+
+export function sameEndpoint(a: Endpoint, b: Endpoint): boolean {
+  return a.address === b.address && a.port === b.port;
+}
+
+/** Throws UsageError unless `endpoint` is an IP literal with a port in 1..65535. */
+export function assertEndpoint(endpoint: Endpoint): void {
+  if (isIP(endpoint.address) === 0 || !Number.isInteger(endpoint.port) || endpoint.port < 1 || endpoint.port > 65535) {
+    throw new UsageError(`"${formatEndpoint(endpoint)}" is not an IP:PORT endpoint`, {
+      suggestions: ['resolve host names first; STUN probes take IP literals, e.g. 203.0.113.1:3478'],
+    });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Wire format
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Cheap demultiplexing test (RFC 5389 §6, RFC 7983): two leading zero bits, the magic cookie,
+ * and a length field that is a multiple of 4 and matches the datagram. QUIC packets always
+ * have bit 0x40 set in the first byte, so they never pass.
+ */
+export function isStunPacket(packet: Uint8Array): boolean {
+  if (packet.length < STUN_HEADER_BYTES || (packet[0] & 0xc0) !== 0) return false;
+  const view = new DataView(packet.buffer, packet.byteOffset, packet.byteLength);
+  const length = view.getUint16(OFFSET_LENGTH, false);
+  return view.getUint32(OFFSET_COOKIE, false) === STUN_MAGIC_COOKIE && length % 4 === 0 && STUN_HEADER_BYTES + length === packet.length;
+}
+
+export type StunClass = 'request' | 'indication' | 'success' | 'error';
+
+const CLASSES: readonly StunClass[] = ['request', 'indication', 'success', 'error'];
+
+export interface StunMessageInfo {
+  readonly cls: StunClass;
+  readonly method: number;
+  /** Lower-case hex of the 96-bit transaction id. */
+  readonly transactionId: string;
+  /** XOR-MAPPED-ADDRESS, or MAPPED-ADDRESS from servers that only send that. */
+  readonly mappedAddress?: Endpoint;
+  readonly otherAddress?: Endpoint;
+  readonly responseOrigin?: Endpoint;
+  readonly error?: { readonly code: number; readonly reason: string };
+}
+
+/**
+ * Decodes a STUN message. Throws only DecodeError (format 'stun'); reasons: 'truncated',
+ * 'too-large', 'not-stun', 'malformed-attributes', 'missing-mapped-address'.
+ */
+export function decodeStunMessage(packet: Uint8Array): StunMessageInfo {
+  if (packet.length < STUN_HEADER_BYTES) throw new DecodeError('stun', 'truncated', `${packet.length} bytes is shorter than the 20-byte header`);
+  if (packet.length > STUN_MAX_MESSAGE_BYTES) throw new DecodeError('stun', 'too-large', `${packet.length} bytes exceeds ${STUN_MAX_MESSAGE_BYTES}`);
+  if (!isStunPacket(packet)) throw new DecodeError('stun', 'not-stun', 'bad leading bits, magic cookie or length field');
+  const view = new DataView(packet.buffer, packet.byteOffset, packet.byteLength);
+  const type = view.getUint16(OFFSET_TYPE, false);
+  const transactionId = Buffer.from(packet.subarray(OFFSET_TRANSACTION_ID, STUN_HEADER_BYTES)).toString('hex');
+  const cls = CLASSES[((type & 0x0100) >> 7) | ((type & 0x0010) >> 4)];
+  const method = (type & 0x000f) | ((type & 0x00e0) >> 1) | ((type & 0x3e00) >> 2);
+  const message = parseAttributes(packet);
+  const info: StunMessageInfo = {
+    cls,
+    method,
+    transactionId,
+    mappedAddress: addressAttribute(message, StunAttribute.XOR_MAPPED_ADDRESS) ?? addressAttribute(message, StunAttribute.MAPPED_ADDRESS),
+    otherAddress: addressAttribute(message, StunAttribute.OTHER_ADDRESS),
+    responseOrigin: addressAttribute(message, StunAttribute.RESPONSE_ORIGIN),
+    error: errorCodeAttribute(packet),
+  };
+  if (cls === 'success' && method === METHOD_BINDING && info.mappedAddress === undefined) {
+    throw new DecodeError('stun', 'missing-mapped-address', 'Binding success response without (XOR-)MAPPED-ADDRESS');
+  }
+  return info;
+}
+
+/** The `stun` package throws assorted errors (assert, RangeError) on bad attributes. */
+function parseAttributes(packet: Uint8Array): stun.StunMessage {
+  try {
+    return stun.decode(Buffer.from(packet.buffer, packet.byteOffset, packet.byteLength));
+  } catch (err) {
+    throw new DecodeError('stun', 'malformed-attributes', err instanceof Error ? err.message : String(err));
+  }
+}
+
+function addressAttribute(message: stun.StunMessage, type: number): Endpoint | undefined {
+  const value = message.getAttribute(type)?.value as Partial<stun.AddressValue> | undefined;
+  if (typeof value?.address !== 'string' || typeof value.port !== 'number') return undefined;
+  return { address: value.address, port: value.port };
+}
+
+/**
+ * ERROR-CODE read from the bytes: the `stun` package decodes it as class × (number + 100)
+ * (420 comes out as 480). Runs after parseAttributes(), so the attribute walk is known to fit.
+ * ```
+ * |           reserved (21 bits)            |class|     number    |  reason (UTF-8) ...
+ * ```
+ */
+function errorCodeAttribute(packet: Uint8Array): StunMessageInfo['error'] {
+  const view = new DataView(packet.buffer, packet.byteOffset, packet.byteLength);
+  for (let offset = STUN_HEADER_BYTES; offset + ATTRIBUTE_HEADER_BYTES <= packet.length; ) {
+    const type = view.getUint16(offset, false);
+    const length = view.getUint16(offset + 2, false);
+    const value = offset + ATTRIBUTE_HEADER_BYTES;
+    if (value + length > packet.length) return undefined;
+    if (type === StunAttribute.ERROR_CODE && length >= 4) {
+      const code = (packet[value + 2] & 0x07) * 100 + packet[value + 3];
+      return { code, reason: Buffer.from(packet.subarray(value + 4, value + length)).toString('utf8') };
+    }
+    offset = value + Math.ceil(length / 4) * 4;
+  }
+  return undefined;
+}
+
+export interface BindingRequestFields {
+  transactionId: Uint8Array;
+  /** RFC 5780 CHANGE-REQUEST: answer from the alternate IP. */
+  changeIp?: boolean;
+  /** RFC 5780 CHANGE-REQUEST: answer from the alternate port. */
+  changePort?: boolean;
+  /** RFC 5780 RESPONSE-PORT: answer to this port of the request's source address. */
+  responsePort?: number;
+}
+
+/** Encodes a Binding Request, with FINGERPRINT so peers sharing the port can demultiplex it. */
+export function encodeBindingRequest(fields: BindingRequestFields): Buffer {
+  if (fields.transactionId.length !== STUN_TRANSACTION_ID_BYTES) {
+    throw new UsageError(`a STUN transaction id is ${STUN_TRANSACTION_ID_BYTES} bytes, not ${fields.transactionId.length}`);
+  }
+  const message = stun.createMessage(BINDING_REQUEST, Buffer.from(fields.transactionId));
+  const flags = (fields.changeIp ? CHANGE_IP_FLAG : 0) | (fields.changePort ? CHANGE_PORT_FLAG : 0);
+  if (flags !== 0) message.addAttribute(StunAttribute.CHANGE_REQUEST, flags);
+  if (fields.responsePort !== undefined) message.addAttribute(StunAttribute.RESPONSE_PORT, fields.responsePort);
+  message.addFingerprint();
+  return message.toBuffer();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Transactions
+// ---------------------------------------------------------------------------------------------
+
+export type NatProgressEvent =
+  | { type: 'nat:probe-sent'; probe: string; to: Endpoint; attempt: number }
+  | { type: 'nat:probe-answered'; probe: string; from: Endpoint; attempts: number; elapsedMs: number }
+  | { type: 'nat:probe-unanswered'; probe: string; to: Endpoint; attempts: number; elapsedMs: number };
+
+export type NatProgressListener = (event: NatProgressEvent) => void;
+
+export interface StunClientOptions {
+  /** Attach a 'message' listener to the socket (default). With false the socket owner feeds
+   *  every incoming datagram to handlePacket(). */
+  listen?: boolean;
+  onProgress?: NatProgressListener;
+  /** RTO before any RTT has been measured. */
+  initialRtoMs?: number;
+  /** Lower bound for the RTT-derived RTO. */
+  minRtoMs?: number;
+}
+
+export interface ProbeOptions {
+  signal?: AbortSignal;
+  onProgress?: NatProgressListener;
+  /** Name of the probe in progress events and results. */
+  label?: string;
+  changeIp?: boolean;
+  changePort?: boolean;
+  responsePort?: number;
+  /** Wait for the answer on another client's socket (RFC 5780 §4.6 RESPONSE-PORT tests). */
+  answerOn?: StunClient;
+  /** Expect our own request to come back instead of a response (RFC 5780 §4.5 hairpinning). */
+  expectLoopback?: boolean;
+  /** Retransmission timeout of the first attempt; doubles on each retransmission. */
+  rtoMs?: number;
+  maxAttempts?: number;
+  /** Overall deadline; default: the whole retransmission schedule, rto × (2^maxAttempts − 1). */
+  timeoutMs?: number;
+}
+
+export interface ProbeAnswered {
+  readonly answered: true;
+  readonly label: string;
+  readonly to: Endpoint;
+  readonly from: Endpoint;
+  readonly message: StunMessageInfo;
+  readonly attempts: number;
+  /** From the first send to the answer. */
+  readonly elapsedMs: number;
+  /** Only when unambiguous: the answer came to the first and only attempt (Karn). */
+  readonly rttMs?: number;
+}
+
+export interface ProbeUnanswered {
+  readonly answered: false;
+  readonly label: string;
+  readonly to: Endpoint;
+  readonly attempts: number;
+  readonly elapsedMs: number;
+}
+
+export type ProbeOutcome = ProbeAnswered | ProbeUnanswered;
+
+export interface BindingResult {
+  readonly mappedAddress: Endpoint;
+  readonly from: Endpoint;
+  readonly otherAddress?: Endpoint;
+  readonly responseOrigin?: Endpoint;
+  readonly attempts: number;
+  readonly elapsedMs: number;
+  readonly rttMs?: number;
+}
+
+export interface StunClientStats {
+  /** Datagrams that passed isStunPacket(). */
+  stunPackets: number;
+  /** STUN messages that settled one of our transactions. */
+  matched: number;
+  /** Well-formed STUN messages for no pending transaction (late retransmission answers, peers' checks). */
+  unmatched: number;
+  /** STUN-looking datagrams that failed to decode: dropped. */
+  malformed: number;
+}
+
+interface PendingTransaction {
+  readonly expect: 'response' | 'request';
+  settle(message: StunMessageInfo, from: Endpoint): void;
+  cancel(reason: Error): void;
+}
+
+/** Smoothed RTT (RFC 6298 gain 1/8) and the RTO derived from it. */
+class RttEstimator {
+  private smoothed: number | undefined;
+
+  constructor(private readonly initialRtoMs: number, private readonly minRtoMs: number) {}
+
+  get rttMs(): number | undefined {
+    return this.smoothed;
+  }
+
+  get rtoMs(): number {
+    if (this.smoothed === undefined) return this.initialRtoMs;
+    return Math.min(STUN_TIMING.maxRtoMs, Math.max(this.minRtoMs, STUN_TIMING.rtoRttMultiple * this.smoothed));
+  }
+
+  /** Ambiguous samples (answer after a retransmission) only seed an empty estimator: an
+   *  over-estimate then errs towards waiting longer, never shorter. */
+  observe(sampleMs: number, ambiguous: boolean): void {
+    if (this.smoothed === undefined) this.smoothed = sampleMs;
+    else if (!ambiguous) this.smoothed = 0.875 * this.smoothed + 0.125 * sampleMs;
+  }
+}
+
+export class StunClient {
+  readonly stats: StunClientStats = { stunPackets: 0, matched: 0, unmatched: 0, malformed: 0 };
+  private readonly rtt: RttEstimator;
+  /** Transactions answered on this socket, keyed by transaction id. */
+  private readonly pending = new Map<string, PendingTransaction>();
+  /** Transactions this client sent, wherever they are answered. */
+  private readonly outstanding = new Set<PendingTransaction>();
+  private readonly listener: ((packet: Buffer, rinfo: dgram.RemoteInfo) => void) | undefined;
+  private closed = false;
+
+  constructor(
+    private readonly socket: dgram.Socket,
+    private readonly options: StunClientOptions = {},
+  ) {
+    this.rtt = new RttEstimator(options.initialRtoMs ?? STUN_TIMING.initialRtoMs, options.minRtoMs ?? STUN_TIMING.minRtoMs);
+    if (options.listen ?? true) {
+      this.listener = (packet, rinfo) => {
+        this.handlePacket(packet, rinfo);
+      };
+      socket.on('message', this.listener);
+    }
+  }
+
+  /** Smoothed RTT of answered transactions, undefined before the first answer. */
+  get rttMs(): number | undefined {
+    return this.rtt.rttMs;
+  }
+
+  /** The RTO the next probe starts with. */
+  get rtoMs(): number {
+    return this.rtt.rtoMs;
+  }
+
+  /**
+   * Offers one incoming datagram. Returns true when it settled one of this client's
+   * transactions (the owner should not process it further). Never throws: malformed STUN is
+   * counted in `stats.malformed` and dropped.
+   */
+  handlePacket(packet: Uint8Array, from: Endpoint): boolean {
+    if (!isStunPacket(packet)) return false;
+    this.stats.stunPackets++;
+    let message: StunMessageInfo;
+    try {
+      message = decodeStunMessage(packet);
+    } catch {
+      this.stats.malformed++;
+      return false;
+    }
+    const pending = this.pending.get(message.transactionId);
+    const accepted = pending !== undefined && (pending.expect === 'request' ? message.cls === 'request' : message.cls === 'success' || message.cls === 'error');
+    if (!accepted) {
+      this.stats.unmatched++;
+      return false;
+    }
+    this.stats.matched++;
+    pending.settle(message, { address: from.address, port: from.port });
+    return true;
+  }
+
+  /**
+   * Sends a Binding Request to `to` and retransmits it until a matching message arrives or the
+   * deadline passes. Silence is an outcome (`answered: false`), not an error. Rejects with
+   * AbortError (signal, close()) or NetworkError (the socket refused to send).
+   */
+  async probe(to: Endpoint, options: ProbeOptions = {}): Promise<ProbeOutcome> {
+    assertEndpoint(to);
+    if (this.closed) throw new AbortError('STUN client is closed');
+    throwIfAborted(options.signal);
+    const transactionId = randomBytes(STUN_TRANSACTION_ID_BYTES);
+    const packet = encodeBindingRequest({ transactionId, changeIp: options.changeIp, changePort: options.changePort, responsePort: options.responsePort });
+    return this.transact(to, transactionId.toString('hex'), packet, options);
+  }
+
+  /**
+   * A Binding transaction that must succeed: rejects with NetworkError when nothing answers
+   * in time and ProtocolError when the server answers with an error response.
+   */
+  async binding(server: Endpoint, options: ProbeOptions = {}): Promise<BindingResult> {
+    const outcome = await this.probe(server, options);
+    if (!outcome.answered) {
+      throw new NetworkError(`no STUN answer from ${formatEndpoint(server)} after ${outcome.attempts} attempts in ${Math.round(outcome.elapsedMs)} ms`, {
+        suggestions: ['check the STUN server address and that UDP to it is not blocked'],
+      });
+    }
+    const { message } = outcome;
+    if (message.cls === 'error' || message.mappedAddress === undefined) {
+      throw new ProtocolError(`STUN server ${formatEndpoint(outcome.from)} answered error ${message.error?.code ?? '?'} ${message.error?.reason ?? ''}`.trim());
+    }
+    return {
+      mappedAddress: message.mappedAddress,
+      from: outcome.from,
+      otherAddress: message.otherAddress,
+      responseOrigin: message.responseOrigin,
+      attempts: outcome.attempts,
+      elapsedMs: outcome.elapsedMs,
+      rttMs: outcome.rttMs,
+    };
+  }
+
+  /** Detaches from the socket (which stays open) and aborts every pending transaction. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.listener) this.socket.off('message', this.listener);
+    const reason = new AbortError('STUN client closed');
+    for (const transaction of [...this.outstanding, ...this.pending.values()]) transaction.cancel(reason);
+  }
+
+  private transact(to: Endpoint, key: string, packet: Buffer, options: ProbeOptions): Promise<ProbeOutcome> {
+    const receiver = options.answerOn ?? this;
+    if (receiver.closed) return Promise.reject(new AbortError('STUN client is closed'));
+    const label = options.label ?? 'binding';
+    const rto = options.rtoMs ?? this.rtoMs;
+    const maxAttempts = Math.max(1, options.maxAttempts ?? STUN_TIMING.maxAttempts);
+    const timeoutMs = options.timeoutMs ?? rto * (2 ** maxAttempts - 1);
+    const measuresRtt = options.answerOn === undefined && !options.expectLoopback;
+    const emit = (event: NatProgressEvent) => this.emit(event, options.onProgress);
+
+    return new Promise<ProbeOutcome>((resolve, reject) => {
+      const startedAt = performance.now();
+      let attempts = 0;
+      let retransmitTimer: NodeJS.Timeout | undefined;
+      const elapsed = () => performance.now() - startedAt;
+
+      const finish = (): boolean => {
+        if (!this.outstanding.delete(transaction)) return false;
+        receiver.pending.delete(key);
+        clearTimeout(retransmitTimer);
+        clearTimeout(deadlineTimer);
+        options.signal?.removeEventListener('abort', onAbort);
+        return true;
+      };
+      const fail = (reason: Error) => {
+        if (finish()) reject(reason);
+      };
+      const onAbort = () => fail(new AbortError('operation aborted', { cause: options.signal?.reason }));
+
+      const transaction: PendingTransaction = {
+        expect: options.expectLoopback ? 'request' : 'response',
+        cancel: fail,
+        settle: (message, from) => {
+          if (!finish()) return;
+          const elapsedMs = elapsed();
+          if (measuresRtt) this.rtt.observe(elapsedMs, attempts > 1);
+          emit({ type: 'nat:probe-answered', probe: label, from, attempts, elapsedMs });
+          resolve({ answered: true, label, to, from, message, attempts, elapsedMs, rttMs: attempts === 1 ? elapsedMs : undefined });
+        },
+      };
+
+      const send = () => {
+        attempts++;
+        try {
+          this.socket.send(packet, to.port, to.address, (err) => {
+            if (err) fail(new NetworkError(`cannot send a STUN request to ${formatEndpoint(to)}: ${err.message}`, { cause: err }));
+          });
+        } catch (err) {
+          fail(new NetworkError(`cannot send a STUN request to ${formatEndpoint(to)}: ${(err as Error).message}`, { cause: err }));
+          return;
+        }
+        emit({ type: 'nat:probe-sent', probe: label, to, attempt: attempts });
+        if (attempts < maxAttempts) retransmitTimer = setTimeout(send, rto * 2 ** (attempts - 1));
+      };
+
+      const deadlineTimer = setTimeout(() => {
+        if (!finish()) return;
+        const elapsedMs = elapsed();
+        emit({ type: 'nat:probe-unanswered', probe: label, to, attempts, elapsedMs });
+        resolve({ answered: false, label, to, attempts, elapsedMs });
+      }, timeoutMs);
+
+      this.outstanding.add(transaction);
+      receiver.pending.set(key, transaction);
+      options.signal?.addEventListener('abort', onAbort, { once: true });
+      send();
+    });
+  }
+
+  /** Progress listeners are the caller's code; one that throws must not break a transaction. */
+  private emit(event: NatProgressEvent, extra?: NatProgressListener): void {
+    for (const listener of [this.options.onProgress, extra]) {
+      try {
+        listener?.(event);
+      } catch {
+        // ignored: see above
+      }
+    }
+  }
+}
