@@ -76,6 +76,11 @@ export class RelaySession {
     return this.client.datagrams;
   }
 
+  /** Resolves when the connection to the relay is gone. */
+  get closed(): Promise<void> {
+    return this.client.closed;
+  }
+
   get localAddress(): HostPort {
     return this.client.localAddress;
   }

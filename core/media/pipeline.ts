@@ -22,11 +22,12 @@ import { DecodeError, InternalError } from '../errors.js';
 import { frameSamplesFor, PIPELINE_SAMPLE_RATE, type Codec, type CodecFactory } from './codec-types.js';
 import { FecBlockAssembler, type DecodedFecBlock } from './fec/interleaver.js';
 import { FEC_MAX_FRAME_BYTES, type FecCodec, type FecDecoder, type FecSchemeFactory } from './fec-types.js';
+import { Rfc3550JitterEstimator } from './analysis.js';
 import { JitterBuffer, type JitterBufferOptions, type JitterBufferStats, type PullResult } from './jitter-buffer.js';
 import { datagramKind } from '../wire/datagram.js';
 import {
   decodeMediaPacket,
-  encodeMediaPacket,
+  encodeMediaHeader,
   MEDIA_HEADER_VERSION,
   type MediaHeader,
   type QualityReport,
@@ -79,8 +80,18 @@ export class MediaSender {
   private groupPosition = 0;
   private pendingReport: QualityReport | undefined;
 
-  constructor(settings: StreamSettings, opts: { miniHeaders?: boolean } = {}) {
+  private readonly seal: ((header: Uint8Array, payload: Uint8Array) => Uint8Array) | undefined;
+
+  /**
+   * `seal` encrypts each payload end to end with the header bytes as associated data (calls
+   * through a relay); without it payloads travel as they are (echo test, sweep).
+   */
+  constructor(
+    settings: StreamSettings,
+    opts: { miniHeaders?: boolean; seal?: (header: Uint8Array, payload: Uint8Array) => Uint8Array } = {},
+  ) {
     this.mini = opts.miniHeaders === false ? undefined : new MiniHeaderEncoder();
+    this.seal = opts.seal;
     this.configure(settings);
   }
 
@@ -215,12 +226,11 @@ export class MediaSender {
   private packetize(header: MediaHeader, payload: Uint8Array): Uint8Array {
     // Repair packets (with their layout extension) always travel with a full header, outside
     // the mini-header context; source packets use mini headers in steady state.
-    let packet: Uint8Array;
-    if (this.mini && !header.fec.repair) {
-      packet = this.mini.encodePacket(header, payload);
-    } else {
-      packet = encodeMediaPacket(header, payload);
-    }
+    const headerBytes = this.mini && !header.fec.repair ? this.mini.encodeHeader(header) : encodeMediaHeader(header);
+    const body = this.seal ? this.seal(headerBytes, payload) : payload;
+    const packet = new Uint8Array(headerBytes.byteLength + body.byteLength);
+    packet.set(headerBytes, 0);
+    packet.set(body, headerBytes.byteLength);
     if (datagramKind(packet) === 'mini') this.stats.miniHeaders++;
     else this.stats.fullHeaders++;
     this.stats.bytes += packet.byteLength;
@@ -238,6 +248,8 @@ export interface ReceiverStats {
   repairPackets: number;
   /** Datagrams that could not be decoded (bad header, unknown codec/scheme): dropped. */
   malformed: number;
+  /** Datagrams whose payload failed decryption (tampered, replayed, unknown key): dropped. */
+  rejected: number;
   /** Distinct frames that arrived as source packets. */
   framesReceived: number;
   /** Frames recovered by FEC (never received as source packets). */
@@ -256,6 +268,11 @@ export interface RecoveryEvent {
 }
 
 export interface ReceiverOptions {
+  /**
+   * Decrypt a payload (end-to-end encryption) given the header bytes as associated data.
+   * Throwing drops the packet (counted in `rejected`).
+   */
+  open?(header: Uint8Array, sealed: Uint8Array): Uint8Array;
   codecById(id: number): CodecFactory | undefined;
   fecById(id: number): FecSchemeFactory | undefined;
   jitter?: JitterBufferOptions;
@@ -283,6 +300,7 @@ export class MediaReceiver {
     sourcePackets: 0,
     repairPackets: 0,
     malformed: 0,
+    rejected: 0,
     framesReceived: 0,
     framesRecovered: 0,
     recoveredTooLate: 0,
@@ -325,6 +343,14 @@ export class MediaReceiver {
       }
       throw err;
     }
+    if (this.opts.open) {
+      try {
+        payload = this.opts.open(datagram.subarray(0, datagram.byteLength - payload.byteLength), payload);
+      } catch {
+        this.stats.rejected++;
+        return;
+      }
+    }
     const codec = this.opts.codecById(header.codecId);
     const scheme = this.opts.fecById(header.fec.schemeId);
     if (!codec || !scheme) {
@@ -340,6 +366,7 @@ export class MediaReceiver {
 
   private onSource(h: MediaHeader, view: Uint8Array, blockId: number, scheme: FecSchemeFactory, arrivalMs: number): void {
     this.stats.sourcePackets++;
+    this.trackArrival(h, arrivalMs);
     // One copy, shared by the jitter buffer and the FEC assembler (neither modifies it): the
     // caller's datagram buffer is not ours to keep.
     const payload = view.slice();
@@ -357,6 +384,43 @@ export class MediaReceiver {
     const layout = this.layout(blockId);
     layout.received.add(h.fec.symbol);
     if (h.fec.r > 0) this.feedAssembler(h, payload, blockId, scheme, arrivalMs);
+  }
+
+  /** Network-level view of the source stream: highest sequence and RFC 3550 jitter. */
+  private extHighestSeq = -1;
+  private readonly arrivalJitter = new Rfc3550JitterEstimator(PIPELINE_SAMPLE_RATE);
+  private lossWindow = { highest: -1, received: 0 };
+
+  private trackArrival(h: MediaHeader, arrivalMs: number): void {
+    if (this.extHighestSeq < 0) {
+      this.extHighestSeq = h.sequence;
+      this.lossWindow.highest = h.sequence - 1;
+    } else {
+      const base = this.extHighestSeq - (this.extHighestSeq % SEQ_MOD);
+      let ext = base + h.sequence;
+      if (ext - this.extHighestSeq > SEQ_MOD / 2) ext -= SEQ_MOD;
+      else if (this.extHighestSeq - ext > SEQ_MOD / 2) ext += SEQ_MOD;
+      if (ext > this.extHighestSeq) this.extHighestSeq = ext;
+    }
+    this.lossWindow.received++;
+    this.arrivalJitter.update(arrivalMs, h.timestamp);
+  }
+
+  /** RFC 3550 interarrival jitter of the source packets, ms. */
+  get arrivalJitterMs(): number {
+    return this.arrivalJitter.jitterMs;
+  }
+
+  /**
+   * Source-packet loss on the network (before FEC) since the previous call, 0..1, or
+   * undefined if nothing new was expected. Receivers report it back to the sender.
+   */
+  takeLossWindow(): number | undefined {
+    const expected = this.extHighestSeq - this.lossWindow.highest;
+    const received = this.lossWindow.received;
+    this.lossWindow = { highest: this.extHighestSeq, received: 0 };
+    if (expected <= 0) return undefined;
+    return Math.min(1, Math.max(0, 1 - received / expected));
   }
 
   private onRepair(h: MediaHeader, view: Uint8Array, blockId: number, scheme: FecSchemeFactory, arrivalMs: number): void {

@@ -9,7 +9,7 @@ import type { QUICConnection } from '@matrixai/quic';
 import { CryptoError } from '@matrixai/quic/native/types.js';
 import Logger, { LogLevel } from '@matrixai/logger';
 import { certFingerprint, fingerprintsEqual } from '../crypto/tls-cert.js';
-import { AbortError, FingerprintMismatchError, HandshakeError, NetworkError, UsageError } from '../errors.js';
+import { AbortError, FingerprintMismatchError, HandshakeError, InternalError, NetworkError, UsageError } from '../errors.js';
 import { attachDatagrams, type DatagramChannel } from './datagrams.js';
 
 export interface TlsMaterial {
@@ -111,9 +111,26 @@ function commonConfig() {
   };
 }
 
+export interface SocketOptions {
+  /**
+   * Receives the UDP packets that are not QUIC (first byte with the fixed bit 0x40 clear:
+   * STUN, whose first two bits are 0, and anything else). Without it they are dropped.
+   * This is what lets one socket carry QUIC signalling, STUN reflection and hole punching.
+   */
+  onNonQuic?(data: Buffer, from: { address: string; port: number }): void;
+}
+
+/** The node:dgram socket inside a QUICSocket, for raw sends on the shared port (STUN, punching). */
+export function rawUdpSocket(socket: QUICSocket): import('node:dgram').Socket {
+  const udp = (socket as unknown as { socket?: import('node:dgram').Socket }).socket;
+  if (!udp) throw new InternalError('QUICSocket has no UDP socket (not started?)');
+  return udp;
+}
+
 /** Open a UDP socket that a server and clients can share (one port that accepts and dials). */
-export async function openSocket(bind: HostPort): Promise<QUICSocket> {
+export async function openSocket(bind: HostPort, opts: SocketOptions = {}): Promise<QUICSocket> {
   const socket = new QUICSocket({ logger: quietLogger() });
+  if (opts.onNonQuic) splitNonQuic(socket, opts.onNonQuic);
   try {
     await socket.start({ host: bind.host, port: bind.port });
   } catch (err) {
@@ -124,6 +141,27 @@ export async function openSocket(bind: HostPort): Promise<QUICSocket> {
   }
   raiseRecvBuffer(socket);
   return socket;
+}
+
+/**
+ * Route non-QUIC packets to `handler` before QUIC sees them. QUICSocket registers its
+ * `handleSocketMessage` field as the dgram 'message' listener in start(), so replacing the
+ * field before start() is enough (checked against @matrixai/quic 2.0.9).
+ */
+function splitNonQuic(socket: QUICSocket, handler: NonNullable<SocketOptions['onNonQuic']>): void {
+  const s = socket as unknown as { handleSocketMessage: (data: Buffer, rinfo: { address: string; port: number }) => Promise<void> };
+  const quic = s.handleSocketMessage;
+  s.handleSocketMessage = async (data, rinfo) => {
+    if (data.length > 0 && (data[0] & 0x40) === 0) {
+      try {
+        handler(data, { address: rinfo.address, port: rinfo.port });
+      } catch {
+        // A handler bug must not break the socket; the handler counts its own errors.
+      }
+      return;
+    }
+    return quic(data, rinfo);
+  };
 }
 
 function raiseRecvBuffer(socket: QUICSocket): void {
@@ -197,6 +235,8 @@ export interface ClientConnection {
   readonly peerFingerprint: string;
   /** Local address of the UDP socket. */
   readonly localAddress: HostPort;
+  /** Resolves when the connection has closed, for whatever reason (peer gone, idle timeout). */
+  readonly closed: Promise<void>;
   close(): Promise<void>;
 }
 
@@ -260,6 +300,10 @@ export async function connectQuic(opts: ConnectOptions): Promise<ClientConnectio
     datagrams,
     peerFingerprint: presented ?? '',
     localAddress: { host: unmapIPv4(socket.host), port: socket.port },
+    closed: connection.closedP.then(
+      () => undefined,
+      () => undefined,
+    ),
     async close() {
       await client.destroy({ isApp: true, errorCode: 0, force: true }).catch(() => undefined);
     },

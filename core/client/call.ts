@@ -1,0 +1,543 @@
+/**
+ * A call: membership of an SFU room on a relay, with end-to-end encrypted media.
+ *
+ * - Joining: the room name is hashed (core/crypto/room-name.ts) before the relay sees it. Each
+ *   member broadcasts a signed announcement of its session key; on every membership change
+ *   every sender rotates to a new sender key, wrapped for each current member
+ *   (core/crypto/sender-keys.ts). The relay forwards these as opaque room signals.
+ * - Sending: a 20 ms clock takes audio from the source; the MediaSender encodes it for the
+ *   current quality tier (codec, FEC) and seals each payload with the sender key, the header
+ *   bytes as associated data.
+ * - Receiving: datagrams arrive tagged with the sender's source id; each remote member has a
+ *   MediaReceiver (decryption, FEC, jitter buffer, decoding); every 20 ms their output is
+ *   mixed into the sink (speaker, recording).
+ * - Quality: every second each member reports what it receives (loss, jitter, its relay RTT)
+ *   in its media headers; every sender's QualityController moves its tier with hysteresis.
+ */
+import { AbortError, ProtocolError } from '../errors.js';
+import type { FrameSink, FrameSource } from '../audio/sources.js';
+import { mix, saturate } from '../audio/sources.js';
+import type { Identity } from '../crypto/identity.js';
+import { hashRoomName } from '../crypto/room-name.js';
+import { RoomKeyring, type WrappedKeyMessage } from '../crypto/sender-keys.js';
+import { rms } from '../media/analysis.js';
+import { frameSamplesFor, PIPELINE_SAMPLE_RATE, type CodecFactory } from '../media/codec-types.js';
+import { impairmentFor, mos as eModelMos } from '../media/emodel.js';
+import type { FecSchemeFactory } from '../media/fec-types.js';
+import type { JitterBufferStats } from '../media/jitter-buffer.js';
+import { MediaReceiver, MediaSender, type StreamSettings } from '../media/pipeline.js';
+import { fecFor, QualityController, selectCodec, TIERS, type TierChange, type TierName } from '../media/quality.js';
+import { untagRoomDatagram } from '../relay/rooms.js';
+import type { Registry } from '../registry.js';
+import type { KnownSignal } from '../transport/signal-stream.js';
+import { quantizeQualityReport, type QualityReport } from '../wire/media-header.js';
+import type { RoomParticipant } from '../wire/signal.js';
+import type { RelaySession } from './relay-session.js';
+
+/** The mixing and send clock. */
+export const TICK_MS = 20;
+const TICK_SAMPLES = frameSamplesFor(TICK_MS);
+/** How often receivers report what they see, and the status line refreshes. */
+const REPORT_INTERVAL_MS = 1000;
+/** Output RMS above which a member counts as talking (about -40 dBFS). */
+const TALKING_RMS = 330;
+
+export interface CallOptions {
+  session: RelaySession;
+  identity: Identity;
+  room: string;
+  alias: string;
+  codecs: Registry<CodecFactory>;
+  fec: Registry<FecSchemeFactory>;
+  source: FrameSource;
+  sink?: FrameSink;
+  tier?: TierName;
+  /** Move between tiers from receiver reports (default true). */
+  adaptive?: boolean;
+  /** Do not send media (a recorder). */
+  receiveOnly?: boolean;
+  durationMs?: number;
+  /** End the call when a finite source (a file) has been sent. */
+  endWithSource?: boolean;
+  signal?: AbortSignal;
+  onEvent?(e: CallEvent): void;
+}
+
+export type CallEvent =
+  | { type: 'call:joined'; room: string; sourceId: number; participants: number }
+  | { type: 'call:member-joined'; alias: string; fingerprint: string }
+  | { type: 'call:member-left'; alias: string; fingerprint: string }
+  | { type: 'call:tier-changed'; from: TierName; to: TierName; reason: string }
+  | { type: 'call:first-audio'; atMs: number }
+  | { type: 'call:status'; status: CallStatus }
+  | { type: 'call:warning'; message: string };
+
+export interface CallStatus {
+  tier: TierName;
+  rttMs: number | undefined;
+  /** Worst network loss among the streams we receive, %. */
+  lossPct: number;
+  jitterBufferMs: number;
+  mos: number | undefined;
+  talking: string[];
+  members: number;
+}
+
+export interface ParticipantReport {
+  alias: string;
+  fingerprint: string;
+  sourceId: number;
+  verified: boolean;
+  /** The member left before the call ended. */
+  left: boolean;
+  packetsReceived: number;
+  lossPct: number;
+  framesReceived: number;
+  framesRecovered: number;
+  framesPlayed: number;
+  concealedFrames: number;
+  decryptRejected: number;
+  malformed: number;
+  jitterBuffer: JitterBufferStats;
+  lastTier: TierName | undefined;
+  mos: number | undefined;
+}
+
+export interface CallReport {
+  room: string;
+  roomId: string;
+  alias: string;
+  fingerprint: string;
+  sourceId: number;
+  durationMs: number;
+  setupMs: number;
+  /** From the start of the call to the first remote audio frame played. */
+  firstAudioMs: number | undefined;
+  tier: TierName;
+  tierChanges: { atMs: number; from: TierName; to: TierName; reason: string }[];
+  sent: { frames: number; packets: number; bytes: number };
+  participants: ParticipantReport[];
+  endedBy: 'duration' | 'source-ended' | 'hangup' | 'relay-lost';
+}
+
+interface Remote {
+  sourceId: number;
+  alias: string;
+  fingerprint: string;
+  verified: boolean;
+  receiver: MediaReceiver;
+  pending: Int16Array[];
+  pendingSamples: number;
+  lastRms: number;
+  lossPct: number;
+  left: boolean;
+  everPlayed: boolean;
+}
+
+export async function runCall(opts: CallOptions): Promise<CallReport> {
+  const call = new Call(opts);
+  return call.run();
+}
+
+class Call {
+  private readonly roomId: string;
+  private readonly keyring: RoomKeyring;
+  private readonly remotes = new Map<number, Remote>();
+  /** Members who left during the call, kept for the report. */
+  private readonly departed: Remote[] = [];
+  /** Key messages from members whose announcement has not arrived yet. */
+  private readonly pendingKeys: WrappedKeyMessage[] = [];
+  private readonly controller: QualityController;
+  private readonly tierChanges: CallReport['tierChanges'] = [];
+  private tier: TierName;
+  private sender: MediaSender | undefined;
+  private sourceId = 0;
+  private started = 0;
+  private firstAudioMs: number | undefined;
+  private sendBuffer = new Int16Array(0);
+  private readonly roster = new Map<number, RoomParticipant>();
+
+  constructor(private readonly opts: CallOptions) {
+    this.roomId = hashRoomName(opts.room);
+    this.keyring = new RoomKeyring(opts.identity, this.roomId);
+    this.tier = opts.tier ?? 'GOOD';
+    this.controller = new QualityController({ initialTier: this.tier });
+    this.controller.onTierChange((c) => this.onTierChange(c));
+  }
+
+  private emit(e: CallEvent): void {
+    this.opts.onEvent?.(e);
+  }
+
+  async run(): Promise<CallReport> {
+    const t0 = performance.now();
+    const { session } = this.opts;
+    session.onPush((msg) => this.onPush(msg));
+    session.datagrams.onDatagram((d) => this.onDatagram(d));
+    const joined = await session.joinRoom(this.roomId, {
+      alias: this.opts.alias,
+      fingerprint: this.opts.identity.fingerprint,
+      signal: this.opts.signal,
+    });
+    this.sourceId = joined.sourceId;
+    for (const p of joined.participants) this.roster.set(p.sourceId, p);
+    this.started = performance.now();
+    const setupMs = this.started - t0;
+    this.emit({ type: 'call:joined', room: this.opts.room, sourceId: this.sourceId, participants: joined.participants.length });
+    // Our first sender key, then our announcement to everyone already there.
+    this.keyring.rotate();
+    await this.broadcast({ kind: 'announce', announcement: this.keyring.localAnnouncement() });
+    if (!this.opts.receiveOnly) this.sender = new MediaSender(this.settingsFor(this.tier), { seal: (h, p) => this.keyring.encryptor().seal(h, p) });
+
+    let endedBy: CallReport['endedBy'] = 'hangup';
+    try {
+      endedBy = await this.clock();
+    } finally {
+      // Hang up at once so the others see the leave immediately, whatever happened.
+      await session.leave({ timeoutMs: 1000 }).catch(() => undefined);
+      session.datagrams.onDatagram(() => undefined);
+      this.sender?.close();
+      for (const r of this.remotes.values()) r.receiver.close();
+      await this.opts.sink?.close();
+      await this.opts.source.close?.();
+    }
+    return this.report(setupMs, endedBy);
+  }
+
+  /** The 20 ms clock: send, mix, report. Drift-corrected; ends on abort, duration or source end. */
+  private async clock(): Promise<CallReport['endedBy']> {
+    let relayLost = false;
+    void this.opts.session.closed.then(() => (relayLost = true));
+    const start = performance.now();
+    let tick = 0;
+    let lastReport = start;
+    for (;;) {
+      if (this.opts.signal?.aborted) return 'hangup';
+      if (relayLost) return 'relay-lost';
+      const now = performance.now();
+      if (this.opts.durationMs !== undefined && now - start >= this.opts.durationMs) return 'duration';
+      if (this.opts.endWithSource && this.opts.source.ended && this.sendBuffer.length === 0) return 'source-ended';
+      this.sendTick();
+      this.mixTick(now);
+      if (now - lastReport >= REPORT_INTERVAL_MS) {
+        lastReport = now;
+        this.reportTick(now);
+      }
+      tick++;
+      const wait = start + tick * TICK_MS - performance.now();
+      await sleep(Math.max(0, wait), this.opts.signal).catch(() => undefined);
+    }
+  }
+
+  private sendTick(): void {
+    if (!this.sender) return;
+    const frame = this.opts.source.read(TICK_SAMPLES);
+    const buffered = new Int16Array(this.sendBuffer.length + frame.length);
+    buffered.set(this.sendBuffer);
+    buffered.set(frame, this.sendBuffer.length);
+    const frameSamples = frameSamplesFor(this.sender.current.frameMs);
+    let offset = 0;
+    while (buffered.length - offset >= frameSamples) {
+      for (const packet of this.sender.sendFrame(buffered.subarray(offset, offset + frameSamples))) {
+        this.opts.session.datagrams.send(packet);
+      }
+      offset += frameSamples;
+    }
+    this.sendBuffer = buffered.slice(offset);
+  }
+
+  private mixTick(now: number): void {
+    const mixed = new Int32Array(TICK_SAMPLES);
+    for (const r of this.remotes.values()) {
+      while (r.pendingSamples < TICK_SAMPLES) {
+        const chunk = r.receiver.pull(now);
+        if (chunk.kind === 'frame' && !r.everPlayed) {
+          r.everPlayed = true;
+          if (this.firstAudioMs === undefined) {
+            this.firstAudioMs = now - this.started;
+            this.emit({ type: 'call:first-audio', atMs: this.firstAudioMs });
+          }
+        }
+        r.pending.push(chunk.pcm);
+        r.pendingSamples += chunk.pcm.length;
+      }
+      const out = takeSamples(r, TICK_SAMPLES);
+      r.lastRms = rms(out);
+      mix(mixed, out);
+    }
+    this.opts.sink?.write(saturate(mixed));
+  }
+
+  private reportTick(now: number): void {
+    const legRtt = this.opts.session.datagrams.pathStats()?.rttMs;
+    let worstLoss = 0;
+    let worstJitter = 0;
+    for (const r of this.remotes.values()) {
+      const loss = r.receiver.takeLossWindow();
+      if (loss !== undefined) r.lossPct = loss * 100;
+      worstLoss = Math.max(worstLoss, r.lossPct);
+      worstJitter = Math.max(worstJitter, r.receiver.arrivalJitterMs);
+    }
+    // Tell the senders what we receive: attached to our next media packet.
+    this.sender?.attachReport(quantizeQualityReport({ lossRatio: worstLoss / 100, rttMs: legRtt ?? 0, jitterMs: worstJitter }));
+    // And adapt what we send to what they report.
+    const reports = [...this.remotes.values()].map((r) => r.receiver.lastReport).filter((x): x is QualityReport => !!x);
+    if (this.opts.adaptive !== false && this.sender && reports.length > 0) {
+      const lossPct = Math.max(...reports.map((r) => (r.fractionLost / 256) * 100));
+      const rttMs = Math.max(...reports.map((r) => r.rttMs)) + (legRtt ?? 0);
+      const jitterMs = Math.max(...reports.map((r) => r.jitterMs));
+      this.controller.report({ lossPct, rttMs, jitterMs, nowMs: now });
+    }
+    this.emit({ type: 'call:status', status: this.status(legRtt, worstLoss) });
+  }
+
+  private status(legRtt: number | undefined, lossPct: number): CallStatus {
+    const remotes = [...this.remotes.values()];
+    const jb = remotes.map((r) => r.receiver.jitterStats().currentDelayMs);
+    const jitterBufferMs = jb.length ? Math.max(...jb) : 0;
+    return {
+      tier: this.tier,
+      rttMs: legRtt === undefined ? undefined : legRtt * 2,
+      lossPct: Math.round(lossPct * 10) / 10,
+      jitterBufferMs: Math.round(jitterBufferMs),
+      mos: remotes.length ? this.mosEstimate(lossPct, (legRtt ?? 0) + jitterBufferMs) : undefined,
+      talking: remotes.filter((r) => r.lastRms > TALKING_RMS).map((r) => r.alias || r.fingerprint.slice(0, 9)),
+      members: remotes.length + 1,
+    };
+  }
+
+  private mosEstimate(lossPct: number, delayMs: number): number {
+    const settings = this.sender?.current ?? this.settingsFor(this.tier);
+    const impairment = impairmentFor(settings.codec.name, settings.bitrate ?? settings.codec.nominalBitrate) ?? { ie: 0, bpl: 10 };
+    const m = eModelMos({ delayMs: delayMs + settings.frameMs, lossPct, codec: impairment });
+    return Math.round(m * 100) / 100;
+  }
+
+  private onTierChange(c: TierChange): void {
+    const { from, to } = c;
+    this.tier = to;
+    this.tierChanges.push({ atMs: Math.round(performance.now() - this.started), from, to, reason: c.reason });
+    this.emit({ type: 'call:tier-changed', from, to, reason: c.reason });
+    if (this.sender) {
+      for (const p of this.sender.reconfigure(this.settingsFor(to))) this.opts.session.datagrams.send(p);
+    }
+  }
+
+  private settingsFor(tierName: TierName): StreamSettings {
+    const tier = TIERS.find((t) => t.name === tierName)!;
+    const choice = selectCodec(tier, (c) => this.opts.codecs.has(c) && this.opts.codecs.get(c).factory.availability().available);
+    const fec = fecFor(tier, choice);
+    return {
+      tier: tier.id,
+      codec: this.opts.codecs.require(choice.codec),
+      frameMs: choice.frameMs,
+      bitrate: choice.bitrate,
+      fec: this.opts.fec.require(fec.scheme),
+      k: fec.k,
+      r: fec.r,
+      depth: fec.interleaveDepth,
+    };
+  }
+
+  // ---- signalling -------------------------------------------------------------------------
+
+  private onPush(msg: KnownSignal): void {
+    if (msg.type === 'room-update' && msg.room === this.roomId) this.onRoster(msg.participants, msg.joined, msg.left);
+    else if (msg.type === 'relayed' && msg.room === this.roomId) this.onRelayed(msg.from, msg.payload);
+  }
+
+  private onRoster(participants: RoomParticipant[], joined?: number, left?: number): void {
+    for (const p of participants) this.roster.set(p.sourceId, p);
+    if (joined !== undefined && joined !== this.sourceId) {
+      // Introduce ourselves to the newcomer.
+      void this.send({ kind: 'announce', announcement: this.keyring.localAnnouncement() }, joined);
+    }
+    if (left !== undefined) {
+      const r = this.remotes.get(left);
+      this.roster.delete(left);
+      if (r) {
+        r.left = true;
+        this.remotes.delete(left);
+        this.departed.push(r);
+        r.receiver.close();
+        if (r.verified) this.keyring.removeMember(r.fingerprint);
+        this.emit({ type: 'call:member-left', alias: r.alias, fingerprint: r.fingerprint });
+        // Whoever left must not read what we send from now on.
+        void this.distributeKeys();
+      }
+    }
+  }
+
+  private onRelayed(from: number, payload: Record<string, unknown>): void {
+    try {
+      if (payload.kind === 'announce') this.onAnnounce(from, payload.announcement);
+      else if (payload.kind === 'key') this.onKey(payload.message);
+    } catch (err) {
+      this.emit({ type: 'call:warning', message: `dropped a key-exchange message from member ${from}: ${(err as Error).message}` });
+    }
+  }
+
+  private onAnnounce(from: number, announcement: unknown): void {
+    const fingerprint = this.keyring.addMember(announcement);
+    const claimed = this.roster.get(from);
+    if (claimed && claimed.fingerprint && claimed.fingerprint !== fingerprint) {
+      throw new ProtocolError(`member ${from} announced ${fingerprint} but joined as ${claimed.fingerprint}`);
+    }
+    const existing = this.remotes.get(from);
+    if (!existing) {
+      this.remotes.set(from, this.newRemote(from, claimed?.alias ?? '', fingerprint));
+      this.emit({ type: 'call:member-joined', alias: claimed?.alias ?? '', fingerprint });
+    } else {
+      existing.verified = true;
+    }
+    // Membership changed: a new sender key for everyone current, including the newcomer.
+    void this.distributeKeys();
+    // Keys that arrived before this announcement can be taken now.
+    for (const m of this.pendingKeys.splice(0)) this.onKey(m);
+  }
+
+  private onKey(message: unknown): void {
+    try {
+      this.keyring.receiveWrappedKey(message);
+    } catch (err) {
+      if ((err as { reason?: string }).reason === 'unknown-sender') {
+        this.pendingKeys.push(message as WrappedKeyMessage);
+        return;
+      }
+      throw err;
+    }
+  }
+
+  private async distributeKeys(): Promise<void> {
+    const messages = this.keyring.rotate();
+    for (const m of messages) {
+      const target = [...this.remotes.values()].find((r) => r.fingerprint === m.to);
+      if (target) await this.send({ kind: 'key', message: m }, target.sourceId);
+    }
+  }
+
+  private newRemote(sourceId: number, alias: string, fingerprint: string): Remote {
+    return {
+      sourceId,
+      alias,
+      fingerprint,
+      verified: true,
+      receiver: new MediaReceiver({
+        open: (h, sealed) => {
+          const d = this.keyring.decryptorFor(fingerprint);
+          if (!d) throw new ProtocolError('no key for this member yet');
+          return d.open(h, sealed);
+        },
+        codecById: (id) => this.opts.codecs.byId(id)?.factory,
+        fecById: (id) => this.opts.fec.byId(id)?.factory,
+        jitter: { minDelayMs: 20, maxDelayMs: 400 },
+      }),
+      pending: [],
+      pendingSamples: 0,
+      lastRms: 0,
+      lossPct: 0,
+      left: false,
+      everPlayed: false,
+    };
+  }
+
+  private onDatagram(d: Uint8Array): void {
+    const tagged = untagRoomDatagram(d);
+    if (!tagged) return;
+    const r = this.remotes.get(tagged.sourceId);
+    if (!r) return; // not announced yet: we have no key for it anyway
+    r.receiver.receive(tagged.datagram, performance.now());
+  }
+
+  private async broadcast(payload: Record<string, unknown>): Promise<void> {
+    await this.send(payload);
+  }
+
+  private async send(payload: Record<string, unknown>, to?: number): Promise<void> {
+    try {
+      await this.opts.session.roomSignal(payload, to, { timeoutMs: 2000 });
+    } catch (err) {
+      this.emit({ type: 'call:warning', message: `room signal not delivered: ${(err as Error).message}` });
+    }
+  }
+
+  private report(setupMs: number, endedBy: CallReport['endedBy']): CallReport {
+    const stats = this.sender?.stats;
+    return {
+      room: this.opts.room,
+      roomId: this.roomId,
+      alias: this.opts.alias,
+      fingerprint: this.opts.identity.fingerprint,
+      sourceId: this.sourceId,
+      durationMs: Math.round(performance.now() - this.started),
+      setupMs: Math.round(setupMs),
+      firstAudioMs: this.firstAudioMs === undefined ? undefined : Math.round(this.firstAudioMs),
+      tier: this.tier,
+      tierChanges: this.tierChanges,
+      sent: { frames: stats?.frames ?? 0, packets: (stats?.sourcePackets ?? 0) + (stats?.repairPackets ?? 0), bytes: stats?.bytes ?? 0 },
+      participants: [...this.departed, ...this.remotes.values()].map((r) => this.participantReport(r)),
+      endedBy,
+    };
+  }
+
+  private participantReport(r: Remote): ParticipantReport {
+    const s = r.receiver.stats;
+    const jb = r.receiver.jitterStats();
+    const played = s.framesPlayed + s.concealedFrames;
+    const concealPct = played ? (s.concealedFrames / played) * 100 : 0;
+    return {
+      alias: r.alias,
+      fingerprint: r.fingerprint,
+      sourceId: r.sourceId,
+      verified: r.verified,
+      left: r.left,
+      packetsReceived: s.packets,
+      lossPct: Math.round(r.lossPct * 10) / 10,
+      framesReceived: s.framesReceived,
+      framesRecovered: s.framesRecovered,
+      framesPlayed: s.framesPlayed,
+      concealedFrames: s.concealedFrames,
+      decryptRejected: s.rejected,
+      malformed: s.malformed,
+      jitterBuffer: jb,
+      lastTier: r.receiver.lastTier === undefined ? undefined : nameOf(r.receiver.lastTier),
+      mos: played ? this.mosEstimate(concealPct, jb.currentDelayMs) : undefined,
+    };
+  }
+}
+
+function nameOf(tier: number): TierName {
+  return TIERS[tier]?.name ?? 'GOOD';
+}
+
+function takeSamples(r: Remote, n: number): Int16Array {
+  const out = new Int16Array(n);
+  let filled = 0;
+  while (filled < n && r.pending.length > 0) {
+    const head = r.pending[0];
+    const take = Math.min(n - filled, head.length);
+    out.set(head.subarray(0, take), filled);
+    filled += take;
+    if (take === head.length) r.pending.shift();
+    else r.pending[0] = head.subarray(take);
+  }
+  r.pendingSamples -= filled;
+  return out;
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(new AbortError('aborted'));
+    const t = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(t);
+      reject(new AbortError('aborted'));
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+export { PIPELINE_SAMPLE_RATE };

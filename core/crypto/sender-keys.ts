@@ -1,0 +1,459 @@
+/**
+ * Sender-key distribution for one member of one room session: who is in the room, how each
+ * member's sender key reaches the others, and when keys rotate. The relay carries every
+ * message below but holds no key that opens them. Full specification: docs/e2e-encryption.md.
+ *
+ * 1. Announce. On joining, a member makes an ephemeral X25519 key pair for this session and
+ *    announces its public key, signed by its Ed25519 identity key over
+ *    labelled("wzp-room-announce-v1", room id, identity public key, X25519 public key).
+ * 2. Admit. Receivers check that the fingerprint is SHA-256 of the identity key and the
+ *    signature, then compute the pairwise X25519 secret with their own ephemeral key.
+ * 3. Rotate. A sender draws a fresh sender key for the next epoch and wraps it for every
+ *    current member:
+ *      wrap key = HKDF-SHA256(ikm = X25519 secret, salt = "",
+ *                   info = labelled("wzp-sender-key-wrap-v1", room id, from, to, epoch,
+ *                                   sender X25519 public key, recipient X25519 public key), 32)
+ *      wrapped  = ChaCha20-Poly1305(wrap key, nonce = 12 zero bytes, AD = "", sender key)
+ *    (each wrap key seals exactly one sender key, so the fixed nonce is never reused), and
+ *    signs labelled("wzp-sender-key-wrap-sig-v1", room id, from, to, epoch, sender X25519,
+ *    recipient X25519, wrapped) with its identity key.
+ * 4. Install. The recipient checks the signature of a known member, refuses epochs not newer
+ *    than that sender's latest, unwraps and installs the key in that sender's MediaDecryptor.
+ *
+ * Every membership change sets needsRotation: the caller then calls rotate() and sends the
+ * messages, so a member who left never receives a later key and a member who joined never
+ * received an earlier one. A member's X25519 key is accepted once per session: after it
+ * leaves or re-joins with a new key, replaying its old announcement (and with it its old
+ * wrapped keys and media) is refused.
+ */
+import { createPublicKey, diffieHellman, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { DecodeError, ExitCode, InternalError, WzpError } from '../errors.js';
+import { sha256Fingerprint } from './fingerprint.js';
+import { ED25519_PUBLIC_KEY_BYTES, ED25519_SIGNATURE_BYTES, Identity } from './identity.js';
+import {
+  AEAD_KEY_BYTES,
+  MediaDecryptor,
+  MediaEncryptor,
+  NONCE_BYTES,
+  SENDER_KEY_BYTES,
+  TAG_BYTES,
+  aeadOpen,
+  aeadSeal,
+  hkdfSha256,
+  labelledFields,
+  type MediaDecryptorOptions,
+  type MediaEncryptorOptions,
+  type SenderKey,
+} from './media-crypto.js';
+
+export const X25519_PUBLIC_KEY_BYTES = 32;
+/** A wrapped sender key: the encrypted 32-byte key and its tag. */
+export const WRAPPED_KEY_BYTES = SENDER_KEY_BYTES + TAG_BYTES;
+/** Longest room id, in UTF-8 bytes. */
+export const MAX_ROOM_ID_BYTES = 255;
+export const ANNOUNCEMENT_SIGNATURE_LABEL = 'wzp-room-announce-v1';
+export const WRAP_KEY_LABEL = 'wzp-sender-key-wrap-v1';
+export const WRAP_SIGNATURE_LABEL = 'wzp-sender-key-wrap-sig-v1';
+
+const ANNOUNCEMENT_FORMAT = 'member-announcement';
+const WRAPPED_KEY_FORMAT = 'wrapped-key';
+const SPKI_X25519_PREFIX = Buffer.from('302a300506032b656e032100', 'hex');
+/** Each wrap key seals exactly one sender key, so a constant nonce is never reused under a key. */
+const WRAP_NONCE = new Uint8Array(NONCE_BYTES);
+const FINGERPRINT_PATTERN = /^[0-9a-f]{4}(?::[0-9a-f]{4}){15}$/;
+const U32_MAX = 0xffff_ffff;
+
+// ---------------------------------------------------------------------------------------------
+// Messages (JSON, binary fields in standard base64 with padding)
+
+/** A member's signed session key, broadcast to the room on joining. */
+export interface MemberAnnouncement {
+  /** SHA-256 of the identity public key, `xxxx:xxxx:...`. */
+  fingerprint: string;
+  /** Raw Ed25519 identity public key, base64 (32 bytes). */
+  identityPublicKey: string;
+  /** Raw X25519 public key for this room session, base64 (32 bytes). */
+  x25519PublicKey: string;
+  /** Ed25519 signature by the identity key, base64 (64 bytes). */
+  signature: string;
+}
+
+/** One sender key, wrapped for one recipient. The relay forwards it to `to`. */
+export interface WrappedKeyMessage {
+  /** Sender fingerprint. */
+  from: string;
+  /** Recipient fingerprint. */
+  to: string;
+  /** The sender's epoch this key belongs to, u32. */
+  epoch: number;
+  /** ChaCha20-Poly1305 ciphertext and tag of the sender key, base64 (48 bytes). */
+  wrapped: string;
+  /** Ed25519 signature by the sender's identity key, base64 (64 bytes). */
+  signature: string;
+}
+
+/**
+ * Validates an untrusted announcement (e.g. from JSON.parse) and returns a clean copy
+ * (unknown fields dropped). Throws DecodeError 'not-object' or 'bad-field'. Does not check
+ * the signature: RoomKeyring.addMember does.
+ */
+export function parseMemberAnnouncement(value: unknown): MemberAnnouncement {
+  const record = asRecord(ANNOUNCEMENT_FORMAT, value);
+  return {
+    fingerprint: fingerprintField(ANNOUNCEMENT_FORMAT, record, 'fingerprint'),
+    identityPublicKey: base64Field(ANNOUNCEMENT_FORMAT, record, 'identityPublicKey', ED25519_PUBLIC_KEY_BYTES),
+    x25519PublicKey: base64Field(ANNOUNCEMENT_FORMAT, record, 'x25519PublicKey', X25519_PUBLIC_KEY_BYTES),
+    signature: base64Field(ANNOUNCEMENT_FORMAT, record, 'signature', ED25519_SIGNATURE_BYTES),
+  };
+}
+
+/**
+ * Validates an untrusted wrapped-key message and returns a clean copy. Throws DecodeError
+ * 'not-object' or 'bad-field'. Does not check the signature: RoomKeyring.receiveWrappedKey does.
+ */
+export function parseWrappedKeyMessage(value: unknown): WrappedKeyMessage {
+  const record = asRecord(WRAPPED_KEY_FORMAT, value);
+  return {
+    from: fingerprintField(WRAPPED_KEY_FORMAT, record, 'from'),
+    to: fingerprintField(WRAPPED_KEY_FORMAT, record, 'to'),
+    epoch: epochField(WRAPPED_KEY_FORMAT, record, 'epoch'),
+    wrapped: base64Field(WRAPPED_KEY_FORMAT, record, 'wrapped', WRAPPED_KEY_BYTES),
+    signature: base64Field(WRAPPED_KEY_FORMAT, record, 'signature', ED25519_SIGNATURE_BYTES),
+  };
+}
+
+function asRecord(format: string, value: unknown): Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new DecodeError(format, 'not-object', 'expected a JSON object');
+  }
+  return value as Record<string, unknown>;
+}
+
+function fingerprintField(format: string, record: Record<string, unknown>, name: string): string {
+  const value = record[name];
+  if (typeof value !== 'string' || !FINGERPRINT_PATTERN.test(value)) {
+    throw new DecodeError(format, 'bad-field', `"${name}" must be a fingerprint xxxx:xxxx:... (64 lowercase hex digits)`);
+  }
+  return value;
+}
+
+function base64Field(format: string, record: Record<string, unknown>, name: string, bytes: number): string {
+  const value = record[name];
+  if (typeof value !== 'string' || !isCanonicalBase64(value, bytes)) {
+    throw new DecodeError(format, 'bad-field', `"${name}" must be ${bytes} bytes in padded base64`);
+  }
+  return value;
+}
+
+/** Exactly `bytes` bytes, in the one padded base64 spelling Buffer produces for them. */
+function isCanonicalBase64(text: string, bytes: number): boolean {
+  if (text.length !== Math.ceil(bytes / 3) * 4) return false;
+  const decoded = fromBase64(text);
+  return decoded.length === bytes && toBase64(decoded) === text;
+}
+
+function epochField(format: string, record: Record<string, unknown>, name: string): number {
+  const value = record[name];
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > U32_MAX) {
+    throw new DecodeError(format, 'bad-field', `"${name}" must be an integer 0-${U32_MAX}`);
+  }
+  return value;
+}
+
+function toBase64(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('base64');
+}
+
+function fromBase64(text: string): Uint8Array {
+  return new Uint8Array(Buffer.from(text, 'base64'));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+export type KeyExchangeFailure =
+  /** The announced fingerprint is not SHA-256 of the announced identity key. */
+  | 'fingerprint-mismatch'
+  /** A signature does not verify (forged, altered, or made for another room). */
+  | 'bad-signature'
+  /** An announcement carrying the local member's own fingerprint. */
+  | 'self'
+  /** An X25519 key already retired this session (a replayed announcement). */
+  | 'stale-announcement'
+  /** An X25519 public key that gives no shared secret (a low-order point). */
+  | 'bad-key'
+  /** A wrapped key addressed to another member. */
+  | 'wrong-recipient'
+  /** A wrapped key from someone who is not a current member. */
+  | 'unknown-sender'
+  /** A wrapped key for an epoch not newer than the sender's latest (a replay). */
+  | 'stale-epoch'
+  /** A correctly signed wrapped key that does not decrypt with the pairwise key. */
+  | 'unwrap-failed';
+
+/** A key-exchange message was refused. Drop it (and count it): the key state is unchanged. */
+export class KeyExchangeError extends WzpError {
+  readonly reason: KeyExchangeFailure;
+  constructor(reason: KeyExchangeFailure, message: string) {
+    super(`key exchange: ${message}`, ExitCode.PROTOCOL);
+    this.name = 'KeyExchangeError';
+    this.reason = reason;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Derivations
+
+/** Everything a wrapped key is bound to. */
+export interface WrapContext {
+  roomId: string;
+  from: string;
+  to: string;
+  epoch: number;
+  senderX25519PublicKey: Uint8Array;
+  recipientX25519PublicKey: Uint8Array;
+}
+
+/** The single-use key that wraps one sender key for one recipient. Secret. */
+export function deriveWrapKey(sharedSecret: Uint8Array, context: WrapContext): Uint8Array {
+  return hkdfSha256(sharedSecret, labelledFields(WRAP_KEY_LABEL, wrapFields(context)), AEAD_KEY_BYTES);
+}
+
+function wrapFields(context: WrapContext): (string | number | Uint8Array)[] {
+  const { roomId, from, to, epoch, senderX25519PublicKey, recipientX25519PublicKey } = context;
+  return [roomId, from, to, epoch, senderX25519PublicKey, recipientX25519PublicKey];
+}
+
+function wrapTranscript(context: WrapContext, wrapped: Uint8Array): Uint8Array {
+  return labelledFields(WRAP_SIGNATURE_LABEL, [...wrapFields(context), wrapped]);
+}
+
+function announcementTranscript(roomId: string, identityPublicKey: Uint8Array, x25519PublicKey: Uint8Array): Uint8Array {
+  return labelledFields(ANNOUNCEMENT_SIGNATURE_LABEL, [roomId, identityPublicKey, x25519PublicKey]);
+}
+
+function rawX25519PublicKey(publicKey: KeyObject): Uint8Array {
+  const spki = publicKey.export({ format: 'der', type: 'spki' });
+  return new Uint8Array(spki.subarray(SPKI_X25519_PREFIX.length));
+}
+
+/** X25519 with a peer's raw public key; KeyExchangeError 'bad-key' for low-order points (all-zero output). */
+function x25519SharedSecret(privateKey: KeyObject, peerPublicKey: Uint8Array): Uint8Array {
+  try {
+    const publicKey = createPublicKey({ key: Buffer.concat([SPKI_X25519_PREFIX, peerPublicKey]), format: 'der', type: 'spki' });
+    return new Uint8Array(diffieHellman({ privateKey, publicKey }));
+  } catch {
+    throw new KeyExchangeError('bad-key', 'the X25519 public key is a low-order point');
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The keyring
+
+interface Member {
+  fingerprint: string;
+  identityPublicKey: Uint8Array;
+  x25519PublicKey: Uint8Array;
+  /** X25519(our ephemeral private key, their X25519 public key). Secret. */
+  sharedSecret: Uint8Array;
+  decryptor: MediaDecryptor;
+}
+
+export type RoomKeyringOptions = MediaEncryptorOptions & MediaDecryptorOptions;
+
+/**
+ * The key state of the local member in one room session. Not thread-safe; feed it the
+ * room's signalling messages in order. A member who leaves and re-joins creates a new
+ * RoomKeyring (a new X25519 key).
+ */
+export class RoomKeyring {
+  readonly roomId: string;
+  /** The local member's identity fingerprint. */
+  readonly fingerprint: string;
+  readonly #identity: Identity;
+  readonly #x25519PrivateKey: KeyObject;
+  readonly #x25519PublicKey: Uint8Array;
+  readonly #announcement: MemberAnnouncement;
+  readonly #encryptor: MediaEncryptor;
+  readonly #decryptorOptions: MediaDecryptorOptions;
+  readonly #members = new Map<string, Member>();
+  /** Hex X25519 keys of members who left or re-joined: never admitted again. */
+  readonly #retiredKeys = new Set<string>();
+  #membershipChanged = false;
+
+  constructor(identity: Identity, roomId: string, options: RoomKeyringOptions = {}) {
+    const roomIdBytes = Buffer.byteLength(roomId, 'utf8');
+    if (roomIdBytes === 0 || roomIdBytes > MAX_ROOM_ID_BYTES) {
+      throw new InternalError(`a room id is 1-${MAX_ROOM_ID_BYTES} UTF-8 bytes, got ${roomIdBytes}`);
+    }
+    this.roomId = roomId;
+    this.fingerprint = identity.fingerprint;
+    this.#identity = identity;
+    const { privateKey, publicKey } = generateKeyPairSync('x25519');
+    this.#x25519PrivateKey = privateKey;
+    this.#x25519PublicKey = rawX25519PublicKey(publicKey);
+    this.#announcement = {
+      fingerprint: identity.fingerprint,
+      identityPublicKey: toBase64(identity.publicKey),
+      x25519PublicKey: toBase64(this.#x25519PublicKey),
+      signature: toBase64(identity.sign(announcementTranscript(roomId, identity.publicKey, this.#x25519PublicKey))),
+    };
+    this.#encryptor = new MediaEncryptor({ roomId, senderFingerprint: identity.fingerprint }, options);
+    this.#decryptorOptions = { graceMs: options.graceMs, now: options.now };
+  }
+
+  /** True when the local sender must rotate(): no key yet, membership changed, or key exhausted. */
+  get needsRotation(): boolean {
+    return this.#membershipChanged || this.#encryptor.packetsRemaining === 0;
+  }
+
+  /** Fingerprints of the current remote members, in admission order. */
+  get members(): string[] {
+    return [...this.#members.keys()];
+  }
+
+  /** The signed announcement to broadcast to the room. */
+  localAnnouncement(): MemberAnnouncement {
+    return { ...this.#announcement };
+  }
+
+  /**
+   * Admits the member an untrusted announcement describes and returns its fingerprint.
+   * This is the admission decision: check the fingerprint against who may join before
+   * calling. Repeating the announcement in force is a no-op; a new X25519 key for a current
+   * member replaces its session (its keys are dropped). Throws DecodeError for a malformed
+   * message, KeyExchangeError 'fingerprint-mismatch', 'bad-signature', 'self',
+   * 'stale-announcement' or 'bad-key'.
+   */
+  addMember(announcement: unknown): string {
+    const parsed = parseMemberAnnouncement(announcement);
+    const identityPublicKey = fromBase64(parsed.identityPublicKey);
+    const x25519PublicKey = fromBase64(parsed.x25519PublicKey);
+    if (sha256Fingerprint(identityPublicKey) !== parsed.fingerprint) {
+      throw new KeyExchangeError('fingerprint-mismatch', 'the fingerprint is not the hash of the identity key');
+    }
+    const transcript = announcementTranscript(this.roomId, identityPublicKey, x25519PublicKey);
+    if (!Identity.verify(identityPublicKey, transcript, fromBase64(parsed.signature))) {
+      throw new KeyExchangeError('bad-signature', `announcement of ${parsed.fingerprint} is not signed by its identity key for this room`);
+    }
+    if (parsed.fingerprint === this.fingerprint) throw new KeyExchangeError('self', 'an announcement with the local fingerprint');
+    const existing = this.#members.get(parsed.fingerprint);
+    if (existing !== undefined && hex(existing.x25519PublicKey) === hex(x25519PublicKey)) return parsed.fingerprint;
+    if (this.#retiredKeys.has(hex(x25519PublicKey))) {
+      throw new KeyExchangeError('stale-announcement', `announcement of ${parsed.fingerprint} carries a session key already retired`);
+    }
+    const sharedSecret = x25519SharedSecret(this.#x25519PrivateKey, x25519PublicKey);
+    if (existing !== undefined) this.#retire(existing);
+    const context = { roomId: this.roomId, senderFingerprint: parsed.fingerprint };
+    this.#members.set(parsed.fingerprint, {
+      fingerprint: parsed.fingerprint,
+      identityPublicKey,
+      x25519PublicKey,
+      sharedSecret,
+      decryptor: new MediaDecryptor(context, this.#decryptorOptions),
+    });
+    this.#membershipChanged = true;
+    return parsed.fingerprint;
+  }
+
+  /** Drops a member and wipes its keys; false if it was not a member. */
+  removeMember(fingerprint: string): boolean {
+    const member = this.#members.get(fingerprint);
+    if (member === undefined) return false;
+    this.#retire(member);
+    this.#members.delete(fingerprint);
+    this.#membershipChanged = true;
+    return true;
+  }
+
+  /**
+   * Moves the local sender to a new sender key (next epoch) and returns it wrapped for
+   * every current member, one message each, for the caller to send through the relay.
+   * The encryptor seals with the new key from now on.
+   */
+  rotate(): WrappedKeyMessage[] {
+    const senderKey = this.#encryptor.rotate();
+    try {
+      const messages = [...this.#members.values()].map((member) => this.#wrap(member, senderKey));
+      this.#membershipChanged = false;
+      return messages;
+    } finally {
+      senderKey.key.fill(0);
+    }
+  }
+
+  /**
+   * Unwraps an untrusted wrapped-key message and installs the key in its sender's decryptor.
+   * Throws DecodeError for a malformed message, KeyExchangeError 'wrong-recipient',
+   * 'unknown-sender', 'bad-signature', 'stale-epoch' or 'unwrap-failed'.
+   */
+  receiveWrappedKey(message: unknown): { from: string; epoch: number } {
+    const parsed = parseWrappedKeyMessage(message);
+    if (parsed.to !== this.fingerprint) throw new KeyExchangeError('wrong-recipient', `wrapped key addressed to ${parsed.to}`);
+    const sender = this.#members.get(parsed.from);
+    if (sender === undefined) throw new KeyExchangeError('unknown-sender', `wrapped key from non-member ${parsed.from}`);
+    const context = this.#wrapContext(sender, 'incoming', parsed.epoch);
+    const wrapped = fromBase64(parsed.wrapped);
+    if (!Identity.verify(sender.identityPublicKey, wrapTranscript(context, wrapped), fromBase64(parsed.signature))) {
+      throw new KeyExchangeError('bad-signature', `wrapped key not signed by ${parsed.from}`);
+    }
+    const latest = sender.decryptor.latestEpoch;
+    if (latest !== undefined && parsed.epoch <= latest) {
+      throw new KeyExchangeError('stale-epoch', `epoch ${parsed.epoch} of ${parsed.from} is not newer than ${latest}`);
+    }
+    const wrapKey = deriveWrapKey(sender.sharedSecret, context);
+    const key = aeadOpen(wrapKey, WRAP_NONCE, [], wrapped);
+    wrapKey.fill(0);
+    if (key === undefined) throw new KeyExchangeError('unwrap-failed', `wrapped key from ${parsed.from} does not decrypt`);
+    sender.decryptor.install({ epoch: parsed.epoch, key });
+    key.fill(0);
+    return { from: parsed.from, epoch: parsed.epoch };
+  }
+
+  /** The local sender's encryptor (the same object across rotations). */
+  encryptor(): MediaEncryptor {
+    return this.#encryptor;
+  }
+
+  /** The decryptor for a current member's media; undefined for non-members. */
+  decryptorFor(fingerprint: string): MediaDecryptor | undefined {
+    return this.#members.get(fingerprint)?.decryptor;
+  }
+
+  #wrap(member: Member, senderKey: SenderKey): WrappedKeyMessage {
+    const context = this.#wrapContext(member, 'outgoing', senderKey.epoch);
+    const wrapKey = deriveWrapKey(member.sharedSecret, context);
+    const wrapped = aeadSeal(wrapKey, WRAP_NONCE, [], senderKey.key);
+    wrapKey.fill(0);
+    return {
+      from: this.fingerprint,
+      to: member.fingerprint,
+      epoch: senderKey.epoch,
+      wrapped: toBase64(wrapped),
+      signature: toBase64(this.#identity.sign(wrapTranscript(context, wrapped))),
+    };
+  }
+
+  #wrapContext(member: Member, direction: 'incoming' | 'outgoing', epoch: number): WrapContext {
+    const local = { fingerprint: this.fingerprint, x25519PublicKey: this.#x25519PublicKey };
+    const [sender, recipient] = direction === 'outgoing' ? [local, member] : [member, local];
+    return {
+      roomId: this.roomId,
+      from: sender.fingerprint,
+      to: recipient.fingerprint,
+      epoch,
+      senderX25519PublicKey: sender.x25519PublicKey,
+      recipientX25519PublicKey: recipient.x25519PublicKey,
+    };
+  }
+
+  #retire(member: Member): void {
+    this.#retiredKeys.add(hex(member.x25519PublicKey));
+    member.sharedSecret.fill(0);
+    member.decryptor.clear();
+  }
+}
+
+function hex(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('hex');
+}
