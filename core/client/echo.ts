@@ -1,35 +1,35 @@
 /**
- * The echo test: send a known signal as paced media frames through a relay in echo mode,
- * receive what comes back, decode it and compare it with what was sent.
+ * The echo test: send a known signal through a relay in echo mode with the real media
+ * pipeline (codec, FEC, media headers, jitter buffer), play back what returns in real time,
+ * and compare it with what was sent.
  *
- * Every frame carries a media header with its sequence number and timestamp, so the
- * received audio is rebuilt by position (lost frames become concealment or silence) and then
- * compared with the source after a small alignment search for codec delay. A path that drops,
- * reorders, misplaces or mis-decodes frames cannot reach a high SNR.
+ * Round trips are measured per source packet by sequence number. For the SNR, every frame
+ * that came back (received or recovered by FEC) is decoded in sequence order by a separate
+ * decoder and placed where its sequence number says, so neither the jitter buffer's
+ * time-stretching nor playout concealment (which changes a codec's state) blurs the
+ * comparison; it is aligned with the source by a small search for codec delay only (shorter
+ * than a frame: a path that puts audio a frame off its sequence number cannot score well).
+ * MOS comes from the E-model with the measured delay and the concealment playout needed.
  */
-import { AbortError, DecodeError } from '../errors.js';
+import { AbortError } from '../errors.js';
 import { alignAndSnr, Rfc3550JitterEstimator, summarize } from '../media/analysis.js';
-import { frameSamplesFor, PIPELINE_SAMPLE_RATE, type Codec, type CodecFactory } from '../media/codec-types.js';
-import { splitFrames, testSignal } from '../media/tone.js';
+import { frameSamplesFor, PIPELINE_SAMPLE_RATE } from '../media/codec-types.js';
+import { impairmentFor, mos as eModelMos } from '../media/emodel.js';
+import { MediaReceiver, MediaSender, type StreamSettings } from '../media/pipeline.js';
+import { testSignal } from '../media/tone.js';
 import type { DatagramChannel } from '../transport/datagrams.js';
-import {
-  decodeMediaPacket,
-  encodeMediaPacket,
-  MEDIA_HEADER_VERSION,
-  QualityTier,
-  type FecInfo,
-  type MediaHeader,
-} from '../wire/media-header.js';
 
 export interface EchoTestOptions {
   datagrams: DatagramChannel;
-  codec: CodecFactory;
+  settings: StreamSettings;
   durationMs: number;
-  frameMs: number;
-  bitrate?: number;
   /** Source audio (48 kHz mono); defaults to the built-in test signal. */
   source?: Int16Array;
-  /** How long to wait for the last echoes after sending stops. */
+  /** A live source instead (the microphone): read one 20 ms frame per tick. */
+  live?: { read(samples: number): Int16Array };
+  /** Where the played-back echo goes as it plays (a speaker). */
+  playback?(pcm: Int16Array): void;
+  /** How long to keep playing after sending stops, for the last echoes. */
   drainMs?: number;
   signal?: AbortSignal;
   onProgress?(p: { type: 'echo:progress'; sent: number; received: number; total: number; lastRttMs?: number }): void;
@@ -38,159 +38,180 @@ export interface EchoTestOptions {
 export interface EchoTestMeasurement {
   packetsSent: number;
   packetsReceived: number;
-  /** Echoes that arrived twice (counted once). */
-  duplicates: number;
-  /** Datagrams that were not valid media packets of this test (dropped and counted). */
+  /** Source frames that came back (received or recovered by FEC). */
+  framesReturned: number;
+  framesRecovered: number;
+  /** Datagrams that were not valid media packets (dropped and counted). */
   malformed: number;
   /** Datagrams the local send queue refused (congestion/too large). */
   sendDropped: number;
+  /** Source packets that did not come back, %. */
   lossPct: number;
   rttMs: { p50: number; p95: number; max: number; mean: number };
   /** RFC 3550 interarrival jitter of the echoed stream, ms. */
   jitterMs: number;
-  /** SNR of the decoded echo against the source after time alignment, dB. */
+  /** Mean jitter-buffer delay of played frames, ms. */
+  jitterBufferMs: number;
+  concealedPct: number;
+  /** SNR of the played-back echo against the source after time alignment, dB. */
   snrDb: number;
   segmentalSnrDb: number;
   /** Alignment lag found (codec delay), ms. */
   alignmentLagMs: number;
-  /** Average bytes per second on the wire (headers + payloads, excluding QUIC overhead). */
+  /** E-model MOS for a one-way path of half the round trip plus jitter buffer and frame. */
+  mos: number;
+  /** Average datagram payload bitrate, bits/s (headers, payloads, repair packets). */
   payloadBitrate: number;
   frameMs: number;
   durationMs: number;
 }
 
-const HEADER_TIMESTAMP_MASK = 0xffffffff;
-const SEQUENCE_MASK = 0xffff;
-/** The echo test measures the raw path: no FEC (scheme 0 = none, one source per block). */
-const NO_FEC: FecInfo = { schemeId: 0, block: 0, symbol: 0, repair: false, k: 1, r: 0 };
-
-export async function runEchoTest(opts: EchoTestOptions): Promise<EchoTestMeasurement> {
-  const frameSamples = frameSamplesFor(opts.frameMs);
-  const source = opts.source ?? testSignal(opts.durationMs);
-  const frames = splitFrames(source, frameSamples);
-  const total = frames.length;
-  const encoder = opts.codec.create({ frameMs: opts.frameMs, bitrate: opts.bitrate });
-  const decoder = opts.codec.create({ frameMs: opts.frameMs, bitrate: opts.bitrate });
-  try {
-    const sendTimes = new Float64Array(total).fill(Number.NaN);
-    const rtts: number[] = [];
-    const payloads: (Uint8Array | undefined)[] = new Array(total);
-    const jitter = new Rfc3550JitterEstimator(PIPELINE_SAMPLE_RATE);
-    let received = 0;
-    let duplicates = 0;
-    let malformed = 0;
-    let sendDropped = 0;
-    let bytesSent = 0;
-    let lastRtt: number | undefined;
-
-    opts.datagrams.onDatagram((datagram) => {
-      const now = performance.now();
-      let header: MediaHeader;
-      let payload: Uint8Array;
-      try {
-        ({ header, payload } = decodeMediaPacket(datagram));
-      } catch (err) {
-        if (err instanceof DecodeError) {
-          malformed++;
-          return;
-        }
-        throw err;
-      }
-      const index = header.sequence; // < 65536 frames: see the duration limit below
-      if (index >= total || header.codecId !== opts.codec.codecId || Number.isNaN(sendTimes[index])) {
-        malformed++;
-        return;
-      }
-      if (payloads[index] !== undefined) {
-        duplicates++;
-        return;
-      }
-      payloads[index] = payload.slice();
-      received++;
-      lastRtt = now - sendTimes[index];
-      rtts.push(lastRtt);
-      jitter.update(now, index * frameSamples);
-    });
-
-    const start = performance.now();
-    for (let i = 0; i < total; i++) {
-      if (opts.signal?.aborted) throw new AbortError('echo test aborted');
-      const due = start + i * opts.frameMs;
-      const wait = due - performance.now();
-      if (wait > 1) await sleep(wait, opts.signal);
-      const packet = encodeMediaPacket(
-        {
-          version: MEDIA_HEADER_VERSION,
-          codecId: opts.codec.codecId,
-          tier: QualityTier.GOOD,
-          sequence: i & SEQUENCE_MASK,
-          timestamp: (i * frameSamples) & HEADER_TIMESTAMP_MASK,
-          frameSamples,
-          fec: NO_FEC,
-          extensions: [],
-        },
-        encoder.encode(frames[i]),
-      );
-      sendTimes[i] = performance.now();
-      if (opts.datagrams.send(packet)) bytesSent += packet.byteLength;
-      else sendDropped++;
-      opts.onProgress?.({ type: 'echo:progress', sent: i + 1, received, total, lastRttMs: lastRtt });
-    }
-    await drain(() => received + sendDropped >= total, opts.drainMs ?? 1000, opts.signal);
-    opts.datagrams.onDatagram(() => undefined);
-
-    const decoded = rebuild(decoder, payloads, frameSamples);
-    const alignment = alignAndSnr(source, decoded, { maxLagSamples: MAX_CODEC_DELAY_SAMPLES });
-    const rtt = rtts.length > 0 ? summarize(rtts) : { p50: Number.NaN, p95: Number.NaN, max: Number.NaN, mean: Number.NaN };
-    return {
-      packetsSent: total - sendDropped,
-      packetsReceived: received,
-      duplicates,
-      malformed,
-      sendDropped,
-      lossPct: total === 0 ? 0 : round(((total - received) / total) * 100, 2),
-      rttMs: { p50: round(rtt.p50, 2), p95: round(rtt.p95, 2), max: round(rtt.max, 2), mean: round(rtt.mean, 2) },
-      jitterMs: round(jitter.jitterMs, 3),
-      snrDb: round(alignment.snrDb, 2),
-      segmentalSnrDb: round(alignment.segmentalSnrDb, 2),
-      alignmentLagMs: round((alignment.lagSamples / PIPELINE_SAMPLE_RATE) * 1000, 3),
-      payloadBitrate: Math.round((bytesSent * 8 * 1000) / Math.max(1, total * opts.frameMs)),
-      frameMs: opts.frameMs,
-      durationMs: total * opts.frameMs,
-    };
-  } finally {
-    encoder.close();
-    decoder.close();
-  }
-}
-
+/** Longest echo test: sequence numbers index frames directly. */
+export const MAX_ECHO_FRAMES = 0x10000;
 /**
  * Largest codec + resampler delay the alignment search allows for (15 ms; Opus is 6.5 ms).
  * Deliberately shorter than a frame: a path that puts audio a whole frame off its sequence
- * number is broken, and must not be "aligned" back into a good score.
+ * number is broken and must not be "aligned" back into a good score.
  */
 const MAX_CODEC_DELAY_SAMPLES = (PIPELINE_SAMPLE_RATE * 15) / 1000;
+const TICK_MS = 20;
 
-/** Longest echo test, in frames: sequence numbers index frames directly. */
-export const MAX_ECHO_FRAMES = SEQUENCE_MASK + 1;
+export async function runEchoTest(opts: EchoTestOptions): Promise<EchoTestMeasurement> {
+  const { settings } = opts;
+  const frameSamples = frameSamplesFor(settings.frameMs);
+  const total = Math.floor((opts.durationMs / settings.frameMs));
+  const source = opts.source ?? testSignal(total * settings.frameMs);
+  const sendTimes = new Float64Array(Math.min(total, MAX_ECHO_FRAMES)).fill(Number.NaN);
+  const rtts: number[] = [];
+  const jitter = new Rfc3550JitterEstimator(PIPELINE_SAMPLE_RATE);
+  const seen = new Set<number>();
+  const returned: (Uint8Array | undefined)[] = new Array(Math.min(total, MAX_ECHO_FRAMES));
+  let lastRtt: number | undefined;
+  const sender = new MediaSender(settings);
+  const receiver = new MediaReceiver({
+    codecById: (id) => (id === settings.codec.codecId ? settings.codec : undefined),
+    fecById: (id) => (id === settings.fec.schemeId ? settings.fec : undefined),
+    jitter: { minDelayMs: TICK_MS, maxDelayMs: 400 },
+    onFrame: (seq, payload) => {
+      if (seq < returned.length) returned[seq] = payload;
+    },
+    onHeader: (h, arrivalMs) => {
+      if (h.fec.repair || h.sequence >= sendTimes.length || seen.has(h.sequence)) return;
+      const sent = sendTimes[h.sequence];
+      if (Number.isNaN(sent)) return;
+      seen.add(h.sequence);
+      lastRtt = arrivalMs - sent;
+      rtts.push(lastRtt);
+      jitter.update(arrivalMs, h.timestamp);
+    },
+  });
+  let sendDropped = 0;
+  opts.datagrams.onDatagram((d) => receiver.receive(d, performance.now()));
+  const send = (packets: Uint8Array[]) => {
+    for (const p of packets) if (!opts.datagrams.send(p)) sendDropped++;
+  };
 
-/** Decode in sequence order (codec state depends on it); conceal what never arrived. */
-function rebuild(decoder: Codec, payloads: (Uint8Array | undefined)[], frameSamples: number): Int16Array {
-  const out = new Int16Array(payloads.length * frameSamples);
-  for (let i = 0; i < payloads.length; i++) {
-    const p = payloads[i];
-    let pcm: Int16Array | undefined;
-    if (p !== undefined) {
-      try {
-        pcm = decoder.decode(p);
-      } catch {
-        pcm = undefined; // a frame the codec rejects counts as lost audio
+  let playedSamples = 0;
+  let started = false;
+  const start = performance.now();
+  const drainMs = opts.drainMs ?? 1000;
+  let frameIndex = 0;
+  let tick = 0;
+  try {
+    for (;;) {
+      if (opts.signal?.aborted) throw new AbortError('echo test aborted');
+      const now = performance.now();
+      // Send every frame that is due (a live source is read at the tick rate).
+      while (frameIndex < total && start + frameIndex * settings.frameMs <= now) {
+        const frame = opts.live ? opts.live.read(frameSamples) : source.subarray(frameIndex * frameSamples, (frameIndex + 1) * frameSamples);
+        const padded = frame.length === frameSamples ? frame : padTo(frame, frameSamples);
+        if (frameIndex < sendTimes.length) sendTimes[frameIndex] = performance.now();
+        send(sender.sendFrame(padded));
+        frameIndex++;
+        if (frameIndex === total) send(sender.flush());
+        opts.onProgress?.({ type: 'echo:progress', sent: frameIndex, received: seen.size, total, lastRttMs: lastRtt });
       }
-    } else if (decoder.conceal) {
-      pcm = decoder.conceal();
+      // Play out what came back.
+      let chunkSamples = 0;
+      while (chunkSamples < frameSamplesFor(TICK_MS)) {
+        const chunk = receiver.pull(now);
+        chunkSamples += chunk.pcm.length;
+        // Playback starts with the first real frame: what the buffer plays while filling up is
+        // not part of the echo.
+        if (!started && chunk.kind === 'frame') started = true;
+        if (started && playedSamples < total * frameSamples) {
+          playedSamples += chunk.pcm.length;
+          opts.playback?.(chunk.pcm);
+        }
+      }
+      const sendingDone = frameIndex >= total;
+      if (sendingDone && (playedSamples >= total * frameSamples || now - (start + total * settings.frameMs) > drainMs)) break;
+      tick++;
+      const wait = start + tick * TICK_MS - performance.now();
+      if (wait > 1) await sleep(wait, opts.signal);
     }
-    if (pcm) out.set(pcm.subarray(0, frameSamples), i * frameSamples);
+  } finally {
+    opts.datagrams.onDatagram(() => undefined);
+    sender.close();
+    receiver.close();
   }
+
+  const reference = opts.live ? undefined : source.subarray(0, total * frameSamples);
+  const decoded = reference ? decodeInOrder(settings, returned, frameSamples) : new Int16Array(0);
+  const alignment = reference ? alignAndSnr(reference, decoded, { maxLagSamples: MAX_CODEC_DELAY_SAMPLES }) : undefined;
+  const rtt = rtts.length > 0 ? summarize(rtts) : { p50: Number.NaN, p95: Number.NaN, max: Number.NaN, mean: Number.NaN };
+  const js = receiver.jitterStats();
+  const jbMs = js.jitterBufferEmittedCount > 0 ? (js.jitterBufferDelay / js.jitterBufferEmittedCount) * 1000 : 0;
+  const rs = receiver.stats;
+  const playedFrames = rs.framesPlayed + rs.concealedFrames;
+  const concealedPct = playedFrames ? (rs.concealedFrames / playedFrames) * 100 : 100;
+  const impairment = impairmentFor(settings.codec.name, settings.bitrate ?? settings.codec.nominalBitrate) ?? { ie: 0, bpl: 10 };
+  const mouthToEar = (Number.isFinite(rtt.p50) ? rtt.p50 / 2 : 0) + jbMs + settings.frameMs;
+  const sent = Math.min(total, sendTimes.length);
+  return {
+    packetsSent: sender.stats.sourcePackets + sender.stats.repairPackets - sendDropped,
+    packetsReceived: rs.packets,
+    framesReturned: Math.min(total, rs.framesReceived + rs.framesRecovered),
+    framesRecovered: rs.framesRecovered,
+    malformed: rs.malformed,
+    sendDropped,
+    lossPct: sent === 0 ? 0 : round(((sent - seen.size) / sent) * 100, 2),
+    rttMs: { p50: round(rtt.p50, 2), p95: round(rtt.p95, 2), max: round(rtt.max, 2), mean: round(rtt.mean, 2) },
+    jitterMs: round(jitter.jitterMs, 3),
+    jitterBufferMs: round(jbMs, 1),
+    concealedPct: round(concealedPct, 2),
+    snrDb: alignment ? round(alignment.snrDb, 2) : Number.NaN,
+    segmentalSnrDb: alignment ? round(alignment.segmentalSnrDb, 2) : Number.NaN,
+    alignmentLagMs: alignment ? round((alignment.lagSamples / PIPELINE_SAMPLE_RATE) * 1000, 3) : Number.NaN,
+    mos: round(eModelMos({ delayMs: mouthToEar, lossPct: concealedPct, codec: impairment }), 2),
+    payloadBitrate: Math.round((sender.stats.bytes * 8 * 1000) / Math.max(1, total * settings.frameMs)),
+    frameMs: settings.frameMs,
+    durationMs: total * settings.frameMs,
+  };
+}
+
+/** Decode what came back in sequence order with a fresh decoder; missing frames stay silent. */
+function decodeInOrder(settings: StreamSettings, payloads: (Uint8Array | undefined)[], frameSamples: number): Int16Array {
+  const decoder = settings.codec.create({ frameMs: settings.frameMs, bitrate: settings.bitrate });
+  const out = new Int16Array(payloads.length * frameSamples);
+  try {
+    payloads.forEach((p, i) => {
+      if (!p) return;
+      try {
+        out.set(decoder.decode(p).subarray(0, frameSamples), i * frameSamples);
+      } catch {
+        // A frame the codec rejects counts as lost audio.
+      }
+    });
+  } finally {
+    decoder.close();
+  }
+  return out;
+}
+
+function padTo(frame: Int16Array, n: number): Int16Array {
+  const out = new Int16Array(n);
+  out.set(frame.subarray(0, n));
   return out;
 }
 
@@ -212,10 +233,4 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     };
     signal?.addEventListener('abort', onAbort, { once: true });
   });
-}
-
-/** Wait until `done()` or `maxMs` passes (polling every 10 ms). */
-async function drain(done: () => boolean, maxMs: number, signal?: AbortSignal): Promise<void> {
-  const until = performance.now() + maxMs;
-  while (!done() && performance.now() < until) await sleep(10, signal);
 }

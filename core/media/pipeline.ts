@@ -278,6 +278,10 @@ export interface ReceiverOptions {
   jitter?: JitterBufferOptions;
   /** Called for every frame FEC recovered (used by sweep to measure FEC delay). */
   onRecovered?(e: RecoveryEvent): void;
+  /** Called for every valid packet's header (after decryption), e.g. to measure round trips. */
+  onHeader?(header: MediaHeader, arrivalMs: number): void;
+  /** Called for every frame payload received or recovered by FEC (before the jitter buffer). */
+  onFrame?(seq: number, payload: Uint8Array): void;
 }
 
 interface BlockLayout {
@@ -292,6 +296,10 @@ interface BlockLayout {
 export interface PlayoutChunk {
   pcm: Int16Array;
   kind: PullResult['kind'];
+  /** For a played frame: its sequence number. */
+  seq?: number;
+  /** A frame the buffer skipped to catch up (decoded to keep codec state, not played). */
+  skipped?: { seq: number; pcm: Int16Array };
 }
 
 export class MediaReceiver {
@@ -359,6 +367,7 @@ export class MediaReceiver {
     }
     if (header.report) this.lastReport = header.report;
     this.lastTier = header.tier;
+    this.opts.onHeader?.(header, arrivalMs);
     const blockId = this.unwrapBlock(header.fec.block);
     if (header.fec.repair) this.onRepair(header, payload, blockId, scheme, arrivalMs);
     else this.onSource(header, payload, blockId, scheme, arrivalMs);
@@ -380,6 +389,7 @@ export class MediaReceiver {
     if (outcome !== 'duplicate') {
       this.stats.framesReceived++;
       this.frameInfo.set(h.sequence, { codecId: h.codecId, frameSamples: h.frameSamples });
+      this.opts.onFrame?.(h.sequence, payload);
     }
     const layout = this.layout(blockId);
     layout.received.add(h.fec.symbol);
@@ -490,6 +500,7 @@ export class MediaReceiver {
       });
       if (outcome === 'duplicate') return;
       this.stats.framesRecovered++;
+      this.opts.onFrame?.(seq, frame);
       if (outcome === 'late') this.stats.recoveredTooLate++;
       this.frameInfo.set(seq, { codecId: layout.codecId, frameSamples: layout.frameSamples });
       this.opts.onRecovered?.({ seq, atMs: nowMs });
@@ -527,12 +538,13 @@ export class MediaReceiver {
     const samples = Math.round((r.durationMs * PIPELINE_SAMPLE_RATE) / 1000);
     switch (r.kind) {
       case 'frame': {
-        if (r.removed) this.decode(r.removed.seq, r.removed.payload, samples);
+        const skippedPcm = r.removed ? this.decode(r.removed.seq, r.removed.payload, samples) : undefined;
+        const skipped = r.removed && skippedPcm ? { seq: r.removed.seq, pcm: skippedPcm } : undefined;
         const pcm = this.decode(r.seq, r.payload, samples);
         this.frameInfo.delete(r.seq);
         if (pcm) {
           this.stats.framesPlayed++;
-          return { pcm, kind: 'frame' };
+          return { pcm, kind: 'frame', seq: r.seq, ...(skipped ? { skipped } : {}) };
         }
         this.stats.concealedFrames++;
         return { pcm: this.conceal(samples), kind: 'conceal' };

@@ -1,0 +1,6 @@
+/**
+ * The compliance suites every extension passes, built-in or third-party
+ * (`import { describeCodecCompliance, describeFecCompliance } from 'wzp/compliance'`).
+ */
+export * from './codec.js';
+export * from './fec.js';

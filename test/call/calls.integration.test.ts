@@ -1,0 +1,161 @@
+/**
+ * Calls through a relay, every party a separate process started through bin/run.js:
+ * group calls (each hears the others' tones, not its own), recordings that survive Ctrl-C and
+ * a killed relay, hang-up seen by the others at once. Loopback only.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { decodeWav } from '../../core/media/wav.js';
+import { BIN, makeHome, parseJsonDocument, runCli, startRelayProcess, type CliHome, type CliResult, type RunningRelay } from '../helpers/cli.js';
+
+/** Energy of `pcm` at frequency f over its last `seconds` (a single-bin DFT), in sample units. */
+function toneLevel(pcm: Int16Array, f: number, seconds = 2): number {
+  const n = Math.min(pcm.length, 48000 * seconds);
+  const start = pcm.length - n;
+  let re = 0;
+  let im = 0;
+  const w = (2 * Math.PI * f) / 48000;
+  for (let i = 0; i < n; i++) {
+    re += pcm[start + i] * Math.cos(w * i);
+    im += pcm[start + i] * Math.sin(w * i);
+  }
+  return (2 * Math.sqrt(re * re + im * im)) / n;
+}
+
+function spawnCli(args: string[], home: CliHome): { done: Promise<CliResult>; kill(sig: NodeJS.Signals): void; stderr: () => string } {
+  const child = spawn(process.execPath, [BIN, ...args], { env: home.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d) => (stdout += d));
+  child.stderr.on('data', (d) => (stderr += d));
+  const done = new Promise<CliResult>((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })));
+  return { done, kill: (sig) => child.kill(sig), stderr: () => stderr };
+}
+
+async function waitFor(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('calls through a relay process', () => {
+  let relayHome: CliHome;
+  let relay: RunningRelay;
+  const homes: CliHome[] = [];
+  const home = () => {
+    const h = makeHome('wzp-caller-');
+    homes.push(h);
+    return h;
+  };
+
+  before(async () => {
+    relayHome = makeHome('wzp-relay-');
+    relay = await startRelayProcess(['--listen', '127.0.0.1:0'], relayHome);
+  });
+  after(async () => {
+    await relay?.stop('SIGKILL');
+    relayHome.cleanup();
+    for (const h of homes) h.cleanup();
+  });
+
+  test('group call: three members each hear the two other tones and not their own', async () => {
+    const tones = [440, 700, 1100];
+    const parties = tones.map((hz, i) => {
+      const h = home();
+      const wav = join(h.dir, `heard-${hz}.wav`);
+      const run = runCli(
+        ['call', relay.address, '--room', 'group-test', '--tone', String(hz), '--duration', '7', '--alias', `tone${hz}`,
+          '--record', wav, '--no-playback', '--relay-fingerprint', relay.fingerprint, '--json'],
+        h,
+        60_000,
+      );
+      return { hz, wav, run, i };
+    });
+    const results = await Promise.all(parties.map((p) => p.run));
+    for (const [i, r] of results.entries()) {
+      assert.equal(r.code, 0, r.stderr);
+      const doc = parseJsonDocument(r);
+      const report = doc.result as any;
+      assert.equal(report.participants.length, 2, JSON.stringify(report.participants));
+      for (const p of report.participants) {
+        assert.ok(p.framesPlayed > 100, `${parties[i].hz} heard ${p.alias}: ${p.framesPlayed} frames`);
+        assert.equal(p.verified, true);
+      }
+      const heard = decodeWav(readFileSync(parties[i].wav)).samples;
+      const own = toneLevel(heard, parties[i].hz);
+      for (const other of tones.filter((t) => t !== parties[i].hz)) {
+        const level = toneLevel(heard, other);
+        assert.ok(level > 1000, `${parties[i].hz} should hear ${other} Hz (level ${level.toFixed(0)})`);
+        assert.ok(level > 20 * own, `${parties[i].hz}: ${other} Hz at ${level.toFixed(0)} vs own tone at ${own.toFixed(0)}`);
+      }
+    }
+  });
+
+  test('hang-up: Ctrl-C ends a call cleanly, the other sees the leave at once, the recording is valid', async () => {
+    const alice = home();
+    const bob = home();
+    const aliceWav = join(alice.dir, 'alice.wav');
+    const a = spawnCli(['call', relay.address, '--room', 'hangup', '--tone', '500', '--record', aliceWav, '--no-playback',
+      '--relay-fingerprint', relay.fingerprint, '--json'], alice);
+    await new Promise((r) => setTimeout(r, 1500));
+    const b = spawnCli(['call', relay.address, '--room', 'hangup', '--tone', '900', '--duration', '20', '--no-playback',
+      '--relay-fingerprint', relay.fingerprint, '--json', '--alias', 'bob'], bob);
+    await new Promise((r) => setTimeout(r, 4000));
+    const hungUpAt = Date.now();
+    a.kill('SIGINT');
+    const ra = await a.done;
+    assert.equal(ra.code, 0, ra.stderr);
+    const reportA = parseJsonDocument(ra).result as any;
+    assert.equal(reportA.endedBy, 'hangup');
+    const wav = decodeWav(readFileSync(aliceWav));
+    assert.ok(wav.samples.length / 48000 > 3, `recording holds ${wav.samples.length / 48000} s`);
+    assert.ok(toneLevel(wav.samples, 900, 1) > 1000, 'alice recorded bob');
+    // Bob sees alice leave right away: stop him and read his report.
+    await new Promise((r) => setTimeout(r, 1000));
+    b.kill('SIGINT');
+    const rb = await b.done;
+    const reportB = parseJsonDocument(rb).result as any;
+    const aliceSeen = reportB.participants.find((p: any) => p.fingerprint === reportA.fingerprint);
+    assert.ok(aliceSeen, JSON.stringify(reportB.participants));
+    assert.equal(aliceSeen.left, true, 'bob saw alice leave within a second of her Ctrl-C');
+    assert.ok(Date.now() - hungUpAt < 10_000);
+  });
+
+  test('record: a receive-only member writes a valid WAV, also when the relay is killed', async () => {
+    const talker = home();
+    const recorder = home();
+    const ownRelayHome = home();
+    const ownRelay = await startRelayProcess(['--listen', '127.0.0.1:0'], ownRelayHome);
+    const out = join(recorder.dir, 'meeting.wav');
+    const rec = spawnCli(['record', ownRelay.address, out, '--room', 'meeting', '--relay-fingerprint', ownRelay.fingerprint, '--json'], recorder);
+    await new Promise((r) => setTimeout(r, 1000));
+    const talk = spawnCli(['call', ownRelay.address, '--room', 'meeting', '--tone', '660', '--duration', '30', '--no-playback',
+      '--relay-fingerprint', ownRelay.fingerprint], talker);
+    await waitFor(() => {
+      try {
+        return decodeWav(readFileSync(out)).samples.length > 48000 * 3;
+      } catch {
+        return false;
+      }
+    }, 20_000, 'three seconds of recording');
+    await ownRelay.stop('SIGKILL');
+    // Even with the relay gone mid-call the file on disk is a valid WAV holding the tone.
+    const midway = decodeWav(readFileSync(out));
+    assert.ok(toneLevel(midway.samples, 660, 1) > 1000, 'the recording holds the talker');
+    rec.kill('SIGINT');
+    talk.kill('SIGINT');
+    const r = await rec.done;
+    await talk.done;
+    assert.equal(r.code, 0, r.stderr);
+    const final = decodeWav(readFileSync(out));
+    assert.ok(final.samples.length >= midway.samples.length);
+    const report = parseJsonDocument(r).result as any;
+    assert.equal(report.recording.path, out);
+    assert.ok(report.recording.durationMs >= 3000);
+  });
+});
