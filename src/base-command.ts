@@ -8,10 +8,14 @@
  * It also gives commands an AbortSignal that fires on SIGINT/SIGTERM.
  */
 import { Command, Errors, Flags, type Interfaces } from '@oclif/core';
+import { hostname } from 'node:os';
 import chalk from 'chalk';
 import { ExitCode, isWzpError } from '../core/errors.js';
 import type { Registries } from '../core/registry.js';
 import { pluginWarnings, registries } from './extensions.js';
+import type { ReportMeta } from './services/report-meta.js';
+
+export type { ReportMeta };
 
 export type WzpFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof WzpCommand)['baseFlags'] & T['flags']>;
 
@@ -79,6 +83,17 @@ export abstract class WzpCommand<T extends object> extends Command {
     process.off('SIGINT', this.onSignal);
     process.off('SIGTERM', this.onSignal);
     await super.finally(err);
+  }
+
+  /** The facts an attachable report carries (see docs/json-reports.md). */
+  protected reportMeta(schemaVersion: number, flags: object, args: object = {}): ReportMeta {
+    return {
+      schemaVersion,
+      wzpVersion: this.config.version,
+      generatedAt: new Date().toISOString(),
+      host: { hostname: hostname(), platform: process.platform, arch: process.arch, node: process.version },
+      flags: { ...args, ...flags },
+    };
   }
 
   /** Record a warning: in the JSON document's `warnings`, or on stderr for humans. */

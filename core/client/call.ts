@@ -113,6 +113,8 @@ export interface CallReport {
   setupMs: number;
   /** From the start of the call to the first remote audio frame played. */
   firstAudioMs: number | undefined;
+  /** From the start of this process (command start) to the first remote frame played. */
+  firstAudioSinceStartMs: number | undefined;
   tier: TierName;
   tierChanges: { atMs: number; from: TierName; to: TierName; reason: string }[];
   sent: { frames: number; packets: number; bytes: number };
@@ -154,6 +156,8 @@ class Call {
   private sourceId = 0;
   private started = 0;
   private firstAudioMs: number | undefined;
+  /** performance.now() counts from process start (Node's timeOrigin). */
+  private firstAudioAt: number | undefined;
   private sendBuffer = new Int16Array(0);
   private readonly roster = new Map<number, RoomParticipant>();
 
@@ -255,6 +259,7 @@ class Call {
           r.everPlayed = true;
           if (this.firstAudioMs === undefined) {
             this.firstAudioMs = now - this.started;
+            this.firstAudioAt = now;
             this.emit({ type: 'call:first-audio', atMs: this.firstAudioMs });
           }
         }
@@ -472,6 +477,7 @@ class Call {
       durationMs: Math.round(performance.now() - this.started),
       setupMs: Math.round(setupMs),
       firstAudioMs: this.firstAudioMs === undefined ? undefined : Math.round(this.firstAudioMs),
+      firstAudioSinceStartMs: this.firstAudioAt === undefined ? undefined : Math.round(this.firstAudioAt),
       tier: this.tier,
       tierChanges: this.tierChanges,
       sent: { frames: stats?.frames ?? 0, packets: (stats?.sourcePackets ?? 0) + (stats?.repairPackets ?? 0), bytes: stats?.bytes ?? 0 },

@@ -145,7 +145,8 @@ export async function runEchoTest(opts: EchoTestOptions): Promise<EchoTestMeasur
         }
       }
       const sendingDone = frameIndex >= total;
-      if (sendingDone && (playedSamples >= total * frameSamples || now - (start + total * settings.frameMs) > drainMs)) break;
+      const allBack = seen.size >= Math.min(total, sendTimes.length) && playedSamples >= total * frameSamples;
+      if (sendingDone && (allBack || now - (start + total * settings.frameMs) > drainMs)) break;
       tick++;
       const wait = start + tick * TICK_MS - performance.now();
       if (wait > 1) await sleep(wait, opts.signal);

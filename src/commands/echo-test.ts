@@ -1,9 +1,12 @@
 import { Args, Flags } from '@oclif/core';
 import { ExitCode, WzpError } from '../../core/errors.js';
-import { WzpCommand } from '../base-command.js';
+import type { TierName } from '../../core/media/quality.js';
+import { WzpCommand, type ReportMeta } from '../base-command.js';
 import { echoTest, type EchoTestReport } from '../services/echo-test.js';
 
-export default class EchoTest extends WzpCommand<EchoTestReport> {
+export const ECHO_TEST_SCHEMA_VERSION = 1;
+
+export default class EchoTest extends WzpCommand<EchoTestReport & { meta: ReportMeta }> {
   static override summary = 'Send a test signal through a relay in echo mode and measure what comes back.';
   static override description = `Sends a test signal as 20 ms media frames in QUIC datagrams, receives the relay's echo, decodes it and reports packet loss, round-trip time, jitter and the SNR of the decoded audio against what was sent.
 
@@ -18,14 +21,21 @@ Without RELAY an embedded relay is started on loopback in this process, which ch
   };
   static override flags = {
     duration: Flags.integer({ summary: 'Seconds of audio to send.', default: 5, min: 1, max: 1200 }),
-    codec: Flags.string({ summary: 'Codec name (see `wzp extensions`).', default: 'opus' }),
+    codec: Flags.string({ summary: 'Codec name (see `wzp extensions`), used without FEC when no --tier is given.', default: 'opus' }),
+    tier: Flags.string({
+      summary: "Use a quality tier's codec and FEC (the call path) instead of the bare codec.",
+      options: ['GOOD', 'DEGRADED', 'CATASTROPHIC'],
+    }),
+    mic: Flags.boolean({ summary: 'Talk into the microphone and hear yourself back through the relay.' }),
+    'input-device': Flags.string({ summary: 'Input device for --mic (id or part of its name).' }),
+    'output-device': Flags.string({ summary: 'Output device for --mic (id or part of its name).' }),
     'frame-ms': Flags.integer({ summary: 'Frame duration in ms.', default: 20, options: ['10', '20', '40', '60'] as never }),
     bitrate: Flags.integer({ summary: 'Codec bitrate in bits/s, for codecs that take one.', min: 500, max: 512000 }),
     'relay-fingerprint': Flags.string({ summary: 'Trust only this relay certificate fingerprint (overrides the stored pin).' }),
     'min-snr': Flags.integer({ summary: 'Exit with status 1 if the decoded echo SNR is below this (dB).' }),
   };
 
-  public async run(): Promise<EchoTestReport> {
+  public async run(): Promise<EchoTestReport & { meta: ReportMeta }> {
     const { args, flags } = await this.parse(EchoTest);
     let lastLine = 0;
     const report = await echoTest({
@@ -33,6 +43,8 @@ Without RELAY an embedded relay is started on loopback in this process, which ch
       configDir: this.configDir(flags),
       relayFingerprint: flags['relay-fingerprint'],
       codec: flags.codec,
+      tier: flags.tier as TierName | undefined,
+      mic: flags.mic ? { inputDevice: flags['input-device'], outputDevice: flags['output-device'] } : undefined,
       durationMs: flags.duration * 1000,
       frameMs: flags['frame-ms'],
       bitrate: flags.bitrate,
@@ -50,20 +62,22 @@ Without RELAY an embedded relay is started on loopback in this process, which ch
         if (p.sent === p.total) process.stderr.write('\n');
       },
     });
-    if (flags['min-snr'] !== undefined && !(report.snrDb >= flags['min-snr'])) {
+    if (flags['min-snr'] !== undefined && !flags.mic && !(report.snrDb >= flags['min-snr'])) {
       throw new WzpError(`decoded echo SNR ${report.snrDb} dB is below --min-snr ${flags['min-snr']} dB`, ExitCode.CHECK_FAILED);
     }
-    return report;
+    return { ...report, meta: this.reportMeta(ECHO_TEST_SCHEMA_VERSION, flags, args) };
   }
 
   protected renderHuman(r: EchoTestReport): string {
+    const fec = r.fec.r > 0 ? `, FEC ${r.fec.scheme} ${r.fec.k}+${r.fec.r}${r.fec.depth > 1 ? ` x${r.fec.depth}` : ''}` : '';
     return [
-      `codec       ${r.codec.name} (${r.codec.plugin}), ${r.frameMs} ms frames, ${(r.payloadBitrate / 1000).toFixed(1)} kbit/s on the wire`,
+      `codec       ${r.codec.name} (${r.codec.plugin}), ${r.frameMs} ms frames${fec}${r.tier ? ` [${r.tier}]` : ''}, ${(r.payloadBitrate / 1000).toFixed(1)} kbit/s of datagrams`,
       `relay       ${r.relay.address}${r.relay.embedded ? ' (embedded)' : ''}  ${r.relay.fingerprint}`,
       `packets     sent ${r.packetsSent}, received ${r.packetsReceived}, loss ${r.lossPct}%`,
       `rtt         p50 ${r.rttMs.p50} ms, p95 ${r.rttMs.p95} ms, max ${r.rttMs.max} ms`,
       `jitter      ${r.jitterMs} ms (RFC 3550)`,
-      `audio       SNR ${r.snrDb} dB (segmental ${r.segmentalSnrDb} dB), codec delay ${r.alignmentLagMs} ms`,
+      `playback    jitter buffer ${r.jitterBufferMs} ms, concealed ${r.concealedPct}%, recovered by FEC ${r.framesRecovered} frames`,
+      `audio       SNR ${r.snrDb} dB (segmental ${r.segmentalSnrDb} dB), codec delay ${r.alignmentLagMs} ms, MOS ${r.mos}`,
     ].join('\n');
   }
 }

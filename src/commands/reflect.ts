@@ -2,29 +2,58 @@ import { Args, Flags } from '@oclif/core';
 import { WzpCommand } from '../base-command.js';
 import { reflect, type ReflectReport } from '../services/reflect.js';
 
+const MAPPING_TEXT: Record<ReflectReport['mapping'], string> = {
+  'endpoint-independent': 'endpoint-independent: every server saw the same address (cone NAT, or no NAT)',
+  symmetric: 'symmetric: a new port for each destination (address- or address-and-port-dependent mapping)',
+  'multiple-addresses': 'several public addresses: servers saw different IPs (multiple uplinks or a NAT address pool)',
+  unknown: 'unknown',
+};
+
 export default class Reflect extends WzpCommand<ReflectReport> {
-  static override summary = 'Ask a relay which address it sees this machine at (the server-reflexive address).';
-  static override examples = ['<%= config.bin %> <%= command.id %> relay.example.com:4433', '<%= config.bin %> <%= command.id %> 127.0.0.1:4433 --json'];
+  static override summary = 'Ask relays and STUN servers which address they see this machine at, from one local socket.';
+  static override description = `Connects to every RELAY (QUIC, pinned like every wzp connection) and asks it to reflect our address, and sends a STUN Binding request to every --stun server, all from ONE local UDP socket: if the answers differ, the NAT opens a new mapping per destination (symmetric), which hole punching has to work around.
+
+STUN servers stand in when a relay cannot be reached. With no RELAY and no --stun, the servers in netcheck.json in the config directory are used; wzp never asks a server you did not name.`;
+  static override examples = [
+    '<%= config.bin %> <%= command.id %> relay.example.com:4433',
+    '<%= config.bin %> <%= command.id %> relay1.example.com:4433 relay2.example.net:4433 --json',
+    '<%= config.bin %> <%= command.id %> relay.example.com:4433 --stun 198.51.100.7:3478',
+  ];
+  static override strict = false;
   static override args = {
-    relay: Args.string({ description: 'Relay HOST:PORT.', required: true }),
+    relay: Args.string({ description: 'Relays, HOST:PORT (one or more).', required: false }),
   };
   static override flags = {
-    'relay-fingerprint': Flags.string({ summary: 'Trust only this relay certificate fingerprint (overrides the stored pin).' }),
-    timeout: Flags.integer({ summary: 'Milliseconds to wait for the answer.', default: 3000, min: 100 }),
+    stun: Flags.string({ summary: 'STUN server HOST:PORT to ask as well (repeatable, or comma-separated).', multiple: true, delimiter: ',' }),
+    'relay-fingerprint': Flags.string({ summary: 'Trust only this certificate fingerprint for the one RELAY given (overrides the stored pin).' }),
+    timeout: Flags.integer({ summary: 'Milliseconds to wait for each server.', default: 3000, min: 100 }),
   };
 
   public async run(): Promise<ReflectReport> {
-    const { args, flags } = await this.parse(Reflect);
-    return reflect({
-      relay: args.relay,
+    const { argv, flags } = await this.parse(Reflect);
+    const report = await reflect({
+      relays: argv as string[],
+      stun: flags.stun ?? [],
       configDir: this.configDir(flags),
       relayFingerprint: flags['relay-fingerprint'],
       timeoutMs: flags.timeout,
       signal: this.abortSignal,
     });
+    for (const o of report.observations) {
+      if (o.error) this.warn(`${o.relay} (${o.via}) did not answer: ${o.error.message}`);
+    }
+    return report;
   }
 
   protected renderHuman(r: ReflectReport): string {
-    return `${r.observedAddress}\n(relay ${r.relay}, local ${r.localAddress}, ${r.rttMs} ms)`;
+    const lines = [r.observedAddress, ''];
+    for (const o of r.observations) {
+      const answer = o.observedAddress ? `${o.observedAddress}  ${o.rttMs} ms` : `no answer (${o.error?.name})`;
+      lines.push(`  ${o.via === 'quic' ? 'relay' : 'stun '} ${o.relay.padEnd(24)} ${answer}`);
+    }
+    lines.push('', `local   ${r.localAddress}`, `mapping ${MAPPING_TEXT[r.mapping]}`);
+    if (r.mapping === 'unknown') lines.push(`        (${r.reason})`);
+    for (const note of r.notes) lines.push(`note    ${note}`);
+    return lines.join('\n');
   }
 }

@@ -1,7 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { Flags } from '@oclif/core';
 import { ConfigError } from '../../core/errors.js';
-import { WzpCommand } from '../base-command.js';
+import { WzpCommand, type ReportMeta } from '../base-command.js';
 import { sweepPlot } from '../services/sweep-plot.js';
 import { sweep, type SweepReport } from '../services/sweep.js';
 
@@ -17,7 +17,9 @@ const words = (s: string) =>
     .map((x) => x.trim())
     .filter(Boolean);
 
-export default class Sweep extends WzpCommand<SweepReport & { plot?: string }> {
+type SweepResultDoc = SweepReport & { plot?: string; meta: ReportMeta };
+
+export default class Sweep extends WzpCommand<SweepResultDoc> {
   static override summary = 'Run the media pipeline over a matrix of emulated network conditions and score it.';
   static override description = `Each scenario runs encode -> FEC -> packetize -> emulated network -> jitter buffer -> FEC decode -> decode in simulated time (seeded: the same flags give the same figures) and reports delivered frames (after FEC, before concealment), concealment, FEC and jitter-buffer delay, MOS (ITU-T G.107 E-model), SNR and bitrate on the wire. Rows that match the media-engine targets are checked against them.`;
   static override examples = [
@@ -43,7 +45,7 @@ export default class Sweep extends WzpCommand<SweepReport & { plot?: string }> {
     plot: Flags.string({ summary: 'Write an SVG chart (quality vs loss per FEC scheme) to this file.' }),
   };
 
-  public async run(): Promise<SweepReport & { plot?: string }> {
+  public async run(): Promise<SweepResultDoc> {
     const { flags } = await this.parse(Sweep);
     const started = performance.now();
     const report = await sweep({
@@ -73,9 +75,9 @@ export default class Sweep extends WzpCommand<SweepReport & { plot?: string }> {
       } catch (err) {
         throw new ConfigError(`cannot write ${flags.plot}: ${(err as Error).message}`, { cause: err });
       }
-      return { ...report, plot: flags.plot };
+      return { ...report, plot: flags.plot, meta: this.reportMeta(report.schemaVersion, flags) };
     }
-    return report;
+    return { ...report, meta: this.reportMeta(report.schemaVersion, flags) };
   }
 
   protected renderHuman(r: SweepReport & { plot?: string }): string {

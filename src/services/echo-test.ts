@@ -5,6 +5,8 @@
 import { MAX_ECHO_FRAMES, runEchoTest, type EchoTestMeasurement } from '../../core/client/echo.js';
 import type { RelaySession } from '../../core/client/relay-session.js';
 import { UsageError } from '../../core/errors.js';
+import type { StreamSettings } from '../../core/media/pipeline.js';
+import { fecFor, selectCodec, TIERS, type TierName } from '../../core/media/quality.js';
 import { formatHostPort } from '../../core/transport/quic.js';
 import type { Registries } from '../../core/registry.js';
 import { startEmbeddedRelay } from './embedded-relay.js';
@@ -14,10 +16,14 @@ export interface EchoTestRequest {
   relay?: string;
   configDir: string;
   relayFingerprint?: string;
+  /** A quality tier (its codec and FEC); without it, `codec` with no FEC. */
+  tier?: TierName;
   codec: string;
   durationMs: number;
   frameMs: number;
   bitrate?: number;
+  /** Talk into the microphone and hear yourself back on the speaker. */
+  mic?: { inputDevice?: string; outputDevice?: string };
   registries: Registries;
   signal?: AbortSignal;
   onProgress?: Parameters<typeof runEchoTest>[0]['onProgress'];
@@ -25,42 +31,64 @@ export interface EchoTestRequest {
 }
 
 export interface EchoTestReport extends EchoTestMeasurement {
+  tier?: TierName;
   codec: { name: string; plugin: string; codecId: number; bitrate?: number };
+  fec: { scheme: string; k: number; r: number; depth: number };
   relay: { address: string; fingerprint: string; embedded: boolean; trust: string; handshakeMs: number };
 }
 
-export async function echoTest(req: EchoTestRequest): Promise<EchoTestReport> {
-  const { factory, plugin } = req.registries.codecs.get(req.codec);
-  req.registries.codecs.require(req.codec);
-  if (!factory.frameDurationsMs.includes(req.frameMs)) {
-    throw new UsageError(`codec ${factory.name} does not support ${req.frameMs} ms frames`, {
-      suggestions: [`supported: ${factory.frameDurationsMs.join(', ')} ms`],
+function streamSettings(req: EchoTestRequest): StreamSettings {
+  const { codecs, fec } = req.registries;
+  if (req.tier) {
+    const tier = TIERS.find((t) => t.name === req.tier)!;
+    const choice = selectCodec(tier, (c) => codecs.has(c) && codecs.get(c).factory.availability().available);
+    const f = fecFor(tier, choice);
+    return {
+      tier: tier.id,
+      codec: codecs.require(choice.codec),
+      frameMs: choice.frameMs,
+      bitrate: choice.bitrate,
+      fec: fec.require(f.scheme),
+      k: f.k,
+      r: f.r,
+      depth: f.interleaveDepth,
+    };
+  }
+  const codec = codecs.require(req.codec);
+  if (!codec.frameDurationsMs.includes(req.frameMs)) {
+    throw new UsageError(`codec ${codec.name} does not support ${req.frameMs} ms frames`, {
+      suggestions: [`supported: ${codec.frameDurationsMs.join(', ')} ms`],
     });
   }
-  if (req.durationMs / req.frameMs > MAX_ECHO_FRAMES) {
-    throw new UsageError(`--duration is too long: at most ${(MAX_ECHO_FRAMES * req.frameMs) / 1000} s with ${req.frameMs} ms frames`);
-  }
+  return { tier: 0, codec, frameMs: req.frameMs, bitrate: req.bitrate, fec: fec.require('none'), k: 1, r: 0, depth: 1 };
+}
 
+export async function echoTest(req: EchoTestRequest): Promise<EchoTestReport> {
+  const settings = streamSettings(req);
+  if (req.durationMs / settings.frameMs > MAX_ECHO_FRAMES) {
+    throw new UsageError(`--duration is too long: at most ${(MAX_ECHO_FRAMES * settings.frameMs) / 1000} s with ${settings.frameMs} ms frames`);
+  }
+  const audio = req.mic ? await openMicAndSpeaker(req.mic) : undefined;
   let session: RelaySession;
   let stop: () => Promise<void>;
   let trust: string;
   let embedded = false;
-  if (req.relay === undefined) {
-    const e = await startEmbeddedRelay({ signal: req.signal });
-    session = e.session;
-    stop = e.stop;
-    trust = 'embedded';
-    embedded = true;
-  } else {
-    const c = await connectToRelay({
-      relay: req.relay,
-      configDir: req.configDir,
-      relayFingerprint: req.relayFingerprint,
-      signal: req.signal,
-    });
-    session = c.session;
-    stop = () => c.session.close();
-    trust = c.trust;
+  try {
+    if (req.relay === undefined) {
+      const e = await startEmbeddedRelay({ signal: req.signal });
+      session = e.session;
+      stop = e.stop;
+      trust = 'embedded';
+      embedded = true;
+    } else {
+      const c = await connectToRelay({ relay: req.relay, configDir: req.configDir, relayFingerprint: req.relayFingerprint, signal: req.signal });
+      session = c.session;
+      stop = () => c.session.close();
+      trust = c.trust;
+    }
+  } catch (err) {
+    await audio?.close();
+    throw err;
   }
   try {
     const address = formatHostPort(session.relay);
@@ -68,19 +96,56 @@ export async function echoTest(req: EchoTestRequest): Promise<EchoTestReport> {
     await session.joinEcho({ signal: req.signal });
     const m = await runEchoTest({
       datagrams: session.datagrams,
-      codec: factory,
+      settings,
       durationMs: req.durationMs,
-      frameMs: req.frameMs,
-      bitrate: req.bitrate,
+      live: audio?.input,
+      playback: audio?.output,
       signal: req.signal,
       onProgress: req.onProgress,
     });
     return {
       ...m,
-      codec: { name: factory.name, plugin, codecId: factory.codecId, ...(req.bitrate ? { bitrate: req.bitrate } : {}) },
+      ...(req.tier ? { tier: req.tier } : {}),
+      codec: {
+        name: settings.codec.name,
+        plugin: req.registries.codecs.get(settings.codec.name).plugin,
+        codecId: settings.codec.codecId,
+        ...(settings.bitrate ? { bitrate: settings.bitrate } : {}),
+      },
+      fec: { scheme: settings.fec.name, k: settings.k, r: settings.r, depth: settings.depth },
       relay: { address, fingerprint: session.relayFingerprint, embedded, trust, handshakeMs: Math.round(session.handshakeMs * 10) / 10 },
     };
   } finally {
     await stop();
+    await audio?.close();
   }
+}
+
+async function openMicAndSpeaker(mic: NonNullable<EchoTestRequest['mic']>) {
+  const { openInput, openOutput } = await import('../../core/audio/devices.js');
+  const input = await openInput({ deviceId: mic.inputDevice, frameSamples: 960 });
+  const output = await openOutput({ deviceId: mic.outputDevice }).catch(async (err: unknown) => {
+    await input.close();
+    throw err;
+  });
+  return {
+    input: {
+      read(samples: number): Int16Array {
+        const out = new Int16Array(samples);
+        let filled = 0;
+        while (filled < samples) {
+          const f = input.read();
+          if (!f) break;
+          out.set(f.subarray(0, samples - filled), filled);
+          filled += f.length;
+        }
+        return out;
+      },
+    },
+    output: (pcm: Int16Array) => output.write(pcm),
+    async close() {
+      await input.close();
+      await output.close();
+    },
+  };
 }

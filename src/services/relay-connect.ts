@@ -3,6 +3,7 @@
  * relay's certificate against the pin store (trust on first use, or an explicit
  * `--relay-fingerprint`), say hello, and record a new pin only after the session is up.
  */
+import type { QUICSocket } from '@matrixai/quic';
 import { RelaySession } from '../../core/client/relay-session.js';
 import { parseFingerprint } from '../../core/crypto/fingerprint.js';
 import { formatHostPort, parseHostPort } from '../../core/transport/quic.js';
@@ -18,6 +19,13 @@ export interface RelayConnectOptions {
   alias?: string;
   timeoutMs?: number;
   signal?: AbortSignal;
+  /** Dial from this socket (one UDP port for signalling, reflection and dialling). */
+  socket?: QUICSocket;
+  /**
+   * A pin store shared by concurrent connections (one file, one writer): checked here but
+   * not saved; the caller saves it once if any connection returned `pinned-new` or `explicit`.
+   */
+  pins?: PinStore;
 }
 
 export interface RelayConnection {
@@ -31,18 +39,19 @@ export async function connectToRelay(opts: RelayConnectOptions): Promise<RelayCo
   const address = parseHostPort(opts.relay);
   const key = formatHostPort(address);
   const explicit = opts.relayFingerprint === undefined ? undefined : parseFingerprint(opts.relayFingerprint);
-  const pins = await PinStore.open(pinFile(opts.configDir));
+  const pins = opts.pins ?? (await PinStore.open(pinFile(opts.configDir)));
   let trust: PinCheckResult | undefined;
   const session = await RelaySession.open({
     relay: address,
     alias: opts.alias,
+    socket: opts.socket,
     timeoutMs: opts.timeoutMs,
     signal: opts.signal,
     verify: (presented) => {
       trust = pins.check(key, presented, { explicit });
     },
   });
-  if (trust === 'pinned-new' || explicit !== undefined) await pins.save();
+  if (opts.pins === undefined && (trust === 'pinned-new' || explicit !== undefined)) await pins.save();
   return {
     session,
     trust: explicit !== undefined ? 'explicit' : (trust ?? 'match'),

@@ -1,0 +1,39 @@
+import { Flags } from '@oclif/core';
+import { describeAllocation } from '../../core/nat/netcheck.js';
+import { WzpCommand } from '../base-command.js';
+import { predictPortsReport, type PredictPortsReport } from '../services/predict-ports.js';
+
+export default class PredictPorts extends WzpCommand<PredictPortsReport> {
+  static override summary = 'Learn how the NAT allocates external ports and predict the next ones.';
+  static override description = `Sends STUN Binding requests one after another from one fresh local socket to every --stun server (a server that offers RFC 5780 OTHER-ADDRESS adds its other three address/port combinations), so a NAT that maps per destination opens a new mapping each time. The external ports are classified (port-preserving, fixed, sequential with its step, random) and the next --count ports predicted with a confidence: what a peer behind a sequential symmetric NAT needs for hole punching.
+
+Without --stun the STUN servers in netcheck.json in the config directory are used; there are no built-in ones.`;
+  static override examples = [
+    '<%= config.bin %> <%= command.id %> --stun 203.0.113.1:3478',
+    '<%= config.bin %> <%= command.id %> --stun 203.0.113.1:3478,198.51.100.7:3478 --count 5 --json',
+  ];
+  static override flags = {
+    stun: Flags.string({ summary: 'STUN server HOST:PORT (repeatable, or comma-separated).', multiple: true, delimiter: ',' }),
+    count: Flags.integer({ summary: 'How many next ports to predict.', default: 3, min: 1, max: 1024 }),
+    timeout: Flags.integer({ summary: 'Milliseconds to wait for each answer.', default: 1000, min: 50, max: 30_000 }),
+  };
+
+  public async run(): Promise<PredictPortsReport> {
+    const { flags } = await this.parse(PredictPorts);
+    return predictPortsReport({
+      stun: flags.stun,
+      configDir: this.configDir(flags),
+      count: flags.count,
+      probeTimeoutMs: flags.timeout,
+      signal: this.abortSignal,
+    });
+  }
+
+  protected renderHuman(r: PredictPortsReport): string {
+    const lines = [`allocation  ${describeAllocation(r)}`, `            (${r.explanation})`, ''];
+    for (const o of r.observations) lines.push(`  ${o.server.padEnd(24)} saw ${o.mappedAddress}`);
+    for (const server of r.unanswered) lines.push(`  ${server.padEnd(24)} no answer`);
+    lines.push('', `local port ${r.localPort}, ${r.samples} answers in ${Math.round(r.durationMs)} ms`);
+    return lines.join('\n');
+  }
+}

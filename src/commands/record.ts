@@ -1,0 +1,50 @@
+import { Args, Flags } from '@oclif/core';
+import type { CallEvent } from '../../core/client/call.js';
+import { WzpCommand } from '../base-command.js';
+import { call, type CallResult } from '../services/call.js';
+
+export default class Record extends WzpCommand<CallResult> {
+  static override summary = 'Join a room as a listener and record what is said to a WAV file.';
+  static override description =
+    'A receive-only member: it mixes everyone it hears into one 48 kHz mono WAV. The file is valid at every moment, so Ctrl-C, a killed relay or a killed process still leave a playable recording.';
+  static override examples = ['<%= config.bin %> <%= command.id %> 127.0.0.1:4433 --room team meeting.wav'];
+  static override args = {
+    relay: Args.string({ description: 'Relay HOST:PORT.', required: true }),
+    file: Args.string({ description: 'WAV file to write.', required: true }),
+  };
+  static override flags = {
+    room: Flags.string({ summary: 'Room name.', required: true }),
+    duration: Flags.integer({ summary: 'Stop after this many seconds.', min: 1 }),
+    alias: Flags.string({ summary: 'Name shown to the others.', default: 'recorder' }),
+    identity: Flags.file({ summary: 'Identity file to use instead of the one in the config dir.' }),
+    'relay-fingerprint': Flags.string({ summary: 'Trust only this relay certificate fingerprint.' }),
+  };
+
+  public async run(): Promise<CallResult> {
+    const { args, flags } = await this.parse(Record);
+    return call({
+      relay: args.relay,
+      room: flags.room,
+      configDir: this.configDir(flags),
+      identityPath: flags.identity,
+      relayFingerprint: flags['relay-fingerprint'],
+      alias: flags.alias,
+      tier: 'GOOD',
+      adaptive: false,
+      source: { kind: 'none' },
+      record: args.file,
+      durationMs: flags.duration === undefined ? undefined : flags.duration * 1000,
+      registries: this.registries,
+      signal: this.abortSignal,
+      meta: (schemaVersion) => this.reportMeta(schemaVersion, flags, args),
+      onEvent: (e: CallEvent) => {
+        if (e.type === 'call:member-joined') this.progress(`${e.alias || e.fingerprint} joined`);
+        if (e.type === 'call:member-left') this.progress(`${e.alias || e.fingerprint} left`);
+      },
+    });
+  }
+
+  protected renderHuman(r: CallResult): string {
+    return `recorded ${((r.recording?.durationMs ?? 0) / 1000).toFixed(1)} s from ${r.participants.length} member(s) to ${r.recording?.path} (${r.endedBy})`;
+  }
+}

@@ -1,0 +1,175 @@
+/**
+ * `wzp call` and `wzp record`: join a room on a relay with an identity, wire the audio source
+ * and sinks, run the call until hang-up, and return the call report.
+ */
+import { writeFileSync } from 'node:fs';
+import { FileSource, SilenceSource, TeeSink, ToneSource, type FrameSink, type FrameSource } from '../../core/audio/sources.js';
+import { runCall, type CallEvent, type CallReport } from '../../core/client/call.js';
+import { loadOrCreateIdentity } from '../../core/crypto/identity.js';
+import { ConfigError, UsageError } from '../../core/errors.js';
+import { PIPELINE_SAMPLE_RATE } from '../../core/media/codec-types.js';
+import type { TierName } from '../../core/media/quality.js';
+import { WavWriter } from '../../core/media/wav.js';
+import type { Registries } from '../../core/registry.js';
+import { identityFile } from './paths.js';
+import type { ReportMeta } from './report-meta.js';
+import { connectToRelay } from './relay-connect.js';
+
+export interface CallRequest {
+  relay: string;
+  room: string;
+  configDir: string;
+  identityPath?: string;
+  relayFingerprint?: string;
+  alias?: string;
+  tier: TierName;
+  adaptive: boolean;
+  /** Audio source: a tone frequency, a WAV file, the microphone, or nothing (receive only). */
+  source: { kind: 'tone'; hz: number } | { kind: 'file'; path: string } | { kind: 'mic'; device?: string } | { kind: 'none' };
+  /** Play what we hear on a speaker (with --mic). */
+  speaker?: { device?: string };
+  record?: string;
+  durationMs?: number;
+  reportPath?: string;
+  registries: Registries;
+  signal: AbortSignal;
+  onEvent?(e: CallEvent): void;
+  /** Report facts (version, host, flags) to embed in the report. */
+  meta(schemaVersion: number): ReportMeta;
+}
+
+export interface CallResult extends CallReport {
+  schemaVersion: number;
+  meta: ReportMeta;
+  relay: { address: string; fingerprint: string };
+  recording?: { path: string; samples: number; durationMs: number };
+}
+
+export const CALL_REPORT_SCHEMA_VERSION = 1;
+
+export async function call(req: CallRequest): Promise<CallResult> {
+  const { identity } = await loadOrCreateIdentity(req.identityPath ?? identityFile(req.configDir), { create: true });
+  const source = await openSource(req.source);
+  const sinks: FrameSink[] = [];
+  let recorder: WavWriter | undefined;
+  try {
+    if (req.record) {
+      recorder = new WavWriter(req.record, PIPELINE_SAMPLE_RATE);
+      const w = recorder;
+      sinks.push({ write: (pcm) => w.append(pcm), close: () => w.close() });
+    }
+    if (req.speaker) sinks.push(await openSpeaker(req.speaker.device));
+  } catch (err) {
+    await source.close?.();
+    recorder?.close();
+    throw err;
+  }
+  const sink = sinks.length === 0 ? undefined : sinks.length === 1 ? sinks[0] : new TeeSink(sinks);
+  const { session, fingerprint } = await connectToRelay({
+    relay: req.relay,
+    configDir: req.configDir,
+    relayFingerprint: req.relayFingerprint,
+    alias: req.alias,
+    signal: req.signal,
+  }).catch(async (err) => {
+    await sink?.close();
+    await source.close?.();
+    throw err;
+  });
+  try {
+    const report = await runCall({
+      session,
+      identity,
+      room: req.room,
+      alias: req.alias ?? identity.shortFingerprint,
+      codecs: req.registries.codecs,
+      fec: req.registries.fec,
+      source,
+      sink,
+      tier: req.tier,
+      adaptive: req.adaptive,
+      receiveOnly: req.source.kind === 'none',
+      durationMs: req.durationMs,
+      endWithSource: req.source.kind === 'file',
+      signal: req.signal,
+      onEvent: req.onEvent,
+    });
+    const result: CallResult = {
+      schemaVersion: CALL_REPORT_SCHEMA_VERSION,
+      meta: req.meta(CALL_REPORT_SCHEMA_VERSION),
+      ...report,
+      relay: { address: session.label, fingerprint },
+      ...(recorder
+        ? {
+            recording: {
+              path: recorder.path,
+              samples: recorder.samplesWritten,
+              durationMs: Math.round((recorder.samplesWritten / PIPELINE_SAMPLE_RATE) * 1000),
+            },
+          }
+        : {}),
+    };
+    if (req.reportPath) writeReport(req.reportPath, result);
+    return result;
+  } finally {
+    await session.close();
+  }
+}
+
+function writeReport(path: string, report: object): void {
+  try {
+    writeFileSync(path, `${JSON.stringify(report, null, 2)}\n`);
+  } catch (err) {
+    throw new ConfigError(`cannot write the call report to ${path}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+async function openSource(spec: CallRequest['source']): Promise<FrameSource> {
+  switch (spec.kind) {
+    case 'tone':
+      if (!(spec.hz > 0 && spec.hz < PIPELINE_SAMPLE_RATE / 2)) throw new UsageError(`--tone ${spec.hz}: a frequency is 1-23999 Hz`);
+      return new ToneSource(spec.hz);
+    case 'file':
+      return new FileSource(spec.path);
+    case 'none':
+      return new SilenceSource();
+    case 'mic':
+      return openMic(spec.device);
+  }
+}
+
+/** The microphone as a FrameSource: frames come at the device's pace; gaps read as silence. */
+async function openMic(device?: string): Promise<FrameSource> {
+  const { openInput } = await import('../../core/audio/devices.js');
+  const input = await openInput({ deviceId: device, frameSamples: 960 });
+  let pending = new Int16Array(0);
+  return {
+    ended: false,
+    read(samples: number): Int16Array {
+      while (pending.length < samples) {
+        const frame = input.read();
+        if (!frame) break;
+        const joined = new Int16Array(pending.length + frame.length);
+        joined.set(pending);
+        joined.set(frame, pending.length);
+        pending = joined;
+      }
+      const out = new Int16Array(samples);
+      out.set(pending.subarray(0, samples));
+      pending = pending.slice(Math.min(samples, pending.length));
+      return out;
+    },
+    close: () => input.close(),
+  };
+}
+
+async function openSpeaker(device?: string): Promise<FrameSink> {
+  const { openOutput } = await import('../../core/audio/devices.js');
+  const output = await openOutput({ deviceId: device });
+  return { write: (pcm) => output.write(pcm), close: () => output.close() };
+}
+
+export async function listAudioDevices(): Promise<{ devices: Awaited<ReturnType<typeof import('../../core/audio/devices.js').listDevices>> }> {
+  const { listDevices } = await import('../../core/audio/devices.js');
+  return { devices: await listDevices() };
+}

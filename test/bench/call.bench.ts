@@ -1,0 +1,222 @@
+/**
+ * Call figures, all on loopback:
+ * - mouth-to-ear: a tone burst's onset at the sender's source to its onset at the receiver's
+ *   sink, through a relay process, 20 ms frames, no jitter (target <= 50 ms);
+ * - call setup: `wzp call` process start to its first frame played, joining a room where
+ *   someone already talks (target <= 300 ms);
+ * - relay forwarding: packets forwarded per second per core for 1:1 calls at 50 packets/s
+ *   each, with p99 added latency, against a plain Node UDP forwarder as the ceiling
+ *   (aim: >= 0.5 of it).
+ */
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createSocket } from 'node:dgram';
+import { RelaySession } from '../../core/client/relay-session.js';
+import { runCall } from '../../core/client/call.js';
+import { generateIdentity } from '../../core/crypto/identity.js';
+import { parseFingerprint } from '../../core/crypto/fingerprint.js';
+import { percentile } from '../../core/media/analysis.js';
+import { createRegistries, type Registries } from '../../core/registry.js';
+import { untagRoomDatagram } from '../../core/relay/rooms.js';
+import { expectFingerprint, parseHostPort } from '../../core/transport/quic.js';
+import { BIN, makeHome, parseJsonDocument, runCli, startRelayProcess, type RunningRelay } from '../helpers/cli.js';
+
+export const name = 'calls: mouth-to-ear, call setup, relay forwarding vs plain UDP';
+
+const PLUGINS = fileURLToPath(new URL('../../src/plugins/', import.meta.url));
+
+async function registries(): Promise<Registries> {
+  const r = createRegistries();
+  for (const p of ['codec-opus', 'codec-pcm', 'codec-codec2', 'fec-none', 'fec-rs', 'fec-xor', 'fec-raptorq']) {
+    const hook = (await import(join(PLUGINS, p, 'index.js'))).default as () => Promise<unknown[]>;
+    for (const f of await hook()) (p.startsWith('codec') ? r.codecs : r.fec).register(f as never, p);
+  }
+  return r;
+}
+
+function cpuTicks(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return Number(fields[11]) + Number(fields[12]);
+}
+
+async function session(relay: RunningRelay): Promise<RelaySession> {
+  return RelaySession.open({ relay: parseHostPort(relay.address), verify: expectFingerprint(parseFingerprint(relay.fingerprint), relay.address) });
+}
+
+async function mouthToEar(relay: RunningRelay, reg: Registries): Promise<void> {
+  const ONSET_EVERY = 1000;
+  let onsetCapturedAt: number | undefined;
+  const heard: number[] = [];
+  let sent = 0;
+  const talker = {
+    ended: false,
+    read(samples: number): Int16Array {
+      const out = new Int16Array(samples);
+      // A 200 ms burst of 1 kHz every second; the rest silence.
+      const t = sent % ONSET_EVERY;
+      if (t >= 500 && t < 700) {
+        if (t === 500) onsetCapturedAt = performance.now() - 20; // the frame holds the last 20 ms
+        for (let i = 0; i < samples; i++) out[i] = Math.round(8000 * Math.sin((2 * Math.PI * 1000 * i) / 48000));
+      }
+      sent += 20;
+      return out;
+    },
+  };
+  let wasQuiet = true;
+  const listener = {
+    write(pcm: Int16Array) {
+      let peak = 0;
+      for (const v of pcm) peak = Math.max(peak, Math.abs(v));
+      if (peak > 2000 && wasQuiet && onsetCapturedAt !== undefined) {
+        let first = 0;
+        while (first < pcm.length && Math.abs(pcm[first]) < 2000) first++;
+        heard.push(performance.now() + (first / 48) - onsetCapturedAt);
+        onsetCapturedAt = undefined;
+      }
+      wasQuiet = peak < 500;
+    },
+    close() {},
+  };
+  const [a, b] = [await session(relay), await session(relay)];
+  const [, reportB] = await Promise.all([
+    runCall({ session: a, identity: generateIdentity(), room: 'm2e', alias: 'a', codecs: reg.codecs, fec: reg.fec, source: talker, durationMs: 8000, adaptive: false }),
+    runCall({ session: b, identity: generateIdentity(), room: 'm2e', alias: 'b', codecs: reg.codecs, fec: reg.fec, source: { ended: false, read: (n) => new Int16Array(n) }, sink: listener, durationMs: 8000, adaptive: false }),
+  ]);
+  await a.close();
+  await b.close();
+  const values = heard.slice(1); // the first burst still meets a filling jitter buffer
+  const jb = reportB.participants[0]?.jitterBuffer;
+  const jbMean = jb && jb.jitterBufferEmittedCount ? (jb.jitterBufferDelay / jb.jitterBufferEmittedCount) * 1000 : Number.NaN;
+  console.log(`   (receiver's jitter buffer: mean wait ${jbMean.toFixed(1)} ms, target ${jb?.targetDelayMs} ms)`);
+  console.log(
+    `   mouth-to-ear (GOOD tier, 20 ms frames, loopback relay): median ${percentile(values, 50).toFixed(1)} ms, ` +
+      `max ${Math.max(...values).toFixed(1)} ms over ${values.length} onsets (target <= 50 ms)`,
+  );
+}
+
+async function callSetup(relay: RunningRelay): Promise<void> {
+  const talkerHome = makeHome('wzp-bench-talker-');
+  const joinerHome = makeHome('wzp-bench-joiner-');
+  const talker = spawn(process.execPath, [BIN, 'call', relay.address, '--room', 'setup', '--tone', '440', '--no-playback',
+    '--relay-fingerprint', relay.fingerprint, '--duration', '20'], { env: talkerHome.env, stdio: 'ignore' });
+  await new Promise((r) => setTimeout(r, 1500));
+  const times: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const r = await runCli(['call', relay.address, '--room', 'setup', '--no-playback', '--tone', '600', '--duration', '2',
+      '--relay-fingerprint', relay.fingerprint, '--json'], joinerHome);
+    const report = parseJsonDocument(r).result as { firstAudioSinceStartMs?: number; setupMs: number; firstAudioMs?: number };
+    if (report.firstAudioSinceStartMs !== undefined) times.push(report.firstAudioSinceStartMs);
+    console.log(`   call setup run ${i + 1}: process start -> first frame played ${report.firstAudioSinceStartMs} ms (connect+join ${report.setupMs} ms, join -> first audio ${report.firstAudioMs} ms)`);
+  }
+  talker.kill('SIGINT');
+  console.log(`   call setup median ${percentile(times, 50).toFixed(0)} ms (target <= 300 ms)`);
+  talkerHome.cleanup();
+  joinerHome.cleanup();
+}
+
+/** N 1:1 pairs, each side 50 packets/s of 100 bytes, through the relay; CPU and one-way latency. */
+async function relayForwarding(relay: RunningRelay, pairs: number): Promise<{ perCore: number; p99: number }> {
+  const sessions: RelaySession[] = [];
+  const latencies: number[] = [];
+  for (let p = 0; p < pairs; p++) {
+    for (let side = 0; side < 2; side++) {
+      const s = await session(relay);
+      await s.joinRoom(`${p.toString(16).padStart(32, '0')}`);
+      s.datagrams.onDatagram((d) => {
+        const t = untagRoomDatagram(d);
+        if (t) latencies.push(performance.now() - new DataView(t.datagram.buffer, t.datagram.byteOffset).getFloat64(0));
+      });
+      sessions.push(s);
+    }
+  }
+  return measureLoad(relay.child.pid!, latencies, (tick) => {
+    for (const s of sessions) {
+      const b = new Uint8Array(100);
+      new DataView(b.buffer).setFloat64(0, performance.now());
+      s.datagrams.send(b);
+    }
+    return tick;
+  }).finally(() => Promise.all(sessions.map((s) => s.close())));
+}
+
+async function measureLoad(pid: number, latencies: number[], sendTick: (tick: number) => number): Promise<{ perCore: number; p99: number }> {
+  const SECONDS = 5;
+  const cpu0 = cpuTicks(pid);
+  const received0 = latencies.length;
+  const start = performance.now();
+  for (let tick = 0; tick < SECONDS * 50; tick++) {
+    const wait = start + tick * 20 - performance.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    sendTick(tick);
+  }
+  await new Promise((r) => setTimeout(r, 300));
+  const elapsed = (performance.now() - start) / 1000;
+  const cpuSeconds = (cpuTicks(pid) - cpu0) / 100;
+  const forwarded = latencies.length - received0;
+  return { perCore: forwarded / Math.max(cpuSeconds, 0.01), p99: percentile(latencies.slice(received0), 99), ...{ elapsed } };
+}
+
+/** The ceiling: a plain Node UDP forwarder in its own process, pairs forwarding to each other. */
+async function plainUdpForwarding(pairs: number): Promise<{ perCore: number; p99: number }> {
+  const forwarder = spawn(process.execPath, ['--input-type=module', '-e', `
+    import { createSocket } from 'node:dgram';
+    const s = createSocket('udp4'); const peers = new Map(); const waiting = [];
+    s.on('message', (m, r) => {
+      const key = r.port;
+      if (!peers.has(key)) { if (waiting.length) { const o = waiting.shift(); peers.set(key, o); peers.set(o, key); } else { waiting.push(key); peers.set(key, undefined); } }
+      const to = peers.get(key); if (to !== undefined) s.send(m, to, '127.0.0.1');
+    });
+    s.bind(0, '127.0.0.1', () => console.log(s.address().port));
+    setTimeout(() => process.exit(0), 30000);`], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise<number>((resolve) => forwarder.stdout.once('data', (d) => resolve(Number(String(d).trim()))));
+  const latencies: number[] = [];
+  const sockets = await Promise.all(
+    Array.from({ length: pairs * 2 }, async () => {
+      const s = createSocket('udp4');
+      await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
+      s.on('message', (m) => latencies.push(performance.now() - m.readDoubleBE(0)));
+      return s;
+    }),
+  );
+  // Register pairs in order so the forwarder pairs neighbours.
+  for (const s of sockets) {
+    s.send(Buffer.alloc(8), port, '127.0.0.1');
+    await new Promise((r) => setTimeout(r, 2));
+  }
+  await new Promise((r) => setTimeout(r, 100));
+  latencies.length = 0;
+  const result = await measureLoad(forwarder.pid!, latencies, (tick) => {
+    for (const s of sockets) {
+      const b = Buffer.alloc(100);
+      b.writeDoubleBE(performance.now(), 0);
+      s.send(b, port, '127.0.0.1');
+    }
+    return tick;
+  });
+  for (const s of sockets) s.close();
+  forwarder.kill();
+  return result;
+}
+
+export async function run(): Promise<void> {
+  const home = makeHome('wzp-bench-relay-');
+  const relay = await startRelayProcess(['--listen', '127.0.0.1:0'], home);
+  try {
+    const reg = await registries();
+    await mouthToEar(relay, reg);
+    await callSetup(relay);
+    const PAIRS = 25;
+    const wzp = await relayForwarding(relay, PAIRS);
+    const plain = await plainUdpForwarding(PAIRS);
+    console.log(
+      `   relay forwarding, ${PAIRS} 1:1 calls x 2 directions x 50 packets/s: wzp relay ${wzp.perCore.toFixed(0)} packets/s per core ` +
+        `(p99 one-way ${wzp.p99.toFixed(2)} ms); plain Node UDP forwarder ${plain.perCore.toFixed(0)} packets/s per core ` +
+        `(p99 ${plain.p99.toFixed(2)} ms); ratio ${(wzp.perCore / plain.perCore).toFixed(2)} (aim >= 0.5)`,
+    );
+  } finally {
+    await relay.stop('SIGTERM');
+    home.cleanup();
+  }
+}
