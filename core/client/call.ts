@@ -14,7 +14,8 @@
  * - Quality: every second each member reports what it receives (loss, jitter, its relay RTT)
  *   in its media headers; every sender's QualityController moves its tier with hysteresis.
  */
-import { AbortError, ProtocolError } from '../errors.js';
+import { delay } from '../time.js';
+import { ProtocolError } from '../errors.js';
 import type { FrameSink, FrameSource } from '../audio/sources.js';
 import { mix, saturate } from '../audio/sources.js';
 import type { Identity } from '../crypto/identity.js';
@@ -229,7 +230,7 @@ class Call {
       }
       tick++;
       const wait = start + tick * TICK_MS - performance.now();
-      await sleep(Math.max(0, wait), this.opts.signal).catch(() => undefined);
+      await delay(Math.max(0, wait), this.opts.signal).catch(() => undefined);
     }
   }
 
@@ -531,19 +532,5 @@ function takeSamples(r: Remote, n: number): Int16Array {
   return out;
 }
 
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(new AbortError('aborted'));
-    const t = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(t);
-      reject(new AbortError('aborted'));
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-}
 
 export { PIPELINE_SAMPLE_RATE };

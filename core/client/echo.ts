@@ -11,6 +11,7 @@
  * than a frame: a path that puts audio a frame off its sequence number cannot score well).
  * MOS comes from the E-model with the measured delay and the concealment playout needed.
  */
+import { delay } from '../time.js';
 import { AbortError } from '../errors.js';
 import { alignAndSnr, Rfc3550JitterEstimator, summarize } from '../media/analysis.js';
 import { frameSamplesFor, PIPELINE_SAMPLE_RATE } from '../media/codec-types.js';
@@ -149,7 +150,7 @@ export async function runEchoTest(opts: EchoTestOptions): Promise<EchoTestMeasur
       if (sendingDone && (allBack || now - (start + total * settings.frameMs) > drainMs)) break;
       tick++;
       const wait = start + tick * TICK_MS - performance.now();
-      if (wait > 1) await sleep(wait, opts.signal);
+      if (wait > 1) await delay(wait, opts.signal);
     }
   } finally {
     opts.datagrams.onDatagram(() => undefined);
@@ -222,16 +223,3 @@ function round(x: number, digits: number): number {
   return Math.round(x * f) / f;
 }
 
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(t);
-      reject(new AbortError('aborted'));
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-}

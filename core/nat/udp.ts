@@ -3,7 +3,7 @@
  * RFC 5780 tests need (never the caller's shared socket), and abortable waits.
  */
 import dgram from 'node:dgram';
-import { AbortError, NetworkError } from '../errors.js';
+import { NetworkError } from '../errors.js';
 
 export type UdpFamily = 'udp4' | 'udp6';
 
@@ -39,24 +39,7 @@ export function closeUdpSocket(socket: dgram.Socket): Promise<void> {
   });
 }
 
-/** Resolves after `ms`, or rejects with AbortError as soon as `signal` aborts. */
-export function delay(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) {
-      reject(new AbortError('operation aborted', { cause: signal.reason }));
-      return;
-    }
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(new AbortError('operation aborted', { cause: signal?.reason }));
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-}
+export { delay } from '../time.js';
 
 /**
  * The local address a socket's datagrams to `remote` leave from: its bound address, or for a

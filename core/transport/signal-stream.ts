@@ -120,6 +120,31 @@ export async function request(
   msg: KnownSignal,
   opts: RequestOptions = {},
 ): Promise<KnownSignal> {
+  const reply = await exchange(connection, msg, opts, () => true);
+  if (!reply) throw new ProtocolError(`the peer closed the stream without answering "${msg.type}"`);
+  return reply;
+}
+
+/**
+ * Send a message that has no reply and wait until the peer has processed it (it closes the
+ * stream after handling). Rejects with ProtocolError if the peer answers with an error, and
+ * NetworkError on timeout.
+ */
+export async function requestNoReply(connection: QUICConnection, msg: KnownSignal, opts: RequestOptions = {}): Promise<void> {
+  const reply = await exchange(connection, msg, opts, (r) => r.type === 'error');
+  if (reply?.type === 'error') throw new ProtocolError(`"${msg.type}" refused: ${reply.message} (${reply.code})`);
+}
+
+/**
+ * Write `msg` on a new stream, close our side, and read replies until one satisfies `wanted`
+ * (returned) or the peer closes the stream (undefined). Bounded by a timeout and the signal.
+ */
+async function exchange(
+  connection: QUICConnection,
+  msg: KnownSignal,
+  opts: RequestOptions,
+  wanted: (reply: KnownSignal) => boolean,
+): Promise<KnownSignal | undefined> {
   const timeoutMs = opts.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
   let stream: QUICStream;
   try {
@@ -127,18 +152,18 @@ export async function request(
   } catch (err) {
     throw new NetworkError(`cannot open a signalling stream: ${(err as Error).message}`, { cause: err });
   }
-  const exchange = (async (): Promise<KnownSignal> => {
+  const work = (async (): Promise<KnownSignal | undefined> => {
     const writer = stream.writable.getWriter();
     await writer.write(encodeSignal(msg));
     await writer.close();
     const reader = stream.readable.getReader();
-    // A reply frame we cannot parse is skipped; we keep waiting for one we can.
+    // A reply frame we cannot parse is skipped; we keep reading.
     const decoder = new SignalFrameDecoder({ onInvalidFrame: () => undefined });
     for (;;) {
       const { value, done } = await reader.read();
-      if (done) throw new ProtocolError(`the peer closed the stream without answering "${msg.type}"`);
+      if (done) return undefined;
       for (const reply of decoder.push(value)) {
-        if (reply.type !== 'unknown') {
+        if (reply.type !== 'unknown' && wanted(reply)) {
           void reader.cancel().catch(() => undefined);
           return reply;
         }
@@ -148,59 +173,19 @@ export async function request(
   let timer: NodeJS.Timeout | undefined;
   let onAbort: (() => void) | undefined;
   const guard = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new NetworkError(`no answer to "${msg.type}" within ${timeoutMs} ms`)),
-      timeoutMs,
-    );
+    timer = setTimeout(() => reject(new NetworkError(`no answer to "${msg.type}" within ${timeoutMs} ms`)), timeoutMs);
     onAbort = () => reject(new AbortError(`"${msg.type}" aborted`));
     opts.signal?.addEventListener('abort', onAbort, { once: true });
   });
   try {
-    return await Promise.race([exchange, guard]);
+    return await Promise.race([work, guard]);
   } catch (err) {
     stream.cancel(err);
-    exchange.catch(() => undefined);
+    work.catch(() => undefined);
     throw err;
   } finally {
     clearTimeout(timer);
     if (onAbort) opts.signal?.removeEventListener('abort', onAbort);
-  }
-}
-
-/**
- * Send a message that has no reply and wait until the peer has processed it (it closes the
- * stream after handling). Rejects with ProtocolError if the peer answers with an error, and
- * NetworkError on timeout.
- */
-export async function requestNoReply(connection: QUICConnection, msg: KnownSignal, opts: RequestOptions = {}): Promise<void> {
-  const timeoutMs = opts.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
-  const stream = connection.newStream('bidi');
-  const exchange = (async () => {
-    const writer = stream.writable.getWriter();
-    await writer.write(encodeSignal(msg));
-    await writer.close();
-    const reader = stream.readable.getReader();
-    const decoder = new SignalFrameDecoder({ onInvalidFrame: () => undefined });
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) return;
-      for (const reply of decoder.push(value)) {
-        if (reply.type === 'error') throw new ProtocolError(`"${msg.type}" refused: ${reply.message} (${reply.code})`);
-      }
-    }
-  })();
-  let timer: NodeJS.Timeout | undefined;
-  const guard = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new NetworkError(`"${msg.type}" not acknowledged within ${timeoutMs} ms`)), timeoutMs);
-  });
-  try {
-    await Promise.race([exchange, guard]);
-  } catch (err) {
-    stream.cancel(err);
-    exchange.catch(() => undefined);
-    throw err;
-  } finally {
-    clearTimeout(timer);
   }
 }
 

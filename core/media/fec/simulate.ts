@@ -8,7 +8,6 @@ import { InternalError } from '../../errors.js';
 import type { Prng } from '../prng.js';
 import type { FecDecoder, FecParams, FecSchemeFactory } from '../fec-types.js';
 import {
-  encodeFecBlock,
   FecBlockAssembler,
   FecInterleaver,
   type DecodedFecBlock,
