@@ -4,6 +4,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { FileSource, SilenceSource, TeeSink, ToneSource, type FrameSink, type FrameSource } from '../../core/audio/sources.js';
+import { divertNativeStdout } from '../../core/audio/stdout-guard.js';
 import { runCall, type CallEvent, type CallReport } from '../../core/client/call.js';
 import { loadOrCreateIdentity } from '../../core/crypto/identity.js';
 import { ConfigError, UsageError } from '../../core/errors.js';
@@ -141,7 +142,11 @@ async function openSource(spec: CallRequest['source']): Promise<FrameSource> {
 /** The microphone as a FrameSource: frames come at the device's pace; gaps read as silence. */
 async function openMic(device?: string): Promise<FrameSource> {
   const { openInput } = await import('../../core/audio/devices.js');
-  const input = await openInput({ deviceId: device, frameSamples: 960 });
+  const release = divertNativeStdout();
+  const input = await openInput({ deviceId: device, frameSamples: 960 }).catch((err: unknown) => {
+    release();
+    throw err;
+  });
   let pending = new Int16Array(0);
   return {
     ended: false,
@@ -159,14 +164,27 @@ async function openMic(device?: string): Promise<FrameSource> {
       pending = pending.slice(Math.min(samples, pending.length));
       return out;
     },
-    close: () => input.close(),
+    close: async () => {
+      await input.close();
+      release();
+    },
   };
 }
 
 async function openSpeaker(device?: string): Promise<FrameSink> {
   const { openOutput } = await import('../../core/audio/devices.js');
-  const output = await openOutput({ deviceId: device });
-  return { write: (pcm) => output.write(pcm), close: () => output.close() };
+  const release = divertNativeStdout();
+  const output = await openOutput({ deviceId: device }).catch((err: unknown) => {
+    release();
+    throw err;
+  });
+  return {
+    write: (pcm) => output.write(pcm),
+    close: async () => {
+      await output.close();
+      release();
+    },
+  };
 }
 
 export async function listAudioDevices(): Promise<{ devices: Awaited<ReturnType<typeof import('../../core/audio/devices.js').listDevices>> }> {

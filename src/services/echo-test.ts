@@ -2,6 +2,7 @@
  * `wzp echo-test`: measure the media path through a relay in echo mode. Without a relay
  * address it starts an embedded relay on loopback, so it works on a fresh machine.
  */
+import { divertNativeStdout } from '../../core/audio/stdout-guard.js';
 import { MAX_ECHO_FRAMES, runEchoTest, type EchoTestMeasurement } from '../../core/client/echo.js';
 import type { RelaySession } from '../../core/client/relay-session.js';
 import { UsageError } from '../../core/errors.js';
@@ -123,9 +124,14 @@ export async function echoTest(req: EchoTestRequest): Promise<EchoTestReport> {
 
 async function openMicAndSpeaker(mic: NonNullable<EchoTestRequest['mic']>) {
   const { openInput, openOutput } = await import('../../core/audio/devices.js');
-  const input = await openInput({ deviceId: mic.inputDevice, frameSamples: 960 });
+  const release = divertNativeStdout();
+  const input = await openInput({ deviceId: mic.inputDevice, frameSamples: 960 }).catch((err: unknown) => {
+    release();
+    throw err;
+  });
   const output = await openOutput({ deviceId: mic.outputDevice }).catch(async (err: unknown) => {
     await input.close();
+    release();
     throw err;
   });
   return {
@@ -146,6 +152,7 @@ async function openMicAndSpeaker(mic: NonNullable<EchoTestRequest['mic']>) {
     async close() {
       await input.close();
       await output.close();
+      release();
     },
   };
 }

@@ -1,0 +1,60 @@
+/**
+ * naudiodon (PortAudio) printf()s diagnostics to the process's standard output whenever a
+ * device opens, underflows or closes ("PortAudio V19.6.0-devel", "AudioIO: portAudio status -
+ * output underflow", ...), with no switch to turn it off. That would corrupt the one JSON
+ * document `--json` promises on stdout. While audio devices are open, file descriptor 1 is
+ * therefore pointed at standard error (dup/dup2 through koffi, already a dependency for
+ * Codec2), and restored, after flushing C stdio, when the last device closes. Node's own
+ * writes to stdout in that window go to stderr too; wzp prints its result only after the
+ * devices are closed.
+ */
+import koffi from 'koffi';
+
+interface Libc {
+  dup(fd: number): number;
+  dup2(from: number, to: number): number;
+  close(fd: number): number;
+  fflush(stream: null): number;
+}
+
+let libc: Libc | undefined;
+let savedStdout = -1;
+let holders = 0;
+
+function loadLibc(): Libc | undefined {
+  if (libc) return libc;
+  try {
+    const lib = koffi.load('libc.so.6');
+    libc = {
+      dup: lib.func('int dup(int)'),
+      dup2: lib.func('int dup2(int, int)'),
+      close: lib.func('int close(int)'),
+      fflush: lib.func('int fflush(void *)'),
+    };
+  } catch {
+    libc = undefined; // not glibc: leave stdout alone
+  }
+  return libc;
+}
+
+/** Divert native writes to stdout onto stderr; the returned function undoes it (once). */
+export function divertNativeStdout(): () => void {
+  const c = loadLibc();
+  if (!c) return () => undefined;
+  if (holders++ === 0) {
+    c.fflush(null);
+    savedStdout = c.dup(1);
+    if (savedStdout >= 0) c.dup2(2, 1);
+  }
+  let released = false;
+  return () => {
+    if (released) return;
+    released = true;
+    if (--holders === 0 && savedStdout >= 0) {
+      c.fflush(null);
+      c.dup2(savedStdout, 1);
+      c.close(savedStdout);
+      savedStdout = -1;
+    }
+  };
+}
