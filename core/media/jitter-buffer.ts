@@ -184,6 +184,7 @@ interface StreamState {
 /** Transit samples over a sliding window of arrival time. */
 class DelayWindow {
   private entries: Array<{ arrivalMs: number; transitMs: number }> = [];
+  private scratch = new Float64Array(128);
 
   add(arrivalMs: number, transitMs: number): void {
     this.entries.push({ arrivalMs, transitMs });
@@ -202,18 +203,50 @@ class DelayWindow {
 
   /** Smallest transit and the `p`-quantile (nearest rank) of transit relative to it. */
   summarize(p: number): { minTransitMs: number; relativeDelayMs: number } {
-    // A typed array sorts numerically without a comparator callback: several times faster,
-    // and this runs for every inserted frame.
-    const sorted = new Float64Array(this.entries.length);
-    for (let i = 0; i < sorted.length; i++) sorted[i] = this.entries[i].transitMs;
-    sorted.sort();
-    const rank = Math.max(1, Math.ceil(p * sorted.length));
-    return { minTransitMs: sorted[0], relativeDelayMs: sorted[rank - 1] - sorted[0] };
+    // This runs for every inserted frame: a linear minimum and a quickselect on a scratch
+    // copy (O(n)) instead of sorting the window.
+    const n = this.entries.length;
+    if (this.scratch.length < n) this.scratch = new Float64Array(Math.max(n, this.scratch.length * 2));
+    const values = this.scratch;
+    let min = Infinity;
+    for (let i = 0; i < n; i++) {
+      const t = this.entries[i].transitMs;
+      values[i] = t;
+      if (t < min) min = t;
+    }
+    const rank = Math.max(1, Math.ceil(p * n));
+    return { minTransitMs: min, relativeDelayMs: quickselect(values, n, rank - 1) - min };
   }
 
   clear(): void {
     this.entries = [];
   }
+}
+
+/** The k-th smallest (0-based) of the first n values (reorders them): Hoare's quickselect. */
+function quickselect(a: Float64Array, n: number, k: number): number {
+  let lo = 0;
+  let hi = n - 1;
+  while (lo < hi) {
+    const pivot = a[(lo + hi) >> 1];
+    let i = lo;
+    let j = hi;
+    while (i <= j) {
+      while (a[i] < pivot) i++;
+      while (a[j] > pivot) j--;
+      if (i <= j) {
+        const t = a[i];
+        a[i] = a[j];
+        a[j] = t;
+        i++;
+        j--;
+      }
+    }
+    if (k <= j) hi = j;
+    else if (k >= i) lo = i;
+    else return a[k];
+  }
+  return a[k];
 }
 
 /** Signed distance from `reference` to `value` on a ring of `modulus`, in [-modulus/2, modulus/2). */
