@@ -392,6 +392,8 @@ class Call {
     const existing = this.remotes.get(from);
     if (!existing) {
       this.remotes.set(from, this.newRemote(from, claimed?.alias ?? '', fingerprint));
+      // The newcomer has no header context for our stream yet.
+      this.sender?.resync();
       this.emit({ type: 'call:member-joined', alias: claimed?.alias ?? '', fingerprint });
     } else {
       existing.verified = true;
@@ -436,7 +438,7 @@ class Call {
         },
         codecById: (id) => this.opts.codecs.byId(id)?.factory,
         fecById: (id) => this.opts.fec.byId(id)?.factory,
-        jitter: { minDelayMs: 20, maxDelayMs: 400 },
+        jitter: { minDelayMs: 20, maxDelayMs: 400, accelerateThresholdMs: 10 },
       }),
       pending: [],
       pendingSamples: 0,

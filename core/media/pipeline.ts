@@ -119,6 +119,14 @@ export class MediaSender {
     this.groupPosition = 0;
   }
 
+  /**
+   * Send full headers again from the next packet: a receiver that just joined has no
+   * mini-header context and would drop mini headers until the next periodic full header.
+   */
+  resync(): void {
+    this.mini?.reset();
+  }
+
   /** Attach a receiver report to the next packet. */
   attachReport(report: QualityReport): void {
     this.pendingReport = report;

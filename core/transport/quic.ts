@@ -8,7 +8,8 @@ import { QUICClient, QUICServer, QUICSocket, events as quicEvents } from '@matri
 import type { QUICConnection } from '@matrixai/quic';
 import { CryptoError } from '@matrixai/quic/native/types.js';
 import Logger, { LogLevel } from '@matrixai/logger';
-import { certFingerprint, fingerprintsEqual } from '../crypto/tls-cert.js';
+// Not from tls-cert.ts: that pulls in the X.509 library (~140 ms to load) only relays need.
+import { fingerprintsEqual, sha256Fingerprint } from '../crypto/fingerprint.js';
 import { AbortError, FingerprintMismatchError, HandshakeError, InternalError, NetworkError, UsageError } from '../errors.js';
 import { attachDatagrams, type DatagramChannel } from './datagrams.js';
 
@@ -253,7 +254,7 @@ export async function connectQuic(opts: ConnectOptions): Promise<ClientConnectio
         refusal = new HandshakeError('the relay presented no certificate');
         return CryptoError.BadCertificate;
       }
-      presented = certFingerprint(certs[0]);
+      presented = sha256Fingerprint(certs[0]);
       try {
         opts.verify(presented);
         return undefined;

@@ -10,7 +10,6 @@ import type { StreamSettings } from '../../core/media/pipeline.js';
 import { fecFor, selectCodec, TIERS, type TierName } from '../../core/media/quality.js';
 import { formatHostPort } from '../../core/transport/quic.js';
 import type { Registries } from '../../core/registry.js';
-import { startEmbeddedRelay } from './embedded-relay.js';
 import { connectToRelay } from './relay-connect.js';
 
 export interface EchoTestRequest {
@@ -76,6 +75,8 @@ export async function echoTest(req: EchoTestRequest): Promise<EchoTestReport> {
   let embedded = false;
   try {
     if (req.relay === undefined) {
+      // Loaded only when needed: the relay side pulls in the X.509 library.
+      const { startEmbeddedRelay } = await import('./embedded-relay.js');
       const e = await startEmbeddedRelay({ signal: req.signal });
       session = e.session;
       stop = e.stop;
