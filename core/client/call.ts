@@ -57,6 +57,10 @@ export interface CallOptions {
   adaptive?: boolean;
   /** Do not send media (a recorder). */
   receiveOnly?: boolean;
+  /** Voice activity detection: silence goes as comfort-noise descriptions. */
+  vad?: boolean;
+  /** Clean the source before encoding (RNNoise). */
+  noiseSuppressor?: { process(frame: Int16Array): Int16Array; close(): void };
   durationMs?: number;
   /** End the call when a finite source (a file) has been sent. */
   endWithSource?: boolean;
@@ -192,7 +196,13 @@ class Call {
     // Our first sender key, then our announcement to everyone already there.
     this.keyring.rotate();
     await this.broadcast({ kind: 'announce', announcement: this.keyring.localAnnouncement() });
-    if (!this.opts.receiveOnly) this.sender = new MediaSender(this.settingsFor(this.tier), { seal: (h, p) => this.keyring.encryptor().seal(h, p) });
+    if (!this.opts.receiveOnly) {
+      this.sender = new MediaSender(this.settingsFor(this.tier), {
+        seal: (h, p) => this.keyring.encryptor().seal(h, p),
+        vad: this.opts.vad,
+        noiseSuppressor: this.opts.noiseSuppressor,
+      });
+    }
 
     let endedBy: CallReport['endedBy'] = 'hangup';
     try {
@@ -202,6 +212,7 @@ class Call {
       await session.leave({ timeoutMs: 1000 }).catch(() => undefined);
       session.datagrams.onDatagram(() => undefined);
       this.sender?.close();
+      this.opts.noiseSuppressor?.close();
       for (const r of this.remotes.values()) r.receiver.close();
       await this.opts.sink?.close();
       await this.opts.source.close?.();

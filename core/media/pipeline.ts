@@ -17,12 +17,19 @@
  * FEC_LAYOUT_EXTENSION) the stride D, so the receiver can place the frames it recovers.
  * Recovered frames enter the jitter buffer when recovered: it sees them as late arrivals and
  * its target delay grows to cover recovery only when loss makes that worthwhile.
+ *
+ * Optional stages on the sending side, each switchable: noise suppression (RNNoise) before
+ * the codec, and voice activity detection: frames the VAD calls silence are not encoded but
+ * described by a 1-7 byte SID (core/media/comfort-noise.ts) sent with codec id
+ * COMFORT_NOISE_CODEC_ID; the receiver plays matching comfort noise for them.
  */
 import { DecodeError, InternalError } from '../errors.js';
 import { frameSamplesFor, PIPELINE_SAMPLE_RATE, type Codec, type CodecFactory } from './codec-types.js';
 import { FecBlockAssembler, type DecodedFecBlock } from './fec/interleaver.js';
 import { FEC_MAX_FRAME_BYTES, type FecCodec, type FecDecoder, type FecSchemeFactory } from './fec-types.js';
 import { Rfc3550JitterEstimator } from './analysis.js';
+import { ComfortNoiseGenerator, decodeSid, encodeSid, NoiseAnalyzer } from './comfort-noise.js';
+import { VoiceActivityDetector } from './vad.js';
 import { JitterBuffer, type JitterBufferOptions, type JitterBufferStats, type PullResult } from './jitter-buffer.js';
 import { datagramKind } from '../wire/datagram.js';
 import {
@@ -34,6 +41,9 @@ import {
   type QualityTier,
 } from '../wire/media-header.js';
 import { MiniHeaderDecoder, MiniHeaderEncoder } from '../wire/mini-header.js';
+
+/** Codec id of comfort-noise (SID) frames (reserved in the built-in range; no codec uses it). */
+export const COMFORT_NOISE_CODEC_ID = 13;
 
 /** Header extension id carried by repair packets: one byte, the interleaving stride D. */
 export const FEC_LAYOUT_EXTENSION = 1;
@@ -55,8 +65,21 @@ export interface StreamSettings {
   depth: number;
 }
 
+export interface SenderOptions {
+  /** Use mini headers in steady state (default true). */
+  miniHeaders?: boolean;
+  /** Encrypt each payload with the header bytes as associated data. */
+  seal?: (header: Uint8Array, payload: Uint8Array) => Uint8Array;
+  /** Detect silence and send comfort-noise descriptions instead of codec frames. */
+  vad?: boolean;
+  /** Clean each frame before encoding (e.g. core/media/noise-suppression.ts). */
+  noiseSuppressor?: { process(frame: Int16Array): Int16Array };
+}
+
 export interface SenderStats {
   frames: number;
+  /** Frames the VAD judged silent and sent as comfort-noise descriptions. */
+  silentFrames: number;
   sourcePackets: number;
   repairPackets: number;
   /** Datagram payload bytes produced (headers + codec payloads + repair data). */
@@ -66,7 +89,10 @@ export interface SenderStats {
 }
 
 export class MediaSender {
-  readonly stats: SenderStats = { frames: 0, sourcePackets: 0, repairPackets: 0, bytes: 0, fullHeaders: 0, miniHeaders: 0 };
+  readonly stats: SenderStats = { frames: 0, silentFrames: 0, sourcePackets: 0, repairPackets: 0, bytes: 0, fullHeaders: 0, miniHeaders: 0 };
+  private readonly vad: VoiceActivityDetector | undefined;
+  private readonly noise = new NoiseAnalyzer();
+  private readonly noiseSuppressor: SenderOptions['noiseSuppressor'];
   private settings!: StreamSettings;
   private codec!: Codec;
   private fec!: FecCodec;
@@ -86,12 +112,11 @@ export class MediaSender {
    * `seal` encrypts each payload end to end with the header bytes as associated data (calls
    * through a relay); without it payloads travel as they are (echo test, sweep).
    */
-  constructor(
-    settings: StreamSettings,
-    opts: { miniHeaders?: boolean; seal?: (header: Uint8Array, payload: Uint8Array) => Uint8Array } = {},
-  ) {
+  constructor(settings: StreamSettings, opts: SenderOptions = {}) {
     this.mini = opts.miniHeaders === false ? undefined : new MiniHeaderEncoder();
     this.seal = opts.seal;
+    this.vad = opts.vad ? new VoiceActivityDetector() : undefined;
+    this.noiseSuppressor = opts.noiseSuppressor;
     this.configure(settings);
   }
 
@@ -133,9 +158,18 @@ export class MediaSender {
   }
 
   /** Encode one frame of PCM (exactly frameSamples); returns the datagram payloads to send now. */
-  sendFrame(pcm: Int16Array): Uint8Array[] {
+  sendFrame(input: Int16Array): Uint8Array[] {
     const { k, depth } = this.settings;
-    const payload = this.codec.encode(pcm);
+    const pcm = this.noiseSuppressor ? this.noiseSuppressor.process(input) : input;
+    const silent = this.vad !== undefined && this.isSilent(pcm);
+    let payload: Uint8Array;
+    if (silent) {
+      this.noise.analyze(pcm);
+      payload = encodeSid(this.noise.describe());
+      this.stats.silentFrames++;
+    } else {
+      payload = this.codec.encode(pcm);
+    }
     const blockInGroup = this.groupPosition % depth;
     const index = Math.floor(this.groupPosition / depth);
     if (this.groupPosition === 0) this.group = Array.from({ length: depth }, () => ({ frames: [], baseSeq: 0, baseTs: 0 }));
@@ -152,6 +186,7 @@ export class MediaSender {
       symbol: index,
       repair: false,
       k,
+      codecId: silent ? COMFORT_NOISE_CODEC_ID : undefined,
     });
     const out = [this.packetize(header, payload)];
     this.stats.frames++;
@@ -161,6 +196,14 @@ export class MediaSender {
     this.groupPosition++;
     if (this.groupPosition === k * depth) out.push(...this.closeGroup());
     return out;
+  }
+
+  /** The VAD runs on 20 ms pieces; a frame is silent when every piece is. */
+  private isSilent(pcm: Int16Array): boolean {
+    const step = this.vad!.frameSamples;
+    let speech = false;
+    for (let o = 0; o + step <= pcm.length; o += step) speech = this.vad!.process(pcm.subarray(o, o + step)).speech || speech;
+    return !speech;
   }
 
   /** Close the partial group (end of stream or reconfiguration): repairs for what it holds. */
@@ -208,12 +251,13 @@ export class MediaSender {
     repair: boolean;
     k: number;
     stride?: number;
+    codecId?: number;
   }): MediaHeader {
     const report = this.pendingReport;
     this.pendingReport = undefined;
     return {
       version: MEDIA_HEADER_VERSION,
-      codecId: this.settings.codec.codecId,
+      codecId: f.codecId ?? this.settings.codec.codecId,
       tier: this.settings.tier,
       sequence: f.sequence,
       timestamp: f.timestamp,
@@ -367,7 +411,7 @@ export class MediaReceiver {
         return;
       }
     }
-    const codec = this.opts.codecById(header.codecId);
+    const codec = header.codecId === COMFORT_NOISE_CODEC_ID || this.opts.codecById(header.codecId) !== undefined;
     const scheme = this.opts.fecById(header.fec.schemeId);
     if (!codec || !scheme) {
       this.stats.malformed++;
@@ -566,9 +610,20 @@ export class MediaReceiver {
     }
   }
 
+  private readonly comfortNoise = new ComfortNoiseGenerator();
+
   private decode(seq: number, payload: Uint8Array, samples: number): Int16Array | undefined {
     const info = this.frameInfo.get(seq);
     this.frameInfo.delete(seq);
+    if (info?.codecId === COMFORT_NOISE_CODEC_ID) {
+      try {
+        this.comfortNoise.update(decodeSid(payload));
+      } catch {
+        this.stats.decodeErrors++;
+        return undefined;
+      }
+      return this.comfortNoise.generate(info.frameSamples);
+    }
     const factory = info ? this.opts.codecById(info.codecId) : this.decoder?.factory;
     if (!factory) return undefined;
     const frameSamples = info?.frameSamples ?? samples;

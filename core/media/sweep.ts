@@ -35,6 +35,10 @@ export interface SweepScenario {
   /** Jitter (standard deviation of a normal distribution), ms. */
   jitterMs: number;
   seed: number;
+  /** Send comfort-noise descriptions for silent frames (VAD). */
+  vad?: boolean;
+  /** Clean frames before encoding (a fresh suppressor per scenario). */
+  noiseSuppressor?: { process(frame: Int16Array): Int16Array };
 }
 
 export interface SweepResult {
@@ -49,6 +53,8 @@ export interface SweepResult {
   networkLossPct: number;
   jitterMs: number;
   frames: number;
+  /** Frames the VAD judged silent (sent as comfort-noise descriptions), %. */
+  silentPct: number;
   /** Frames received or recovered by FEC, before concealment, %. */
   deliveredPct: number;
   /** Frames recovered by FEC, % of all frames. */
@@ -82,7 +88,7 @@ export function runScenario(s: SweepScenario, source: Int16Array): SweepResult {
     r: s.r,
     depth: s.depth,
   };
-  const sender = new MediaSender(settings);
+  const sender = new MediaSender(settings, { vad: s.vad, noiseSuppressor: s.noiseSuppressor });
   const sendTimes = new Map<number, number>();
   const recoveryWaits: number[] = [];
   const receiver = new MediaReceiver({
@@ -170,6 +176,7 @@ export function runScenario(s: SweepScenario, source: Int16Array): SweepResult {
     networkLossPct: round(pct(counters.packetsLost, counters.packetsIn), 2),
     jitterMs: s.jitterMs,
     frames: frames.length,
+    silentPct: round(pct(sender.stats.silentFrames, frames.length), 1),
     deliveredPct: round(deliveredPct, 2),
     recoveredPct: round(pct(receiver.stats.framesRecovered, frames.length), 2),
     concealedPct: round(concealedPct, 2),

@@ -42,6 +42,8 @@ export default class Sweep extends WzpCommand<SweepResultDoc> {
     delay: Flags.integer({ summary: 'One-way network delay, ms.', default: 40, min: 0, max: 2000 }),
     input: Flags.file({ summary: 'WAV file to use as material (any rate/channels); default: generated speech-like audio.', exists: true }),
     seed: Flags.integer({ summary: 'Random seed for the network emulator and generated material.', default: 1 }),
+    vad: Flags.boolean({ summary: 'Voice activity detection: silent frames go as comfort-noise descriptions.' }),
+    'noise-suppression': Flags.boolean({ summary: 'RNNoise noise suppression before the codec.' }),
     plot: Flags.string({ summary: 'Write an SVG chart (quality vs loss per FEC scheme) to this file.' }),
   };
 
@@ -62,6 +64,8 @@ export default class Sweep extends WzpCommand<SweepResultDoc> {
       delayMs: flags.delay,
       input: flags.input,
       seed: flags.seed,
+      vad: flags.vad,
+      noiseSuppression: flags['noise-suppression'],
       registries: this.registries,
       onScenario: (i, total, label) => {
         if (this.interactive) process.stderr.write(`\r\x1b[K[${i + 1}/${total}] ${label}`);
@@ -81,7 +85,7 @@ export default class Sweep extends WzpCommand<SweepResultDoc> {
   }
 
   protected renderHuman(r: SweepReport & { plot?: string }): string {
-    const head = ['tier', 'codec', 'fec', 'k/r/d', 'loss', 'jit', 'delivered', 'fec-rec', 'concealed', 'fec-delay', 'jb-delay', 'MOS', 'SNR', 'seg-SNR', 'kbit/s'];
+    const head = ['tier', 'codec', 'fec', 'k/r/d', 'loss', 'jit', 'silent', 'delivered', 'fec-rec', 'concealed', 'fec-delay', 'jb-delay', 'MOS', 'SNR', 'seg-SNR', 'kbit/s'];
     const rows = r.results.map((x) => [
       x.tier,
       x.codec,
@@ -89,6 +93,7 @@ export default class Sweep extends WzpCommand<SweepResultDoc> {
       `${x.k}/${x.r}/${x.depth}`,
       x.loss,
       `${x.jitterMs}`,
+      `${x.silentPct}%`,
       `${x.deliveredPct.toFixed(2)}%`,
       `${x.recoveredPct.toFixed(1)}%`,
       `${x.concealedPct.toFixed(2)}%`,

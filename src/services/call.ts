@@ -9,6 +9,7 @@ import { runCall, type CallEvent, type CallReport } from '../../core/client/call
 import { loadOrCreateIdentity } from '../../core/crypto/identity.js';
 import { ConfigError, UsageError } from '../../core/errors.js';
 import { PIPELINE_SAMPLE_RATE } from '../../core/media/codec-types.js';
+import { NoiseSuppressor } from '../../core/media/noise-suppression.js';
 import type { TierName } from '../../core/media/quality.js';
 import { WavWriter } from '../../core/media/wav.js';
 import type { Registries } from '../../core/registry.js';
@@ -31,6 +32,8 @@ export interface CallRequest {
   speaker?: { device?: string };
   record?: string;
   durationMs?: number;
+  vad?: boolean;
+  noiseSuppression?: boolean;
   reportPath?: string;
   registries: Registries;
   signal: AbortSignal;
@@ -90,6 +93,8 @@ export async function call(req: CallRequest): Promise<CallResult> {
       tier: req.tier,
       adaptive: req.adaptive,
       receiveOnly: req.source.kind === 'none',
+      vad: req.vad,
+      noiseSuppressor: req.noiseSuppression ? await NoiseSuppressor.create() : undefined,
       durationMs: req.durationMs,
       endWithSource: req.source.kind === 'file',
       signal: req.signal,

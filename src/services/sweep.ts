@@ -7,6 +7,7 @@ import { UsageError } from '../../core/errors.js';
 import { PIPELINE_SAMPLE_RATE } from '../../core/media/codec-types.js';
 import { fecFor, selectCodec, TIERS, type TierName } from '../../core/media/quality.js';
 import { createResampler } from '../../core/media/resample.js';
+import { NoiseSuppressor } from '../../core/media/noise-suppression.js';
 import { speechLike } from '../../core/media/speech.js';
 import { runScenario, type SweepResult, type SweepScenario } from '../../core/media/sweep.js';
 import { readWavFile } from '../../core/media/wav.js';
@@ -31,6 +32,10 @@ export interface SweepRequest {
   delayMs: number;
   input?: string;
   seed: number;
+  /** Voice activity detection with comfort noise. */
+  vad?: boolean;
+  /** RNNoise noise suppression before the codec. */
+  noiseSuppression?: boolean;
   registries: Registries;
   onScenario?(index: number, total: number, label: string): void;
 }
@@ -91,6 +96,7 @@ export async function sweep(req: SweepRequest): Promise<SweepReport> {
             delayMs: req.delayMs,
             jitterMs,
             seed: req.seed,
+            vad: req.vad,
           });
         }
       }
@@ -99,7 +105,12 @@ export async function sweep(req: SweepRequest): Promise<SweepReport> {
   const results: SweepResult[] = [];
   for (const [i, s] of scenarios.entries()) {
     req.onScenario?.(i, scenarios.length, `${s.tierName} ${s.codec.name} ${s.fec.name} loss ${s.lossLabel} jitter ${s.jitterMs} ms`);
-    results.push(runScenario(s, source));
+    const suppressor = req.noiseSuppression ? await NoiseSuppressor.create() : undefined;
+    try {
+      results.push(runScenario({ ...s, noiseSuppressor: suppressor }, source));
+    } finally {
+      suppressor?.close();
+    }
     // Let progress rendering and signals run between scenarios.
     await new Promise((r) => setImmediate(r));
   }
