@@ -7,7 +7,7 @@ import type { SweepResult } from '../../core/media/sweep.js';
 
 const PANEL_W = 420;
 const PANEL_H = 300;
-const MARGIN = { left: 56, right: 56, top: 44, bottom: 48 };
+const MARGIN = { left: 56, right: 56, top: 64, bottom: 48 };
 const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b'];
 
 export function sweepPlot(results: SweepResult[], title = 'wzp sweep: quality vs loss'): string {
@@ -19,7 +19,7 @@ export function sweepPlot(results: SweepResult[], title = 'wzp sweep: quality vs
   const parts: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height + 30}" font-family="sans-serif" font-size="12">`,
     `<rect width="100%" height="100%" fill="white"/>`,
-    `<text x="${width / 2}" y="20" text-anchor="middle" font-size="16" font-weight="bold">${esc(title)}</text>`,
+    `<text x="${width / 2}" y="22" text-anchor="middle" font-size="16" font-weight="bold">${esc(title)}</text>`,
   ];
   tiers.forEach((tier, t) => {
     const x0 = t * (PANEL_W + MARGIN.left + MARGIN.right) + MARGIN.left;
@@ -67,18 +67,31 @@ function panel(tier: string, rows: SweepResult[], schemes: string[], lossOrder: 
   out.push(
     `<text transform="translate(${x0 - 40},${y0 + PANEL_H / 2}) rotate(-90)" text-anchor="middle">MOS (E-model)</text>`,
   );
+  // Random-loss rates form a connected axis; burst presets are separate points to the right.
+  const firstBurst = xs.findIndex((l) => !l.endsWith('%'));
+  if (firstBurst > 0) {
+    const xSep = (xAt(firstBurst - 1) + xAt(firstBurst)) / 2;
+    out.push(`<line x1="${xSep}" y1="${y0}" x2="${xSep}" y2="${y0 + PANEL_H}" stroke="#bbb" stroke-dasharray="2,3"/>`);
+    out.push(`<text x="${xSep + 4}" y="${y0 + 14}" fill="#777">bursts</text>`);
+  }
   schemes.forEach((scheme, si) => {
     const color = COLORS[si % COLORS.length];
+    // Earlier schemes drawn wider, so identical results stay visible underneath.
+    const width = 2 + 2.5 * (schemes.length - 1 - si);
     const pts = xs
       .map((l, i) => ({ i, r: rows.find((r) => r.fec === scheme && r.loss === l) }))
       .filter((p): p is { i: number; r: SweepResult } => p.r !== undefined);
     if (pts.length === 0) return;
-    out.push(`<polyline fill="none" stroke="${color}" stroke-width="2.5" points="${pts.map((p) => `${xAt(p.i)},${mosY(p.r.mos)}`).join(' ')}"/>`);
+    const line = pts.filter((p) => firstBurst < 0 || p.i < firstBurst);
+    const attrs = `fill="none" stroke="${color}" stroke-opacity="0.85" stroke-linejoin="round"`;
+    out.push(`<polyline ${attrs} stroke-width="${width}" points="${line.map((p) => `${xAt(p.i)},${mosY(p.r.mos)}`).join(' ')}"/>`);
     out.push(
-      `<polyline fill="none" stroke="${color}" stroke-width="2" stroke-dasharray="5,4" points="${pts.map((p) => `${xAt(p.i)},${delY(p.r.deliveredPct)}`).join(' ')}"/>`,
+      `<polyline ${attrs} stroke-width="${width * 0.8}" stroke-dasharray="6,4" points="${line.map((p) => `${xAt(p.i)},${delY(p.r.deliveredPct)}`).join(' ')}"/>`,
     );
     for (const p of pts) {
-      out.push(`<circle cx="${xAt(p.i)}" cy="${mosY(p.r.mos)}" r="3.5" fill="${color}"><title>${esc(`${scheme} ${p.r.loss}: MOS ${p.r.mos}, delivered ${p.r.deliveredPct}%`)}</title></circle>`);
+      const tip = `<title>${esc(`${scheme} ${p.r.loss}: MOS ${p.r.mos}, delivered ${p.r.deliveredPct}%`)}</title>`;
+      out.push(`<circle cx="${xAt(p.i)}" cy="${mosY(p.r.mos)}" r="${2 + width / 2}" fill="${color}">${tip}</circle>`);
+      out.push(`<rect x="${xAt(p.i) - 1 - width / 2}" y="${delY(p.r.deliveredPct) - 1 - width / 2}" width="${2 + width}" height="${2 + width}" fill="none" stroke="${color}">${tip}</rect>`);
     }
   });
   return out;
