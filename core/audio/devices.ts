@@ -49,15 +49,22 @@ const DEFAULT_BUFFER_MS = 200;
 const OUTPUT_DRAIN_MS = 250;
 /** A native stop that takes longer than this is abandoned (it hangs if the sound server died). */
 const CLOSE_TIMEOUT_MS = 1000;
-/** A stream that shows no sign of life for this long is failed (device unplugged, server gone). */
-const STALL_MS = 2000;
+/**
+ * A stream that shows no sign of life for this long is failed (device unplugged, server gone).
+ * Above the ~2 s a PulseAudio null sink can take to deliver its first audio (docs/audio.md).
+ */
+const STALL_MS = 3000;
 const STALL_CHECK_MS = 500;
 /** Device rates tried, after the requested one, when the device refuses it. */
 const FALLBACK_RATES = [48_000, 96_000, 24_000, 16_000, 32_000, 8_000];
 const CHANNEL_CHOICES = [1, 2];
 const SAMPLE_FORMAT_INT16 = 16;
-/** naudiodon/PortAudio messages that mean "try another rate or channel count". */
-const FORMAT_REJECTED = /Format not supported|Invalid sample rate|Invalid number of channels|Channel count exceeds/i;
+/**
+ * PortAudio/naudiodon messages that mean "try another rate or channel count". (naudiodon
+ * prefixes every Pa_IsFormatSupported failure with "Format not supported", including device
+ * failures such as "Illegal combination of I/O devices", so the prefix alone says nothing.)
+ */
+const FORMAT_REJECTED = /Invalid sample rate|Invalid number of channels|Sample format not supported|Channel count exceeds/i;
 
 const INSTALL_HINT =
   'naudiodon is a native module: make sure its install script ran (npm 11: `npm install-scripts approve naudiodon`, then `npm rebuild naudiodon`) and that ALSA (libasound2) is installed';
@@ -148,6 +155,19 @@ function loadNaudiodon(): Promise<Naudiodon> {
   return naudiodon;
 }
 
+/** Native stops that did not finish: each leaves a thread-pool thread blocked for good. */
+let hungStops = 0;
+
+/**
+ * True while a closed stream's native stop is stuck (its device or sound server died
+ * mid-stream, and naudiodon waits forever for the dead audio thread). Node cannot end such a
+ * process by itself, nor through process.exit(), which waits for every thread-pool thread:
+ * only a signal (SIGKILL) or `_exit` ends it. See docs/audio.md.
+ */
+export function nativeAudioStuck(): boolean {
+  return hungStops > 0;
+}
+
 /** Whether audio devices can be used here, and if not, why and what to do. */
 export async function audioAvailability(): Promise<Availability> {
   let nd: Naudiodon;
@@ -178,12 +198,12 @@ export async function listDevices(): Promise<AudioDeviceInfo[]> {
 
 /** Open a capture device delivering mono frames at `sampleRate`. */
 export async function openInput(options: OpenInputOptions): Promise<AudioInput> {
-  const sampleRate = options.sampleRate ?? PIPELINE_SAMPLE_RATE;
+  const sampleRate = checkedRate(options.sampleRate);
   if (!Number.isInteger(options.frameSamples) || options.frameSamples <= 0) {
     throw new UsageError(`audio input: frameSamples must be a positive integer, got ${options.frameSamples}`);
   }
   const nd = await requireNaudiodon();
-  const device = await resolveDevice(options.deviceId, 'input');
+  const device = resolveDevice(nd, options.deviceId, 'input');
   const started = performance.now();
   const { stream, format } = openNegotiated(device, sampleRate, 'input', (rate, channels) =>
     nd.AudioIO({ inOptions: streamOptions(device.id, rate, channels, INPUT_NATIVE_QUEUE_MS / PERIOD_MS) }),
@@ -196,9 +216,9 @@ export async function openInput(options: OpenInputOptions): Promise<AudioInput> 
 
 /** Open a playback device taking mono samples at `sampleRate`. */
 export async function openOutput(options: OpenOutputOptions = {}): Promise<AudioOutput> {
-  const sampleRate = options.sampleRate ?? PIPELINE_SAMPLE_RATE;
+  const sampleRate = checkedRate(options.sampleRate);
   const nd = await requireNaudiodon();
-  const device = await resolveDevice(options.deviceId, 'output');
+  const device = resolveDevice(nd, options.deviceId, 'output');
   const started = performance.now();
   const { stream, format } = openNegotiated(device, sampleRate, 'output', (rate, channels) =>
     nd.AudioIO({ outOptions: streamOptions(device.id, rate, channels, OUTPUT_NATIVE_QUEUE_PERIODS) }),
@@ -225,6 +245,15 @@ interface DeviceFormat {
   channels: number;
 }
 
+/** The caller's rate (default PIPELINE_SAMPLE_RATE); a period must be whole samples at it. */
+function checkedRate(sampleRate = PIPELINE_SAMPLE_RATE): number {
+  const periodsPerSecond = 1000 / PERIOD_MS;
+  if (!Number.isInteger(sampleRate) || sampleRate <= 0 || sampleRate % periodsPerSecond !== 0) {
+    throw new UsageError(`audio: sampleRate must be a positive multiple of ${periodsPerSecond} Hz, got ${sampleRate}`);
+  }
+  return sampleRate;
+}
+
 async function requireNaudiodon(): Promise<Naudiodon> {
   const availability = await loadNaudiodon().then(
     (nd) => ({ nd }),
@@ -240,9 +269,9 @@ async function requireNaudiodon(): Promise<Naudiodon> {
 }
 
 /** Map a device id or name fragment to one device that can do `direction`. */
-async function resolveDevice(wanted: number | string | undefined, direction: Direction): Promise<DeviceChoice> {
+function resolveDevice(nd: Naudiodon, wanted: number | string | undefined, direction: Direction): DeviceChoice {
   if (wanted === undefined) return { id: undefined, name: `default ${direction}` };
-  const devices = (await listDevices()).filter((d) => channelsFor(d, direction) > 0);
+  const devices = nativeCall('list audio devices', () => nd.getDevices()).filter((d) => channelsFor(d, direction) > 0);
   const matches = matchDevices(devices, wanted);
   if (matches.length === 1) return { id: matches[0].id, name: matches[0].name };
   const listing = devices.map((d) => `${d.id}: ${d.name}`).join(', ') || 'none';
@@ -252,7 +281,7 @@ async function resolveDevice(wanted: number | string | undefined, direction: Dir
   });
 }
 
-function matchDevices(devices: AudioDeviceInfo[], wanted: number | string): AudioDeviceInfo[] {
+function matchDevices(devices: DeviceInfo[], wanted: number | string): DeviceInfo[] {
   if (typeof wanted === 'number' || /^\d+$/.test(wanted)) {
     return devices.filter((d) => d.id === Number(wanted));
   }
@@ -528,16 +557,26 @@ function stalledError(direction: Direction, device: OpenedDevice): ConfigError {
 /** Stop a naudiodon stream, giving up (without throwing) if the native side hangs. */
 async function stopNative(stream: IoStreamRead | IoStreamWrite): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
-  const quit = new Promise<void>((resolve) => {
-    try {
-      stream.quit(resolve);
-    } catch {
-      resolve();
-    }
+  let finished = false;
+  const quit = quitNative(stream).then(() => {
+    finished = true;
   });
   const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_TIMEOUT_MS)));
   await Promise.race([quit, timeout]);
   clearTimeout(timer);
+  if (!finished) {
+    hungStops++;
+    void quit.then(() => hungStops--);
+  }
+}
+
+/** naudiodon's quit() returns a promise (its typings say void) that can reject. */
+function quitNative(stream: IoStreamRead | IoStreamWrite): Promise<void> {
+  try {
+    return Promise.resolve(stream.quit() as unknown as Promise<void> | undefined).catch(() => undefined);
+  } catch {
+    return Promise.resolve();
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -556,7 +595,7 @@ function toDeviceInfo(d: DeviceInfo, defaultInput: number | undefined, defaultOu
   };
 }
 
-function channelsFor(d: AudioDeviceInfo, direction: Direction): number {
+function channelsFor(d: DeviceInfo, direction: Direction): number {
   return direction === 'input' ? d.maxInputChannels : d.maxOutputChannels;
 }
 

@@ -3,6 +3,8 @@
  * through PortAudio's ALSA host API exactly as a sound card would be).
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { audioAvailability, listDevices, openInput, openOutput, type AudioInput, type AudioOutput } from '../../core/audio/devices.js';
@@ -16,6 +18,22 @@ const POLL_MS = 5;
 /** Resolution of the tone-presence analysis. */
 const BLOCK_MS = 5;
 const TEST_TIMEOUT_MS = 20_000;
+
+/** Opens both directions, waits out the server's death, reports what the API saw. */
+const SERVER_DEATH_CHILD = `
+  import { nativeAudioStuck, openInput, openOutput } from ${JSON.stringify(new URL('../../core/audio/devices.js', import.meta.url).href)};
+  const input = await openInput({ deviceId: 'virtmic', frameSamples: 960 });
+  const output = await openOutput({ deviceId: 'virtspeaker' });
+  process.stderr.write('\\nOPEN\\n');
+  await new Promise((resolve) => setTimeout(resolve, 4000));
+  const closing = performance.now();
+  await Promise.all([input.close(), output.close()]);
+  const closeMs = performance.now() - closing;
+  const reopenError = await openInput({ frameSamples: 960 }).then(() => 'none', (err) => err.name);
+  const result = { inputError: input.error?.name, outputError: output.error?.name, closeMs, reopenError, stuck: nativeAudioStuck() };
+  process.stderr.write('RESULT ' + JSON.stringify(result) + '\\n');
+  process.kill(process.pid, 'SIGKILL');
+`;
 
 describe('audio devices (virtual PulseAudio mic and speaker)', { skip: virtualAudioSkipReason() }, () => {
   let va: VirtualAudio;
@@ -58,7 +76,7 @@ describe('audio devices (virtual PulseAudio mic and speaker)', { skip: virtualAu
       assert.ok(firstFrameMs < 200, `first frame after ${firstFrameMs} ms`);
       assert.ok(Math.abs(realTimeRatio - 1) < 0.05, `captured ${realTimeRatio} x real time`);
       assert.equal(input.dropped, 0);
-      assertTone(samples, injected, 1000, 2000);
+      t.diagnostic(assertTone(samples, injected, 1000, 2000));
     } finally {
       await input.close();
     }
@@ -73,7 +91,7 @@ describe('audio devices (virtual PulseAudio mic and speaker)', { skip: virtualAu
       await playPaced(output, written);
       const recorded = await recording;
       t.diagnostic(`open ${output.device.openMs.toFixed(1)} ms, ${output.underruns} underruns`);
-      assertTone(recorded, written, 440, 1500);
+      t.diagnostic(assertTone(recorded, written, 440, 1500));
       assert.equal(output.dropped, 0);
     } finally {
       await output.close();
@@ -88,12 +106,13 @@ describe('audio devices (virtual PulseAudio mic and speaker)', { skip: virtualAu
     assert.ok(openToHeardMs < 300, `open to first sound ${openToHeardMs} ms`);
   });
 
-  test('an unknown device is a UsageError naming the devices there are', { timeout: TEST_TIMEOUT_MS }, async () => {
+  test('an unknown device is a UsageError naming the devices there are; so is a bad rate', { timeout: TEST_TIMEOUT_MS }, async () => {
     const listsDevices = (err: Error) =>
       err.name === 'UsageError' && err.message.includes('no-such-device') && err.message.includes('virtmic') && err.message.includes('virtspeaker');
     await assert.rejects(openInput({ deviceId: 'no-such-device', frameSamples: FRAME }), listsDevices);
     await assert.rejects(openOutput({ deviceId: 'no-such-device' }), listsDevices);
     await assert.rejects(openInput({ deviceId: 999, frameSamples: FRAME }), { name: 'UsageError' });
+    await assert.rejects(openOutput({ sampleRate: 44_100 }), { name: 'UsageError' });
   });
 
   test('close() may be called twice, and concurrently; use after close is harmless', { timeout: TEST_TIMEOUT_MS }, async () => {
@@ -107,7 +126,33 @@ describe('audio devices (virtual PulseAudio mic and speaker)', { skip: virtualAu
     output.write(tone(440, 20));
     assert.equal(output.queuedSamples(), 0);
   });
+
+  // Last: it kills the sound server. In a child process, because naudiodon then leaves a
+  // thread-pool thread blocked for good, and such a process only ends through a signal.
+  test('a sound server that dies fails the open streams and later opens, without crashing', { timeout: TEST_TIMEOUT_MS }, async () => {
+    const child = spawn(process.execPath, ['--input-type=module', '-e', SERVER_DEATH_CHILD], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    let killed = false;
+    child.stderr.on('data', (b: Buffer) => {
+      stderr += b;
+      if (!killed && stderr.includes('\nOPEN\n')) {
+        va.killServer();
+        killed = true;
+      }
+    });
+    const [code, signal] = (await once(child, 'close')) as [number | null, NodeJS.Signals | null];
+    const report = stderr.match(/^RESULT (.*)$/m);
+    assert.ok(report, `no result from the child (exit ${code ?? signal}): ${stderr.slice(-2000)}`);
+    const result = JSON.parse(report[1]) as { inputError: string; outputError: string; closeMs: number; reopenError: string; stuck: boolean };
+    assert.equal(signal, 'SIGKILL', `exit ${code}: the child must not crash before reporting`);
+    assert.equal(result.stuck, true);
+    assert.equal(result.inputError, 'ConfigError');
+    assert.equal(result.outputError, 'ConfigError');
+    assert.ok(result.closeMs < 1500, `close() took ${result.closeMs} ms`);
+    assert.equal(result.reopenError, 'ConfigError');
+  });
 });
+
 
 interface Collector {
   stop(): { samples: Int16Array; firstFrameMs: number; realTimeRatio: number };
@@ -207,7 +252,7 @@ function drain(input: AudioInput): Int16Array {
  * brief dropout, which a descheduled process on a loaded machine can cause), at the level it
  * was sent (RMS within 1 dB) and at its frequency.
  */
-function assertTone(received: Int16Array, sent: Int16Array, freqHz: number, durationMs: number): void {
+function assertTone(received: Int16Array, sent: Int16Array, freqHz: number, durationMs: number): string {
   const loud = loudBlocks(received, rms(sent) / 2);
   const first = loud.indexOf(true);
   const last = loud.lastIndexOf(true);
@@ -224,6 +269,7 @@ function assertTone(received: Int16Array, sent: Int16Array, freqHz: number, dura
   assert.ok(Math.abs(levelDb) <= 1, `level off by ${levelDb.toFixed(2)} dB`);
   const measuredHz = dominantFrequency(steady, CAPTURE_SAMPLE_RATE);
   assert.ok(Math.abs(measuredHz - freqHz) <= 5, `dominant frequency ${measuredHz} Hz, sent ${freqHz} Hz`);
+  return `tone ${loudMs} ms (${silentMs} ms dropouts), level ${levelDb.toFixed(2)} dB, ${measuredHz} Hz`;
 }
 
 /** For each BLOCK_MS block: is its RMS above `threshold`? */

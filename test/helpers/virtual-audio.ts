@@ -9,7 +9,7 @@
  * `captureSpeaker()` records what reached the speaker, both through PulseAudio's own tools.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { REPO_ROOT } from './cli.js';
@@ -33,6 +33,8 @@ export interface VirtualAudio {
   inject(pcm: Int16Array, sampleRate: number): Promise<void>;
   /** Record the virtual speaker for `durationMs` (mono, 16-bit, CAPTURE_SAMPLE_RATE). */
   captureSpeaker(durationMs: number): Promise<Int16Array>;
+  /** SIGKILL the daemon, as a crashing sound server would (stop() still cleans up). */
+  killServer(): void;
   /** Stop the daemon, remove its directory and restore this process's environment. */
   stop(): Promise<void>;
 }
@@ -61,6 +63,7 @@ export async function startVirtualAudio(): Promise<VirtualAudio> {
     env,
     inject: (pcm, sampleRate) => inject(clientEnv, pcm, sampleRate),
     captureSpeaker: (durationMs) => record(clientEnv, 'virtspeaker.monitor', durationMs),
+    killServer: () => process.kill(Number(readFileSync(join(dir, 'runtime', 'pulse', 'pid'), 'utf8').trim()), 'SIGKILL'),
     async stop() {
       await runScript('stop', scriptEnv);
       applyEnv(saved);
