@@ -58,3 +58,24 @@ export function divertNativeStdout(): () => void {
     }
   };
 }
+
+/**
+ * When the sound server died under an open stream, naudiodon's stop waits forever for its
+ * dead audio thread and holds a libuv thread: the process could then never exit, not even
+ * through process.exit(). After the command has written its output, end the process with
+ * _exit() instead (only in that case).
+ */
+export function exitIfAudioStuck(stuck: boolean, code: number): void {
+  if (!stuck) return;
+  const lib = (() => {
+    try {
+      return koffi.load('libc.so.6');
+    } catch {
+      return undefined;
+    }
+  })();
+  const hardExit: ((status: number) => void) | undefined = lib?.func('void _exit(int)');
+  if (!hardExit) return;
+  // Let stdout and stderr drain first: _exit does not flush Node's streams.
+  process.stdout.write('', () => process.stderr.write('', () => hardExit(code)));
+}
