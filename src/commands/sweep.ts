@@ -67,6 +67,7 @@ export default class Sweep extends WzpCommand<SweepResultDoc> {
       vad: flags.vad,
       noiseSuppression: flags['noise-suppression'],
       registries: this.registries,
+      signal: this.abortSignal,
       onScenario: (i, total, label) => {
         if (this.interactive) process.stderr.write(`\r\x1b[K[${i + 1}/${total}] ${label}`);
         if (this.interactive && i + 1 === total) process.stderr.write('\n');
@@ -115,6 +116,7 @@ export default class Sweep extends WzpCommand<SweepResultDoc> {
       lines.push('', 'targets:');
       for (const t of r.targets) lines.push(`  ${t.met ? 'met ' : 'MISS'}  ${t.tier} ${t.fec} at ${t.condition}: ${t.actual} (need ${t.requirement})`);
     }
+    if (r.interrupted) lines.push('', 'interrupted: only the scenarios above ran');
     if (r.plot) lines.push('', `chart written to ${r.plot}`);
     return lines.join('\n');
   }

@@ -37,6 +37,8 @@ export interface SweepRequest {
   /** RNNoise noise suppression before the codec. */
   noiseSuppression?: boolean;
   registries: Registries;
+  /** Ctrl-C: stop after the current scenario and report what ran. */
+  signal?: AbortSignal;
   onScenario?(index: number, total: number, label: string): void;
 }
 
@@ -56,6 +58,8 @@ export interface SweepReport {
   delayMs: number;
   results: SweepResult[];
   targets: TargetCheck[];
+  /** True when Ctrl-C stopped the sweep before every scenario ran. */
+  interrupted: boolean;
 }
 
 interface LossCase {
@@ -104,6 +108,7 @@ export async function sweep(req: SweepRequest): Promise<SweepReport> {
   }
   const results: SweepResult[] = [];
   for (const [i, s] of scenarios.entries()) {
+    if (req.signal?.aborted) break;
     req.onScenario?.(i, scenarios.length, `${s.tierName} ${s.codec.name} ${s.fec.name} loss ${s.lossLabel} jitter ${s.jitterMs} ms`);
     const suppressor = req.noiseSuppression ? await NoiseSuppressor.create() : undefined;
     try {
@@ -121,6 +126,7 @@ export async function sweep(req: SweepRequest): Promise<SweepReport> {
     delayMs: req.delayMs,
     results,
     targets: checkTargets(results),
+    interrupted: results.length < scenarios.length,
   };
 }
 
