@@ -1,0 +1,59 @@
+/**
+ * `wzp sweep` as a user runs it: the media-engine targets it checks, the comparison with XOR
+ * parity under bursts, and the chart. Simulated time and a fixed seed make the figures stable.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { makeHome, parseJsonDocument, runCli, type CliHome } from '../helpers/cli.js';
+
+describe('wzp sweep', () => {
+  let home: CliHome;
+  before(() => (home = makeHome('wzp-sweep-')));
+  after(() => home.cleanup());
+
+  test('each tier meets its delivery and FEC-delay target with the default scheme', async () => {
+    const r = await runCli(['sweep', '--loss', '10,25,50', '--burst', 'congested', '--duration', '10', '--json'], home, 180_000);
+    assert.equal(r.code, 0, r.stderr);
+    const doc = parseJsonDocument(r).result as any;
+    assert.equal(doc.interrupted, false);
+    assert.equal(doc.meta.schemaVersion, 1);
+    const targets = doc.targets as { tier: string; condition: string; met: boolean; actual: string }[];
+    assert.deepEqual(
+      targets.map((t) => `${t.tier} ${t.condition}`).sort(),
+      ['CATASTROPHIC loss 50%', 'CATASTROPHIC loss congested', 'DEGRADED loss 25%', 'GOOD loss 10%'],
+    );
+    for (const t of targets) assert.ok(t.met, `${t.tier} at ${t.condition}: ${t.actual}`);
+  });
+
+  test('at equal overhead the default scheme delivers more than XOR parity under bursts, and the chart is written', async () => {
+    const svg = join(home.dir, 'quality.svg');
+    const r = await runCli(
+      ['sweep', '--tier', 'GOOD', '--loss', '0,10', '--burst', 'congested', '--fec', 'rs,xor', '--duration', '20', '--plot', svg, '--json'],
+      home,
+      180_000,
+    );
+    assert.equal(r.code, 0, r.stderr);
+    const rows = (parseJsonDocument(r).result as any).results as any[];
+    const at = (fec: string, loss: string) => rows.find((x) => x.fec === fec && x.loss === loss);
+    assert.equal(at('rs', 'congested').wireKbps, at('xor', 'congested').wireKbps, 'same overhead');
+    assert.ok(
+      at('rs', 'congested').deliveredPct > at('xor', 'congested').deliveredPct,
+      `rs ${at('rs', 'congested').deliveredPct}% vs xor ${at('xor', 'congested').deliveredPct}%`,
+    );
+    assert.equal(at('rs', '0%').deliveredPct, 100);
+    const chart = readFileSync(svg, 'utf8');
+    assert.match(chart, /^<svg xmlns="http:\/\/www.w3.org\/2000\/svg"/);
+    assert.match(chart, />GOOD</);
+    assert.match(chart, /rs congested: MOS [\d.]+, delivered [\d.]+%/);
+  });
+
+  test('bad input is a usage error', async () => {
+    const r = await runCli(['sweep', '--loss', '150', '--json'], home);
+    assert.equal(r.code, 2);
+    assert.equal(parseJsonDocument(r).name, 'UsageError');
+    const b = await runCli(['sweep', '--burst', 'hurricane', '--loss', '', '--json'], home);
+    assert.equal(b.code, 2);
+  });
+});
