@@ -118,6 +118,8 @@ export interface BehaviourCheck {
   localAddress?: string;
   rttMs?: number;
   answerWindowMs?: number;
+  /** With bindingLifetimeMaxMs: how long an idle mapping lived. */
+  bindingLifetime?: { measurable: boolean; aliveForAtLeastMs: number; expiredWithinMs?: number; notes: string[] };
   notes: string[];
   durationMs: number;
   reason?: string;
@@ -191,6 +193,11 @@ export interface NetcheckOptions {
   predictCount?: number;
   /** Hard limit on the whole check (default NETCHECK_TIMING.deadlineMs). */
   deadlineMs?: number;
+  /**
+   * Opt-in: also measure how long the NAT keeps an idle UDP mapping (RFC 5780 §4.6), for at
+   * most this long. It needs a server that honours RESPONSE-PORT; the deadline grows by it.
+   */
+  bindingLifetimeMaxMs?: number;
   signal?: AbortSignal;
   onProgress?: (event: NetcheckEvent) => void;
 }
@@ -199,7 +206,7 @@ export async function runNetcheck(options: NetcheckOptions): Promise<NetcheckRes
   throwIfAborted(options.signal);
   options.stun.forEach(assertEndpoint);
   const startedAt = performance.now();
-  const deadlineMs = options.deadlineMs ?? NETCHECK_TIMING.deadlineMs;
+  const deadlineMs = (options.deadlineMs ?? NETCHECK_TIMING.deadlineMs) + (options.bindingLifetimeMaxMs ?? 0);
   const signal = options.signal ? AbortSignal.any([options.signal, AbortSignal.timeout(deadlineMs)]) : AbortSignal.timeout(deadlineMs);
   const run = new Run(options, signal, deadlineMs, startedAt);
   const v4 = options.stun.filter((s) => !s.address.includes(':'));
@@ -427,7 +434,12 @@ class Run {
       return { status: 'skipped', ...unknown, notes: [], durationMs: 0, reason };
     }
     try {
-      const b = await discoverNatBehaviour(udp, toEndpoint(rfc5780.server), { client, signal: this.signal });
+      const lifetimeMs = this.options.bindingLifetimeMaxMs;
+      const b = await discoverNatBehaviour(udp, toEndpoint(rfc5780.server), {
+        client,
+        signal: this.signal,
+        ...(lifetimeMs ? { bindingLifetime: { maxMs: lifetimeMs } } : {}),
+      });
       this.done('behaviour', 'ok', `mapping ${b.mapping}, filtering ${b.filtering}, hairpinning ${b.hairpinning}`);
       return {
         status: 'ok',
@@ -440,6 +452,16 @@ class Run {
         localAddress: formatEndpoint(b.localAddress),
         rttMs: round(b.rttMs),
         answerWindowMs: round(b.answerWindowMs),
+        ...(b.bindingLifetime
+          ? {
+              bindingLifetime: {
+                measurable: b.bindingLifetime.measurable,
+                aliveForAtLeastMs: b.bindingLifetime.aliveForAtLeastMs,
+                ...(b.bindingLifetime.expiredWithinMs === undefined ? {} : { expiredWithinMs: b.bindingLifetime.expiredWithinMs }),
+                notes: [...b.bindingLifetime.notes],
+              },
+            }
+          : {}),
         notes: [...b.notes],
         durationMs: elapsed(t0),
       };

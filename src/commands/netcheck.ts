@@ -22,6 +22,11 @@ STUN servers and relays come from --stun / --relay or from netcheck.json in the 
     'port-mapping': Flags.boolean({ summary: 'Probe PCP, NAT-PMP and UPnP on the gateway.', default: true, allowNo: true }),
     count: Flags.integer({ summary: 'How many next external ports to predict.', default: 3, min: 1, max: 64 }),
     timeout: Flags.integer({ summary: 'Hard limit on the whole check, in ms.', default: 3000, min: 500, max: 60_000 }),
+    'binding-lifetime': Flags.integer({
+      summary: 'Also measure how long the NAT keeps an idle mapping, for at most this many seconds (adds to --timeout).',
+      min: 1,
+      max: 600,
+    }),
   };
 
   public async run(): Promise<NetcheckReport> {
@@ -35,6 +40,7 @@ STUN servers and relays come from --stun / --relay or from netcheck.json in the 
         portMapping: flags['port-mapping'],
         predictCount: flags.count,
         deadlineMs: flags.timeout,
+        bindingLifetimeMaxMs: flags['binding-lifetime'] === undefined ? undefined : flags['binding-lifetime'] * 1000,
         configDir: this.configDir(flags),
         wzpVersion: this.config.version,
         flags: {
@@ -44,6 +50,7 @@ STUN servers and relays come from --stun / --relay or from netcheck.json in the 
           'port-mapping': flags['port-mapping'],
           count: flags.count,
           timeout: flags.timeout,
+          'binding-lifetime': flags['binding-lifetime'],
           'config-dir': flags['config-dir'],
         },
         signal: this.abortSignal,

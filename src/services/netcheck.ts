@@ -21,6 +21,8 @@ export interface NetcheckRequest {
   portMapping: boolean;
   predictCount: number;
   deadlineMs: number;
+  /** Opt-in binding-lifetime measurement, at most this long (ms). */
+  bindingLifetimeMaxMs?: number;
   configDir: string;
   wzpVersion: string;
   /** The command line's flags, recorded in the report as given. */
@@ -82,6 +84,7 @@ export async function netcheck(req: NetcheckRequest): Promise<NetcheckReport> {
     portMapping: req.portMapping ? { gateway: req.gateway } : false,
     predictCount: req.predictCount,
     deadlineMs: req.deadlineMs,
+    bindingLifetimeMaxMs: req.bindingLifetimeMaxMs,
     signal: req.signal,
     onProgress: req.onProgress,
     relays: servers.relays.map((relay) => ({

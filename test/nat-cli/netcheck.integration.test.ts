@@ -156,6 +156,25 @@ describe('netcheck on loopback', () => {
     assert.equal(pins.relays[formatHostPort(relay.address)].fingerprint, fingerprint);
   });
 
+  it('wzp netcheck --binding-lifetime: the opt-in idle-mapping measurement is reported', async () => {
+    const r = await runCli(
+      ['netcheck', '--json', '--no-port-mapping', '--stun', `127.0.0.1:${stun.primary.port}`, '--binding-lifetime', '2'],
+      home,
+    );
+    assert.equal(r.code, 0, r.stderr);
+    const report = parseJsonDocument(r).result as NetcheckReport;
+    assert.deepEqual(validate(report, loadSchema('netcheck-report.schema.json')), []);
+    const lifetime = report.behaviour.bindingLifetime;
+    assert.ok(lifetime, JSON.stringify(report.behaviour));
+    if (lifetime.measurable) {
+      // No NAT on loopback: the mapping outlives every idle time tried.
+      assert.equal(lifetime.expiredWithinMs, undefined);
+      assert.ok(lifetime.aliveForAtLeastMs >= 1000, `alive for ${lifetime.aliveForAtLeastMs} ms`);
+    } else {
+      assert.ok(lifetime.notes.length > 0, 'an unmeasurable lifetime says why');
+    }
+  });
+
   it('wzp netcheck reads netcheck.json; a broken one is a config error; none is a usage error', async () => {
     const configDir = join(home.dir, 'nc-config');
     mkdirSync(configDir, { recursive: true });
