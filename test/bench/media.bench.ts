@@ -5,6 +5,7 @@
  */
 import { frameSamplesFor } from '../../core/media/codec-types.js';
 import type { FecSchemeFactory } from '../../core/media/fec-types.js';
+import { percentile } from '../../core/media/analysis.js';
 import { JitterBuffer } from '../../core/media/jitter-buffer.js';
 import { MediaReceiver, MediaSender } from '../../core/media/pipeline.js';
 import { QualityTier } from '../../core/wire/media-header.js';
@@ -73,7 +74,12 @@ export async function run(): Promise<void> {
   console.log(`   jitter buffer insert+pull ${jbUs.toFixed(2)} µs`);
 
   // The whole pipeline per frame: sender (codec, FEC, headers) + receiver (headers, FEC,
-  // jitter buffer, decode), packets handed over directly.
+  // jitter buffer, decode), packets handed over directly, against Opus encode+decode alone.
+  // The two are measured in alternating rounds over the same frames and the median ratio is
+  // reported: on a shared 2-core machine the speed drifts between runs, and measuring one
+  // after the other would compare different machine states.
+  const ROUNDS = 7;
+  const ROUND_FRAMES = Math.floor(frames.length / ROUNDS);
   for (const [scheme, k, r, depth] of [
     ['none', 1, 0, 1],
     ['rs', 4, 3, 2],
@@ -85,22 +91,36 @@ export async function run(): Promise<void> {
       codecById: (id) => (id === opusCodec.codecId ? opusCodec : undefined),
       fecById: (id) => (id === fec.schemeId ? fec : undefined),
     });
+    const baseEnc = opusCodec.create({ frameMs: 20, bitrate: 24_000 });
+    const baseDec = opusCodec.create({ frameMs: 20, bitrate: 24_000 });
     let lost = 0;
-    const pipelineUs = timeIt(frames.length, (i) => {
-      for (const [n, p] of sender.sendFrame(frames[i]).entries()) {
-        // With FEC, drop one source packet in ten so recovery runs too.
-        if (r > 0 && n === 0 && i % 10 === 5) {
-          lost++;
-          continue;
+    const ratios: number[] = [];
+    const pipelineTimes: number[] = [];
+    for (let round = 0; round < ROUNDS; round++) {
+      const offset = round * ROUND_FRAMES;
+      const baseUs = timeIt(ROUND_FRAMES, (i) => baseDec.decode(baseEnc.encode(frames[offset + i])));
+      const pipelineUs = timeIt(ROUND_FRAMES, (i) => {
+        const n = offset + i;
+        for (const [j, p] of sender.sendFrame(frames[n]).entries()) {
+          // With FEC, drop one source packet in ten so recovery runs too.
+          if (r > 0 && j === 0 && n % 10 === 5) {
+            lost++;
+            continue;
+          }
+          receiver.receive(p, n * 20);
         }
-        receiver.receive(p, i * 20);
-      }
-      receiver.pull(i * 20);
-    });
+        receiver.pull(n * 20);
+      });
+      ratios.push(baseUs / pipelineUs);
+      pipelineTimes.push(pipelineUs);
+    }
     console.log(
-      `   pipeline with ${scheme} (k=${k} r=${r} d=${depth}) ${pipelineUs.toFixed(1)} µs per frame; ` +
-        `Opus alone / pipeline = ${(opusUs / pipelineUs).toFixed(2)}x${lost ? ` (${lost} source packets dropped to exercise recovery)` : ''}`,
+      `   pipeline with ${scheme} (k=${k} r=${r} d=${depth}) ${percentile(pipelineTimes, 50).toFixed(1)} µs per frame; ` +
+        `Opus alone / pipeline = ${percentile(ratios, 50).toFixed(2)}x (median of ${ROUNDS} alternating rounds, range ` +
+        `${Math.min(...ratios).toFixed(2)}-${Math.max(...ratios).toFixed(2)})${lost ? `; ${lost} source packets dropped to exercise recovery` : ''}`,
     );
+    baseEnc.close();
+    baseDec.close();
     sender.close();
     receiver.close();
   }
