@@ -4,7 +4,7 @@
  * (DecodeError), so that no scheme meets an index, length or duplicate it did not expect.
  */
 import { DecodeError, PluginError, UsageError } from '../../errors.js';
-import { FEC_MAX_FRAME_BYTES, FEC_MAX_K, FEC_MAX_R, type FecPacket, type FecParams } from '../fec-types.js';
+import { FEC_MAX_FRAME_BYTES, FEC_MAX_K, FEC_MAX_R, type FecCodec, type FecPacket, type FecParams } from '../fec-types.js';
 
 export interface FecParamLimits {
   /** Largest r the scheme accepts (default FEC_MAX_R). */
@@ -116,4 +116,21 @@ export function presentRepairs(block: CollectedBlock): { j: number; data: Uint8A
 /** Source packets for a block of frames (indexes 0..frames.length-1), sent as-is. */
 export function sourcePackets(frames: readonly Uint8Array[]): FecPacket[] {
   return frames.map((data, index) => ({ index, repair: false, data }));
+}
+
+/**
+ * The FecCodec of a scheme whose encoding and decoding are plain functions of the block
+ * parameters: validates the parameters once, then binds them.
+ */
+export function blockCodec(
+  scheme: string,
+  params: FecParams,
+  encodeBlock: (params: FecParams, frames: readonly Uint8Array[]) => FecPacket[],
+  decodeBlock: (params: FecParams, received: readonly FecPacket[], k: number) => (Uint8Array | undefined)[],
+): FecCodec {
+  validateFecParams(scheme, params);
+  return {
+    encoder: { encode: (frames) => encodeBlock(params, frames) },
+    decoder: { decode: (received, k) => decodeBlock(params, received, k) },
+  };
 }

@@ -15,7 +15,7 @@
  * at most 64 symbols of a few hundred bytes; a Cauchy code over a 64 KiB multiplication
  * table is a hundred lines of plain TypeScript and decodes a block in microseconds.
  */
-import { checkFramesToEncode, collectBlock, presentRepairs, validateFecParams } from '../../../core/media/fec/block.js';
+import { blockCodec, checkFramesToEncode, collectBlock, presentRepairs, validateFecParams } from '../../../core/media/fec/block.js';
 import type { CollectedBlock } from '../../../core/media/fec/block.js';
 import { gfInv, gfInvertMatrix, gfMulAddInto } from '../../../core/media/fec/gf256.js';
 import { bareRepairSymbolSize, mulAddSymbolInto, readSymbol, symbolSizeFor } from '../../../core/media/fec/symbols.js';
@@ -85,11 +85,7 @@ function decodeBlock(params: FecParams, received: readonly FecPacket[], k: numbe
 }
 
 function create(params: FecParams): FecCodec {
-  validateFecParams(NAME, params);
-  return {
-    encoder: { encode: (frames) => encodeBlock(params, frames) },
-    decoder: { decode: (received, k) => decodeBlock(params, received, k) },
-  };
+  return blockCodec(NAME, params, encodeBlock, decodeBlock);
 }
 
 export const rsFecScheme: FecSchemeFactory = {

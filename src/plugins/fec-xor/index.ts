@@ -14,7 +14,7 @@
  * So the promise for any block is max(1, floor(r/k)) lost packets (0 when r = 0); two losses
  * in one group of a single parity stay lost.
  */
-import { checkFramesToEncode, collectBlock, presentRepairs, validateFecParams } from '../../../core/media/fec/block.js';
+import { blockCodec, checkFramesToEncode, collectBlock, presentRepairs, validateFecParams } from '../../../core/media/fec/block.js';
 import type { CollectedBlock } from '../../../core/media/fec/block.js';
 import { bareRepairSymbolSize, mulAddSymbolInto, readSymbol, symbolSizeFor } from '../../../core/media/fec/symbols.js';
 import type { FecCodec, FecPacket, FecParams, FecSchemeFactory } from '../../../core/media/fec-types.js';
@@ -67,11 +67,7 @@ function decodeBlock(params: FecParams, received: readonly FecPacket[], k: numbe
 }
 
 function create(params: FecParams): FecCodec {
-  validateFecParams(NAME, params);
-  return {
-    encoder: { encode: (frames) => encodeBlock(params, frames) },
-    decoder: { decode: (received, k) => decodeBlock(params, received, k) },
-  };
+  return blockCodec(NAME, params, encodeBlock, decodeBlock);
 }
 
 export const xorFecScheme: FecSchemeFactory = {
