@@ -164,3 +164,15 @@ export function isWzpError(err: unknown): err is WzpError {
 export function throwIfAborted(signal?: AbortSignal): void {
   if (signal?.aborted) throw new AbortError('operation aborted', { cause: signal.reason });
 }
+
+/**
+ * A readable message for anything thrown or used as a rejection reason. Streams and timers may
+ * reject with null, undefined or a plain value, not an Error: reading `.message` from those
+ * would throw a second, unrelated error.
+ */
+export function errorMessage(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  if (err === null || err === undefined) return 'no reason given';
+  if (typeof err === 'object' && typeof (err as { message?: unknown }).message === 'string') return (err as { message: string }).message;
+  return String(err);
+}

@@ -15,7 +15,7 @@
  *   in its media headers; every sender's QualityController moves its tier with hysteresis.
  */
 import { delay } from '../time.js';
-import { ProtocolError } from '../errors.js';
+import { ProtocolError, errorMessage } from '../errors.js';
 import type { FrameSink, FrameSource } from '../audio/sources.js';
 import { mix, saturate } from '../audio/sources.js';
 import type { Identity } from '../crypto/identity.js';
@@ -390,7 +390,7 @@ class Call {
       if (payload.kind === 'announce') this.onAnnounce(from, payload.announcement);
       else if (payload.kind === 'key') this.onKey(payload.message);
     } catch (err) {
-      this.emit({ type: 'call:warning', message: `dropped a key-exchange message from member ${from}: ${(err as Error).message}` });
+      this.emit({ type: 'call:warning', message: `dropped a key-exchange message from member ${from}: ${errorMessage(err)}` });
     }
   }
 
@@ -419,7 +419,7 @@ class Call {
     try {
       this.keyring.receiveWrappedKey(message);
     } catch (err) {
-      if ((err as { reason?: string }).reason === 'unknown-sender') {
+      if ((err as { reason?: string } | null)?.reason === 'unknown-sender') {
         this.pendingKeys.push(message as WrappedKeyMessage);
         return;
       }
@@ -476,7 +476,7 @@ class Call {
     try {
       await this.opts.session.roomSignal(payload, to, { timeoutMs: 2000 });
     } catch (err) {
-      this.emit({ type: 'call:warning', message: `room signal not delivered: ${(err as Error).message}` });
+      this.emit({ type: 'call:warning', message: `room signal not delivered: ${errorMessage(err)}` });
     }
   }
 

@@ -17,7 +17,7 @@ import { dirname } from 'node:path';
 import { inspect } from 'node:util';
 import { entropyToMnemonic, mnemonicToEntropy } from '@scure/bip39';
 import { wordlist } from '@scure/bip39/wordlists/english.js';
-import { ConfigError, UsageError, type WzpError } from '../errors.js';
+import { ConfigError, UsageError, type WzpError, errorMessage } from '../errors.js';
 import { sha256Fingerprint, shortFingerprint } from './fingerprint.js';
 
 export const MNEMONIC_WORDS = 24;
@@ -221,7 +221,7 @@ function parseIdentityFile(path: string, text: string): Identity {
   try {
     return identityFromMnemonic(fields.mnemonic);
   } catch (err) {
-    throw new ConfigError(`identity file ${path} holds invalid recovery words: ${(err as Error).message}`, {
+    throw new ConfigError(`identity file ${path} holds invalid recovery words: ${errorMessage(err)}`, {
       cause: err,
       suggestions: restore,
     });

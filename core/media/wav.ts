@@ -9,7 +9,7 @@
  * and channel count, mixed down to mono 16-bit.
  */
 import { closeSync, fsyncSync, openSync, readFileSync, writeSync } from 'node:fs';
-import { ConfigError, DecodeError } from '../errors.js';
+import { ConfigError, DecodeError, errorMessage } from '../errors.js';
 
 const FORMAT = 'wav';
 const WAVE_FORMAT_PCM = 1;
@@ -103,7 +103,7 @@ export function readWavFile(path: string): WavAudio {
   try {
     bytes = readFileSync(path);
   } catch (err) {
-    throw new ConfigError(`cannot read ${path}: ${(err as Error).message}`, { cause: err });
+    throw new ConfigError(`cannot read ${path}: ${errorMessage(err)}`, { cause: err });
   }
   return decodeWav(bytes);
 }
@@ -152,7 +152,7 @@ export class WavWriter {
     try {
       this.fd = openSync(path, 'w');
     } catch (err) {
-      throw new ConfigError(`cannot write ${path}: ${(err as Error).message}`, { cause: err });
+      throw new ConfigError(`cannot write ${path}: ${errorMessage(err)}`, { cause: err });
     }
     this.writeHeader();
   }

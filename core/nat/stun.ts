@@ -28,7 +28,7 @@ import { randomBytes } from 'node:crypto';
 import type dgram from 'node:dgram';
 import { isIP } from 'node:net';
 import stun from 'stun';
-import { AbortError, DecodeError, NetworkError, ProtocolError, UsageError, throwIfAborted } from '../errors.js';
+import { AbortError, DecodeError, NetworkError, ProtocolError, UsageError, throwIfAborted, errorMessage } from '../errors.js';
 
 export const STUN_HEADER_BYTES = 20;
 export const STUN_MAGIC_COOKIE = 0x2112a442;
@@ -484,7 +484,7 @@ export class StunClient {
             if (err) fail(new NetworkError(`cannot send a STUN request to ${formatEndpoint(to)}: ${err.message}`, { cause: err }));
           });
         } catch (err) {
-          fail(new NetworkError(`cannot send a STUN request to ${formatEndpoint(to)}: ${(err as Error).message}`, { cause: err }));
+          fail(new NetworkError(`cannot send a STUN request to ${formatEndpoint(to)}: ${errorMessage(err)}`, { cause: err }));
           return;
         }
         emit({ type: 'nat:probe-sent', probe: label, to, attempt: attempts });

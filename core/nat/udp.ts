@@ -3,7 +3,7 @@
  * RFC 5780 tests need (never the caller's shared socket), and abortable waits.
  */
 import dgram from 'node:dgram';
-import { NetworkError } from '../errors.js';
+import { NetworkError, errorMessage } from '../errors.js';
 
 export type UdpFamily = 'udp4' | 'udp6';
 
@@ -60,7 +60,7 @@ export async function sourceAddressToward(socket: dgram.Socket, remote: { addres
     });
     return probe.address().address;
   } catch (err) {
-    throw new NetworkError(`no route to ${remote.address}: ${(err as Error).message}`, { cause: err });
+    throw new NetworkError(`no route to ${remote.address}: ${errorMessage(err)}`, { cause: err });
   } finally {
     probe.close();
   }

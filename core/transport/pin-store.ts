@@ -22,7 +22,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { isIPv6 } from 'node:net';
-import { ConfigError, FingerprintMismatchError, UsageError, type WzpError } from '../errors.js';
+import { ConfigError, FingerprintMismatchError, UsageError, type WzpError, errorMessage } from '../errors.js';
 import { parseFingerprint } from '../crypto/fingerprint.js';
 import { hasErrorCode, writePrivateFile } from '../crypto/identity.js';
 
@@ -116,7 +116,7 @@ export class PinStore {
     try {
       await writePrivateFile(this.path, `${JSON.stringify({ version: PIN_FILE_VERSION, relays }, null, 2)}\n`, { overwrite: true });
     } catch (err) {
-      throw new ConfigError(`cannot write relay pin file ${this.path}: ${(err as Error).message}`, { cause: err });
+      throw new ConfigError(`cannot write relay pin file ${this.path}: ${errorMessage(err)}`, { cause: err });
     }
   }
 }
@@ -156,7 +156,7 @@ async function readPinFile(path: string): Promise<string | undefined> {
     return await readFile(path, 'utf8');
   } catch (err) {
     if (hasErrorCode(err, 'ENOENT')) return undefined;
-    throw new ConfigError(`cannot read relay pin file ${path}: ${(err as Error).message}`, { cause: err });
+    throw new ConfigError(`cannot read relay pin file ${path}: ${errorMessage(err)}`, { cause: err });
   }
 }
 
@@ -176,7 +176,7 @@ function parsePinFile(path: string, text: string): Map<string, PinEntry> {
     try {
       pins.set(normaliseRelayAddress(relay), parsePinEntry(value));
     } catch (err) {
-      throw corruptPinFile(path, `bad entry for "${relay}": ${(err as Error).message}`, err);
+      throw corruptPinFile(path, `bad entry for "${relay}": ${errorMessage(err)}`, err);
     }
   }
   return pins;

@@ -10,7 +10,7 @@ import { CryptoError } from '@matrixai/quic/native/types.js';
 import Logger, { LogLevel } from '@matrixai/logger';
 // Not from tls-cert.ts: that pulls in the X.509 library (~140 ms to load) only relays need.
 import { fingerprintsEqual, sha256Fingerprint } from '../crypto/fingerprint.js';
-import { AbortError, FingerprintMismatchError, HandshakeError, InternalError, NetworkError, UsageError } from '../errors.js';
+import { AbortError, FingerprintMismatchError, HandshakeError, InternalError, NetworkError, UsageError, errorMessage } from '../errors.js';
 import { attachDatagrams, type DatagramChannel } from './datagrams.js';
 
 export interface TlsMaterial {
@@ -135,7 +135,7 @@ export async function openSocket(bind: HostPort, opts: SocketOptions = {}): Prom
   try {
     await socket.start({ host: bind.host, port: bind.port });
   } catch (err) {
-    throw new NetworkError(`cannot bind UDP ${formatHostPort(bind)}: ${(err as Error).message}`, {
+    throw new NetworkError(`cannot bind UDP ${formatHostPort(bind)}: ${errorMessage(err)}`, {
       cause: err,
       suggestions: ['is another process using that port? pick another with --listen'],
     });

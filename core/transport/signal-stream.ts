@@ -12,7 +12,7 @@
  */
 import type { QUICConnection, QUICStream } from '@matrixai/quic';
 import { events as quicEvents } from '@matrixai/quic';
-import { AbortError, NetworkError, ProtocolError } from '../errors.js';
+import { AbortError, NetworkError, ProtocolError, errorMessage } from '../errors.js';
 import { encodeSignal, SignalFrameDecoder, type SignalMessage } from '../wire/signal.js';
 
 /** Frames a responder reads from one stream before aborting it. */
@@ -75,7 +75,7 @@ async function serveStream(stream: QUICStream, hooks: SignalServeHooks, counters
         // the stream cannot be trusted, so it is aborted.
         counters.malformed++;
         counters.abortedStreams++;
-        hooks.onDropped?.('malformed', (err as Error).message);
+        hooks.onDropped?.('malformed', errorMessage(err));
         stream.cancel(err);
         return;
       }
@@ -150,7 +150,7 @@ async function exchange(
   try {
     stream = connection.newStream('bidi');
   } catch (err) {
-    throw new NetworkError(`cannot open a signalling stream: ${(err as Error).message}`, { cause: err });
+    throw new NetworkError(`cannot open a signalling stream: ${errorMessage(err)}`, { cause: err });
   }
   const work = (async (): Promise<KnownSignal | undefined> => {
     const writer = stream.writable.getWriter();

@@ -1,6 +1,6 @@
 import { writeFileSync } from 'node:fs';
 import { Flags } from '@oclif/core';
-import { ConfigError } from '../../core/errors.js';
+import { ConfigError, errorMessage } from '../../core/errors.js';
 import { WzpCommand, type ReportMeta } from '../base-command.js';
 import { sweepPlot } from '../services/sweep-plot.js';
 import { sweep, type SweepReport } from '../services/sweep.js';
@@ -78,7 +78,7 @@ export default class Sweep extends WzpCommand<SweepResultDoc> {
       try {
         writeFileSync(flags.plot, sweepPlot(report.results));
       } catch (err) {
-        throw new ConfigError(`cannot write ${flags.plot}: ${(err as Error).message}`, { cause: err });
+        throw new ConfigError(`cannot write ${flags.plot}: ${errorMessage(err)}`, { cause: err });
       }
       return { ...report, plot: flags.plot, meta: this.reportMeta(report.schemaVersion, flags) };
     }

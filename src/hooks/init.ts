@@ -7,6 +7,7 @@
 import type { Hook } from '@oclif/core';
 import { HOOK_CODECS, HOOK_FEC, HOOK_NAT_STRATEGIES, createRegistries } from '../../core/registry.js';
 import { markLoaded } from '../extensions.js';
+import { errorMessage } from '../../core/errors.js';
 
 /** A plugin hook taking longer than this is reported and skipped. */
 const HOOK_TIMEOUT_MS = 5_000;
@@ -17,7 +18,7 @@ const hook: Hook<'init'> = async function (opts) {
   const collect = async (event: string, register: (item: never, plugin: string) => void) => {
     const { successes, failures } = await opts.config.runHook(event as never, {} as never, HOOK_TIMEOUT_MS, true);
     for (const { plugin, error } of failures) {
-      warnings.push(`plugin ${plugin.name} failed in its ${event} hook: ${(error as Error)?.message ?? String(error)}`);
+      warnings.push(`plugin ${plugin.name} failed in its ${event} hook: ${errorMessage(error)}`);
     }
     // Registration order decides who keeps a contested name: wzp's own plugins first, then
     // user-installed, then linked ones (oclif's hook order is load order, which is the reverse).
@@ -28,7 +29,7 @@ const hook: Hook<'init'> = async function (opts) {
         try {
           register(item as never, plugin.name);
         } catch (err) {
-          warnings.push((err as Error).message);
+          warnings.push(errorMessage(err));
         }
       }
     }

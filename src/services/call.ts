@@ -7,7 +7,7 @@ import { FileSource, SilenceSource, TeeSink, ToneSource, type FrameSink, type Fr
 import { divertNativeStdout } from '../../core/audio/stdout-guard.js';
 import { runCall, type CallEvent, type CallReport } from '../../core/client/call.js';
 import { loadOrCreateIdentity } from '../../core/crypto/identity.js';
-import { ConfigError, UsageError } from '../../core/errors.js';
+import { ConfigError, UsageError, errorMessage } from '../../core/errors.js';
 import { PIPELINE_SAMPLE_RATE } from '../../core/media/codec-types.js';
 import { NoiseSuppressor } from '../../core/media/noise-suppression.js';
 import type { TierName } from '../../core/media/quality.js';
@@ -126,7 +126,7 @@ function writeReport(path: string, report: object): void {
   try {
     writeFileSync(path, `${JSON.stringify(report, null, 2)}\n`);
   } catch (err) {
-    throw new ConfigError(`cannot write the call report to ${path}: ${(err as Error).message}`, { cause: err });
+    throw new ConfigError(`cannot write the call report to ${path}: ${errorMessage(err)}`, { cause: err });
   }
 }
 

@@ -1,6 +1,7 @@
 /** `wzp extensions`: what the plugins registered, and whether it can run here. */
 import type { Registries, RegistryEntry } from '../../core/registry.js';
 import type { Availability } from '../../core/media/codec-types.js';
+import { errorMessage } from '../../core/errors.js';
 
 export interface ExtensionRow {
   kind: 'codec' | 'fec' | 'nat-strategy';
@@ -34,7 +35,7 @@ export function listExtensions(r: Registries, only?: Kind): ExtensionListing {
       try {
         a = factory.availability();
       } catch (err) {
-        a = { available: false, reason: `availability check failed: ${(err as Error).message}` };
+        a = { available: false, reason: `availability check failed: ${errorMessage(err)}` };
       }
       rows.push({
         kind,

@@ -21,7 +21,7 @@ import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { parseFingerprint } from '../../core/crypto/fingerprint.js';
 import { hasErrorCode } from '../../core/crypto/identity.js';
-import { ConfigError, NetworkError, UsageError } from '../../core/errors.js';
+import { ConfigError, NetworkError, UsageError, errorMessage } from '../../core/errors.js';
 import type { Endpoint } from '../../core/nat/stun.js';
 import { formatHostPort, parseHostPort } from '../../core/transport/quic.js';
 
@@ -69,7 +69,7 @@ export async function loadNatConfig(configDir: string): Promise<LoadedNatConfig>
     text = await readFile(path, 'utf8');
   } catch (err) {
     if (hasErrorCode(err, 'ENOENT')) return { path, exists: false, config: { stun: [], relays: [] } };
-    throw new ConfigError(`cannot read ${path}: ${(err as Error).message}`, { cause: err });
+    throw new ConfigError(`cannot read ${path}: ${errorMessage(err)}`, { cause: err });
   }
   return { path, exists: true, config: parseNatConfig(text, path) };
 }
@@ -83,7 +83,7 @@ export function parseNatConfig(text: string, path: string): NatConfig {
   try {
     doc = JSON.parse(text);
   } catch (err) {
-    throw bad(`not valid JSON (${(err as Error).message})`, err);
+    throw bad(`not valid JSON (${errorMessage(err)})`, err);
   }
   if (!isRecord(doc)) throw bad('the top level is not an object');
   const unknown = Object.keys(doc).filter((key) => key !== 'stun' && key !== 'relays');
@@ -101,14 +101,14 @@ export function parseNatConfig(text: string, path: string): NatConfig {
     try {
       return { address: entry.address, fingerprint: parseFingerprint(entry.fingerprint) };
     } catch (err) {
-      throw bad(`relays[${i}].fingerprint: ${(err as Error).message}`, err);
+      throw bad(`relays[${i}].fingerprint: ${errorMessage(err)}`, err);
     }
   });
   for (const address of [...stun, ...relays.map((r) => r.address)]) {
     try {
       checkHostPort(address);
     } catch (err) {
-      throw bad((err as Error).message, err);
+      throw bad(errorMessage(err), err);
     }
   }
   return { stun, relays };
@@ -189,7 +189,7 @@ export async function resolveEndpoints(text: string): Promise<Endpoint[]> {
     return sorted.map((a) => ({ address: a.address, port }));
   } catch (err) {
     if (err instanceof NetworkError) throw err;
-    throw new NetworkError(`cannot resolve ${host}: ${(err as Error).message}`, {
+    throw new NetworkError(`cannot resolve ${host}: ${errorMessage(err)}`, {
       cause: err,
       suggestions: ['check the name, or give an IP address'],
     });

@@ -11,6 +11,7 @@ import { PinStore } from '../../core/transport/pin-store.js';
 import { loadNatConfig, noServersError, resolveEndpoints, selectServers, type ServerSource } from './nat-config.js';
 import { pinFile } from './paths.js';
 import { connectToRelay } from './relay-connect.js';
+import { errorMessage } from '../../core/errors.js';
 
 export const NETCHECK_SCHEMA_VERSION = 1;
 
@@ -70,7 +71,7 @@ export async function netcheck(req: NetcheckRequest): Promise<NetcheckReport> {
         try {
           return onePerFamily(await resolveEndpoints(server));
         } catch (err) {
-          unresolved.push({ server, error: (err as Error).message });
+          unresolved.push({ server, error: errorMessage(err) });
           return [];
         }
       }),

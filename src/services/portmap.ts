@@ -9,7 +9,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { hasErrorCode, writePrivateFile } from '../../core/crypto/identity.js';
-import { ConfigError, UsageError } from '../../core/errors.js';
+import { ConfigError, UsageError, errorMessage } from '../../core/errors.js';
 import { resolveGateway } from '../../core/nat/gateway.js';
 import { type PortMapEvent, PortMapper, type PortMapping, type PortMapProtocol, type ProbeResult, type UpnpListEntry } from '../../core/nat/portmap.js';
 import { findUpnpGateway, upnpList } from '../../core/nat/upnp.js';
@@ -139,7 +139,7 @@ export async function listPortMappings(req: Common): Promise<PortmapListReport> 
     gatewayTable = { entries: await new PortMapper({ gateway: req.gateway }).list({ signal: req.signal }) };
   } catch (err) {
     if (req.signal?.aborted) throw err;
-    gatewayTable = { error: { name: (err as Error).name, message: (err as Error).message } };
+    gatewayTable = { error: { name: err instanceof Error ? err.name : 'Error', message: errorMessage(err) } };
   }
   return { recorded, recordFile: recordFile(req.configDir), gatewayTable };
 }
@@ -237,7 +237,7 @@ export async function readMappingArgument(value: string): Promise<string> {
   try {
     return await readFile(value.slice(1), 'utf8');
   } catch (err) {
-    throw new UsageError(`cannot read ${value.slice(1)}: ${(err as Error).message}`, { cause: err });
+    throw new UsageError(`cannot read ${value.slice(1)}: ${errorMessage(err)}`, { cause: err });
   }
 }
 
@@ -247,7 +247,7 @@ export function parseMappingJson(text: string): PortMapping {
   try {
     doc = JSON.parse(text);
   } catch (err) {
-    throw new UsageError(`--mapping is not JSON: ${(err as Error).message}`, { cause: err });
+    throw new UsageError(`--mapping is not JSON: ${errorMessage(err)}`, { cause: err });
   }
   const candidate = dig(doc, ['result', 'mapping']) ?? dig(doc, ['mapping']) ?? doc;
   return checkMapping(candidate, (why) => new UsageError(`--mapping: ${why}`, { suggestions: ['pass the JSON `wzp portmap add --json` printed (or its "mapping")'] }));
@@ -308,14 +308,14 @@ export async function readRecords(configDir: string, now = Date.now()): Promise<
     text = await readFile(path, 'utf8');
   } catch (err) {
     if (hasErrorCode(err, 'ENOENT')) return [];
-    throw new ConfigError(`cannot read ${path}: ${(err as Error).message}`, { cause: err });
+    throw new ConfigError(`cannot read ${path}: ${errorMessage(err)}`, { cause: err });
   }
   const corrupt = (why: string) => new ConfigError(`${path} is corrupt: ${why}`, { suggestions: [`delete ${path} (mappings it lists expire by themselves)`] });
   let doc: unknown;
   try {
     doc = JSON.parse(text);
   } catch (err) {
-    throw corrupt((err as Error).message);
+    throw corrupt(errorMessage(err));
   }
   if (!isRecord(doc) || doc.version !== RECORD_FILE_VERSION || !Array.isArray(doc.mappings)) throw corrupt(`expected {"version": ${RECORD_FILE_VERSION}, "mappings": [...]}`);
   return doc.mappings
@@ -333,7 +333,7 @@ async function writeRecords(configDir: string, records: RecordedMapping[]): Prom
   try {
     await writePrivateFile(path, `${JSON.stringify({ version: RECORD_FILE_VERSION, mappings: records }, null, 2)}\n`, { overwrite: true });
   } catch (err) {
-    throw new ConfigError(`cannot write ${path}: ${(err as Error).message}`, { cause: err });
+    throw new ConfigError(`cannot write ${path}: ${errorMessage(err)}`, { cause: err });
   }
 }
 
