@@ -24,13 +24,57 @@
  *    packet. We skip that scan when no stream has readable data and no stream exists that
  *    could be waiting for capacity, and otherwise at most every STREAM_SCAN_INTERVAL_MS
  *    unless data is readable.
+ *
+ * Once a connection is established and its peer verified, four more costs go. Relay CPU per
+ * forwarded datagram (25 1:1 calls at 50 packets/s each way, loopback): ~170 µs -> ~95 µs.
+ * What remains is mostly quiche itself through N-API (hrtime-measured in the relay: ~13 µs
+ * per conn.recv, ~14 µs per flush of conn.send) and the two UDP syscalls with Node's send
+ * path (~18 µs per packet for a plain Node forwarder, the benchmark's ceiling):
+ * 3. Delayed ACKs (RFC 9000 §13.2.1). quiche 0.18 puts an ACK frame in whatever it sends
+ *    next, and the library flushes after every received packet, so every media datagram
+ *    cost an ACK-only packet in the other direction: twice the packets and syscalls of the
+ *    media itself. We skip that post-receive flush and let the ACK ride on the next packet
+ *    we send anyway (in a call, the next media datagram to that peer, within one frame), or
+ *    flush after ACK_EVERY received packets, or after ACK_DELAY_MS: below the 25 ms
+ *    max_ack_delay quiche advertises, so the peer's loss detection and RTT are unaffected
+ *    (quiche reports the ACK delay it actually applied).
+ * 4. The send path: the library dispatches an event per outgoing packet, which reaches the
+ *    socket through two async handlers; we write quiche's packets to the UDP socket directly.
+ * 5. The connection timer: the library re-creates or resets a promise-based Timer after
+ *    every flush. We take it over with a plain setTimeout, doing what the library's handler
+ *    does (onTimeout, send, resolve `closedP` and report an idle timeout once closed). It
+ *    is re-armed only when quiche wants an earlier wake-up; a timer that fires before
+ *    quiche's (moved) deadline just re-arms, since on_timeout() would do nothing.
+ * 6. The receive path: QUICSocket parses every header natively, builds a connection-ID
+ *    object and goes through two async functions and the receive lock per packet. Sockets
+ *    opened by openSocket() route short-header packets for verified connections straight
+ *    to conn.recv() (directReceiveHandler); a new remote address (migration), a long
+ *    header or a receive already in the library's hands takes the library's path.
+ * Before the peer is verified, while closing or draining, the library's own paths run
+ * unchanged (handshake, TLS verification, error events).
  */
+import type { Socket as UdpSocket } from 'node:dgram';
 import type { QUICConnection } from '@matrixai/quic';
+import { errors as quicErrors, events as quicEvents } from '@matrixai/quic';
 
 /** Largest datagram payload we ever try to send (quiche default max UDP payload 1350 - 44). */
 export const MAX_DATAGRAM_PAYLOAD = 1306;
 /** With streams open but nothing readable, rescan writable streams at most this often. */
 const STREAM_SCAN_INTERVAL_MS = 5;
+/** Longest an ACK waits for a packet to ride on (quiche advertises max_ack_delay 25 ms). */
+export const ACK_DELAY_MS = 22;
+/** Acknowledge at once after this many received packets (RFC 9000 §13.2.2 suggests two). */
+export const ACK_EVERY = 2;
+/**
+ * Received datagram packets acknowledged at once after the switch to the direct path, and
+ * then one in IMMEDIATE_ACK_EVERY. quiche subtracts a reported ACK delay from an RTT sample
+ * only if the rest is at least min_rtt (RFC 9002 §5.3), and min_rtt is the all-time
+ * minimum of raw samples. The handshake's samples went through the library's slower path;
+ * without fast immediate samples, delayed ones on a sub-millisecond path looked "below
+ * min_rtt", were taken whole, and the smoothed RTT on loopback read ~21 ms instead of ~1.
+ */
+const IMMEDIATE_ACKS = 8;
+const IMMEDIATE_ACK_EVERY = 16;
 
 export interface DatagramStats {
   sent: number;
@@ -82,6 +126,10 @@ export interface DatagramChannel {
 
 /** The internals of QUICConnection we touch; typed here so the coupling is explicit. */
 interface NativeConn {
+  recv(data: Uint8Array, info: RecvInfo): void;
+  send(out: Uint8Array): [number, { to: { host: string; port: number } }] | null;
+  timeout(): number | null;
+  onTimeout(): void;
   dgramSend(data: Uint8Array): void | null;
   dgramRecvVec(): Uint8Array | null;
   dgramMaxWritableLen(): number | null;
@@ -89,8 +137,15 @@ interface NativeConn {
   dgramPurgeOutgoing(predicate: (d: Uint8Array) => boolean): void;
   isReadable(): boolean;
   isClosed(): boolean;
+  isDraining(): boolean;
+  isTimedOut(): boolean;
+  localError(): unknown;
   stats(): { lost: number; sent: number };
   pathStats(): Iterable<{ rtt: number; rttvar: number; cwnd: number; pmtu: number }>;
+}
+interface RecvInfo {
+  to: { host: string; port: number };
+  from: { host: string; port: number };
 }
 interface ConnectionInternals {
   conn: NativeConn;
@@ -98,13 +153,31 @@ interface ConnectionInternals {
   recvLock: { withF(fn: () => Promise<void>): Promise<void> };
   processStreams(): void;
   send(): Promise<void>;
+  setConnTimeoutTimer(): void;
+  connTimeoutTimer?: { status: string | null; cancel(): void };
+  resolveClosedP(): void;
+  closedP?: Promise<void>;
+  dispatchEvent(event: Event): boolean;
+  /** True once the handshake is done and the peer passed verification. */
+  secureEstablished: boolean;
+  config: { maxSendUdpPayloadSize: number };
+  /** The QUICSocket: its `socket` is the node:dgram socket, host/port the bound address. */
+  socket: { socket: UdpSocket; host: string; port: number };
+  connectionId: Uint8Array;
+  _remoteHost: string;
+  _remotePort: number;
 }
 
 /** A mutex as a promise chain: same exclusion as Lock.withF without per-call timers. */
 class ChainLock {
   private tail: Promise<void> = Promise.resolve();
+  /** Holders running or waiting: the direct receive path stays out while any exist. */
+  pending = 0;
   withF(fn: () => Promise<void>): Promise<void> {
-    const run = this.tail.then(fn);
+    this.pending++;
+    const run = this.tail.then(fn).finally(() => {
+      this.pending--;
+    });
     // The chain must survive a failed holder; the caller still sees the rejection.
     this.tail = run.catch(() => undefined);
     return run;
@@ -112,6 +185,43 @@ class ChainLock {
 }
 
 const attached = new WeakMap<object, DatagramChannel>();
+const resolved = Promise.resolve();
+
+function ignoreSendError(): void {}
+
+/**
+ * Connections that take the direct receive path, per UDP socket, by the connection ID their
+ * peer addresses them with (the DCID of short-header packets).
+ */
+const directRoutes = new WeakMap<UdpSocket, Map<string, (data: Buffer, from: { address: string; port: number }) => boolean>>();
+/** The library's connection IDs are quiche.MAX_CONN_ID_LEN (20) bytes. */
+const CONN_ID_LENGTH = 20;
+
+/**
+ * Give short-header QUIC packets for established, verified connections a direct path:
+ * QUICSocket's handler parses the header natively, builds a connection-ID object, and goes
+ * through two async functions and the receive lock for every packet. Anything else (long
+ * headers, unknown IDs, a connection mid-handshake or migrating) takes the library's path.
+ * Call before the QUICSocket starts, with the handler it will register.
+ */
+export function directReceiveHandler<H extends (data: Buffer, rinfo: { address: string; port: number }) => Promise<void>>(
+  udpOf: () => UdpSocket | undefined,
+  next: H,
+): (data: Buffer, rinfo: { address: string; port: number }) => Promise<void> {
+  let routes: Map<string, (data: Buffer, from: { address: string; port: number }) => boolean> | undefined;
+  return (data, rinfo) => {
+    // Short header: form bit 0, fixed bit 1.
+    if (data.length > CONN_ID_LENGTH && (data[0] & 0xc0) === 0x40) {
+      if (routes === undefined) {
+        const udp = udpOf();
+        routes = udp ? directRoutes.get(udp) : undefined;
+      }
+      const route = routes?.get(data.toString('latin1', 1, 1 + CONN_ID_LENGTH));
+      if (route !== undefined && route(data, rinfo)) return resolved;
+    }
+    return next(data, rinfo);
+  };
+}
 
 /**
  * Enable datagrams on a connection (client or server side). Idempotent: a second call
@@ -134,12 +244,17 @@ export function attachDatagrams(connection: QUICConnection): DatagramChannel {
   let flushScheduled = false;
   let lastStreamScan = 0;
 
-  c.recvLock = new ChainLock();
+  const lock = new ChainLock();
+  c.recvLock = lock;
 
+  /** Datagrams taken out of quiche by the last drain(). */
+  let drained = 0;
   const drain = (): void => {
     let d: Uint8Array | null;
+    drained = 0;
     while ((d = c.conn.dgramRecvVec()) !== null) {
       stats.received++;
+      drained++;
       try {
         handler(d);
       } catch {
@@ -148,65 +263,272 @@ export function attachDatagrams(connection: QUICConnection): DatagramChannel {
     }
   };
 
+  /** Deliver datagrams, then let the library serve streams; true if stream data was readable. */
   const originalProcessStreams = c.processStreams.bind(connection);
-  c.processStreams = function processStreamsWithDatagrams(): void {
+  const scanStreams = (): boolean => {
     drain();
+    // quiche's is_readable() also counts queued datagrams: ask only once they are drained.
     if (c.conn.isReadable()) {
       lastStreamScan = performance.now();
       originalProcessStreams();
-      return;
+      return true;
     }
     if (c.streamMap.size === 0) {
       // No stream object exists: only a new peer stream could need the scan, and a new peer
       // stream always arrives with data, which makes the connection readable.
-      return;
+      return false;
     }
     const now = performance.now();
     if (now - lastStreamScan >= STREAM_SCAN_INTERVAL_MS) {
       lastStreamScan = now;
       originalProcessStreams();
     }
+    return false;
+  };
+
+  /** What the packet just received carried, while its post-receive send() is pending. */
+  let postReceive: 'stream' | 'datagram' | 'other' | undefined;
+  c.processStreams = function processStreamsWithDatagrams(): void {
+    // Stream data is acknowledged (and answered with flow-control credit) at once; only
+    // packets that carried nothing for a stream may wait for their ACK to ride along.
+    const streamData = scanStreams();
+    // The library's recv() calls send() right after this returns (synchronously, nothing
+    // runs in between): mark that call as the post-receive flush, which we may delay.
+    postReceive = streamData ? 'stream' : drained > 0 ? 'datagram' : 'other';
+  };
+
+  // --- once verified: delayed ACKs, direct writes, our own timer (header, points 3-5) ---
+  const originalSend = c.send.bind(connection);
+  let direct = false;
+  let receivedSinceFlush = 0;
+  /** Received packets that carried datagrams, on the direct path. */
+  let datagramPackets = 0;
+  /** When the pending ACK must go out (performance.now() ms), 0 when none is pending. */
+  let ackDueAt = 0;
+  let ackTimer: NodeJS.Timeout | undefined;
+  let connTimer: NodeJS.Timeout | undefined;
+  /** When connTimer fires (performance.now() ms). */
+  let connTimerAt = 0;
+  let closedResolved = false;
+  /** The library resolved closedP: the connection is gone. */
+  let closedSeen = false;
+  void c.closedP?.then(() => {
+    closedSeen = true;
+  });
+
+  const onAckTimer = (): void => {
+    ackTimer = undefined;
+    if (ackDueAt === 0 || c.conn.isClosed()) return;
+    const rest = ackDueAt - performance.now();
+    if (rest > 1) armAckTimer(rest);
+    else flushPackets();
+  };
+  const armAckTimer = (ms: number): void => {
+    ackTimer = setTimeout(onAckTimer, ms);
+    ackTimer.unref();
+  };
+
+  /** The connection is closed for good: what the library's timer handler does then. */
+  const closed = (): void => {
+    if (closedResolved) return;
+    closedResolved = true;
+    if (connTimer !== undefined) clearTimeout(connTimer);
+    if (ackTimer !== undefined) clearTimeout(ackTimer);
+    connTimer = ackTimer = undefined;
+    c.resolveClosedP();
+    if (c.conn.isTimedOut()) {
+      c.dispatchEvent(new quicEvents.EventQUICConnectionError({ detail: new quicErrors.ErrorQUICConnectionIdleTimeout() }));
+    }
+  };
+
+  const onConnTimer = (): void => {
+    connTimer = undefined;
+    const left = c.conn.timeout();
+    if (left !== null && left > 0) {
+      // Fired before quiche's (moved) deadline: nothing is due yet.
+      armConnTimer();
+      return;
+    }
+    c.conn.onTimeout();
+    if (c.conn.isClosed()) {
+      closed();
+      return;
+    }
+    // Loss-detection probes, keep-alives, or the close itself: send what quiche has now.
+    void c.send().catch(() => undefined);
+    armConnTimer();
+  };
+
+  /** Make sure a timer fires no later than quiche's next deadline (earlier is harmless). */
+  const armConnTimer = (): void => {
+    const left = c.conn.timeout();
+    if (left === null) {
+      if (connTimer !== undefined) clearTimeout(connTimer);
+      connTimer = undefined;
+      if (c.conn.isClosed()) closed();
+      return;
+    }
+    const at = performance.now() + left + 1;
+    if (connTimer !== undefined && connTimerAt <= at) return;
+    if (connTimer !== undefined) clearTimeout(connTimer);
+    connTimerAt = at;
+    connTimer = setTimeout(onConnTimer, left + 1);
+  };
+
+  /** Take over from the library once the peer is verified and its timer is not running. */
+  const goDirect = (): boolean => {
+    const timer = c.connTimeoutTimer;
+    if (timer !== undefined && timer.status === 'settling') return false;
+    timer?.cancel();
+    delete c.connTimeoutTimer;
+    c.setConnTimeoutTimer = armConnTimer;
+    direct = true;
+    armConnTimer();
+    const udp = c.socket.socket;
+    let routes = directRoutes.get(udp);
+    if (routes === undefined) directRoutes.set(udp, (routes = new Map()));
+    const key = Buffer.from(c.connectionId).toString('latin1');
+    routes.set(key, receiveDirect);
+    void c.closedP?.then(() => routes?.delete(key));
+    return true;
+  };
+
+  /** Write everything quiche has to send straight to the UDP socket. */
+  const flushPackets = (): number => {
+    const udp = c.socket.socket;
+    const size = c.config.maxSendUdpPayloadSize;
+    let written = 0;
+    for (;;) {
+      const packet = Buffer.allocUnsafe(size);
+      const result = c.conn.send(packet);
+      if (result === null) break;
+      const [length, info] = result;
+      // A failed write is a lost packet: QUIC's loss recovery and idle timeout handle it.
+      udp.send(packet, 0, length, info.to.port, info.to.host, ignoreSendError);
+      written++;
+    }
+    receivedSinceFlush = 0;
+    ackDueAt = 0;
+    armConnTimer();
+    return written;
+  };
+
+  c.send = function sendDirect(): Promise<void> {
+    const afterReceive = postReceive;
+    postReceive = undefined;
+    // A peer's close (draining) goes through the library, which reports it.
+    if (!c.secureEstablished || c.conn.isDraining()) return originalSend();
+    if (!direct && !goDirect()) return originalSend();
+    let ackNow = afterReceive === 'stream';
+    if (afterReceive === 'datagram') {
+      receivedSinceFlush++;
+      datagramPackets++;
+      ackNow = receivedSinceFlush >= ACK_EVERY || datagramPackets <= IMMEDIATE_ACKS || datagramPackets % IMMEDIATE_ACK_EVERY === 0;
+    }
+    if (afterReceive !== undefined && !ackNow) {
+      // Delay the ACK (point 3): it rides on the next packet we send, or goes when due.
+      if (ackDueAt === 0) {
+        ackDueAt = performance.now() + ACK_DELAY_MS;
+        if (ackTimer === undefined) armAckTimer(ACK_DELAY_MS);
+      }
+      // No timer update: a received packet only moves quiche's deadlines later (idle,
+      // probe), except a loss-time deadline after an ACK, and that waits at most until the
+      // ACK flush, within ACK_DELAY_MS.
+      return resolved;
+    }
+    if (c.conn.isClosed()) return originalSend();
+    try {
+      flushPackets();
+    } catch {
+      // quiche refused to build a packet: let the library's path report it as it does.
+      return originalSend();
+    }
+    return resolved;
+  };
+
+  let recvInfo: RecvInfo | undefined;
+  /** The direct receive path (point 6); false sends the packet down the library's path. */
+  const receiveDirect = (data: Buffer, from: { address: string; port: number }): boolean => {
+    // (A draining or closed connection needs no check here: quiche ignores the packet, and
+    // the send() that follows hands the connection back to the library.)
+    if (lock.pending > 0) return false;
+    // A new remote address is a migration: the library tracks it.
+    if (from.port !== c._remotePort || from.address !== c._remoteHost) return false;
+    if (recvInfo === undefined || recvInfo.from.port !== from.port || recvInfo.from.host !== from.address) {
+      recvInfo = { to: { host: c.socket.host, port: c.socket.port }, from: { host: from.address, port: from.port } };
+    }
+    try {
+      c.conn.recv(data, recvInfo);
+    } catch (err) {
+      // As the library's recv(): quiche closed the connection with a local error (it
+      // drains now), or something broke inside quiche.
+      const localError = c.conn.localError();
+      const detail =
+        localError == null
+          ? new quicErrors.ErrorQUICConnectionInternal('Failed connection recv due with unknown error', { cause: err })
+          : new quicErrors.ErrorQUICConnectionLocal('Failed connection due to local error', { cause: err, data: localError as never });
+      c.dispatchEvent(new quicEvents.EventQUICConnectionError({ detail }));
+      return true;
+    }
+    c.processStreams();
+    void c.send();
+    return true;
   };
 
   // Datagrams still queued right after a flush: what congestion control held back. This,
   // not the momentary queue length (a burst queued in one tick), is the congestion signal.
   let backlogAfterFlush = 0;
+  const measureBacklog = (): void => {
+    try {
+      backlogAfterFlush = c.conn.dgramSendQueueLen();
+    } catch {
+      backlogAfterFlush = 0;
+    }
+  };
+  /** Datagrams queued since the last flush, and packets that flush wrote. */
+  let queuedSinceFlush = 0;
+  let flushes = 0;
   const flush = (): void => {
     flushScheduled = false;
-    c.send().then(
-      () => {
-        try {
-          backlogAfterFlush = c.conn.dgramSendQueueLen();
-        } catch {
-          backlogAfterFlush = 0;
-        }
-      },
-      () => {
-        // Send errors surface as connection error events on the QUICConnection itself.
-      },
-    );
+    if (direct && !c.conn.isDraining() && !c.conn.isClosed()) {
+      try {
+        const queued = queuedSinceFlush;
+        queuedSinceFlush = 0;
+        const written = flushPackets();
+        // Each written packet carries at least one queued datagram unless congestion control
+        // held them back (then quiche writes ACK-only packets, or none): ask quiche for the
+        // backlog only then, and now and again in case small datagrams shared packets.
+        if (written < queued || backlogAfterFlush > 0 || ++flushes % 16 === 0) measureBacklog();
+        return;
+      } catch {
+        // Fall through: the library's send path reports what went wrong.
+      }
+    }
+    c.send().then(measureBacklog, () => {
+      // Send errors surface as connection error events on the QUICConnection itself.
+    });
   };
 
   const channel: DatagramChannel = {
     send(payload) {
-      if (c.conn.isClosed()) {
+      // One native call on the hot path: quiche's dgram_send itself refuses a payload that
+      // is too large or a peer without datagrams; why is asked only when it refused.
+      if (closedSeen) {
         stats.droppedClosed++;
-        return false;
-      }
-      const max = c.conn.dgramMaxWritableLen();
-      if (max === null) {
-        stats.droppedClosed++;
-        return false;
-      }
-      if (payload.byteLength > max) {
-        stats.droppedTooLarge++;
         return false;
       }
       let queued: void | null;
       try {
         queued = c.conn.dgramSend(payload);
       } catch {
-        stats.droppedClosed++;
+        let max: number | null = null;
+        try {
+          max = c.conn.isClosed() ? null : c.conn.dgramMaxWritableLen();
+        } catch {
+          // closed underneath us
+        }
+        if (max !== null && payload.byteLength > max) stats.droppedTooLarge++;
+        else stats.droppedClosed++;
         return false;
       }
       if (queued === null) {
@@ -214,6 +536,7 @@ export function attachDatagrams(connection: QUICConnection): DatagramChannel {
         return false;
       }
       stats.sent++;
+      queuedSinceFlush++;
       // Coalesce several sends in one tick into one flush of quiche's send queue.
       if (!flushScheduled) {
         flushScheduled = true;

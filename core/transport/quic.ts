@@ -11,7 +11,7 @@ import Logger, { LogLevel } from '@matrixai/logger';
 // Not from tls-cert.ts: that pulls in the X.509 library (~140 ms to load) only relays need.
 import { fingerprintsEqual, sha256Fingerprint } from '../crypto/fingerprint.js';
 import { AbortError, FingerprintMismatchError, HandshakeError, InternalError, NetworkError, UsageError, errorMessage } from '../errors.js';
-import { attachDatagrams, type DatagramChannel } from './datagrams.js';
+import { attachDatagrams, directReceiveHandler, type DatagramChannel } from './datagrams.js';
 
 export interface TlsMaterial {
   keyPem: string;
@@ -131,6 +131,7 @@ export function rawUdpSocket(socket: QUICSocket): import('node:dgram').Socket {
 /** Open a UDP socket that a server and clients can share (one port that accepts and dials). */
 export async function openSocket(bind: HostPort, opts: SocketOptions = {}): Promise<QUICSocket> {
   const socket = new QUICSocket({ logger: quietLogger() });
+  routeDirect(socket);
   if (opts.onNonQuic) splitNonQuic(socket, opts.onNonQuic);
   try {
     await socket.start({ host: bind.host, port: bind.port });
@@ -163,6 +164,15 @@ function splitNonQuic(socket: QUICSocket, handler: NonNullable<SocketOptions['on
     }
     return quic(data, rinfo);
   };
+}
+
+/** Let established connections on this socket receive without the library's per-packet path. */
+function routeDirect(socket: QUICSocket): void {
+  const s = socket as unknown as {
+    handleSocketMessage: (data: Buffer, rinfo: { address: string; port: number }) => Promise<void>;
+    socket?: import('node:dgram').Socket;
+  };
+  s.handleSocketMessage = directReceiveHandler(() => s.socket, s.handleSocketMessage);
 }
 
 function raiseRecvBuffer(socket: QUICSocket): void {
