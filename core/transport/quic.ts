@@ -166,13 +166,25 @@ function splitNonQuic(socket: QUICSocket, handler: NonNullable<SocketOptions['on
   };
 }
 
-/** Let established connections on this socket receive without the library's per-packet path. */
+/**
+ * Let established connections on this socket receive without the library's per-packet path
+ * (see core/transport/datagrams.ts). QUICSocket registers its `handleSocketMessage` field as
+ * the 'message' listener in start() and removes that field's value in stop(), so on a socket
+ * that already started the listener is swapped too.
+ */
 function routeDirect(socket: QUICSocket): void {
   const s = socket as unknown as {
     handleSocketMessage: (data: Buffer, rinfo: { address: string; port: number }) => Promise<void>;
     socket?: import('node:dgram').Socket;
   };
-  s.handleSocketMessage = directReceiveHandler(() => s.socket, s.handleSocketMessage);
+  const library = s.handleSocketMessage;
+  const routed = directReceiveHandler(() => s.socket, library);
+  const udp = s.socket;
+  if (udp && udp.listeners('message').includes(library)) {
+    udp.off('message', library);
+    udp.on('message', routed);
+  }
+  s.handleSocketMessage = routed;
 }
 
 function raiseRecvBuffer(socket: QUICSocket): void {
@@ -305,7 +317,10 @@ export async function connectQuic(opts: ConnectOptions): Promise<ClientConnectio
   const connection = client.connection;
   const datagrams = attachDatagrams(connection);
   const socket = (client as unknown as { socket: QUICSocket }).socket;
-  if (!opts.socket) raiseRecvBuffer(socket);
+  if (!opts.socket) {
+    raiseRecvBuffer(socket);
+    routeDirect(socket);
+  }
   return {
     connection,
     datagrams,
