@@ -2,15 +2,21 @@
  * A call: membership of an SFU room on a relay, with end-to-end encrypted media.
  *
  * - Joining: the room name is hashed (core/crypto/room-name.ts) before the relay sees it. Each
- *   member broadcasts a signed announcement of its session key; on every membership change
- *   every sender rotates to a new sender key, wrapped for each current member
- *   (core/crypto/sender-keys.ts). The relay forwards these as opaque room signals.
- * - Sending: a 20 ms clock takes audio from the source; the MediaSender encodes it for the
- *   current quality tier (codec, FEC) and seals each payload with the sender key, the header
- *   bytes as associated data.
+ *   member has a signed announcement of its session key; on every membership change every
+ *   sender rotates to a new sender key, wrapped for each current member
+ *   (core/crypto/sender-keys.ts). The announcement goes inside the join request: the relay
+ *   hands it to the members with the join notice and returns theirs in the join answer, so
+ *   the members' wrapped keys are the only round trip before the first audio. (It is also
+ *   broadcast as a room signal, for members and relays that predate this.) Datagrams sealed
+ *   with a key still on its way are held until it arrives.
+ * - Sending: a 10 ms clock takes audio from the source; the MediaSender encodes it in frames
+ *   of the current quality tier (20 ms for GOOD: a frame goes out every other tick) with its
+ *   codec and FEC, and seals each payload with the sender key, the header bytes as
+ *   associated data.
  * - Receiving: datagrams arrive tagged with the sender's source id; each remote member has a
- *   MediaReceiver (decryption, FEC, jitter buffer, decoding); every 20 ms their output is
- *   mixed into the sink (speaker, recording).
+ *   MediaReceiver (decryption, FEC, jitter buffer, decoding); every 10 ms their output is
+ *   mixed into the sink (speaker, recording). The short period is for latency: see
+ *   CALL_OUTPUT_PERIOD_MS in core/media/pipeline.ts.
  * - Quality: every second each member reports what it receives (loss, jitter, its relay RTT)
  *   in its media headers; every sender's QualityController moves its tier with hysteresis.
  */
@@ -20,13 +26,14 @@ import type { FrameSink, FrameSource } from '../audio/sources.js';
 import { mix, saturate } from '../audio/sources.js';
 import type { Identity } from '../crypto/identity.js';
 import { hashRoomName } from '../crypto/room-name.js';
-import { RoomKeyring, type WrappedKeyMessage } from '../crypto/sender-keys.js';
+import { DecryptError } from '../crypto/media-crypto.js';
+import { parseMemberAnnouncement, RoomKeyring, type WrappedKeyMessage } from '../crypto/sender-keys.js';
 import { rms } from '../media/analysis.js';
 import { frameSamplesFor, PIPELINE_SAMPLE_RATE, type CodecFactory } from '../media/codec-types.js';
 import { impairmentFor, mos as eModelMos } from '../media/emodel.js';
 import type { FecSchemeFactory } from '../media/fec-types.js';
 import type { JitterBufferStats } from '../media/jitter-buffer.js';
-import { MediaReceiver, MediaSender, type StreamSettings } from '../media/pipeline.js';
+import { CALL_JITTER_OPTIONS, CALL_OUTPUT_PERIOD_MS, MediaReceiver, MediaSender, type StreamSettings } from '../media/pipeline.js';
 import { fecFor, QualityController, selectCodec, TIERS, type TierChange, type TierName } from '../media/quality.js';
 import { untagRoomDatagram } from '../relay/rooms.js';
 import type { Registry } from '../registry.js';
@@ -36,7 +43,7 @@ import type { RoomParticipant } from '../wire/signal.js';
 import type { RelaySession } from './relay-session.js';
 
 /** The mixing and send clock. */
-export const TICK_MS = 20;
+export const TICK_MS = CALL_OUTPUT_PERIOD_MS;
 const TICK_SAMPLES = frameSamplesFor(TICK_MS);
 /** How often receivers report what they see, and the status line refreshes. */
 const REPORT_INTERVAL_MS = 1000;
@@ -133,8 +140,6 @@ interface Remote {
   fingerprint: string;
   verified: boolean;
   receiver: MediaReceiver;
-  pending: Int16Array[];
-  pendingSamples: number;
   lastRms: number;
   lossPct: number;
   left: boolean;
@@ -165,6 +170,8 @@ class Call {
   private firstAudioAt: number | undefined;
   private sendBuffer = new Int16Array(0);
   private readonly roster = new Map<number, RoomParticipant>();
+  /** Room updates pushed before our join answer came (see onPush). */
+  private readonly earlyRosters: Extract<KnownSignal, { type: 'room-update' }>[] = [];
 
   constructor(private readonly opts: CallOptions) {
     this.roomId = hashRoomName(opts.room);
@@ -183,19 +190,8 @@ class Call {
     const { session } = this.opts;
     session.onPush((msg) => this.onPush(msg));
     session.datagrams.onDatagram((d) => this.onDatagram(d));
-    const joined = await session.joinRoom(this.roomId, {
-      alias: this.opts.alias,
-      fingerprint: this.opts.identity.fingerprint,
-      signal: this.opts.signal,
-    });
-    this.sourceId = joined.sourceId;
-    for (const p of joined.participants) this.roster.set(p.sourceId, p);
-    this.started = performance.now();
-    const setupMs = this.started - t0;
-    this.emit({ type: 'call:joined', room: this.opts.room, sourceId: this.sourceId, participants: joined.participants.length });
-    // Our first sender key, then our announcement to everyone already there.
-    this.keyring.rotate();
-    await this.broadcast({ kind: 'announce', announcement: this.keyring.localAnnouncement() });
+    // The encoder is made before joining (~4 ms with Opus): after the join answer this process
+    // should be free to take the members' keys and first packets as they come.
     if (!this.opts.receiveOnly) {
       this.sender = new MediaSender(this.settingsFor(this.tier), {
         seal: (h, p) => this.keyring.encryptor().seal(h, p),
@@ -203,6 +199,31 @@ class Call {
         noiseSuppressor: this.opts.noiseSuppressor,
       });
     }
+    let joined: Awaited<ReturnType<RelaySession['joinRoom']>>;
+    try {
+      joined = await session.joinRoom(this.roomId, {
+        alias: this.opts.alias,
+        fingerprint: this.opts.identity.fingerprint,
+        announcement: { ...this.keyring.localAnnouncement() },
+        signal: this.opts.signal,
+      });
+    } catch (err) {
+      this.sender?.close();
+      throw err;
+    }
+    this.sourceId = joined.sourceId;
+    for (const p of joined.participants) this.roster.set(p.sourceId, p);
+    this.started = performance.now();
+    const setupMs = this.started - t0;
+    this.emit({ type: 'call:joined', room: this.opts.room, sourceId: this.sourceId, participants: joined.participants.length });
+    // The members' announcements came with the answer (from a relay that keeps them): admit
+    // them all, then one sender key wrapped for everyone.
+    for (const e of joined.announcements ?? []) this.tryAdmit(e.sourceId, e.announcement);
+    for (const m of this.earlyRosters.splice(0)) this.onRoster(m.participants, m.joined, m.left, m.announcement);
+    void this.distributeKeys();
+    // Our announcement as a room signal too: members whose client or relay predates
+    // announcements in joins learn of us only this way (the others see a no-op repeat).
+    void this.broadcast({ kind: 'announce', announcement: this.keyring.localAnnouncement() });
 
     let endedBy: CallReport['endedBy'] = 'hangup';
     try {
@@ -220,7 +241,7 @@ class Call {
     return this.report(setupMs, endedBy);
   }
 
-  /** The 20 ms clock: send, mix, report. Drift-corrected; ends on abort, duration or source end. */
+  /** The 10 ms clock: send, mix, report. Drift-corrected; ends on abort, duration or source end. */
   private async clock(): Promise<CallReport['endedBy']> {
     let relayLost = false;
     void this.opts.session.closed.then(() => (relayLost = true));
@@ -265,20 +286,17 @@ class Call {
   private mixTick(now: number): void {
     const mixed = new Int32Array(TICK_SAMPLES);
     for (const r of this.remotes.values()) {
-      while (r.pendingSamples < TICK_SAMPLES) {
-        const chunk = r.receiver.pull(now);
-        if (chunk.kind === 'frame' && !r.everPlayed) {
-          r.everPlayed = true;
-          if (this.firstAudioMs === undefined) {
-            this.firstAudioMs = now - this.started;
-            this.firstAudioAt = now;
-            this.emit({ type: 'call:first-audio', atMs: this.firstAudioMs });
-          }
+      const { pcm: out, frameStartOffset } = r.receiver.read(now, TICK_SAMPLES);
+      if (frameStartOffset !== undefined && !r.everPlayed) {
+        r.everPlayed = true;
+        if (this.firstAudioMs === undefined) {
+          // The frame starts playing after the audio queued ahead of it in this period.
+          const at = now + (frameStartOffset * 1000) / PIPELINE_SAMPLE_RATE;
+          this.firstAudioMs = at - this.started;
+          this.firstAudioAt = at;
+          this.emit({ type: 'call:first-audio', atMs: this.firstAudioMs });
         }
-        r.pending.push(chunk.pcm);
-        r.pendingSamples += chunk.pcm.length;
       }
-      const out = takeSamples(r, TICK_SAMPLES);
       r.lastRms = rms(out);
       mix(mixed, out);
     }
@@ -359,14 +377,23 @@ class Call {
   // ---- signalling -------------------------------------------------------------------------
 
   private onPush(msg: KnownSignal): void {
-    if (msg.type === 'room-update' && msg.room === this.roomId) this.onRoster(msg.participants, msg.joined, msg.left);
-    else if (msg.type === 'relayed' && msg.room === this.roomId) this.onRelayed(msg.from, msg.payload);
+    if (msg.type === 'room-update' && msg.room === this.roomId) {
+      // Before our join answer (pushes and answers travel on different streams) we cannot
+      // tell our own join notice from someone else's: keep the update until then.
+      if (this.sourceId === 0) this.earlyRosters.push(msg);
+      else this.onRoster(msg.participants, msg.joined, msg.left, msg.announcement);
+    } else if (msg.type === 'relayed' && msg.room === this.roomId) {
+      this.onRelayed(msg.from, msg.payload);
+    }
   }
 
-  private onRoster(participants: RoomParticipant[], joined?: number, left?: number): void {
+  private onRoster(participants: RoomParticipant[], joined?: number, left?: number, announcement?: unknown): void {
     for (const p of participants) this.roster.set(p.sourceId, p);
     if (joined !== undefined && joined !== this.sourceId) {
-      // Introduce ourselves to the newcomer.
+      // The newcomer's announcement came with the notice: admit it and send our key at once.
+      if (announcement !== undefined && this.tryAdmit(joined, announcement)) void this.distributeKeys();
+      // Introduce ourselves to the newcomer (a relay that keeps announcements has given it
+      // ours already; older relays and clients need this).
       void this.send({ kind: 'announce', announcement: this.keyring.localAnnouncement() }, joined);
     }
     if (left !== undefined) {
@@ -395,11 +422,34 @@ class Call {
   }
 
   private onAnnounce(from: number, announcement: unknown): void {
-    const fingerprint = this.keyring.addMember(announcement);
-    const claimed = this.roster.get(from);
-    if (claimed && claimed.fingerprint && claimed.fingerprint !== fingerprint) {
-      throw new ProtocolError(`member ${from} announced ${fingerprint} but joined as ${claimed.fingerprint}`);
+    // Membership changed: a new sender key for everyone current, including the newcomer. (A
+    // repeated announcement, e.g. the broadcast after the relay delivered it, changes nothing.)
+    if (this.admit(from, announcement)) void this.distributeKeys();
+  }
+
+  /** admit(), with a refused announcement reported as a warning instead of thrown. */
+  private tryAdmit(from: number, announcement: unknown): boolean {
+    try {
+      return this.admit(from, announcement);
+    } catch (err) {
+      if ((err as { reason?: string } | null)?.reason === 'self') return false; // the relay's notice of our own join
+      this.emit({ type: 'call:warning', message: `refused the announcement of member ${from}: ${errorMessage(err)}` });
+      return false;
     }
+  }
+
+  /**
+   * Admit a member from its signed announcement (checked against the fingerprint it joined
+   * with before the keyring takes it); true when the membership changed and our sender key
+   * must rotate.
+   */
+  private admit(from: number, announcement: unknown): boolean {
+    const claimed = this.roster.get(from);
+    const announced = parseMemberAnnouncement(announcement).fingerprint;
+    if (claimed && claimed.fingerprint && claimed.fingerprint !== announced) {
+      throw new ProtocolError(`member ${from} announced ${announced} but joined as ${claimed.fingerprint}`);
+    }
+    const fingerprint = this.keyring.addMember(announcement);
     const existing = this.remotes.get(from);
     if (!existing) {
       this.remotes.set(from, this.newRemote(from, claimed?.alias ?? '', fingerprint));
@@ -409,15 +459,16 @@ class Call {
     } else {
       existing.verified = true;
     }
-    // Membership changed: a new sender key for everyone current, including the newcomer.
-    void this.distributeKeys();
     // Keys that arrived before this announcement can be taken now.
     for (const m of this.pendingKeys.splice(0)) this.onKey(m);
+    return this.keyring.needsRotation;
   }
 
   private onKey(message: unknown): void {
     try {
-      this.keyring.receiveWrappedKey(message);
+      const { from } = this.keyring.receiveWrappedKey(message);
+      // Datagrams sealed with this key that overtook it can be opened now.
+      for (const r of this.remotes.values()) if (r.fingerprint === from) r.receiver.retryHeld(performance.now());
     } catch (err) {
       if ((err as { reason?: string } | null)?.reason === 'unknown-sender') {
         this.pendingKeys.push(message as WrappedKeyMessage);
@@ -429,10 +480,12 @@ class Call {
 
   private async distributeKeys(): Promise<void> {
     const messages = this.keyring.rotate();
+    const sends: Promise<void>[] = [];
     for (const m of messages) {
       const target = [...this.remotes.values()].find((r) => r.fingerprint === m.to);
-      if (target) await this.send({ kind: 'key', message: m }, target.sourceId);
+      if (target) sends.push(this.send({ kind: 'key', message: m }, target.sourceId));
     }
+    await Promise.all(sends);
   }
 
   private newRemote(sourceId: number, alias: string, fingerprint: string): Remote {
@@ -447,12 +500,12 @@ class Call {
           if (!d) throw new ProtocolError('no key for this member yet');
           return d.open(h, sealed);
         },
+        // A new epoch's packets can overtake its wrapped key (datagrams vs. signalling).
+        isKeyPending: (err) => err instanceof DecryptError && err.reason === 'unknown-epoch',
         codecById: (id) => this.opts.codecs.byId(id)?.factory,
         fecById: (id) => this.opts.fec.byId(id)?.factory,
-        jitter: { minDelayMs: 20, maxDelayMs: 400, accelerateThresholdMs: 10 },
+        jitter: CALL_JITTER_OPTIONS,
       }),
-      pending: [],
-      pendingSamples: 0,
       lastRms: 0,
       lossPct: 0,
       left: false,
@@ -530,20 +583,6 @@ function nameOf(tier: number): TierName {
   return TIERS[tier]?.name ?? 'GOOD';
 }
 
-function takeSamples(r: Remote, n: number): Int16Array {
-  const out = new Int16Array(n);
-  let filled = 0;
-  while (filled < n && r.pending.length > 0) {
-    const head = r.pending[0];
-    const take = Math.min(n - filled, head.length);
-    out.set(head.subarray(0, take), filled);
-    filled += take;
-    if (take === head.length) r.pending.shift();
-    else r.pending[0] = head.subarray(take);
-  }
-  r.pendingSamples -= filled;
-  return out;
-}
 
 
 export { PIPELINE_SAMPLE_RATE };

@@ -8,7 +8,7 @@ import { ProtocolError } from '../errors.js';
 import type { DatagramChannel } from '../transport/datagrams.js';
 import { connectQuic, formatHostPort, type ClientConnection, type HostPort } from '../transport/quic.js';
 import { request, requestNoReply, serveSignals, type KnownSignal, type RequestOptions } from '../transport/signal-stream.js';
-import type { RoomParticipant } from '../wire/signal.js';
+import type { MemberAnnouncementEntry, RoomParticipant } from '../wire/signal.js';
 
 export const CLIENT_PROTOCOL_VERSION = 1;
 
@@ -26,6 +26,11 @@ export interface RoomJoin {
   room: string;
   sourceId: number;
   participants: RoomParticipant[];
+  /**
+   * The other members' announcements, from a relay that keeps them (undefined: the relay does
+   * not, so members must exchange announcements themselves).
+   */
+  announcements?: MemberAnnouncementEntry[];
 }
 
 export class RelaySession {
@@ -133,13 +138,28 @@ export class RelaySession {
     else this.earlyPushes.push(msg);
   }
 
-  /** Join a room by its id (the hash of its name); returns our source id and the roster. */
-  async joinRoom(room: string, opts: RequestOptions & { alias?: string; fingerprint?: string } = {}): Promise<RoomJoin> {
-    const reply = await this.ask({ type: 'join', mode: 'room', room, alias: opts.alias, fingerprint: opts.fingerprint }, opts);
+  /**
+   * Join a room by its id (the hash of its name); returns our source id, the roster and, from
+   * relays that keep them, the members' announcements. `announcement` (our signed one) goes
+   * to the members with the join notice.
+   */
+  async joinRoom(
+    room: string,
+    opts: RequestOptions & { alias?: string; fingerprint?: string; announcement?: Record<string, unknown> } = {},
+  ): Promise<RoomJoin> {
+    const reply = await this.ask(
+      { type: 'join', mode: 'room', room, alias: opts.alias, fingerprint: opts.fingerprint, announcement: opts.announcement },
+      opts,
+    );
     if (reply.type !== 'joined' || reply.mode !== 'room' || reply.sourceId === undefined) {
       throw new ProtocolError(`relay answered join with "${reply.type}"`);
     }
-    return { room, sourceId: reply.sourceId, participants: reply.participants ?? [] };
+    return {
+      room,
+      sourceId: reply.sourceId,
+      participants: reply.participants ?? [],
+      ...(reply.announcements === undefined ? {} : { announcements: reply.announcements }),
+    };
   }
 
   /** Send an opaque payload to one room member (by source id) or to all others. */

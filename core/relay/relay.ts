@@ -13,6 +13,7 @@ import type { DatagramChannel } from '../transport/datagrams.js';
 import { formatHostPort, startQuicServer, type HostPort, type RunningQuicServer, type TlsMaterial } from '../transport/quic.js';
 import { push, serveSignals, type KnownSignal } from '../transport/signal-stream.js';
 import { RoomManager, type RoomMember } from './rooms.js';
+import { MAX_ANNOUNCEMENT_BYTES } from '../wire/signal.js';
 
 export const RELAY_PROTOCOL_VERSION = 1;
 
@@ -193,11 +194,16 @@ export class Relay {
     if (msg.room === undefined || !ROOM_ID_RE.test(msg.room)) {
       return { type: 'error', code: 'bad-room', message: 'room must be the 32-hex-digit hash of the room name' };
     }
+    if (msg.announcement !== undefined && Buffer.byteLength(JSON.stringify(msg.announcement)) > MAX_ANNOUNCEMENT_BYTES) {
+      // Bounded so that a full room's announcements fit in one `joined` answer.
+      return { type: 'error', code: 'bad-announcement', message: `an announcement is at most ${MAX_ANNOUNCEMENT_BYTES} bytes of JSON` };
+    }
     const member: RoomMember = {
       sourceId: this.rooms.allocateSourceId(),
       alias: (msg.alias ?? '').slice(0, MAX_ALIAS),
       fingerprint: (msg.fingerprint ?? '').slice(0, MAX_ALIAS * 2),
       datagrams: peer.datagrams,
+      ...(msg.announcement === undefined ? {} : { announcement: msg.announcement }),
       push: (message) => void push(peer.connection, message as KnownSignal),
     };
     const room = this.rooms.join(msg.room, member);
@@ -206,7 +212,14 @@ export class Relay {
     peer.room = { id: msg.room, sourceId: member.sourceId };
     this.metrics.roomsOpen = this.rooms.roomCount;
     this.emit({ type: 'relay:join', peer: peer.label, mode: 'room', room: msg.room, sourceId: member.sourceId });
-    return { type: 'joined', mode: 'room', room: msg.room, sourceId: member.sourceId, participants: room.roster() };
+    return {
+      type: 'joined',
+      mode: 'room',
+      room: msg.room,
+      sourceId: member.sourceId,
+      participants: room.roster(),
+      announcements: room.announcements(member.sourceId),
+    };
   }
 
   private leaveRoom(peer: Peer): void {

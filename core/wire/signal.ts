@@ -70,6 +70,20 @@ export interface JoinMessage {
   alias?: string;
   /** The member's identity fingerprint, as it claims it (members verify it end to end). */
   fingerprint?: string;
+  /**
+   * The member's signed announcement (core/crypto/sender-keys.ts MemberAnnouncement), opaque
+   * to the relay: delivered to the others with the join notice and to later joiners in
+   * `joined`, so nobody waits a round trip for it. At most MAX_ANNOUNCEMENT_BYTES as JSON.
+   */
+  announcement?: Record<string, unknown>;
+}
+/** The largest announcement (its JSON text, UTF-8 bytes) a relay keeps and forwards. */
+export const MAX_ANNOUNCEMENT_BYTES = 512;
+/** A member's announcement as a relay hands it on. */
+export interface MemberAnnouncementEntry {
+  /** The member's source id. */
+  sourceId: number;
+  announcement: Record<string, unknown>;
 }
 /** A room member as the relay announces it. */
 export interface RoomParticipant {
@@ -86,6 +100,11 @@ export interface JoinedMessage {
   sourceId?: number;
   /** Everyone in the room, including the joining member (room mode). */
   participants?: RoomParticipant[];
+  /**
+   * The announcements the other members joined with (room mode), from a relay that keeps
+   * them; absent from relays that do not (the joiner then waits for the members' own).
+   */
+  announcements?: MemberAnnouncementEntry[];
 }
 /** Relay -> members: the roster changed (sent at once on every join and leave). */
 export interface RoomUpdateMessage {
@@ -94,6 +113,8 @@ export interface RoomUpdateMessage {
   participants: RoomParticipant[];
   joined?: number;
   left?: number;
+  /** With `joined`: the announcement the member joined with, if it gave one. */
+  announcement?: Record<string, unknown>;
 }
 /** Member -> relay: pass this opaque payload to one member (`to`) or all others. */
 export interface RoomSignalMessage {
@@ -206,6 +227,19 @@ const jsonObject: FieldCheck<Record<string, unknown>> = {
   expected: 'a JSON object',
   accepts: (value): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value),
 };
+const announcements: FieldCheck<MemberAnnouncementEntry[]> = {
+  expected: `a list of at most ${MAX_ROSTER} {sourceId, announcement: object}`,
+  accepts: (value): value is MemberAnnouncementEntry[] =>
+    Array.isArray(value) &&
+    value.length <= MAX_ROSTER &&
+    value.every(
+      (e) =>
+        typeof e === 'object' &&
+        e !== null &&
+        sourceId.accepts((e as MemberAnnouncementEntry).sourceId) &&
+        jsonObject.accepts((e as MemberAnnouncementEntry).announcement),
+    ),
+};
 
 function required<T>(check: FieldCheck<T>): FieldRule<T> & { readonly required: true } {
   return { ...check, required: true };
@@ -231,18 +265,21 @@ export const SIGNAL_SCHEMA: SignalSchema = {
     room: optional(text),
     alias: optional(text),
     fingerprint: optional(text),
+    announcement: optional(jsonObject),
   },
   joined: {
     mode: required(sessionMode),
     room: optional(text),
     sourceId: optional(sourceId),
     participants: optional(participants),
+    announcements: optional(announcements),
   },
   'room-update': {
     room: required(text),
     participants: required(participants),
     joined: optional(sourceId),
     left: optional(sourceId),
+    announcement: optional(jsonObject),
   },
   'room-signal': { to: optional(sourceId), payload: required(jsonObject) },
   relayed: { room: required(text), from: required(sourceId), payload: required(jsonObject) },

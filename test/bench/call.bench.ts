@@ -54,13 +54,15 @@ async function mouthToEar(relay: RunningRelay, reg: Registries): Promise<void> {
     ended: false,
     read(samples: number): Int16Array {
       const out = new Int16Array(samples);
-      // A 200 ms burst of 1 kHz every second; the rest silence.
+      // A 200 ms burst of 1 kHz every second; the rest silence. The call reads 10 ms at a
+      // time (its clock period); the burst starts at the first sample of a read, which is
+      // also the first sample of a 20 ms frame (500 ms is a whole number of frames).
       const t = sent % ONSET_EVERY;
       if (t >= 500 && t < 700) {
-        if (t === 500) onsetCapturedAt = performance.now() - 20; // the frame holds the last 20 ms
+        if (t === 500) onsetCapturedAt = performance.now() - (samples * 1000) / 48000; // the read holds the last samples
         for (let i = 0; i < samples; i++) out[i] = Math.round(8000 * Math.sin((2 * Math.PI * 1000 * i) / 48000));
       }
-      sent += 20;
+      sent += (samples * 1000) / 48000;
       return out;
     },
   };
@@ -89,7 +91,11 @@ async function mouthToEar(relay: RunningRelay, reg: Registries): Promise<void> {
   const values = heard.slice(1); // the first burst still meets a filling jitter buffer
   const jb = reportB.participants[0]?.jitterBuffer;
   const jbMean = jb && jb.jitterBufferEmittedCount ? (jb.jitterBufferDelay / jb.jitterBufferEmittedCount) * 1000 : Number.NaN;
-  console.log(`   (receiver's jitter buffer: mean wait ${jbMean.toFixed(1)} ms, target ${jb?.targetDelayMs} ms)`);
+  console.log(
+    `   (receiver's jitter buffer: mean wait ${jbMean.toFixed(1)} ms, target ${jb?.targetDelayMs.toFixed(1)} ms, ` +
+      `current ${jb?.currentDelayMs.toFixed(1)} ms; time-stretched: ${jb?.removedSamplesForAcceleration} samples removed, ` +
+      `${jb?.insertedSamplesForDeceleration} inserted; ${jb?.concealedSamples} concealed)`,
+  );
   console.log(
     `   mouth-to-ear (GOOD tier, 20 ms frames, loopback relay): median ${percentile(values, 50).toFixed(1)} ms, ` +
       `max ${Math.max(...values).toFixed(1)} ms over ${values.length} onsets (target <= 50 ms)`,
@@ -103,15 +109,20 @@ async function callSetup(relay: RunningRelay): Promise<void> {
     '--relay-fingerprint', relay.fingerprint, '--duration', '20'], { env: talkerHome.env, stdio: 'ignore' });
   await new Promise((r) => setTimeout(r, 1500));
   const times: number[] = [];
+  const joinToAudio: number[] = [];
   for (let i = 0; i < 3; i++) {
     const r = await runCli(['call', relay.address, '--room', 'setup', '--no-playback', '--tone', '600', '--duration', '2',
       '--relay-fingerprint', relay.fingerprint, '--json'], joinerHome);
     const report = parseJsonDocument(r).result as { firstAudioSinceStartMs?: number; setupMs: number; firstAudioMs?: number };
     if (report.firstAudioSinceStartMs !== undefined) times.push(report.firstAudioSinceStartMs);
+    if (report.firstAudioMs !== undefined) joinToAudio.push(report.firstAudioMs);
     console.log(`   call setup run ${i + 1}: process start -> first frame played ${report.firstAudioSinceStartMs} ms (connect+join ${report.setupMs} ms, join -> first audio ${report.firstAudioMs} ms)`);
   }
   talker.kill('SIGINT');
-  console.log(`   call setup median ${percentile(times, 50).toFixed(0)} ms (target <= 300 ms)`);
+  console.log(
+    `   call setup median ${percentile(times, 50).toFixed(0)} ms (target <= 300 ms); ` +
+      `join -> first audio median ${percentile(joinToAudio, 50).toFixed(0)} ms (aim <= 60 ms)`,
+  );
   talkerHome.cleanup();
   joinerHome.cleanup();
 }

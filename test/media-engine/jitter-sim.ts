@@ -75,3 +75,55 @@ export function kinds(pulls: readonly Pulled[], kind: PullResult['kind']): Pulle
 export function range(from: number, count: number, modulus = Number.POSITIVE_INFINITY): number[] {
   return Array.from({ length: count }, (_, i) => (from + i) % modulus);
 }
+
+export interface ClockedPull extends Pulled {
+  /** Audio queued ahead of this pull, ms. */
+  queuedMs: number;
+  /** Output length this pull produced after stretching, ms. */
+  outputMs: number;
+}
+
+/**
+ * Drive the buffer the way a call does: an output clock of `periodMs` with a FIFO of decoded
+ * audio. At each tick, frames that have arrived are inserted, then the buffer is pulled
+ * (with the queued audio and the period) until at least a period is queued. The caller
+ * honours stretch requests exactly (`compressMs` removed, `expandMs` added) and reports them;
+ * `empty` fills the rest of the period with silence.
+ */
+export function runClocked(
+  jb: JitterBuffer,
+  frames: readonly MediaFrame[],
+  startMs: number,
+  periodMs: number,
+  endMs: number,
+  onPull?: (pulled: ClockedPull) => void,
+): ClockedPull[] {
+  const pending = [...frames].sort((a, b) => a.arrivalMs - b.arrivalMs);
+  const out: ClockedPull[] = [];
+  let next = 0;
+  let queuedMs = 0;
+  for (let t = startMs; t < endMs; t += periodMs) {
+    while (next < pending.length && pending[next].arrivalMs <= t) jb.insert(pending[next++]);
+    while (queuedMs < periodMs - 1e-9) {
+      const result = jb.pull(t, { queuedMs, periodMs });
+      let outputMs = result.kind === 'empty' ? periodMs - queuedMs : result.durationMs;
+      if (result.kind === 'frame' && result.compressMs !== undefined) {
+        const removed = Math.floor(result.compressMs * 48);
+        jb.recordTimeStretch(-removed);
+        outputMs -= removed / 48;
+      }
+      if (result.kind === 'frame' && result.expandMs !== undefined) {
+        const added = Math.ceil(result.expandMs * 48);
+        jb.recordTimeStretch(added);
+        outputMs += added / 48;
+      }
+      const pulled = { atMs: t, result, queuedMs, outputMs };
+      out.push(pulled);
+      onPull?.(pulled);
+      queuedMs += outputMs;
+      if (result.kind === 'empty') break;
+    }
+    queuedMs -= periodMs;
+  }
+  return out;
+}

@@ -1,12 +1,15 @@
 /**
  * The media pipeline end to end in simulated time: FEC repairs lost frames into the jitter
  * buffer, VAD sends comfort-noise descriptions for silence and the receiver plays matching
- * noise, a late joiner decodes after a resync, and bad datagrams are dropped and counted.
+ * noise, a late joiner decodes after a resync, and bad datagrams are dropped and counted;
+ * read() on a 10 ms clock settles its delay by sub-frame compression with continuous output;
+ * datagrams that overtake their key are held and opened when it comes.
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { DecryptError, MediaDecryptor, MediaEncryptor } from '../../core/crypto/media-crypto.js';
 import { rms } from '../../core/media/analysis.js';
-import { COMFORT_NOISE_CODEC_ID, MediaReceiver, MediaSender, type StreamSettings } from '../../core/media/pipeline.js';
+import { CALL_JITTER_OPTIONS, COMFORT_NOISE_CODEC_ID, MediaReceiver, MediaSender, type StreamSettings } from '../../core/media/pipeline.js';
 import { Prng } from '../../core/media/prng.js';
 import { datagramKind } from '../../core/wire/datagram.js';
 import { decodeMediaHeader } from '../../core/wire/media-header.js';
@@ -90,5 +93,78 @@ describe('media pipeline', () => {
     receiver.receive(new Uint8Array([0xff, 1, 2]), 400);
     receiver.receive(new Uint8Array(0), 400);
     assert.equal(receiver.stats.malformed, 5);
+  });
+
+  test('read() on a 10 ms clock: exact periods, the first frame located, delay settled by seamless sub-frame compression', () => {
+    const plain = { ...settings, r: 0, k: 1, depth: 1 };
+    const sender = new MediaSender(plain);
+    const receiver = new MediaReceiver({
+      codecById: (id) => (id === pcm16Codec.codecId ? pcm16Codec : undefined),
+      fecById: (id) => (id === rsFecScheme.schemeId ? rsFecScheme : undefined),
+      jitter: CALL_JITTER_OPTIONS,
+    });
+    // A continuous 440 Hz tone (a frame is not a whole number of its periods, so a dropped
+    // or repeated frame would show as a jump). The first 8 frames come 15 ms late, as after
+    // a start-up stall; afterwards the buffer holds 15 ms it does not need.
+    const tone = (i: number) => Int16Array.from({ length: 960 }, (_, n) => Math.round(8000 * Math.sin((2 * Math.PI * 440 * (i * 960 + n)) / 48000)));
+    const deliveries: { at: number; p: Uint8Array }[] = [];
+    for (let i = 0; i < 150; i++) for (const p of sender.sendFrame(tone(i))) deliveries.push({ at: i * 20 + 30 + (i < 8 ? 15 : 0), p });
+    deliveries.sort((a, b) => a.at - b.at);
+    const out: Int16Array[] = [];
+    const starts: number[] = [];
+    let next = 0;
+    for (let t = 3; t < 150 * 20 + 30; t += 10) {
+      while (next < deliveries.length && deliveries[next].at <= t) receiver.receive(deliveries[next].p, deliveries[next++].at);
+      const r = receiver.read(t, 480);
+      assert.equal(r.pcm.length, 480);
+      if (r.frameStartOffset !== undefined) starts.push(out.length * 480 + r.frameStartOffset);
+      out.push(r.pcm);
+    }
+    const all = Int16Array.from(out.flatMap((x) => [...x]));
+    const first = starts[0];
+    assert.ok(all.subarray(0, first).every((v) => v === 0), 'silence before the first frame');
+    // (pcm16's resamplers delay the tone by ~6 ms: the first frame starts with their silence.)
+    assert.ok(rms(all.subarray(first, first + 960)) > 1000, 'the first frame plays at its offset');
+    const played = all.subarray(first + 960, starts.at(-1));
+    let step = 0;
+    for (let i = 1; i < played.length; i++) step = Math.max(step, Math.abs(played[i] - played[i - 1]));
+    const toneStep = 8000 * Math.sin((2 * Math.PI * 440) / 48000);
+    assert.ok(step <= toneStep * 1.05 + 2, `largest step ${step} vs the tone's ${toneStep.toFixed(0)}`);
+    const jb = receiver.jitterStats();
+    assert.ok(jb.removedSamplesForAcceleration >= 480, `compressed ${jb.removedSamplesForAcceleration} samples`);
+    assert.equal(jb.concealedSamples, 0);
+    assert.ok(jb.currentDelayMs < jb.targetDelayMs + 11, `delay ${jb.currentDelayMs} vs target ${jb.targetDelayMs}`);
+    assert.equal(receiver.stats.framesPlayed, starts.length);
+  });
+
+  test('datagrams sealed with a key still on its way are held, then opened when it arrives; stale or forged ones are rejected', () => {
+    const context = { roomId: 'r'.repeat(32), senderFingerprint: 'sender' };
+    const encryptor = new MediaEncryptor(context);
+    const decryptor = new MediaDecryptor(context);
+    const key = encryptor.rotate();
+    const keyCopy = { epoch: key.epoch, key: key.key.slice() };
+    const sender = new MediaSender({ ...settings, r: 0, k: 1, depth: 1 }, { seal: (h, p) => encryptor.seal(h, p) });
+    const receiver = new MediaReceiver({
+      open: (h, sealed) => decryptor.open(h, sealed),
+      isKeyPending: (err) => err instanceof DecryptError && err.reason === 'unknown-epoch',
+      codecById: (id) => (id === pcm16Codec.codecId ? pcm16Codec : undefined),
+      fecById: (id) => (id === rsFecScheme.schemeId ? rsFecScheme : undefined),
+    });
+    const packets = Array.from({ length: 6 }, (_, i) => sender.sendFrame(toneFrame(i))[0]);
+    receiver.receive(packets[0], 0); // will be too old when the key comes
+    for (let i = 1; i < 4; i++) receiver.receive(packets[i], 1000 + i * 20);
+    const forged = packets[4].slice();
+    forged[forged.length - 1] ^= 1;
+    assert.equal(receiver.stats.held, 4);
+    assert.equal(receiver.stats.framesReceived, 0);
+    decryptor.install(keyCopy);
+    receiver.receive(forged, 1090); // a current epoch but a bad tag: rejected, not held
+    receiver.retryHeld(1100);
+    assert.equal(receiver.stats.framesReceived, 3, 'the three recent held datagrams are played');
+    assert.equal(receiver.stats.rejected, 2, 'the stale one and the forged one');
+    receiver.receive(packets[5], 1120);
+    assert.equal(receiver.stats.framesReceived, 4);
+    receiver.retryHeld(1200); // nothing left
+    assert.equal(receiver.stats.rejected, 2);
   });
 });

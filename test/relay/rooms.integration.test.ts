@@ -1,7 +1,8 @@
 /**
  * SFU rooms over real QUIC on loopback: joins and leaves are announced at once, media is
- * forwarded to every other member with the sender's source id, rooms are isolated, and room
- * signalling reaches the addressed member only.
+ * forwarded to every other member with the sender's source id, rooms are isolated, room
+ * signalling reaches the addressed member only, and an announcement given with a join is
+ * delivered with the join notice and in later joiners' answers.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -112,9 +113,41 @@ describe('relay rooms', () => {
     assert.deepEqual(toR.payload, { kind: 'announce' });
   });
 
+  test('an announcement given with the join reaches the members with the join notice, and later joiners in their answer', async () => {
+    const room = 'e'.repeat(32);
+    const [p, q, r, s] = [await member(), await member(), await member(), await member()];
+    const announcementOf = (who: string) => ({ fingerprint: `fp-${who}`, x25519PublicKey: `key-${who}`, signature: `sig-${who}` });
+    const jp = await p.session.joinRoom(room, { fingerprint: 'fp-p', announcement: announcementOf('p') });
+    assert.deepEqual(jp.announcements, [], 'a relay that keeps announcements says so, even with none to give');
+    const jq = await q.session.joinRoom(room, { fingerprint: 'fp-q', announcement: announcementOf('q') });
+    assert.deepEqual(jq.announcements, [{ sourceId: jp.sourceId, announcement: announcementOf('p') }]);
+    await waitFor(() => p.pushes.some((m) => m.type === 'room-update' && m.joined === jq.sourceId));
+    const notice = p.pushes.find((m) => m.type === 'room-update' && m.joined === jq.sourceId);
+    assert.ok(notice && notice.type === 'room-update');
+    assert.deepEqual(notice.announcement, announcementOf('q'));
+    // A member that joins without one (an older client) is announced without one.
+    const jr = await r.session.joinRoom(room, { fingerprint: 'fp-r' });
+    assert.deepEqual(
+      jr.announcements?.map((e) => e.sourceId).sort(),
+      [jp.sourceId, jq.sourceId].sort(),
+    );
+    await waitFor(() => p.pushes.some((m) => m.type === 'room-update' && m.joined === jr.sourceId));
+    const plain = p.pushes.find((m) => m.type === 'room-update' && m.joined === jr.sourceId);
+    assert.ok(plain && plain.type === 'room-update' && plain.announcement === undefined);
+    // Who left takes its announcement along.
+    await q.session.leave();
+    await waitFor(() => p.pushes.some((m) => m.type === 'room-update' && m.left === jq.sourceId));
+    const js = await s.session.joinRoom(room, { fingerprint: 'fp-s' });
+    assert.deepEqual(js.announcements, [{ sourceId: jp.sourceId, announcement: announcementOf('p') }]);
+  });
+
   test('bad joins are refused with a reason', async () => {
     const m = await member();
     await assert.rejects(m.session.joinRoom('not-a-hash'), { name: 'ProtocolError', message: /bad-room/ });
+    await assert.rejects(
+      m.session.joinRoom('f'.repeat(32), { announcement: { fingerprint: 'x'.repeat(600) } }),
+      { name: 'ProtocolError', message: /bad-announcement/ },
+    );
     await assert.rejects(m.session.roomSignal({ a: 1 }), { name: 'ProtocolError', message: /not-in-room/ });
   });
 });

@@ -53,6 +53,17 @@ const textArb = fc.string({ unit: 'binary', maxLength: 40 });
 const modeArb = fc.constantFrom('echo' as const, 'room' as const);
 const nonceArb = fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER });
 
+const sourceIdArb = fc.integer({ min: 1, max: 0xffff });
+const participantArb = fc.record(
+  { sourceId: sourceIdArb, alias: fc.string({ unit: 'binary', maxLength: 20 }), fingerprint: fc.string({ unit: 'binary', maxLength: 20 }) },
+  { noNullPrototype: true },
+);
+/** Shaped like a member announcement; the wire carries any JSON object there. */
+const announcementArb = fc.record(
+  { fingerprint: textArb, identityPublicKey: textArb, x25519PublicKey: textArb, signature: textArb, extra: fc.array(fc.integer(), { maxLength: 3 }) },
+  { noNullPrototype: true, requiredKeys: ['fingerprint'] },
+);
+
 const portArb = fc.integer({ min: 1, max: 65535 });
 const ipv4Arb = fc.tuple(fc.ipV4(), portArb).map(([ip, port]) => `${ip}:${port}`);
 const ipv6Arb = fc.tuple(fc.ipV6(), portArb).map(([ip, port]) => `[${ip}]:${port}`);
@@ -67,8 +78,32 @@ export const knownSignalArb: fc.Arbitrary<KnownSignalMessage> = fc.oneof(
   fc.record({ type: fc.constant('pong' as const), nonce: nonceArb }, { noNullPrototype: true }),
   fc.constant({ type: 'reflect' as const }),
   fc.record({ type: fc.constant('reflect-response' as const), observedAddress: fc.oneof(ipv4Arb, ipv6Arb) }, { noNullPrototype: true }),
-  fc.record({ type: fc.constant('join' as const), mode: modeArb, room: textArb, alias: textArb }, { noNullPrototype: true, requiredKeys: ['type', 'mode'] }),
-  fc.record({ type: fc.constant('joined' as const), mode: modeArb, room: textArb }, { noNullPrototype: true, requiredKeys: ['type', 'mode'] }),
+  fc.record(
+    { type: fc.constant('join' as const), mode: modeArb, room: textArb, alias: textArb, fingerprint: textArb, announcement: announcementArb },
+    { noNullPrototype: true, requiredKeys: ['type', 'mode'] },
+  ),
+  fc.record(
+    {
+      type: fc.constant('joined' as const),
+      mode: modeArb,
+      room: textArb,
+      sourceId: sourceIdArb,
+      participants: fc.array(participantArb, { maxLength: 4 }),
+      announcements: fc.array(fc.record({ sourceId: sourceIdArb, announcement: announcementArb }, { noNullPrototype: true }), { maxLength: 4 }),
+    },
+    { noNullPrototype: true, requiredKeys: ['type', 'mode'] },
+  ),
+  fc.record(
+    {
+      type: fc.constant('room-update' as const),
+      room: textArb,
+      participants: fc.array(participantArb, { maxLength: 4 }),
+      joined: sourceIdArb,
+      left: sourceIdArb,
+      announcement: announcementArb,
+    },
+    { noNullPrototype: true, requiredKeys: ['type', 'room', 'participants'] },
+  ),
   fc.constant({ type: 'leave' as const }),
   fc.record({ type: fc.constant('error' as const), code: textArb, message: textArb }, { noNullPrototype: true }),
 );

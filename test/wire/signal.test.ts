@@ -35,6 +35,34 @@ const CANONICAL: [string, KnownSignalMessage][] = [
   ['{"type":"join","mode":"echo"}', { type: 'join', mode: 'echo' }],
   ['{"type":"join","mode":"room","room":"ops","alias":"Zoë 🎧"}', { type: 'join', mode: 'room', room: 'ops', alias: 'Zoë 🎧' }],
   ['{"type":"joined","mode":"room","room":"ops"}', { type: 'joined', mode: 'room', room: 'ops' }],
+  [
+    '{"type":"join","mode":"room","room":"ops","fingerprint":"fp-a","announcement":{"fingerprint":"fp-a","signature":"c2ln"}}',
+    { type: 'join', mode: 'room', room: 'ops', fingerprint: 'fp-a', announcement: { fingerprint: 'fp-a', signature: 'c2ln' } },
+  ],
+  [
+    '{"type":"joined","mode":"room","room":"ops","sourceId":2,"participants":[{"sourceId":1,"alias":"a","fingerprint":"fp-a"},{"sourceId":2,"alias":"b","fingerprint":"fp-b"}],"announcements":[{"sourceId":1,"announcement":{"fingerprint":"fp-a"}}]}',
+    {
+      type: 'joined',
+      mode: 'room',
+      room: 'ops',
+      sourceId: 2,
+      participants: [
+        { sourceId: 1, alias: 'a', fingerprint: 'fp-a' },
+        { sourceId: 2, alias: 'b', fingerprint: 'fp-b' },
+      ],
+      announcements: [{ sourceId: 1, announcement: { fingerprint: 'fp-a' } }],
+    },
+  ],
+  [
+    '{"type":"room-update","room":"ops","participants":[{"sourceId":2,"alias":"b","fingerprint":"fp-b"}],"joined":2,"announcement":{"fingerprint":"fp-b"}}',
+    {
+      type: 'room-update',
+      room: 'ops',
+      participants: [{ sourceId: 2, alias: 'b', fingerprint: 'fp-b' }],
+      joined: 2,
+      announcement: { fingerprint: 'fp-b' },
+    },
+  ],
   ['{"type":"leave"}', { type: 'leave' }],
   ['{"type":"error","code":"room-full","message":"room \\"ops\\" is full"}', { type: 'error', code: 'room-full', message: 'room "ops" is full' }],
   ['{"type":"error","code":"x","message":"\\ud800"}', { type: 'error', code: 'x', message: '\ud800' }],
@@ -72,6 +100,9 @@ const INVALID_PAYLOADS: [string, string | Uint8Array, string][] = [
   ['a version over u32', '{"type":"hello","version":4294967296}', 'bad-field'],
   ['a numeric alias', '{"type":"hello","version":1,"alias":5}', 'bad-field'],
   ['an unknown mode', '{"type":"join","mode":"conference"}', 'bad-field'],
+  ['an announcement that is not an object', '{"type":"join","mode":"room","announcement":["fp"]}', 'bad-field'],
+  ['an announcement entry without its announcement', '{"type":"joined","mode":"room","announcements":[{"sourceId":1}]}', 'bad-field'],
+  ['an announcement entry with source id 0', '{"type":"joined","mode":"room","announcements":[{"sourceId":0,"announcement":{}}]}', 'bad-field'],
   ['a missing error message', '{"type":"error","code":"x"}', 'bad-field'],
   ...[
     'example.com:80',

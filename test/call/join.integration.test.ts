@@ -1,0 +1,142 @@
+/**
+ * Joining a call: members admit each other from the announcements the relay hands on with the
+ * join (notice and answer), and still from their broadcast announcements when the relay
+ * predates that. Two in-process calls through an in-process relay on loopback; one talks a
+ * tone, the other must hear it.
+ */
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, test } from 'node:test';
+import { runCall, type CallReport } from '../../core/client/call.js';
+import { RelaySession } from '../../core/client/relay-session.js';
+import { generateIdentity } from '../../core/crypto/identity.js';
+import { deriveTlsCertificate } from '../../core/crypto/tls-cert.js';
+import { createRegistries, type Registries } from '../../core/registry.js';
+import { Relay } from '../../core/relay/relay.js';
+import { expectFingerprint } from '../../core/transport/quic.js';
+import type { KnownSignal } from '../../core/transport/signal-stream.js';
+
+const PLUGINS = fileURLToPath(new URL('../../src/plugins/', import.meta.url));
+
+async function registries(): Promise<Registries> {
+  const r = createRegistries();
+  for (const p of ['codec-opus', 'codec-pcm', 'codec-codec2', 'fec-none', 'fec-rs', 'fec-xor']) {
+    const hook = (await import(join(PLUGINS, p, 'index.js'))).default as () => Promise<unknown[]>;
+    for (const f of await hook()) (p.startsWith('codec') ? r.codecs : r.fec).register(f as never, p);
+  }
+  return r;
+}
+
+/** Hooks into the relay's internals, to play an older relay or a lossy one. */
+interface RelayInternals {
+  onSignal(peer: unknown, msg: KnownSignal): KnownSignal[];
+  rooms: { relaySignal(room: string, from: number, to: number | undefined, payload: Record<string, unknown>): number };
+}
+
+describe('joining a call', () => {
+  let relay: Relay;
+  let fingerprint: string;
+  let reg: Registries;
+
+  before(async () => {
+    const tls = await deriveTlsCertificate(generateIdentity().seed);
+    fingerprint = tls.fingerprint;
+    relay = await Relay.start({ listen: { host: '127.0.0.1', port: 0 }, tls, fingerprint });
+    reg = await registries();
+  });
+  after(async () => {
+    await relay.stop();
+  });
+
+  /** A talks a 1 kHz tone for 3 s; B joins 0.5 s later and listens for 2 s. Returns B's report and the tone level it heard. */
+  async function talkAndListen(room: string): Promise<{ report: CallReport; heardRms: number; warnings: string[] }> {
+    const open = () => RelaySession.open({ relay: relay.address, verify: expectFingerprint(fingerprint, 'relay') });
+    const [a, b] = [await open(), await open()];
+    let phase = 0;
+    const tone = {
+      ended: false,
+      read(n: number): Int16Array {
+        const out = Int16Array.from({ length: n }, (_, i) => Math.round(8000 * Math.sin((2 * Math.PI * 1000 * (phase + i)) / 48000)));
+        phase += n;
+        return out;
+      },
+    };
+    let sum = 0;
+    let count = 0;
+    const warnings: string[] = [];
+    const talker = runCall({ session: a, identity: generateIdentity(), room, alias: 'a', codecs: reg.codecs, fec: reg.fec, source: tone, durationMs: 3000, adaptive: false });
+    await new Promise((r) => setTimeout(r, 500));
+    const report = await runCall({
+      session: b,
+      identity: generateIdentity(),
+      room,
+      alias: 'b',
+      codecs: reg.codecs,
+      fec: reg.fec,
+      source: { ended: false, read: (n) => new Int16Array(n) },
+      sink: {
+        write(pcm) {
+          for (const v of pcm) sum += v * v;
+          count += pcm.length;
+        },
+        close() {},
+      },
+      durationMs: 2000,
+      adaptive: false,
+      onEvent: (e) => {
+        if (e.type === 'call:warning') warnings.push(e.message);
+      },
+    });
+    await talker;
+    await a.close();
+    await b.close();
+    return { report, heardRms: Math.sqrt(sum / Math.max(1, count)), warnings };
+  }
+
+  test('members admit each other from the announcements the relay hands on with the join, without broadcasts', async () => {
+    const internals = relay as unknown as RelayInternals;
+    const rooms = internals.rooms;
+    const relaySignal = rooms.relaySignal.bind(rooms);
+    let dropped = 0;
+    rooms.relaySignal = (room, from, to, payload) => {
+      if (payload.kind === 'announce') {
+        dropped++;
+        return 0;
+      }
+      return relaySignal(room, from, to, payload);
+    };
+    try {
+      const { report, heardRms } = await talkAndListen('join-with-announcement');
+      assert.ok(dropped >= 2, 'the broadcast announcements were dropped');
+      assert.equal(report.participants.length, 1);
+      assert.equal(report.participants[0].alias, 'a');
+      assert.ok(report.participants[0].framesPlayed > 50, `played ${report.participants[0].framesPlayed} frames`);
+      assert.ok(report.firstAudioMs !== undefined);
+      // Most of 2 s of an 8000-amplitude tone (RMS ~5657) came out.
+      assert.ok(heardRms > 3000, `heard RMS ${heardRms.toFixed(0)}`);
+    } finally {
+      rooms.relaySignal = relaySignal;
+    }
+  });
+
+  test('with a relay that predates announcements in joins, the broadcasts still admit everyone', async () => {
+    const internals = relay as unknown as RelayInternals;
+    const onSignal = internals.onSignal.bind(relay);
+    internals.onSignal = (peer, msg) => {
+      if (msg.type === 'join') delete msg.announcement;
+      const out = onSignal(peer, msg);
+      for (const o of out) if (o.type === 'joined') delete o.announcements;
+      return out;
+    };
+    try {
+      const { report, heardRms, warnings } = await talkAndListen('join-old-relay');
+      assert.equal(report.participants.length, 1);
+      assert.ok(report.participants[0].framesPlayed > 50, `played ${report.participants[0].framesPlayed} frames`);
+      assert.ok(heardRms > 3000, `heard RMS ${heardRms.toFixed(0)}`);
+      assert.deepEqual(warnings, []);
+    } finally {
+      internals.onSignal = onSignal;
+    }
+  });
+});
