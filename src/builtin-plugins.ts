@@ -8,19 +8,45 @@
  */
 import { existsSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { Plugin, type Config } from '@oclif/core';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { Plugin, type Config } from '@oclif/core/config';
 
 export const BUILTIN_PLUGINS_DIR = join(dirname(fileURLToPath(import.meta.url)), 'plugins');
 
 export async function loadBuiltinPlugins(config: Config, dir = BUILTIN_PLUGINS_DIR): Promise<void> {
   if (!existsSync(dir)) return;
-  for (const entry of readdirSync(dir).sort()) {
-    const root = join(dir, entry);
-    if (!existsSync(join(root, 'package.json'))) continue;
-    const plugin = new Plugin({ root, type: 'core', isRoot: false, name: undefined as unknown as string });
-    await plugin.load();
+  const roots = readdirSync(dir)
+    .sort()
+    .map((entry) => join(dir, entry))
+    .filter((root) => existsSync(join(root, 'package.json')));
+  // Loaded side by side (each is a few reads of package.json and manifest files), then added
+  // in name order as before.
+  const plugins = await Promise.all(
+    roots.map(async (root) => {
+      const plugin = new Plugin({ root, type: 'core', isRoot: false, name: undefined as unknown as string });
+      await plugin.load();
+      return plugin;
+    }),
+  );
+  for (const plugin of plugins) {
     // A user-installed or linked plugin of the same name overrides the built-in, as oclif does.
-    if (!config.plugins.has(plugin.name)) config.plugins.set(plugin.name, plugin);
+    if (config.plugins.has(plugin.name)) continue;
+    config.plugins.set(plugin.name, plugin);
+    prefetchHooks(plugin);
+  }
+}
+
+/**
+ * The init hook fires the `wzp:*` hooks, and oclif imports each plugin's hook module then,
+ * one after the other. Starting those imports now lets the module loader read them side by
+ * side while oclif carries on; oclif's own import then finds them loaded. A failure is left
+ * for oclif's import, which reports it as the plugin's hook failure.
+ */
+function prefetchHooks(plugin: Plugin): void {
+  for (const [event, hooks] of Object.entries(plugin.hooks)) {
+    if (!event.startsWith('wzp:')) continue;
+    for (const { target } of hooks) {
+      import(pathToFileURL(join(plugin.root, target)).href).catch(() => undefined);
+    }
   }
 }

@@ -1,4 +1,5 @@
-import { Args, Flags } from '@oclif/core';
+import * as Args from '@oclif/core/args';
+import * as Flags from '@oclif/core/flags';
 import type { CallEvent } from '../../core/client/call.js';
 import type { TierName } from '../../core/media/quality.js';
 import { WzpCommand } from '../base-command.js';

@@ -1,4 +1,5 @@
-import { Args, Flags } from '@oclif/core';
+import * as Args from '@oclif/core/args';
+import * as Flags from '@oclif/core/flags';
 import { ExitCode, WzpError } from '../../core/errors.js';
 import type { TierName } from '../../core/media/quality.js';
 import { WzpCommand, type ReportMeta } from '../base-command.js';

@@ -4,7 +4,6 @@
  */
 import { writeFileSync } from 'node:fs';
 import { FileSource, SilenceSource, TeeSink, ToneSource, type FrameSink, type FrameSource } from '../../core/audio/sources.js';
-import { divertNativeStdout } from '../../core/audio/stdout-guard.js';
 import { runCall, type CallEvent, type CallReport } from '../../core/client/call.js';
 import { loadOrCreateIdentity } from '../../core/crypto/identity.js';
 import { ConfigError, UsageError, errorMessage } from '../../core/errors.js';
@@ -44,6 +43,12 @@ export interface CallRequest {
 
 export interface CallResult extends CallReport {
   schemaVersion: number;
+  /**
+   * Process start (Node's performance time origin) to the moment the call starts joining
+   * the room: the client's start-up, identity and relay connection. With firstAudioMs and
+   * setupMs it splits firstAudioSinceStartMs.
+   */
+  joinSentSinceStartMs: number;
   meta: ReportMeta;
   relay: { address: string; fingerprint: string };
   recording?: { path: string; samples: number; durationMs: number };
@@ -52,10 +57,35 @@ export interface CallResult extends CallReport {
 export const CALL_REPORT_SCHEMA_VERSION = 1;
 
 export async function call(req: CallRequest): Promise<CallResult> {
-  const { identity } = await loadOrCreateIdentity(req.identityPath ?? identityFile(req.configDir), { create: true });
-  const source = await openSource(req.source);
+  // The relay connection is mostly waiting on the network (a QUIC handshake with a Retry
+  // round trip, then the hello): start it first and load the identity and open the audio
+  // source and sinks meanwhile. Errors keep their order: set-up errors first (the connection
+  // attempt is then aborted, or closed if it was up), connection errors after.
+  const setupFailed = new AbortController();
+  const connecting = connectToRelay({
+    relay: req.relay,
+    configDir: req.configDir,
+    relayFingerprint: req.relayFingerprint,
+    alias: req.alias,
+    signal: AbortSignal.any([req.signal, setupFailed.signal]),
+  });
+  connecting.catch(() => undefined); // awaited below; until then its rejection is not unhandled
+  const abandonConnection = async () => {
+    setupFailed.abort(new Error('call set-up failed'));
+    await connecting.then(({ session }) => session.close(), () => undefined).catch(() => undefined);
+  };
+  let identity: Awaited<ReturnType<typeof loadOrCreateIdentity>>['identity'];
+  let source: FrameSource;
+  try {
+    ({ identity } = await loadOrCreateIdentity(req.identityPath ?? identityFile(req.configDir), { create: true }));
+    source = await openSource(req.source);
+  } catch (err) {
+    await abandonConnection();
+    throw err;
+  }
   const sinks: FrameSink[] = [];
   let recorder: WavWriter | undefined;
+  let noiseSuppressor: NoiseSuppressor | undefined;
   try {
     if (req.record) {
       recorder = new WavWriter(req.record, PIPELINE_SAMPLE_RATE);
@@ -63,23 +93,21 @@ export async function call(req: CallRequest): Promise<CallResult> {
       sinks.push({ write: (pcm) => w.append(pcm), close: () => w.close() });
     }
     if (req.speaker) sinks.push(await openSpeaker(req.speaker.device));
+    if (req.noiseSuppression) noiseSuppressor = await NoiseSuppressor.create();
   } catch (err) {
+    await abandonConnection();
+    for (const s of sinks) await s.close();
     await source.close?.();
-    recorder?.close();
     throw err;
   }
   const sink = sinks.length === 0 ? undefined : sinks.length === 1 ? sinks[0] : new TeeSink(sinks);
-  const { session, fingerprint } = await connectToRelay({
-    relay: req.relay,
-    configDir: req.configDir,
-    relayFingerprint: req.relayFingerprint,
-    alias: req.alias,
-    signal: req.signal,
-  }).catch(async (err) => {
+  const { session, fingerprint } = await connecting.catch(async (err) => {
+    noiseSuppressor?.close();
     await sink?.close();
     await source.close?.();
     throw err;
   });
+  const joinSentSinceStartMs = Math.round(performance.now());
   try {
     const report = await runCall({
       session,
@@ -94,7 +122,7 @@ export async function call(req: CallRequest): Promise<CallResult> {
       adaptive: req.adaptive,
       receiveOnly: req.source.kind === 'none',
       vad: req.vad,
-      noiseSuppressor: req.noiseSuppression ? await NoiseSuppressor.create() : undefined,
+      noiseSuppressor,
       durationMs: req.durationMs,
       endWithSource: req.source.kind === 'file',
       signal: req.signal,
@@ -104,6 +132,7 @@ export async function call(req: CallRequest): Promise<CallResult> {
       schemaVersion: CALL_REPORT_SCHEMA_VERSION,
       meta: req.meta(CALL_REPORT_SCHEMA_VERSION),
       ...report,
+      joinSentSinceStartMs,
       relay: { address: session.label, fingerprint },
       ...(recorder
         ? {
@@ -147,7 +176,7 @@ async function openSource(spec: CallRequest['source']): Promise<FrameSource> {
 /** The microphone as a FrameSource: frames come at the device's pace; gaps read as silence. */
 async function openMic(device?: string): Promise<FrameSource> {
   const { openInput } = await import('../../core/audio/devices.js');
-  const release = divertNativeStdout();
+  const release = (await importStdoutGuard()).divertNativeStdout();
   const input = await openInput({ deviceId: device, frameSamples: 960 }).catch((err: unknown) => {
     release();
     throw err;
@@ -176,9 +205,17 @@ async function openMic(device?: string): Promise<FrameSource> {
   };
 }
 
+/**
+ * Only device calls need the stdout guard, and it loads koffi (a native module): imported
+ * on demand so a tone/file call does not pay for it at start-up.
+ */
+function importStdoutGuard(): Promise<typeof import('../../core/audio/stdout-guard.js')> {
+  return import('../../core/audio/stdout-guard.js');
+}
+
 async function openSpeaker(device?: string): Promise<FrameSink> {
   const { openOutput } = await import('../../core/audio/devices.js');
-  const release = divertNativeStdout();
+  const release = (await importStdoutGuard()).divertNativeStdout();
   const output = await openOutput({ deviceId: device }).catch((err: unknown) => {
     release();
     throw err;

@@ -2,7 +2,6 @@
  * `wzp echo-test`: measure the media path through a relay in echo mode. Without a relay
  * address it starts an embedded relay on loopback, so it works on a fresh machine.
  */
-import { divertNativeStdout } from '../../core/audio/stdout-guard.js';
 import { MAX_ECHO_FRAMES, runEchoTest, type EchoTestMeasurement } from '../../core/client/echo.js';
 import type { RelaySession } from '../../core/client/relay-session.js';
 import { UsageError } from '../../core/errors.js';
@@ -125,6 +124,8 @@ export async function echoTest(req: EchoTestRequest): Promise<EchoTestReport> {
 
 async function openMicAndSpeaker(mic: NonNullable<EchoTestRequest['mic']>) {
   const { openInput, openOutput } = await import('../../core/audio/devices.js');
+  // Imported here, with the devices: it loads koffi (native), which only device runs need.
+  const { divertNativeStdout } = await import('../../core/audio/stdout-guard.js');
   const release = divertNativeStdout();
   const input = await openInput({ deviceId: mic.inputDevice, frameSamples: 960 }).catch((err: unknown) => {
     release();
