@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // Build: TypeScript -> dist/, then copy the non-TS files the runtime needs (built-in plugin
-// manifests, test fixtures). Run by `npm ci` (prepare), `npm test` and `npm run bench`.
+// manifests, test fixtures), bundle the CLI (dist/cli) and write oclif's manifest. Run by
+// `npm ci` (prepare), `npm test` and `npm run bench`.
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
@@ -33,9 +34,55 @@ const fixtures = join(root, 'test', 'fixtures');
 if (existsSync(fixtures) && statSync(fixtures).isDirectory()) {
   cpSync(fixtures, join(root, 'dist', 'test', 'fixtures'), { recursive: true });
 }
+// The CLI runs from a bundle: dist/cli. Node 20's ES module loader costs ~0.5-1 ms per
+// module (resolve, read, compile, link), and `wzp call` loads a few hundred of them (oclif
+// aside): measured, process start -> join sent ~450 ms from dist/, ~330 ms from the bundle.
+// esbuild bundles every command, hook and built-in plugin together with code splitting, so
+// each module exists once (shared chunks: one registry, one set of error classes) and a
+// command loads a handful of files; oclif itself is in it too (~100 CommonJS modules). Kept
+// external: oclif's own plugins (help, plugins: oclif loads them by path, each with its own
+// @oclif/core import, as it does for plugins built against other oclif versions), native
+// addons and packages that locate files next to their own code (wasm, prebuilt binaries). dist/ keeps the plain tsc output that tests and the
+// package's library entry points (`exports`) use.
+if (!tscFailed) {
+  const { build } = await import('esbuild');
+  const dist = join(root, 'dist');
+  const jsUnder = (dir) =>
+    readdirSync(dir).flatMap((f) => {
+      const p = join(dir, f);
+      return statSync(p).isDirectory() ? jsUnder(p) : p.endsWith('.js') ? [p] : [];
+    });
+  const plugins = readdirSync(join(dist, 'src', 'plugins')).filter((n) => existsSync(join(dist, 'src', 'plugins', n, 'package.json')));
+  rmSync(join(dist, 'cli'), { recursive: true, force: true });
+  await build({
+    entryPoints: [
+      ...jsUnder(join(dist, 'src', 'commands')),
+      ...jsUnder(join(dist, 'src', 'hooks')),
+      ...plugins.map((n) => join(dist, 'src', 'plugins', n, 'index.js')),
+      join(dist, 'src', 'cli.js'),
+    ],
+    outdir: join(dist, 'cli'),
+    outbase: dist,
+    chunkNames: 'chunks/[name]-[hash]',
+    bundle: true,
+    splitting: true,
+    format: 'esm',
+    platform: 'node',
+    target: 'node20',
+    sourcemap: 'linked',
+    external: ['@oclif/plugin-*', 'typescript', '@discordjs/opus', 'naudiodon', 'segfault-handler', 'koffi', 'raptorq', '@shiguredo/rnnoise-wasm', '@matrixai/quic-*'],
+    // CommonJS dependencies inside an ES module bundle call require() for Node built-ins.
+    banner: { js: "import { createRequire as __wzpCreateRequire } from 'node:module'; const require = __wzpCreateRequire(import.meta.url);" },
+    logLevel: 'warning',
+  });
+  for (const name of plugins) {
+    cpSync(join(dist, 'src', 'plugins', name, 'package.json'), join(dist, 'cli', 'src', 'plugins', name, 'package.json'));
+  }
+}
+
 // oclif.manifest.json: without it oclif imports every command module at start-up just to
 // read its flags (that pulls in QUIC, codecs, ...: ~0.5 s before any command runs). We build
-// it with oclif's own Plugin loader, the way `oclif manifest` does.
+// it with oclif's own Plugin loader, the way `oclif manifest` does, from the bundled commands.
 if (!tscFailed) {
   const { Plugin } = await import('@oclif/core');
   const { writeFileSync } = await import('node:fs');
