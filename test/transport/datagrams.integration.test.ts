@@ -108,6 +108,29 @@ describe('QUIC datagram channel (loopback)', () => {
     }
   });
 
+  test('forged packets with a live connection ID and the peer address are dropped; the connection carries on', async () => {
+    const { client, far } = await connect();
+    try {
+      await exchange(client.datagrams, far.datagrams, 5, { a: true, b: true });
+      // Whoever can send from the client's address and knows the connection ID (an on-path
+      // attacker) can only produce packets that fail authentication: the direct receive path
+      // must drop them like the library does.
+      const internals = client.connection as unknown as { socket: { socket: import('node:dgram').Socket }; connectionIdPeer: Uint8Array };
+      const udp = internals.socket.socket;
+      const dcid = Buffer.from(internals.connectionIdPeer);
+      for (let i = 0; i < 50; i++) {
+        const junk = Buffer.concat([Buffer.from([0x40 | (i & 0x3f)]), dcid, Buffer.alloc(20 + i, i)]);
+        udp.send(junk, server.address.port, server.address.host);
+      }
+      await delay(50);
+      const { atA, atB } = await exchange(client.datagrams, far.datagrams, 20, { a: true, b: true });
+      assert.equal(atA.length, 20);
+      assert.equal(atB.length, 20);
+    } finally {
+      await client.close();
+    }
+  });
+
   test('a close reaches the other side promptly once the connection runs on its own timer', async () => {
     const { client, far } = await connect();
     await exchange(client.datagrams, far.datagrams, 5, { a: true, b: true });
