@@ -8,7 +8,7 @@
  */
 import { existsSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import { Plugin, type Config } from '@oclif/core/config';
 
 export const BUILTIN_PLUGINS_DIR = join(dirname(fileURLToPath(import.meta.url)), 'plugins');
@@ -32,21 +32,5 @@ export async function loadBuiltinPlugins(config: Config, dir = BUILTIN_PLUGINS_D
     // A user-installed or linked plugin of the same name overrides the built-in, as oclif does.
     if (config.plugins.has(plugin.name)) continue;
     config.plugins.set(plugin.name, plugin);
-    prefetchHooks(plugin);
-  }
-}
-
-/**
- * The init hook fires the `wzp:*` hooks, and oclif imports each plugin's hook module then,
- * one after the other. Starting those imports now lets the module loader read them side by
- * side while oclif carries on; oclif's own import then finds them loaded. A failure is left
- * for oclif's import, which reports it as the plugin's hook failure.
- */
-function prefetchHooks(plugin: Plugin): void {
-  for (const [event, hooks] of Object.entries(plugin.hooks)) {
-    if (!event.startsWith('wzp:')) continue;
-    for (const { target } of hooks) {
-      import(pathToFileURL(join(plugin.root, target)).href).catch(() => undefined);
-    }
   }
 }
