@@ -16,7 +16,10 @@
  * the R repair packets of each block follow, interleaved. A burst of B consecutive lost frames
  * then costs each block at most ceil(B / D) frames. A repair packet carries, in its header,
  * the sequence number and timestamp of its block's first frame and (extension
- * FEC_LAYOUT_EXTENSION) the stride D, so the receiver can place the frames it recovers.
+ * FEC_LAYOUT_EXTENSION) the stride D, so the receiver can place the frames it recovers,
+ * and, when the block holds comfort-noise frames (below), which ones
+ * (FEC_COMFORT_NOISE_EXTENSION), so a recovered SID plays as comfort noise instead of going
+ * to the codec's decoder.
  * Recovered frames enter the jitter buffer when recovered: it sees them as late arrivals and
  * its target delay grows to cover recovery only when loss makes that worthwhile.
  *
@@ -50,6 +53,12 @@ export const COMFORT_NOISE_CODEC_ID = 13;
 
 /** Header extension id carried by repair packets: one byte, the interleaving stride D. */
 export const FEC_LAYOUT_EXTENSION = 1;
+/**
+ * Header extension of a repair packet whose block holds comfort-noise frames: a bit per
+ * source symbol, ceil(k / 8) bytes, bit j (byte j >> 3, least significant bit first) set when
+ * symbol j is a SID. Absent when the block has none (speech costs nothing).
+ */
+export const FEC_COMFORT_NOISE_EXTENSION = 2;
 
 const SEQ_MOD = 0x10000;
 const TS_MOD = 0x1_0000_0000;
@@ -105,7 +114,7 @@ export class MediaSender {
   private timestamp = 0;
   private blockCounter = 0;
   /** The group being filled: per block, its frames and its first frame's seq/timestamp. */
-  private group: { frames: Uint8Array[]; baseSeq: number; baseTs: number }[] = [];
+  private group: { frames: Uint8Array[]; comfortNoise: number[]; baseSeq: number; baseTs: number }[] = [];
   private groupPosition = 0;
   private pendingReport: QualityReport | undefined;
 
@@ -175,12 +184,13 @@ export class MediaSender {
     }
     const blockInGroup = this.groupPosition % depth;
     const index = Math.floor(this.groupPosition / depth);
-    if (this.groupPosition === 0) this.group = Array.from({ length: depth }, () => ({ frames: [], baseSeq: 0, baseTs: 0 }));
+    if (this.groupPosition === 0) this.group = Array.from({ length: depth }, () => ({ frames: [], comfortNoise: [], baseSeq: 0, baseTs: 0 }));
     const block = this.group[blockInGroup];
     if (index === 0) {
       block.baseSeq = this.seq;
       block.baseTs = this.timestamp;
     }
+    if (silent) block.comfortNoise.push(block.frames.length);
     block.frames.push(payload);
     const header = this.header({
       sequence: this.seq,
@@ -231,6 +241,7 @@ export class MediaSender {
             repair: true,
             k,
             stride: depth,
+            comfortNoise: comfortNoiseMask(b.comfortNoise, k),
           }),
           p.data,
         ),
@@ -254,6 +265,7 @@ export class MediaSender {
     repair: boolean;
     k: number;
     stride?: number;
+    comfortNoise?: Uint8Array;
     codecId?: number;
   }): MediaHeader {
     const report = this.pendingReport;
@@ -274,7 +286,10 @@ export class MediaSender {
         r: this.settings.r,
       },
       ...(report ? { report } : {}),
-      extensions: f.stride === undefined ? [] : [{ id: FEC_LAYOUT_EXTENSION, data: Uint8Array.of(f.stride) }],
+      extensions: [
+        ...(f.stride === undefined ? [] : [{ id: FEC_LAYOUT_EXTENSION, data: Uint8Array.of(f.stride) }]),
+        ...(f.comfortNoise === undefined ? [] : [{ id: FEC_COMFORT_NOISE_EXTENSION, data: f.comfortNoise }]),
+      ],
     };
   }
 
@@ -295,6 +310,14 @@ export class MediaSender {
   close(): void {
     this.codec.close();
   }
+}
+
+/** FEC_COMFORT_NOISE_EXTENSION's mask for a block of `k` symbols; undefined when none is a SID. */
+function comfortNoiseMask(symbols: readonly number[], k: number): Uint8Array | undefined {
+  if (symbols.length === 0) return undefined;
+  const mask = new Uint8Array(Math.ceil(k / 8));
+  for (const j of symbols) mask[j >> 3] |= 1 << (j & 7);
+  return mask;
 }
 
 /**
@@ -389,6 +412,8 @@ interface HeldDatagram {
 
 interface BlockLayout {
   codecId: number;
+  /** FEC_COMFORT_NOISE_EXTENSION's mask, when the block has comfort-noise frames. */
+  comfortNoise: Uint8Array | undefined;
   baseSeq: number;
   baseTs: number;
   stride: number;
@@ -594,7 +619,8 @@ export class MediaReceiver {
     const payload = view.slice();
     this.stats.repairPackets++;
     const stride = h.extensions.find((e) => e.id === FEC_LAYOUT_EXTENSION)?.data[0];
-    if (stride === undefined || stride === 0) {
+    const comfortNoise = h.extensions.find((e) => e.id === FEC_COMFORT_NOISE_EXTENSION)?.data;
+    if (stride === undefined || stride === 0 || (comfortNoise !== undefined && comfortNoise.length !== Math.ceil(h.fec.k / 8))) {
       this.stats.malformed++;
       return;
     }
@@ -604,6 +630,7 @@ export class MediaReceiver {
     layout.stride = stride;
     layout.frameSamples = h.frameSamples;
     layout.codecId = h.codecId;
+    layout.comfortNoise = comfortNoise;
     this.feedAssembler(h, payload, blockId, scheme, arrivalMs);
   }
 
@@ -659,7 +686,8 @@ export class MediaReceiver {
       this.stats.framesRecovered++;
       this.opts.onFrame?.(seq, frame);
       if (outcome === 'late') this.stats.recoveredTooLate++;
-      this.frameInfo.set(seq, { codecId: layout.codecId, frameSamples: layout.frameSamples });
+      const sid = layout.comfortNoise !== undefined && ((layout.comfortNoise[j >> 3] >> (j & 7)) & 1) === 1;
+      this.frameInfo.set(seq, { codecId: sid ? COMFORT_NOISE_CODEC_ID : layout.codecId, frameSamples: layout.frameSamples });
       this.opts.onRecovered?.({ seq, atMs: nowMs });
     });
     this.layouts.delete(block.blockId);
@@ -668,7 +696,7 @@ export class MediaReceiver {
   private layout(blockId: number): BlockLayout {
     let l = this.layouts.get(blockId);
     if (!l) {
-      l = { codecId: 0, baseSeq: 0, baseTs: 0, stride: 0, frameSamples: 0, received: new Set() };
+      l = { codecId: 0, comfortNoise: undefined, baseSeq: 0, baseTs: 0, stride: 0, frameSamples: 0, received: new Set() };
       this.layouts.set(blockId, l);
       // Keep layouts bounded: blocks far behind the newest can no longer be completed.
       for (const id of this.layouts.keys()) if (id < blockId - 64) this.layouts.delete(id);

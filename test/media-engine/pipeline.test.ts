@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { DecryptError, MediaDecryptor, MediaEncryptor } from '../../core/crypto/media-crypto.js';
 import { rms } from '../../core/media/analysis.js';
-import { CALL_JITTER_OPTIONS, COMFORT_NOISE_CODEC_ID, MediaReceiver, MediaSender, type StreamSettings } from '../../core/media/pipeline.js';
+import { CALL_JITTER_OPTIONS, COMFORT_NOISE_CODEC_ID, FEC_COMFORT_NOISE_EXTENSION, MediaReceiver, MediaSender, type StreamSettings } from '../../core/media/pipeline.js';
 import { Prng } from '../../core/media/prng.js';
 import { datagramKind } from '../../core/wire/datagram.js';
 import { decodeMediaHeader } from '../../core/wire/media-header.js';
@@ -79,6 +79,38 @@ describe('media pipeline', () => {
     const level = rms(Int16Array.from(tail.flatMap((f) => [...f])));
     const expected = rms(noise());
     assert.ok(level > expected / 2 && level < expected * 2, `comfort noise RMS ${level.toFixed(1)} vs background ${expected.toFixed(1)}`);
+  });
+
+  test('a comfort-noise frame FEC recovers plays as comfort noise, not through the codec', () => {
+    const sender = new MediaSender(settings, { vad: true });
+    const receiver = receiverFor();
+    const prng = new Prng(9);
+    const noise = () => Int16Array.from({ length: 960 }, () => Math.round((prng.next() - 0.5) * 200));
+    const out: Int16Array[] = [];
+    let dropped = 0;
+    let masks = 0;
+    for (let i = 0; i < 160; i++) {
+      sender.sendFrame(i < 40 ? toneFrame(i) : noise()).forEach((p, n) => {
+        const full = datagramKind(p) === 'full' ? decodeMediaHeader(p).header : undefined;
+        if (full?.fec.repair && full.extensions.some((e) => e.id === FEC_COMFORT_NOISE_EXTENSION)) masks++;
+        // In the silence, lose one source packet (a SID) in every group of 8 frames.
+        if (i >= 60 && n === 0 && i % 8 === 3 && !full?.fec.repair) {
+          dropped++;
+          return;
+        }
+        receiver.receive(p, i * 20);
+      });
+      out.push(receiver.pull(i * 20).pcm);
+    }
+    assert.ok(dropped >= 10 && masks > 0, `dropped ${dropped}, repair packets with a comfort-noise mask ${masks}`);
+    assert.ok(receiver.stats.framesRecovered >= dropped - 2, `recovered ${receiver.stats.framesRecovered} of ${dropped}`);
+    assert.equal(receiver.stats.decodeErrors, 0, 'no SID went to the PCM decoder');
+    const expected = rms(noise());
+    for (const [i, frame] of out.entries()) {
+      if (i < 100) continue;
+      const level = rms(frame);
+      assert.ok(level > expected / 3 && level < expected * 3, `frame ${i}: RMS ${level.toFixed(1)} vs background ${expected.toFixed(1)}`);
+    }
   });
 
   test('a receiver joining mid-stream decodes once the sender resyncs, and garbage is counted', () => {
