@@ -39,11 +39,12 @@ if (existsSync(fixtures) && statSync(fixtures).isDirectory()) {
 // (target: process start -> first frame played <= 300 ms), and measured on this 2-core VM:
 // - Node 20's ES module loader costs ~0.5-1 ms per module: from dist/ (a few hundred
 //   modules) process start -> join sent was ~450 ms, from an ES module bundle split into
-//   chunks ~240 ms.
+//   ~30 chunks 230-320 ms, from this bundle with its code cache 175-240 ms.
 // - One file instead of ~30 chunks: ~15 ms less. Node 20 has no compile cache for ES
 //   modules, but a CommonJS script can be compiled from a V8 code cache: loading the call
 //   path took ~75 ms compiled from source and ~50 ms from the cache, before counting the
-//   functions compiled later, which the cache also holds.
+//   functions compiled later, which the cache also holds. A first run, with no cache yet,
+//   compiles the whole file: ~100 ms slower than the next.
 // Commands and built-in plugins sit behind getters (esbuild turns each require() of an ES
 // module into a lazy initialiser), so `wzp call` runs the top-level code of call's modules
 // only, as with one file per command. oclif finds the commands through its "explicit"
