@@ -9,7 +9,7 @@ import { alignAndSnr } from './analysis.js';
 import { PIPELINE_SAMPLE_RATE, type CodecFactory } from './codec-types.js';
 import { burstRatio, impairmentFor, mos, rFactor } from './emodel.js';
 import type { FecSchemeFactory } from './fec-types.js';
-import { MediaReceiver, MediaSender, type StreamSettings } from './pipeline.js';
+import { CALL_JITTER_OPTIONS, CALL_OUTPUT_PERIOD_MS, MediaReceiver, MediaSender, type StreamSettings } from './pipeline.js';
 import { splitFrames } from './tone.js';
 import { ImpairmentEmulator, type LossModel } from '../net/impairment.js';
 import type { QualityTier } from '../wire/media-header.js';
@@ -94,7 +94,9 @@ export function runScenario(s: SweepScenario, source: Int16Array): SweepResult {
   const receiver = new MediaReceiver({
     codecById: (id) => (id === s.codec.codecId ? s.codec : undefined),
     fecById: (id) => (id === s.fec.schemeId ? s.fec : undefined),
-    jitter: { minDelayMs: s.frameMs, maxDelayMs: 1000 },
+    // Played out as a call plays a remote stream (core/client/call.ts): its jitter options,
+    // read() on its 10 ms clock, so the scores are what a call would hear.
+    jitter: CALL_JITTER_OPTIONS,
     onRecovered: (e) => {
       const sent = sendTimes.get(e.seq);
       if (sent !== undefined) recoveryWaits.push(e.atMs - (sent + s.delayMs));
@@ -120,6 +122,8 @@ export function runScenario(s: SweepScenario, source: Int16Array): SweepResult {
   const output: Int16Array[] = [];
   let outputSamples = 0;
   const targetSamples = frames.length * frameSamples;
+  const periodSamples = (PIPELINE_SAMPLE_RATE * CALL_OUTPUT_PERIOD_MS) / 1000;
+  let playing = false;
   let playoutClock = 0;
   let nextSend = 0;
   let frameIndex = 0;
@@ -139,12 +143,16 @@ export function runScenario(s: SweepScenario, source: Int16Array): SweepResult {
       const d = inFlight.shift()!;
       receiver.receive(d.packet, d.at);
     }
-    const chunk = receiver.pull(playoutClock);
-    if (outputSamples > 0 || chunk.kind !== 'empty') {
-      output.push(chunk.pcm);
-      outputSamples += chunk.pcm.length;
+    const { pcm, frameStartOffset } = receiver.read(playoutClock, periodSamples);
+    // The output starts with the first frame (what came before it is the silence of a
+    // stream not yet started).
+    if (!playing && frameStartOffset !== undefined) playing = true;
+    const played = playing && output.length === 0 ? pcm.subarray(frameStartOffset) : pcm;
+    if (playing) {
+      output.push(played);
+      outputSamples += played.length;
     }
-    playoutClock += (chunk.pcm.length * 1000) / PIPELINE_SAMPLE_RATE;
+    playoutClock += CALL_OUTPUT_PERIOD_MS;
   }
   const decoded = concat(output);
   const js = receiver.jitterStats();
