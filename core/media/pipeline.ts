@@ -39,7 +39,6 @@ import { JitterBuffer, type JitterBufferOptions, type JitterBufferStats, type Pl
 import { compressAudio, expandAudio, maxStretchSamples } from './time-stretch.js';
 import { datagramKind } from '../wire/datagram.js';
 import {
-  decodeMediaPacket,
   encodeMediaHeader,
   MEDIA_HEADER_VERSION,
   type MediaHeader,
@@ -408,9 +407,9 @@ const MAX_HELD_DATAGRAMS = 48;
 const HELD_DATAGRAM_MS = 1000;
 
 interface HeldDatagram {
-  header: MediaHeader;
-  headerBytes: Uint8Array;
-  sealed: Uint8Array;
+  /** The whole datagram, as it came (a copy). */
+  datagram: Uint8Array;
+  split: { headerLength: number; full?: MediaHeader };
   arrivalMs: number;
 }
 
@@ -477,16 +476,19 @@ export class MediaReceiver {
     this.jitter = new JitterBuffer(opts.jitter);
   }
 
-  /** Take one datagram payload (after decryption). Bad input is dropped and counted. */
+  /**
+   * Take one datagram as it came from the network. Bad input is dropped and counted.
+   *
+   * With `open`, a packet is authenticated before its header is trusted: a full header
+   * becomes the mini-header context, and a mini header is expanded against the contexts,
+   * only once its packet opened. A forged packet (which the relay or a member could inject)
+   * is rejected without changing anything here.
+   */
   receive(datagram: Uint8Array, arrivalMs: number): void {
     this.stats.packets++;
-    let header: MediaHeader;
-    let payload: Uint8Array;
+    let split: { headerLength: number; full?: MediaHeader };
     try {
-      const kind = datagramKind(datagram);
-      const full = kind === 'full' ? decodeMediaPacket(datagram) : undefined;
-      if (full && full.header.fec.repair) ({ header, payload } = full);
-      else ({ header, payload } = this.mini.decodePacket(datagram));
+      split = this.mini.splitPacket(datagram);
     } catch (err) {
       if (err instanceof DecodeError) {
         this.stats.malformed++;
@@ -494,41 +496,59 @@ export class MediaReceiver {
       }
       throw err;
     }
+    let payload = datagram.subarray(split.headerLength);
     if (this.opts.open) {
-      const headerBytes = datagram.subarray(0, datagram.byteLength - payload.byteLength);
       try {
-        payload = this.opts.open(headerBytes, payload);
+        payload = this.opts.open(datagram.subarray(0, split.headerLength), payload);
       } catch (err) {
-        if (this.opts.isKeyPending?.(err)) this.hold({ header, headerBytes: headerBytes.slice(), sealed: payload.slice(), arrivalMs });
+        if (this.opts.isKeyPending?.(err)) this.hold({ datagram: datagram.slice(), split, arrivalMs });
         else this.stats.rejected++;
         return;
       }
     }
-    this.accept(header, payload, arrivalMs);
+    const header = this.trustedHeader(datagram, split);
+    if (header) this.accept(header, payload, arrivalMs);
+  }
+
+  /** The header of an authenticated (or unsealed) datagram; undefined if it does not expand. */
+  private trustedHeader(datagram: Uint8Array, split: { full?: MediaHeader }): MediaHeader | undefined {
+    if (split.full) {
+      // Repair packets carry their block's first frame's fields: never a context.
+      if (!split.full.fec.repair) this.mini.remember(split.full);
+      return split.full;
+    }
+    try {
+      return this.mini.expandMini(datagram);
+    } catch (err) {
+      if (err instanceof DecodeError) {
+        this.stats.malformed++;
+        return undefined;
+      }
+      throw err;
+    }
   }
 
   /**
    * Open the datagrams held for a missing key (call when a key arrived). They enter the
-   * pipeline now: a frame counts as arriving when it could first be read.
+   * pipeline now: a frame counts as arriving when it could first be read. One held too long
+   * is not played, but once it opens its header still serves as a context for the others.
    */
   retryHeld(nowMs: number): void {
     const open = this.opts.open;
     const held = this.held.splice(0);
     if (!open) return;
     for (const h of held) {
-      if (nowMs - h.arrivalMs > HELD_DATAGRAM_MS) {
-        this.stats.rejected++;
-        continue;
-      }
       let payload: Uint8Array;
       try {
-        payload = open(h.headerBytes, h.sealed);
+        payload = open(h.datagram.subarray(0, h.split.headerLength), h.datagram.subarray(h.split.headerLength));
       } catch (err) {
-        if (this.opts.isKeyPending?.(err)) this.held.push(h);
+        if (this.opts.isKeyPending?.(err) && nowMs - h.arrivalMs <= HELD_DATAGRAM_MS) this.held.push(h);
         else this.stats.rejected++;
         continue;
       }
-      this.accept(h.header, payload, nowMs);
+      const header = this.trustedHeader(h.datagram, h.split);
+      if (nowMs - h.arrivalMs > HELD_DATAGRAM_MS) this.stats.rejected++;
+      else if (header) this.accept(header, payload, nowMs);
     }
   }
 

@@ -195,7 +195,7 @@ export class MiniHeaderDecoder {
       return { header: this.#expand(buf), headerLength: MINI_HEADER_BYTES, compressed: true };
     }
     const decoded = decodeMediaHeader(buf);
-    this.#contexts = [decoded.header, ...this.#contexts.slice(0, 1)];
+    this.remember(decoded.header);
     return { ...decoded, compressed: false };
   }
 
@@ -204,6 +204,35 @@ export class MiniHeaderDecoder {
     checkDatagramSize(buf, FORMAT);
     const { header, headerLength, compressed } = this.decodeHeader(buf);
     return { header, payload: buf.subarray(headerLength), compressed };
+  }
+
+  /**
+   * For a receiver that authenticates packets before trusting their headers: where `buf`'s
+   * header ends, and the header itself when it is a full one, without touching the contexts.
+   * A mini header's fields depend on a context, so it is expanded afterwards with
+   * expandMini(), and an authenticated full header becomes a context with remember().
+   * Throws DecodeError ('too-large', 'truncated', the full header's reasons).
+   */
+  splitPacket(buf: Uint8Array): { headerLength: number; full?: MediaHeader } {
+    checkDatagramSize(buf, FORMAT);
+    if (buf.length > 0 && isMiniHeader(buf[0])) {
+      if (buf.length < MINI_HEADER_BYTES) {
+        throw new DecodeError(FORMAT, 'truncated', `need ${MINI_HEADER_BYTES} bytes, have ${buf.length}`);
+      }
+      return { headerLength: MINI_HEADER_BYTES };
+    }
+    const { header, headerLength } = decodeMediaHeader(buf);
+    return { headerLength, full: header };
+  }
+
+  /** Make a full header the newest context (see splitPacket). */
+  remember(header: MediaHeader): void {
+    this.#contexts = [header, ...this.#contexts.slice(0, 1)];
+  }
+
+  /** Expand the mini header at the start of `buf` (see splitPacket and decodeHeader). */
+  expandMini(buf: Uint8Array): MediaHeader {
+    return this.#expand(buf);
   }
 
   /** Forget all contexts (e.g. when the sender restarts). */

@@ -12,7 +12,7 @@ import { rms } from '../../core/media/analysis.js';
 import { CALL_JITTER_OPTIONS, COMFORT_NOISE_CODEC_ID, FEC_COMFORT_NOISE_EXTENSION, MediaReceiver, MediaSender, type StreamSettings } from '../../core/media/pipeline.js';
 import { Prng } from '../../core/media/prng.js';
 import { datagramKind } from '../../core/wire/datagram.js';
-import { decodeMediaHeader } from '../../core/wire/media-header.js';
+import { decodeMediaHeader, encodeMediaHeader } from '../../core/wire/media-header.js';
 import { pcm16Codec } from '../../src/plugins/codec-pcm/index.js';
 import { rsFecScheme } from '../../src/plugins/fec-rs/index.js';
 
@@ -198,5 +198,33 @@ describe('media pipeline', () => {
     assert.equal(receiver.stats.framesReceived, 4);
     receiver.retryHeld(1200); // nothing left
     assert.equal(receiver.stats.rejected, 2);
+  });
+
+  test('forged full headers are rejected without displacing the mini-header contexts', () => {
+    const context = { roomId: 'r'.repeat(32), senderFingerprint: 'sender' };
+    const encryptor = new MediaEncryptor(context);
+    const decryptor = new MediaDecryptor(context);
+    decryptor.install(encryptor.rotate());
+    const sender = new MediaSender({ ...settings, r: 0, k: 1, depth: 1 }, { seal: (h, p) => encryptor.seal(h, p) });
+    const receiver = new MediaReceiver({
+      open: (h, sealed) => decryptor.open(h, sealed),
+      codecById: (id) => (id === pcm16Codec.codecId ? pcm16Codec : undefined),
+      fecById: (id) => (id === rsFecScheme.schemeId ? rsFecScheme : undefined),
+    });
+    const packets = Array.from({ length: 12 }, (_, i) => sender.sendFrame(toneFrame(i))[0]);
+    assert.equal(datagramKind(packets[0]), 'full');
+    assert.ok(packets.slice(4).every((p) => datagramKind(p) === 'mini'), 'steady state: mini headers');
+    for (let i = 0; i < 4; i++) receiver.receive(packets[i], i * 20);
+    // Two full headers with other fields (as a relay could inject): each would become a
+    // context if headers were trusted before the packet opened, and two push out the real one.
+    const { header, headerLength } = decodeMediaHeader(packets[0]);
+    for (const codecId of [header.codecId + 1, header.codecId + 2]) {
+      const forged = encodeMediaHeader({ ...header, codecId });
+      receiver.receive(Uint8Array.from([...forged, ...packets[0].subarray(headerLength)]), 90);
+    }
+    assert.equal(receiver.stats.rejected, 2);
+    for (let i = 4; i < 12; i++) receiver.receive(packets[i], i * 20);
+    assert.equal(receiver.stats.malformed, 0, 'every genuine mini header still expands');
+    assert.equal(receiver.stats.framesReceived, 12);
   });
 });
