@@ -10,13 +10,17 @@
  * comparison; it is aligned with the source by a small search for codec delay only (shorter
  * than a frame: a path that puts audio a frame off its sequence number cannot score well).
  * MOS comes from the E-model with the measured delay and the concealment playout needed.
+ *
+ * What comes back plays out exactly as a call plays a remote stream (core/client/call.ts):
+ * MediaReceiver.read() on a CALL_OUTPUT_PERIOD_MS clock with CALL_JITTER_OPTIONS, so the
+ * jitter-buffer delay, concealment and MOS reported are the ones a call on this path gets.
  */
 import { delay } from '../time.js';
 import { AbortError } from '../errors.js';
 import { alignAndSnr, Rfc3550JitterEstimator, summarize } from '../media/analysis.js';
 import { frameSamplesFor, PIPELINE_SAMPLE_RATE } from '../media/codec-types.js';
 import { impairmentFor, mos as eModelMos } from '../media/emodel.js';
-import { MediaReceiver, MediaSender, type StreamSettings } from '../media/pipeline.js';
+import { CALL_JITTER_OPTIONS, CALL_OUTPUT_PERIOD_MS, MediaReceiver, MediaSender, type StreamSettings } from '../media/pipeline.js';
 import { testSignal } from '../media/tone.js';
 import type { DatagramChannel } from '../transport/datagrams.js';
 
@@ -75,7 +79,8 @@ export const MAX_ECHO_FRAMES = 0x10000;
  * number is broken and must not be "aligned" back into a good score.
  */
 const MAX_CODEC_DELAY_SAMPLES = (PIPELINE_SAMPLE_RATE * 15) / 1000;
-const TICK_MS = 20;
+const TICK_MS = CALL_OUTPUT_PERIOD_MS;
+const TICK_SAMPLES = frameSamplesFor(TICK_MS);
 
 export async function runEchoTest(opts: EchoTestOptions): Promise<EchoTestMeasurement> {
   const { settings } = opts;
@@ -92,7 +97,7 @@ export async function runEchoTest(opts: EchoTestOptions): Promise<EchoTestMeasur
   const receiver = new MediaReceiver({
     codecById: (id) => (id === settings.codec.codecId ? settings.codec : undefined),
     fecById: (id) => (id === settings.fec.schemeId ? settings.fec : undefined),
-    jitter: { minDelayMs: TICK_MS, maxDelayMs: 400 },
+    jitter: CALL_JITTER_OPTIONS,
     onFrame: (seq, payload) => {
       if (seq < returned.length) returned[seq] = payload;
     },
@@ -122,8 +127,11 @@ export async function runEchoTest(opts: EchoTestOptions): Promise<EchoTestMeasur
     for (;;) {
       if (opts.signal?.aborted) throw new AbortError('echo test aborted');
       const now = performance.now();
-      // Send every frame that is due (a live source is read at the tick rate).
-      while (frameIndex < total && start + frameIndex * settings.frameMs <= now) {
+      // Send every frame due by this tick's nominal time, not by `now`: Node's timers work in
+      // whole milliseconds and may wake a fraction of one before the tick, and comparing
+      // against `now` then sent that frame a whole tick (10 ms) late: jitter the test made
+      // itself, which the playout (targeting P99 of it) then measured.
+      while (frameIndex < total && frameIndex * settings.frameMs <= tick * TICK_MS) {
         const frame = opts.live ? opts.live.read(frameSamples) : source.subarray(frameIndex * frameSamples, (frameIndex + 1) * frameSamples);
         const padded = frame.length === frameSamples ? frame : padTo(frame, frameSamples);
         if (frameIndex < sendTimes.length) sendTimes[frameIndex] = performance.now();
@@ -132,18 +140,14 @@ export async function runEchoTest(opts: EchoTestOptions): Promise<EchoTestMeasur
         if (frameIndex === total) send(sender.flush());
         opts.onProgress?.({ type: 'echo:progress', sent: frameIndex, received: seen.size, total, lastRttMs: lastRtt });
       }
-      // Play out what came back.
-      let chunkSamples = 0;
-      while (chunkSamples < frameSamplesFor(TICK_MS)) {
-        const chunk = receiver.pull(now);
-        chunkSamples += chunk.pcm.length;
-        // Playback starts with the first real frame: what the buffer plays while filling up is
-        // not part of the echo.
-        if (!started && chunk.kind === 'frame') started = true;
-        if (started && playedSamples < total * frameSamples) {
-          playedSamples += chunk.pcm.length;
-          opts.playback?.(chunk.pcm);
-        }
+      // Play out what came back: one output period per tick, as a call does. Playback starts
+      // with the first real frame: what the buffer plays while filling up is not the echo.
+      const { pcm, frameStartOffset } = receiver.read(now, TICK_SAMPLES);
+      if (!started && frameStartOffset !== undefined) started = true;
+      const played = started && playedSamples === 0 ? pcm.subarray(frameStartOffset) : pcm;
+      if (started && playedSamples < total * frameSamples) {
+        playedSamples += played.length;
+        opts.playback?.(played);
       }
       const sendingDone = frameIndex >= total;
       const allBack = seen.size >= Math.min(total, sendTimes.length) && playedSamples >= total * frameSamples;

@@ -15,6 +15,9 @@ import type { Registries } from '../../core/registry.js';
 import { identityFile } from './paths.js';
 import type { ReportMeta } from './report-meta.js';
 import { connectToRelay } from './relay-connect.js';
+import { openMic, openSpeaker } from './audio-devices.js';
+
+export { listAudioDevices } from './audio-devices.js';
 
 export interface CallRequest {
   relay: string;
@@ -173,63 +176,3 @@ async function openSource(spec: CallRequest['source']): Promise<FrameSource> {
   }
 }
 
-/** The microphone as a FrameSource: frames come at the device's pace; gaps read as silence. */
-async function openMic(device?: string): Promise<FrameSource> {
-  const { openInput } = await import('../../core/audio/devices.js');
-  const release = (await importStdoutGuard()).divertNativeStdout();
-  const input = await openInput({ deviceId: device, frameSamples: 960 }).catch((err: unknown) => {
-    release();
-    throw err;
-  });
-  let pending = new Int16Array(0);
-  return {
-    ended: false,
-    read(samples: number): Int16Array {
-      while (pending.length < samples) {
-        const frame = input.read();
-        if (!frame) break;
-        const joined = new Int16Array(pending.length + frame.length);
-        joined.set(pending);
-        joined.set(frame, pending.length);
-        pending = joined;
-      }
-      const out = new Int16Array(samples);
-      out.set(pending.subarray(0, samples));
-      pending = pending.slice(Math.min(samples, pending.length));
-      return out;
-    },
-    close: async () => {
-      await input.close();
-      release();
-    },
-  };
-}
-
-/**
- * Only device calls need the stdout guard, and it loads koffi (a native module): imported
- * on demand so a tone/file call does not pay for it at start-up.
- */
-function importStdoutGuard(): Promise<typeof import('../../core/audio/stdout-guard.js')> {
-  return import('../../core/audio/stdout-guard.js');
-}
-
-async function openSpeaker(device?: string): Promise<FrameSink> {
-  const { openOutput } = await import('../../core/audio/devices.js');
-  const release = (await importStdoutGuard()).divertNativeStdout();
-  const output = await openOutput({ deviceId: device }).catch((err: unknown) => {
-    release();
-    throw err;
-  });
-  return {
-    write: (pcm) => output.write(pcm),
-    close: async () => {
-      await output.close();
-      release();
-    },
-  };
-}
-
-export async function listAudioDevices(): Promise<{ devices: Awaited<ReturnType<typeof import('../../core/audio/devices.js').listDevices>> }> {
-  const { listDevices } = await import('../../core/audio/devices.js');
-  return { devices: await listDevices() };
-}

@@ -123,38 +123,18 @@ export async function echoTest(req: EchoTestRequest): Promise<EchoTestReport> {
 }
 
 async function openMicAndSpeaker(mic: NonNullable<EchoTestRequest['mic']>) {
-  const { openInput, openOutput } = await import('../../core/audio/devices.js');
-  // Imported here, with the devices: it loads koffi (native), which only device runs need.
-  const { divertNativeStdout } = await import('../../core/audio/stdout-guard.js');
-  const release = divertNativeStdout();
-  const input = await openInput({ deviceId: mic.inputDevice, frameSamples: 960 }).catch((err: unknown) => {
-    release();
-    throw err;
-  });
-  const output = await openOutput({ deviceId: mic.outputDevice }).catch(async (err: unknown) => {
+  const { openMic, openSpeaker } = await import('./audio-devices.js');
+  const input = await openMic(mic.inputDevice);
+  const output = await openSpeaker(mic.outputDevice).catch(async (err: unknown) => {
     await input.close();
-    release();
     throw err;
   });
   return {
-    input: {
-      read(samples: number): Int16Array {
-        const out = new Int16Array(samples);
-        let filled = 0;
-        while (filled < samples) {
-          const f = input.read();
-          if (!f) break;
-          out.set(f.subarray(0, samples - filled), filled);
-          filled += f.length;
-        }
-        return out;
-      },
-    },
+    input,
     output: (pcm: Int16Array) => output.write(pcm),
     async close() {
       await input.close();
       await output.close();
-      release();
     },
   };
 }

@@ -90,4 +90,19 @@ describe('wzp call --mic through PortAudio and virtual devices', { skip }, () =>
     const best = Math.max(...[0, 1, 2, 3, 4, 5, 6].map((s) => toneSnrDb(recording.subarray(0, recording.length - s * 48000), 440, 2)));
     assert.ok(best > 10, `far end: 440 Hz from the microphone at ${best.toFixed(1)} dB SNR`);
   });
+
+  test('echo-test --mic: what is said into the microphone comes back out of the speaker', async () => {
+    const home = makeHome('wzp-echo-mic-');
+    homes.push(home);
+    home.env = { ...home.env, ...audio.env };
+    const echo = runCli(['echo-test', relay.address, '--mic', '--duration', '6', '--relay-fingerprint', relay.fingerprint, '--json'], home, 60_000);
+    await new Promise((r) => setTimeout(r, 2000));
+    const [, heard] = await Promise.all([audio.inject(tone(440, 4), 48000), audio.captureSpeaker(3500)]);
+    const r = await echo;
+    assert.equal(r.code, 0, r.stderr);
+    const report = parseJsonDocument(r).result as { packetsReceived: number; lossPct: number; concealedPct: number };
+    assert.ok(report.packetsReceived >= 250, JSON.stringify(report));
+    const snr = toneSnrDb(heard, 440, 2);
+    assert.ok(snr > 10, `virtual speaker: the echoed 440 Hz at ${snr.toFixed(1)} dB SNR; report: ${JSON.stringify(report)}`);
+  });
 });

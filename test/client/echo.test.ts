@@ -48,13 +48,15 @@ function join(header: Uint8Array, payload: Uint8Array): Uint8Array {
 }
 
 const settings: StreamSettings = { tier: 0, codec: opusCodec, frameMs: 20, bitrate: 24_000, fec: noneFecScheme, k: 1, r: 0, depth: 1 };
-const run = (path: Parameters<typeof loopback>[0]) =>
-  runEchoTest({ datagrams: loopback(path), settings, durationMs: 1000, drainMs: 300 });
+const run = (path: Parameters<typeof loopback>[0], durationMs = 1000) =>
+  runEchoTest({ datagrams: loopback(path), settings, durationMs, drainMs: 300 });
 
 describe('echo test verdict', () => {
   test('an intact path: no loss, SNR well above 12 dB, a good MOS', async () => {
-    const m = await run((d) => d);
-    assert.equal(m.packetsReceived, 50);
+    // 2 s: the echo plays out like a call (no fixed floor), so one frame delayed by a busy
+    // machine's timers costs 1% concealment here, not 2% of a 1 s test.
+    const m = await run((d) => d, 2000);
+    assert.equal(m.packetsReceived, 100);
     assert.equal(m.lossPct, 0);
     assert.ok(m.snrDb > 12, `SNR ${m.snrDb}`);
     assert.ok(m.mos > 4, `MOS ${m.mos}`);
