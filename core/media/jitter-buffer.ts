@@ -431,6 +431,24 @@ export class JitterBuffer {
   }
 
   /**
+   * Count a delay the stream would have needed although no frame arrived with it: the frame
+   * with media `timestamp` would have become playable at `availableAtMs`. FEC uses it: a
+   * block is recovered when enough of its packets are in, at the same moment whichever of
+   * its frames was lost, so a recovery also shows the delay the block's first frame (its
+   * worst position) would have needed. Fed at once, the target covers that after the first
+   * loss, instead of learning one position of the block per concealed frame. Ignored before
+   * the stream starts and when it is far from the stream's transit (a stale block).
+   */
+  observeDelay(timestamp: number, availableAtMs: number): void {
+    const stream = this.stream;
+    if (stream === undefined || !Number.isFinite(availableAtMs)) return;
+    const extTs = stream.referenceTs + wrappedDelta(timestamp, stream.referenceTs, TS_MODULUS);
+    const transitMs = availableAtMs - extTs / SAMPLES_PER_MS;
+    if (Math.abs(transitMs - stream.lastTransitMs) > this.discontinuityMs) return;
+    this.delays.add(availableAtMs, transitMs);
+  }
+
+  /**
    * The caller time-stretched the last frame: `samples` added (> 0) or removed (< 0). Counted
    * in insertedSamplesForDeceleration / removedSamplesForAcceleration and in the output
    * (totalSamplesReceived). The delay itself follows from the caller's next pull.

@@ -21,7 +21,8 @@
  * (FEC_COMFORT_NOISE_EXTENSION), so a recovered SID plays as comfort noise instead of going
  * to the codec's decoder.
  * Recovered frames enter the jitter buffer when recovered: it sees them as late arrivals and
- * its target delay grows to cover recovery only when loss makes that worthwhile.
+ * its target delay grows to cover recovery only when loss makes that worthwhile. Each
+ * recovery also tells it what a loss of the block's first frame would have needed.
  *
  * Optional stages on the sending side, each switchable: noise suppression (RNNoise) before
  * the codec, and voice activity detection: frames the VAD calls silence are not encoded but
@@ -61,6 +62,14 @@ export const FEC_COMFORT_NOISE_EXTENSION = 2;
 
 const SEQ_MOD = 0x10000;
 const TS_MOD = 0x1_0000_0000;
+/**
+ * A FEC recovery counts as a loss once no source packet of its frames arrived for this long
+ * (a late source packet makes it jitter, not loss). Within the 200 ms or so before the next
+ * loss at 10% loss, and well past the reordering of a path with 5 ms of jitter.
+ */
+const RECOVERY_CONFIRM_MS = 60;
+/** Unconfirmed recoveries remembered at most (one per block; 64 blocks is over a second). */
+const MAX_PENDING_RECOVERIES = 64;
 
 export interface StreamSettings {
   tier: QualityTier;
@@ -597,6 +606,7 @@ export class MediaReceiver {
       this.frameInfo.set(h.sequence, { codecId: h.codecId, frameSamples: h.frameSamples });
       this.opts.onFrame?.(h.sequence, payload);
     }
+    if (this.pendingRecoveries.length > 0) this.settleRecoveries(h.sequence, arrivalMs);
     const layout = this.layout(blockId);
     layout.received.add(h.fec.symbol);
     if (h.fec.r > 0) this.feedAssembler(h, payload, blockId, scheme, arrivalMs);
@@ -695,6 +705,7 @@ export class MediaReceiver {
   private onBlock(block: DecodedFecBlock, nowMs: number): void {
     const layout = this.layouts.get(block.blockId);
     if (!layout || layout.stride === 0) return;
+    const recovered: number[] = [];
     block.frames.forEach((frame, j) => {
       if (frame === undefined || layout.received.has(j)) return;
       const seq = (layout.baseSeq + j * layout.stride) % SEQ_MOD;
@@ -713,8 +724,39 @@ export class MediaReceiver {
       const sid = layout.comfortNoise !== undefined && ((layout.comfortNoise[j >> 3] >> (j & 7)) & 1) === 1;
       this.frameInfo.set(seq, { codecId: sid ? COMFORT_NOISE_CODEC_ID : layout.codecId, frameSamples: layout.frameSamples });
       this.opts.onRecovered?.({ seq, atMs: nowMs });
+      recovered.push(seq);
     });
+    // Had the block's first frame been the one lost, it would have been recovered now too:
+    // once the loss is confirmed (settleRecoveries), the jitter buffer learns the block's
+    // worst-position delay from this recovery (JitterBuffer.observeDelay).
+    if (recovered.length > 0 && layout.received.has(0)) {
+      this.pendingRecoveries.push({ seqs: recovered, timestamp: layout.baseTs, atMs: nowMs });
+      if (this.pendingRecoveries.length > MAX_PENDING_RECOVERIES) this.pendingRecoveries.shift();
+    }
     this.layouts.delete(block.blockId);
+  }
+
+  /**
+   * FEC also "recovers" a frame whose source packet is only late (jitter reordered it behind
+   * the block's repairs): that is no loss, and the delay a lost first frame would have
+   * needed says nothing about this path. A recovery counts once none of its frames' source
+   * packets turned up within RECOVERY_CONFIRM_MS.
+   */
+  private readonly pendingRecoveries: { seqs: number[]; timestamp: number; atMs: number }[] = [];
+
+  private settleRecoveries(arrivedSeq: number, nowMs: number): void {
+    let keep = 0;
+    for (const p of this.pendingRecoveries) {
+      const i = p.seqs.indexOf(arrivedSeq);
+      if (i >= 0) p.seqs.splice(i, 1);
+      if (p.seqs.length === 0) continue; // every frame it recovered arrived after all
+      if (nowMs - p.atMs >= RECOVERY_CONFIRM_MS) {
+        this.jitter.observeDelay(p.timestamp, p.atMs);
+        continue;
+      }
+      this.pendingRecoveries[keep++] = p;
+    }
+    this.pendingRecoveries.length = keep;
   }
 
   private layout(blockId: number): BlockLayout {

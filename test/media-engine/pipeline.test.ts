@@ -58,6 +58,51 @@ describe('media pipeline', () => {
     assert.deepEqual(late, [], `concealed at ${concealedAt.join(', ')} ms`);
   });
 
+  test('one FEC recovery teaches the playout what a loss anywhere in its block needs; a source packet that was only late teaches nothing', () => {
+    // Groups of 8 frames: two interleaved blocks of 4, repairs sent with each group's last
+    // frame. Frame 30 is the last position of its block (24, 26, 28, 30), frame 48 the first
+    // of a later block (48, 50, 52, 54): the longest wait for a recovery.
+    const run = (frame30: 'lost' | 'late') => {
+      const sender = new MediaSender(settings);
+      const receiver = new MediaReceiver({
+        codecById: (id) => (id === pcm16Codec.codecId ? pcm16Codec : undefined),
+        fecById: (id) => (id === rsFecScheme.schemeId ? rsFecScheme : undefined),
+        jitter: CALL_JITTER_OPTIONS,
+      });
+      const delivered: { at: number; p: Uint8Array }[] = [];
+      for (let i = 0; i < 80; i++) {
+        sender.sendFrame(toneFrame(i)).forEach((p, n) => {
+          if (n === 0 && i === 30) {
+            // Late: it arrives after its group's repairs (sent at 620 ms) recovered it.
+            if (frame30 === 'late') delivered.push({ at: 650, p });
+            return;
+          }
+          if (n === 0 && i === 48 && frame30 === 'lost') return;
+          delivered.push({ at: i * 20, p });
+        });
+      }
+      delivered.sort((a, b) => a.at - b.at);
+      const played = new Set<number>();
+      let targetAt900 = Number.NaN;
+      let next = 0;
+      for (let t = 0; t < 80 * 20 + 400; t += 20) {
+        while (next < delivered.length && delivered[next].at <= t) receiver.receive(delivered[next++].p, t);
+        const chunk = receiver.pull(t);
+        if (chunk.kind === 'frame' && chunk.seq !== undefined) played.add(chunk.seq);
+        if (t === 900) targetAt900 = receiver.jitterStats().targetDelayMs;
+      }
+      return { played, targetAt900, recovered: receiver.stats.framesRecovered };
+    };
+    const lost = run('lost');
+    assert.equal(lost.recovered, 2);
+    // Recovering frame 30 (after a 20 ms wait) showed that a loss at its block's first
+    // position would wait ~140 ms: the target covers it before frame 48 is lost.
+    assert.ok(lost.targetAt900 > 120, `target ${lost.targetAt900} ms`);
+    assert.ok(lost.played.has(48), 'frame 48 was recovered in time and played');
+    const late = run('late');
+    assert.ok(late.targetAt900 < 60, `a late packet is no loss: target ${late.targetAt900} ms`);
+  });
+
   test('with VAD, silence goes as tiny comfort-noise descriptions and plays as noise at its level', () => {
     const sender = new MediaSender({ ...settings, r: 0, k: 1, depth: 1 }, { vad: true });
     const receiver = receiverFor();
