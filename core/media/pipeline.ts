@@ -63,8 +63,8 @@ export const FEC_COMFORT_NOISE_EXTENSION = 2;
 const SEQ_MOD = 0x10000;
 const TS_MOD = 0x1_0000_0000;
 /**
- * A FEC recovery counts as a loss once no source packet of its frames arrived for this long
- * (a late source packet makes it jitter, not loss). Within the 200 ms or so before the next
+ * A FEC recovery counts as a loss once a frame it recovered has had no source packet for this
+ * long (a late source packet makes it jitter, not loss). Within the 200 ms or so before the next
  * loss at 10% loss, and well past the reordering of a path with 5 ms of jitter.
  */
 const RECOVERY_CONFIRM_MS = 60;
@@ -739,8 +739,8 @@ export class MediaReceiver {
   /**
    * FEC also "recovers" a frame whose source packet is only late (jitter reordered it behind
    * the block's repairs): that is no loss, and the delay a lost first frame would have
-   * needed says nothing about this path. A recovery counts once none of its frames' source
-   * packets turned up within RECOVERY_CONFIRM_MS.
+   * needed says nothing about this path. A recovery counts if, RECOVERY_CONFIRM_MS after it,
+   * a frame it recovered still has not arrived as a source packet (checked as packets arrive).
    */
   private readonly pendingRecoveries: { seqs: number[]; timestamp: number; atMs: number }[] = [];
 
