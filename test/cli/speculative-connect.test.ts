@@ -4,9 +4,9 @@
  * give up; and the command must end up with one connection, not two.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { scanCommandLine, type FlagSpec } from '../../src/services/relay-connect.js';
-import { makeHome, parseJsonDocument, runCli, startRelayProcess, type CliHome, type RunningRelay } from '../helpers/cli.js';
+import { parseJsonDocument, relayProcessForSuite, runCli, startRelayProcess } from '../helpers/cli.js';
 
 const FLAGS: Record<string, FlagSpec> = {
   room: { type: 'option' },
@@ -40,40 +40,27 @@ describe('reading a command line as oclif does', () => {
 });
 
 describe('speculative relay connection', () => {
-  let relayHome: CliHome;
-  let home: CliHome;
-  let relay: RunningRelay;
-
-  before(async () => {
-    relayHome = makeHome('wzp-spec-relay-');
-    home = makeHome('wzp-spec-');
-    relay = await startRelayProcess(['--listen', '127.0.0.1:0'], relayHome);
-  });
-  after(async () => {
-    await relay?.stop('SIGKILL');
-    relayHome.cleanup();
-    home.cleanup();
-  });
+  const suite = relayProcessForSuite('wzp-spec-');
 
   test('a call uses the connection started early: the relay sees one connection per call', async () => {
     for (const extra of [[], ['--alias', 'carol'], ['--no-playback']]) {
       const r = await runCli(
-        ['call', relay.address, '--room', 'spec', '--tone', '440', '--duration', '1', '--relay-fingerprint', relay.fingerprint, '--json', ...extra],
-        home,
+        ['call', suite.relay.address, '--room', 'spec', '--tone', '440', '--duration', '1', '--relay-fingerprint', suite.relay.fingerprint, '--json', ...extra],
+        suite.home,
       );
       assert.equal(r.code, 0, r.stderr);
       assert.equal((parseJsonDocument(r).result as { endedBy: string }).endedBy, 'duration');
     }
-    const stopped = await relay.stop('SIGTERM');
+    const stopped = await suite.relay.stop('SIGTERM');
     const m = /(\d+) connections/.exec(stopped.stdout + stopped.stderr);
     assert.ok(m, stopped.stdout + stopped.stderr);
     assert.equal(Number(m[1]), 3, 'three calls, three connections');
-    relay = await startRelayProcess(['--listen', '127.0.0.1:0'], relayHome);
+    suite.relay = await startRelayProcess(['--listen', '127.0.0.1:0'], suite.relayHome);
   });
 
   test('a wrong pin is refused exactly as without the speculation', async () => {
-    const wrong = relay.fingerprint.replace(/^./, (c) => (c === '0' ? '1' : '0'));
-    const r = await runCli(['call', relay.address, '--room', 'spec', '--duration', '1', '--relay-fingerprint', wrong, '--json'], home);
+    const wrong = suite.relay.fingerprint.replace(/^./, (c) => (c === '0' ? '1' : '0'));
+    const r = await runCli(['call', suite.relay.address, '--room', 'spec', '--duration', '1', '--relay-fingerprint', wrong, '--json'], suite.home);
     assert.notEqual(r.code, 0);
     assert.equal(parseJsonDocument(r).name, 'FingerprintMismatchError');
   });

@@ -7,10 +7,10 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { createRaptorqFecScheme, loadRaptorqRuntimeSync } from '../../src/plugins/fec-raptorq/index.js';
-import { makeHome, parseJsonDocument, runCli, startRelayProcess, type CliHome, type RunningRelay } from '../helpers/cli.js';
+import { parseJsonDocument, relayProcessForSuite, runCli } from '../helpers/cli.js';
 
 const OPUS_PLUGIN = fileURLToPath(new URL('../../src/plugins/codec-opus/index.js', import.meta.url));
 
@@ -69,25 +69,12 @@ describe('lazy built-in extensions', () => {
 });
 
 describe('wzp call start-up', () => {
-  let relayHome: CliHome;
-  let home: CliHome;
-  let relay: RunningRelay;
-
-  before(async () => {
-    relayHome = makeHome('wzp-startup-relay-');
-    home = makeHome('wzp-startup-');
-    relay = await startRelayProcess(['--listen', '127.0.0.1:0'], relayHome);
-  });
-  after(async () => {
-    await relay?.stop('SIGKILL');
-    relayHome.cleanup();
-    home.cleanup();
-  });
+  const suite = relayProcessForSuite('wzp-startup-');
 
   test('the call report says when the join went out, after process start and before the call ends', async () => {
     const r = await runCli(
-      ['call', relay.address, '--room', 'startup', '--tone', '440', '--duration', '1', '--relay-fingerprint', relay.fingerprint, '--json'],
-      home,
+      ['call', suite.relay.address, '--room', 'startup', '--tone', '440', '--duration', '1', '--relay-fingerprint', suite.relay.fingerprint, '--json'],
+      suite.home,
     );
     assert.equal(r.code, 0, r.stderr);
     const result = parseJsonDocument(r).result as { joinSentSinceStartMs: number; setupMs: number; durationMs: number; endedBy: string };
@@ -99,7 +86,7 @@ describe('wzp call start-up', () => {
   test('a set-up error is reported at once, without waiting for the relay connection started alongside', async () => {
     const started = performance.now();
     // Nothing answers on 127.0.0.1:9: the connection attempt alone would take its 5 s timeout.
-    const r = await runCli(['call', '127.0.0.1:9', '--room', 'startup', '--tone', '30000', '--json'], home);
+    const r = await runCli(['call', '127.0.0.1:9', '--room', 'startup', '--tone', '30000', '--json'], suite.home);
     const elapsed = performance.now() - started;
     const doc = parseJsonDocument(r);
     assert.equal(r.code, 2, r.stderr);
@@ -110,7 +97,7 @@ describe('wzp call start-up', () => {
 
   test('help works for the commands whose start-up is timed', async () => {
     for (const id of ['call', 'record', 'echo-test']) {
-      const r = await runCli([id, '--help'], home);
+      const r = await runCli([id, '--help'], suite.home);
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stdout, /USAGE/);
     }

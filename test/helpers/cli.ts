@@ -6,6 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { after, before } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -115,4 +116,23 @@ export function startRelayProcess(args: string[], home: CliHome, timeoutMs = 20_
       }
     });
   });
+}
+
+/**
+ * For a describe block: a relay in its own process and a client home, started before its
+ * tests and stopped (SIGKILL) and removed after them. Read the fields inside tests.
+ */
+export function relayProcessForSuite(prefix: string): { relay: RunningRelay; home: CliHome; relayHome: CliHome } {
+  const suite = {} as { relay: RunningRelay; home: CliHome; relayHome: CliHome };
+  before(async () => {
+    suite.relayHome = makeHome(`${prefix}relay-`);
+    suite.home = makeHome(prefix);
+    suite.relay = await startRelayProcess(['--listen', '127.0.0.1:0'], suite.relayHome);
+  });
+  after(async () => {
+    await suite.relay?.stop('SIGKILL');
+    suite.relayHome?.cleanup();
+    suite.home?.cleanup();
+  });
+  return suite;
 }
