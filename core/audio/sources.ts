@@ -4,7 +4,7 @@
  * ./devices.ts); and sinks that mix into a WAV recording and/or a speaker.
  */
 import { PIPELINE_SAMPLE_RATE } from '../media/codec-types.js';
-import { createResampler } from '../media/resample.js';
+import { createResampler, type Resampler } from '../media/resample.js';
 import { readWavFile } from '../media/wav.js';
 
 export interface FrameSource {
@@ -40,26 +40,49 @@ export class ToneSource implements FrameSource {
   }
 }
 
-/** Audio from a WAV file, resampled to 48 kHz mono. */
+/**
+ * Audio from a WAV file, resampled to 48 kHz mono as it is read (20 ms of the file at a time),
+ * so a long file at 44.1 kHz does not hold up the call's start while all of it converts.
+ */
 export class FileSource implements FrameSource {
-  private readonly samples: Int16Array;
-  private offset = 0;
+  private readonly input: Int16Array;
+  private readonly inputRate: number;
+  private readonly resampler: Resampler | undefined;
+  private readonly chunkSamples: number;
+  private inputOffset = 0;
+  /** Converted samples not read yet: pending[pendingOffset..]. */
+  private pending: Int16Array = new Int16Array(0);
+  private pendingOffset = 0;
   constructor(readonly path: string) {
     const wav = readWavFile(path);
-    this.samples =
-      wav.sampleRate === PIPELINE_SAMPLE_RATE ? wav.samples : createResampler(wav.sampleRate, PIPELINE_SAMPLE_RATE).process(wav.samples);
+    this.input = wav.samples;
+    this.inputRate = wav.sampleRate;
+    this.resampler = wav.sampleRate === PIPELINE_SAMPLE_RATE ? undefined : createResampler(wav.sampleRate, PIPELINE_SAMPLE_RATE);
+    this.chunkSamples = Math.max(1, Math.round(wav.sampleRate / 50));
   }
   get ended(): boolean {
-    return this.offset >= this.samples.length;
+    return this.inputOffset >= this.input.length && this.pendingOffset >= this.pending.length;
   }
   get durationMs(): number {
-    return (this.samples.length / PIPELINE_SAMPLE_RATE) * 1000;
+    return (this.input.length / this.inputRate) * 1000;
   }
   read(samples: number): Int16Array {
     const out = new Int16Array(samples);
-    const chunk = this.samples.subarray(this.offset, this.offset + samples);
-    out.set(chunk);
-    this.offset += samples;
+    let filled = 0;
+    while (filled < samples) {
+      if (this.pendingOffset >= this.pending.length) {
+        if (this.inputOffset >= this.input.length) break;
+        const chunk = this.input.subarray(this.inputOffset, this.inputOffset + this.chunkSamples);
+        this.inputOffset += chunk.length;
+        this.pending = this.resampler ? this.resampler.process(chunk) : chunk;
+        this.pendingOffset = 0;
+        continue;
+      }
+      const take = Math.min(samples - filled, this.pending.length - this.pendingOffset);
+      out.set(this.pending.subarray(this.pendingOffset, this.pendingOffset + take), filled);
+      filled += take;
+      this.pendingOffset += take;
+    }
     return out;
   }
 }

@@ -1,6 +1,7 @@
 /**
- * Integer-ratio sample-rate conversion (48 kHz <-> 16 kHz, 48 kHz <-> 8 kHz, ...) for codecs
- * that run below the pipeline rate.
+ * Sample-rate conversion: integer ratios (48 kHz <-> 16 kHz, 48 kHz <-> 8 kHz, ...) for codecs
+ * that run below the pipeline rate, and rational ones (44.1 kHz <-> 48 kHz, 22.05 kHz -> 48 kHz,
+ * ...) for WAV files and audio devices at the other common rates.
  *
  * One linear-phase low-pass FIR (windowed sinc, Kaiser window) serves as the anti-aliasing
  * filter when decimating and the anti-imaging filter when interpolating; interpolation runs
@@ -11,12 +12,23 @@
  * 92% of the lower rate's Nyquist frequency, Kaiser beta 8 (about 80 dB stop-band). The pass
  * band reaches ~6.7 kHz at 16 kHz and ~3.4 kHz at 8 kHz; the stop band starts at the lower
  * rate's Nyquist frequency. Delay: (taps - 1) / 2 samples at the higher rate (~2 ms at 3:1).
+ *
+ * A rational ratio L/M (in lowest terms: 44.1 -> 48 kHz is 160/147) runs the same design at
+ * the virtual rate input x L: one polyphase branch per phase of L, 64 taps per branch (more
+ * when M > L, so the transition band stays as narrow relative to the output rate), and each
+ * output sample takes the branch its position falls on. Tables for L or M above
+ * MAX_RATIONAL_FACTOR (unusual rates such as 44,101 Hz) are refused with a usage error.
+ *
+ * Hand-written: the npm resamplers are wasm builds of libsamplerate/speex (a second copy of
+ * a filter this module already designs) or linear interpolators that alias.
  */
-import { InternalError } from '../errors.js';
+import { InternalError, UsageError } from '../errors.js';
 
 const TAPS_PER_PHASE = 64;
 const CUTOFF_FRACTION_OF_NYQUIST = 0.92;
 const KAISER_BETA = 8;
+/** Largest L or M of a rational ratio (a 44.1 kHz -> 48 kHz table is L = 160: 10,240 taps). */
+export const MAX_RATIONAL_FACTOR = 1000;
 
 export interface Resampler {
   readonly inputRate: number;
@@ -25,20 +37,36 @@ export interface Resampler {
   process(input: Int16Array): Int16Array;
 }
 
-/** A resampler between two rates whose ratio is an integer (either direction). */
+/** A resampler between two different rates (whole Hz). */
 export function createResampler(inputRate: number, outputRate: number): Resampler {
+  for (const rate of [inputRate, outputRate]) {
+    if (!(Number.isSafeInteger(rate) && rate > 0)) throw new UsageError(`resampler: a sample rate is a whole number of Hz, got ${rate}`);
+  }
+  if (inputRate === outputRate) throw new InternalError(`resampler: ${inputRate} Hz -> ${outputRate} Hz is no conversion`);
   if (inputRate > outputRate && Number.isInteger(inputRate / outputRate)) {
     return new Decimator(inputRate, outputRate);
   }
   if (outputRate > inputRate && Number.isInteger(outputRate / inputRate)) {
     return new Interpolator(inputRate, outputRate);
   }
-  throw new InternalError(`resampler: unsupported conversion ${inputRate} Hz -> ${outputRate} Hz (needs an integer ratio > 1)`);
+  const divisor = gcd(inputRate, outputRate);
+  const up = outputRate / divisor;
+  const down = inputRate / divisor;
+  if (Math.max(up, down) > MAX_RATIONAL_FACTOR) {
+    throw new UsageError(`cannot resample ${inputRate} Hz to ${outputRate} Hz: the ratio ${up}/${down} is too fine`, {
+      suggestions: [`convert the audio to a common rate first, e.g. \`sox in.wav -r ${outputRate} out.wav\``],
+    });
+  }
+  return new RationalResampler(inputRate, outputRate, up, down);
+}
+
+function gcd(a: number, b: number): number {
+  while (b !== 0) [a, b] = [b, a % b];
+  return a;
 }
 
 /** Low-pass for a `factor`:1 rate change, designed at the higher rate, DC gain 1. */
-function lowpassTaps(factor: number): Float64Array {
-  const length = factor * TAPS_PER_PHASE;
+function lowpassTaps(factor: number, length = factor * TAPS_PER_PHASE): Float64Array {
   const cutoff = (CUTOFF_FRACTION_OF_NYQUIST * 0.5) / factor; // cycles per high-rate sample
   const centre = (length - 1) / 2;
   const taps = new Float64Array(length);
@@ -137,6 +165,59 @@ class Interpolator implements Resampler {
         out[i * this.factor + p] = toInt16(acc);
       }
     }
+    this.history = work.slice(work.length - historyLength);
+    return out;
+  }
+}
+
+/**
+ * Rational ratio up/down: conceptually insert up - 1 zeros between input samples, filter at
+ * input x up, keep every down-th sample; computed per output sample with the polyphase branch
+ * its position (a multiple of `down` on the virtual grid) falls on.
+ */
+class RationalResampler implements Resampler {
+  /** branches[p][k] = up * h[p + k * up]: the taps that meet input samples at phase p. */
+  private readonly branches: Float64Array[];
+  private readonly tapsPerBranch: number;
+  /** The last tapsPerBranch - 1 input samples. */
+  private history: Float64Array;
+  /** Virtual-grid position of the next output sample, relative to the next input sample's. */
+  private position = 0;
+
+  constructor(
+    readonly inputRate: number,
+    readonly outputRate: number,
+    private readonly up: number,
+    private readonly down: number,
+  ) {
+    this.tapsPerBranch = Math.ceil((TAPS_PER_PHASE * Math.max(up, down)) / up);
+    // The filter's delay, (length - 1) / 2 virtual samples, is a whole number of output
+    // samples when length = 2 m down + 1: the output is the input delayed by m samples, with
+    // no fractional shift (what analysis by sample alignment needs). Zeros pad the table.
+    const length = 2 * Math.floor((this.tapsPerBranch * up - 1) / (2 * down)) * down + 1;
+    const taps = lowpassTaps(Math.max(up, down), length);
+    this.branches = Array.from({ length: up }, (_, p) =>
+      Float64Array.from({ length: this.tapsPerBranch }, (_, k) => up * (taps[p + k * up] ?? 0)),
+    );
+    this.history = new Float64Array(this.tapsPerBranch - 1);
+  }
+
+  process(input: Int16Array): Int16Array {
+    const { up, down, tapsPerBranch } = this;
+    const historyLength = tapsPerBranch - 1;
+    const work = withHistory(this.history, input);
+    const end = input.length * up;
+    const outputCount = this.position < end ? Math.ceil((end - this.position) / down) : 0;
+    const out = new Int16Array(outputCount);
+    let position = this.position;
+    for (let o = 0; o < outputCount; o++, position += down) {
+      const newest = historyLength + Math.floor(position / up);
+      const branch = this.branches[position % up];
+      let acc = 0;
+      for (let k = 0; k < tapsPerBranch; k++) acc += branch[k] * work[newest - k];
+      out[o] = toInt16(acc);
+    }
+    this.position = position - end;
     this.history = work.slice(work.length - historyLength);
     return out;
   }

@@ -84,8 +84,57 @@ describe('resampler', () => {
     assert.equal(createResampler(8_000, 48_000).process(new Int16Array(160)).length, 960);
   });
 
-  test('non-integer ratios are refused', () => {
-    assert.throws(() => createResampler(48_000, 44_100), { name: 'InternalError' });
+  test('44.1 kHz and 22.05 kHz material comes out at 48 kHz as the same tone (SNR > 40 dB)', () => {
+    for (const rate of [44_100, 22_050, 11_025]) {
+      const input = toneAt(rate, 1000, 1000);
+      const out = inFrames(createResampler(rate, 48_000), input, 147);
+      assert.equal(out.length, 48_000, `${rate} Hz: one second in, one second out`);
+      const result = alignAndSnr(tone(1000, 1000), out, { maxLagSamples: 480 });
+      assert.ok(result.snrDb > 40, `${rate} Hz: snr ${result.snrDb}`);
+    }
+  });
+
+  test('48k -> 44.1k keeps a 1 kHz tone (SNR > 40 dB) and removes a 23 kHz tone', () => {
+    const down = inFrames(createResampler(48_000, 44_100), tone(1000, 1000), 960);
+    assert.equal(down.length, 44_100);
+    const result = alignAndSnr(toneAt(44_100, 1000, 1000), down, { maxLagSamples: 441 });
+    assert.ok(result.snrDb > 40, `snr ${result.snrDb}`);
+    const ultrasonic = inFrames(createResampler(48_000, 44_100), tone(23_000, 500), 960);
+    const attenuationDb = 20 * Math.log10(steadyRms(ultrasonic, 882) / rms(tone(23_000, 500)));
+    assert.ok(attenuationDb < -60, `23 kHz attenuated by only ${-attenuationDb.toFixed(1)} dB (it would alias to 21.1 kHz)`);
+  });
+
+  test('rational ratios: chunked output equals one-shot output, and lengths follow the ratio', () => {
+    const signal = tone(1234, 200);
+    for (const [from, to] of [
+      [44_100, 48_000],
+      [48_000, 44_100],
+      [22_050, 48_000],
+      [48_000, 32_000],
+    ]) {
+      const whole = createResampler(from, to).process(signal);
+      assert.equal(whole.length, Math.ceil((signal.length * to) / from), `${from} -> ${to}`);
+      const chunked = createResampler(from, to);
+      const parts: number[] = [];
+      for (let start = 0; start < signal.length; start += 7) parts.push(...chunked.process(signal.subarray(start, start + 7)));
+      assert.deepEqual(Int16Array.from(parts), whole, `${from} -> ${to}`);
+    }
+    const r = createResampler(44_100, 48_000);
+    let total = 0;
+    for (let i = 0; i < 100; i++) total += r.process(new Int16Array(441)).length;
+    assert.equal(total, 48_000);
+  });
+
+  test('a ratio too fine for a filter table, or no conversion at all, is refused', () => {
+    assert.throws(() => createResampler(44_101, 48_000), { name: 'UsageError', message: /44101 Hz to 48000 Hz/ });
+    assert.throws(() => createResampler(0, 48_000), { name: 'UsageError' });
     assert.throws(() => createResampler(48_000, 48_000), { name: 'InternalError' });
   });
 });
+
+/** A `hz` tone sampled at `rate`, at tone()'s default amplitude (half of full scale). */
+function toneAt(rate: number, hz: number, ms: number): Int16Array {
+  const out = new Int16Array(Math.round((rate * ms) / 1000));
+  for (let n = 0; n < out.length; n++) out[n] = Math.round(0.5 * 32767 * Math.sin((2 * Math.PI * hz * n) / rate));
+  return out;
+}
