@@ -5,8 +5,9 @@
  * at every moment (a recording must survive Ctrl-C, a killed relay or a killed process), so the
  * RIFF and data sizes are rewritten after every appended chunk. The npm WAV packages build the
  * whole file in memory and write it once at the end. The reader is the small part that goes
- * with it: PCM 8/16/24/32-bit and IEEE float 32/64, plain or WAVE_FORMAT_EXTENSIBLE, any rate
- * and channel count, mixed down to mono 16-bit.
+ * with it: PCM 8/16/24/32-bit, IEEE float 32/64 and G.711 A-law / mu-law (telephony
+ * recordings), plain or WAVE_FORMAT_EXTENSIBLE, any rate and channel count, mixed down to mono
+ * 16-bit.
  */
 import { closeSync, fsyncSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { ConfigError, DecodeError, errorMessage } from '../errors.js';
@@ -14,6 +15,8 @@ import { ConfigError, DecodeError, errorMessage } from '../errors.js';
 const FORMAT = 'wav';
 const WAVE_FORMAT_PCM = 1;
 const WAVE_FORMAT_IEEE_FLOAT = 3;
+const WAVE_FORMAT_ALAW = 6;
+const WAVE_FORMAT_MULAW = 7;
 const WAVE_FORMAT_EXTENSIBLE = 0xfffe;
 const HEADER_BYTES = 44;
 
@@ -95,8 +98,35 @@ function sampleReader(view: DataView, format: number, bits: number): (o: number)
     if (bits === 32) return (o) => view.getFloat32(o, true);
     if (bits === 64) return (o) => view.getFloat64(o, true);
   }
-  throw new DecodeError(FORMAT, 'bad-format', `unsupported sample format ${format} with ${bits} bits`);
+  if (bits === 8 && (format === WAVE_FORMAT_ALAW || format === WAVE_FORMAT_MULAW)) {
+    const table = format === WAVE_FORMAT_ALAW ? ALAW_TABLE : MULAW_TABLE;
+    return (o) => table[view.getUint8(o)];
+  }
+  const name = FORMAT_NAMES[format] ?? `format tag 0x${format.toString(16).padStart(4, '0')}`;
+  throw new DecodeError(
+    FORMAT,
+    'bad-format',
+    `unsupported sample format: ${name} with ${bits} bits (wzp reads PCM 8/16/24/32-bit, float 32/64-bit, 8-bit A-law and mu-law; convert with e.g. \`sox in.wav -b 16 out.wav\`)`,
+  );
 }
+
+const FORMAT_NAMES: Record<number, string> = { 1: 'PCM', 2: 'Microsoft ADPCM', 3: 'IEEE float', 6: 'A-law', 7: 'mu-law', 0x11: 'IMA ADPCM', 0x55: 'MP3' };
+
+/** G.711 mu-law byte -> linear sample in [-1, 1) (ITU-T G.711: bits inverted, bias 0x84). */
+const MULAW_TABLE = Float64Array.from({ length: 256 }, (_, byte) => {
+  const u = ~byte & 0xff;
+  const magnitude = ((((u & 0x0f) << 3) + 0x84) << ((u >> 4) & 7)) - 0x84;
+  return ((u & 0x80) !== 0 ? -magnitude : magnitude) / 32768;
+});
+
+/** G.711 A-law byte -> linear sample in [-1, 1) (even bits inverted; sign bit set = positive). */
+const ALAW_TABLE = Float64Array.from({ length: 256 }, (_, byte) => {
+  const a = byte ^ 0x55;
+  const exponent = (a >> 4) & 7;
+  const mantissa = a & 0x0f;
+  const magnitude = exponent === 0 ? (mantissa << 4) + 8 : ((mantissa << 4) + 0x108) << (exponent - 1);
+  return ((a & 0x80) !== 0 ? magnitude : -magnitude) / 32768;
+});
 
 export function readWavFile(path: string): WavAudio {
   let bytes: Buffer;

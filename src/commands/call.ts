@@ -20,7 +20,7 @@ export default class Call extends WzpCommand<Result> {
   static override flags = {
     room: Flags.string({ summary: 'Room name (hashed before the relay sees it).' }),
     tone: Flags.integer({ summary: 'Send a sine tone of this frequency (Hz).', exclusive: ['file', 'mic'] }),
-    file: Flags.file({ summary: 'Send this WAV file.', exists: true, exclusive: ['tone', 'mic'] }),
+    file: Flags.file({ summary: 'Send this WAV file.', exclusive: ['tone', 'mic'] }),
     mic: Flags.boolean({ summary: 'Send the microphone and play what you hear on the speaker.', exclusive: ['tone', 'file'] }),
     'list-devices': Flags.boolean({ summary: 'List audio devices and exit.' }),
     'input-device': Flags.string({ summary: 'Input device (id or part of its name).' }),

@@ -40,7 +40,7 @@ export default class Sweep extends WzpCommand<SweepResultDoc> {
     depth: Flags.integer({ summary: 'FEC interleaving depth (overrides the tier).', min: 1, max: 16 }),
     duration: Flags.integer({ summary: 'Seconds of material per scenario.', default: 20, min: 1, max: 600 }),
     delay: Flags.integer({ summary: 'One-way network delay, ms.', default: 40, min: 0, max: 2000 }),
-    input: Flags.file({ summary: 'WAV file to use as material (any rate/channels); default: generated speech-like audio.', exists: true }),
+    input: Flags.file({ summary: 'WAV file to use as material (any rate/channels); default: generated speech-like audio.' }),
     seed: Flags.integer({ summary: 'Random seed for the network emulator and generated material.', default: 1 }),
     vad: Flags.boolean({ summary: 'Voice activity detection: silent frames go as comfort-noise descriptions.' }),
     'noise-suppression': Flags.boolean({ summary: 'RNNoise noise suppression before the codec.' }),
