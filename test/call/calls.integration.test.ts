@@ -5,10 +5,11 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { decodeWav } from '../../core/media/wav.js';
+import { stereoTone24 } from '../helpers/wav-bytes.js';
 import { BIN, makeHome, parseJsonDocument, runCli, startRelayProcess, type CliHome, type CliResult, type RunningRelay } from '../helpers/cli.js';
 
 /** Energy of `pcm` at frequency f over its last `seconds` (a single-bin DFT), in sample units. */
@@ -94,6 +95,36 @@ describe('calls through a relay process', () => {
         assert.ok(level > 20 * own, `${parties[i].hz}: ${other} Hz at ${level.toFixed(0)} vs own tone at ${own.toFixed(0)}`);
       }
     }
+  });
+
+  test('--file: a 44.1 kHz stereo 24-bit WAV is heard by the others at 48 kHz, and the call ends with the file', async () => {
+    const listener = home();
+    const sender = home();
+    const heardWav = join(listener.dir, 'heard.wav');
+    const fileWav = join(sender.dir, 'cd.wav');
+    writeFileSync(fileWav, stereoTone24(44_100, 700, 3));
+    const l = spawnCli(['call', relay.address, '--room', 'file-test', '--tone', '300', '--duration', '7', '--record', heardWav,
+      '--no-playback', '--relay-fingerprint', relay.fingerprint, '--json'], listener);
+    await new Promise((r) => setTimeout(r, 1000));
+    const s = await runCli(['call', relay.address, '--room', 'file-test', '--file', fileWav, '--no-playback',
+      '--relay-fingerprint', relay.fingerprint, '--json'], sender, 60_000);
+    assert.equal(s.code, 0, s.stderr);
+    const report = parseJsonDocument(s).result as any;
+    assert.equal(report.endedBy, 'source-ended');
+    assert.ok(Math.abs(report.sent.frames - 150) <= 2, `3 s of file is ~150 frames, sent ${report.sent.frames}`);
+    const rl = await l.done;
+    assert.equal(rl.code, 0, rl.stderr);
+    const heard = decodeWav(readFileSync(heardWav)).samples;
+    // The loudest 1 s window of 700 Hz: the file's tone at its level, not shifted by a wrong rate.
+    let best = 0;
+    let bestShifted = 0;
+    for (let start = 0; start + 48_000 <= heard.length; start += 12_000) {
+      const window = heard.subarray(start, start + 48_000);
+      best = Math.max(best, toneLevel(window, 700, 1));
+      bestShifted = Math.max(bestShifted, toneLevel(window, 643, 1));
+    }
+    assert.ok(best > 5000, `700 Hz level ${best.toFixed(0)}`);
+    assert.ok(best > 20 * bestShifted, `700 Hz ${best.toFixed(0)} vs 643 Hz (44.1k played as 48k) ${bestShifted.toFixed(0)}`);
   });
 
   test('hang-up: Ctrl-C ends a call cleanly, the other sees the leave at once, the recording is valid', async () => {

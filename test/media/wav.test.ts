@@ -12,28 +12,7 @@ import { FileSource } from '../../core/audio/sources.js';
 import { alignAndSnr } from '../../core/media/analysis.js';
 import { tone } from '../../core/media/tone.js';
 import { decodeWav, encodeWav } from '../../core/media/wav.js';
-
-/** A WAV file with format tag `format`, `channels` x `bits`, and `data` as the data chunk. */
-function wavBytes(format: number, channels: number, rate: number, bits: number, data: Uint8Array): Uint8Array {
-  const out = new Uint8Array(44 + data.length);
-  const v = new DataView(out.buffer);
-  const ascii = (o: number, s: string) => [...s].forEach((c, i) => (out[o + i] = c.charCodeAt(0)));
-  ascii(0, 'RIFF');
-  v.setUint32(4, 36 + data.length, true);
-  ascii(8, 'WAVE');
-  ascii(12, 'fmt ');
-  v.setUint32(16, 16, true);
-  v.setUint16(20, format, true);
-  v.setUint16(22, channels, true);
-  v.setUint32(24, rate, true);
-  v.setUint32(28, (rate * channels * bits) / 8, true);
-  v.setUint16(32, (channels * bits) / 8, true);
-  v.setUint16(34, bits, true);
-  ascii(36, 'data');
-  v.setUint32(40, data.length, true);
-  out.set(data, 44);
-  return out;
-}
+import { stereoTone24, wavBytes } from '../helpers/wav-bytes.js';
 
 const everyByte = Uint8Array.from({ length: 256 }, (_, i) => i);
 
@@ -91,11 +70,8 @@ describe('WAV reader', () => {
   });
 
   test('a 44.1 kHz stereo file plays at 48 kHz: the same tone, the same duration, then ended', () => {
-    const rate = 44_100;
-    const pcm = new Int16Array(rate * 2);
-    for (let n = 0; n < rate; n++) pcm[2 * n] = pcm[2 * n + 1] = Math.round(0.5 * 32767 * Math.sin((2 * Math.PI * 1000 * n) / rate));
     const path = join(dir, 'cd.wav');
-    writeFileSync(path, wavBytes(1, 2, rate, 16, new Uint8Array(pcm.buffer)));
+    writeFileSync(path, stereoTone24(44_100, 1000, 1));
     const source = new FileSource(path);
     assert.equal(source.durationMs, 1000);
     const frames: Int16Array[] = [];
