@@ -68,6 +68,10 @@ describe('resampler', () => {
       [48_000, 8_000],
       [16_000, 48_000],
       [8_000, 48_000],
+      [44_100, 48_000],
+      [48_000, 44_100],
+      [22_050, 48_000],
+      [48_000, 32_000],
     ]) {
       const whole = createResampler(from, to).process(signal);
       const chunked = createResampler(from, to);
@@ -104,20 +108,13 @@ describe('resampler', () => {
     assert.ok(attenuationDb < -60, `23 kHz attenuated by only ${-attenuationDb.toFixed(1)} dB (it would alias to 21.1 kHz)`);
   });
 
-  test('rational ratios: chunked output equals one-shot output, and lengths follow the ratio', () => {
-    const signal = tone(1234, 200);
+  test('rational ratios: output lengths follow the ratio, also chunk by chunk', () => {
     for (const [from, to] of [
       [44_100, 48_000],
       [48_000, 44_100],
       [22_050, 48_000],
-      [48_000, 32_000],
     ]) {
-      const whole = createResampler(from, to).process(signal);
-      assert.equal(whole.length, Math.ceil((signal.length * to) / from), `${from} -> ${to}`);
-      const chunked = createResampler(from, to);
-      const parts: number[] = [];
-      for (let start = 0; start < signal.length; start += 7) parts.push(...chunked.process(signal.subarray(start, start + 7)));
-      assert.deepEqual(Int16Array.from(parts), whole, `${from} -> ${to}`);
+      assert.equal(createResampler(from, to).process(new Int16Array(from / 10)).length, to / 10, `${from} -> ${to}`);
     }
     const r = createResampler(44_100, 48_000);
     let total = 0;
