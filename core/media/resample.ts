@@ -1,7 +1,8 @@
 /**
  * Sample-rate conversion: integer ratios (48 kHz <-> 16 kHz, 48 kHz <-> 8 kHz, ...) for codecs
  * that run below the pipeline rate, and rational ones (44.1 kHz <-> 48 kHz, 22.05 kHz -> 48 kHz,
- * ...) for WAV files and audio devices at the other common rates.
+ * ...) for WAV files at the other common rates (audio devices still use integer ratios only:
+ * docs/audio.md).
  *
  * One linear-phase low-pass FIR (windowed sinc, Kaiser window) serves as the anti-aliasing
  * filter when decimating and the anti-imaging filter when interpolating; interpolation runs
@@ -19,8 +20,11 @@
  * output sample takes the branch its position falls on. Tables for L or M above
  * MAX_RATIONAL_FACTOR (unusual rates such as 44,101 Hz) are refused with a usage error.
  *
- * Hand-written: the npm resamplers are wasm builds of libsamplerate/speex (a second copy of
- * a filter this module already designs) or linear interpolators that alias.
+ * Hand-written, by choice rather than for want of a library: @alexanderolsen/libsamplerate-js
+ * (libsamplerate in wasm) would do it, but it starts asynchronously, works on Float32, and would
+ * be a second filter design next to the one the codecs' integer ratios already use here; the
+ * rational case is that same filter in polyphase form. node-libsamplerate needs cmake and a
+ * toolchain at install.
  */
 import { InternalError, UsageError } from '../errors.js';
 
