@@ -138,6 +138,8 @@ interface Remote {
   sourceId: number;
   alias: string;
   fingerprint: string;
+  /** Its room session in our keyring (X25519 public key, base64): one identity may have several. */
+  session: string;
   verified: boolean;
   receiver: MediaReceiver;
   lastRms: number;
@@ -404,7 +406,7 @@ class Call {
         this.remotes.delete(left);
         this.departed.push(r);
         r.receiver.close();
-        if (r.verified) this.keyring.removeMember(r.fingerprint);
+        if (r.verified) this.keyring.removeMember(r.session);
         this.emit({ type: 'call:member-left', alias: r.alias, fingerprint: r.fingerprint });
         // Whoever left must not read what we send from now on.
         void this.distributeKeys();
@@ -445,18 +447,21 @@ class Call {
    */
   private admit(from: number, announcement: unknown): boolean {
     const claimed = this.roster.get(from);
-    const announced = parseMemberAnnouncement(announcement).fingerprint;
+    const { fingerprint: announced, x25519PublicKey: session } = parseMemberAnnouncement(announcement);
     if (claimed && claimed.fingerprint && claimed.fingerprint !== announced) {
       throw new ProtocolError(`member ${from} announced ${announced} but joined as ${claimed.fingerprint}`);
     }
-    const fingerprint = this.keyring.addMember(announcement);
+    const { fingerprint } = this.keyring.addMember(announcement);
     const existing = this.remotes.get(from);
     if (!existing) {
-      this.remotes.set(from, this.newRemote(from, claimed?.alias ?? '', fingerprint));
+      this.remotes.set(from, this.newRemote(from, claimed?.alias ?? '', fingerprint, session));
       // The newcomer has no header context for our stream yet.
       this.sender?.resync();
       this.emit({ type: 'call:member-joined', alias: claimed?.alias ?? '', fingerprint });
     } else {
+      // The same member with a new session key replaces its old session, which may not read on.
+      if (existing.session !== session) this.keyring.removeMember(existing.session);
+      existing.session = session;
       existing.verified = true;
     }
     // Keys that arrived before this announcement can be taken now.
@@ -466,9 +471,9 @@ class Call {
 
   private onKey(message: unknown): void {
     try {
-      const { from } = this.keyring.receiveWrappedKey(message);
+      const { fromSession } = this.keyring.receiveWrappedKey(message);
       // Datagrams sealed with this key that overtook it can be opened now.
-      for (const r of this.remotes.values()) if (r.fingerprint === from) r.receiver.retryHeld(performance.now());
+      for (const r of this.remotes.values()) if (r.session === fromSession) r.receiver.retryHeld(performance.now());
     } catch (err) {
       if ((err as { reason?: string } | null)?.reason === 'unknown-sender') {
         this.pendingKeys.push(message as WrappedKeyMessage);
@@ -482,21 +487,22 @@ class Call {
     const messages = this.keyring.rotate();
     const sends: Promise<void>[] = [];
     for (const m of messages) {
-      const target = [...this.remotes.values()].find((r) => r.fingerprint === m.to);
+      const target = [...this.remotes.values()].find((r) => r.session === m.toSession);
       if (target) sends.push(this.send({ kind: 'key', message: m }, target.sourceId));
     }
     await Promise.all(sends);
   }
 
-  private newRemote(sourceId: number, alias: string, fingerprint: string): Remote {
-    return {
+  private newRemote(sourceId: number, alias: string, fingerprint: string, session: string): Remote {
+    const remote: Remote = {
       sourceId,
       alias,
       fingerprint,
+      session,
       verified: true,
       receiver: new MediaReceiver({
         open: (h, sealed) => {
-          const d = this.keyring.decryptorFor(fingerprint);
+          const d = this.keyring.decryptorFor(remote.session);
           if (!d) throw new ProtocolError('no key for this member yet');
           return d.open(h, sealed);
         },
@@ -511,6 +517,7 @@ class Call {
       left: false,
       everPlayed: false,
     };
+    return remote;
   }
 
   private onDatagram(d: Uint8Array): void {

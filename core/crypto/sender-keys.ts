@@ -20,11 +20,15 @@
  * 4. Install. The recipient checks the signature of a known member, refuses epochs not newer
  *    than that sender's latest, unwraps and installs the key in that sender's MediaDecryptor.
  *
+ * A member is one room session: an identity and the X25519 key it announced. One identity
+ * can be in a room more than once (the same 24 words restored on a laptop and a phone, or
+ * two terminals on one machine); each session is a member of its own, with its own sender
+ * keys. Sessions are named by their X25519 public key in base64 (`session` below).
+ *
  * Every membership change sets needsRotation: the caller then calls rotate() and sends the
  * messages, so a member who left never receives a later key and a member who joined never
- * received an earlier one. A member's X25519 key is accepted once per session: after it
- * leaves or re-joins with a new key, replaying its old announcement (and with it its old
- * wrapped keys and media) is refused.
+ * received an earlier one. A session's X25519 key is accepted once per keyring: once it is
+ * removed, replaying its announcement (and with it its old wrapped keys and media) is refused.
  */
 import { createPublicKey, diffieHellman, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { DecodeError, ExitCode, InternalError, WzpError } from '../errors.js';
@@ -78,12 +82,16 @@ export interface MemberAnnouncement {
   signature: string;
 }
 
-/** One sender key, wrapped for one recipient. The relay forwards it to `to`. */
+/** One sender key, wrapped for one recipient session. The relay forwards it to `to`. */
 export interface WrappedKeyMessage {
   /** Sender fingerprint. */
   from: string;
   /** Recipient fingerprint. */
   to: string;
+  /** The sender's session: its X25519 public key, base64 (32 bytes). */
+  fromSession: string;
+  /** The recipient's session: its X25519 public key, base64 (32 bytes). */
+  toSession: string;
   /** The sender's epoch this key belongs to, u32. */
   epoch: number;
   /** ChaCha20-Poly1305 ciphertext and tag of the sender key, base64 (48 bytes). */
@@ -116,6 +124,8 @@ export function parseWrappedKeyMessage(value: unknown): WrappedKeyMessage {
   return {
     from: fingerprintField(WRAPPED_KEY_FORMAT, record, 'from'),
     to: fingerprintField(WRAPPED_KEY_FORMAT, record, 'to'),
+    fromSession: base64Field(WRAPPED_KEY_FORMAT, record, 'fromSession', X25519_PUBLIC_KEY_BYTES),
+    toSession: base64Field(WRAPPED_KEY_FORMAT, record, 'toSession', X25519_PUBLIC_KEY_BYTES),
     epoch: epochField(WRAPPED_KEY_FORMAT, record, 'epoch'),
     wrapped: base64Field(WRAPPED_KEY_FORMAT, record, 'wrapped', WRAPPED_KEY_BYTES),
     signature: base64Field(WRAPPED_KEY_FORMAT, record, 'signature', ED25519_SIGNATURE_BYTES),
@@ -176,13 +186,13 @@ export type KeyExchangeFailure =
   | 'fingerprint-mismatch'
   /** A signature does not verify (forged, altered, or made for another room). */
   | 'bad-signature'
-  /** An announcement carrying the local member's own fingerprint. */
+  /** The local session's own announcement (its X25519 key), e.g. echoed back by the relay. */
   | 'self'
-  /** An X25519 key already retired this session (a replayed announcement). */
+  /** An X25519 key already retired in this keyring (a replayed announcement). */
   | 'stale-announcement'
   /** An X25519 public key that gives no shared secret (a low-order point). */
   | 'bad-key'
-  /** A wrapped key addressed to another member. */
+  /** A wrapped key addressed to another member (or another session of the local identity). */
   | 'wrong-recipient'
   /** A wrapped key from someone who is not a current member. */
   | 'unknown-sender'
@@ -252,6 +262,8 @@ function x25519SharedSecret(privateKey: KeyObject, peerPublicKey: Uint8Array): U
 
 interface Member {
   fingerprint: string;
+  /** Its X25519 public key in base64: the member's name in this keyring. */
+  session: string;
   identityPublicKey: Uint8Array;
   x25519PublicKey: Uint8Array;
   /** X25519(our ephemeral private key, their X25519 public key). Secret. */
@@ -260,6 +272,13 @@ interface Member {
 }
 
 export type RoomKeyringOptions = MediaEncryptorOptions & MediaDecryptorOptions;
+
+/** A member as admitted: whose identity, and which session of it. */
+export interface MemberSession {
+  fingerprint: string;
+  /** The member's X25519 public key, base64: pass it to removeMember and decryptorFor. */
+  session: string;
+}
 
 /**
  * The key state of the local member in one room session. Not thread-safe; feed it the
@@ -276,8 +295,9 @@ export class RoomKeyring {
   readonly #announcement: MemberAnnouncement;
   readonly #encryptor: MediaEncryptor;
   readonly #decryptorOptions: MediaDecryptorOptions;
+  /** By session (base64 X25519 public key). */
   readonly #members = new Map<string, Member>();
-  /** Hex X25519 keys of members who left or re-joined: never admitted again. */
+  /** Hex X25519 keys of members removed: never admitted again. */
   readonly #retiredKeys = new Set<string>();
   #membershipChanged = false;
 
@@ -307,9 +327,14 @@ export class RoomKeyring {
     return this.#membershipChanged || this.#encryptor.packetsRemaining === 0;
   }
 
-  /** Fingerprints of the current remote members, in admission order. */
-  get members(): string[] {
-    return [...this.#members.keys()];
+  /** The current remote members, in admission order. */
+  get members(): MemberSession[] {
+    return [...this.#members.values()].map(({ fingerprint, session }) => ({ fingerprint, session }));
+  }
+
+  /** The local session: our X25519 public key in base64, as in our announcement. */
+  get session(): string {
+    return this.#announcement.x25519PublicKey;
   }
 
   /** The signed announcement to broadcast to the room. */
@@ -318,14 +343,15 @@ export class RoomKeyring {
   }
 
   /**
-   * Admits the member an untrusted announcement describes and returns its fingerprint.
-   * This is the admission decision: check the fingerprint against who may join before
-   * calling. Repeating the announcement in force is a no-op; a new X25519 key for a current
-   * member replaces its session (its keys are dropped). Throws DecodeError for a malformed
-   * message, KeyExchangeError 'fingerprint-mismatch', 'bad-signature', 'self',
-   * 'stale-announcement' or 'bad-key'.
+   * Admits the member session an untrusted announcement describes. This is the admission
+   * decision: check the fingerprint against who may join before calling. Repeating an
+   * announcement in force is a no-op. Another session of a current member's identity (or of
+   * the local identity) is a member of its own; when a session replaces another (a member
+   * re-joined), the caller removes the old one. Throws DecodeError for a malformed message,
+   * KeyExchangeError 'fingerprint-mismatch', 'bad-signature', 'self', 'stale-announcement'
+   * or 'bad-key'.
    */
-  addMember(announcement: unknown): string {
+  addMember(announcement: unknown): MemberSession {
     const parsed = parseMemberAnnouncement(announcement);
     const identityPublicKey = fromBase64(parsed.identityPublicKey);
     const x25519PublicKey = fromBase64(parsed.x25519PublicKey);
@@ -336,32 +362,33 @@ export class RoomKeyring {
     if (!Identity.verify(identityPublicKey, transcript, fromBase64(parsed.signature))) {
       throw new KeyExchangeError('bad-signature', `announcement of ${parsed.fingerprint} is not signed by its identity key for this room`);
     }
-    if (parsed.fingerprint === this.fingerprint) throw new KeyExchangeError('self', 'an announcement with the local fingerprint');
-    const existing = this.#members.get(parsed.fingerprint);
-    if (existing !== undefined && hex(existing.x25519PublicKey) === hex(x25519PublicKey)) return parsed.fingerprint;
+    const session = parsed.x25519PublicKey;
+    if (session === this.session) throw new KeyExchangeError('self', 'the local session\'s own announcement');
+    const admitted = { fingerprint: parsed.fingerprint, session };
+    if (this.#members.has(session)) return admitted;
     if (this.#retiredKeys.has(hex(x25519PublicKey))) {
       throw new KeyExchangeError('stale-announcement', `announcement of ${parsed.fingerprint} carries a session key already retired`);
     }
     const sharedSecret = x25519SharedSecret(this.#x25519PrivateKey, x25519PublicKey);
-    if (existing !== undefined) this.#retire(existing);
     const context = { roomId: this.roomId, senderFingerprint: parsed.fingerprint };
-    this.#members.set(parsed.fingerprint, {
+    this.#members.set(session, {
       fingerprint: parsed.fingerprint,
+      session,
       identityPublicKey,
       x25519PublicKey,
       sharedSecret,
       decryptor: new MediaDecryptor(context, this.#decryptorOptions),
     });
     this.#membershipChanged = true;
-    return parsed.fingerprint;
+    return admitted;
   }
 
-  /** Drops a member and wipes its keys; false if it was not a member. */
-  removeMember(fingerprint: string): boolean {
-    const member = this.#members.get(fingerprint);
+  /** Drops a member session and wipes its keys; false if it was not a member. */
+  removeMember(session: string): boolean {
+    const member = this.#members.get(session);
     if (member === undefined) return false;
     this.#retire(member);
-    this.#members.delete(fingerprint);
+    this.#members.delete(session);
     this.#membershipChanged = true;
     return true;
   }
@@ -387,11 +414,16 @@ export class RoomKeyring {
    * Throws DecodeError for a malformed message, KeyExchangeError 'wrong-recipient',
    * 'unknown-sender', 'bad-signature', 'stale-epoch' or 'unwrap-failed'.
    */
-  receiveWrappedKey(message: unknown): { from: string; epoch: number } {
+  receiveWrappedKey(message: unknown): { from: string; fromSession: string; epoch: number } {
     const parsed = parseWrappedKeyMessage(message);
-    if (parsed.to !== this.fingerprint) throw new KeyExchangeError('wrong-recipient', `wrapped key addressed to ${parsed.to}`);
-    const sender = this.#members.get(parsed.from);
-    if (sender === undefined) throw new KeyExchangeError('unknown-sender', `wrapped key from non-member ${parsed.from}`);
+    if (parsed.to !== this.fingerprint || parsed.toSession !== this.session) {
+      const whom = parsed.to === this.fingerprint ? 'another session of this identity' : parsed.to;
+      throw new KeyExchangeError('wrong-recipient', `wrapped key addressed to ${whom}`);
+    }
+    const sender = this.#members.get(parsed.fromSession);
+    if (sender === undefined || sender.fingerprint !== parsed.from) {
+      throw new KeyExchangeError('unknown-sender', `wrapped key from non-member ${parsed.from}`);
+    }
     const context = this.#wrapContext(sender, 'incoming', parsed.epoch);
     const wrapped = fromBase64(parsed.wrapped);
     if (!Identity.verify(sender.identityPublicKey, wrapTranscript(context, wrapped), fromBase64(parsed.signature))) {
@@ -407,7 +439,7 @@ export class RoomKeyring {
     if (key === undefined) throw new KeyExchangeError('unwrap-failed', `wrapped key from ${parsed.from} does not decrypt`);
     sender.decryptor.install({ epoch: parsed.epoch, key });
     key.fill(0);
-    return { from: parsed.from, epoch: parsed.epoch };
+    return { from: parsed.from, fromSession: parsed.fromSession, epoch: parsed.epoch };
   }
 
   /** The local sender's encryptor (the same object across rotations). */
@@ -415,9 +447,9 @@ export class RoomKeyring {
     return this.#encryptor;
   }
 
-  /** The decryptor for a current member's media; undefined for non-members. */
-  decryptorFor(fingerprint: string): MediaDecryptor | undefined {
-    return this.#members.get(fingerprint)?.decryptor;
+  /** The decryptor for a current member session's media; undefined for non-members. */
+  decryptorFor(session: string): MediaDecryptor | undefined {
+    return this.#members.get(session)?.decryptor;
   }
 
   #wrap(member: Member, senderKey: SenderKey): WrappedKeyMessage {
@@ -428,6 +460,8 @@ export class RoomKeyring {
     return {
       from: this.fingerprint,
       to: member.fingerprint,
+      fromSession: this.session,
+      toSession: member.session,
       epoch: senderKey.epoch,
       wrapped: toBase64(wrapped),
       signature: toBase64(this.#identity.sign(wrapTranscript(context, wrapped))),

@@ -64,10 +64,14 @@ describe('calls through a relay process', () => {
     for (const h of homes) h.cleanup();
   });
 
-  test('group call: three members each hear the two other tones and not their own', async () => {
+  test('group call: three members each hear the two other tones and not their own; two of them are one identity', async () => {
     const tones = [440, 700, 1100];
+    // The first two share a config directory, so one identity (created by whichever starts
+    // first) joins twice, as the same 24 words on a laptop and a phone would: two sessions,
+    // each a member of its own.
+    const shared = home();
     const parties = tones.map((hz, i) => {
-      const h = home();
+      const h = i < 2 ? shared : home();
       const wav = join(h.dir, `heard-${hz}.wav`);
       const run = runCli(
         ['call', relay.address, '--room', 'group-test', '--tone', String(hz), '--duration', '7', '--alias', `tone${hz}`,
@@ -78,10 +82,15 @@ describe('calls through a relay process', () => {
       return { hz, wav, run, i };
     });
     const results = await Promise.all(parties.map((p) => p.run));
-    for (const [i, r] of results.entries()) {
+    const reports = results.map((r) => {
       assert.equal(r.code, 0, r.stderr);
-      const doc = parseJsonDocument(r);
-      const report = doc.result as any;
+      assert.doesNotMatch(r.stderr, /refused|dropped a key-exchange/);
+      return parseJsonDocument(r).result as any;
+    });
+    assert.equal(reports[0].fingerprint, reports[1].fingerprint, 'the first two calls share one identity');
+    assert.notEqual(reports[0].fingerprint, reports[2].fingerprint);
+    for (const [i, r] of results.entries()) {
+      const report = reports[i];
       assert.equal(report.participants.length, 2, JSON.stringify(report.participants));
       for (const p of report.participants) {
         assert.ok(p.framesPlayed > 100, `${parties[i].hz} heard ${p.alias}: ${p.framesPlayed} frames`);

@@ -31,12 +31,15 @@ export const PAYLOAD_BYTES = 60;
 export interface RelayTranscript {
   /** Every signalling message, as the JSON text the relay forwarded. */
   signalling: string[];
-  /** Every media packet: the sender's fingerprint (the relay knows its connections), header and sealed payload. */
+  /** Every media packet: who sent it (the relay knows its connections), header and sealed payload. */
   packets: SealedPacket[];
 }
 
 export interface SealedPacket {
+  /** The sender's session (X25519 public key, base64). */
   from: string;
+  /** The sender's identity fingerprint. */
+  fingerprint: string;
   epoch: number;
   header: Uint8Array;
   sealed: Uint8Array;
@@ -55,9 +58,10 @@ export class SimulatedRoom {
     this.#options = options;
   }
 
-  member(fingerprint: string): RoomKeyring {
-    const keyring = this.#members.get(fingerprint);
-    if (keyring === undefined) throw new Error(`no member ${fingerprint}`);
+  /** Members are named by session (RoomKeyring.session): one identity may join twice. */
+  member(session: string): RoomKeyring {
+    const keyring = this.#members.get(session);
+    if (keyring === undefined) throw new Error(`no member ${session}`);
     return keyring;
   }
 
@@ -69,16 +73,16 @@ export class SimulatedRoom {
       member.addMember(JSON.parse(announcement));
       newcomer.addMember(JSON.parse(this.#relay(member.localAnnouncement())));
     }
-    this.#members.set(newcomer.fingerprint, newcomer);
+    this.#members.set(newcomer.session, newcomer);
     this.rotateAll();
     return newcomer;
   }
 
   /** A member leaves: the relay tells the others, who rotate. Returns its (still live) keyring. */
-  leave(fingerprint: string): RoomKeyring {
-    const leaver = this.member(fingerprint);
-    this.#members.delete(fingerprint);
-    for (const member of this.#members.values()) member.removeMember(fingerprint);
+  leave(session: string): RoomKeyring {
+    const leaver = this.member(session);
+    this.#members.delete(session);
+    for (const member of this.#members.values()) member.removeMember(session);
     this.rotateAll();
     return leaver;
   }
@@ -90,7 +94,7 @@ export class SimulatedRoom {
       if (!member.needsRotation) continue;
       for (const message of member.rotate()) {
         sent.push(message);
-        this.member(message.to).receiveWrappedKey(JSON.parse(this.#relay(message)));
+        this.member(message.toSession).receiveWrappedKey(JSON.parse(this.#relay(message)));
       }
     }
     return sent;
@@ -98,11 +102,12 @@ export class SimulatedRoom {
 
   /** `from` seals a random payload; the packet is recorded as the relay would see it. */
   send(from: string): { packet: SealedPacket; payload: Uint8Array } {
-    const encryptor = this.member(from).encryptor();
+    const sender = this.member(from);
+    const encryptor = sender.encryptor();
     const payload = new Uint8Array(randomBytes(PAYLOAD_BYTES));
     const header = mediaHeader(this.#sequence++);
     const sealed = encryptor.seal(header, payload);
-    const packet = { from, epoch: encryptor.epoch as number, header, sealed };
+    const packet = { from, fingerprint: sender.fingerprint, epoch: encryptor.epoch as number, header, sealed };
     this.plaintexts.push(payload);
     this.transcript.packets.push(packet);
     return { packet, payload };
@@ -203,7 +208,7 @@ function attackPackets(transcript: RelayTranscript, roomId: string, candidates: 
   }
   const opened = new Set<SealedPacket>();
   for (const packets of streams.values()) {
-    const context: MediaKeyContext = { roomId, senderFingerprint: packets[0].from };
+    const context: MediaKeyContext = { roomId, senderFingerprint: packets[0].fingerprint };
     for (const candidate of candidates) {
       const decryptor = new MediaDecryptor(context);
       decryptor.install({ epoch: packets[0].epoch, key: candidate });
@@ -232,10 +237,11 @@ function opensAsAeadKey(key: Uint8Array, packet: SealedPacket): boolean {
 
 function attackWrappedKeys(transcript: RelayTranscript, roomId: string, candidates: Uint8Array[]): number {
   const messages = transcript.signalling.map((json) => JSON.parse(json) as Record<string, unknown>);
+  // Members by session: the X25519 keys announced (wrapped keys name them too).
   const x25519ByMember = new Map<string, Uint8Array>();
   for (const message of messages) {
     if (typeof message.x25519PublicKey === 'string') {
-      x25519ByMember.set(String(message.fingerprint), new Uint8Array(Buffer.from(message.x25519PublicKey, 'base64')));
+      x25519ByMember.set(message.x25519PublicKey, new Uint8Array(Buffer.from(message.x25519PublicKey, 'base64')));
     }
   }
   const publicKeys = new Map([...x25519ByMember].map(([member, raw]) => [member, x25519PublicKeyObject(raw)]));
@@ -244,12 +250,12 @@ function attackWrappedKeys(transcript: RelayTranscript, roomId: string, candidat
   for (const candidate of candidates) {
     const secrets = sharedSecretsFor(candidate, publicKeys);
     for (const wrap of wraps) {
-      const senderX25519PublicKey = x25519ByMember.get(wrap.from);
-      const recipientX25519PublicKey = x25519ByMember.get(wrap.to);
+      const senderX25519PublicKey = x25519ByMember.get(wrap.fromSession);
+      const recipientX25519PublicKey = x25519ByMember.get(wrap.toSession);
       if (senderX25519PublicKey === undefined || recipientX25519PublicKey === undefined) continue;
       const context = { roomId, from: wrap.from, to: wrap.to, epoch: wrap.epoch, senderX25519PublicKey, recipientX25519PublicKey };
       const wrapped = new Uint8Array(Buffer.from(wrap.wrapped, 'base64'));
-      const derived = [wrap.from, wrap.to].flatMap((member) => secrets.get(member) ?? []).map((secret) => deriveWrapKey(secret, context));
+      const derived = [wrap.fromSession, wrap.toSession].flatMap((member) => secrets.get(member) ?? []).map((secret) => deriveWrapKey(secret, context));
       if ([candidate, ...derived].some((key) => aeadOpen(key, WRAP_NONCE, [], wrapped) !== undefined)) unwrapped.add(wrap);
     }
   }

@@ -53,7 +53,7 @@ function twoMembers(): { alice: RoomKeyring; bob: RoomKeyring; bobId: Identity }
 
 function everyoneOpensEveryone(room: SimulatedRoom, members: RoomKeyring[]): void {
   for (const sender of members) {
-    const { packet, payload } = room.send(sender.fingerprint);
+    const { packet, payload } = room.send(sender.session);
     for (const receiver of members) {
       if (receiver !== sender) assert.deepEqual(room.open(receiver, packet), payload, `${receiver.fingerprint} opens ${sender.fingerprint}`);
     }
@@ -78,7 +78,7 @@ test('the relay transcript opens nothing: every 32-byte value in it, as a key or
   everyoneOpensEveryone(room, [alice, bob]);
   const carol = room.join();
   everyoneOpensEveryone(room, [alice, bob, carol]);
-  room.leave(carol.fingerprint);
+  room.leave(carol.session);
   everyoneOpensEveryone(room, [alice, bob]);
   const attack = relayAttack(room.transcript, room.roomId);
   assert.ok(attack.candidates > 1000, `${attack.candidates} candidates tried`);
@@ -99,7 +99,7 @@ test('control: the same attack does open packets once a sender key leaks into th
   const encryptor = new MediaEncryptor({ roomId: ROOM, senderFingerprint: 'leaky' });
   const senderKey = encryptor.rotate();
   const header = mediaHeader(1);
-  const packet: SealedPacket = { from: 'leaky', epoch: senderKey.epoch, header, sealed: encryptor.seal(header, new Uint8Array(60)) };
+  const packet: SealedPacket = { from: 'leaky', fingerprint: 'leaky', epoch: senderKey.epoch, header, sealed: encryptor.seal(header, new Uint8Array(60)) };
   const transcript = { signalling: [JSON.stringify({ note: b64(Buffer.concat([randomBytes(5), senderKey.key])) })], packets: [packet] };
   assert.equal(relayAttack(transcript, ROOM).packetsOpened, 1);
 });
@@ -109,11 +109,11 @@ test('a member who left cannot open media sealed after the rotation, even given 
   const alice = room.join();
   const bob = room.join();
   const carol = room.join();
-  const before = room.send(alice.fingerprint).packet;
+  const before = room.send(alice.session).packet;
   assert.equal(room.open(carol, before).length, 60);
 
-  const leaver = room.leave(carol.fingerprint);
-  const after = [room.send(alice.fingerprint).packet, room.send(bob.fingerprint).packet];
+  const leaver = room.leave(carol.session);
+  const after = [room.send(alice.session).packet, room.send(bob.session).packet];
   for (const packet of after) {
     assert.throws(() => room.open(leaver, packet), { name: 'DecryptError', reason: 'unknown-epoch' });
   }
@@ -122,7 +122,8 @@ test('a member who left cannot open media sealed after the rotation, even given 
   for (const message of fresh) assert.throws(() => leaver.receiveWrappedKey(message), { name: 'KeyExchangeError', reason: 'wrong-recipient' });
   // ...and readdressed to the leaver, their signatures break.
   for (const message of fresh) {
-    assert.throws(() => leaver.receiveWrappedKey({ ...message, to: leaver.fingerprint }), { name: 'KeyExchangeError', reason: 'bad-signature' });
+    const readdressed = { ...message, to: leaver.fingerprint, toSession: leaver.session };
+    assert.throws(() => leaver.receiveWrappedKey(readdressed), { name: 'KeyExchangeError', reason: 'bad-signature' });
   }
   for (const packet of after) assert.throws(() => room.open(leaver, packet), { name: 'DecryptError' });
 });
@@ -131,12 +132,49 @@ test('a member who joins later cannot open media sealed before it joined', () =>
   const room = new SimulatedRoom();
   const alice = room.join();
   const bob = room.join();
-  const earlier = [room.send(alice.fingerprint).packet, room.send(bob.fingerprint).packet];
+  const earlier = [room.send(alice.session).packet, room.send(bob.session).packet];
   const dave = room.join();
   for (const packet of earlier) assert.throws(() => room.open(dave, packet), { name: 'DecryptError', reason: 'unknown-epoch' });
   // The senders rotated when dave joined: the epoch dave holds is not the one those packets use.
-  assert.equal(dave.decryptorFor(alice.fingerprint)?.latestEpoch, earlier[0].epoch + 1);
+  assert.equal(dave.decryptorFor(alice.session)?.latestEpoch, earlier[0].epoch + 1);
   everyoneOpensEveryone(room, [alice, bob, dave]);
+});
+
+test('one identity in a room twice (two devices): each session is a member; one leaving cannot read on, the other can', () => {
+  const room = new SimulatedRoom();
+  const sharedId = generateIdentity();
+  const alice = room.join();
+  const laptop = room.join(sharedId);
+  const phone = room.join(sharedId);
+  assert.equal(laptop.fingerprint, phone.fingerprint);
+  assert.notEqual(laptop.session, phone.session);
+  assert.deepEqual(
+    alice.members.map((m) => m.fingerprint),
+    [sharedId.fingerprint, sharedId.fingerprint],
+  );
+  assert.deepEqual(laptop.members.map((m) => m.session), [alice.session, phone.session]);
+  everyoneOpensEveryone(room, [alice, laptop, phone]);
+
+  // A wrapped key for the phone, delivered to the laptop: same fingerprint, other session.
+  const [aliceToPhone] = alice.rotate().filter((m) => m.toSession === phone.session);
+  assert.throws(() => laptop.receiveWrappedKey(aliceToPhone), { name: 'KeyExchangeError', reason: 'wrong-recipient' });
+  phone.receiveWrappedKey(aliceToPhone);
+
+  const gone = room.leave(laptop.session);
+  const after = [room.send(alice.session).packet, room.send(phone.session).packet];
+  for (const packet of after) assert.throws(() => room.open(gone, packet), { name: 'DecryptError' });
+  everyoneOpensEveryone(room, [alice, phone]);
+});
+
+test('only the local session\'s own announcement is "self"; another session of the local identity is admitted', () => {
+  const id = generateIdentity();
+  const laptop = new RoomKeyring(id, ROOM);
+  const phone = new RoomKeyring(id, ROOM);
+  assert.throws(() => laptop.addMember(laptop.localAnnouncement()), { name: 'KeyExchangeError', reason: 'self' });
+  assert.deepEqual(laptop.addMember(phone.localAnnouncement()), { fingerprint: id.fingerprint, session: phone.session });
+  phone.addMember(laptop.localAnnouncement());
+  const [key] = laptop.rotate();
+  assert.deepEqual(phone.receiveWrappedKey(key), { from: id.fingerprint, fromSession: laptop.session, epoch: 0 });
 });
 
 test('membership changes set needsRotation; rotate() clears it', () => {
@@ -145,16 +183,16 @@ test('membership changes set needsRotation; rotate() clears it', () => {
   const messages = alice.rotate();
   assert.equal(messages.length, 1);
   assert.ok(!alice.needsRotation);
-  assert.equal(alice.addMember(bob.localAnnouncement()), bob.fingerprint, 'repeating an announcement in force is a no-op');
+  assert.deepEqual(alice.addMember(bob.localAnnouncement()), { fingerprint: bob.fingerprint, session: bob.session }, 'repeating an announcement in force is a no-op');
   assert.ok(!alice.needsRotation);
   const carol = new RoomKeyring(generateIdentity(), ROOM);
   alice.addMember(carol.localAnnouncement());
   assert.ok(alice.needsRotation);
   assert.equal(alice.rotate().length, 2);
-  assert.ok(alice.removeMember(carol.fingerprint));
-  assert.ok(!alice.removeMember(carol.fingerprint));
+  assert.ok(alice.removeMember(carol.session));
+  assert.ok(!alice.removeMember(carol.session));
   assert.ok(alice.needsRotation);
-  assert.deepEqual(alice.rotate().map((m) => m.to), [bob.fingerprint]);
+  assert.deepEqual(alice.rotate().map((m) => [m.to, m.toSession]), [[bob.fingerprint, bob.session]]);
   assert.equal(alice.encryptor().epoch, 2);
 });
 
@@ -175,10 +213,13 @@ test('messages are plain JSON with the documented fields', () => {
   assert.deepEqual(Object.keys(announcement), ['fingerprint', 'identityPublicKey', 'x25519PublicKey', 'signature']);
   assert.equal(fromB64(announcement.x25519PublicKey).length, 32);
   const [message] = alice.rotate();
-  assert.deepEqual(Object.keys(message), ['from', 'to', 'epoch', 'wrapped', 'signature']);
-  assert.deepEqual({ from: message.from, to: message.to, epoch: message.epoch }, { from: alice.fingerprint, to: bob.fingerprint, epoch: 0 });
+  assert.deepEqual(Object.keys(message), ['from', 'to', 'fromSession', 'toSession', 'epoch', 'wrapped', 'signature']);
+  assert.deepEqual(
+    { from: message.from, to: message.to, fromSession: message.fromSession, toSession: message.toSession, epoch: message.epoch },
+    { from: alice.fingerprint, to: bob.fingerprint, fromSession: alice.localAnnouncement().x25519PublicKey, toSession: bob.session, epoch: 0 },
+  );
   assert.equal(fromB64(message.wrapped).length, WRAPPED_KEY_BYTES);
-  assert.deepEqual(bob.receiveWrappedKey(JSON.parse(JSON.stringify(message))), { from: alice.fingerprint, epoch: 0 });
+  assert.deepEqual(bob.receiveWrappedKey(JSON.parse(JSON.stringify(message))), { from: alice.fingerprint, fromSession: alice.session, epoch: 0 });
 });
 
 test('forged announcements are rejected', () => {
@@ -197,7 +238,7 @@ test('forged announcements are rejected', () => {
   for (const [what, announcement, reason] of cases) {
     assert.throws(() => alice.addMember(announcement), { name: 'KeyExchangeError', reason }, what);
   }
-  assert.deepEqual(alice.members, [bobId.fingerprint]);
+  assert.deepEqual(alice.members.map((m) => m.fingerprint), [bobId.fingerprint]);
 });
 
 test('a low-order X25519 key, even properly signed, is rejected', () => {
@@ -215,7 +256,10 @@ test('wrapped keys from non-members, forged senders, or tampered are rejected', 
   outsider.addMember(bob.localAnnouncement());
   const [fromOutsider] = outsider.rotate();
   assert.throws(() => bob.receiveWrappedKey(fromOutsider), { name: 'KeyExchangeError', reason: 'unknown-sender' });
-  assert.throws(() => bob.receiveWrappedKey({ ...fromOutsider, from: alice.fingerprint }), { name: 'KeyExchangeError', reason: 'bad-signature' });
+  const claimsAlice = { ...fromOutsider, from: alice.fingerprint, fromSession: alice.session };
+  assert.throws(() => bob.receiveWrappedKey(claimsAlice), { name: 'KeyExchangeError', reason: 'bad-signature' });
+  // A session of one member with another member's fingerprint is no member at all.
+  assert.throws(() => bob.receiveWrappedKey({ ...toBob, from: fromOutsider.from }), { name: 'KeyExchangeError', reason: 'unknown-sender' });
   const tampered: [string, WrappedKeyMessage][] = [
     ['wrapped bit flipped', { ...toBob, wrapped: b64(flip(fromB64(toBob.wrapped))) }],
     ['epoch changed', { ...toBob, epoch: 7 }],
@@ -229,10 +273,18 @@ test('wrapped keys from non-members, forged senders, or tampered are rejected', 
   const aliceX25519 = fromB64(alice.localAnnouncement().x25519PublicKey);
   const garbage = new Uint8Array(randomBytes(WRAPPED_KEY_BYTES));
   const transcript = labelledFields(WRAP_SIGNATURE_LABEL, [ROOM, bob.fingerprint, alice.fingerprint, 5, bobX25519, aliceX25519, garbage]);
-  const signedGarbage = { from: bob.fingerprint, to: alice.fingerprint, epoch: 5, wrapped: b64(garbage), signature: b64(bobId.sign(transcript)) };
+  const signedGarbage = {
+    from: bob.fingerprint,
+    to: alice.fingerprint,
+    fromSession: bob.session,
+    toSession: alice.session,
+    epoch: 5,
+    wrapped: b64(garbage),
+    signature: b64(bobId.sign(transcript)),
+  };
   assert.throws(() => alice.receiveWrappedKey(signedGarbage), { name: 'KeyExchangeError', reason: 'unwrap-failed' });
   // None of that disturbed the genuine message.
-  assert.deepEqual(bob.receiveWrappedKey(toBob), { from: alice.fingerprint, epoch: 0 });
+  assert.deepEqual(bob.receiveWrappedKey(toBob), { from: alice.fingerprint, fromSession: alice.session, epoch: 0 });
 });
 
 test('a replayed wrapped key (same or older epoch) is refused: it would reopen a replay window', () => {
@@ -250,17 +302,19 @@ test('a replayed announcement of a member who left or re-joined is refused, and 
   const oldAnnouncement = bob.localAnnouncement();
   bob.rotate();
   const [oldWrap] = bob.rotate();
-  alice.removeMember(bob.fingerprint);
+  alice.removeMember(bob.session);
   assert.throws(() => alice.addMember(oldAnnouncement), { name: 'KeyExchangeError', reason: 'stale-announcement' });
 
   const rejoined = new RoomKeyring(bobId, ROOM);
   rejoined.addMember(alice.localAnnouncement());
   alice.addMember(rejoined.localAnnouncement());
   assert.throws(() => alice.addMember(oldAnnouncement), { name: 'KeyExchangeError', reason: 'stale-announcement' });
-  // bob's old wrapped key was bound to his old X25519 key: it does not verify for the new session.
-  assert.throws(() => alice.receiveWrappedKey(oldWrap), { name: 'KeyExchangeError', reason: 'bad-signature' });
+  // bob's old wrapped key names his old session, which is no member any more; moved onto the
+  // new session, it does not verify (the signature binds the old X25519 key).
+  assert.throws(() => alice.receiveWrappedKey(oldWrap), { name: 'KeyExchangeError', reason: 'unknown-sender' });
+  assert.throws(() => alice.receiveWrappedKey({ ...oldWrap, fromSession: rejoined.session }), { name: 'KeyExchangeError', reason: 'bad-signature' });
   const [fresh] = rejoined.rotate();
-  assert.deepEqual(alice.receiveWrappedKey(fresh), { from: bobId.fingerprint, epoch: 0 });
+  assert.deepEqual(alice.receiveWrappedKey(fresh), { from: bobId.fingerprint, fromSession: rejoined.session, epoch: 0 });
 });
 
 test('malformed untrusted input is a DecodeError; nothing else ever escapes', () => {
