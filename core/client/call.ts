@@ -35,7 +35,7 @@ import type { FecSchemeFactory } from '../media/fec-types.js';
 import type { JitterBufferStats } from '../media/jitter-buffer.js';
 import { CALL_JITTER_OPTIONS, CALL_OUTPUT_PERIOD_MS, MediaReceiver, MediaSender, type StreamSettings } from '../media/pipeline.js';
 import { fecFor, QualityController, selectCodec, TIERS, type TierChange, type TierName } from '../media/quality.js';
-import { untagRoomDatagram } from '../relay/rooms.js';
+import { MAX_ROOM_PARTICIPANTS, untagRoomDatagram } from '../relay/rooms.js';
 import type { Registry } from '../registry.js';
 import type { KnownSignal } from '../transport/signal-stream.js';
 import { quantizeQualityReport, type QualityReport } from '../wire/media-header.js';
@@ -451,6 +451,10 @@ class Call {
     if (claimed && claimed.fingerprint && claimed.fingerprint !== announced) {
       throw new ProtocolError(`member ${from} announced ${announced} but joined as ${claimed.fingerprint}`);
     }
+    for (const r of this.remotes.values()) {
+      // One session is one member: the same announcement under a second relay slot is a replay.
+      if (r.sourceId !== from && r.session === session) throw new ProtocolError(`member ${from} announced the session of member ${r.sourceId}`);
+    }
     const { fingerprint } = this.keyring.addMember(announcement);
     const existing = this.remotes.get(from);
     if (!existing) {
@@ -476,7 +480,12 @@ class Call {
       for (const r of this.remotes.values()) if (r.session === fromSession) r.receiver.retryHeld(performance.now());
     } catch (err) {
       if ((err as { reason?: string } | null)?.reason === 'unknown-sender') {
-        this.pendingKeys.push(message as WrappedKeyMessage);
+        // Kept for when its sender's announcement arrives; bounded, as anyone in the room can
+        // send these (one per possible member is what a genuine overtaking needs).
+        if (this.pendingKeys.push(message as WrappedKeyMessage) > MAX_ROOM_PARTICIPANTS) {
+          const dropped = this.pendingKeys.shift();
+          this.emit({ type: 'call:warning', message: `dropped a wrapped key from ${dropped?.from}: no announcement from that sender arrived` });
+        }
         return;
       }
       throw err;

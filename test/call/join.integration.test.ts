@@ -5,15 +5,19 @@
  * tone, the other must hear it.
  */
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { runCall, type CallReport } from '../../core/client/call.js';
 import { RelaySession } from '../../core/client/relay-session.js';
+import { sha256Fingerprint } from '../../core/crypto/fingerprint.js';
 import { generateIdentity } from '../../core/crypto/identity.js';
+import { hashRoomName } from '../../core/crypto/room-name.js';
 import { deriveTlsCertificate } from '../../core/crypto/tls-cert.js';
 import { createRegistries, type Registries } from '../../core/registry.js';
 import { Relay } from '../../core/relay/relay.js';
+import { MAX_ROOM_PARTICIPANTS } from '../../core/relay/rooms.js';
 import { expectFingerprint } from '../../core/transport/quic.js';
 import type { KnownSignal } from '../../core/transport/signal-stream.js';
 
@@ -50,7 +54,10 @@ describe('joining a call', () => {
   });
 
   /** A talks a 1 kHz tone for 3 s; B joins 0.5 s later and listens for 2 s. Returns B's report and the tone level it heard. */
-  async function talkAndListen(room: string): Promise<{ report: CallReport; heardRms: number; warnings: string[] }> {
+  async function talkAndListen(
+    room: string,
+    during?: () => Promise<void>,
+  ): Promise<{ report: CallReport; heardRms: number; warnings: string[] }> {
     const open = () => RelaySession.open({ relay: relay.address, verify: expectFingerprint(fingerprint, 'relay') });
     const [a, b] = [await open(), await open()];
     let phase = 0;
@@ -67,7 +74,7 @@ describe('joining a call', () => {
     const warnings: string[] = [];
     const talker = runCall({ session: a, identity: generateIdentity(), room, alias: 'a', codecs: reg.codecs, fec: reg.fec, source: tone, durationMs: 3000, adaptive: false });
     await new Promise((r) => setTimeout(r, 500));
-    const report = await runCall({
+    const listening = runCall({
       session: b,
       identity: generateIdentity(),
       room,
@@ -88,6 +95,8 @@ describe('joining a call', () => {
         if (e.type === 'call:warning') warnings.push(e.message);
       },
     });
+    await during?.();
+    const report = await listening;
     await talker;
     await a.close();
     await b.close();
@@ -137,6 +146,55 @@ describe('joining a call', () => {
       assert.deepEqual(warnings, []);
     } finally {
       internals.onSignal = onSignal;
+    }
+  });
+
+  test('a hostile member: wrapped keys from senders nobody announced are bounded, a replayed announcement is refused', async () => {
+    const room = 'join-key-flood';
+    const flooder = await RelaySession.open({ relay: relay.address, verify: expectFingerprint(fingerprint, 'relay') });
+    const FLOOD = 100;
+    try {
+      const { report, heardRms, warnings } = await talkAndListen(room, async () => {
+        await new Promise((r) => setTimeout(r, 300));
+        const joined = await flooder.joinRoom(hashRoomName(room), { alias: 'flooder' });
+        // Addressed to the listener exactly (its fingerprint and session, from its public
+        // announcement), each from a sender nobody announced: kept until that announcement.
+        const listener = joined.participants.find((p) => p.alias === 'b');
+        const announcement = joined.announcements?.find((e) => e.sourceId === listener?.sourceId)?.announcement as
+          | { fingerprint: string; x25519PublicKey: string }
+          | undefined;
+        assert.ok(announcement, 'the relay handed on the listener\'s announcement');
+        const b64 = (n: number) => Buffer.alloc(n, 7).toString('base64');
+        for (let i = 0; i < FLOOD; i++) {
+          const message = {
+            from: sha256Fingerprint(randomBytes(32)),
+            to: announcement.fingerprint,
+            fromSession: b64(32),
+            toSession: announcement.x25519PublicKey,
+            epoch: i,
+            wrapped: b64(48),
+            signature: b64(64),
+          };
+          await flooder.roomSignal({ kind: 'key', message }, listener?.sourceId);
+        }
+        // Then it passes the talker's announcement off as its own and leaves: were that
+        // session taken as the flooder's, the leave would retire it and silence the talker.
+        const talkerSlot = joined.participants.find((p) => p.alias === 'a')?.sourceId;
+        const talkerAnnouncement = joined.announcements?.find((e) => e.sourceId === talkerSlot)?.announcement;
+        await flooder.roomSignal({ kind: 'announce', announcement: talkerAnnouncement }, listener?.sourceId);
+        await new Promise((r) => setTimeout(r, 100));
+        await flooder.close();
+      });
+      const talker = report.participants.find((p) => p.alias === 'a');
+      // ~100 frames in 2 s; with the talker's session retired by the flooder's leave, ~45.
+      assert.ok(talker && talker.framesPlayed > 80 && talker.decryptRejected === 0, JSON.stringify(report.participants));
+      assert.ok(warnings.some((w) => /announced the session of member/.test(w)), warnings.join('\n'));
+      assert.ok(heardRms > 3000, `heard RMS ${heardRms.toFixed(0)}`);
+      // One kept per possible member; every one beyond that is dropped with a warning.
+      const dropped = warnings.filter((w) => /dropped a wrapped key from .*no announcement/.test(w)).length;
+      assert.equal(dropped, FLOOD - MAX_ROOM_PARTICIPANTS, warnings.slice(0, 3).join('\n'));
+    } finally {
+      await flooder.close().catch(() => undefined);
     }
   });
 });
