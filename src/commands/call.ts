@@ -101,8 +101,19 @@ export default class Call extends WzpCommand<Result> {
 
   protected renderHuman(r: Result): string {
     if ('devices' in r) {
+      if (r.devices.length === 0) {
+        return [
+          'no audio devices found',
+          '  PortAudio sees no sound card and no sound server: is PulseAudio, PipeWire or JACK running for this user?',
+          '  On a headless machine, scripts/virtual-audio.sh (in the wzp repository) makes a virtual microphone and speaker.',
+          '  Without audio devices, --tone and --file still send and --record still receives.',
+        ].join('\n');
+      }
       return r.devices
-        .map((d) => `${String(d.id).padStart(3)}  ${d.name}  (in ${d.maxInputChannels}, out ${d.maxOutputChannels}, ${d.hostApi})`)
+        .map((d) => {
+          const defaults = [d.isDefaultInput ? 'default input' : '', d.isDefaultOutput ? 'default output' : ''].filter(Boolean).join(', ');
+          return `${String(d.id).padStart(3)}  ${d.name}  (in ${d.maxInputChannels}, out ${d.maxOutputChannels}, ${d.hostApi})${defaults ? `  ${defaults}` : ''}`;
+        })
         .join('\n');
     }
     const lines = [

@@ -63,6 +63,18 @@ describe('wzp call --mic through PortAudio and virtual devices', { skip }, () =>
     await audio?.stop();
   });
 
+  test('--list-devices shows the devices PortAudio reaches, with the defaults marked', async () => {
+    const home = makeHome('wzp-devices-');
+    homes.push(home);
+    home.env = { ...home.env, ...audio.env };
+    const r = await runCli(['call', '--list-devices'], home);
+    assert.equal(r.code, 0, r.stderr);
+    const lines = r.stdout.trim().split('\n');
+    for (const name of ['virtmic', 'virtspeaker']) assert.ok(lines.some((l) => l.includes(`  ${name}  (in `)), r.stdout);
+    assert.equal(lines.filter((l) => l.includes('default input')).length, 1, r.stdout);
+    assert.equal(lines.filter((l) => l.includes('default output')).length, 1, r.stdout);
+  });
+
   test('the far end hears the microphone, and the speaker plays the far end', async () => {
     const near = makeHome('wzp-near-');
     const far = makeHome('wzp-far-');
