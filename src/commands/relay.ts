@@ -4,10 +4,10 @@ import { relayIdentityFile } from '../services/paths.js';
 import { runRelay, type RelayRunReport } from '../services/relay.js';
 
 export default class RelayCommand extends WzpCommand<RelayRunReport> {
-  static override summary = 'Run a wzp relay: signalling, reflection and media echo over QUIC.';
-  static override description = `Listens for QUIC connections from wzp clients. It answers ping and reflect (the client's address as seen from here) and echoes media datagrams for clients in echo mode.
+  static override summary = 'Run a wzp relay: rooms (SFU), echo, reflection and signalling over QUIC.';
+  static override description = `Listens for QUIC connections from wzp clients. Clients in a room send their media to the relay, which forwards each member's datagrams to every other member without being able to read them (they are end-to-end encrypted), drops stale media for a congested member instead of stalling the room, and relays the members' key exchange. It also echoes media for echo-test, answers ping, and reflects each client's address as seen from here.
 
-The relay's identity (and so its certificate fingerprint, which clients pin) is kept in a file and survives restarts. Stop it with Ctrl-C or SIGTERM; with --json a summary document is printed on exit.`;
+The relay's identity (and so its certificate fingerprint, which clients pin) is kept in a file and survives restarts. --stats N prints a line of load figures to stderr every N seconds. Stop it with Ctrl-C or SIGTERM; a summary is printed on exit (a JSON document with --json).`;
   static override examples = [
     '<%= config.bin %> <%= command.id %> --listen 0.0.0.0:4433',
     '<%= config.bin %> <%= command.id %> --listen 127.0.0.1:4433 --identity ./relay.json',
@@ -15,7 +15,8 @@ The relay's identity (and so its certificate fingerprint, which clients pin) is 
   static override flags = {
     listen: Flags.string({ summary: 'UDP address to listen on, HOST:PORT.', default: '0.0.0.0:4433' }),
     identity: Flags.file({ summary: 'Relay identity file (created if missing). Default: relay-identity.json in the config dir.' }),
-    verbose: Flags.boolean({ char: 'v', summary: 'Log connections and dropped signals to stderr.' }),
+    verbose: Flags.boolean({ char: 'v', summary: 'Log connections, joins, leaves and dropped signals to stderr.' }),
+    stats: Flags.integer({ summary: 'Every this many seconds, print connections, rooms and datagrams forwarded per second to stderr.', min: 1 }),
   };
 
   public async run(): Promise<RelayRunReport> {
@@ -29,14 +30,23 @@ The relay's identity (and so its certificate fingerprint, which clients pin) is 
         // One parseable line on stderr, even with --json, so scripts can find the address.
         process.stderr.write(`wzp relay listening on ${s.address} fingerprint ${s.fingerprint}\n`);
       },
-      onEvent: flags.verbose
-        ? (e) => process.stderr.write(`${new Date().toISOString()} ${e.type} ${JSON.stringify({ ...e, type: undefined })}\n`)
-        : undefined,
+      onEvent: flags.verbose ? (e) => logLine(e.type, { ...e, type: undefined }) : undefined,
+      statsIntervalMs: flags.stats === undefined ? undefined : flags.stats * 1000,
+      onStats: (s) => logLine('relay:stats', s),
     });
   }
 
   protected renderHuman(r: RelayRunReport): string {
     const m = r.metrics;
-    return `relay stopped after ${(r.uptimeMs / 1000).toFixed(1)} s: ${m.connectionsTotal} connections, ${m.datagramsEchoed} datagrams echoed, ${m.signalsMalformed} malformed and ${m.signalsUnknown} unknown signals dropped`;
+    return [
+      `relay stopped after ${(r.uptimeMs / 1000).toFixed(1)} s: ${m.connectionsTotal} connections`,
+      `  datagrams: ${m.datagramsForwarded} forwarded in rooms, ${m.datagramsEchoed} echoed, ${m.datagramsPurged} purged as stale, ${m.datagramsDropped} dropped, ${m.datagramsUnexpected} unexpected`,
+      `  signals: ${m.signalsReceived} received, ${m.signalsMalformed} malformed and ${m.signalsUnknown} unknown dropped`,
+    ].join('\n');
   }
+}
+
+/** One timestamped line on stderr: `ISO-time type {json}` (the -v log and --stats share it). */
+function logLine(type: string, fields: object): void {
+  process.stderr.write(`${new Date().toISOString()} ${type} ${JSON.stringify(fields)}\n`);
 }

@@ -10,6 +10,38 @@ export interface RelayRunOptions {
   signal: AbortSignal;
   onStarted(info: { address: string; fingerprint: string; identityPath: string; identityCreated: boolean }): void;
   onEvent?(event: RelayEvent): void;
+  /** Call onStats this often (ms) while running; 0 or absent: never. */
+  statsIntervalMs?: number;
+  onStats?(stats: RelayStats): void;
+}
+
+/** What a relay did over the last stats interval, and its state now. */
+export interface RelayStats {
+  intervalMs: number;
+  connectionsOpen: number;
+  roomsOpen: number;
+  /** Room datagrams forwarded per second (one per receiving member). */
+  forwardedPerSecond: number;
+  echoedPerSecond: number;
+  /** Over the interval: not sent (queue full, too large, closed), purged as stale, malformed or unknown signals. */
+  dropped: number;
+  purged: number;
+  signalsDropped: number;
+}
+
+/** The stats over the interval from `before` to `now` (two metrics snapshots). */
+export function relayStats(before: RelayMetrics, now: RelayMetrics, intervalMs: number): RelayStats {
+  const perSecond = (n: number) => Math.round((n * 1000) / Math.max(1, intervalMs));
+  return {
+    intervalMs: Math.round(intervalMs),
+    connectionsOpen: now.connectionsOpen,
+    roomsOpen: now.roomsOpen,
+    forwardedPerSecond: perSecond(now.datagramsForwarded - before.datagramsForwarded),
+    echoedPerSecond: perSecond(now.datagramsEchoed - before.datagramsEchoed),
+    dropped: now.datagramsDropped - before.datagramsDropped,
+    purged: now.datagramsPurged - before.datagramsPurged,
+    signalsDropped: now.signalsMalformed + now.signalsUnknown - before.signalsMalformed - before.signalsUnknown,
+  };
 }
 
 export interface RelayRunReport {
@@ -28,10 +60,24 @@ export async function runRelay(opts: RelayRunOptions): Promise<RelayRunReport> {
   const started = performance.now();
   const address = formatHostPort(relay.address);
   opts.onStarted({ address, fingerprint: tls.fingerprint, identityPath: opts.identityPath, identityCreated: created });
+  let statsTimer: NodeJS.Timeout | undefined;
+  const { statsIntervalMs, onStats } = opts;
+  if (statsIntervalMs && onStats) {
+    let last = { ...relay.metrics };
+    let lastAt = performance.now();
+    statsTimer = setInterval(() => {
+      const now = { ...relay.metrics };
+      const at = performance.now();
+      onStats(relayStats(last, now, at - lastAt));
+      last = now;
+      lastAt = at;
+    }, statsIntervalMs);
+  }
   await new Promise<void>((resolve) => {
     if (opts.signal.aborted) resolve();
     else opts.signal.addEventListener('abort', () => resolve(), { once: true });
   });
+  if (statsTimer) clearInterval(statsTimer);
   await relay.stop();
   return {
     address,

@@ -151,6 +151,32 @@ describe('a relay in its own process', () => {
     }
   });
 
+  test('--stats prints load lines while a room talks; the summary counts what was forwarded', async () => {
+    const r3home = makeHome('wzp-relay3-');
+    const a = makeHome('wzp-stats-a-');
+    const b = makeHome('wzp-stats-b-');
+    try {
+      const r3 = await startRelayProcess(['--listen', '127.0.0.1:0', '--stats', '1'], r3home);
+      const callArgs = (hz: number) => ['call', r3.address, '--room', 'stats', '--tone', String(hz), '--duration', '3', '--no-playback', '--relay-fingerprint', r3.fingerprint];
+      const calls = await Promise.all([runCli(callArgs(440), a), runCli(callArgs(700), b)]);
+      for (const c of calls) assert.equal(c.code, 0, c.stderr);
+      const done = await r3.stop('SIGTERM');
+      assert.equal(done.code, 0, done.stderr);
+      const stats = done.stderr
+        .split('\n')
+        .map((line) => /^\S+Z relay:stats (\{.*\})$/.exec(line)?.[1])
+        .filter((json): json is string => json !== undefined)
+        .map((json) => JSON.parse(json) as { roomsOpen: number; connectionsOpen: number; forwardedPerSecond: number });
+      // Two members at 50 frames/s, GOOD's FEC adding 3 repairs per 4: ~87 packets/s each way.
+      const busy = stats.filter((s) => s.roomsOpen === 1 && s.connectionsOpen === 2);
+      assert.ok(busy.some((s) => s.forwardedPerSecond > 140 && s.forwardedPerSecond < 220), done.stderr);
+      const forwarded = Number(/(\d+) forwarded in rooms/.exec(done.stdout)?.[1]);
+      assert.ok(forwarded > 2 * 2.5 * 80, done.stdout);
+    } finally {
+      for (const h of [r3home, a, b]) h.cleanup();
+    }
+  });
+
   test('an unreachable relay is a network error (exit 4)', async () => {
     const r = await runCli(['reflect', '127.0.0.1:9', '--json', '--timeout', '800'], clientHome);
     const doc = parseJsonDocument(r);
