@@ -19,9 +19,14 @@
  *   CALL_OUTPUT_PERIOD_MS in core/media/pipeline.ts.
  * - Quality: every second each member reports what it receives (loss, jitter, its relay RTT)
  *   in its media headers; every sender's QualityController moves its tier with hysteresis.
+ * - Losing the relay: with `reconnect`, a link that closes, or a relay that answers nothing
+ *   (no datagram, no push, and then no pong) for STALL_MS + PROBE_TIMEOUT_MS, is re-opened
+ *   with back-off for up to `reconnectForMs`, and the call re-joins as a new room session
+ *   (a new session key: the others rotate, as for any join). The clock keeps running
+ *   meanwhile: the source is consumed and the sinks get silence, so recordings keep time.
  */
 import { delay } from '../time.js';
-import { ProtocolError, errorMessage } from '../errors.js';
+import { AbortError, ProtocolError, errorMessage } from '../errors.js';
 import type { FrameSink, FrameSource } from '../audio/sources.js';
 import { mix, saturate } from '../audio/sources.js';
 import type { Identity } from '../crypto/identity.js';
@@ -49,6 +54,15 @@ const TICK_SAMPLES = frameSamplesFor(TICK_MS);
 const REPORT_INTERVAL_MS = 1000;
 /** Output RMS above which a member counts as talking (about -40 dBFS). */
 const TALKING_RMS = 330;
+/** Nothing heard from the relay for this long: ask it for a pong. */
+export const STALL_MS = 2500;
+/** A pong that takes longer than this means the relay is lost. */
+export const PROBE_TIMEOUT_MS = 2000;
+/** Default for how long to keep trying to get back to a lost relay. */
+export const DEFAULT_RECONNECT_FOR_MS = 30_000;
+/** One connection attempt's limit, and the back-off between failed attempts. */
+const RECONNECT_ATTEMPT_MS = 4000;
+const RECONNECT_BACKOFF_MS = [250, 500, 1000, 2000];
 
 export interface CallOptions {
   session: RelaySession;
@@ -73,6 +87,13 @@ export interface CallOptions {
   endWithSource?: boolean;
   signal?: AbortSignal;
   onEvent?(e: CallEvent): void;
+  /**
+   * Open a new session to the same relay (same certificate) after the link was lost. Without
+   * it, losing the relay ends the call (`relay-lost`).
+   */
+  reconnect?(signal: AbortSignal): Promise<RelaySession>;
+  /** How long to keep trying to get back to the relay (default DEFAULT_RECONNECT_FOR_MS). */
+  reconnectForMs?: number;
 }
 
 export type CallEvent =
@@ -82,7 +103,9 @@ export type CallEvent =
   | { type: 'call:tier-changed'; from: TierName; to: TierName; reason: string }
   | { type: 'call:first-audio'; atMs: number }
   | { type: 'call:status'; status: CallStatus }
-  | { type: 'call:warning'; message: string };
+  | { type: 'call:warning'; message: string }
+  | { type: 'call:relay-lost'; reason: string; reconnecting: boolean }
+  | { type: 'call:reconnected'; outageMs: number; attempts: number; participants: number };
 
 export interface CallStatus {
   tier: TierName;
@@ -93,6 +116,8 @@ export interface CallStatus {
   mos: number | undefined;
   talking: string[];
   members: number;
+  /** 'reconnecting' while the relay is lost and being re-opened. */
+  link: 'up' | 'reconnecting';
 }
 
 export interface ParticipantReport {
@@ -131,6 +156,8 @@ export interface CallReport {
   tierChanges: { atMs: number; from: TierName; to: TierName; reason: string }[];
   sent: { frames: number; packets: number; bytes: number };
   participants: ParticipantReport[];
+  /** Each time the relay was lost and got back: when (ms into the call), for how long, after how many attempts. */
+  reconnects: { atMs: number; outageMs: number; attempts: number }[];
   endedBy: 'duration' | 'source-ended' | 'hangup' | 'relay-lost';
 }
 
@@ -155,7 +182,22 @@ export async function runCall(opts: CallOptions): Promise<CallReport> {
 
 class Call {
   private readonly roomId: string;
-  private readonly keyring: RoomKeyring;
+  /** A new one for each room session (each re-join after a lost relay). */
+  private keyring: RoomKeyring;
+  /** The relay session in use: opts.session, then each one reconnect() opened. */
+  private session: RelaySession;
+  private link: 'up' | 'reconnecting' = 'up';
+  /** Last datagram or push from the relay (performance.now()). */
+  private lastHeardAt = 0;
+  private probing = false;
+  /** The call's clock has stopped: a reconnection in progress gives up. */
+  private readonly ending = new AbortController();
+  private lostAt = 0;
+  /** Reconnection failed for good: the clock ends the call as relay-lost. */
+  private gaveUp = false;
+  private readonly reconnects: CallReport['reconnects'] = [];
+  /** Our own earlier room sessions: until the relay notices they are gone, ignored. */
+  private readonly ownPastSessions = new Set<string>();
   private readonly remotes = new Map<number, Remote>();
   /** Members who left during the call, kept for the report. */
   private readonly departed: Remote[] = [];
@@ -178,6 +220,7 @@ class Call {
   constructor(private readonly opts: CallOptions) {
     this.roomId = hashRoomName(opts.room);
     this.keyring = new RoomKeyring(opts.identity, this.roomId);
+    this.session = opts.session;
     this.tier = opts.tier ?? 'GOOD';
     this.controller = new QualityController({ initialTier: this.tier });
     this.controller.onTierChange((c) => this.onTierChange(c));
@@ -189,9 +232,6 @@ class Call {
 
   async run(): Promise<CallReport> {
     const t0 = performance.now();
-    const { session } = this.opts;
-    session.onPush((msg) => this.onPush(msg));
-    session.datagrams.onDatagram((d) => this.onDatagram(d));
     // The encoder is made before joining (~4 ms with Opus): after the join answer this process
     // should be free to take the members' keys and first packets as they come.
     if (!this.opts.receiveOnly) {
@@ -201,39 +241,28 @@ class Call {
         noiseSuppressor: this.opts.noiseSuppressor,
       });
     }
-    let joined: Awaited<ReturnType<RelaySession['joinRoom']>>;
+    let participants: number;
     try {
-      joined = await session.joinRoom(this.roomId, {
-        alias: this.opts.alias,
-        fingerprint: this.opts.identity.fingerprint,
-        announcement: { ...this.keyring.localAnnouncement() },
-        signal: this.opts.signal,
+      participants = await this.join(this.session, () => {
+        this.started = performance.now();
       });
     } catch (err) {
       this.sender?.close();
       throw err;
     }
-    this.sourceId = joined.sourceId;
-    for (const p of joined.participants) this.roster.set(p.sourceId, p);
-    this.started = performance.now();
     const setupMs = this.started - t0;
-    this.emit({ type: 'call:joined', room: this.opts.room, sourceId: this.sourceId, participants: joined.participants.length });
-    // The members' announcements came with the answer (from a relay that keeps them): admit
-    // them all, then one sender key wrapped for everyone.
-    for (const e of joined.announcements ?? []) this.tryAdmit(e.sourceId, e.announcement);
-    for (const m of this.earlyRosters.splice(0)) this.onRoster(m.participants, m.joined, m.left, m.announcement);
-    void this.distributeKeys();
-    // Our announcement as a room signal too: members whose client or relay predates
-    // announcements in joins learn of us only this way (the others see a no-op repeat).
-    void this.broadcast({ kind: 'announce', announcement: this.keyring.localAnnouncement() });
+    this.emit({ type: 'call:joined', room: this.opts.room, sourceId: this.sourceId, participants });
 
     let endedBy: CallReport['endedBy'] = 'hangup';
     try {
       endedBy = await this.clock();
     } finally {
+      this.ending.abort();
       // Hang up at once so the others see the leave immediately, whatever happened.
-      await session.leave({ timeoutMs: 1000 }).catch(() => undefined);
+      const session = this.session;
+      if (this.link === 'up') await session.leave({ timeoutMs: 1000 }).catch(() => undefined);
       session.datagrams.onDatagram(() => undefined);
+      if (session !== this.opts.session) await session.close().catch(() => undefined);
       this.sender?.close();
       this.opts.noiseSuppressor?.close();
       for (const r of this.remotes.values()) r.receiver.close();
@@ -243,17 +272,142 @@ class Call {
     return this.report(setupMs, endedBy);
   }
 
+  /**
+   * Join the room on `session` as a new room session (the current keyring): admit the members
+   * whose announcements came with the answer, send them our key, and announce ourselves.
+   * `onAnswer` runs as soon as the answer is in. Returns how many were in the room.
+   */
+  private async join(session: RelaySession, onAnswer?: () => void): Promise<number> {
+    // Pushes and datagrams from a session we have moved away from are not ours to handle.
+    session.onPush((msg) => {
+      if (session !== this.session) return;
+      this.lastHeardAt = performance.now();
+      this.onPush(msg);
+    });
+    session.datagrams.onDatagram((d) => {
+      if (session !== this.session) return;
+      this.lastHeardAt = performance.now();
+      this.onDatagram(d);
+    });
+    const joined = await session.joinRoom(this.roomId, {
+      alias: this.opts.alias,
+      fingerprint: this.opts.identity.fingerprint,
+      announcement: { ...this.keyring.localAnnouncement() },
+      signal: AbortSignal.any([this.ending.signal, ...(this.opts.signal ? [this.opts.signal] : [])]),
+    });
+    onAnswer?.();
+    this.lastHeardAt = performance.now();
+    this.sourceId = joined.sourceId;
+    for (const p of joined.participants) this.roster.set(p.sourceId, p);
+    // The members' announcements came with the answer (from a relay that keeps them): admit
+    // them all, then one sender key wrapped for everyone.
+    for (const e of joined.announcements ?? []) this.tryAdmit(e.sourceId, e.announcement);
+    for (const m of this.earlyRosters.splice(0)) this.onRoster(m.participants, m.joined, m.left, m.announcement);
+    void this.distributeKeys();
+    // Our announcement as a room signal too: members whose client or relay predates
+    // announcements in joins learn of us only this way (the others see a no-op repeat).
+    void this.broadcast({ kind: 'announce', announcement: this.keyring.localAnnouncement() });
+    void session.closed.then(() => {
+      if (session === this.session) this.linkLost('the connection to the relay closed');
+    });
+    return joined.participants.length;
+  }
+
+  /** The relay is gone: end the call, or start getting back to it. */
+  private linkLost(reason: string): void {
+    if (this.link !== 'up' || this.ending.signal.aborted) return;
+    const reconnecting = this.opts.reconnect !== undefined;
+    this.emit({ type: 'call:relay-lost', reason, reconnecting });
+    if (!reconnecting) {
+      this.gaveUp = true;
+      return;
+    }
+    this.link = 'reconnecting';
+    this.lostAt = performance.now();
+    void this.session.close().catch(() => undefined);
+    // Everyone we had is gone with the link; whoever is still there is met again on re-joining.
+    this.ownPastSessions.add(this.keyring.session);
+    for (const r of this.remotes.values()) {
+      r.left = true;
+      r.receiver.close();
+      this.departed.push(r);
+    }
+    this.remotes.clear();
+    this.roster.clear();
+    this.earlyRosters.length = 0;
+    this.pendingKeys.length = 0;
+    this.sourceId = 0;
+    this.keyring = new RoomKeyring(this.opts.identity, this.roomId);
+    void this.reconnectLoop();
+  }
+
+  private async reconnectLoop(): Promise<void> {
+    const reconnect = this.opts.reconnect!;
+    const deadline = this.lostAt + (this.opts.reconnectForMs ?? DEFAULT_RECONNECT_FOR_MS);
+    const stop = AbortSignal.any([this.ending.signal, ...(this.opts.signal ? [this.opts.signal] : [])]);
+    for (let attempt = 1; !stop.aborted; attempt++) {
+      const left = deadline - performance.now();
+      if (left <= 0) break;
+      let session: RelaySession | undefined;
+      try {
+        session = await reconnect(AbortSignal.any([stop, AbortSignal.timeout(Math.max(1, Math.floor(Math.min(left, RECONNECT_ATTEMPT_MS))))]));
+        if (stop.aborted) {
+          await session.close();
+          return;
+        }
+        this.session = session;
+        const participants = await this.join(session);
+        const outageMs = Math.round(performance.now() - this.lostAt);
+        this.reconnects.push({ atMs: Math.round(this.lostAt - this.started), outageMs, attempts: attempt });
+        this.link = 'up';
+        // The others meet a new member: our header context starts afresh for them.
+        this.sender?.resync();
+        this.emit({ type: 'call:reconnected', outageMs, attempts: attempt, participants });
+        return;
+      } catch (err) {
+        // A session that connected but could not join is closed; it stays current (and
+        // ignored: the link is down) until the next attempt replaces it.
+        if (session !== undefined) await session.close().catch(() => undefined);
+        if (stop.aborted) return;
+        const wait = RECONNECT_BACKOFF_MS[Math.min(attempt - 1, RECONNECT_BACKOFF_MS.length - 1)];
+        const why = err instanceof AbortError ? `no answer within ${Math.round(Math.min(RECONNECT_ATTEMPT_MS, left) / 100) / 10} s` : errorMessage(err);
+        this.emit({ type: 'call:warning', message: `reconnect attempt ${attempt} failed: ${why}` });
+        await delay(Math.min(wait, Math.max(0, deadline - performance.now())), stop).catch(() => undefined);
+      }
+    }
+    if (!stop.aborted) this.gaveUp = true;
+  }
+
+  /** Nothing from the relay for a while: a ping tells a quiet room from a dead relay. */
+  private watchLink(now: number): void {
+    if (this.link !== 'up' || this.probing || this.opts.reconnect === undefined || now - this.lastHeardAt < STALL_MS) return;
+    this.probing = true;
+    const session = this.session;
+    session
+      .ping({ timeoutMs: PROBE_TIMEOUT_MS })
+      .then(
+        () => {
+          if (session === this.session) this.lastHeardAt = performance.now();
+        },
+        () => {
+          if (session === this.session) this.linkLost(`the relay answered nothing for ${((STALL_MS + PROBE_TIMEOUT_MS) / 1000).toFixed(1)} s`);
+        },
+      )
+      .finally(() => {
+        this.probing = false;
+      });
+  }
+
   /** The 10 ms clock: send, mix, report. Drift-corrected; ends on abort, duration or source end. */
   private async clock(): Promise<CallReport['endedBy']> {
-    let relayLost = false;
-    void this.opts.session.closed.then(() => (relayLost = true));
     const start = performance.now();
     let tick = 0;
     let lastReport = start;
     for (;;) {
       if (this.opts.signal?.aborted) return 'hangup';
-      if (relayLost) return 'relay-lost';
+      if (this.gaveUp) return 'relay-lost';
       const now = performance.now();
+      this.watchLink(now);
       if (this.opts.durationMs !== undefined && now - start >= this.opts.durationMs) return 'duration';
       if (this.opts.endWithSource && this.opts.source.ended && this.sendBuffer.length === 0) return 'source-ended';
       this.sendTick();
@@ -271,6 +425,11 @@ class Call {
   private sendTick(): void {
     if (!this.sender) return;
     const frame = this.opts.source.read(TICK_SAMPLES);
+    if (this.link !== 'up') {
+      // No relay to send to: the source keeps its real-time pace, what it said is lost.
+      this.sendBuffer = new Int16Array(0);
+      return;
+    }
     const buffered = new Int16Array(this.sendBuffer.length + frame.length);
     buffered.set(this.sendBuffer);
     buffered.set(frame, this.sendBuffer.length);
@@ -278,7 +437,7 @@ class Call {
     let offset = 0;
     while (buffered.length - offset >= frameSamples) {
       for (const packet of this.sender.sendFrame(buffered.subarray(offset, offset + frameSamples))) {
-        this.opts.session.datagrams.send(packet);
+        this.session.datagrams.send(packet);
       }
       offset += frameSamples;
     }
@@ -306,7 +465,7 @@ class Call {
   }
 
   private reportTick(now: number): void {
-    const legRtt = this.opts.session.datagrams.pathStats()?.rttMs;
+    const legRtt = this.link === 'up' ? this.session.datagrams.pathStats()?.rttMs : undefined;
     let worstLoss = 0;
     let worstJitter = 0;
     for (const r of this.remotes.values()) {
@@ -340,6 +499,7 @@ class Call {
       mos: remotes.length ? this.mosEstimate(lossPct, (legRtt ?? 0) + jitterBufferMs) : undefined,
       talking: remotes.filter((r) => r.lastRms > TALKING_RMS).map((r) => r.alias || r.fingerprint.slice(0, 9)),
       members: remotes.length + 1,
+      link: this.link,
     };
   }
 
@@ -356,7 +516,7 @@ class Call {
     this.tierChanges.push({ atMs: Math.round(performance.now() - this.started), from, to, reason: c.reason });
     this.emit({ type: 'call:tier-changed', from, to, reason: c.reason });
     if (this.sender) {
-      for (const p of this.sender.reconfigure(this.settingsFor(to))) this.opts.session.datagrams.send(p);
+      for (const p of this.sender.reconfigure(this.settingsFor(to))) if (this.link === 'up') this.session.datagrams.send(p);
     }
   }
 
@@ -451,6 +611,8 @@ class Call {
     if (claimed && claimed.fingerprint && claimed.fingerprint !== announced) {
       throw new ProtocolError(`member ${from} announced ${announced} but joined as ${claimed.fingerprint}`);
     }
+    // Our own session from before a reconnection, still in the room until the relay notices.
+    if (this.ownPastSessions.has(session)) return false;
     for (const r of this.remotes.values()) {
       // One session is one member: the same announcement under a second relay slot is a replay.
       if (r.sourceId !== from && r.session === session) throw new ProtocolError(`member ${from} announced the session of member ${r.sourceId}`);
@@ -543,7 +705,7 @@ class Call {
 
   private async send(payload: Record<string, unknown>, to?: number): Promise<void> {
     try {
-      await this.opts.session.roomSignal(payload, to, { timeoutMs: 2000 });
+      await this.session.roomSignal(payload, to, { timeoutMs: 2000 });
     } catch (err) {
       this.emit({ type: 'call:warning', message: `room signal not delivered: ${errorMessage(err)}` });
     }
@@ -565,6 +727,7 @@ class Call {
       tierChanges: this.tierChanges,
       sent: { frames: stats?.frames ?? 0, packets: (stats?.sourcePackets ?? 0) + (stats?.repairPackets ?? 0), bytes: stats?.bytes ?? 0 },
       participants: [...this.departed, ...this.remotes.values()].map((r) => this.participantReport(r)),
+      reconnects: this.reconnects,
       endedBy,
     };
   }

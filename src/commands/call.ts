@@ -3,13 +3,13 @@ import * as Flags from '@oclif/core/flags';
 import type { CallEvent } from '../../core/client/call.js';
 import type { TierName } from '../../core/media/quality.js';
 import { WzpCommand } from '../base-command.js';
-import { call, listAudioDevices, type CallResult } from '../services/call.js';
+import { call, listAudioDevices, relayLine, type CallResult } from '../services/call.js';
 
 type Result = (CallResult) | Awaited<ReturnType<typeof listAudioDevices>>;
 
 export default class Call extends WzpCommand<Result> {
   static override summary = 'Join a room on a relay and talk: end-to-end encrypted, FEC-protected, adaptive.';
-  static override description = `Sources: --tone HZ (default 440 Hz), --file in.wav (any rate/channels), or --mic. Sinks: the speaker with --mic (unless --no-playback), and --record out.wav. Ctrl-C hangs up cleanly: the others see you leave at once and the recording is complete. A call report (per participant: packets, loss, concealment, jitter buffer, tier changes, MOS) is printed at the end (--json) or written with --report.`;
+  static override description = `Sources: --tone HZ (default 440 Hz), --file in.wav (any rate/channels), or --mic. Sinks: the speaker with --mic (unless --no-playback), and --record out.wav. Ctrl-C hangs up cleanly: the others see you leave at once and the recording is complete. A lost relay (closed, or silent for ~4.5 s) is reconnected to and the room re-joined, for up to --reconnect seconds. A call report (per participant: packets, loss, concealment, jitter buffer, tier changes, MOS) is printed at the end (--json) or written with --report.`;
   static override examples = [
     '<%= config.bin %> <%= command.id %> relay.example.com:4433 --room team --mic',
     '<%= config.bin %> <%= command.id %> 127.0.0.1:4433 --room test --tone 440 --duration 10 --record heard.wav --json',
@@ -28,6 +28,7 @@ export default class Call extends WzpCommand<Result> {
     playback: Flags.boolean({ summary: 'Play what you hear (default with --mic).', allowNo: true }),
     record: Flags.string({ summary: 'Record what you hear to this WAV file.' }),
     duration: Flags.integer({ summary: 'Hang up after this many seconds.', min: 1 }),
+    reconnect: Flags.integer({ summary: 'After losing the relay, keep trying to get back for this many seconds (0: end the call).', min: 0, default: 30 }),
     alias: Flags.string({ summary: 'Name shown to the others.' }),
     tier: Flags.string({ summary: 'Starting quality tier.', options: ['GOOD', 'DEGRADED', 'CATASTROPHIC'], default: 'GOOD' }),
     adaptive: Flags.boolean({ summary: 'Move between tiers as the network changes.', default: true, allowNo: true }),
@@ -62,6 +63,7 @@ export default class Call extends WzpCommand<Result> {
       speaker: playback ? { device: flags['output-device'] } : undefined,
       record: flags.record,
       durationMs: flags.duration === undefined ? undefined : flags.duration * 1000,
+      reconnectForMs: flags.reconnect * 1000,
       vad: flags.vad,
       noiseSuppression: flags['noise-suppression'],
       reportPath: flags.report,
@@ -77,6 +79,10 @@ export default class Call extends WzpCommand<Result> {
     if (e.type === 'call:status') {
       if (!this.interactive) return;
       const s = e.status;
+      if (s.link === 'reconnecting') {
+        process.stderr.write(`\r\x1b[Kreconnecting to the relay...`);
+        return;
+      }
       const rtt = s.rttMs === undefined ? '-' : `${s.rttMs} ms`;
       const talking = s.talking.length ? `talking: ${s.talking.join(', ')}` : '';
       process.stderr.write(
@@ -95,7 +101,7 @@ export default class Call extends WzpCommand<Result> {
               ? `tier ${e.from} -> ${e.to}: ${e.reason}`
               : e.type === 'call:warning'
                 ? `warning: ${e.message}`
-                : undefined;
+                : relayLine(e);
     if (line) this.progress(this.interactive ? `\r\x1b[K${line}` : line);
   }
 
@@ -126,7 +132,9 @@ export default class Call extends WzpCommand<Result> {
       );
     }
     for (const t of r.tierChanges) lines.push(`  at ${(t.atMs / 1000).toFixed(1)} s: ${t.from} -> ${t.to} (${t.reason})`);
+    for (const c of r.reconnects) lines.push(`  at ${(c.atMs / 1000).toFixed(1)} s: lost the relay, back after ${(c.outageMs / 1000).toFixed(1)} s`);
     if (r.recording) lines.push(`recorded ${(r.recording.durationMs / 1000).toFixed(1)} s to ${r.recording.path}`);
     return lines.join('\n');
   }
 }
+

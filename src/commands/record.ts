@@ -2,7 +2,7 @@ import * as Args from '@oclif/core/args';
 import * as Flags from '@oclif/core/flags';
 import type { CallEvent } from '../../core/client/call.js';
 import { WzpCommand } from '../base-command.js';
-import { call, type CallResult } from '../services/call.js';
+import { call, relayLine, type CallResult } from '../services/call.js';
 
 export default class Record extends WzpCommand<CallResult> {
   static override summary = 'Join a room as a listener and record what is said to a WAV file.';
@@ -16,6 +16,7 @@ export default class Record extends WzpCommand<CallResult> {
   static override flags = {
     room: Flags.string({ summary: 'Room name.', required: true }),
     duration: Flags.integer({ summary: 'Stop after this many seconds.', min: 1 }),
+    reconnect: Flags.integer({ summary: 'After losing the relay, keep trying to get back for this many seconds (0: end the call).', min: 0, default: 30 }),
     alias: Flags.string({ summary: 'Name shown to the others.', default: 'recorder' }),
     identity: Flags.file({ summary: 'Identity file to use instead of the one in the config dir.' }),
     'relay-fingerprint': Flags.string({ summary: 'Trust only this relay certificate fingerprint.' }),
@@ -35,12 +36,15 @@ export default class Record extends WzpCommand<CallResult> {
       source: { kind: 'none' },
       record: args.file,
       durationMs: flags.duration === undefined ? undefined : flags.duration * 1000,
+      reconnectForMs: flags.reconnect * 1000,
       registries: this.registries,
       signal: this.abortSignal,
       meta: (schemaVersion) => this.reportMeta(schemaVersion, flags, args),
       onEvent: (e: CallEvent) => {
         if (e.type === 'call:member-joined') this.progress(`${e.alias || e.fingerprint} joined`);
         if (e.type === 'call:member-left') this.progress(`${e.alias || e.fingerprint} left`);
+        const relay = relayLine(e);
+        if (relay) this.progress(relay);
       },
     });
   }

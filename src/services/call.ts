@@ -5,6 +5,7 @@
 import { writeFileSync } from 'node:fs';
 import { FileSource, SilenceSource, TeeSink, ToneSource, type FrameSink, type FrameSource } from '../../core/audio/sources.js';
 import { runCall, type CallEvent, type CallReport } from '../../core/client/call.js';
+import { RelaySession } from '../../core/client/relay-session.js';
 import { loadOrCreateIdentity } from '../../core/crypto/identity.js';
 import { ConfigError, UsageError, errorMessage } from '../../core/errors.js';
 import { PIPELINE_SAMPLE_RATE } from '../../core/media/codec-types.js';
@@ -12,6 +13,7 @@ import { NoiseSuppressor } from '../../core/media/noise-suppression.js';
 import type { TierName } from '../../core/media/quality.js';
 import { WavWriter } from '../../core/media/wav.js';
 import type { Registries } from '../../core/registry.js';
+import { expectFingerprint, parseHostPort } from '../../core/transport/quic.js';
 import { identityFile } from './paths.js';
 import type { ReportMeta } from './report-meta.js';
 import { connectToRelay } from './relay-connect.js';
@@ -34,6 +36,8 @@ export interface CallRequest {
   speaker?: { device?: string };
   record?: string;
   durationMs?: number;
+  /** After losing the relay, keep trying to get back for this long (0: the call ends). */
+  reconnectForMs?: number;
   vad?: boolean;
   noiseSuppression?: boolean;
   reportPath?: string;
@@ -130,6 +134,13 @@ export async function call(req: CallRequest): Promise<CallResult> {
       endWithSource: req.source.kind === 'file',
       signal: req.signal,
       onEvent: req.onEvent,
+      // Back to the same relay, which must present the certificate it presented the first time.
+      reconnect:
+        req.reconnectForMs === 0
+          ? undefined
+          : (signal) =>
+              RelaySession.open({ relay: parseHostPort(req.relay), alias: req.alias, signal, verify: expectFingerprint(fingerprint, req.relay) }),
+      reconnectForMs: req.reconnectForMs,
     });
     const result: CallResult = {
       schemaVersion: CALL_REPORT_SCHEMA_VERSION,
@@ -176,3 +187,11 @@ async function openSource(spec: CallRequest['source']): Promise<FrameSource> {
   }
 }
 
+/** The lines for losing and regaining the relay (shared with `wzp record`). */
+export function relayLine(e: CallEvent): string | undefined {
+  if (e.type === 'call:relay-lost') return `lost the relay: ${e.reason}${e.reconnecting ? '; reconnecting' : ''}`;
+  if (e.type === 'call:reconnected') {
+    return `back on the relay after ${(e.outageMs / 1000).toFixed(1)} s (${e.attempts} attempt${e.attempts === 1 ? '' : 's'}, ${e.participants} in room)`;
+  }
+  return undefined;
+}

@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { createSocket } from 'node:dgram';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -34,6 +35,15 @@ function spawnCli(args: string[], home: CliHome): { done: Promise<CliResult>; ki
   child.stderr.on('data', (d) => (stderr += d));
   const done = new Promise<CliResult>((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })));
   return { done, kill: (sig) => child.kill(sig), stderr: () => stderr };
+}
+
+/** A UDP port nothing is bound to at the moment (for a relay that must come back on the same one). */
+async function freeUdpPort(): Promise<number> {
+  const socket = createSocket('udp4');
+  await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', () => resolve()));
+  const { port } = socket.address();
+  await new Promise<void>((resolve) => socket.close(() => resolve()));
+  return port;
 }
 
 async function waitFor(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
@@ -168,13 +178,56 @@ describe('calls through a relay process', () => {
     assert.ok(Date.now() - hungUpAt < 10_000);
   });
 
+  test('a call survives losing its relay: killed and restarted, both members get back and hear each other again', async () => {
+    const relayHome2 = home();
+    const identity = join(relayHome2.dir, 'relay-identity.json');
+    const port = await freeUdpPort();
+    const relayArgs = ['--listen', `127.0.0.1:${port}`, '--identity', identity];
+    let ownRelay = await startRelayProcess(relayArgs, relayHome2);
+    const tones = [440, 700];
+    const parties = tones.map((hz) => {
+      const h = home();
+      const wav = join(h.dir, `heard-${hz}.wav`);
+      const run = runCli(['call', ownRelay.address, '--room', 'survive', '--tone', String(hz), '--duration', '14', '--record', wav,
+        '--no-playback', '--relay-fingerprint', ownRelay.fingerprint, '--json'], h, 60_000);
+      return { hz, wav, run };
+    });
+    await new Promise((r) => setTimeout(r, 3000));
+    await ownRelay.stop('SIGKILL');
+    await new Promise((r) => setTimeout(r, 1000));
+    ownRelay = await startRelayProcess(relayArgs, relayHome2);
+    try {
+      const results = await Promise.all(parties.map((p) => p.run));
+      for (const [i, r] of results.entries()) {
+        assert.equal(r.code, 0, r.stderr);
+        const report = parseJsonDocument(r).result as any;
+        assert.equal(report.endedBy, 'duration');
+        assert.equal(report.reconnects.length, 1, JSON.stringify(report.reconnects));
+        // Killed ~3 s in; noticed within STALL_MS + PROBE_TIMEOUT_MS (4.5 s) of the last packet,
+        // when the new relay is already up: back at the first attempt or so.
+        const [lost] = report.reconnects;
+        assert.ok(lost.atMs > 2500 && lost.atMs < 9000 && lost.outageMs < 5000 && lost.attempts <= 2, JSON.stringify(lost));
+        // The member from before the loss, and the same member met again after it.
+        assert.equal(report.participants.filter((p: any) => p.left).length >= 1, true, JSON.stringify(report.participants));
+        const heard = decodeWav(readFileSync(parties[i].wav)).samples;
+        const other = tones[1 - i];
+        // The last 3 s are well after the reconnection (lost at ~7 s at the latest, of 14).
+        const level = toneLevel(heard, other, 3);
+        assert.ok(level > 1000, `${tones[i]} hears ${other} Hz again after the relay came back (level ${level.toFixed(0)})`);
+        assert.ok(level > 20 * toneLevel(heard, tones[i], 3));
+      }
+    } finally {
+      await ownRelay.stop('SIGKILL');
+    }
+  });
+
   test('record: a receive-only member writes a valid WAV, also when the relay is killed', async () => {
     const talker = home();
     const recorder = home();
     const ownRelayHome = home();
     const ownRelay = await startRelayProcess(['--listen', '127.0.0.1:0'], ownRelayHome);
     const out = join(recorder.dir, 'meeting.wav');
-    const rec = spawnCli(['record', ownRelay.address, out, '--room', 'meeting', '--relay-fingerprint', ownRelay.fingerprint, '--json'], recorder);
+    const rec = spawnCli(['record', ownRelay.address, out, '--room', 'meeting', '--reconnect', '2', '--relay-fingerprint', ownRelay.fingerprint, '--json'], recorder);
     await new Promise((r) => setTimeout(r, 1000));
     const talk = spawnCli(['call', ownRelay.address, '--room', 'meeting', '--tone', '660', '--duration', '30', '--no-playback',
       '--relay-fingerprint', ownRelay.fingerprint], talker);
@@ -189,7 +242,7 @@ describe('calls through a relay process', () => {
     // Even with the relay gone mid-call the file on disk is a valid WAV holding the tone.
     const midway = decodeWav(readFileSync(out));
     assert.ok(toneLevel(midway.samples, 660, 1) > 1000, 'the recording holds the talker');
-    rec.kill('SIGINT');
+    // The recorder notices, tries to get back for 2 s, and ends by itself.
     talk.kill('SIGINT');
     const r = await rec.done;
     await talk.done;
@@ -197,6 +250,8 @@ describe('calls through a relay process', () => {
     const final = decodeWav(readFileSync(out));
     assert.ok(final.samples.length >= midway.samples.length);
     const report = parseJsonDocument(r).result as any;
+    assert.equal(report.endedBy, 'relay-lost');
+    assert.deepEqual(report.reconnects, []);
     assert.equal(report.recording.path, out);
     assert.ok(report.recording.durationMs >= 3000);
   });
