@@ -40,6 +40,9 @@ export interface SuccessDocument<T> {
 
 if (process.env.NO_COLOR !== undefined && process.env.NO_COLOR !== '') chalk.level = 0;
 
+/** Warnings a JSON document lists; the rest are counted in a last entry. */
+const MAX_WARNINGS = 200;
+
 export abstract class WzpCommand<T extends object> extends Command {
   static override enableJsonFlag = true;
   static override baseFlags = {
@@ -50,6 +53,8 @@ export abstract class WzpCommand<T extends object> extends Command {
   };
 
   private readonly collectedWarnings: string[] = [];
+  /** Warnings beyond MAX_WARNINGS: counted, not kept (a hostile peer must not grow the report without bound). */
+  private warningsNotKept = 0;
   private readonly abortController = new AbortController();
   private readonly onSignal = (sig: NodeJS.Signals) => {
     if (this.abortController.signal.aborted) {
@@ -105,7 +110,8 @@ export abstract class WzpCommand<T extends object> extends Command {
   /** Record a warning: in the JSON document's `warnings`, or on stderr for humans. */
   public override warn(input: string | Error): string | Error {
     const text = typeof input === 'string' ? input : input.message;
-    this.collectedWarnings.push(text);
+    if (this.collectedWarnings.length < MAX_WARNINGS) this.collectedWarnings.push(text);
+    else this.warningsNotKept++;
     if (!this.jsonEnabled()) process.stderr.write(`${chalk.yellow('Warning:')} ${text}\n`);
     return input;
   }
@@ -121,7 +127,8 @@ export abstract class WzpCommand<T extends object> extends Command {
   }
 
   protected override toSuccessJson(result: T): SuccessDocument<T> {
-    return { status: 0, result, warnings: [...this.collectedWarnings] };
+    const more = this.warningsNotKept ? [`... and ${this.warningsNotKept} more warnings`] : [];
+    return { status: 0, result, warnings: [...this.collectedWarnings, ...more] };
   }
 
   protected override logJson(json: unknown): void {

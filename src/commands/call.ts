@@ -90,6 +90,12 @@ export default class Call extends WzpCommand<Result> {
       );
       return;
     }
+    if (e.type === 'call:warning') {
+      // Kept in the JSON document's warnings too: support teams read those.
+      if (this.interactive) process.stderr.write('\r\x1b[K');
+      this.warn(e.message);
+      return;
+    }
     const line =
       e.type === 'call:joined'
         ? `joined room ${e.room} (${e.participants} in room)`
@@ -99,9 +105,7 @@ export default class Call extends WzpCommand<Result> {
             ? `${e.alias || e.fingerprint} left`
             : e.type === 'call:tier-changed'
               ? `tier ${e.from} -> ${e.to}: ${e.reason}`
-              : e.type === 'call:warning'
-                ? `warning: ${e.message}`
-                : relayLine(e);
+              : relayLine(e);
     if (line) this.progress(this.interactive ? `\r\x1b[K${line}` : line);
   }
 
