@@ -29,6 +29,13 @@ export const WZP_ALPN = 'wzp/1';
 /** Transport defaults. Idle timeout must be set: @matrixai/quic's default (0) never expires. */
 export const QUIC_DEFAULTS = {
   maxIdleTimeoutMs: 15_000,
+  /**
+   * A relay's idle timeout (the connection's is the lower of the two ends'). Clients send a
+   * keep-alive every keepAliveIntervalMs, and calls get back to a lost relay by themselves
+   * (core/client/call.ts), so a relay gains nothing by waiting long for a silent client, and
+   * the room sees a vanished member (crashed, unplugged) leave after this instead of 15 s.
+   */
+  relayMaxIdleTimeoutMs: 8_000,
   keepAliveIntervalMs: 3_000,
   connectTimeoutMs: 5_000,
   /** Datagram receive/send queue lengths handed to quiche. */
@@ -215,7 +222,13 @@ export async function startQuicServer(opts: QuicServerOptions): Promise<RunningQ
   const socket = opts.socket ?? (await openSocket(opts.listen ?? { host: '127.0.0.1', port: 0 }));
   const server = new QUICServer({
     crypto: serverCrypto(),
-    config: { ...commonConfig(), key: opts.tls.keyPem, cert: opts.tls.certPem, verifyPeer: false },
+    config: {
+      ...commonConfig(),
+      maxIdleTimeout: QUIC_DEFAULTS.relayMaxIdleTimeoutMs,
+      key: opts.tls.keyPem,
+      cert: opts.tls.certPem,
+      verifyPeer: false,
+    },
     socket,
     logger: quietLogger(),
   });

@@ -222,6 +222,24 @@ describe('calls through a relay process', () => {
     }
   });
 
+  test('a member that vanishes (its process killed) is seen leaving within the relay idle timeout', async () => {
+    const common = ['--room', 'vanish', '--no-playback', '--relay-fingerprint', relay.fingerprint];
+    const listener = spawnCli(['call', relay.address, '--tone', '300', '--duration', '20', ...common], home());
+    await waitFor(() => /joined room/.test(listener.stderr()), 10_000, 'the listener to join');
+    const doomed = spawnCli(['call', relay.address, '--tone', '500', '--alias', 'doomed', '--duration', '20', ...common], home());
+    await waitFor(() => /doomed joined/.test(listener.stderr()), 10_000, 'the doomed member to join');
+    await new Promise((r) => setTimeout(r, 500));
+    doomed.kill('SIGKILL');
+    const killedAt = Date.now();
+    await waitFor(() => /doomed left/.test(listener.stderr()), 15_000, 'the leave');
+    const seenAfter = Date.now() - killedAt;
+    // The relay's idle timeout (8 s) after the last packet, not the client default of 15 s.
+    assert.ok(seenAfter < 11_000, `seen leaving ${seenAfter} ms after the kill`);
+    listener.kill('SIGINT');
+    assert.equal((await listener.done).code, 0);
+    await doomed.done;
+  });
+
   test('record: a receive-only member writes a valid WAV, also when the relay is killed', async () => {
     const talker = home();
     const recorder = home();
