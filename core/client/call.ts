@@ -26,7 +26,7 @@
  *   meanwhile: the source is consumed and the sinks get silence, so recordings keep time.
  */
 import { delay } from '../time.js';
-import { AbortError, ProtocolError, errorMessage } from '../errors.js';
+import { AbortError, FingerprintMismatchError, ProtocolError, errorMessage } from '../errors.js';
 import type { FrameSink, FrameSource } from '../audio/sources.js';
 import { mix, saturate } from '../audio/sources.js';
 import type { Identity } from '../crypto/identity.js';
@@ -372,6 +372,9 @@ class Call {
         const wait = RECONNECT_BACKOFF_MS[Math.min(attempt - 1, RECONNECT_BACKOFF_MS.length - 1)];
         const why = err instanceof AbortError ? `no answer within ${Math.round(Math.min(RECONNECT_ATTEMPT_MS, left) / 100) / 10} s` : errorMessage(err);
         this.emit({ type: 'call:warning', message: `reconnect attempt ${attempt} failed: ${why}` });
+        // Another certificate at the relay's address is not a network fault: trying again
+        // cannot make it the relay we were talking to.
+        if (err instanceof FingerprintMismatchError) break;
         await delay(Math.min(wait, Math.max(0, deadline - performance.now())), stop).catch(() => undefined);
       }
     }

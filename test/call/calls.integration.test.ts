@@ -222,6 +222,30 @@ describe('calls through a relay process', () => {
     }
   });
 
+  test('a relay that comes back with another certificate is not trusted: the call ends at the first attempt', async () => {
+    const relayHome2 = home();
+    const port = await freeUdpPort();
+    let ownRelay = await startRelayProcess(['--listen', `127.0.0.1:${port}`, '--identity', join(relayHome2.dir, 'first.json')], relayHome2);
+    const caller = runCli(['call', ownRelay.address, '--room', 'impostor', '--tone', '500', '--duration', '25', '--no-playback',
+      '--relay-fingerprint', ownRelay.fingerprint, '--json'], home(), 60_000);
+    await new Promise((r) => setTimeout(r, 2000));
+    await ownRelay.stop('SIGKILL');
+    ownRelay = await startRelayProcess(['--listen', `127.0.0.1:${port}`, '--identity', join(relayHome2.dir, 'second.json')], relayHome2);
+    try {
+      const r = await caller;
+      assert.equal(r.code, 0, r.stderr);
+      const doc = parseJsonDocument(r);
+      const report = doc.result as any;
+      assert.equal(report.endedBy, 'relay-lost');
+      assert.ok(report.durationMs < 12_000, `ended after ${report.durationMs} ms, not after 30 s of attempts`);
+      const warnings = doc.warnings as string[];
+      assert.equal(warnings.filter((w) => /reconnect attempt/.test(w)).length, 1, JSON.stringify(warnings));
+      assert.match(warnings.join('\n'), new RegExp(`presented certificate ${ownRelay.fingerprint}`));
+    } finally {
+      await ownRelay.stop('SIGKILL');
+    }
+  });
+
   test('a member that vanishes (its process killed) is seen leaving within the relay idle timeout', async () => {
     const common = ['--room', 'vanish', '--no-playback', '--relay-fingerprint', relay.fingerprint];
     const listener = spawnCli(['call', relay.address, '--tone', '300', '--duration', '20', ...common], home());
