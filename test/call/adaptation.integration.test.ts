@@ -4,9 +4,13 @@
  * loss both directions drop tier; when the loss stops they climb back.
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { decodeWav } from '../../core/media/wav.js';
+import { toneLevel } from '../helpers/tone-level.js';
 import { UdpImpairmentProxy } from '../../core/net/udp-proxy.js';
-import { makeHome, parseJsonDocument, runCli, startRelayProcess, type CliHome, type RunningRelay } from '../helpers/cli.js';
+import { makeHome, parseJsonDocument, runCli, startRelayProcess, type CliHome, type CliResult, type RunningRelay } from '../helpers/cli.js';
 
 describe('adaptive quality through an impairment proxy', () => {
   let relayHome: CliHome;
@@ -27,21 +31,35 @@ describe('adaptive quality through an impairment proxy', () => {
     for (const h of homes) h.cleanup();
   });
 
-  test('30% loss moves both directions down a tier; clean network moves them back up', async () => {
+  /**
+   * alice (440 Hz) through the proxy and bob (880 Hz) directly, in one room for `seconds`;
+   * `lossPct` on alice's path, both ways, from `fromMs` for `forMs`. Both must exit 0.
+   */
+  async function impairedCall(
+    room: string,
+    seconds: number,
+    loss: { lossPct: number; fromMs: number; forMs: number },
+    extraArgs: (home: CliHome) => string[] = () => [],
+  ): Promise<{ ra: CliResult; rb: CliResult; alice: CliHome; bob: CliHome }> {
     const alice = makeHome('wzp-alice-');
     const bob = makeHome('wzp-bob-');
     homes.push(alice, bob);
-    const common = ['--room', 'adapt', '--duration', '30', '--no-playback', '--relay-fingerprint', relay.fingerprint, '--json'];
-    const a = runCli(['call', `127.0.0.1:${proxy.port}`, '--tone', '440', '--alias', 'alice', ...common], alice, 90_000);
-    const b = runCli(['call', relay.address, '--tone', '880', '--alias', 'bob', ...common], bob, 90_000);
-    await new Promise((r) => setTimeout(r, 4000));
-    const lossy = { loss: { kind: 'bernoulli' as const, lossPct: 30 } };
-    proxy.setImpairment({ up: lossy, down: lossy });
-    await new Promise((r) => setTimeout(r, 8000));
+    const common = ['--room', room, '--duration', String(seconds), '--no-playback', '--relay-fingerprint', relay.fingerprint, '--json'];
+    const a = runCli(['call', `127.0.0.1:${proxy.port}`, '--tone', '440', '--alias', 'alice', ...extraArgs(alice), ...common], alice, 90_000);
+    const b = runCli(['call', relay.address, '--tone', '880', '--alias', 'bob', ...extraArgs(bob), ...common], bob, 90_000);
+    await new Promise((r) => setTimeout(r, loss.fromMs));
+    const impaired = { loss: { kind: 'bernoulli' as const, lossPct: loss.lossPct } };
+    proxy.setImpairment({ up: impaired, down: impaired });
+    await new Promise((r) => setTimeout(r, loss.forMs));
     proxy.setImpairment({});
     const [ra, rb] = await Promise.all([a, b]);
     assert.equal(ra.code, 0, ra.stderr);
     assert.equal(rb.code, 0, rb.stderr);
+    return { ra, rb, alice, bob };
+  }
+
+  test('30% loss moves both directions down a tier; clean network moves them back up', async () => {
+    const { ra, rb } = await impairedCall('adapt', 30, { lossPct: 30, fromMs: 4000, forMs: 8000 });
     for (const [who, r] of [
       ['alice', ra],
       ['bob', rb],
@@ -57,5 +75,26 @@ describe('adaptive quality through an impairment proxy', () => {
       assert.ok(changes.length <= 4, `${who} changed tier ${changes.length} times`);
     }
     assert.ok(proxy.counters.upIn > proxy.counters.upOut, 'the proxy did drop packets');
+  });
+
+  test('a total outage on one member\'s path: it notices, gets back when the path does, and both hear each other again', async () => {
+    const record = (h: CliHome) => ['--record', join(h.dir, 'heard.wav')];
+    const { ra, rb, alice, bob } = await impairedCall('outage', 22, { lossPct: 100, fromMs: 3000, forMs: 7000 }, record);
+    const reportA = parseJsonDocument(ra).result as any;
+    const reportB = parseJsonDocument(rb).result as any;
+    assert.equal(reportA.endedBy, 'duration');
+    assert.equal(reportA.reconnects.length, 1, JSON.stringify(reportA.reconnects));
+    // Noticed ~4.5 s into the outage; back within a few seconds of its end (a QUIC handshake
+    // that was retrying through the dead path gets through).
+    const [lost] = reportA.reconnects;
+    assert.ok(lost.atMs > 5000 && lost.atMs + lost.outageMs < 16_000, JSON.stringify(lost));
+    // bob's own path was fine all along: no reconnection, and the relay is still his.
+    assert.deepEqual(reportB.reconnects, []);
+    // The last 4 s are well after the path came back (10 s in) and alice re-joined.
+    for (const [who, home, other] of [['alice', alice, 880], ['bob', bob, 440]] as const) {
+      const heard = decodeWav(readFileSync(join(home.dir, 'heard.wav'))).samples;
+      const level = toneLevel(heard, other, 4);
+      assert.ok(level > 1000, `${who} hears ${other} Hz after the outage (level ${level.toFixed(0)})`);
+    }
   });
 });

@@ -10,22 +10,9 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { decodeWav } from '../../core/media/wav.js';
+import { toneLevel } from '../helpers/tone-level.js';
 import { stereoTone24 } from '../helpers/wav-bytes.js';
 import { BIN, makeHome, parseJsonDocument, runCli, startRelayProcess, type CliHome, type CliResult, type RunningRelay } from '../helpers/cli.js';
-
-/** Energy of `pcm` at frequency f over its last `seconds` (a single-bin DFT), in sample units. */
-function toneLevel(pcm: Int16Array, f: number, seconds = 2): number {
-  const n = Math.min(pcm.length, 48000 * seconds);
-  const start = pcm.length - n;
-  let re = 0;
-  let im = 0;
-  const w = (2 * Math.PI * f) / 48000;
-  for (let i = 0; i < n; i++) {
-    re += pcm[start + i] * Math.cos(w * i);
-    im += pcm[start + i] * Math.sin(w * i);
-  }
-  return (2 * Math.sqrt(re * re + im * im)) / n;
-}
 
 function spawnCli(args: string[], home: CliHome): { done: Promise<CliResult>; kill(sig: NodeJS.Signals): void; stderr: () => string } {
   const child = spawn(process.execPath, [BIN, ...args], { env: home.env, stdio: ['ignore', 'pipe', 'pipe'] });
