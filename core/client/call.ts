@@ -100,6 +100,8 @@ export type CallEvent =
   | { type: 'call:joined'; room: string; sourceId: number; participants: number }
   | { type: 'call:member-joined'; alias: string; fingerprint: string }
   | { type: 'call:member-left'; alias: string; fingerprint: string }
+  /** A member came back after losing the relay: its new session replaced its old one. */
+  | { type: 'call:member-reconnected'; alias: string; fingerprint: string }
   | { type: 'call:tier-changed'; from: TierName; to: TierName; reason: string }
   | { type: 'call:first-audio'; atMs: number }
   | { type: 'call:status'; status: CallStatus }
@@ -327,17 +329,14 @@ class Call {
     void this.session.close().catch(() => undefined);
     // Everyone we had is gone with the link; whoever is still there is met again on re-joining.
     this.ownPastSessions.add(this.keyring.session);
-    for (const r of this.remotes.values()) {
-      r.left = true;
-      r.receiver.close();
-      this.departed.push(r);
-    }
-    this.remotes.clear();
+    for (const r of [...this.remotes.values()]) this.retireRemote(r);
     this.roster.clear();
     this.earlyRosters.length = 0;
     this.pendingKeys.length = 0;
     this.sourceId = 0;
-    this.keyring = new RoomKeyring(this.opts.identity, this.roomId);
+    // Signed into our new announcement: the others drop the old session at once, instead of
+    // keeping it until the relay notices the dead connection.
+    this.keyring = new RoomKeyring(this.opts.identity, this.roomId, { replaces: this.keyring.session });
     void this.reconnectLoop();
   }
 
@@ -565,16 +564,21 @@ class Call {
       const r = this.remotes.get(left);
       this.roster.delete(left);
       if (r) {
-        r.left = true;
-        this.remotes.delete(left);
-        this.departed.push(r);
-        r.receiver.close();
+        this.retireRemote(r);
         if (r.verified) this.keyring.removeMember(r.session);
         this.emit({ type: 'call:member-left', alias: r.alias, fingerprint: r.fingerprint });
         // Whoever left must not read what we send from now on.
         void this.distributeKeys();
       }
     }
+  }
+
+  /** A member's stream is over (it left, or came back as a new session): kept for the report. */
+  private retireRemote(r: Remote): void {
+    r.left = true;
+    this.remotes.delete(r.sourceId);
+    this.departed.push(r);
+    r.receiver.close();
   }
 
   private onRelayed(from: number, payload: Record<string, unknown>): void {
@@ -620,13 +624,16 @@ class Call {
       // One session is one member: the same announcement under a second relay slot is a replay.
       if (r.sourceId !== from && r.session === session) throw new ProtocolError(`member ${from} announced the session of member ${r.sourceId}`);
     }
-    const { fingerprint } = this.keyring.addMember(announcement);
+    const { fingerprint, replaced } = this.keyring.addMember(announcement);
+    const previous = replaced === undefined ? undefined : [...this.remotes.values()].find((r) => r.session === replaced);
+    if (previous) this.retireRemote(previous);
     const existing = this.remotes.get(from);
     if (!existing) {
       this.remotes.set(from, this.newRemote(from, claimed?.alias ?? '', fingerprint, session));
       // The newcomer has no header context for our stream yet.
       this.sender?.resync();
-      this.emit({ type: 'call:member-joined', alias: claimed?.alias ?? '', fingerprint });
+      const alias = claimed?.alias ?? '';
+      this.emit(previous ? { type: 'call:member-reconnected', alias, fingerprint } : { type: 'call:member-joined', alias, fingerprint });
     } else {
       // The same member with a new session key replaces its old session, which may not read on.
       if (existing.session !== session) this.keyring.removeMember(existing.session);

@@ -80,6 +80,11 @@ export interface MemberAnnouncement {
   x25519PublicKey: string;
   /** Ed25519 signature by the identity key, base64 (64 bytes). */
   signature: string;
+  /**
+   * The session this one replaces (its X25519 public key, base64): the same member back after
+   * losing the relay. Signed with the rest; receivers drop that session of this identity.
+   */
+  replaces?: string;
 }
 
 /** One sender key, wrapped for one recipient session. The relay forwards it to `to`. */
@@ -112,6 +117,7 @@ export function parseMemberAnnouncement(value: unknown): MemberAnnouncement {
     identityPublicKey: base64Field(ANNOUNCEMENT_FORMAT, record, 'identityPublicKey', ED25519_PUBLIC_KEY_BYTES),
     x25519PublicKey: base64Field(ANNOUNCEMENT_FORMAT, record, 'x25519PublicKey', X25519_PUBLIC_KEY_BYTES),
     signature: base64Field(ANNOUNCEMENT_FORMAT, record, 'signature', ED25519_SIGNATURE_BYTES),
+    ...(record.replaces === undefined ? {} : { replaces: base64Field(ANNOUNCEMENT_FORMAT, record, 'replaces', X25519_PUBLIC_KEY_BYTES) }),
   };
 }
 
@@ -238,8 +244,9 @@ function wrapTranscript(context: WrapContext, wrapped: Uint8Array): Uint8Array {
   return labelledFields(WRAP_SIGNATURE_LABEL, [...wrapFields(context), wrapped]);
 }
 
-function announcementTranscript(roomId: string, identityPublicKey: Uint8Array, x25519PublicKey: Uint8Array): Uint8Array {
-  return labelledFields(ANNOUNCEMENT_SIGNATURE_LABEL, [roomId, identityPublicKey, x25519PublicKey]);
+function announcementTranscript(roomId: string, identityPublicKey: Uint8Array, x25519PublicKey: Uint8Array, replaces?: Uint8Array): Uint8Array {
+  // A fourth field only when there is one: the length prefixes keep the two forms distinct.
+  return labelledFields(ANNOUNCEMENT_SIGNATURE_LABEL, [roomId, identityPublicKey, x25519PublicKey, ...(replaces ? [replaces] : [])]);
 }
 
 function rawX25519PublicKey(publicKey: KeyObject): Uint8Array {
@@ -271,13 +278,19 @@ interface Member {
   decryptor: MediaDecryptor;
 }
 
-export type RoomKeyringOptions = MediaEncryptorOptions & MediaDecryptorOptions;
+export type RoomKeyringOptions = MediaEncryptorOptions &
+  MediaDecryptorOptions & {
+    /** This session replaces an earlier one of ours (its `session`), announced as `replaces`. */
+    replaces?: string;
+  };
 
 /** A member as admitted: whose identity, and which session of it. */
 export interface MemberSession {
   fingerprint: string;
   /** The member's X25519 public key, base64: pass it to removeMember and decryptorFor. */
   session: string;
+  /** A session of the same identity this one replaced, now removed (the member came back). */
+  replaced?: string;
 }
 
 /**
@@ -312,11 +325,16 @@ export class RoomKeyring {
     const { privateKey, publicKey } = generateKeyPairSync('x25519');
     this.#x25519PrivateKey = privateKey;
     this.#x25519PublicKey = rawX25519PublicKey(publicKey);
+    const replaces = options.replaces === undefined ? undefined : fromBase64(options.replaces);
+    if (replaces !== undefined && (replaces.length !== X25519_PUBLIC_KEY_BYTES || toBase64(replaces) !== options.replaces)) {
+      throw new InternalError('replaces must be a session: an X25519 public key in base64');
+    }
     this.#announcement = {
       fingerprint: identity.fingerprint,
       identityPublicKey: toBase64(identity.publicKey),
       x25519PublicKey: toBase64(this.#x25519PublicKey),
-      signature: toBase64(identity.sign(announcementTranscript(roomId, identity.publicKey, this.#x25519PublicKey))),
+      signature: toBase64(identity.sign(announcementTranscript(roomId, identity.publicKey, this.#x25519PublicKey, replaces))),
+      ...(options.replaces === undefined ? {} : { replaces: options.replaces }),
     };
     this.#encryptor = new MediaEncryptor({ roomId, senderFingerprint: identity.fingerprint }, options);
     this.#decryptorOptions = { graceMs: options.graceMs, now: options.now };
@@ -358,18 +376,27 @@ export class RoomKeyring {
     if (sha256Fingerprint(identityPublicKey) !== parsed.fingerprint) {
       throw new KeyExchangeError('fingerprint-mismatch', 'the fingerprint is not the hash of the identity key');
     }
-    const transcript = announcementTranscript(this.roomId, identityPublicKey, x25519PublicKey);
+    const replaces = parsed.replaces === undefined ? undefined : fromBase64(parsed.replaces);
+    const transcript = announcementTranscript(this.roomId, identityPublicKey, x25519PublicKey, replaces);
     if (!Identity.verify(identityPublicKey, transcript, fromBase64(parsed.signature))) {
       throw new KeyExchangeError('bad-signature', `announcement of ${parsed.fingerprint} is not signed by its identity key for this room`);
     }
     const session = parsed.x25519PublicKey;
     if (session === this.session) throw new KeyExchangeError('self', 'the local session\'s own announcement');
-    const admitted = { fingerprint: parsed.fingerprint, session };
+    const admitted: MemberSession = { fingerprint: parsed.fingerprint, session };
     if (this.#members.has(session)) return admitted;
     if (this.#retiredKeys.has(hex(x25519PublicKey))) {
       throw new KeyExchangeError('stale-announcement', `announcement of ${parsed.fingerprint} carries a session key already retired`);
     }
     const sharedSecret = x25519SharedSecret(this.#x25519PrivateKey, x25519PublicKey);
+    // The member came back as a new session: its signed word that the old one is gone. Only
+    // a session of the same identity can be replaced, so no one can evict anyone else.
+    const old = parsed.replaces === undefined ? undefined : this.#members.get(parsed.replaces);
+    if (old !== undefined && old.fingerprint === parsed.fingerprint) {
+      this.#retire(old);
+      this.#members.delete(old.session);
+      admitted.replaced = old.session;
+    }
     const context = { roomId: this.roomId, senderFingerprint: parsed.fingerprint };
     this.#members.set(session, {
       fingerprint: parsed.fingerprint,

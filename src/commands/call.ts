@@ -103,6 +103,8 @@ export default class Call extends WzpCommand<Result> {
           ? `${e.alias || e.fingerprint} joined`
           : e.type === 'call:member-left'
             ? `${e.alias || e.fingerprint} left`
+            : e.type === 'call:member-reconnected'
+              ? `${e.alias || e.fingerprint} is back (reconnected)`
             : e.type === 'call:tier-changed'
               ? `tier ${e.from} -> ${e.to}: ${e.reason}`
               : relayLine(e);

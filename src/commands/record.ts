@@ -43,6 +43,7 @@ export default class Record extends WzpCommand<CallResult> {
       onEvent: (e: CallEvent) => {
         if (e.type === 'call:member-joined') this.progress(`${e.alias || e.fingerprint} joined`);
         if (e.type === 'call:member-left') this.progress(`${e.alias || e.fingerprint} left`);
+        if (e.type === 'call:member-reconnected') this.progress(`${e.alias || e.fingerprint} is back (reconnected)`);
         if (e.type === 'call:warning') this.warn(e.message);
         const relay = relayLine(e);
         if (relay) this.progress(relay);

@@ -34,19 +34,20 @@ describe('adaptive quality through an impairment proxy', () => {
   /**
    * alice (440 Hz) through the proxy and bob (880 Hz) directly, in one room for `seconds`;
    * `lossPct` on alice's path, both ways, from `fromMs` for `forMs`. Both must exit 0.
+   * `extraArgs` are each one's further flags (default `--json`).
    */
   async function impairedCall(
     room: string,
     seconds: number,
     loss: { lossPct: number; fromMs: number; forMs: number },
-    extraArgs: (home: CliHome) => string[] = () => [],
+    extraArgs: (who: 'alice' | 'bob', home: CliHome) => string[] = () => ['--json'],
   ): Promise<{ ra: CliResult; rb: CliResult; alice: CliHome; bob: CliHome }> {
     const alice = makeHome('wzp-alice-');
     const bob = makeHome('wzp-bob-');
     homes.push(alice, bob);
-    const common = ['--room', room, '--duration', String(seconds), '--no-playback', '--relay-fingerprint', relay.fingerprint, '--json'];
-    const a = runCli(['call', `127.0.0.1:${proxy.port}`, '--tone', '440', '--alias', 'alice', ...extraArgs(alice), ...common], alice, 90_000);
-    const b = runCli(['call', relay.address, '--tone', '880', '--alias', 'bob', ...extraArgs(bob), ...common], bob, 90_000);
+    const common = ['--room', room, '--duration', String(seconds), '--no-playback', '--relay-fingerprint', relay.fingerprint];
+    const a = runCli(['call', `127.0.0.1:${proxy.port}`, '--tone', '440', '--alias', 'alice', ...extraArgs('alice', alice), ...common], alice, 90_000);
+    const b = runCli(['call', relay.address, '--tone', '880', '--alias', 'bob', ...extraArgs('bob', bob), ...common], bob, 90_000);
     await new Promise((r) => setTimeout(r, loss.fromMs));
     const impaired = { loss: { kind: 'bernoulli' as const, lossPct: loss.lossPct } };
     proxy.setImpairment({ up: impaired, down: impaired });
@@ -78,10 +79,12 @@ describe('adaptive quality through an impairment proxy', () => {
   });
 
   test('a total outage on one member\'s path: it notices, gets back when the path does, and both hear each other again', async () => {
-    const record = (h: CliHome) => ['--record', join(h.dir, 'heard.wav')];
-    const { ra, rb, alice, bob } = await impairedCall('outage', 22, { lossPct: 100, fromMs: 3000, forMs: 7000 }, record);
+    // bob in human mode (its report to a file), to see what it says about alice.
+    const args = (who: 'alice' | 'bob', h: CliHome) =>
+      ['--record', join(h.dir, 'heard.wav'), ...(who === 'alice' ? ['--json'] : ['--report', join(h.dir, 'report.json')])];
+    const { ra, rb, alice, bob } = await impairedCall('outage', 22, { lossPct: 100, fromMs: 3000, forMs: 7000 }, args);
     const reportA = parseJsonDocument(ra).result as any;
-    const reportB = parseJsonDocument(rb).result as any;
+    const reportB = JSON.parse(readFileSync(join(bob.dir, 'report.json'), 'utf8'));
     assert.equal(reportA.endedBy, 'duration');
     assert.equal(reportA.reconnects.length, 1, JSON.stringify(reportA.reconnects));
     // Noticed ~4.5 s into the outage; back within a few seconds of its end (a QUIC handshake
@@ -90,6 +93,10 @@ describe('adaptive quality through an impairment proxy', () => {
     assert.ok(lost.atMs > 5000 && lost.atMs + lost.outageMs < 16_000, JSON.stringify(lost));
     // bob's own path was fine all along: no reconnection, and the relay is still his.
     assert.deepEqual(reportB.reconnects, []);
+    // alice's new announcement said which session it replaces: bob dropped the old one at
+    // once, instead of listing alice twice until the relay timed the old connection out.
+    assert.match(rb.stderr, /alice is back \(reconnected\)/);
+    assert.doesNotMatch(rb.stderr, /alice left|alice joined\n(.|\n)*alice joined/);
     // The last 4 s are well after the path came back (10 s in) and alice re-joined.
     for (const [who, home, other] of [['alice', alice, 880], ['bob', bob, 440]] as const) {
       const heard = decodeWav(readFileSync(join(home.dir, 'heard.wav'))).samples;

@@ -177,6 +177,35 @@ test('only the local session\'s own announcement is "self"; another session of t
   assert.deepEqual(phone.receiveWrappedKey(key), { from: id.fingerprint, fromSession: laptop.session, epoch: 0 });
 });
 
+test('a member back as a new session that replaces its old one: the old session is dropped at once, and only its own', () => {
+  const aliceId = generateIdentity();
+  const bobId = generateIdentity();
+  const alice = new RoomKeyring(aliceId, ROOM);
+  const bob = new RoomKeyring(bobId, ROOM);
+  const carol = new RoomKeyring(generateIdentity(), ROOM);
+  for (const k of [bob, carol]) alice.addMember(k.localAnnouncement());
+  // bob lost the relay and came back: its new announcement names its old session, signed.
+  const bobAgain = new RoomKeyring(bobId, ROOM, { replaces: bob.session });
+  assert.equal(bobAgain.localAnnouncement().replaces, bob.session);
+  alice.rotate();
+  assert.deepEqual(alice.addMember(bobAgain.localAnnouncement()), { fingerprint: bobId.fingerprint, session: bobAgain.session, replaced: bob.session });
+  assert.deepEqual(alice.members.map((m) => m.session), [carol.session, bobAgain.session]);
+  assert.equal(alice.decryptorFor(bob.session), undefined);
+  assert.ok(alice.needsRotation, 'the replaced session must not get later keys');
+  assert.ok(alice.rotate().every((m) => m.toSession !== bob.session));
+  assert.throws(() => alice.addMember(bob.localAnnouncement()), { name: 'KeyExchangeError', reason: 'stale-announcement' });
+
+  // Naming another identity's session evicts nobody; altering `replaces` breaks the signature.
+  const mallory = new RoomKeyring(generateIdentity(), ROOM, { replaces: carol.session });
+  assert.equal(alice.addMember(mallory.localAnnouncement()).replaced, undefined);
+  assert.ok(alice.decryptorFor(carol.session));
+  const moved = { ...new RoomKeyring(bobId, ROOM, { replaces: bobAgain.session }).localAnnouncement(), replaces: carol.session };
+  assert.throws(() => alice.addMember(moved), { name: 'KeyExchangeError', reason: 'bad-signature' });
+  const { replaces: _dropped, ...stripped } = new RoomKeyring(bobId, ROOM, { replaces: bobAgain.session }).localAnnouncement();
+  assert.throws(() => alice.addMember(stripped), { name: 'KeyExchangeError', reason: 'bad-signature' });
+  assert.ok(alice.decryptorFor(bobAgain.session));
+});
+
 test('membership changes set needsRotation; rotate() clears it', () => {
   const { alice, bob } = twoMembers();
   assert.ok(alice.needsRotation);
