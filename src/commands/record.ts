@@ -52,6 +52,7 @@ export default class Record extends WzpCommand<CallResult> {
   }
 
   protected renderHuman(r: CallResult): string {
-    return `recorded ${((r.recording?.durationMs ?? 0) / 1000).toFixed(1)} s from ${r.participants.length} member(s) to ${r.recording?.path} (${r.endedBy})`;
+    const back = r.reconnects.length ? `, back on the relay ${r.reconnects.length} time(s) after losing it` : '';
+    return `recorded ${((r.recording?.durationMs ?? 0) / 1000).toFixed(1)} s from ${r.participants.length} member(s) to ${r.recording?.path} (${r.endedBy}${back})`;
   }
 }
