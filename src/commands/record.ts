@@ -53,6 +53,8 @@ export default class Record extends WzpCommand<CallResult> {
 
   protected renderHuman(r: CallResult): string {
     const back = r.reconnects.length ? `, back on the relay ${r.reconnects.length} time(s) after losing it` : '';
-    return `recorded ${((r.recording?.durationMs ?? 0) / 1000).toFixed(1)} s from ${r.participants.length} member(s) to ${r.recording?.path} (${r.endedBy}${back})`;
+    // A member met again after a reconnection is a second entry in the report, not a second member.
+    const members = new Set(r.participants.map((p) => `${p.fingerprint} ${p.alias}`)).size;
+    return `recorded ${((r.recording?.durationMs ?? 0) / 1000).toFixed(1)} s from ${members} member(s) to ${r.recording?.path} (${r.endedBy}${back})`;
   }
 }
