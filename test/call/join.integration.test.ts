@@ -53,10 +53,14 @@ describe('joining a call', () => {
     await relay.stop();
   });
 
-  /** A talks a 1 kHz tone for 3 s; B joins 0.5 s later and listens for 2 s. Returns B's report and the tone level it heard. */
+  /**
+   * A talks a 1 kHz tone for `talkMs` (3 s); B joins 0.5 s later and listens for `listenMs`
+   * (2 s), while `during` runs. Returns B's report and the tone level it heard.
+   */
   async function talkAndListen(
     room: string,
     during?: () => Promise<void>,
+    { talkMs = 3000, listenMs = 2000 } = {},
   ): Promise<{ report: CallReport; heardRms: number; warnings: string[] }> {
     const open = () => RelaySession.open({ relay: relay.address, verify: expectFingerprint(fingerprint, 'relay') });
     const [a, b] = [await open(), await open()];
@@ -72,7 +76,7 @@ describe('joining a call', () => {
     let sum = 0;
     let count = 0;
     const warnings: string[] = [];
-    const talker = runCall({ session: a, identity: generateIdentity(), room, alias: 'a', codecs: reg.codecs, fec: reg.fec, source: tone, durationMs: 3000, adaptive: false });
+    const talker = runCall({ session: a, identity: generateIdentity(), room, alias: 'a', codecs: reg.codecs, fec: reg.fec, source: tone, durationMs: talkMs, adaptive: false });
     await new Promise((r) => setTimeout(r, 500));
     const listening = runCall({
       session: b,
@@ -89,7 +93,7 @@ describe('joining a call', () => {
         },
         close() {},
       },
-      durationMs: 2000,
+      durationMs: listenMs,
       adaptive: false,
       onEvent: (e) => {
         if (e.type === 'call:warning') warnings.push(e.message);
@@ -184,10 +188,11 @@ describe('joining a call', () => {
         await flooder.roomSignal({ kind: 'announce', announcement: talkerAnnouncement }, listener?.sourceId);
         await new Promise((r) => setTimeout(r, 100));
         await flooder.close();
-      });
+      }, { talkMs: 4500, listenMs: 3500 });
       const talker = report.participants.find((p) => p.alias === 'a');
-      // ~100 frames in 2 s; with the talker's session retired by the flooder's leave, ~45.
-      assert.ok(talker && talker.framesPlayed > 80 && talker.decryptRejected === 0, JSON.stringify(report.participants));
+      // ~175 frames in 3.5 s; with the talker's session retired by the flooder's leave (~1 s
+      // in), ~50.
+      assert.ok(talker && talker.framesPlayed > 140 && talker.decryptRejected === 0, JSON.stringify(report.participants));
       assert.ok(warnings.some((w) => /announced the session of member/.test(w)), warnings.join('\n'));
       assert.ok(heardRms > 3000, `heard RMS ${heardRms.toFixed(0)}`);
       // One kept per possible member; every one beyond that is dropped with a warning.
