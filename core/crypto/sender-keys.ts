@@ -264,6 +264,26 @@ function x25519SharedSecret(privateKey: KeyObject, peerPublicKey: Uint8Array): U
   }
 }
 
+/**
+ * Checks an untrusted announcement for `roomId`: well-formed, the fingerprint is the hash of
+ * the identity key, and the identity key signed it for this room. Returns the clean copy.
+ * Throws DecodeError, KeyExchangeError 'fingerprint-mismatch' or 'bad-signature'. (The relay
+ * uses it too, to act on a signed `replaces`; it needs no key for that.)
+ */
+export function verifyAnnouncement(roomId: string, announcement: unknown): MemberAnnouncement {
+  const parsed = parseMemberAnnouncement(announcement);
+  const identityPublicKey = fromBase64(parsed.identityPublicKey);
+  if (sha256Fingerprint(identityPublicKey) !== parsed.fingerprint) {
+    throw new KeyExchangeError('fingerprint-mismatch', 'the fingerprint is not the hash of the identity key');
+  }
+  const replaces = parsed.replaces === undefined ? undefined : fromBase64(parsed.replaces);
+  const transcript = announcementTranscript(roomId, identityPublicKey, fromBase64(parsed.x25519PublicKey), replaces);
+  if (!Identity.verify(identityPublicKey, transcript, fromBase64(parsed.signature))) {
+    throw new KeyExchangeError('bad-signature', `announcement of ${parsed.fingerprint} is not signed by its identity key for this room`);
+  }
+  return parsed;
+}
+
 // ---------------------------------------------------------------------------------------------
 // The keyring
 
@@ -370,17 +390,9 @@ export class RoomKeyring {
    * or 'bad-key'.
    */
   addMember(announcement: unknown): MemberSession {
-    const parsed = parseMemberAnnouncement(announcement);
+    const parsed = verifyAnnouncement(this.roomId, announcement);
     const identityPublicKey = fromBase64(parsed.identityPublicKey);
     const x25519PublicKey = fromBase64(parsed.x25519PublicKey);
-    if (sha256Fingerprint(identityPublicKey) !== parsed.fingerprint) {
-      throw new KeyExchangeError('fingerprint-mismatch', 'the fingerprint is not the hash of the identity key');
-    }
-    const replaces = parsed.replaces === undefined ? undefined : fromBase64(parsed.replaces);
-    const transcript = announcementTranscript(this.roomId, identityPublicKey, x25519PublicKey, replaces);
-    if (!Identity.verify(identityPublicKey, transcript, fromBase64(parsed.signature))) {
-      throw new KeyExchangeError('bad-signature', `announcement of ${parsed.fingerprint} is not signed by its identity key for this room`);
-    }
     const session = parsed.x25519PublicKey;
     if (session === this.session) throw new KeyExchangeError('self', 'the local session\'s own announcement');
     const admitted: MemberSession = { fingerprint: parsed.fingerprint, session };

@@ -14,6 +14,7 @@ import { formatHostPort, startQuicServer, type HostPort, type RunningQuicServer,
 import { push, serveSignals, type KnownSignal } from '../transport/signal-stream.js';
 import { RoomManager, type RoomMember } from './rooms.js';
 import { MAX_ANNOUNCEMENT_BYTES } from '../wire/signal.js';
+import { verifyAnnouncement, type MemberAnnouncement } from '../crypto/sender-keys.js';
 
 export const RELAY_PROTOCOL_VERSION = 1;
 
@@ -206,8 +207,15 @@ export class Relay {
       ...(msg.announcement === undefined ? {} : { announcement: msg.announcement }),
       push: (message) => void push(peer.connection, message as KnownSignal),
     };
-    const room = this.rooms.join(msg.room, member);
+    const replaced = this.replacedBy(msg.room, msg.announcement);
+    const room = this.rooms.join(msg.room, member, replaced?.room?.sourceId);
     if (!room) return { type: 'error', code: 'room-full', message: 'the room is full' };
+    if (replaced?.room) {
+      // Its connection is dead or dying; it no longer speaks for anyone in the room.
+      this.emit({ type: 'relay:leave', peer: replaced.label, room: replaced.room.id, sourceId: replaced.room.sourceId });
+      replaced.room = undefined;
+      replaced.mode = 'none';
+    }
     peer.mode = 'room';
     peer.room = { id: msg.room, sourceId: member.sourceId };
     this.metrics.roomsOpen = this.rooms.roomCount;
@@ -220,6 +228,27 @@ export class Relay {
       participants: room.roster(),
       announcements: room.announcements(member.sourceId),
     };
+  }
+
+  /**
+   * The member a joining one replaces: its announcement, signed by its identity for this room,
+   * names (`replaces`) the session of a member of the same identity still in the room, which
+   * is that member back after losing its connection. Anything that does not verify replaces
+   * no one (the join itself goes ahead: announcements are otherwise opaque to the relay).
+   */
+  private replacedBy(roomId: string, announcement: Record<string, unknown> | undefined): Peer | undefined {
+    if (announcement?.replaces === undefined) return undefined;
+    let verified: MemberAnnouncement;
+    try {
+      verified = verifyAnnouncement(roomId, announcement);
+    } catch {
+      return undefined;
+    }
+    if (verified.replaces === undefined) return undefined;
+    const old = this.rooms.memberWithSession(roomId, verified.replaces, verified.fingerprint);
+    if (old === undefined) return undefined;
+    for (const peer of this.peers) if (peer.room?.id === roomId && peer.room.sourceId === old.sourceId) return peer;
+    return undefined;
   }
 
   private leaveRoom(peer: Peer): void {

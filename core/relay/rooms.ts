@@ -100,17 +100,35 @@ export class RoomManager {
     return false;
   }
 
-  /** Add a member; returns the room, or undefined if it is full. Announces the join to the others. */
-  join(roomId: string, member: RoomMember): Room | undefined {
+  /**
+   * Add a member; returns the room, or undefined if it is full. Announces the join to the
+   * others. `replaces`: a member it takes the place of (the same member back after losing its
+   * connection), removed in the same announcement, so the others see one change.
+   */
+  join(roomId: string, member: RoomMember, replaces?: number): Room | undefined {
     let room = this.rooms.get(roomId);
     if (!room) {
       room = new Room(roomId);
       this.rooms.set(roomId, room);
     }
-    if (room.members.size >= MAX_ROOM_PARTICIPANTS) return undefined;
+    const replaced = replaces !== undefined && room.members.has(replaces) ? replaces : undefined;
+    if (room.members.size - (replaced === undefined ? 0 : 1) >= MAX_ROOM_PARTICIPANTS) return undefined;
+    if (replaced !== undefined) room.members.delete(replaced);
     room.members.set(member.sourceId, member);
-    this.announce(room, { joined: member.sourceId, ...(member.announcement ? { announcement: member.announcement } : {}) });
+    this.announce(room, {
+      joined: member.sourceId,
+      ...(replaced === undefined ? {} : { left: replaced }),
+      ...(member.announcement ? { announcement: member.announcement } : {}),
+    });
     return room;
+  }
+
+  /** The member of a room whose announcement is for this session (its X25519 key) and identity. */
+  memberWithSession(roomId: string, session: string, fingerprint: string): RoomMember | undefined {
+    for (const m of this.rooms.get(roomId)?.members.values() ?? []) {
+      if (m.announcement?.x25519PublicKey === session && m.announcement.fingerprint === fingerprint) return m;
+    }
+    return undefined;
   }
 
   /** Remove a member and announce it to the others at once; empty rooms are dropped. */

@@ -93,10 +93,12 @@ describe('adaptive quality through an impairment proxy', () => {
     assert.ok(lost.atMs > 5000 && lost.atMs + lost.outageMs < 16_000, JSON.stringify(lost));
     // bob's own path was fine all along: no reconnection, and the relay is still his.
     assert.deepEqual(reportB.reconnects, []);
-    // alice's new announcement said which session it replaces: bob dropped the old one at
-    // once, instead of listing alice twice until the relay timed the old connection out.
-    assert.match(rb.stderr, /alice is back \(reconnected\)/);
-    assert.doesNotMatch(rb.stderr, /alice left|alice joined\n(.|\n)*alice joined/);
+    // alice's new announcement says which session it replaces: bob (and the relay) drop the
+    // old one at once, instead of listing alice twice until the relay times the old connection
+    // out (8 s after the outage began; alice is usually back before that, and if not, the old
+    // one has left first). Never a second alice while the first is still there.
+    assert.match(rb.stderr, /alice is back \(reconnected\)|alice left\n(.|\n)*alice joined/);
+    assert.doesNotMatch(rb.stderr, /alice joined\n(?:(?!alice left)[^])*alice joined/);
     // The last 4 s are well after the path came back (10 s in) and alice re-joined.
     for (const [who, home, other] of [['alice', alice, 880], ['bob', bob, 440]] as const) {
       const heard = decodeWav(readFileSync(join(home.dir, 'heard.wav'))).samples;

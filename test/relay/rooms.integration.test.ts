@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { RelaySession } from '../../core/client/relay-session.js';
 import { generateIdentity } from '../../core/crypto/identity.js';
+import { RoomKeyring } from '../../core/crypto/sender-keys.js';
 import { deriveTlsCertificate } from '../../core/crypto/tls-cert.js';
 import { Relay } from '../../core/relay/relay.js';
 import { untagRoomDatagram } from '../../core/relay/rooms.js';
@@ -139,6 +140,40 @@ describe('relay rooms', () => {
     await waitFor(() => p.pushes.some((m) => m.type === 'room-update' && m.left === jq.sourceId));
     const js = await s.session.joinRoom(room, { fingerprint: 'fp-s' });
     assert.deepEqual(js.announcements, [{ sourceId: jp.sourceId, announcement: announcementOf('p') }]);
+  });
+
+  test('a member back as a new session that signs `replaces` takes its old slot\'s place at once; an unsigned claim takes nothing', async () => {
+    const room = '7'.repeat(32);
+    const id = generateIdentity();
+    const first = new RoomKeyring(id, room);
+    const [old, observer, back, evil] = [await member(), await member(), await member(), await member()];
+    const jo = await old.session.joinRoom(room, { alias: 'x', fingerprint: id.fingerprint, announcement: { ...first.localAnnouncement() } });
+    const jobs = await observer.session.joinRoom(room, { alias: 'obs', fingerprint: 'fp-obs' });
+    // Another identity naming that session, and a tampered copy of a genuine claim: no one is replaced.
+    const mallory = new RoomKeyring(generateIdentity(), room, { replaces: first.session });
+    const forged = { ...new RoomKeyring(id, room).localAnnouncement(), replaces: first.session };
+    for (const announcement of [mallory.localAnnouncement(), forged]) {
+      const j = await evil.session.joinRoom(room, { alias: 'evil', fingerprint: announcement.fingerprint, announcement: { ...announcement } });
+      await waitFor(() => observer.pushes.some((m) => m.type === 'room-update' && m.joined === j.sourceId));
+      const update = observer.pushes.find((m) => m.type === 'room-update' && m.joined === j.sourceId);
+      assert.ok(update && update.type === 'room-update' && update.left === undefined, JSON.stringify(update));
+      await evil.session.leave();
+      await waitFor(() => observer.pushes.some((m) => m.type === 'room-update' && m.left === j.sourceId));
+    }
+    // The genuine one: one update, the new slot in and the old one out.
+    const again = new RoomKeyring(id, room, { replaces: first.session });
+    const jb = await back.session.joinRoom(room, { alias: 'x', fingerprint: id.fingerprint, announcement: { ...again.localAnnouncement() } });
+    assert.deepEqual(jb.participants.map((p) => p.sourceId).sort(), [jobs.sourceId, jb.sourceId].sort());
+    await waitFor(() => observer.pushes.some((m) => m.type === 'room-update' && m.joined === jb.sourceId));
+    const update = observer.pushes.find((m) => m.type === 'room-update' && m.joined === jb.sourceId);
+    assert.ok(update && update.type === 'room-update' && update.left === jo.sourceId, JSON.stringify(update));
+    // The old slot gets no more media, and what it sends reaches no one.
+    observer.session.datagrams.send(Uint8Array.of(1, 2, 3));
+    old.session.datagrams.send(Uint8Array.of(9, 9));
+    await waitFor(() => back.media.some((m) => m.from === jobs.sourceId));
+    await sleep(100);
+    assert.deepEqual(old.media, []);
+    assert.ok(!observer.media.some((m) => m.from === jo.sourceId));
   });
 
   test('bad joins are refused with a reason', async () => {
