@@ -120,6 +120,11 @@ export interface AudioInput {
   readonly frameSamples: number;
   /** Exactly one frame of mono samples if a whole frame is buffered, else undefined. Never waits. */
   read(): Int16Array | undefined;
+  /**
+   * Exactly `count` samples, for a consumer on its own clock (a call reads 10 ms per tick):
+   * what is buffered, and silence for any shortfall (the device is behind). Never waits.
+   */
+  readSamples(count: number): Int16Array;
   /** Buffered samples. */
   available(): number;
   /** Times the buffer overflowed because the caller read too slowly. */
@@ -401,6 +406,14 @@ class DeviceInput implements AudioInput {
 
   read(): Int16Array | undefined {
     return this.ring.read(this.frameSamples);
+  }
+
+  readSamples(count: number): Int16Array {
+    const buffered = this.ring.readUpTo(count);
+    if (buffered.length === count) return buffered;
+    const out = new Int16Array(count);
+    out.set(buffered);
+    return out;
   }
 
   available(): number {

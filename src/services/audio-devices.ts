@@ -15,9 +15,8 @@ async function divertNativeStdout(): Promise<() => void> {
 }
 
 /**
- * The microphone as a FrameSource: frames come at the device's pace and are cut to whatever
- * size the caller reads (the rest of a device frame waits for the next read); a shortfall
- * reads as silence.
+ * The microphone as a FrameSource: whatever size the caller reads, from the device's buffer
+ * (AudioInput.readSamples); a shortfall reads as silence.
  */
 export async function openMic(device?: string): Promise<FrameSource & { close(): Promise<void> }> {
   const { openInput } = await import('../../core/audio/devices.js');
@@ -26,23 +25,9 @@ export async function openMic(device?: string): Promise<FrameSource & { close():
     release();
     throw err;
   });
-  let pending = new Int16Array(0);
   return {
     ended: false,
-    read(samples: number): Int16Array {
-      while (pending.length < samples) {
-        const frame = input.read();
-        if (!frame) break;
-        const joined = new Int16Array(pending.length + frame.length);
-        joined.set(pending);
-        joined.set(frame, pending.length);
-        pending = joined;
-      }
-      const out = new Int16Array(samples);
-      out.set(pending.subarray(0, samples));
-      pending = pending.slice(Math.min(samples, pending.length));
-      return out;
-    },
+    read: (samples: number) => input.readSamples(samples),
     close: async () => {
       await input.close();
       release();

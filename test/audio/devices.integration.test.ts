@@ -82,6 +82,24 @@ describe('audio devices (virtual PulseAudio mic and speaker)', { skip: virtualAu
     }
   });
 
+  test('readSamples: any count, from what is buffered, the shortfall as silence', { timeout: TEST_TIMEOUT_MS }, async () => {
+    const input = await openInput({ deviceId: 'virtmic', frameSamples: FRAME, bufferMs: 1000 });
+    try {
+      await va.inject(tone(1000, 500, 0.5), RATE);
+      const buffered = input.available();
+      const more = buffered + 4800;
+      const out = input.readSamples(more);
+      assert.equal(out.length, more);
+      assert.ok(input.available() < 960, `took what was buffered (${input.available()} left)`);
+      const peak = (pcm: Int16Array) => pcm.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+      assert.ok(peak(out.subarray(0, buffered)) > 8000, 'the buffered tone comes first');
+      assert.equal(peak(out.subarray(buffered)), 0, 'the shortfall reads as silence');
+      assert.equal(input.readSamples(480).length, 480);
+    } finally {
+      await input.close();
+    }
+  });
+
   test('playback: a tone written to the speaker reaches it in real time, at its level and pitch', { timeout: TEST_TIMEOUT_MS }, async (t) => {
     const output = await openOutput({ deviceId: 'virtspeaker' });
     try {
