@@ -53,10 +53,11 @@ const run = (path: Parameters<typeof loopback>[0], durationMs = 1000) =>
 
 describe('echo test verdict', () => {
   test('an intact path: no loss, SNR well above 12 dB, a good MOS', async () => {
-    // 2 s: the echo plays out like a call (no fixed floor), so one frame delayed by a busy
-    // machine's timers costs 1% concealment here, not 2% of a 1 s test.
-    const m = await run((d) => d, 2000);
-    assert.equal(m.packetsReceived, 100);
+    // 4 s: the echo plays out like a call (no fixed floor), so a frame delayed by a busy
+    // machine's timers is concealed. 2 such frames of a 2 s test read MOS 3.99 (it happened
+    // in CI); of 200 frames, 3 still leave it above 4.
+    const m = await run((d) => d, 4000);
+    assert.equal(m.packetsReceived, 200);
     assert.equal(m.lossPct, 0);
     assert.ok(m.snrDb > 12, `SNR ${m.snrDb}`);
     assert.ok(m.mos > 4, `MOS ${m.mos}`);
