@@ -6,6 +6,7 @@
 import type { QUICSocket } from '@matrixai/quic';
 import { ProtocolError } from '../errors.js';
 import type { DatagramChannel } from '../transport/datagrams.js';
+import { ClientMediaChannel, type MediaPathStats } from '../transport/udp-media.js';
 import { connectQuic, formatHostPort, type ClientConnection, type HostPort } from '../transport/quic.js';
 import { request, requestNoReply, serveSignals, type KnownSignal, type RequestOptions } from '../transport/signal-stream.js';
 import type { MemberAnnouncementEntry, RoomParticipant } from '../wire/signal.js';
@@ -20,6 +21,11 @@ export interface RelaySessionOptions {
   socket?: QUICSocket;
   timeoutMs?: number;
   signal?: AbortSignal;
+  /**
+   * Media on the UDP media path when the relay offers it ('auto', the default), or always in
+   * QUIC datagrams ('quic'): see core/transport/udp-media.ts.
+   */
+  mediaPath?: 'auto' | 'quic';
 }
 
 export interface RoomJoin {
@@ -39,13 +45,17 @@ export class RelaySession {
   private readonly earlyPushes: KnownSignal[] = [];
   /** Messages pushed by the relay that were malformed or of unknown types, dropped. */
   droppedPushes = 0;
+  private readonly media: ClientMediaChannel;
 
   private constructor(
     private readonly client: ClientConnection,
     readonly relay: HostPort,
     readonly relayFingerprint: string,
     readonly handshakeMs: number,
-  ) {}
+    mediaPath: 'auto' | 'quic',
+  ) {
+    this.media = new ClientMediaChannel(client.datagrams, mediaPath === 'auto' ? client.raw : undefined);
+  }
 
   static async open(opts: RelaySessionOptions): Promise<RelaySession> {
     const t0 = performance.now();
@@ -57,7 +67,7 @@ export class RelaySession {
       signal: opts.signal,
     });
     const handshakeMs = performance.now() - t0;
-    const session = new RelaySession(client, opts.relay, client.peerFingerprint, handshakeMs);
+    const session = new RelaySession(client, opts.relay, client.peerFingerprint, handshakeMs, opts.mediaPath ?? 'auto');
     serveSignals(client.connection, {
       handle: (msg) => {
         session.deliverPush(msg);
@@ -77,8 +87,14 @@ export class RelaySession {
     return session;
   }
 
+  /** Media to and from the relay: QUIC datagrams, or the UDP media path once confirmed. */
   get datagrams(): DatagramChannel {
-    return this.client.datagrams;
+    return this.media;
+  }
+
+  /** Which path our media takes now, and the path's counters. */
+  mediaPathStats(): MediaPathStats {
+    return this.media.mediaPathStats();
   }
 
   /** Resolves when the connection to the relay is gone. */
@@ -120,8 +136,14 @@ export class RelaySession {
   }
 
   async joinEcho(opts: RequestOptions = {}): Promise<void> {
-    const reply = await this.ask({ type: 'join', mode: 'echo' }, opts);
+    this.media.stop();
+    const reply = await this.ask({ type: 'join', mode: 'echo', ...this.pathRequest() }, opts);
     if (reply.type !== 'joined' || reply.mode !== 'echo') throw new ProtocolError(`relay answered join with "${reply.type}"`);
+    if (reply.mediaToken !== undefined) this.media.start(reply.mediaToken);
+  }
+
+  private pathRequest(): { udpMedia?: true } {
+    return this.media.capable ? { udpMedia: true } : {};
   }
 
   /**
@@ -147,13 +169,23 @@ export class RelaySession {
     room: string,
     opts: RequestOptions & { alias?: string; fingerprint?: string; announcement?: Record<string, unknown> } = {},
   ): Promise<RoomJoin> {
+    this.media.stop();
     const reply = await this.ask(
-      { type: 'join', mode: 'room', room, alias: opts.alias, fingerprint: opts.fingerprint, announcement: opts.announcement },
+      {
+        type: 'join',
+        mode: 'room',
+        room,
+        alias: opts.alias,
+        fingerprint: opts.fingerprint,
+        announcement: opts.announcement,
+        ...this.pathRequest(),
+      },
       opts,
     );
     if (reply.type !== 'joined' || reply.mode !== 'room' || reply.sourceId === undefined) {
       throw new ProtocolError(`relay answered join with "${reply.type}"`);
     }
+    if (reply.mediaToken !== undefined) this.media.start(reply.mediaToken);
     return {
       room,
       sourceId: reply.sourceId,
@@ -169,6 +201,7 @@ export class RelaySession {
 
   /** Leave the room (or echo mode) at once; the relay tells the others immediately. */
   async leave(opts: RequestOptions = {}): Promise<void> {
+    this.media.stop();
     await this.sendOnly({ type: 'leave' }, opts);
   }
 
@@ -177,6 +210,7 @@ export class RelaySession {
   }
 
   async close(): Promise<void> {
+    this.media.stop();
     await this.client.close();
   }
 }

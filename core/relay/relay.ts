@@ -15,6 +15,8 @@ import { push, serveSignals, type KnownSignal } from '../transport/signal-stream
 import { RoomManager, type RoomMember } from './rooms.js';
 import { MAX_ANNOUNCEMENT_BYTES } from '../wire/signal.js';
 import { verifyAnnouncement, type MemberAnnouncement } from '../crypto/sender-keys.js';
+import { isMediaPathPacket, RelayMediaPath, type RelayRoute } from '../transport/udp-media.js';
+import { rawUdpSocket } from '../transport/quic.js';
 
 export const RELAY_PROTOCOL_VERSION = 1;
 
@@ -23,6 +25,11 @@ export interface RelayOptions {
   tls: TlsMaterial;
   /** Certificate fingerprint announced in hello-ack (clients verify it in TLS anyway). */
   fingerprint: string;
+  /**
+   * Offer members the UDP media path (core/transport/udp-media.ts; default true). Off, all
+   * media stays in QUIC datagrams.
+   */
+  udpMedia?: boolean;
   /** Namespaced events for logs: 'relay:connection', 'relay:signal-dropped', ... */
   onEvent?(event: RelayEvent): void;
 }
@@ -50,6 +57,13 @@ export interface RelayMetrics {
   datagramsForwarded: number;
   /** Stale queued datagrams purged for congested members. */
   datagramsPurged: number;
+  /** Of datagramsReceived, those that came on the UDP media path (the rest in QUIC). */
+  datagramsOnUdpPath: number;
+  /**
+   * UDP packets refused that were not QUIC: media path packets with an unknown token, not
+   * from the member's address or malformed, and anything else.
+   */
+  udpPathRejected: number;
   roomsOpen: number;
 }
 
@@ -61,7 +75,8 @@ type Mode = 'none' | 'echo' | 'room';
 
 interface Peer {
   readonly connection: QUICConnection;
-  readonly datagrams: DatagramChannel;
+  /** QUIC datagrams, or the UDP media path once the member confirmed it. */
+  readonly datagrams: RelayRoute;
   readonly label: string;
   mode: Mode;
   room?: { id: string; sourceId: number };
@@ -80,23 +95,43 @@ export class Relay {
     datagramsDropped: 0,
     datagramsForwarded: 0,
     datagramsPurged: 0,
+    datagramsOnUdpPath: 0,
+    udpPathRejected: 0,
     roomsOpen: 0,
   };
   private readonly peers = new Set<Peer>();
   private readonly rooms = new RoomManager();
   private echoDropped = 0;
+  /** Non-QUIC packets that are not media path packets either (or the path is off). */
+  private strayUdp = 0;
   private server?: RunningQuicServer;
+  private readonly mediaPath: RelayMediaPath;
 
-  private constructor(private readonly opts: RelayOptions) {}
+  private constructor(private readonly opts: RelayOptions) {
+    this.mediaPath = new RelayMediaPath(() => {
+      if (!this.server) throw new Error('relay not started');
+      return rawUdpSocket(this.server.socket);
+    });
+  }
 
   static async start(opts: RelayOptions): Promise<Relay> {
     const relay = new Relay(opts);
     relay.server = await startQuicServer({
       tls: opts.tls,
       listen: opts.listen,
+      onNonQuic: (data, from) => relay.onNonQuic(data, from),
       onConnection: (connection, datagrams) => relay.accept(connection, datagrams),
     });
     return relay;
+  }
+
+  private onNonQuic(data: Buffer, from: { address: string; port: number }): void {
+    if (this.opts.udpMedia !== false && isMediaPathPacket(data)) {
+      this.mediaPath.handle(data, from);
+    } else {
+      this.strayUdp++;
+    }
+    this.metrics.udpPathRejected = this.mediaPath.stats.rejected + this.strayUdp;
   }
 
   get address(): HostPort {
@@ -122,7 +157,13 @@ export class Relay {
   private accept(connection: QUICConnection, datagrams: DatagramChannel): void {
     const peer: Peer = {
       connection,
-      datagrams,
+      datagrams: this.mediaPath.route(datagrams, {
+        remote: () => ({ host: connection.remoteHost, port: connection.remotePort }),
+        onMedia: (payload) => {
+          this.metrics.datagramsOnUdpPath++;
+          this.onDatagram(peer, payload);
+        },
+      }),
       label: formatHostPort({ host: connection.remoteHost, port: connection.remotePort }),
       mode: 'none',
     };
@@ -145,6 +186,7 @@ export class Relay {
       () => {
         if (this.peers.delete(peer)) {
           this.leaveRoom(peer);
+          peer.datagrams.disable();
           this.metrics.connectionsOpen--;
           this.emit({ type: 'relay:connection-closed', peer: peer.label, reason: 'closed' });
         }
@@ -169,15 +211,17 @@ export class Relay {
         ];
       case 'join':
         this.leaveRoom(peer);
+        peer.datagrams.disable();
         if (msg.mode === 'echo') {
           peer.mode = 'echo';
           this.emit({ type: 'relay:join', peer: peer.label, mode: 'echo' });
-          return [{ type: 'joined', mode: 'echo' }];
+          return [{ type: 'joined', mode: 'echo', ...this.offerPath(peer, msg) }];
         }
         return [this.joinRoom(peer, msg)];
       case 'leave':
         this.leaveRoom(peer);
         peer.mode = 'none';
+        peer.datagrams.disable();
         return [];
       case 'room-signal':
         if (!peer.room) return [{ type: 'error', code: 'not-in-room', message: 'join a room first' }];
@@ -212,6 +256,7 @@ export class Relay {
     if (!room) return { type: 'error', code: 'room-full', message: 'the room is full' };
     if (replaced?.room) {
       // Its connection is dead or dying; it no longer speaks for anyone in the room.
+      replaced.datagrams.disable();
       this.emit({ type: 'relay:leave', peer: replaced.label, room: replaced.room.id, sourceId: replaced.room.sourceId });
       replaced.room = undefined;
       replaced.mode = 'none';
@@ -227,7 +272,15 @@ export class Relay {
       sourceId: member.sourceId,
       participants: room.roster(),
       announcements: room.announcements(member.sourceId),
+      ...this.offerPath(peer, msg),
     };
+  }
+
+  /** A fresh UDP media path token for a member that asked for the path, if we offer it. */
+  private offerPath(peer: Peer, msg: Extract<KnownSignal, { type: 'join' }>): { mediaToken?: string } {
+    peer.datagrams.disable();
+    if (msg.udpMedia !== true || this.opts.udpMedia === false) return {};
+    return { mediaToken: peer.datagrams.enable() };
   }
 
   /**

@@ -12,6 +12,7 @@ import Logger, { LogLevel } from '@matrixai/logger';
 import { fingerprintsEqual, sha256Fingerprint } from '../crypto/fingerprint.js';
 import { AbortError, FingerprintMismatchError, HandshakeError, InternalError, NetworkError, UsageError, errorMessage } from '../errors.js';
 import { attachDatagrams, directReceiveHandler, type DatagramChannel } from './datagrams.js';
+import type { RawPath } from './udp-media.js';
 
 export interface TlsMaterial {
   keyPem: string;
@@ -154,24 +155,36 @@ export async function openSocket(bind: HostPort, opts: SocketOptions = {}): Prom
 
 /**
  * Route non-QUIC packets to `handler` before QUIC sees them. QUICSocket registers its
- * `handleSocketMessage` field as the dgram 'message' listener in start(), so replacing the
- * field before start() is enough (checked against @matrixai/quic 2.0.9).
+ * `handleSocketMessage` field as the dgram 'message' listener in start() and removes that
+ * field's value in stop(), so replacing the field is enough before start(), and on a socket
+ * that already started the listener is swapped too (checked against @matrixai/quic 2.0.9).
  */
 function splitNonQuic(socket: QUICSocket, handler: NonNullable<SocketOptions['onNonQuic']>): void {
-  const s = socket as unknown as { handleSocketMessage: (data: Buffer, rinfo: { address: string; port: number }) => Promise<void> };
+  const s = socket as unknown as {
+    handleSocketMessage: (data: Buffer, rinfo: { address: string; port: number }) => Promise<void>;
+    socket?: import('node:dgram').Socket;
+  };
   const quic = s.handleSocketMessage;
-  s.handleSocketMessage = async (data, rinfo) => {
+  // Not async: a promise per media packet is measurable on a relay.
+  const split = (data: Buffer, rinfo: { address: string; port: number }): Promise<void> => {
     if (data.length > 0 && (data[0] & 0x40) === 0) {
       try {
-        handler(data, { address: rinfo.address, port: rinfo.port });
+        handler(data, rinfo);
       } catch {
         // A handler bug must not break the socket; the handler counts its own errors.
       }
-      return;
+      return resolvedPromise;
     }
     return quic(data, rinfo);
   };
+  const udp = s.socket;
+  if (udp && udp.listeners('message').includes(quic)) {
+    udp.off('message', quic);
+    udp.on('message', split);
+  }
+  s.handleSocketMessage = split;
 }
+const resolvedPromise = Promise.resolve();
 
 /**
  * Let established connections on this socket receive without the library's per-packet path
@@ -208,6 +221,8 @@ export interface QuicServerOptions {
   /** Bind address (ignored when `socket` is given). */
   listen?: HostPort;
   socket?: QUICSocket;
+  /** Non-QUIC packets on the server's own socket (not used with `socket`). */
+  onNonQuic?: SocketOptions['onNonQuic'];
   onConnection(connection: QUICConnection, datagrams: DatagramChannel): void;
 }
 
@@ -219,7 +234,8 @@ export interface RunningQuicServer {
 
 export async function startQuicServer(opts: QuicServerOptions): Promise<RunningQuicServer> {
   const ownSocket = opts.socket === undefined;
-  const socket = opts.socket ?? (await openSocket(opts.listen ?? { host: '127.0.0.1', port: 0 }));
+  const socket =
+    opts.socket ?? (await openSocket(opts.listen ?? { host: '127.0.0.1', port: 0 }, opts.onNonQuic ? { onNonQuic: opts.onNonQuic } : {}));
   const server = new QUICServer({
     crypto: serverCrypto(),
     config: {
@@ -273,6 +289,11 @@ export interface ClientConnection {
   readonly localAddress: HostPort;
   /** Resolves when the connection has closed, for whatever reason (peer gone, idle timeout). */
   readonly closed: Promise<void>;
+  /**
+   * Plain UDP on the connection's own socket and 5-tuple, for the media path
+   * (./udp-media.ts); absent when the socket is shared (its owner handles non-QUIC packets).
+   */
+  readonly raw?: RawPath;
   close(): Promise<void>;
 }
 
@@ -330,11 +351,14 @@ export async function connectQuic(opts: ConnectOptions): Promise<ClientConnectio
   const connection = client.connection;
   const datagrams = attachDatagrams(connection);
   const socket = (client as unknown as { socket: QUICSocket }).socket;
+  let raw: RawPath | undefined;
   if (!opts.socket) {
     raiseRecvBuffer(socket);
     routeDirect(socket);
+    raw = rawPathOf(socket, connection);
   }
   return {
+    ...(raw ? { raw } : {}),
     connection,
     datagrams,
     peerFingerprint: presented ?? '',
@@ -346,6 +370,22 @@ export async function connectQuic(opts: ConnectOptions): Promise<ClientConnectio
     async close() {
       await client.destroy({ isApp: true, errorCode: 0, force: true }).catch(() => undefined);
     },
+  };
+}
+
+/** The connection's own socket as a RawPath: sends to the relay, non-QUIC packets to one handler. */
+function rawPathOf(socket: QUICSocket, connection: QUICConnection): RawPath {
+  const udp = rawUdpSocket(socket);
+  let handler: (data: Buffer, from: { address: string; port: number }) => void = () => undefined;
+  splitNonQuic(socket, (data, from) => handler(data, from));
+  return {
+    send(parts) {
+      udp.send(parts as Uint8Array[], connection.remotePort, connection.remoteHost);
+    },
+    onPacket(h) {
+      handler = h;
+    },
+    relay: () => ({ host: connection.remoteHost, port: connection.remotePort }),
   };
 }
 

@@ -76,6 +76,11 @@ export interface JoinMessage {
    * `joined`, so nobody waits a round trip for it. At most MAX_ANNOUNCEMENT_BYTES as JSON.
    */
   announcement?: Record<string, unknown>;
+  /**
+   * The client can carry media on the UDP media path (core/transport/udp-media.ts): plain
+   * UDP on its QUIC connection's 5-tuple. A relay that offers it answers with a mediaToken.
+   */
+  udpMedia?: boolean;
 }
 /** The largest announcement (its JSON text, UTF-8 bytes) a relay keeps and forwards. */
 export const MAX_ANNOUNCEMENT_BYTES = 512;
@@ -105,6 +110,8 @@ export interface JoinedMessage {
    * them; absent from relays that do not (the joiner then waits for the members' own).
    */
   announcements?: MemberAnnouncementEntry[];
+  /** The UDP media path token (8 bytes as hex), for a join that asked for the path. */
+  mediaToken?: string;
 }
 /** Relay -> members: the roster changed (sent at once on every join and leave). */
 export interface RoomUpdateMessage {
@@ -183,6 +190,11 @@ export type FieldRules<M> = {
 export type SignalSchema = { readonly [T in KnownSignalType]: FieldRules<Extract<KnownSignalMessage, { type: T }>> };
 
 const text: FieldCheck<string> = { expected: 'a string', accepts: (value): value is string => typeof value === 'string' };
+const flag: FieldCheck<boolean> = { expected: 'true or false', accepts: (value): value is boolean => typeof value === 'boolean' };
+const mediaToken: FieldCheck<string> = {
+  expected: '16 lowercase hex digits',
+  accepts: (value): value is string => typeof value === 'string' && /^[0-9a-f]{16}$/.test(value),
+};
 const uint32: FieldCheck<number> = {
   expected: 'an integer 0-4294967295',
   accepts: (value): value is number => Number.isInteger(value) && (value as number) >= 0 && (value as number) <= 0xffff_ffff,
@@ -266,6 +278,7 @@ export const SIGNAL_SCHEMA: SignalSchema = {
     alias: optional(text),
     fingerprint: optional(text),
     announcement: optional(jsonObject),
+    udpMedia: optional(flag),
   },
   joined: {
     mode: required(sessionMode),
@@ -273,6 +286,7 @@ export const SIGNAL_SCHEMA: SignalSchema = {
     sourceId: optional(sourceId),
     participants: optional(participants),
     announcements: optional(announcements),
+    mediaToken: optional(mediaToken),
   },
   'room-update': {
     room: required(text),

@@ -11,6 +11,7 @@ import { Relay, type RelayEvent } from '../../core/relay/relay.js';
 import { connectQuic, expectFingerprint } from '../../core/transport/quic.js';
 import { request } from '../../core/transport/signal-stream.js';
 import { encodeSignal } from '../../core/wire/signal.js';
+import { waitFor } from '../helpers/wait.js';
 
 async function rawExchange(session: { connection: import('@matrixai/quic').QUICConnection }, bytes: Uint8Array): Promise<Uint8Array[]> {
   const stream = session.connection.newStream('bidi');
@@ -146,11 +147,3 @@ describe('relay', () => {
     await waitFor(() => relay.metrics.connectionsOpen === 0);
   });
 });
-
-async function waitFor(cond: () => boolean, timeoutMs = 5000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > until) throw new Error('condition not reached in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}

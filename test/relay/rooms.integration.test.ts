@@ -14,6 +14,7 @@ import { Relay } from '../../core/relay/relay.js';
 import { untagRoomDatagram } from '../../core/relay/rooms.js';
 import { expectFingerprint } from '../../core/transport/quic.js';
 import type { KnownSignal } from '../../core/transport/signal-stream.js';
+import { sleep, waitFor } from '../helpers/wait.js';
 
 const ROOM_A = 'a'.repeat(32);
 const ROOM_B = 'b'.repeat(32);
@@ -186,15 +187,3 @@ describe('relay rooms', () => {
     await assert.rejects(m.session.roomSignal({ a: 1 }), { name: 'ProtocolError', message: /not-in-room/ });
   });
 });
-
-async function waitFor(cond: () => boolean, timeoutMs = 5000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > until) throw new Error(`condition not reached in time: ${cond.toString()}`);
-    await sleep(10);
-  }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}

@@ -1,0 +1,402 @@
+/**
+ * The UDP media path: room and echo media between a client and the relay as plain UDP
+ * packets on the same 5-tuple as their QUIC connection, instead of QUIC DATAGRAM frames.
+ *
+ * Why: media is already end-to-end encrypted and authenticated per packet by its sender
+ * (core/crypto/media-crypto.ts). Carrying it in QUIC encrypts it a second time on every hop,
+ * and through quiche's N-API binding that second layer is most of a relay's cost: the relay
+ * spent ~74 µs of CPU per forwarded packet against ~14 µs for a plain Node UDP forwarder
+ * (`npm run bench`, calls). On this path it forwards a packet with one table lookup and one
+ * send. QUIC stays for everything that needs it: the handshake that authenticates the relay,
+ * signalling, key exchange, keep-alives, RTT, and media until the path is confirmed.
+ *
+ * Packets (first byte with QUIC's fixed bit 0x40 clear, and not STUN's 0x00/0x01, so the
+ * shared socket tells them apart from QUIC and STUN by the first byte):
+ *
+ * ```
+ * probe    client -> relay   0x21 | token (8)            "is this path open?"
+ * ack      relay -> client   0x22 | token (8)            "it is, both ways"
+ * confirm  client -> relay   0x23 | token (8)            "your ack arrived: send me media here"
+ * media    client -> relay   0x24 | token (8) | datagram
+ * media    relay -> client   0x24 | datagram (room media: source id u16 | sender's datagram)
+ * ```
+ *
+ * The token is 8 random bytes the relay hands a member in its `joined` answer, over the
+ * authenticated QUIC connection. The relay accepts a path packet only if its token is a live
+ * member's AND it comes from that member's QUIC connection's current address, which QUIC has
+ * validated (and follows through migration). So a blind attacker must guess 64 bits and
+ * spoof the member's address to inject into a room, and nobody can point the relay's
+ * answers or media at a third party: everything it sends on this path goes to addresses QUIC
+ * validated, and an ack is no larger than its probe. Downstream media carries no token: every
+ * packet is authenticated end to end by the receiver, which also drops anything not from the
+ * relay's address.
+ *
+ * Switching is per direction and only after proof: the client sends media on the path after
+ * the relay's ack came back (the path works both ways), the relay after the client's confirm
+ * or its first media packet on the path. Until then, and for good if probes go unanswered
+ * (a relay without the path, a middlebox that passes only QUIC), media stays in QUIC
+ * datagrams. Nothing is lost in the switch: receivers take media from both at once.
+ *
+ * What the path gives up, knowingly: an on-path observer sees the media headers (sequence,
+ * timestamp, tier, key epoch; payloads stay sealed), as with SRTP; and QUIC's congestion
+ * controller no longer paces media. Media is a small constant rate that the tier adaptation
+ * already steers by the receivers' loss reports (docs/media-engine.md), as RTP does, and the
+ * relay drops instead of queueing when its socket's send queue backs up.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Socket as UdpSocket } from 'node:dgram';
+import { MAX_DATAGRAM_PAYLOAD, type DatagramChannel, type DatagramStats, type PathStatsSnapshot } from './datagrams.js';
+
+export const MEDIA_PATH_PROBE = 0x21;
+export const MEDIA_PATH_ACK = 0x22;
+export const MEDIA_PATH_CONFIRM = 0x23;
+export const MEDIA_PATH_MEDIA = 0x24;
+export const MEDIA_TOKEN_BYTES = 8;
+/** When probes go out after a join (ms after it); no ack by the last one: stay on QUIC. */
+export const PROBE_SCHEDULE_MS = [0, 100, 300, 700, 1500] as const;
+/** How long after the last probe an ack still switches the path. */
+export const PROBE_GIVE_UP_MS = 1000;
+/**
+ * Datagrams waiting in the relay socket's send queue (libuv's: the kernel buffer is full)
+ * beyond which the relay drops media instead of queueing it: stale audio is worthless.
+ */
+export const MAX_SOCKET_SEND_QUEUE = 512;
+
+/** Whether a non-QUIC packet belongs to the media path (by its first byte). */
+export function isMediaPathPacket(data: Uint8Array): boolean {
+  return data.length > 0 && data[0] >= MEDIA_PATH_PROBE && data[0] <= MEDIA_PATH_MEDIA;
+}
+
+/** The client's UDP socket as the media path needs it: sends to the relay, packets from anyone. */
+export interface RawPath {
+  /** Send one UDP packet (the buffers concatenated) to the relay's address. */
+  send(parts: readonly Uint8Array[]): void;
+  /** Receive the non-QUIC packets that reach the socket. */
+  onPacket(handler: (data: Buffer, from: { address: string; port: number }) => void): void;
+  /** The relay's address as the QUIC connection sees it now. */
+  relay(): { host: string; port: number };
+}
+
+export interface MediaPathStats {
+  /** Which path our media goes out on now. */
+  path: 'udp' | 'quic';
+  probesSent: number;
+  /** Media packets sent and received on the UDP path (the rest went through QUIC). */
+  sentOnPath: number;
+  receivedOnPath: number;
+  /** Path packets dropped: malformed, from another address than the relay's, unknown type. */
+  rejected: number;
+}
+
+/**
+ * A client's media channel: QUIC datagrams until the UDP path is confirmed, then the path.
+ * Receives from both throughout. Wraps the connection's DatagramChannel; callers see one.
+ */
+export class ClientMediaChannel implements DatagramChannel {
+  private handler: (payload: Uint8Array) => void = () => undefined;
+  private header?: Buffer;
+  private token?: Buffer;
+  private state: 'quic' | 'probing' | 'udp' = 'quic';
+  private timers: NodeJS.Timeout[] = [];
+  private readonly counters = { probesSent: 0, sentOnPath: 0, receivedOnPath: 0, rejected: 0 };
+
+  constructor(
+    private readonly quic: DatagramChannel,
+    private readonly raw: RawPath | undefined,
+  ) {
+    raw?.onPacket((data, from) => this.onPacket(data, from));
+  }
+
+  /** Whether this connection can use the path at all (it owns its UDP socket). */
+  get capable(): boolean {
+    return this.raw !== undefined;
+  }
+
+  /** Start probing with the token from the relay's `joined`; media switches when it answers. */
+  start(tokenHex: string): void {
+    this.stop();
+    if (!this.raw || !/^[0-9a-f]{16}$/.test(tokenHex)) return;
+    const token = Buffer.from(tokenHex, 'hex');
+    this.token = token;
+    this.header = Buffer.concat([Buffer.of(MEDIA_PATH_MEDIA), token]);
+    this.state = 'probing';
+    const probe = Buffer.concat([Buffer.of(MEDIA_PATH_PROBE), token]);
+    for (const at of PROBE_SCHEDULE_MS) {
+      this.timers.push(
+        setTimeout(() => {
+          if (this.state !== 'probing' || this.token !== token) return;
+          this.counters.probesSent++;
+          this.rawSend([probe]);
+        }, at).unref(),
+      );
+    }
+    const last = PROBE_SCHEDULE_MS[PROBE_SCHEDULE_MS.length - 1] + PROBE_GIVE_UP_MS;
+    this.timers.push(
+      setTimeout(() => {
+        if (this.state === 'probing' && this.token === token) this.state = 'quic';
+      }, last).unref(),
+    );
+  }
+
+  /** Back to QUIC datagrams only (leaving a room, a new join). */
+  stop(): void {
+    for (const t of this.timers) clearTimeout(t);
+    this.timers = [];
+    this.state = 'quic';
+    this.token = undefined;
+    this.header = undefined;
+  }
+
+  get path(): 'udp' | 'quic' {
+    return this.state === 'udp' ? 'udp' : 'quic';
+  }
+
+  mediaPathStats(): MediaPathStats {
+    return { path: this.path, ...this.counters };
+  }
+
+  private rawSend(parts: readonly Uint8Array[]): void {
+    try {
+      this.raw?.send(parts);
+    } catch {
+      // The socket is closing: the connection's own close ends the call.
+    }
+  }
+
+  private onPacket(data: Buffer, from: { address: string; port: number }): void {
+    const relay = this.raw?.relay();
+    if (!relay || from.address !== relay.host || from.port !== relay.port || data.length < 1) {
+      this.counters.rejected++;
+      return;
+    }
+    switch (data[0]) {
+      case MEDIA_PATH_MEDIA:
+        if (data.length < 2) break;
+        this.counters.receivedOnPath++;
+        try {
+          this.handler(data.subarray(1));
+        } catch {
+          // Handlers count their own errors; the socket must keep receiving.
+        }
+        return;
+      case MEDIA_PATH_ACK:
+        if (data.length !== 1 + MEDIA_TOKEN_BYTES || !this.token || !data.subarray(1).equals(this.token)) break;
+        if (this.state === 'probing') {
+          this.state = 'udp';
+          for (const t of this.timers) clearTimeout(t);
+          this.timers = [];
+          const confirm = Buffer.concat([Buffer.of(MEDIA_PATH_CONFIRM), this.token]);
+          this.rawSend([confirm]);
+          // Once more: a receive-only member sends no media that would also tell the relay.
+          const token = this.token;
+          this.timers.push(
+            setTimeout(() => {
+              if (this.token === token) this.rawSend([confirm]);
+            }, 200).unref(),
+          );
+        }
+        return;
+      default:
+        break;
+    }
+    this.counters.rejected++;
+  }
+
+  send(payload: Uint8Array): boolean {
+    // One size limit on both paths (too large: QUIC refuses and counts it).
+    if (this.state === 'udp' && this.header && payload.byteLength <= MAX_DATAGRAM_PAYLOAD) {
+      this.counters.sentOnPath++;
+      this.rawSend([this.header, payload]);
+      return true;
+    }
+    return this.quic.send(payload);
+  }
+
+  onDatagram(handler: (payload: Uint8Array) => void): void {
+    this.handler = handler;
+    this.quic.onDatagram(handler);
+  }
+
+  maxPayload(): number | null {
+    return this.quic.maxPayload();
+  }
+
+  purgeIfQueued(maxQueued: number): number {
+    return this.state === 'udp' ? 0 : this.quic.purgeIfQueued(maxQueued);
+  }
+
+  stats(): DatagramStats {
+    const s = this.quic.stats();
+    return { ...s, sent: s.sent + this.counters.sentOnPath, received: s.received + this.counters.receivedOnPath };
+  }
+
+  pathStats(): PathStatsSnapshot | undefined {
+    return this.quic.pathStats();
+  }
+}
+
+/** What the relay knows of one connection for the path. */
+export interface RelayPathPeer {
+  /** The connection's current remote address (QUIC-validated; follows migration). */
+  remote(): { host: string; port: number };
+  /** A media datagram arrived on the path from this peer. */
+  onMedia(payload: Uint8Array): void;
+}
+
+export interface RelayMediaPathStats {
+  /** Media datagrams received on the path (also counted in the relay's datagramsReceived). */
+  received: number;
+  /** Datagrams sent to members on the path. */
+  sent: number;
+  probes: number;
+  /** Path packets dropped: unknown token, wrong source address, malformed. */
+  rejected: number;
+  /** Media not sent because the socket's send queue was full. */
+  dropped: number;
+}
+
+/**
+ * The relay's end: tokens of the members that asked for the path, the handler for the
+ * socket's path packets, and per-connection channels that send on the path once the member
+ * confirmed it (QUIC datagrams until then).
+ */
+export class RelayMediaPath {
+  readonly stats: RelayMediaPathStats = { received: 0, sent: 0, probes: 0, rejected: 0, dropped: 0 };
+  private readonly byToken = new Map<string, RelayRoute>();
+
+  constructor(private readonly udp: () => UdpSocket) {}
+
+  /** A channel for one connection: its QUIC datagrams, and the path once enabled. */
+  route(quic: DatagramChannel, peer: RelayPathPeer): RelayRoute {
+    return new RelayRoute(quic, peer, this);
+  }
+
+  /** @internal */
+  register(route: RelayRoute, token: string): void {
+    this.byToken.set(token, route);
+  }
+
+  /** @internal */
+  unregister(token: string): void {
+    this.byToken.delete(token);
+  }
+
+  /** @internal */
+  socket(): UdpSocket {
+    return this.udp();
+  }
+
+  /** A non-QUIC packet that isMediaPathPacket() accepted. */
+  handle(data: Buffer, from: { address: string; port: number }): void {
+    if (data.length < 1 + MEDIA_TOKEN_BYTES) {
+      this.stats.rejected++;
+      return;
+    }
+    const route = this.byToken.get(data.toString('latin1', 1, 1 + MEDIA_TOKEN_BYTES));
+    const remote = route?.peer.remote();
+    if (route === undefined || remote === undefined || remote.host !== from.address || remote.port !== from.port) {
+      this.stats.rejected++;
+      return;
+    }
+    switch (data[0]) {
+      case MEDIA_PATH_MEDIA:
+        if (data.length === 1 + MEDIA_TOKEN_BYTES || data.length > 1 + MEDIA_TOKEN_BYTES + MAX_DATAGRAM_PAYLOAD) break;
+        this.stats.received++;
+        route.confirmed = true;
+        route.peer.onMedia(data.subarray(1 + MEDIA_TOKEN_BYTES));
+        return;
+      case MEDIA_PATH_PROBE:
+        if (data.length !== 1 + MEDIA_TOKEN_BYTES) break;
+        this.stats.probes++;
+        data[0] = MEDIA_PATH_ACK;
+        this.send(data, remote);
+        return;
+      case MEDIA_PATH_CONFIRM:
+        if (data.length !== 1 + MEDIA_TOKEN_BYTES) break;
+        route.confirmed = true;
+        return;
+      default:
+        break;
+    }
+    this.stats.rejected++;
+  }
+
+  /** @internal Send one packet (or its parts) to a validated address; false if dropped. */
+  send(data: Uint8Array | readonly Uint8Array[], to: { host: string; port: number }): boolean {
+    const udp = this.udp();
+    if (udp.getSendQueueCount() > MAX_SOCKET_SEND_QUEUE) {
+      this.stats.dropped++;
+      return false;
+    }
+    try {
+      udp.send(data as Uint8Array, to.port, to.host);
+      return true;
+    } catch {
+      // The socket is closing (relay stopping).
+      this.stats.dropped++;
+      return false;
+    }
+  }
+}
+
+const MEDIA_TYPE_BYTE = Buffer.of(MEDIA_PATH_MEDIA);
+
+export class RelayRoute implements DatagramChannel {
+  private token?: string;
+  /** The member proved the path works both ways: its media goes out on the path. */
+  confirmed = false;
+  private sentOnPath = 0;
+
+  constructor(
+    private readonly quic: DatagramChannel,
+    readonly peer: RelayPathPeer,
+    private readonly path: RelayMediaPath,
+  ) {}
+
+  /** Hand out a fresh token (hex) for the path; any earlier one stops working. */
+  enable(): string {
+    this.disable();
+    const token = randomBytes(MEDIA_TOKEN_BYTES);
+    this.token = token.toString('latin1');
+    this.path.register(this, this.token);
+    return token.toString('hex');
+  }
+
+  /** The path is closed for this connection (left the room, connection gone). */
+  disable(): void {
+    if (this.token !== undefined) this.path.unregister(this.token);
+    this.token = undefined;
+    this.confirmed = false;
+  }
+
+  send(payload: Uint8Array): boolean {
+    if (this.confirmed) {
+      if (!this.path.send([MEDIA_TYPE_BYTE, payload], this.peer.remote())) return false;
+      this.sentOnPath++;
+      this.path.stats.sent++;
+      return true;
+    }
+    return this.quic.send(payload);
+  }
+
+  onDatagram(handler: (payload: Uint8Array) => void): void {
+    this.quic.onDatagram(handler);
+  }
+
+  maxPayload(): number | null {
+    return this.quic.maxPayload();
+  }
+
+  purgeIfQueued(maxQueued: number): number {
+    return this.confirmed ? 0 : this.quic.purgeIfQueued(maxQueued);
+  }
+
+  stats(): DatagramStats {
+    const s = this.quic.stats();
+    return { ...s, sent: s.sent + this.sentOnPath };
+  }
+
+  pathStats(): PathStatsSnapshot | undefined {
+    return this.quic.pathStats();
+  }
+}
