@@ -161,6 +161,11 @@ export interface CallReport {
   /** Each time the relay was lost and got back: when (ms into the call), for how long, after how many attempts. */
   reconnects: { atMs: number; outageMs: number; attempts: number }[];
   endedBy: 'duration' | 'source-ended' | 'hangup' | 'relay-lost';
+  /**
+   * The path our media went to the relay on at the end: the UDP media path, or QUIC
+   * datagrams (core/transport/udp-media.ts).
+   */
+  mediaPath: 'udp' | 'quic';
 }
 
 interface Remote {
@@ -191,6 +196,7 @@ class Call {
   private link: 'up' | 'reconnecting' = 'up';
   /** Last datagram or push from the relay (performance.now()). */
   private lastHeardAt = 0;
+  private mediaPath: CallReport['mediaPath'] = 'quic';
   private probing = false;
   /** The call's clock has stopped: a reconnection in progress gives up. */
   private readonly ending = new AbortController();
@@ -260,6 +266,7 @@ class Call {
       endedBy = await this.clock();
     } finally {
       this.ending.abort();
+      this.mediaPath = this.session.mediaPathStats().path;
       // Hang up at once so the others see the leave immediately, whatever happened.
       const session = this.session;
       if (this.link === 'up') await session.leave({ timeoutMs: 1000 }).catch(() => undefined);
@@ -739,6 +746,7 @@ class Call {
       participants: [...this.departed, ...this.remotes.values()].map((r) => this.participantReport(r)),
       reconnects: this.reconnects,
       endedBy,
+      mediaPath: this.mediaPath,
     };
   }
 

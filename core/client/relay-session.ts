@@ -54,7 +54,8 @@ export class RelaySession {
     readonly handshakeMs: number,
     mediaPath: 'auto' | 'quic',
   ) {
-    this.media = new ClientMediaChannel(client.datagrams, mediaPath === 'auto' ? client.raw : undefined);
+    this.media = new ClientMediaChannel(client.datagrams, client.raw);
+    this.media.enabled = mediaPath === 'auto';
   }
 
   static async open(opts: RelaySessionOptions): Promise<RelaySession> {
@@ -90,6 +91,14 @@ export class RelaySession {
   /** Media to and from the relay: QUIC datagrams, or the UDP media path once confirmed. */
   get datagrams(): DatagramChannel {
     return this.media;
+  }
+
+  /**
+   * Keep media in QUIC datagrams ('quic') or take the UDP media path when the relay offers it
+   * ('auto'); applies from the next join.
+   */
+  useMediaPath(mode: 'auto' | 'quic'): void {
+    this.media.enabled = mode === 'auto';
   }
 
   /** Which path our media takes now, and the path's counters. */

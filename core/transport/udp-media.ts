@@ -107,15 +107,18 @@ export class ClientMediaChannel implements DatagramChannel {
     raw?.onPacket((data, from) => this.onPacket(data, from));
   }
 
-  /** Whether this connection can use the path at all (it owns its UDP socket). */
+  /** Whether to ask for the path at all (the user may keep media in QUIC). */
+  enabled = true;
+
+  /** Whether to ask for the path: enabled, and this connection owns its UDP socket. */
   get capable(): boolean {
-    return this.raw !== undefined;
+    return this.enabled && this.raw !== undefined;
   }
 
   /** Start probing with the token from the relay's `joined`; media switches when it answers. */
   start(tokenHex: string): void {
     this.stop();
-    if (!this.raw || !/^[0-9a-f]{16}$/.test(tokenHex)) return;
+    if (!this.capable || !/^[0-9a-f]{16}$/.test(tokenHex)) return;
     const token = Buffer.from(tokenHex, 'hex');
     this.token = token;
     this.header = Buffer.concat([Buffer.of(MEDIA_PATH_MEDIA), token]);

@@ -36,6 +36,11 @@ export default class Call extends WzpCommand<Result> {
     'noise-suppression': Flags.boolean({ summary: 'Remove background noise (RNNoise) before encoding.' }),
     identity: Flags.file({ summary: 'Identity file to use instead of the one in the config dir.' }),
     'relay-fingerprint': Flags.string({ summary: 'Trust only this relay certificate fingerprint.' }),
+    'media-path': Flags.string({
+      summary: 'auto: media on the UDP media path when the relay offers it; quic: always inside QUIC (hides media headers from the network, costs the relay more).',
+      options: ['auto', 'quic'],
+      default: 'auto',
+    }),
     report: Flags.string({ summary: 'Also write the JSON call report to this file.' }),
   };
 
@@ -56,6 +61,7 @@ export default class Call extends WzpCommand<Result> {
       configDir: this.configDir(flags),
       identityPath: flags.identity,
       relayFingerprint: flags['relay-fingerprint'],
+      mediaPath: flags['media-path'] as 'auto' | 'quic',
       alias: flags.alias,
       tier: flags.tier as TierName,
       adaptive: flags.adaptive,

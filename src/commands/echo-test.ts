@@ -33,6 +33,11 @@ Without RELAY an embedded relay is started on loopback in this process, which ch
     'frame-ms': Flags.integer({ summary: 'Frame duration in ms.', default: 20, options: ['10', '20', '40', '60'] as never }),
     bitrate: Flags.integer({ summary: 'Codec bitrate in bits/s, for codecs that take one.', min: 500, max: 512000 }),
     'relay-fingerprint': Flags.string({ summary: 'Trust only this relay certificate fingerprint (overrides the stored pin).' }),
+    'media-path': Flags.string({
+      summary: 'auto: media on the UDP media path when the relay offers it; quic: always inside QUIC (hides media headers from the network, costs the relay more).',
+      options: ['auto', 'quic'],
+      default: 'auto',
+    }),
     'min-snr': Flags.integer({ summary: 'Exit with status 1 if the decoded echo SNR is below this (dB).' }),
   };
 
@@ -43,6 +48,7 @@ Without RELAY an embedded relay is started on loopback in this process, which ch
       relay: args.relay,
       configDir: this.configDir(flags),
       relayFingerprint: flags['relay-fingerprint'],
+      mediaPath: flags['media-path'] as 'auto' | 'quic',
       codec: flags.codec,
       tier: flags.tier as TierName | undefined,
       mic: flags.mic ? { inputDevice: flags['input-device'], outputDevice: flags['output-device'] } : undefined,

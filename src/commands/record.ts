@@ -20,6 +20,11 @@ export default class Record extends WzpCommand<CallResult> {
     alias: Flags.string({ summary: 'Name shown to the others.', default: 'recorder' }),
     identity: Flags.file({ summary: 'Identity file to use instead of the one in the config dir.' }),
     'relay-fingerprint': Flags.string({ summary: 'Trust only this relay certificate fingerprint.' }),
+    'media-path': Flags.string({
+      summary: 'auto: media on the UDP media path when the relay offers it; quic: always inside QUIC (hides media headers from the network, costs the relay more).',
+      options: ['auto', 'quic'],
+      default: 'auto',
+    }),
   };
 
   public async run(): Promise<CallResult> {
@@ -30,6 +35,7 @@ export default class Record extends WzpCommand<CallResult> {
       configDir: this.configDir(flags),
       identityPath: flags.identity,
       relayFingerprint: flags['relay-fingerprint'],
+      mediaPath: flags['media-path'] as 'auto' | 'quic',
       alias: flags.alias,
       tier: 'GOOD',
       adaptive: false,

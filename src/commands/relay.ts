@@ -7,6 +7,8 @@ export default class RelayCommand extends WzpCommand<RelayRunReport> {
   static override summary = 'Run a wzp relay: rooms (SFU), echo, reflection and signalling over QUIC.';
   static override description = `Listens for QUIC connections from wzp clients. Clients in a room send their media to the relay, which forwards each member's datagrams to every other member without being able to read them (they are end-to-end encrypted), drops stale media for a congested member instead of stalling the room, and relays the members' key exchange. It also echoes media for echo-test, answers ping, and reflects each client's address as seen from here.
 
+Members' media moves from QUIC datagrams to the UDP media path once it is confirmed: plain UDP on the same port and the member's QUIC 5-tuple, accepted only with the member's token from its own address, forwarded with no second layer of encryption (docs/transport.md). --no-udp-media keeps all media in QUIC datagrams.
+
 The relay's identity (and so its certificate fingerprint, which clients pin) is kept in a file and survives restarts. --stats N prints a line of load figures to stderr every N seconds. Stop it with Ctrl-C or SIGTERM; a summary is printed on exit (a JSON document with --json).`;
   static override examples = [
     '<%= config.bin %> <%= command.id %> --listen 0.0.0.0:4433',
@@ -16,6 +18,11 @@ The relay's identity (and so its certificate fingerprint, which clients pin) is 
     listen: Flags.string({ summary: 'UDP address to listen on, HOST:PORT.', default: '0.0.0.0:4433' }),
     identity: Flags.file({ summary: 'Relay identity file (created if missing). Default: relay-identity.json in the config dir.' }),
     verbose: Flags.boolean({ char: 'v', summary: 'Log connections, joins, leaves and dropped signals to stderr.' }),
+    'udp-media': Flags.boolean({
+      summary: 'Offer members the UDP media path (media outside QUIC, still end-to-end encrypted).',
+      default: true,
+      allowNo: true,
+    }),
     stats: Flags.integer({ summary: 'Every this many seconds, print connections, rooms and datagrams forwarded per second to stderr.', min: 1 }),
   };
 
@@ -24,6 +31,7 @@ The relay's identity (and so its certificate fingerprint, which clients pin) is 
     return runRelay({
       listen: flags.listen,
       identityPath: flags.identity ?? relayIdentityFile(this.configDir(flags)),
+      udpMedia: flags['udp-media'],
       signal: this.abortSignal,
       onStarted: (s) => {
         if (s.identityCreated) this.progress(`created relay identity ${s.identityPath}`);
@@ -40,7 +48,8 @@ The relay's identity (and so its certificate fingerprint, which clients pin) is 
     const m = r.metrics;
     return [
       `relay stopped after ${(r.uptimeMs / 1000).toFixed(1)} s: ${m.connectionsTotal} connections`,
-      `  datagrams: ${m.datagramsForwarded} forwarded in rooms, ${m.datagramsEchoed} echoed, ${m.datagramsPurged} purged as stale, ${m.datagramsDropped} dropped, ${m.datagramsUnexpected} unexpected`,
+      `  datagrams: ${m.datagramsReceived} received (${m.datagramsOnUdpPath} on the UDP media path), ${m.datagramsForwarded} forwarded in rooms, ${m.datagramsEchoed} echoed, ` +
+        `${m.datagramsPurged} purged as stale, ${m.datagramsDropped} dropped, ${m.datagramsUnexpected} unexpected, ${m.udpPathRejected} refused UDP packets`,
       `  signals: ${m.signalsReceived} received, ${m.signalsMalformed} malformed and ${m.signalsUnknown} unknown dropped`,
     ].join('\n');
   }

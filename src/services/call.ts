@@ -27,6 +27,8 @@ export interface CallRequest {
   configDir: string;
   identityPath?: string;
   relayFingerprint?: string;
+  /** Media on the UDP media path when the relay offers it, or always in QUIC datagrams. */
+  mediaPath?: 'auto' | 'quic';
   alias?: string;
   tier: TierName;
   adaptive: boolean;
@@ -48,7 +50,7 @@ export interface CallRequest {
   meta(schemaVersion: number): ReportMeta;
 }
 
-export interface CallResult extends CallReport {
+export interface CallResult extends Omit<CallReport, 'mediaPath'> {
   schemaVersion: number;
   /**
    * Process start (Node's performance time origin) to the moment the call starts joining
@@ -57,7 +59,8 @@ export interface CallResult extends CallReport {
    */
   joinSentSinceStartMs: number;
   meta: ReportMeta;
-  relay: { address: string; fingerprint: string };
+  /** mediaPath: the path our media went on at the end (docs/transport.md). */
+  relay: { address: string; fingerprint: string; mediaPath: 'udp' | 'quic' };
   recording?: { path: string; samples: number; durationMs: number };
 }
 
@@ -115,8 +118,10 @@ export async function call(req: CallRequest): Promise<CallResult> {
     throw err;
   });
   const joinSentSinceStartMs = Math.round(performance.now());
+  const mediaPath = req.mediaPath ?? 'auto';
+  session.useMediaPath(mediaPath);
   try {
-    const report = await runCall({
+    const { mediaPath: pathTaken, ...report } = await runCall({
       session,
       identity,
       room: req.room,
@@ -139,7 +144,13 @@ export async function call(req: CallRequest): Promise<CallResult> {
         req.reconnectForMs === 0
           ? undefined
           : (signal) =>
-              RelaySession.open({ relay: parseHostPort(req.relay), alias: req.alias, signal, verify: expectFingerprint(fingerprint, req.relay) }),
+              RelaySession.open({
+                relay: parseHostPort(req.relay),
+                alias: req.alias,
+                signal,
+                verify: expectFingerprint(fingerprint, req.relay),
+                mediaPath,
+              }),
       reconnectForMs: req.reconnectForMs,
     });
     const result: CallResult = {
@@ -147,7 +158,7 @@ export async function call(req: CallRequest): Promise<CallResult> {
       meta: req.meta(CALL_REPORT_SCHEMA_VERSION),
       ...report,
       joinSentSinceStartMs,
-      relay: { address: session.label, fingerprint },
+      relay: { address: session.label, fingerprint, mediaPath: pathTaken },
       ...(recorder
         ? {
             recording: {

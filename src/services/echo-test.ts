@@ -15,6 +15,8 @@ export interface EchoTestRequest {
   relay?: string;
   configDir: string;
   relayFingerprint?: string;
+  /** Media on the UDP media path when the relay offers it, or always in QUIC datagrams. */
+  mediaPath?: 'auto' | 'quic';
   /** A quality tier (its codec and FEC); without it, `codec` with no FEC. */
   tier?: TierName;
   codec: string;
@@ -33,7 +35,8 @@ export interface EchoTestReport extends EchoTestMeasurement {
   tier?: TierName;
   codec: { name: string; plugin: string; codecId: number; bitrate?: number };
   fec: { scheme: string; k: number; r: number; depth: number };
-  relay: { address: string; fingerprint: string; embedded: boolean; trust: string; handshakeMs: number };
+  /** mediaPath: the path the echoed media went on at the end (docs/transport.md). */
+  relay: { address: string; fingerprint: string; embedded: boolean; trust: string; handshakeMs: number; mediaPath: 'udp' | 'quic' };
 }
 
 function streamSettings(req: EchoTestRequest): StreamSettings {
@@ -94,6 +97,7 @@ export async function echoTest(req: EchoTestRequest): Promise<EchoTestReport> {
   try {
     const address = formatHostPort(session.relay);
     req.onConnected?.({ relay: address, fingerprint: session.relayFingerprint, embedded });
+    session.useMediaPath(req.mediaPath ?? 'auto');
     await session.joinEcho({ signal: req.signal });
     const m = await runEchoTest({
       datagrams: session.datagrams,
@@ -104,6 +108,7 @@ export async function echoTest(req: EchoTestRequest): Promise<EchoTestReport> {
       signal: req.signal,
       onProgress: req.onProgress,
     });
+    const mediaPath = session.mediaPathStats().path;
     return {
       ...m,
       ...(req.tier ? { tier: req.tier } : {}),
@@ -114,7 +119,7 @@ export async function echoTest(req: EchoTestRequest): Promise<EchoTestReport> {
         ...(settings.bitrate ? { bitrate: settings.bitrate } : {}),
       },
       fec: { scheme: settings.fec.name, k: settings.k, r: settings.r, depth: settings.depth },
-      relay: { address, fingerprint: session.relayFingerprint, embedded, trust, handshakeMs: Math.round(session.handshakeMs * 10) / 10 },
+      relay: { address, fingerprint: session.relayFingerprint, embedded, trust, handshakeMs: Math.round(session.handshakeMs * 10) / 10, mediaPath },
     };
   } finally {
     await stop();

@@ -7,6 +7,8 @@ import { formatHostPort, parseHostPort } from '../../core/transport/quic.js';
 export interface RelayRunOptions {
   listen: string;
   identityPath: string;
+  /** Offer clients the UDP media path (default true; core/transport/udp-media.ts). */
+  udpMedia?: boolean;
   signal: AbortSignal;
   onStarted(info: { address: string; fingerprint: string; identityPath: string; identityCreated: boolean }): void;
   onEvent?(event: RelayEvent): void;
@@ -23,6 +25,8 @@ export interface RelayStats {
   /** Room datagrams forwarded per second (one per receiving member). */
   forwardedPerSecond: number;
   echoedPerSecond: number;
+  /** Of the media received per second, how much came on the UDP media path (the rest in QUIC). */
+  onUdpPathPerSecond: number;
   /** Over the interval: not sent (queue full, too large, closed), purged as stale, malformed or unknown signals. */
   dropped: number;
   purged: number;
@@ -38,6 +42,7 @@ export function relayStats(before: RelayMetrics, now: RelayMetrics, intervalMs: 
     roomsOpen: now.roomsOpen,
     forwardedPerSecond: perSecond(now.datagramsForwarded - before.datagramsForwarded),
     echoedPerSecond: perSecond(now.datagramsEchoed - before.datagramsEchoed),
+    onUdpPathPerSecond: perSecond(now.datagramsOnUdpPath - before.datagramsOnUdpPath),
     dropped: now.datagramsDropped - before.datagramsDropped,
     purged: now.datagramsPurged - before.datagramsPurged,
     signalsDropped: now.signalsMalformed + now.signalsUnknown - before.signalsMalformed - before.signalsUnknown,
@@ -56,7 +61,7 @@ export async function runRelay(opts: RelayRunOptions): Promise<RelayRunReport> {
   const listen = parseHostPort(opts.listen, '0.0.0.0');
   const { identity, created } = await loadOrCreateIdentity(opts.identityPath, { create: true });
   const tls = await deriveTlsCertificate(identity.seed);
-  const relay = await Relay.start({ listen, tls, fingerprint: tls.fingerprint, onEvent: opts.onEvent });
+  const relay = await Relay.start({ listen, tls, fingerprint: tls.fingerprint, onEvent: opts.onEvent, udpMedia: opts.udpMedia !== false });
   const started = performance.now();
   const address = formatHostPort(relay.address);
   opts.onStarted({ address, fingerprint: tls.fingerprint, identityPath: opts.identityPath, identityCreated: created });

@@ -13,7 +13,7 @@ import { generateIdentity } from '../../core/crypto/identity.js';
 import { deriveTlsCertificate } from '../../core/crypto/tls-cert.js';
 import { Relay } from '../../core/relay/relay.js';
 import { untagRoomDatagram } from '../../core/relay/rooms.js';
-import { expectFingerprint, type HostPort } from '../../core/transport/quic.js';
+import { QUIC_DEFAULTS, expectFingerprint, type HostPort } from '../../core/transport/quic.js';
 import { MEDIA_PATH_MEDIA, MEDIA_PATH_PROBE } from '../../core/transport/udp-media.js';
 import type { KnownSignal } from '../../core/transport/signal-stream.js';
 import { sleep, waitFor } from '../helpers/wait.js';
@@ -136,6 +136,28 @@ describe('UDP media path', () => {
     // The relay still serves the room.
     alice.session.datagrams.send(new Uint8Array([5]));
     await waitFor(() => bob.media.length === 1);
+  });
+
+  test('with all media on the path for longer than the relay\'s idle timeout, QUIC keep-alives hold the members in the room', async () => {
+    const [alice, bob] = [await member(relay.address, open), await member(relay.address, open)];
+    const pushes: KnownSignal[] = [];
+    bob.session.onPush((m) => pushes.push(m));
+    await alice.session.joinRoom('8'.repeat(32));
+    await bob.session.joinRoom('8'.repeat(32));
+    await waitFor(() => alice.session.mediaPathStats().path === 'udp' && bob.session.mediaPathStats().path === 'udp');
+    const seconds = QUIC_DEFAULTS.relayMaxIdleTimeoutMs / 1000 + 2;
+    const start = performance.now();
+    for (let i = 0; i < seconds * 50; i++) {
+      alice.session.datagrams.send(new Uint8Array([i & 0xff]));
+      const wait = start + (i + 1) * 20 - performance.now();
+      if (wait > 0) await sleep(wait);
+    }
+    await waitFor(() => bob.media.length === seconds * 50);
+    assert.equal(bob.session.mediaPathStats().receivedOnPath, seconds * 50);
+    assert.deepEqual(pushes.filter((p) => p.type === 'room-update' && p.left !== undefined), [], 'nobody left');
+    // Still a member: more media still arrives.
+    alice.session.datagrams.send(new Uint8Array([1]));
+    await waitFor(() => bob.media.length === seconds * 50 + 1);
   });
 
   test('a relay without the path gives no token: media stays in QUIC datagrams and flows', async () => {
