@@ -65,14 +65,15 @@ describe('calls through a relay process', () => {
     const tones = [440, 700, 1100];
     // The first two share a config directory, so one identity (created by whichever starts
     // first) joins twice, as the same 24 words on a laptop and a phone would: two sessions,
-    // each a member of its own.
+    // each a member of its own. The third keeps its media in QUIC datagrams (--media-path
+    // quic) while the others take the UDP media path: the relay forwards between the two.
     const shared = home();
     const parties = tones.map((hz, i) => {
       const h = i < 2 ? shared : home();
       const wav = join(h.dir, `heard-${hz}.wav`);
       const run = runCli(
         ['call', relay.address, '--room', 'group-test', '--tone', String(hz), '--duration', '7', '--alias', `tone${hz}`,
-          '--record', wav, '--no-playback', '--relay-fingerprint', relay.fingerprint, '--json'],
+          '--record', wav, '--no-playback', '--relay-fingerprint', relay.fingerprint, '--json', ...(i === 2 ? ['--media-path', 'quic'] : [])],
         h,
         60_000,
       );
@@ -87,6 +88,7 @@ describe('calls through a relay process', () => {
     });
     assert.equal(reports[0].fingerprint, reports[1].fingerprint, 'the first two calls share one identity');
     assert.notEqual(reports[0].fingerprint, reports[2].fingerprint);
+    assert.deepEqual(reports.map((r) => r.relay.mediaPath), ['udp', 'udp', 'quic']);
     for (const [i, r] of results.entries()) {
       const report = reports[i];
       assert.equal(report.participants.length, 2, JSON.stringify(report.participants));

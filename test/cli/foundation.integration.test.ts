@@ -166,12 +166,16 @@ describe('a relay in its own process', () => {
         .split('\n')
         .map((line) => /^\S+Z relay:stats (\{.*\})$/.exec(line)?.[1])
         .filter((json): json is string => json !== undefined)
-        .map((json) => JSON.parse(json) as { roomsOpen: number; connectionsOpen: number; forwardedPerSecond: number });
+        .map((json) => JSON.parse(json) as { roomsOpen: number; connectionsOpen: number; forwardedPerSecond: number; onUdpPathPerSecond: number });
       // Two members at 50 frames/s, GOOD's FEC adding 3 repairs per 4: ~87 packets/s each way.
       const busy = stats.filter((s) => s.roomsOpen === 1 && s.connectionsOpen === 2);
       assert.ok(busy.some((s) => s.forwardedPerSecond > 140 && s.forwardedPerSecond < 220), done.stderr);
+      // The members' media came on the UDP media path (both ways: the same count as forwarded).
+      assert.ok(busy.some((s) => s.onUdpPathPerSecond > 140 && s.onUdpPathPerSecond < 220), done.stderr);
       const forwarded = Number(/(\d+) forwarded in rooms/.exec(done.stdout)?.[1]);
       assert.ok(forwarded > 2 * 2.5 * 80, done.stdout);
+      const onPath = Number(/\((\d+) on the UDP media path\)/.exec(done.stdout)?.[1]);
+      assert.ok(onPath > 2 * 2.5 * 80, done.stdout);
     } finally {
       for (const h of [r3home, a, b]) h.cleanup();
     }
