@@ -23,17 +23,17 @@
  *
  * The token is 8 random bytes the relay hands a member in its `joined` answer, over the
  * authenticated QUIC connection. The relay accepts a path packet only if its token is a live
- * member's AND it comes from that member's QUIC connection's current address, which QUIC has
- * validated (and follows through migration). So a blind attacker must guess 64 bits and
- * spoof the member's address to inject into a room, and nobody can point the relay's
- * answers or media at a third party: everything it sends on this path goes to addresses QUIC
- * validated, and an ack is no larger than its probe. Downstream media carries no token: every
+ * member's AND it comes from that member's QUIC connection's current address (the source of
+ * its latest authenticated QUIC packet, so it follows migration). So a blind attacker must
+ * guess 64 bits and spoof the member's address to inject into a room, and nobody off the
+ * path can point the relay's answers or media at a third party: everything it sends on this
+ * path goes to members' QUIC addresses, and an ack is no larger than its probe. Downstream media carries no token: every
  * packet is authenticated end to end by the receiver, which also drops anything not from the
  * relay's address.
  *
  * Switching is per direction and only after proof: the client sends media on the path after
  * the relay's ack came back (the path works both ways), the relay after the client's confirm
- * or its first media packet on the path. Until then, and for good if probes go unanswered
+ * or its first media packet on the path. Until then, and for as long as probes go unanswered
  * (a relay without the path, a middlebox that passes only QUIC), media stays in QUIC
  * datagrams. Nothing is lost in the switch: receivers take media from both at once.
  *
@@ -52,10 +52,14 @@ export const MEDIA_PATH_ACK = 0x22;
 export const MEDIA_PATH_CONFIRM = 0x23;
 export const MEDIA_PATH_MEDIA = 0x24;
 export const MEDIA_TOKEN_BYTES = 8;
-/** When probes go out after a join (ms after it); no ack by the last one: stay on QUIC. */
+/** When probes go out after a join (ms after it). */
 export const PROBE_SCHEDULE_MS = [0, 100, 300, 700, 1500] as const;
-/** How long after the last probe an ack still switches the path. */
-export const PROBE_GIVE_UP_MS = 1000;
+/**
+ * Unanswered by then, media stays in QUIC datagrams and a probe goes out this often (9 bytes):
+ * a lossy network that ate the first ones still gets the path, a middlebox that blocks it
+ * costs nothing.
+ */
+export const PROBE_RETRY_MS = 10_000;
 /**
  * Datagrams waiting in the relay socket's send queue (libuv's: the kernel buffer is full)
  * beyond which the relay drops media instead of queueing it: stale audio is worthless.
@@ -124,19 +128,16 @@ export class ClientMediaChannel implements DatagramChannel {
     this.header = Buffer.concat([Buffer.of(MEDIA_PATH_MEDIA), token]);
     this.state = 'probing';
     const probe = Buffer.concat([Buffer.of(MEDIA_PATH_PROBE), token]);
-    for (const at of PROBE_SCHEDULE_MS) {
-      this.timers.push(
-        setTimeout(() => {
-          if (this.state !== 'probing' || this.token !== token) return;
-          this.counters.probesSent++;
-          this.rawSend([probe]);
-        }, at).unref(),
-      );
-    }
-    const last = PROBE_SCHEDULE_MS[PROBE_SCHEDULE_MS.length - 1] + PROBE_GIVE_UP_MS;
+    const sendProbe = (): void => {
+      if (this.state !== 'probing' || this.token !== token) return;
+      this.counters.probesSent++;
+      this.rawSend([probe]);
+    };
+    for (const at of PROBE_SCHEDULE_MS) this.timers.push(setTimeout(sendProbe, at).unref());
+    const last = PROBE_SCHEDULE_MS[PROBE_SCHEDULE_MS.length - 1];
     this.timers.push(
       setTimeout(() => {
-        if (this.state === 'probing' && this.token === token) this.state = 'quic';
+        if (this.state === 'probing' && this.token === token) this.timers.push(setInterval(sendProbe, PROBE_RETRY_MS).unref());
       }, last).unref(),
     );
   }

@@ -93,6 +93,10 @@ describe('adaptive quality through an impairment proxy', () => {
     assert.ok(lost.atMs > 5000 && lost.atMs + lost.outageMs < 16_000, JSON.stringify(lost));
     // bob's own path was fine all along: no reconnection, and the relay is still his.
     assert.deepEqual(reportB.reconnects, []);
+    // Both ends' media is on the UDP media path again (alice's new session probed it afresh,
+    // through the same proxy).
+    assert.equal(reportA.relay.mediaPath, 'udp');
+    assert.equal(reportB.relay.mediaPath, 'udp');
     // alice's new announcement says which session it replaces: bob (and the relay) drop the
     // old one at once, instead of listing alice twice until the relay times the old connection
     // out (8 s after the outage began; alice is usually back before that, and if not, the old
