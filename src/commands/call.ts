@@ -4,6 +4,7 @@ import type { CallEvent } from '../../core/client/call.js';
 import type { TierName } from '../../core/media/quality.js';
 import { WzpCommand } from '../base-command.js';
 import { call, listAudioDevices, relayLine, type CallResult } from '../services/call.js';
+import { mediaPathText } from '../services/relay-connect.js';
 
 type Result = (CallResult) | Awaited<ReturnType<typeof listAudioDevices>>;
 
@@ -136,7 +137,7 @@ export default class Call extends WzpCommand<Result> {
     }
     const lines = [
       `${this.interactive ? '\n' : ''}call in room ${r.room} ended (${r.endedBy}) after ${(r.durationMs / 1000).toFixed(1)} s, tier ${r.tier}, setup ${r.setupMs} ms`,
-      `sent ${r.sent.frames} frames in ${r.sent.packets} packets`,
+      `sent ${r.sent.frames} frames in ${r.sent.packets} packets, ${mediaPathText(r.relay.mediaPath)}`,
     ];
     for (const p of r.participants) {
       lines.push(
@@ -149,4 +150,3 @@ export default class Call extends WzpCommand<Result> {
     return lines.join('\n');
   }
 }
-

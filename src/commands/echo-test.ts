@@ -4,6 +4,7 @@ import { ExitCode, WzpError } from '../../core/errors.js';
 import type { TierName } from '../../core/media/quality.js';
 import { WzpCommand, type ReportMeta } from '../base-command.js';
 import { echoTest, type EchoTestReport } from '../services/echo-test.js';
+import { mediaPathText } from '../services/relay-connect.js';
 
 export const ECHO_TEST_SCHEMA_VERSION = 1;
 
@@ -79,7 +80,7 @@ Without RELAY an embedded relay is started on loopback in this process, which ch
     const fec = r.fec.r > 0 ? `, FEC ${r.fec.scheme} ${r.fec.k}+${r.fec.r}${r.fec.depth > 1 ? ` x${r.fec.depth}` : ''}` : '';
     return [
       `codec       ${r.codec.name} (${r.codec.plugin}), ${r.frameMs} ms frames${fec}${r.tier ? ` [${r.tier}]` : ''}, ${(r.payloadBitrate / 1000).toFixed(1)} kbit/s of datagrams`,
-      `relay       ${r.relay.address}${r.relay.embedded ? ' (embedded)' : ''}  ${r.relay.fingerprint}`,
+      `relay       ${r.relay.address}${r.relay.embedded ? ' (embedded)' : ''}  ${r.relay.fingerprint}, ${mediaPathText(r.relay.mediaPath)}`,
       `packets     sent ${r.packetsSent}, received ${r.packetsReceived}, loss ${r.lossPct}%`,
       `rtt         p50 ${r.rttMs.p50} ms, p95 ${r.rttMs.p95} ms, max ${r.rttMs.max} ms`,
       `jitter      ${r.jitterMs} ms (RFC 3550)`,

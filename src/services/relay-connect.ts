@@ -222,3 +222,8 @@ function abortable(opened: Promise<OpenedRelay>, signal: AbortSignal | undefined
     );
   });
 }
+
+/** How a human summary names the path media took (docs/transport.md). */
+export function mediaPathText(path: 'udp' | 'quic'): string {
+  return path === 'udp' ? 'media on the UDP media path' : 'media in QUIC datagrams';
+}
