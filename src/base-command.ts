@@ -40,6 +40,13 @@ export interface SuccessDocument<T> {
 
 if (process.env.NO_COLOR !== undefined && process.env.NO_COLOR !== '') chalk.level = 0;
 
+/** `--media-path` for the commands that carry media through a relay (docs/transport.md). */
+export const mediaPathFlag = Flags.option({
+  summary: 'auto: media on the UDP media path when the relay offers it; quic: always inside QUIC (hides media headers from the network, costs the relay more).',
+  options: ['auto', 'quic'] as const,
+  default: 'auto' as const,
+})();
+
 /** Warnings a JSON document lists; the rest are counted in a last entry. */
 const MAX_WARNINGS = 200;
 

@@ -373,6 +373,8 @@ export async function connectQuic(opts: ConnectOptions): Promise<ClientConnectio
   };
 }
 
+function ignoreRawSendError(): void {}
+
 /** The connection's own socket as a RawPath: sends to the relay, non-QUIC packets to one handler. */
 function rawPathOf(socket: QUICSocket, connection: QUICConnection): RawPath {
   const udp = rawUdpSocket(socket);
@@ -380,7 +382,9 @@ function rawPathOf(socket: QUICSocket, connection: QUICConnection): RawPath {
   splitNonQuic(socket, (data, from) => handler(data, from));
   return {
     send(parts) {
-      udp.send(parts as Uint8Array[], connection.remotePort, connection.remoteHost);
+      // With a callback, a send the kernel refuses is reported there, never as a socket
+      // 'error' event; media is lossy, so it is simply gone (as in QUIC's own sends).
+      udp.send(parts as Uint8Array[], connection.remotePort, connection.remoteHost, ignoreRawSendError);
     },
     onPacket(h) {
       handler = h;

@@ -241,7 +241,7 @@ export class ClientMediaChannel implements DatagramChannel {
 
 /** What the relay knows of one connection for the path. */
 export interface RelayPathPeer {
-  /** The connection's current remote address (QUIC-validated; follows migration). */
+  /** The connection's current remote address (its latest authenticated QUIC packet's source). */
   remote(): { host: string; port: number };
   /** A media datagram arrived on the path from this peer. */
   onMedia(payload: Uint8Array): void;
@@ -255,7 +255,7 @@ export interface RelayMediaPathStats {
   probes: number;
   /** Path packets dropped: unknown token, wrong source address, malformed. */
   rejected: number;
-  /** Media not sent because the socket's send queue was full. */
+  /** Path packets not sent: the socket's send queue was full, or the kernel refused them. */
   dropped: number;
 }
 
@@ -283,11 +283,6 @@ export class RelayMediaPath {
   /** @internal */
   unregister(token: string): void {
     this.byToken.delete(token);
-  }
-
-  /** @internal */
-  socket(): UdpSocket {
-    return this.udp();
   }
 
   /** A non-QUIC packet that isMediaPathPacket() accepted. */
@@ -325,7 +320,12 @@ export class RelayMediaPath {
     this.stats.rejected++;
   }
 
-  /** @internal Send one packet (or its parts) to a validated address; false if dropped. */
+  /** A send the kernel refused after all (the callback keeps it off the socket's 'error' event). */
+  private readonly onSendError = (err: Error | null): void => {
+    if (err) this.stats.dropped++;
+  };
+
+  /** @internal Send one packet (or its parts) to a member's QUIC address; false if dropped. */
   send(data: Uint8Array | readonly Uint8Array[], to: { host: string; port: number }): boolean {
     const udp = this.udp();
     if (udp.getSendQueueCount() > MAX_SOCKET_SEND_QUEUE) {
@@ -333,7 +333,7 @@ export class RelayMediaPath {
       return false;
     }
     try {
-      udp.send(data as Uint8Array, to.port, to.host);
+      udp.send(data as Uint8Array, to.port, to.host, this.onSendError);
       return true;
     } catch {
       // The socket is closing (relay stopping).

@@ -2,7 +2,7 @@ import * as Args from '@oclif/core/args';
 import * as Flags from '@oclif/core/flags';
 import type { CallEvent } from '../../core/client/call.js';
 import type { TierName } from '../../core/media/quality.js';
-import { WzpCommand } from '../base-command.js';
+import { mediaPathFlag, WzpCommand } from '../base-command.js';
 import { call, listAudioDevices, relayLine, type CallResult } from '../services/call.js';
 import { mediaPathText } from '../services/relay-connect.js';
 
@@ -37,11 +37,7 @@ export default class Call extends WzpCommand<Result> {
     'noise-suppression': Flags.boolean({ summary: 'Remove background noise (RNNoise) before encoding.' }),
     identity: Flags.file({ summary: 'Identity file to use instead of the one in the config dir.' }),
     'relay-fingerprint': Flags.string({ summary: 'Trust only this relay certificate fingerprint.' }),
-    'media-path': Flags.string({
-      summary: 'auto: media on the UDP media path when the relay offers it; quic: always inside QUIC (hides media headers from the network, costs the relay more).',
-      options: ['auto', 'quic'],
-      default: 'auto',
-    }),
+    'media-path': mediaPathFlag,
     report: Flags.string({ summary: 'Also write the JSON call report to this file.' }),
   };
 
@@ -62,7 +58,7 @@ export default class Call extends WzpCommand<Result> {
       configDir: this.configDir(flags),
       identityPath: flags.identity,
       relayFingerprint: flags['relay-fingerprint'],
-      mediaPath: flags['media-path'] as 'auto' | 'quic',
+      mediaPath: flags['media-path'],
       alias: flags.alias,
       tier: flags.tier as TierName,
       adaptive: flags.adaptive,

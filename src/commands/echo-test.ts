@@ -2,7 +2,7 @@ import * as Args from '@oclif/core/args';
 import * as Flags from '@oclif/core/flags';
 import { ExitCode, WzpError } from '../../core/errors.js';
 import type { TierName } from '../../core/media/quality.js';
-import { WzpCommand, type ReportMeta } from '../base-command.js';
+import { mediaPathFlag, WzpCommand, type ReportMeta } from '../base-command.js';
 import { echoTest, type EchoTestReport } from '../services/echo-test.js';
 import { mediaPathText } from '../services/relay-connect.js';
 
@@ -34,11 +34,7 @@ Without RELAY an embedded relay is started on loopback in this process, which ch
     'frame-ms': Flags.integer({ summary: 'Frame duration in ms.', default: 20, options: ['10', '20', '40', '60'] as never }),
     bitrate: Flags.integer({ summary: 'Codec bitrate in bits/s, for codecs that take one.', min: 500, max: 512000 }),
     'relay-fingerprint': Flags.string({ summary: 'Trust only this relay certificate fingerprint (overrides the stored pin).' }),
-    'media-path': Flags.string({
-      summary: 'auto: media on the UDP media path when the relay offers it; quic: always inside QUIC (hides media headers from the network, costs the relay more).',
-      options: ['auto', 'quic'],
-      default: 'auto',
-    }),
+    'media-path': mediaPathFlag,
     'min-snr': Flags.integer({ summary: 'Exit with status 1 if the decoded echo SNR is below this (dB).' }),
   };
 
@@ -49,7 +45,7 @@ Without RELAY an embedded relay is started on loopback in this process, which ch
       relay: args.relay,
       configDir: this.configDir(flags),
       relayFingerprint: flags['relay-fingerprint'],
-      mediaPath: flags['media-path'] as 'auto' | 'quic',
+      mediaPath: flags['media-path'],
       codec: flags.codec,
       tier: flags.tier as TierName | undefined,
       mic: flags.mic ? { inputDevice: flags['input-device'], outputDevice: flags['output-device'] } : undefined,

@@ -1,7 +1,7 @@
 import * as Args from '@oclif/core/args';
 import * as Flags from '@oclif/core/flags';
 import type { CallEvent } from '../../core/client/call.js';
-import { WzpCommand } from '../base-command.js';
+import { mediaPathFlag, WzpCommand } from '../base-command.js';
 import { call, relayLine, type CallResult } from '../services/call.js';
 
 export default class Record extends WzpCommand<CallResult> {
@@ -20,11 +20,7 @@ export default class Record extends WzpCommand<CallResult> {
     alias: Flags.string({ summary: 'Name shown to the others.', default: 'recorder' }),
     identity: Flags.file({ summary: 'Identity file to use instead of the one in the config dir.' }),
     'relay-fingerprint': Flags.string({ summary: 'Trust only this relay certificate fingerprint.' }),
-    'media-path': Flags.string({
-      summary: 'auto: media on the UDP media path when the relay offers it; quic: always inside QUIC (hides media headers from the network, costs the relay more).',
-      options: ['auto', 'quic'],
-      default: 'auto',
-    }),
+    'media-path': mediaPathFlag,
   };
 
   public async run(): Promise<CallResult> {
@@ -35,7 +31,7 @@ export default class Record extends WzpCommand<CallResult> {
       configDir: this.configDir(flags),
       identityPath: flags.identity,
       relayFingerprint: flags['relay-fingerprint'],
-      mediaPath: flags['media-path'] as 'auto' | 'quic',
+      mediaPath: flags['media-path'],
       alias: flags.alias,
       tier: 'GOOD',
       adaptive: false,
