@@ -4,7 +4,7 @@
  * family. Built on @matrixai/quic (quiche); datagram support lives in ./datagrams.ts.
  */
 import { createHmac, randomFillSync, timingSafeEqual } from 'node:crypto';
-import { QUICClient, QUICServer, QUICSocket, events as quicEvents } from '@matrixai/quic';
+import { QUICClient, QUICServer, QUICSocket, errors as quicErrors, events as quicEvents } from '@matrixai/quic';
 import type { QUICConnection } from '@matrixai/quic';
 import { CryptoError } from '@matrixai/quic/native/types.js';
 import Logger, { LogLevel } from '@matrixai/logger';
@@ -12,6 +12,7 @@ import Logger, { LogLevel } from '@matrixai/logger';
 import { fingerprintsEqual, sha256Fingerprint } from '../crypto/fingerprint.js';
 import { AbortError, FingerprintMismatchError, HandshakeError, InternalError, NetworkError, UsageError, errorMessage } from '../errors.js';
 import { attachDatagrams, directReceiveHandler, type DatagramChannel } from './datagrams.js';
+import { hardenSocketSends, quicGate, type QuicGateOptions, type QuicGateStats } from './quic-gate.js';
 import type { RawPath } from './udp-media.js';
 
 export interface TlsMaterial {
@@ -85,19 +86,39 @@ export function unmapIPv4(host: string): string {
   return m ? m[1] : host;
 }
 
+/** How long a Retry token stays valid (RFC 9000 §8.1.3: tokens should expire). */
+export const RETRY_TOKEN_LIFETIME_S = 10;
+const TOKEN_TIME_BYTES = 4;
+const HMAC_BYTES = 32;
+
+/**
+ * The server's Retry-token and connection-ID key. @matrixai/quic signs its Retry tokens
+ * (the client's address and original connection ID) with `sign` and checks them with
+ * `verify`, but puts no time in them: a token would be good forever. Ours append the time
+ * (u32 seconds) to the HMAC input and output, and `verify` refuses a token older than
+ * RETRY_TOKEN_LIFETIME_S. (The library also derives new connection IDs from `sign`: those
+ * take the first 20 bytes, the HMAC, so they stay unpredictable.)
+ */
 function serverCrypto() {
   const key = randomFillSync(new Uint8Array(32));
+  const mac = (k: ArrayBuffer, data: ArrayBuffer, time: Buffer): Buffer =>
+    createHmac('sha256', Buffer.from(k)).update(Buffer.from(data)).update(time).digest();
   return {
     key: key.buffer,
     ops: {
       async sign(k: ArrayBuffer, data: ArrayBuffer): Promise<ArrayBuffer> {
-        const d = createHmac('sha256', Buffer.from(k)).update(Buffer.from(data)).digest();
+        const time = Buffer.alloc(TOKEN_TIME_BYTES);
+        time.writeUInt32BE(Math.floor(Date.now() / 1000) >>> 0);
+        const d = Buffer.concat([mac(k, data, time), time]);
         return d.buffer.slice(d.byteOffset, d.byteOffset + d.byteLength);
       },
       async verify(k: ArrayBuffer, data: ArrayBuffer, sig: ArrayBuffer): Promise<boolean> {
-        const d = createHmac('sha256', Buffer.from(k)).update(Buffer.from(data)).digest();
         const s = Buffer.from(sig);
-        return s.length === d.length && timingSafeEqual(d, s);
+        if (s.length !== HMAC_BYTES + TOKEN_TIME_BYTES) return false;
+        const time = s.subarray(HMAC_BYTES);
+        const age = Math.floor(Date.now() / 1000) - time.readUInt32BE(0);
+        if (age < -1 || age > RETRY_TOKEN_LIFETIME_S) return false;
+        return timingSafeEqual(mac(k, data, time), s.subarray(0, HMAC_BYTES));
       },
     },
   };
@@ -127,6 +148,25 @@ export interface SocketOptions {
    * This is what lets one socket carry QUIC signalling, STUN reflection and hole punching.
    */
   onNonQuic?(data: Buffer, from: { address: string; port: number }): void;
+  /**
+   * Put the QUIC gate (./quic-gate.ts) in front of the library: for sockets that accept
+   * connections from anyone (a relay). Its sends are hardened too: a send the kernel refuses
+   * is counted in `sendErrors`, never fatal.
+   */
+  gate?: QuicGateOptions;
+}
+
+/** What a gated socket has refused and passed (see ./quic-gate.ts). */
+export interface SocketGateStats extends QuicGateStats {
+  /** UDP sends the kernel refused (each a lost packet). */
+  sendErrors: number;
+}
+
+const gateStats = new WeakMap<QUICSocket, SocketGateStats>();
+
+/** The gate's counters of a socket opened with `gate`, live (undefined for other sockets). */
+export function socketGateStats(socket: QUICSocket): SocketGateStats | undefined {
+  return gateStats.get(socket);
 }
 
 /** The node:dgram socket inside a QUICSocket, for raw sends on the shared port (STUN, punching). */
@@ -139,6 +179,8 @@ export function rawUdpSocket(socket: QUICSocket): import('node:dgram').Socket {
 /** Open a UDP socket that a server and clients can share (one port that accepts and dials). */
 export async function openSocket(bind: HostPort, opts: SocketOptions = {}): Promise<QUICSocket> {
   const socket = new QUICSocket({ logger: quietLogger() });
+  let gated: SocketGateStats | undefined;
+  if (opts.gate) gated = installGate(socket, opts.gate);
   routeDirect(socket);
   if (opts.onNonQuic) splitNonQuic(socket, opts.onNonQuic);
   try {
@@ -150,7 +192,28 @@ export async function openSocket(bind: HostPort, opts: SocketOptions = {}): Prom
     });
   }
   raiseRecvBuffer(socket);
+  if (gated) {
+    const stats = gated;
+    hardenSocketSends(socket, rawUdpSocket(socket), () => {
+      stats.sendErrors++;
+    });
+  }
   return socket;
+}
+
+/** Wrap the library's socket handler with the gate (before start(), innermost). */
+function installGate(socket: QUICSocket, opts: QuicGateOptions): SocketGateStats {
+  const s = socket as unknown as {
+    handleSocketMessage: (data: Buffer, rinfo: { address: string; port: number }) => Promise<void>;
+    connectionMap: { serverConnections: Map<string, unknown>; clientConnections: Map<string, unknown> };
+  };
+  const map = s.connectionMap;
+  const ids = { has: (hex: string) => map.serverConnections.has(hex) || map.clientConnections.has(hex) };
+  const { handler, stats } = quicGate(s.handleSocketMessage, ids, opts);
+  s.handleSocketMessage = handler;
+  const withSends: SocketGateStats = Object.assign(stats, { sendErrors: 0 });
+  gateStats.set(socket, withSends);
+  return withSends;
 }
 
 /**
@@ -223,19 +286,45 @@ export interface QuicServerOptions {
   socket?: QUICSocket;
   /** Non-QUIC packets on the server's own socket (not used with `socket`). */
   onNonQuic?: SocketOptions['onNonQuic'];
+  /**
+   * Put the QUIC gate in front of the server's own socket (not used with `socket`):
+   * ./quic-gate.ts. A server that accepts from anyone should.
+   */
+  gate?: QuicGateOptions;
   onConnection(connection: QUICConnection, datagrams: DatagramChannel): void;
 }
 
 export interface RunningQuicServer {
   readonly address: HostPort;
   readonly socket: QUICSocket;
+  /** The gate's counters, live (when started with `gate`). */
+  readonly gate?: SocketGateStats;
   stop(): Promise<void>;
 }
+
+/**
+ * What one client may make a server hold for it, at the transport level: streams open at
+ * once and unread bytes, per stream and in all. wzp's requests to a relay are small (a join
+ * with its announcement is under 2 KiB, a room signal at most 4 KiB), so these are far
+ * above what a client needs and far below the library's defaults (100 streams, 1 MiB per
+ * stream, 10 MiB per connection), which let one connection park megabytes in the relay.
+ */
+export const SERVER_FLOW_LIMITS = {
+  maxStreamsBidi: 16,
+  maxStreamDataBytes: 16 * 1024,
+  maxDataBytes: 128 * 1024,
+  /** A handshake not finished in this long is abandoned (the library's default: never). */
+  handshakeTimeoutMs: 5_000,
+} as const;
 
 export async function startQuicServer(opts: QuicServerOptions): Promise<RunningQuicServer> {
   const ownSocket = opts.socket === undefined;
   const socket =
-    opts.socket ?? (await openSocket(opts.listen ?? { host: '127.0.0.1', port: 0 }, opts.onNonQuic ? { onNonQuic: opts.onNonQuic } : {}));
+    opts.socket ??
+    (await openSocket(opts.listen ?? { host: '127.0.0.1', port: 0 }, {
+      ...(opts.onNonQuic ? { onNonQuic: opts.onNonQuic } : {}),
+      ...(opts.gate ? { gate: opts.gate } : {}),
+    }));
   const server = new QUICServer({
     crypto: serverCrypto(),
     config: {
@@ -244,8 +333,20 @@ export async function startQuicServer(opts: QuicServerOptions): Promise<RunningQ
       key: opts.tls.keyPem,
       cert: opts.tls.certPem,
       verifyPeer: false,
+      // No 0-RTT: nothing a client sends a relay is safe to replay, and its early-data path
+      // is where the library broke (./quic-gate.ts).
+      enableEarlyData: false,
+      initialMaxStreamsBidi: SERVER_FLOW_LIMITS.maxStreamsBidi,
+      initialMaxStreamsUni: 0,
+      initialMaxStreamDataBidiRemote: SERVER_FLOW_LIMITS.maxStreamDataBytes,
+      initialMaxStreamDataBidiLocal: SERVER_FLOW_LIMITS.maxStreamDataBytes,
+      initialMaxStreamDataUni: 0,
+      initialMaxData: SERVER_FLOW_LIMITS.maxDataBytes,
+      maxStreamWindow: SERVER_FLOW_LIMITS.maxStreamDataBytes,
+      maxConnectionWindow: SERVER_FLOW_LIMITS.maxDataBytes,
     },
     socket,
+    minIdleTimeout: SERVER_FLOW_LIMITS.handshakeTimeoutMs,
     logger: quietLogger(),
   });
   server.addEventListener(quicEvents.EventQUICServerConnection.name, (ev: Event) => {
@@ -255,9 +356,11 @@ export async function startQuicServer(opts: QuicServerOptions): Promise<RunningQ
   // A broken peer must never take the server down: connection errors are per connection.
   server.addEventListener(quicEvents.EventQUICServerError.name, () => undefined);
   await server.start();
+  const gate = socketGateStats(socket);
   return {
     address: { host: unmapIPv4(socket.host), port: socket.port },
     socket,
+    ...(gate ? { gate } : {}),
     async stop() {
       await server.stop({ force: true, isApp: true, errorCode: 0 });
       if (ownSocket) await socket.stop({ force: true });
@@ -289,6 +392,8 @@ export interface ClientConnection {
   readonly localAddress: HostPort;
   /** Resolves when the connection has closed, for whatever reason (peer gone, idle timeout). */
   readonly closed: Promise<void>;
+  /** How the peer closed the connection, once it did (application close code and reason). */
+  peerClose(): { isApp: boolean; code: number; reason: string } | undefined;
   /**
    * Plain UDP on the connection's own socket and 5-tuple, for the media path
    * (./udp-media.ts); absent when the socket is shared (its owner handles non-QUIC packets).
@@ -349,6 +454,14 @@ export async function connectQuic(opts: ConnectOptions): Promise<ClientConnectio
     throw refusal;
   }
   const connection = client.connection;
+  let peerClose: { isApp: boolean; code: number; reason: string } | undefined;
+  connection.addEventListener(quicEvents.EventQUICConnectionError.name, (ev: Event) => {
+    const detail = (ev as quicEvents.EventQUICConnectionError).detail as { data?: { isApp?: boolean; errorCode?: number; reason?: Uint8Array } };
+    if (detail instanceof quicErrors.ErrorQUICConnectionPeer && detail.data) {
+      const { isApp = false, errorCode = 0, reason } = detail.data;
+      peerClose = { isApp, code: errorCode, reason: reason ? Buffer.from(reason).toString('utf8') : '' };
+    }
+  });
   const datagrams = attachDatagrams(connection);
   const socket = (client as unknown as { socket: QUICSocket }).socket;
   let raw: RawPath | undefined;
@@ -367,6 +480,7 @@ export async function connectQuic(opts: ConnectOptions): Promise<ClientConnectio
       () => undefined,
       () => undefined,
     ),
+    peerClose: () => peerClose,
     async close() {
       await client.destroy({ isApp: true, errorCode: 0, force: true }).catch(() => undefined);
     },
