@@ -25,6 +25,8 @@ export const ExitCode = {
   PLUGIN: 8,
   /** A protocol violation from the far end (malformed frame we could not skip). */
   PROTOCOL: 9,
+  /** The relay refused us: over one of its limits (connections, rate, room size). */
+  REFUSED: 10,
   /** Interrupted by the user (SIGINT). */
   INTERRUPTED: 130,
   /** A bug in wzp. */
@@ -123,6 +125,17 @@ export class DuplicateRegistrationError extends WzpError {
 }
 
 /** The far end sent something that violates the protocol. */
+/**
+ * The relay refused service on purpose: a limit it enforces (too many connections from this
+ * address, requests too fast, a full room). The message carries the relay's reason.
+ */
+export class RefusedError extends WzpError {
+  constructor(message: string, options: WzpErrorOptions = {}) {
+    super(message, ExitCode.REFUSED, options);
+    this.name = 'RefusedError';
+  }
+}
+
 export class ProtocolError extends WzpError {
   constructor(message: string, options: WzpErrorOptions = {}) {
     super(message, ExitCode.PROTOCOL, options);

@@ -4,12 +4,13 @@
  * channel for media.
  */
 import type { QUICSocket } from '@matrixai/quic';
-import { ProtocolError } from '../errors.js';
+import { ProtocolError, RefusedError } from '../errors.js';
+import { delay } from '../time.js';
 import type { DatagramChannel } from '../transport/datagrams.js';
 import { ClientMediaChannel, type MediaPathStats } from '../transport/udp-media.js';
 import { connectQuic, formatHostPort, type ClientConnection, type HostPort } from '../transport/quic.js';
 import { request, requestNoReply, serveSignals, type KnownSignal, type RequestOptions } from '../transport/signal-stream.js';
-import type { MemberAnnouncementEntry, RoomParticipant } from '../wire/signal.js';
+import { RELAY_CLOSE_REFUSED, type MemberAnnouncementEntry, type RoomParticipant } from '../wire/signal.js';
 
 export const CLIENT_PROTOCOL_VERSION = 1;
 
@@ -82,8 +83,10 @@ export class RelaySession {
       const ack = await session.ask({ type: 'hello', version: CLIENT_PROTOCOL_VERSION, alias: opts.alias, client: 'wzp' }, opts);
       if (ack.type !== 'hello-ack') throw new ProtocolError(`relay answered hello with "${ack.type}"`);
     } catch (err) {
+      // A relay that refuses us (over one of its limits) closes at once with its reason.
+      const refusal = await refusedBy(client);
       await client.close();
-      throw err;
+      throw refusal ?? err;
     }
     return session;
   }
@@ -119,12 +122,13 @@ export class RelaySession {
     return formatHostPort(this.relay);
   }
 
-  /** Send a request, return the reply; an `error` reply becomes a ProtocolError. */
+  /**
+   * Send a request, return the reply; an `error` reply becomes a RefusedError when the relay
+   * refused on purpose (a limit: RELAY_REFUSAL_CODES), a ProtocolError otherwise.
+   */
   async ask(msg: KnownSignal, opts: RequestOptions = {}): Promise<KnownSignal> {
     const reply = await request(this.client.connection, msg, opts);
-    if (reply.type === 'error') {
-      throw new ProtocolError(`relay ${this.label} refused "${msg.type}": ${reply.message} (${reply.code})`);
-    }
+    if (reply.type === 'error') throw relayError(this.label, msg.type, reply);
     return reply;
   }
 
@@ -215,11 +219,30 @@ export class RelaySession {
   }
 
   private async sendOnly(msg: KnownSignal, opts: RequestOptions): Promise<void> {
-    await requestNoReply(this.client.connection, msg, opts);
+    const reply = await requestNoReply(this.client.connection, msg, opts);
+    if (reply !== undefined) throw relayError(this.label, msg.type, reply);
   }
 
   async close(): Promise<void> {
     this.media.stop();
     await this.client.close();
   }
+}
+
+/** `error` codes with which a relay refuses on purpose (a limit), not for a broken request. */
+export const RELAY_REFUSAL_CODES: ReadonlySet<string> = new Set(['rate-limited', 'room-full', 'too-large']);
+
+function relayError(label: string, request: string, reply: { code: string; message: string }): Error {
+  const text = `relay ${label} refused "${request}": ${reply.message} (${reply.code})`;
+  return RELAY_REFUSAL_CODES.has(reply.code) ? new RefusedError(text) : new ProtocolError(text);
+}
+
+/** The relay's refusal, if it closed the connection with one (waits briefly for the close to arrive). */
+async function refusedBy(client: ClientConnection): Promise<RefusedError | undefined> {
+  await Promise.race([client.closed, delay(300)]);
+  const close = client.peerClose();
+  if (close === undefined || !close.isApp || close.code !== RELAY_CLOSE_REFUSED) return undefined;
+  return new RefusedError(`the relay refused the connection: ${close.reason || 'no reason given'}`, {
+    suggestions: ['wait and try again, or ask the relay operator about its limits'],
+  });
 }

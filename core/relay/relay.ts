@@ -9,16 +9,21 @@
  */
 import type { QUICConnection } from '@matrixai/quic';
 import { events as quicEvents } from '@matrixai/quic';
+import { errorMessage } from '../errors.js';
+import { LogLimiter, TokenBucket } from '../net/rate-limit.js';
 import type { DatagramChannel } from '../transport/datagrams.js';
-import { formatHostPort, startQuicServer, type HostPort, type RunningQuicServer, type TlsMaterial } from '../transport/quic.js';
-import { push, serveSignals, type KnownSignal } from '../transport/signal-stream.js';
+import { sourceKey, type GateDropReason } from '../transport/quic-gate.js';
+import { formatHostPort, startQuicServer, type HostPort, type RunningQuicServer, type SocketGateStats, type TlsMaterial } from '../transport/quic.js';
+import { push, serveSignals, SignalMemoryBudget, type KnownSignal, type SignalDropReason } from '../transport/signal-stream.js';
 import { RoomManager, type RoomMember } from './rooms.js';
-import { MAX_ANNOUNCEMENT_BYTES } from '../wire/signal.js';
+import { encodeSignal, MAX_ANNOUNCEMENT_BYTES, MAX_REQUEST_PAYLOAD_BYTES, MAX_ROOM_SIGNAL_BYTES, RELAY_CLOSE_REFUSED } from '../wire/signal.js';
 import { verifyAnnouncement, type MemberAnnouncement } from '../crypto/sender-keys.js';
 import { isMediaPathPacket, RelayMediaPath, type RelayRoute } from '../transport/udp-media.js';
 import { rawUdpSocket } from '../transport/quic.js';
+import { REFUSAL_REASONS, resolveRelayLimits, type RefusalReason, type RelayLimits } from './limits.js';
 
 export const RELAY_PROTOCOL_VERSION = 1;
+
 
 export interface RelayOptions {
   listen: HostPort;
@@ -30,7 +35,13 @@ export interface RelayOptions {
    * media stays in QUIC datagrams.
    */
   udpMedia?: boolean;
-  /** Namespaced events for logs: 'relay:connection', 'relay:signal-dropped', ... */
+  /** What one client may make the relay do or hold (./limits.ts); unset ones keep their defaults. */
+  limits?: Partial<RelayLimits>;
+  /**
+   * Namespaced events for logs: 'relay:connection-open', 'relay:refused', ... Events about
+   * dropped or refused input are rate-limited (an attacker must not be able to turn each
+   * packet into a log line): `suppressed` says how many of them were not reported before it.
+   */
   onEvent?(event: RelayEvent): void;
 }
 
@@ -39,7 +50,10 @@ export type RelayEvent =
   | { type: 'relay:connection-closed'; peer: string; reason: string }
   | { type: 'relay:join'; peer: string; mode: string; room?: string; sourceId?: number }
   | { type: 'relay:leave'; peer: string; room: string; sourceId: number }
-  | { type: 'relay:signal-dropped'; peer: string; reason: string; detail: string };
+  | { type: 'relay:signal-dropped'; peer: string; reason: string; detail: string; suppressed?: number }
+  | { type: 'relay:refused'; peer: string; reason: RefusalReason; detail: string; suppressed?: number }
+  /** Handling one datagram failed inside the QUIC library; the relay kept serving. */
+  | { type: 'relay:socket-error'; peer: string; error: string; suppressed?: number };
 
 export interface RelayMetrics {
   connectionsOpen: number;
@@ -65,11 +79,24 @@ export interface RelayMetrics {
    */
   udpPathRejected: number;
   roomsOpen: number;
+  /** Input refused or dropped by a limit or the QUIC gate, by reason (./limits.ts). */
+  refused: Record<RefusalReason, number>;
+  /** Datagrams whose handling failed inside the QUIC library (the relay kept serving). */
+  socketErrors: number;
+  /** UDP sends the kernel refused (each a lost packet). */
+  sendErrors: number;
+  /** QUIC handshakes started (Initials with a valid-looking token for a new connection). */
+  handshakesStarted: number;
+  /** Retry packets sent (each to an Initial of at least 1200 bytes). */
+  retriesSent: number;
 }
 
-/** Longest alias the relay accepts and announces. */
-const MAX_ALIAS = 64;
+/** Longest alias the relay accepts and announces (aliases proper travel signed in announcements). */
+const MAX_ALIAS = 32;
 const ROOM_ID_RE = /^[0-9a-f]{32}$/;
+const FINGERPRINT_RE = /^[0-9a-f]{4}(?::[0-9a-f]{4}){15}$/;
+/** Characters an alias shown by the relay may not contain: controls, format, separators. */
+const UNPRINTABLE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu;
 
 type Mode = 'none' | 'echo' | 'room';
 
@@ -78,12 +105,44 @@ interface Peer {
   /** QUIC datagrams, or the UDP media path once the member confirmed it. */
   readonly datagrams: RelayRoute;
   readonly label: string;
+  /** The source address it counts toward (IPv4 address or IPv6 /64). */
+  readonly source: string;
   mode: Mode;
   room?: { id: string; sourceId: number };
+  readonly joins: TokenBucket;
+  readonly signals: TokenBucket;
+  readonly signalBytes: TokenBucket;
+  readonly mediaPackets: TokenBucket;
+  readonly mediaBytes: TokenBucket;
 }
 
+/** Counters the hot paths increment; `metrics` assembles them with the gate's and rooms'. */
+interface Counters {
+  connectionsOpen: number;
+  connectionsTotal: number;
+  signalsReceived: number;
+  signalsMalformed: number;
+  signalsUnknown: number;
+  datagramsReceived: number;
+  datagramsEchoed: number;
+  datagramsUnexpected: number;
+  echoDropped: number;
+  datagramsOnUdpPath: number;
+  /** Non-QUIC packets that are not media path packets either (or the path is off). */
+  strayUdp: number;
+  refused: Record<RefusalReason, number>;
+}
+
+/** Signal-stream drops that are refusals of a limit, and the reason they count under. */
+const SIGNAL_REFUSALS: Partial<Record<SignalDropReason, RefusalReason>> = {
+  'too-large': 'signal-too-large',
+  'too-many-streams': 'signal-streams',
+  memory: 'signal-memory',
+  timeout: 'signal-timeout',
+};
+
 export class Relay {
-  readonly metrics: RelayMetrics = {
+  private readonly counters: Counters = {
     connectionsOpen: 0,
     connectionsTotal: 0,
     signalsReceived: 0,
@@ -92,22 +151,27 @@ export class Relay {
     datagramsReceived: 0,
     datagramsEchoed: 0,
     datagramsUnexpected: 0,
-    datagramsDropped: 0,
-    datagramsForwarded: 0,
-    datagramsPurged: 0,
+    echoDropped: 0,
     datagramsOnUdpPath: 0,
-    udpPathRejected: 0,
-    roomsOpen: 0,
+    strayUdp: 0,
+    refused: Object.fromEntries(REFUSAL_REASONS.map((r) => [r, 0])) as Record<RefusalReason, number>,
   };
   private readonly peers = new Set<Peer>();
+  private readonly connectionsBySource = new Map<string, number>();
   private readonly rooms = new RoomManager();
-  private echoDropped = 0;
-  /** Non-QUIC packets that are not media path packets either (or the path is off). */
-  private strayUdp = 0;
   private server?: RunningQuicServer;
+  /** The gate's counters (kept after stop() for the exit summary). */
+  private gate?: SocketGateStats;
   private readonly mediaPath: RelayMediaPath;
+  private readonly limits: RelayLimits;
+  private readonly signalBudget: SignalMemoryBudget;
+  /** Reports of dropped input, and of library failures, each rate-limited on its own. */
+  private readonly dropLog = new LogLimiter(5, 20);
+  private readonly errorLog = new LogLimiter(1, 5);
 
   private constructor(private readonly opts: RelayOptions) {
+    this.limits = resolveRelayLimits(opts.limits);
+    this.signalBudget = new SignalMemoryBudget(this.limits.signalBufferTotalBytes);
     this.mediaPath = new RelayMediaPath(() => {
       if (!this.server) throw new Error('relay not started');
       return rawUdpSocket(this.server.socket);
@@ -121,17 +185,58 @@ export class Relay {
       listen: opts.listen,
       onNonQuic: (data, from) => relay.onNonQuic(data, from),
       onConnection: (connection, datagrams) => relay.accept(connection, datagrams),
+      gate: {
+        limits: relay.limits,
+        connectionCount: () => relay.peers.size,
+        onError: (err, from) => relay.onSocketError(err, from),
+        ...(opts.onEvent ? { onDrop: (reason: GateDropReason, from: { address: string; port: number }) => relay.onGateDrop(reason, from) } : {}),
+      },
     });
+    relay.gate = relay.server.gate;
     return relay;
+  }
+
+  /** A snapshot of the relay's counters. */
+  get metrics(): RelayMetrics {
+    const c = this.counters;
+    const rooms = this.rooms.stats;
+    const gate = this.gate;
+    const refused = { ...c.refused };
+    if (gate) for (const [reason, n] of Object.entries(gate.dropped) as [GateDropReason, number][]) refused[reason] += n;
+    return {
+      connectionsOpen: c.connectionsOpen,
+      connectionsTotal: c.connectionsTotal,
+      signalsReceived: c.signalsReceived,
+      signalsMalformed: c.signalsMalformed,
+      signalsUnknown: c.signalsUnknown,
+      datagramsReceived: c.datagramsReceived,
+      datagramsEchoed: c.datagramsEchoed,
+      datagramsUnexpected: c.datagramsUnexpected,
+      datagramsDropped: rooms.dropped + c.echoDropped,
+      datagramsForwarded: rooms.forwarded,
+      datagramsPurged: rooms.purged,
+      datagramsOnUdpPath: c.datagramsOnUdpPath,
+      udpPathRejected: this.mediaPath.stats.rejected + c.strayUdp,
+      roomsOpen: this.rooms.roomCount,
+      refused,
+      socketErrors: gate?.errors ?? 0,
+      sendErrors: gate?.sendErrors ?? 0,
+      handshakesStarted: gate?.handshakes ?? 0,
+      retriesSent: gate?.retries ?? 0,
+    };
+  }
+
+  /** The limits in force. */
+  get currentLimits(): Readonly<RelayLimits> {
+    return this.limits;
   }
 
   private onNonQuic(data: Buffer, from: { address: string; port: number }): void {
     if (this.opts.udpMedia !== false && isMediaPathPacket(data)) {
       this.mediaPath.handle(data, from);
     } else {
-      this.strayUdp++;
+      this.counters.strayUdp++;
     }
-    this.metrics.udpPathRejected = this.mediaPath.stats.rejected + this.strayUdp;
   }
 
   get address(): HostPort {
@@ -148,46 +253,108 @@ export class Relay {
     this.server = undefined;
     await server?.stop();
     this.peers.clear();
+    this.connectionsBySource.clear();
   }
 
   private emit(event: RelayEvent): void {
     this.opts.onEvent?.(event);
   }
 
+  /** Count a refusal, and report it if the log budget allows. */
+  private refuse(peer: string, reason: RefusalReason, detail: string): void {
+    this.counters.refused[reason]++;
+    this.reportDrop(() => ({ type: 'relay:refused', peer, reason, detail }));
+  }
+
+  /** Report one piece of dropped input, rate-limited; `make` runs only if it is reported. */
+  private reportDrop(make: () => Extract<RelayEvent, { type: 'relay:refused' | 'relay:signal-dropped' }>): void {
+    if (!this.opts.onEvent || !this.dropLog.take()) return;
+    const suppressed = this.dropLog.suppressed();
+    this.emit({ ...make(), ...(suppressed > 0 ? { suppressed } : {}) });
+  }
+
+  private onGateDrop(reason: GateDropReason, from: { address: string; port: number }): void {
+    this.reportDrop(() => ({ type: 'relay:refused', peer: formatHostPort({ host: from.address, port: from.port }), reason, detail: 'at the QUIC gate' }));
+  }
+
+  private onSocketError(err: unknown, from: { address: string; port: number }): void {
+    if (!this.opts.onEvent || !this.errorLog.take()) return;
+    const suppressed = this.errorLog.suppressed();
+    const detail = err instanceof Error ? `${err.name}: ${err.message}` : errorMessage(err);
+    this.emit({ type: 'relay:socket-error', peer: formatHostPort({ host: from.address, port: from.port }), error: detail, ...(suppressed > 0 ? { suppressed } : {}) });
+  }
+
   private accept(connection: QUICConnection, datagrams: DatagramChannel): void {
+    const label = formatHostPort({ host: connection.remoteHost, port: connection.remotePort });
+    const source = sourceKey(connection.remoteHost);
+    const fromSource = this.connectionsBySource.get(source) ?? 0;
+    if (fromSource >= this.limits.connectionsPerSource) {
+      // Closed at once, with the reason in words: the client shows it (exit code 10).
+      const reason = `too many connections from ${source} (this relay allows ${this.limits.connectionsPerSource})`;
+      this.refuse(label, 'source-connections', reason);
+      void connection.stop({ isApp: true, errorCode: RELAY_CLOSE_REFUSED, reason: Buffer.from(reason), force: true }).catch(() => undefined);
+      return;
+    }
+    this.connectionsBySource.set(source, fromSource + 1);
+    const now = performance.now();
+    const l = this.limits;
     const peer: Peer = {
       connection,
       datagrams: this.mediaPath.route(datagrams, {
         remote: () => ({ host: connection.remoteHost, port: connection.remotePort }),
         onMedia: (payload) => {
-          this.metrics.datagramsOnUdpPath++;
+          this.counters.datagramsOnUdpPath++;
           this.onDatagram(peer, payload);
         },
       }),
-      label: formatHostPort({ host: connection.remoteHost, port: connection.remotePort }),
+      label,
+      source,
       mode: 'none',
+      joins: new TokenBucket(l.joinsPerMinute / 60, l.joinBurst, now),
+      signals: new TokenBucket(l.signalsPerSecond, l.signalBurst, now),
+      signalBytes: new TokenBucket(l.signalBytesPerSecond, 4 * l.signalBytesPerSecond, now),
+      mediaPackets: new TokenBucket(l.memberPacketsPerSecond, l.memberPacketsPerSecond, now),
+      mediaBytes: new TokenBucket((l.memberKbps * 1000) / 8, (l.memberKbps * 1000) / 8, now),
     };
     this.peers.add(peer);
-    this.metrics.connectionsOpen++;
-    this.metrics.connectionsTotal++;
+    this.counters.connectionsOpen++;
+    this.counters.connectionsTotal++;
     this.emit({ type: 'relay:connection-open', peer: peer.label });
 
     datagrams.onDatagram((payload) => this.onDatagram(peer, payload));
-    serveSignals(connection, {
-      handle: (msg) => this.onSignal(peer, msg),
-      onDropped: (reason, detail) => {
-        if (reason === 'unknown-type') this.metrics.signalsUnknown++;
-        else this.metrics.signalsMalformed++;
-        this.emit({ type: 'relay:signal-dropped', peer: peer.label, reason, detail });
+    serveSignals(
+      connection,
+      {
+        handle: (msg, size) => this.onSignal(peer, msg, size),
+        onDropped: (reason, detail) => {
+          const refusal = SIGNAL_REFUSALS[reason];
+          if (refusal !== undefined) {
+            this.refuse(peer.label, refusal, detail);
+            return;
+          }
+          if (reason === 'unknown-type') this.counters.signalsUnknown++;
+          else this.counters.signalsMalformed++;
+          this.reportDrop(() => ({ type: 'relay:signal-dropped', peer: peer.label, reason, detail }));
+        },
       },
-    });
+      {
+        maxPayloadBytes: MAX_REQUEST_PAYLOAD_BYTES,
+        maxConcurrentStreams: 16,
+        maxBufferedBytes: l.signalBufferBytes,
+        budget: this.signalBudget,
+        readTimeoutMs: 5_000,
+      },
+    );
     connection.addEventListener(
       quicEvents.EventQUICConnectionStopped.name,
       () => {
         if (this.peers.delete(peer)) {
           this.leaveRoom(peer);
           peer.datagrams.disable();
-          this.metrics.connectionsOpen--;
+          this.counters.connectionsOpen--;
+          const n = (this.connectionsBySource.get(source) ?? 1) - 1;
+          if (n <= 0) this.connectionsBySource.delete(source);
+          else this.connectionsBySource.set(source, n);
           this.emit({ type: 'relay:connection-closed', peer: peer.label, reason: 'closed' });
         }
       },
@@ -195,8 +362,20 @@ export class Relay {
     );
   }
 
-  private onSignal(peer: Peer, msg: KnownSignal): KnownSignal[] {
-    this.metrics.signalsReceived++;
+  private refusal(peer: Peer, reason: RefusalReason, code: string, message: string): KnownSignal[] {
+    this.refuse(peer.label, reason, message);
+    return [{ type: 'error', code, message }];
+  }
+
+  private onSignal(peer: Peer, msg: KnownSignal, payloadBytes: number): KnownSignal[] {
+    this.counters.signalsReceived++;
+    const now = performance.now();
+    if (!peer.signals.take(now)) {
+      return this.refusal(peer, 'signal-rate', 'rate-limited', `more than ${this.limits.signalsPerSecond} requests a second`);
+    }
+    if (!peer.signalBytes.take(now, payloadBytes)) {
+      return this.refusal(peer, 'signal-bytes', 'rate-limited', `more than ${this.limits.signalBytesPerSecond} bytes of requests a second`);
+    }
     switch (msg.type) {
       case 'hello':
         return [{ type: 'hello-ack', version: RELAY_PROTOCOL_VERSION, relayFingerprint: this.opts.fingerprint }];
@@ -210,6 +389,7 @@ export class Relay {
           },
         ];
       case 'join':
+        if (!peer.joins.take(now)) return this.joinRateRefusal(peer);
         this.leaveRoom(peer);
         peer.datagrams.disable();
         if (msg.mode === 'echo') {
@@ -217,63 +397,96 @@ export class Relay {
           this.emit({ type: 'relay:join', peer: peer.label, mode: 'echo' });
           return [{ type: 'joined', mode: 'echo', ...this.offerPath(peer, msg) }];
         }
+        peer.mode = 'none';
         return [this.joinRoom(peer, msg)];
       case 'leave':
+        if (!peer.joins.take(now)) return this.joinRateRefusal(peer);
         this.leaveRoom(peer);
         peer.mode = 'none';
         peer.datagrams.disable();
         return [];
       case 'room-signal':
         if (!peer.room) return [{ type: 'error', code: 'not-in-room', message: 'join a room first' }];
+        if (payloadBytes > MAX_ROOM_SIGNAL_BYTES) {
+          return this.refusal(peer, 'room-signal-too-large', 'too-large', `a room signal is at most ${MAX_ROOM_SIGNAL_BYTES} bytes`);
+        }
         this.rooms.relaySignal(peer.room.id, peer.room.sourceId, msg.to, msg.payload);
         return [];
       default:
         // A known message that a relay does not accept from clients (e.g. pong): ignore.
-        this.metrics.signalsUnknown++;
-        this.emit({ type: 'relay:signal-dropped', peer: peer.label, reason: 'unexpected-type', detail: msg.type });
+        this.counters.signalsUnknown++;
+        this.reportDrop(() => ({ type: 'relay:signal-dropped', peer: peer.label, reason: 'unexpected-type', detail: msg.type }));
         return [];
     }
   }
 
+  private joinRateRefusal(peer: Peer): KnownSignal[] {
+    return this.refusal(peer, 'join-rate', 'rate-limited', `more than ${this.limits.joinBurst} joins and leaves at once, or ${this.limits.joinsPerMinute} a minute`);
+  }
+
   private joinRoom(peer: Peer, msg: Extract<KnownSignal, { type: 'join' }>): KnownSignal {
     if (msg.room === undefined || !ROOM_ID_RE.test(msg.room)) {
+      this.refuse(peer.label, 'bad-room', 'not a room id');
       return { type: 'error', code: 'bad-room', message: 'room must be the 32-hex-digit hash of the room name' };
     }
     if (msg.announcement !== undefined && Buffer.byteLength(JSON.stringify(msg.announcement)) > MAX_ANNOUNCEMENT_BYTES) {
       // Bounded so that a full room's announcements fit in one `joined` answer.
+      this.refuse(peer.label, 'bad-announcement', 'announcement too large');
       return { type: 'error', code: 'bad-announcement', message: `an announcement is at most ${MAX_ANNOUNCEMENT_BYTES} bytes of JSON` };
+    }
+    if (msg.fingerprint !== undefined && msg.fingerprint !== '' && !FINGERPRINT_RE.test(msg.fingerprint)) {
+      this.refuse(peer.label, 'bad-fingerprint', 'not a fingerprint');
+      return { type: 'error', code: 'bad-fingerprint', message: 'fingerprint must be 16 groups of 4 lowercase hex digits' };
     }
     const member: RoomMember = {
       sourceId: this.rooms.allocateSourceId(),
-      alias: (msg.alias ?? '').slice(0, MAX_ALIAS),
-      fingerprint: (msg.fingerprint ?? '').slice(0, MAX_ALIAS * 2),
+      source: peer.source,
+      alias: [...(msg.alias ?? '').replace(UNPRINTABLE, '')].slice(0, MAX_ALIAS).join(''),
+      fingerprint: msg.fingerprint ?? '',
       datagrams: peer.datagrams,
       ...(msg.announcement === undefined ? {} : { announcement: msg.announcement }),
       push: (message) => void push(peer.connection, message as KnownSignal),
     };
-    const replaced = this.replacedBy(msg.room, msg.announcement);
-    const room = this.rooms.join(msg.room, member, replaced?.room?.sourceId);
-    if (!room) return { type: 'error', code: 'room-full', message: 'the room is full' };
-    if (replaced?.room) {
-      // Its connection is dead or dying; it no longer speaks for anyone in the room.
-      replaced.datagrams.disable();
-      this.emit({ type: 'relay:leave', peer: replaced.label, room: replaced.room.id, sourceId: replaced.room.sourceId });
-      replaced.room = undefined;
-      replaced.mode = 'none';
+    const replacedPeer = this.replacedBy(msg.room, msg.announcement);
+    const plan = this.rooms.planJoin(msg.room, member, replacedPeer?.room?.sourceId, {
+      roomSize: this.limits.roomSize,
+      membersPerSource: this.limits.roomMembersPerSource,
+    });
+    if ('refused' in plan) {
+      const why = plan.refused === 'room-full' ? `the room is full (${this.limits.roomSize} members)` : `too many members of this room from ${peer.source}`;
+      this.refuse(peer.label, plan.refused, why);
+      return { type: 'error', code: 'room-full', message: why };
     }
-    peer.mode = 'room';
-    peer.room = { id: msg.room, sourceId: member.sourceId };
-    this.metrics.roomsOpen = this.rooms.roomCount;
-    this.emit({ type: 'relay:join', peer: peer.label, mode: 'room', room: msg.room, sourceId: member.sourceId });
-    return {
+    // Admit only once the answer is built and known to fit one signal: a joiner that could
+    // not be answered must not stay in the room as an invisible member.
+    const reply: KnownSignal = {
       type: 'joined',
       mode: 'room',
       room: msg.room,
       sourceId: member.sourceId,
-      participants: room.roster(),
-      announcements: room.announcements(member.sourceId),
+      participants: plan.participants,
+      announcements: plan.announcements,
       ...this.offerPath(peer, msg),
     };
+    try {
+      encodeSignal(reply);
+    } catch {
+      peer.datagrams.disable();
+      this.refuse(peer.label, 'roster-full', 'the answer would not fit one signal');
+      return { type: 'error', code: 'room-full', message: 'the room\'s roster is full' };
+    }
+    this.rooms.commitJoin(msg.room, member, plan.replaced);
+    if (replacedPeer?.room && plan.replaced !== undefined) {
+      // Its connection is dead or dying; it no longer speaks for anyone in the room.
+      replacedPeer.datagrams.disable();
+      this.emit({ type: 'relay:leave', peer: replacedPeer.label, room: replacedPeer.room.id, sourceId: replacedPeer.room.sourceId });
+      replacedPeer.room = undefined;
+      replacedPeer.mode = 'none';
+    }
+    peer.mode = 'room';
+    peer.room = { id: msg.room, sourceId: member.sourceId };
+    this.emit({ type: 'relay:join', peer: peer.label, mode: 'room', room: msg.room, sourceId: member.sourceId });
+    return reply;
   }
 
   /** A fresh UDP media path token for a member that asked for the path, if we offer it. */
@@ -309,27 +522,31 @@ export class Relay {
     const { id, sourceId } = peer.room;
     peer.room = undefined;
     this.rooms.leave(id, sourceId);
-    this.metrics.roomsOpen = this.rooms.roomCount;
     this.emit({ type: 'relay:leave', peer: peer.label, room: id, sourceId });
   }
 
   private onDatagram(peer: Peer, payload: Uint8Array): void {
-    this.metrics.datagramsReceived++;
+    this.counters.datagramsReceived++;
+    if (peer.mode === 'none') {
+      this.counters.datagramsUnexpected++;
+      return;
+    }
+    // One member's media is capped before it is fanned out (both media paths come here).
+    const now = performance.now();
+    if (!peer.mediaPackets.take(now) || !peer.mediaBytes.take(now, payload.byteLength)) {
+      this.counters.refused['media-rate']++;
+      if (this.opts.onEvent) this.reportDrop(() => ({ type: 'relay:refused', peer: peer.label, reason: 'media-rate', detail: 'over the member media cap' }));
+      return;
+    }
     if (peer.mode === 'room' && peer.room) {
       this.rooms.forward(peer.room.id, peer.room.sourceId, payload);
-      this.metrics.datagramsForwarded = this.rooms.stats.forwarded;
-      this.metrics.datagramsPurged = this.rooms.stats.purged;
-      this.metrics.datagramsDropped = this.rooms.stats.dropped + this.echoDropped;
       return;
     }
     if (peer.mode === 'echo') {
-      if (peer.datagrams.send(payload)) this.metrics.datagramsEchoed++;
-      else {
-        this.echoDropped++;
-        this.metrics.datagramsDropped++;
-      }
+      if (peer.datagrams.send(payload)) this.counters.datagramsEchoed++;
+      else this.counters.echoDropped++;
       return;
     }
-    this.metrics.datagramsUnexpected++;
+    this.counters.datagramsUnexpected++;
   }
 }

@@ -40,6 +40,8 @@ export const MAX_QUEUED_DATAGRAMS = 8;
 
 export interface RoomMember {
   readonly sourceId: number;
+  /** The source address it connects from (core/transport/quic-gate.ts sourceKey), for per-source limits. */
+  readonly source: string;
   readonly alias: string;
   /** Identity fingerprint the client claims (authenticated end to end by the members). */
   readonly fingerprint: string;
@@ -48,6 +50,23 @@ export interface RoomMember {
   readonly announcement?: Record<string, unknown>;
   /** Deliver a signalling message to this member (relay push). */
   push(message: object): void;
+}
+
+/** A member as the roster names it. */
+export interface RoomParticipantEntry {
+  sourceId: number;
+  alias: string;
+  fingerprint: string;
+}
+
+/** A member's announcement as the relay hands it on. */
+export interface AnnouncementEntry {
+  sourceId: number;
+  announcement: Record<string, unknown>;
+}
+
+function rosterEntry(m: RoomMember): RoomParticipantEntry {
+  return { sourceId: m.sourceId, alias: m.alias, fingerprint: m.fingerprint };
 }
 
 export interface ForwardStats {
@@ -62,8 +81,8 @@ export class Room {
   readonly members = new Map<number, RoomMember>();
   constructor(readonly id: string) {}
 
-  roster(): { sourceId: number; alias: string; fingerprint: string }[] {
-    return [...this.members.values()].map((m) => ({ sourceId: m.sourceId, alias: m.alias, fingerprint: m.fingerprint }));
+  roster(): RoomParticipantEntry[] {
+    return [...this.members.values()].map(rosterEntry);
   }
 
   /** The announcements members joined with, except `except`'s. */
@@ -101,18 +120,42 @@ export class RoomManager {
   }
 
   /**
-   * Add a member; returns the room, or undefined if it is full. Announces the join to the
-   * others. `replaces`: a member it takes the place of (the same member back after losing its
-   * connection), removed in the same announcement, so the others see one change.
+   * Whether `member` may join `roomId` (replacing `replaces`, the same member back after
+   * losing its connection): the room has room for it and its source is under its share.
+   * On success, the roster and the others' announcements it would be answered with.
    */
-  join(roomId: string, member: RoomMember, replaces?: number): Room | undefined {
+  planJoin(
+    roomId: string,
+    member: RoomMember,
+    replaces: number | undefined,
+    limits: { roomSize: number; membersPerSource: number },
+  ):
+    | { refused: 'room-full' | 'room-source-limit' }
+    | { replaced: number | undefined; participants: RoomParticipantEntry[]; announcements: AnnouncementEntry[] } {
+    const room = this.rooms.get(roomId);
+    const replaced = replaces !== undefined && room?.members.has(replaces) ? replaces : undefined;
+    const others = [...(room?.members.values() ?? [])].filter((m) => m.sourceId !== replaced);
+    if (others.length >= Math.min(limits.roomSize, MAX_ROOM_PARTICIPANTS)) return { refused: 'room-full' };
+    if (others.filter((m) => m.source === member.source).length >= limits.membersPerSource) return { refused: 'room-source-limit' };
+    const members = [...others, member];
+    return {
+      replaced,
+      participants: members.map(rosterEntry),
+      announcements: others.flatMap((m) => (m.announcement === undefined ? [] : [{ sourceId: m.sourceId, announcement: m.announcement }])),
+    };
+  }
+
+  /**
+   * Add a member planned with planJoin() (nothing may have changed the room in between: call
+   * both in one synchronous step) and announce the join to the others; `replaced` is removed
+   * in the same announcement, so the others see one change.
+   */
+  commitJoin(roomId: string, member: RoomMember, replaced: number | undefined): Room {
     let room = this.rooms.get(roomId);
     if (!room) {
       room = new Room(roomId);
       this.rooms.set(roomId, room);
     }
-    const replaced = replaces !== undefined && room.members.has(replaces) ? replaces : undefined;
-    if (room.members.size - (replaced === undefined ? 0 : 1) >= MAX_ROOM_PARTICIPANTS) return undefined;
     if (replaced !== undefined) room.members.delete(replaced);
     room.members.set(member.sourceId, member);
     this.announce(room, {

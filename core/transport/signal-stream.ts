@@ -30,25 +30,95 @@ export interface SignalCounters {
 
 export type KnownSignal = Exclude<SignalMessage, { type: 'unknown' }>;
 
+/** Why a responder dropped a frame or aborted a stream (SignalServeHooks.onDropped). */
+export type SignalDropReason =
+  /** A frame inside intact framing that does not decode; skipped. */
+  | 'malformed'
+  /** A message type this version does not know; ignored (forward compatibility). */
+  | 'unknown-type'
+  /** A declared frame length over the limit: the stream is aborted. */
+  | 'too-large'
+  /** More frames on one stream than a request needs: aborted. */
+  | 'too-many-frames'
+  /** The requester did not finish writing in time: aborted. */
+  | 'timeout'
+  /** More streams at once than allowed on this connection: the new one is reset. */
+  | 'too-many-streams'
+  /** Unfinished frames held more bytes than the connection's or everyone's budget: aborted. */
+  | 'memory'
+  /** A reply could not be encoded (a bug: counted, an error reply sent instead). */
+  | 'reply-failed';
+
+/**
+ * Bytes held in unfinished signal frames by all the connections of one server: each
+ * connection's partial frames count here, and a stream that would take the total over
+ * `limit` is aborted. One per relay.
+ */
+export class SignalMemoryBudget {
+  used = 0;
+  constructor(public limit: number) {}
+}
+
+/** What one connection may make its responder hold (defaults: no bound beyond the codec's). */
+export interface SignalServeLimits {
+  /** Largest frame payload read (default and ceiling: MAX_SIGNAL_PAYLOAD_BYTES). */
+  maxPayloadBytes?: number;
+  /** Streams served at once; a stream beyond is reset unread. */
+  maxConcurrentStreams?: number;
+  /** Bytes of unfinished frames held for this connection. */
+  maxBufferedBytes?: number;
+  /** The server-wide budget this connection's unfinished frames count toward. */
+  budget?: SignalMemoryBudget;
+  /** How long a requester may take to finish writing its stream (default 10 s). */
+  readTimeoutMs?: number;
+}
+
 export interface SignalServeHooks {
-  /** Answer one request; return the replies to write (possibly none). */
-  handle(msg: KnownSignal): Promise<KnownSignal[]> | KnownSignal[];
-  /** Told about every dropped frame or unknown type, for logs. */
-  onDropped?(reason: string, detail: string): void;
+  /**
+   * Answer one request; return the replies to write (possibly none). `payloadBytes` is the
+   * size of the frame's JSON, for byte budgets.
+   */
+  handle(msg: KnownSignal, payloadBytes: number): Promise<KnownSignal[]> | KnownSignal[];
+  /** Told about every dropped frame, aborted stream or unknown type, for counters and logs. */
+  onDropped?(reason: SignalDropReason, detail: string): void;
 }
 
 /** Serve signalling requests on every stream the peer opens on this connection. */
-export function serveSignals(connection: QUICConnection, hooks: SignalServeHooks): SignalCounters {
+export function serveSignals(connection: QUICConnection, hooks: SignalServeHooks, limits: SignalServeLimits = {}): SignalCounters {
   const counters: SignalCounters = { received: 0, malformed: 0, unknown: 0, abortedStreams: 0 };
+  const state: ConnectionSignalState = { streams: 0, buffered: 0 };
   connection.addEventListener(quicEvents.EventQUICConnectionStream.name, (ev: Event) => {
     const stream = (ev as quicEvents.EventQUICConnectionStream).detail;
-    void serveStream(stream, hooks, counters);
+    if (limits.maxConcurrentStreams !== undefined && state.streams >= limits.maxConcurrentStreams) {
+      counters.abortedStreams++;
+      hooks.onDropped?.('too-many-streams', `more than ${limits.maxConcurrentStreams} signal streams at once`);
+      stream.cancel(new ProtocolError('too many signal streams at once'));
+      return;
+    }
+    state.streams++;
+    void serveStream(stream, hooks, counters, limits, state).finally(() => {
+      state.streams--;
+    });
   });
   return counters;
 }
 
-async function serveStream(stream: QUICStream, hooks: SignalServeHooks, counters: SignalCounters): Promise<void> {
+interface ConnectionSignalState {
+  /** Streams being served now. */
+  streams: number;
+  /** Bytes of unfinished frames held over all of them. */
+  buffered: number;
+}
+
+async function serveStream(
+  stream: QUICStream,
+  hooks: SignalServeHooks,
+  counters: SignalCounters,
+  limits: SignalServeLimits,
+  state: ConnectionSignalState,
+): Promise<void> {
   const decoder = new SignalFrameDecoder({
+    maxPayloadBytes: limits.maxPayloadBytes,
     onInvalidFrame: (err) => {
       // A bad frame inside intact framing: skip it, the next one may be fine.
       counters.malformed++;
@@ -57,33 +127,47 @@ async function serveStream(stream: QUICStream, hooks: SignalServeHooks, counters
   });
   const reader = stream.readable.getReader();
   const writer = stream.writable.getWriter();
-  const timer = setTimeout(() => {
+  const abort = (reason: SignalDropReason, detail: string, err: unknown): void => {
     counters.abortedStreams++;
-    hooks.onDropped?.('timeout', 'signal stream not finished in time');
-    stream.cancel(new ProtocolError('signal stream timed out'));
-  }, STREAM_READ_TIMEOUT_MS);
+    hooks.onDropped?.(reason, detail);
+    stream.cancel(err);
+  };
+  const timeoutMs = limits.readTimeoutMs ?? STREAM_READ_TIMEOUT_MS;
+  const timer = setTimeout(() => abort('timeout', 'signal stream not finished in time', new ProtocolError('signal stream timed out')), timeoutMs);
+  /** Bytes of this stream's unfinished frame counted in the connection's and the budget's use. */
+  let held = 0;
+  const account = (now: number): boolean => {
+    const delta = now - held;
+    held = now;
+    state.buffered += delta;
+    if (limits.budget) limits.budget.used += delta;
+    return (
+      (limits.maxBufferedBytes === undefined || state.buffered <= limits.maxBufferedBytes) &&
+      (limits.budget === undefined || limits.budget.used <= limits.budget.limit)
+    );
+  };
   let frames = 0;
   try {
     for (;;) {
       const { value, done } = await reader.read();
       if (done) break;
-      let messages: SignalMessage[];
+      let messages: { message: SignalMessage; payloadBytes: number }[];
       try {
-        messages = decoder.push(value);
+        messages = decoder.pushSized(value);
       } catch (err) {
         // The framing itself is broken (e.g. a declared length over the limit): the rest of
         // the stream cannot be trusted, so it is aborted.
         counters.malformed++;
-        counters.abortedStreams++;
-        hooks.onDropped?.('malformed', errorMessage(err));
-        stream.cancel(err);
+        abort('too-large', errorMessage(err), err);
         return;
       }
-      for (const msg of messages) {
+      if (!account(decoder.bufferedBytes)) {
+        abort('memory', 'unfinished signal frames over the memory budget', new ProtocolError('signal memory budget exceeded'));
+        return;
+      }
+      for (const { message: msg, payloadBytes } of messages) {
         if (++frames > MAX_FRAMES_PER_STREAM) {
-          counters.abortedStreams++;
-          hooks.onDropped?.('too-many-frames', `more than ${MAX_FRAMES_PER_STREAM} frames on one stream`);
-          stream.cancel(new ProtocolError('too many frames on one signal stream'));
+          abort('too-many-frames', `more than ${MAX_FRAMES_PER_STREAM} frames on one stream`, new ProtocolError('too many frames on one signal stream'));
           return;
         }
         counters.received++;
@@ -92,8 +176,8 @@ async function serveStream(stream: QUICStream, hooks: SignalServeHooks, counters
           hooks.onDropped?.('unknown-type', msg.rawType);
           continue;
         }
-        const replies = await hooks.handle(msg);
-        for (const reply of replies) await writer.write(encodeSignal(reply));
+        const replies = await hooks.handle(msg, payloadBytes);
+        for (const reply of replies) await writer.write(encodeReply(reply, hooks));
       }
     }
     await writer.close();
@@ -101,8 +185,19 @@ async function serveStream(stream: QUICStream, hooks: SignalServeHooks, counters
     // The peer reset the stream or the connection closed: nothing to answer.
   } finally {
     clearTimeout(timer);
+    account(0);
     reader.releaseLock();
     writer.releaseLock();
+  }
+}
+
+/** A reply that cannot be encoded (too large: a bug) becomes an error reply, counted. */
+function encodeReply(reply: KnownSignal, hooks: SignalServeHooks): Uint8Array {
+  try {
+    return encodeSignal(reply);
+  } catch (err) {
+    hooks.onDropped?.('reply-failed', errorMessage(err));
+    return encodeSignal({ type: 'error', code: 'internal', message: `the ${reply.type} answer could not be sent` });
   }
 }
 
@@ -127,12 +222,16 @@ export async function request(
 
 /**
  * Send a message that has no reply and wait until the peer has processed it (it closes the
- * stream after handling). Rejects with ProtocolError if the peer answers with an error, and
- * NetworkError on timeout.
+ * stream after handling). Returns the peer's `error` answer if it refused the message, and
+ * rejects with NetworkError on timeout.
  */
-export async function requestNoReply(connection: QUICConnection, msg: KnownSignal, opts: RequestOptions = {}): Promise<void> {
+export async function requestNoReply(
+  connection: QUICConnection,
+  msg: KnownSignal,
+  opts: RequestOptions = {},
+): Promise<Extract<KnownSignal, { type: 'error' }> | undefined> {
   const reply = await exchange(connection, msg, opts, (r) => r.type === 'error');
-  if (reply?.type === 'error') throw new ProtocolError(`"${msg.type}" refused: ${reply.message} (${reply.code})`);
+  return reply?.type === 'error' ? reply : undefined;
 }
 
 /**

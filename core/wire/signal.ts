@@ -82,8 +82,27 @@ export interface JoinMessage {
    */
   udpMedia?: boolean;
 }
-/** The largest announcement (its JSON text, UTF-8 bytes) a relay keeps and forwards. */
-export const MAX_ANNOUNCEMENT_BYTES = 512;
+/**
+ * The largest announcement (its JSON text, UTF-8 bytes) a relay keeps and forwards: a
+ * signed announcement with its admission proof, a `replaces` and the longest alias
+ * (docs/e2e-encryption.md) fits. Bounded so that a full room's announcements and roster fit
+ * in one `joined` answer (the relay also checks each answer's size before admitting).
+ */
+export const MAX_ANNOUNCEMENT_BYTES = 768;
+/**
+ * The largest frame payload a relay reads from a client: every request a client makes is
+ * far smaller (a join with its announcement is under 2 KiB, a room signal at most
+ * MAX_ROOM_SIGNAL_BYTES). A larger declared length breaks the stream, as over the general
+ * limit.
+ */
+export const MAX_REQUEST_PAYLOAD_BYTES = 8 * 1024;
+/**
+ * QUIC application close code of a relay that refuses a connection on purpose (over one of
+ * its limits); the close reason says which, in words, for the client to show.
+ */
+export const RELAY_CLOSE_REFUSED = 0x5752;
+/** The largest room-signal payload (its JSON text) a relay passes on. */
+export const MAX_ROOM_SIGNAL_BYTES = 4 * 1024;
 /** A member's announcement as a relay hands it on. */
 export interface MemberAnnouncementEntry {
   /** The member's source id. */
@@ -356,6 +375,11 @@ export function decodeSignal(frame: Uint8Array): SignalMessage {
 export interface SignalFrameDecoderOptions {
   /** Told about each frame skipped because its payload was invalid (log and count it). */
   onInvalidFrame(error: DecodeError): void;
+  /**
+   * The largest payload length accepted (default and ceiling MAX_SIGNAL_PAYLOAD_BYTES); a
+   * larger declared length is 'too-large' and breaks the stream.
+   */
+  maxPayloadBytes?: number;
 }
 
 /**
@@ -367,6 +391,7 @@ export interface SignalFrameDecoderOptions {
  */
 export class SignalFrameDecoder {
   readonly #onInvalidFrame: (error: DecodeError) => void;
+  readonly #maxPayload: number;
   #buffer = new Uint8Array(0);
   #start = 0;
   #end = 0;
@@ -374,6 +399,7 @@ export class SignalFrameDecoder {
 
   constructor(options: SignalFrameDecoderOptions) {
     this.#onInvalidFrame = options.onInvalidFrame;
+    this.#maxPayload = Math.min(options.maxPayloadBytes ?? MAX_SIGNAL_PAYLOAD_BYTES, MAX_SIGNAL_PAYLOAD_BYTES);
   }
 
   /** Bytes received toward a frame not yet complete. */
@@ -382,12 +408,17 @@ export class SignalFrameDecoder {
   }
 
   push(chunk: Uint8Array): SignalMessage[] {
+    return this.pushSized(chunk).map((m) => m.message);
+  }
+
+  /** As push(), with each message's payload size in bytes (for byte budgets). */
+  pushSized(chunk: Uint8Array): { message: SignalMessage; payloadBytes: number }[] {
     if (this.#broken !== undefined) throw this.#broken;
     this.#append(chunk);
-    const messages: SignalMessage[] = [];
+    const messages: { message: SignalMessage; payloadBytes: number }[] = [];
     for (let payload = this.#nextPayload(); payload !== undefined; payload = this.#nextPayload()) {
       try {
-        messages.push(decodeSignalPayload(payload));
+        messages.push({ message: decodeSignalPayload(payload), payloadBytes: payload.length });
       } catch (error) {
         if (!(error instanceof DecodeError)) throw error;
         this.#onInvalidFrame(error);
@@ -400,8 +431,8 @@ export class SignalFrameDecoder {
   #nextPayload(): Uint8Array | undefined {
     if (this.bufferedBytes < SIGNAL_LENGTH_BYTES) return undefined;
     const length = readLength(this.#buffer, this.#start);
-    if (length > MAX_SIGNAL_PAYLOAD_BYTES) {
-      this.#broken = tooLarge(length);
+    if (length > this.#maxPayload) {
+      this.#broken = tooLarge(length, this.#maxPayload);
       this.#start = this.#end = 0;
       throw this.#broken;
     }
@@ -506,6 +537,6 @@ function truncated(have: number, need: number): DecodeError {
   return new DecodeError(FORMAT, 'truncated', `need ${need} bytes, have ${have}`);
 }
 
-function tooLarge(length: number): DecodeError {
-  return new DecodeError(FORMAT, 'too-large', `declared payload of ${length} bytes exceeds ${MAX_SIGNAL_PAYLOAD_BYTES}`);
+function tooLarge(length: number, limit = MAX_SIGNAL_PAYLOAD_BYTES): DecodeError {
+  return new DecodeError(FORMAT, 'too-large', `declared payload of ${length} bytes exceeds ${limit}`);
 }

@@ -1,13 +1,21 @@
 import { Flags } from '@oclif/core';
+import type { OptionFlag } from '@oclif/core/interfaces';
 import { WzpCommand } from '../base-command.js';
 import { relayIdentityFile } from '../services/paths.js';
-import { runRelay, type RelayRunReport } from '../services/relay.js';
+import { relayLimitOverrides, runRelay, RELAY_LIMIT_FLAGS, type RelayRunReport } from '../services/relay.js';
+
+/** One integer flag per relay limit (docs/relay-limits.md), in the LIMITS help group. */
+const limitFlags = Object.fromEntries(
+  RELAY_LIMIT_FLAGS.map((f) => [f.flag, Flags.integer({ summary: f.summary, helpGroup: 'LIMITS', min: 1 })]),
+) as Record<(typeof RELAY_LIMIT_FLAGS)[number]['flag'], OptionFlag<number | undefined>>;
 
 export default class RelayCommand extends WzpCommand<RelayRunReport> {
   static override summary = 'Run a wzp relay: rooms (SFU), echo, reflection and signalling over QUIC.';
   static override description = `Listens for QUIC connections from wzp clients. Clients in a room send their media to the relay, which forwards each member's datagrams to every other member without being able to read them (they are end-to-end encrypted), drops stale media for a congested member instead of stalling the room, and relays the members' key exchange. It also echoes media for echo-test, answers ping, and reflects each client's address as seen from here.
 
 Members' media moves from QUIC datagrams to the UDP media path once it is confirmed: plain UDP on the same port and the member's QUIC 5-tuple, accepted only with the member's token from its own address, forwarded with no second layer of encryption (docs/transport.md). --no-udp-media keeps all media in QUIC datagrams.
+
+Hostile input is the normal case: a gate in front of QUIC drops what the library mishandles and answers nothing larger than what it received from an unvalidated address; every per-client resource (connections and handshakes per address, joins and signals per connection, room size and members per address, each member's forwarded media, unfinished signal frames) has a limit (the LIMITS flags; docs/relay-limits.md), and what goes over is refused, counted in the summary's "refused" and logged (rate-limited) with -v.
 
 The relay's identity (and so its certificate fingerprint, which clients pin) is kept in a file and survives restarts. --stats N prints a line of load figures to stderr every N seconds. Stop it with Ctrl-C or SIGTERM; a summary is printed on exit (a JSON document with --json).`;
   static override examples = [
@@ -24,6 +32,7 @@ The relay's identity (and so its certificate fingerprint, which clients pin) is 
       allowNo: true,
     }),
     stats: Flags.integer({ summary: 'Every this many seconds, print connections, rooms and datagrams forwarded per second to stderr.', min: 1 }),
+    ...limitFlags,
   };
 
   public async run(): Promise<RelayRunReport> {
@@ -32,6 +41,7 @@ The relay's identity (and so its certificate fingerprint, which clients pin) is 
       listen: flags.listen,
       identityPath: flags.identity ?? relayIdentityFile(this.configDir(flags)),
       udpMedia: flags['udp-media'],
+      limits: relayLimitOverrides(flags),
       signal: this.abortSignal,
       onStarted: (s) => {
         if (s.identityCreated) this.progress(`created relay identity ${s.identityPath}`);
@@ -51,6 +61,7 @@ The relay's identity (and so its certificate fingerprint, which clients pin) is 
       `  datagrams: ${m.datagramsReceived} received (${m.datagramsOnUdpPath} on the UDP media path), ${m.datagramsForwarded} forwarded in rooms, ${m.datagramsEchoed} echoed, ` +
         `${m.datagramsPurged} purged as stale, ${m.datagramsDropped} dropped, ${m.datagramsUnexpected} unexpected, ${m.udpPathRejected} refused UDP packets`,
       `  signals: ${m.signalsReceived} received, ${m.signalsMalformed} malformed and ${m.signalsUnknown} unknown dropped`,
+      `  refused: ${refusedText(m.refused)}; ${m.socketErrors} datagrams the QUIC library failed on, ${m.sendErrors} sends the kernel refused`,
     ].join('\n');
   }
 }
@@ -58,4 +69,13 @@ The relay's identity (and so its certificate fingerprint, which clients pin) is 
 /** One timestamped line on stderr: `ISO-time type {json}` (the -v log and --stats share it). */
 function logLine(type: string, fields: object): void {
   process.stderr.write(`${new Date().toISOString()} ${type} ${JSON.stringify(fields)}\n`);
+}
+
+/** "12 join-rate, 3 small-initial" (largest first), or "nothing". */
+function refusedText(refused: Record<string, number>): string {
+  const parts = Object.entries(refused)
+    .filter(([, n]) => n > 0)
+    .sort((a, b) => b[1] - a[1])
+    .map(([reason, n]) => `${n} ${reason}`);
+  return parts.length ? parts.join(', ') : 'nothing';
 }

@@ -2,6 +2,7 @@
 import { loadOrCreateIdentity } from '../../core/crypto/identity.js';
 import { deriveTlsCertificate } from '../../core/crypto/tls-cert.js';
 import { Relay, type RelayEvent, type RelayMetrics } from '../../core/relay/relay.js';
+import type { RelayLimits } from '../../core/relay/limits.js';
 import { formatHostPort, parseHostPort } from '../../core/transport/quic.js';
 
 export interface RelayRunOptions {
@@ -9,6 +10,8 @@ export interface RelayRunOptions {
   identityPath: string;
   /** Offer clients the UDP media path (default true; core/transport/udp-media.ts). */
   udpMedia?: boolean;
+  /** Limits other than the defaults (core/relay/limits.ts). */
+  limits?: Partial<RelayLimits>;
   signal: AbortSignal;
   onStarted(info: { address: string; fingerprint: string; identityPath: string; identityCreated: boolean }): void;
   onEvent?(event: RelayEvent): void;
@@ -54,24 +57,67 @@ export interface RelayRunReport {
   fingerprint: string;
   identityPath: string;
   uptimeMs: number;
+  /** The limits in force (defaults and flags). */
+  limits: RelayLimits;
   metrics: RelayMetrics;
+}
+
+/**
+ * The `wzp relay` flag for each limit: name, the limit it sets, and the unit conversion
+ * (flags take whole KiB and MiB where the limit is in bytes). docs/relay-limits.md explains each.
+ */
+export const RELAY_LIMIT_FLAGS = [
+  { flag: 'max-connections', limit: 'connections', scale: 1, summary: 'Connections open at once, in all (handshakes included).' },
+  { flag: 'max-connections-per-ip', limit: 'connectionsPerSource', scale: 1, summary: 'Connections from one IPv4 address or IPv6 /64; more are closed with the reason.' },
+  { flag: 'max-handshakes', limit: 'handshakes', scale: 1, summary: 'QUIC handshakes in progress, in all.' },
+  { flag: 'max-handshakes-per-ip', limit: 'handshakesPerSource', scale: 1, summary: 'QUIC handshakes in progress from one address.' },
+  { flag: 'max-retries-per-ip', limit: 'retriesPerSourcePerSecond', scale: 1, summary: 'Retry (address validation) packets per second to one address.' },
+  { flag: 'max-retries', limit: 'retriesPerSecond', scale: 1, summary: 'Retry packets per second, in all.' },
+  { flag: 'join-burst', limit: 'joinBurst', scale: 1, summary: 'Joins and leaves one connection may make at once...' },
+  { flag: 'max-joins-per-minute', limit: 'joinsPerMinute', scale: 1, summary: '...and then per minute (each one makes every member rotate keys).' },
+  { flag: 'signal-burst', limit: 'signalBurst', scale: 1, summary: 'Signalling requests one connection may make at once...' },
+  { flag: 'max-signals-per-second', limit: 'signalsPerSecond', scale: 1, summary: '...and then per second.' },
+  { flag: 'max-signal-kib-per-second', limit: 'signalBytesPerSecond', scale: 1024, summary: 'Signalling KiB one connection may send per second.' },
+  { flag: 'max-room-size', limit: 'roomSize', scale: 1, summary: 'Members in one room (at most 64).' },
+  { flag: 'max-room-members-per-ip', limit: 'roomMembersPerSource', scale: 1, summary: 'Members of one room from one address.' },
+  { flag: 'max-member-kbps', limit: 'memberKbps', scale: 1, summary: 'Media one member may send to be forwarded, kbit/s.' },
+  { flag: 'max-member-pps', limit: 'memberPacketsPerSecond', scale: 1, summary: 'Media packets one member may send to be forwarded, per second.' },
+  { flag: 'signal-buffer-kib', limit: 'signalBufferBytes', scale: 1024, summary: 'KiB of unfinished signal frames one connection may hold.' },
+  { flag: 'signal-buffer-total-mib', limit: 'signalBufferTotalBytes', scale: 1024 * 1024, summary: 'MiB of unfinished signal frames all connections together may hold.' },
+] as const satisfies readonly { flag: string; limit: keyof RelayLimits; scale: number; summary: string }[];
+
+/** The limits the flags set (flags left out keep the defaults). */
+export function relayLimitOverrides(flags: Partial<Record<(typeof RELAY_LIMIT_FLAGS)[number]['flag'], number | undefined>>): Partial<RelayLimits> {
+  const out: Partial<RelayLimits> = {};
+  for (const f of RELAY_LIMIT_FLAGS) {
+    const value = flags[f.flag];
+    if (value !== undefined) out[f.limit] = value * f.scale;
+  }
+  return out;
 }
 
 export async function runRelay(opts: RelayRunOptions): Promise<RelayRunReport> {
   const listen = parseHostPort(opts.listen, '0.0.0.0');
   const { identity, created } = await loadOrCreateIdentity(opts.identityPath, { create: true });
   const tls = await deriveTlsCertificate(identity.seed);
-  const relay = await Relay.start({ listen, tls, fingerprint: tls.fingerprint, onEvent: opts.onEvent, udpMedia: opts.udpMedia !== false });
+  const relay = await Relay.start({
+    listen,
+    tls,
+    fingerprint: tls.fingerprint,
+    onEvent: opts.onEvent,
+    udpMedia: opts.udpMedia !== false,
+    ...(opts.limits ? { limits: opts.limits } : {}),
+  });
   const started = performance.now();
   const address = formatHostPort(relay.address);
   opts.onStarted({ address, fingerprint: tls.fingerprint, identityPath: opts.identityPath, identityCreated: created });
   let statsTimer: NodeJS.Timeout | undefined;
   const { statsIntervalMs, onStats } = opts;
   if (statsIntervalMs && onStats) {
-    let last = { ...relay.metrics };
+    let last = relay.metrics;
     let lastAt = performance.now();
     statsTimer = setInterval(() => {
-      const now = { ...relay.metrics };
+      const now = relay.metrics;
       const at = performance.now();
       onStats(relayStats(last, now, at - lastAt));
       last = now;
@@ -89,6 +135,7 @@ export async function runRelay(opts: RelayRunOptions): Promise<RelayRunReport> {
     fingerprint: tls.fingerprint,
     identityPath: opts.identityPath,
     uptimeMs: Math.round(performance.now() - started),
-    metrics: { ...relay.metrics },
+    limits: { ...relay.currentLimits },
+    metrics: relay.metrics,
   };
 }

@@ -5,6 +5,7 @@
  * delivered with the join notice and in later joiners' answers.
  */
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { RelaySession } from '../../core/client/relay-session.js';
 import { generateIdentity } from '../../core/crypto/identity.js';
@@ -23,6 +24,12 @@ interface Member {
   session: RelaySession;
   pushes: KnownSignal[];
   media: { from: number; bytes: number[] }[];
+}
+
+/** A well-formed identity fingerprint (the relay checks the form, members check the key). */
+function fakeFingerprint(seed: string): string {
+  const hex = createHash('sha256').update(seed).digest('hex');
+  return hex.match(/.{4}/g)!.join(':');
 }
 
 describe('relay rooms', () => {
@@ -54,9 +61,9 @@ describe('relay rooms', () => {
 
   test('three members: roster, fan-out to the others only, leave announced at once', async () => {
     const [alice, bob, carol] = [await member(), await member(), await member()];
-    const a = await alice.session.joinRoom(ROOM_A, { alias: 'alice', fingerprint: 'fp-a' });
-    const b = await bob.session.joinRoom(ROOM_A, { alias: 'bob', fingerprint: 'fp-b' });
-    const c = await carol.session.joinRoom(ROOM_A, { alias: 'carol', fingerprint: 'fp-c' });
+    const a = await alice.session.joinRoom(ROOM_A, { alias: 'alice', fingerprint: fakeFingerprint('a') });
+    const b = await bob.session.joinRoom(ROOM_A, { alias: 'bob', fingerprint: fakeFingerprint('b') });
+    const c = await carol.session.joinRoom(ROOM_A, { alias: 'carol', fingerprint: fakeFingerprint('c') });
     assert.deepEqual(
       c.participants.map((p) => p.alias).sort(),
       ['alice', 'bob', 'carol'],
@@ -67,7 +74,7 @@ describe('relay rooms', () => {
     assert.deepEqual(update.participants.find((p) => p.sourceId === c.sourceId), {
       sourceId: c.sourceId,
       alias: 'carol',
-      fingerprint: 'fp-c',
+      fingerprint: fakeFingerprint('c'),
     });
 
     for (let i = 0; i < 10; i++) alice.session.datagrams.send(new Uint8Array([1, i]));
@@ -118,17 +125,17 @@ describe('relay rooms', () => {
   test('an announcement given with the join reaches the members with the join notice, and later joiners in their answer', async () => {
     const room = 'e'.repeat(32);
     const [p, q, r, s] = [await member(), await member(), await member(), await member()];
-    const announcementOf = (who: string) => ({ fingerprint: `fp-${who}`, x25519PublicKey: `key-${who}`, signature: `sig-${who}` });
-    const jp = await p.session.joinRoom(room, { fingerprint: 'fp-p', announcement: announcementOf('p') });
+    const announcementOf = (who: string) => ({ fingerprint: fakeFingerprint(who), x25519PublicKey: `key-${who}`, signature: `sig-${who}` });
+    const jp = await p.session.joinRoom(room, { fingerprint: fakeFingerprint('p'), announcement: announcementOf('p') });
     assert.deepEqual(jp.announcements, [], 'a relay that keeps announcements says so, even with none to give');
-    const jq = await q.session.joinRoom(room, { fingerprint: 'fp-q', announcement: announcementOf('q') });
+    const jq = await q.session.joinRoom(room, { fingerprint: fakeFingerprint('q'), announcement: announcementOf('q') });
     assert.deepEqual(jq.announcements, [{ sourceId: jp.sourceId, announcement: announcementOf('p') }]);
     await waitFor(() => p.pushes.some((m) => m.type === 'room-update' && m.joined === jq.sourceId));
     const notice = p.pushes.find((m) => m.type === 'room-update' && m.joined === jq.sourceId);
     assert.ok(notice && notice.type === 'room-update');
     assert.deepEqual(notice.announcement, announcementOf('q'));
     // A member that joins without one (an older client) is announced without one.
-    const jr = await r.session.joinRoom(room, { fingerprint: 'fp-r' });
+    const jr = await r.session.joinRoom(room, { fingerprint: fakeFingerprint('r') });
     assert.deepEqual(
       jr.announcements?.map((e) => e.sourceId).sort(),
       [jp.sourceId, jq.sourceId].sort(),
@@ -139,7 +146,7 @@ describe('relay rooms', () => {
     // Who left takes its announcement along.
     await q.session.leave();
     await waitFor(() => p.pushes.some((m) => m.type === 'room-update' && m.left === jq.sourceId));
-    const js = await s.session.joinRoom(room, { fingerprint: 'fp-s' });
+    const js = await s.session.joinRoom(room, { fingerprint: fakeFingerprint('s') });
     assert.deepEqual(js.announcements, [{ sourceId: jp.sourceId, announcement: announcementOf('p') }]);
   });
 
@@ -149,7 +156,7 @@ describe('relay rooms', () => {
     const first = new RoomKeyring(id, room);
     const [old, observer, back, evil] = [await member(), await member(), await member(), await member()];
     const jo = await old.session.joinRoom(room, { alias: 'x', fingerprint: id.fingerprint, announcement: { ...first.localAnnouncement() } });
-    const jobs = await observer.session.joinRoom(room, { alias: 'obs', fingerprint: 'fp-obs' });
+    const jobs = await observer.session.joinRoom(room, { alias: 'obs', fingerprint: fakeFingerprint('obs') });
     // Another identity naming that session, and a tampered copy of a genuine claim: no one is replaced.
     const mallory = new RoomKeyring(generateIdentity(), room, { replaces: first.session });
     const forged = { ...new RoomKeyring(id, room).localAnnouncement(), replaces: first.session };
@@ -179,9 +186,10 @@ describe('relay rooms', () => {
 
   test('bad joins are refused with a reason', async () => {
     const m = await member();
+    await assert.rejects(m.session.joinRoom('f'.repeat(32), { fingerprint: 'fp-not-a-fingerprint' }), { name: 'ProtocolError', message: /bad-fingerprint/ });
     await assert.rejects(m.session.joinRoom('not-a-hash'), { name: 'ProtocolError', message: /bad-room/ });
     await assert.rejects(
-      m.session.joinRoom('f'.repeat(32), { announcement: { fingerprint: 'x'.repeat(600) } }),
+      m.session.joinRoom('f'.repeat(32), { announcement: { fingerprint: 'x'.repeat(900) } }),
       { name: 'ProtocolError', message: /bad-announcement/ },
     );
     await assert.rejects(m.session.roomSignal({ a: 1 }), { name: 'ProtocolError', message: /not-in-room/ });
