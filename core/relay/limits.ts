@@ -17,10 +17,14 @@ import { MAX_ROOM_PARTICIPANTS } from './rooms.js';
 export interface RelayLimits extends QuicGateLimits {
   /** Connections from one source address (IPv4 address or IPv6 /64); more are closed with the reason. */
   connectionsPerSource: number;
-  /** Joins and leaves one connection may make in a burst... */
+  /** Joins one connection may make in a burst (leaves are never refused)... */
   joinBurst: number;
-  /** ...and then per minute. Each join or leave makes every member rotate its sender key. */
+  /** ...and then per minute. Each join (and the leave that follows) makes every member rotate its sender key. */
   joinsPerMinute: number;
+  /** Joins all connections from one source address may make in a burst... */
+  sourceJoinBurst: number;
+  /** ...and then per minute (churn spread over many connections). */
+  sourceJoinsPerMinute: number;
   /** Signalling requests one connection may make in a burst (a rotation in a full room sends 63)... */
   signalBurst: number;
   /** ...and then per second. */
@@ -56,6 +60,8 @@ export const DEFAULT_RELAY_LIMITS: RelayLimits = {
   connectionsPerSource: 64,
   joinBurst: 10,
   joinsPerMinute: 30,
+  sourceJoinBurst: 64,
+  sourceJoinsPerMinute: 120,
   signalBurst: 200,
   signalsPerSecond: 50,
   signalBytesPerSecond: 32 * 1024,

@@ -158,6 +158,8 @@ export class Relay {
   };
   private readonly peers = new Set<Peer>();
   private readonly connectionsBySource = new Map<string, number>();
+  /** Join/leave budget of each source with open connections (dropped with its last connection). */
+  private readonly joinsBySource = new Map<string, TokenBucket>();
   private readonly rooms = new RoomManager();
   private server?: RunningQuicServer;
   /** The gate's counters (kept after stop() for the exit summary). */
@@ -254,6 +256,7 @@ export class Relay {
     await server?.stop();
     this.peers.clear();
     this.connectionsBySource.clear();
+    this.joinsBySource.clear();
   }
 
   private emit(event: RelayEvent): void {
@@ -298,6 +301,7 @@ export class Relay {
     this.connectionsBySource.set(source, fromSource + 1);
     const now = performance.now();
     const l = this.limits;
+    if (!this.joinsBySource.has(source)) this.joinsBySource.set(source, new TokenBucket(l.sourceJoinsPerMinute / 60, l.sourceJoinBurst, now));
     const peer: Peer = {
       connection,
       datagrams: this.mediaPath.route(datagrams, {
@@ -353,8 +357,10 @@ export class Relay {
           peer.datagrams.disable();
           this.counters.connectionsOpen--;
           const n = (this.connectionsBySource.get(source) ?? 1) - 1;
-          if (n <= 0) this.connectionsBySource.delete(source);
-          else this.connectionsBySource.set(source, n);
+          if (n <= 0) {
+            this.connectionsBySource.delete(source);
+            this.joinsBySource.delete(source);
+          } else this.connectionsBySource.set(source, n);
           this.emit({ type: 'relay:connection-closed', peer: peer.label, reason: 'closed' });
         }
       },
@@ -389,7 +395,7 @@ export class Relay {
           },
         ];
       case 'join':
-        if (!peer.joins.take(now)) return this.joinRateRefusal(peer);
+        if (!this.takeJoin(peer, now)) return this.joinRateRefusal(peer);
         this.leaveRoom(peer);
         peer.datagrams.disable();
         if (msg.mode === 'echo') {
@@ -400,7 +406,7 @@ export class Relay {
         peer.mode = 'none';
         return [this.joinRoom(peer, msg)];
       case 'leave':
-        if (!peer.joins.take(now)) return this.joinRateRefusal(peer);
+        // Never refused: leaving only frees what the member held (joins are what is limited).
         this.leaveRoom(peer);
         peer.mode = 'none';
         peer.datagrams.disable();
@@ -420,8 +426,13 @@ export class Relay {
     }
   }
 
+  /** One join or leave from this connection's budget and its source's. */
+  private takeJoin(peer: Peer, now: number): boolean {
+    return peer.joins.take(now) && (this.joinsBySource.get(peer.source)?.take(now) ?? true);
+  }
+
   private joinRateRefusal(peer: Peer): KnownSignal[] {
-    return this.refusal(peer, 'join-rate', 'rate-limited', `more than ${this.limits.joinBurst} joins and leaves at once, or ${this.limits.joinsPerMinute} a minute`);
+    return this.refusal(peer, 'join-rate', 'rate-limited', `more than ${this.limits.joinBurst} joins at once, or ${this.limits.joinsPerMinute} a minute (from this address: ${this.limits.sourceJoinBurst}, ${this.limits.sourceJoinsPerMinute} a minute)`);
   }
 
   private joinRoom(peer: Peer, msg: Extract<KnownSignal, { type: 'join' }>): KnownSignal {

@@ -34,6 +34,8 @@ export interface RelayStats {
   dropped: number;
   purged: number;
   signalsDropped: number;
+  /** Over the interval: input refused or dropped by the QUIC gate or a limit (all reasons). */
+  refused: number;
 }
 
 /** The stats over the interval from `before` to `now` (two metrics snapshots). */
@@ -49,7 +51,14 @@ export function relayStats(before: RelayMetrics, now: RelayMetrics, intervalMs: 
     dropped: now.datagramsDropped - before.datagramsDropped,
     purged: now.datagramsPurged - before.datagramsPurged,
     signalsDropped: now.signalsMalformed + now.signalsUnknown - before.signalsMalformed - before.signalsUnknown,
+    refused: totalRefused(now) - totalRefused(before),
   };
+}
+
+function totalRefused(m: RelayMetrics): number {
+  let n = 0;
+  for (const v of Object.values(m.refused)) n += v;
+  return n;
 }
 
 export interface RelayRunReport {
@@ -73,8 +82,10 @@ export const RELAY_LIMIT_FLAGS = [
   { flag: 'max-handshakes-per-ip', limit: 'handshakesPerSource', scale: 1, summary: 'QUIC handshakes in progress from one address.' },
   { flag: 'max-retries-per-ip', limit: 'retriesPerSourcePerSecond', scale: 1, summary: 'Retry (address validation) packets per second to one address.' },
   { flag: 'max-retries', limit: 'retriesPerSecond', scale: 1, summary: 'Retry packets per second, in all.' },
-  { flag: 'join-burst', limit: 'joinBurst', scale: 1, summary: 'Joins and leaves one connection may make at once...' },
-  { flag: 'max-joins-per-minute', limit: 'joinsPerMinute', scale: 1, summary: '...and then per minute (each one makes every member rotate keys).' },
+  { flag: 'join-burst', limit: 'joinBurst', scale: 1, summary: 'Joins one connection may make at once...' },
+  { flag: 'max-joins-per-minute', limit: 'joinsPerMinute', scale: 1, summary: '...and then per minute (each join, and the leave after it, makes every member rotate keys).' },
+  { flag: 'source-join-burst', limit: 'sourceJoinBurst', scale: 1, summary: 'Joins all connections from one address may make at once...' },
+  { flag: 'max-source-joins-per-minute', limit: 'sourceJoinsPerMinute', scale: 1, summary: '...and then per minute.' },
   { flag: 'signal-burst', limit: 'signalBurst', scale: 1, summary: 'Signalling requests one connection may make at once...' },
   { flag: 'max-signals-per-second', limit: 'signalsPerSecond', scale: 1, summary: '...and then per second.' },
   { flag: 'max-signal-kib-per-second', limit: 'signalBytesPerSecond', scale: 1024, summary: 'Signalling KiB one connection may send per second.' },
