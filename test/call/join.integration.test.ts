@@ -96,7 +96,7 @@ describe('joining a call', () => {
       durationMs: listenMs,
       adaptive: false,
       onEvent: (e) => {
-        if (e.type === 'call:warning') warnings.push(e.message);
+        if (e.type === 'call:warning' || e.type === 'call:member-refused') warnings.push(e.message);
       },
     });
     await during?.();

@@ -146,13 +146,14 @@ describe('relay rooms', () => {
   test('a member back as a new session that signs `replaces` takes its old slot\'s place at once; an unsigned claim takes nothing', async () => {
     const room = '7'.repeat(32);
     const id = generateIdentity();
-    const first = new RoomKeyring(id, room);
+    const admissionKey = new Uint8Array(32); // the relay checks signatures only, not admission proofs
+    const first = new RoomKeyring(id, room, { admissionKey });
     const [old, observer, back, evil] = [await member(), await member(), await member(), await member()];
     const jo = await old.session.joinRoom(room, { alias: 'x', fingerprint: id.fingerprint, announcement: { ...first.localAnnouncement() } });
     const jobs = await observer.session.joinRoom(room, { alias: 'obs', fingerprint: 'fp-obs' });
     // Another identity naming that session, and a tampered copy of a genuine claim: no one is replaced.
-    const mallory = new RoomKeyring(generateIdentity(), room, { replaces: first.session });
-    const forged = { ...new RoomKeyring(id, room).localAnnouncement(), replaces: first.session };
+    const mallory = new RoomKeyring(generateIdentity(), room, { admissionKey, replaces: first.session });
+    const forged = { ...new RoomKeyring(id, room, { admissionKey }).localAnnouncement(), replaces: first.session };
     for (const announcement of [mallory.localAnnouncement(), forged]) {
       const j = await evil.session.joinRoom(room, { alias: 'evil', fingerprint: announcement.fingerprint, announcement: { ...announcement } });
       await waitFor(() => observer.pushes.some((m) => m.type === 'room-update' && m.joined === j.sourceId));
@@ -162,7 +163,7 @@ describe('relay rooms', () => {
       await waitFor(() => observer.pushes.some((m) => m.type === 'room-update' && m.left === j.sourceId));
     }
     // The genuine one: one update, the new slot in and the old one out.
-    const again = new RoomKeyring(id, room, { replaces: first.session });
+    const again = new RoomKeyring(id, room, { admissionKey, replaces: first.session });
     const jb = await back.session.joinRoom(room, { alias: 'x', fingerprint: id.fingerprint, announcement: { ...again.localAnnouncement() } });
     assert.deepEqual(jb.participants.map((p) => p.sourceId).sort(), [jobs.sourceId, jb.sourceId].sort());
     await waitFor(() => observer.pushes.some((m) => m.type === 'room-update' && m.joined === jb.sourceId));
