@@ -54,6 +54,8 @@ export interface Meeting {
 export class KnownMembers {
   /** Fingerprints pinned when the store was opened: these are `known`. */
   readonly #pinnedBefore: ReadonlySet<string>;
+  /** Fingerprints by alias (compared as aliasKey), to find look-alikes without a scan. */
+  readonly #byAlias = new Map<string, Set<string>>();
 
   private constructor(
     /** Where `save()` writes; undefined for a store kept in memory only. */
@@ -62,6 +64,7 @@ export class KnownMembers {
     private readonly now: () => Date,
   ) {
     this.#pinnedBefore = new Set(members.keys());
+    for (const [fingerprint, entry] of members) this.#index(fingerprint, entry.alias);
   }
 
   /**
@@ -90,21 +93,38 @@ export class KnownMembers {
    * meeting, updates its alias and lastSeen on later ones.
    */
   meet(fingerprint: string, alias: string): Meeting {
-    const key = aliasKey(alias);
     const sameAlias: KnownMember[] = [];
-    if (key !== '') {
-      for (const [other, entry] of this.members) {
-        if (other !== fingerprint && aliasKey(entry.alias) === key) sameAlias.push({ fingerprint: other, ...entry });
-      }
+    for (const other of this.#byAlias.get(aliasKey(alias)) ?? []) {
+      const entry = this.members.get(other);
+      if (other !== fingerprint && entry !== undefined) sameAlias.push({ fingerprint: other, ...entry });
     }
     const now = this.now().toISOString();
-    const existing = this.members.get(fingerprint);
+    const existing = this.#forget(fingerprint);
     // Re-inserted so that the map stays ordered by lastSeen (the oldest first, dropped first).
-    this.members.delete(fingerprint);
     const entry = { alias, firstSeen: existing?.firstSeen ?? now, lastSeen: now };
     this.members.set(fingerprint, entry);
-    while (this.members.size > MAX_KNOWN_MEMBERS) this.members.delete(this.members.keys().next().value as string);
+    this.#index(fingerprint, alias);
+    while (this.members.size > MAX_KNOWN_MEMBERS) this.#forget(this.members.keys().next().value as string);
     return { known: this.#pinnedBefore.has(fingerprint), firstSeen: entry.firstSeen, sameAlias };
+  }
+
+  #index(fingerprint: string, alias: string): void {
+    const key = aliasKey(alias);
+    if (key === '') return;
+    let set = this.#byAlias.get(key);
+    if (set === undefined) this.#byAlias.set(key, (set = new Set()));
+    set.add(fingerprint);
+  }
+
+  #forget(fingerprint: string): KnownMemberEntry | undefined {
+    const entry = this.members.get(fingerprint);
+    if (entry === undefined) return undefined;
+    this.members.delete(fingerprint);
+    const key = aliasKey(entry.alias);
+    const set = this.#byAlias.get(key);
+    set?.delete(fingerprint);
+    if (set?.size === 0) this.#byAlias.delete(key);
+    return entry;
   }
 
   /** All pins, sorted by fingerprint. */
