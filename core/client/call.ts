@@ -713,13 +713,26 @@ class Call {
     }
   }
 
-  /** A member's stream is over (it left, or came back as a new session): kept for the report. */
+  /**
+   * A member's stream is over (it left, or came back as a new session): kept for the report.
+   * At most MAX_DEPARTED_REPORTED are listed; beyond that, sessions we heard nothing from
+   * (a member joining and leaving in a loop) give way to those we heard, and are counted.
+   */
   private retireRemote(r: Remote): void {
     r.left = true;
     this.remotes.delete(r.sourceId);
-    if (this.departed.length < MAX_DEPARTED_REPORTED) this.departed.push(r);
-    else this.departedNotListed++;
     r.receiver.close();
+    if (this.departed.length < MAX_DEPARTED_REPORTED) {
+      this.departed.push(r);
+      return;
+    }
+    this.departedNotListed++;
+    if (r.receiver.stats.packets === 0) return;
+    const silent = this.departed.findIndex((d) => d.receiver.stats.packets === 0);
+    if (silent >= 0) {
+      this.departed.splice(silent, 1);
+      this.departed.push(r);
+    }
   }
 
   private onRelayed(from: number, payload: Record<string, unknown>): void {
