@@ -71,7 +71,7 @@ export interface CallResult extends Omit<CallReport, 'mediaPath'> {
   recording?: { path: string; samples: number; durationMs: number };
 }
 
-export const CALL_REPORT_SCHEMA_VERSION = 1;
+export const CALL_REPORT_SCHEMA_VERSION = 2;
 
 export async function call(req: CallRequest): Promise<CallResult> {
   // The relay connection is mostly waiting on the network (a QUIC handshake with a Retry
