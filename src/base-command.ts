@@ -64,6 +64,8 @@ export const roomAdmissionFlags = {
   allow: Flags.string({
     summary: 'Admit only this identity (its full fingerprint; repeatable), or @FILE with one fingerprint per line (# comments). Your own identity is always admitted.',
     multiple: true,
+    // One value per --allow: `--allow FP RELAY` must not take RELAY as a second fingerprint.
+    multipleNonGreedy: true,
   }),
 };
 

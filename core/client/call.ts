@@ -790,7 +790,9 @@ class Call {
     this.refused.set(key, refused);
     this.rememberRefusedSlot(from, refused);
     const who = `${claimed.alias ? `"${claimed.alias}" ` : ''}${claimed.fingerprint || '(no fingerprint)'} (member ${from})`;
-    this.emit({ type: 'call:member-refused', refused, message: `refused ${who}: ${REFUSAL_TEXT[reason]} (${errorMessage(err)}); it gets no key and its media is dropped` });
+    // The keyring's own words add nothing for these two; for the others they say what failed.
+    const detail = reason === 'unproven' || reason === 'not-allowed' ? '' : ` (${errorMessage(err)})`;
+    this.emit({ type: 'call:member-refused', refused, message: `refused ${who}: ${REFUSAL_TEXT[reason]}${detail}; it gets no key and its media is dropped` });
   }
 
   private rememberRefusedSlot(from: number, refused: RefusedMember): void {

@@ -25,7 +25,7 @@ Only members who prove they know the room name (and --room-secret, if the room h
   ];
   static override args = { relay: Args.string({ description: 'Relay HOST:PORT.' }) };
   static override flags = {
-    room: Flags.string({ summary: 'Room name (hashed before the relay sees it).' }),
+    room: Flags.string({ summary: 'Room name: the relay sees only an id derived from it, and members admit only those who prove they know it.' }),
     tone: Flags.integer({ summary: 'Send a sine tone of this frequency (Hz).', exclusive: ['file', 'mic'] }),
     file: Flags.file({ summary: 'Send this WAV file.', exclusive: ['tone', 'mic'] }),
     mic: Flags.boolean({ summary: 'Send the microphone and play what you hear on the speaker.', exclusive: ['tone', 'file'] }),

@@ -20,7 +20,7 @@ export default class Record extends WzpCommand<CallResult> {
     file: Args.string({ description: 'WAV file to write.', required: true }),
   };
   static override flags = {
-    room: Flags.string({ summary: 'Room name.', required: true }),
+    room: Flags.string({ summary: 'Room name: the relay sees only an id derived from it, and members admit only those who prove they know it.', required: true }),
     duration: Flags.integer({ summary: 'Stop after this many seconds.', min: 1 }),
     reconnect: Flags.integer({ summary: 'After losing the relay, keep trying to get back for this many seconds (0: end the call).', min: 0, default: 30 }),
     alias: Flags.string({ summary: 'Name shown to the others (signed: up to 64 characters, no control characters).', default: 'recorder' }),
