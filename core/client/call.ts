@@ -9,11 +9,13 @@
  *   admitted member is shown with its trust (`allowed`, `known` from an earlier call, or
  *   `new`). On membership changes every sender rotates to a new sender key, wrapped for each
  *   current member (core/crypto/sender-keys.ts), at most once per ROTATION_INTERVAL_MS: a
- *   member that joins and leaves in a loop costs one rotation per interval, not one each. The announcement goes inside the join request: the relay
- *   hands it to the members with the join notice and returns theirs in the join answer, so
- *   the members' wrapped keys are the only round trip before the first audio. (It is also
- *   broadcast as a room signal, for members and relays that predate this.) Datagrams sealed
- *   with a key still on its way are held until it arrives.
+ *   member that joins and leaves in a loop costs one rotation per interval, not one each.
+ *   The announcement goes inside the join request: the relay hands it to the members with
+ *   the join notice and returns theirs in the join answer, so the members' wrapped keys are
+ *   the only round trip before the first audio. (It is also broadcast as a room signal, for
+ *   relays that predate this.) Datagrams sealed with a key still on its way are held until
+ *   it arrives. Everything kept about other members is bounded (departed, refused, pending
+ *   keys, retired session keys), so join/leave churn cannot grow it.
  * - Sending: a 10 ms clock takes audio from the source; the MediaSender encodes it in frames
  *   of the current quality tier (20 ms for GOOD: a frame goes out every other tick) with its
  *   codec and FEC, and seals each payload with the sender key, the header bytes as
@@ -309,7 +311,7 @@ class Call {
   /** Our own earlier room sessions: until the relay notices they are gone, ignored. */
   private readonly ownPastSessions = new Set<string>();
   private readonly remotes = new Map<number, Remote>();
-  /** Members who left during the call, kept for the report (the first MAX_DEPARTED_REPORTED). */
+  /** Members who left during the call, kept for the report (MAX_DEPARTED_REPORTED: see retireRemote). */
   private readonly departed: Remote[] = [];
   private departedNotListed = 0;
   /** Refused members by `reason fingerprint` (the first MAX_REFUSED_REPORTED). */
