@@ -257,7 +257,7 @@ export function memberLine(e: CallEvent): string | undefined {
     case 'call:member-left':
       return `${memberLabel(e)} left (${e.fingerprint})`;
     case 'call:member-reconnected':
-      return `${memberLabel(e)} is back (reconnected; ${e.trust}, ${e.fingerprint})`;
+      return `${memberLabel(e)} is back (reconnected), ${e.trust}: ${e.fingerprint}`;
     default:
       return undefined;
   }
