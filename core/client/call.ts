@@ -158,7 +158,7 @@ export type RefusalReason =
 
 /** A member (as it claimed to be) that was refused admission: it got no key, its media is dropped. */
 export interface RefusedMember {
-  /** As announced (authenticated for 'unproven', 'not-allowed' and 'stale-announcement'). */
+  /** As announced (authenticated for 'unproven', 'not-allowed', 'stale-announcement' and 'bad-key'). */
   fingerprint: string;
   /** The alias it claimed (its announcement's, else the relay's roster). */
   alias: string;
