@@ -11,7 +11,8 @@ export type { EndpointObservation, NatStrategy, NatStrategyFactory, ProbePlan } 
 export * as wire from './wire/index.js';
 export { Identity, generateIdentity, identityFromMnemonic, loadOrCreateIdentity } from './crypto/identity.js';
 export { deriveTlsCertificate, certFingerprint } from './crypto/tls-cert.js';
-export { hashRoomName } from './crypto/room-name.js';
+export { deriveRoomKeys, hashRoomName, type RoomKeys } from './crypto/room-name.js';
+export { KnownMembers, type KnownMember, type Meeting } from './crypto/known-members.js';
 export { Relay } from './relay/relay.js';
 export { RelaySession } from './client/relay-session.js';
 export { runCall } from './client/call.js';

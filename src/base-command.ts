@@ -47,6 +47,31 @@ export const mediaPathFlag = Flags.option({
   default: 'auto' as const,
 })();
 
+/**
+ * Who may join a room, for the commands that join one (`call`, `record`): see
+ * src/services/room-admission.ts and docs/e2e-encryption.md.
+ */
+export const roomAdmissionFlags = {
+  'room-secret': Flags.string({
+    summary:
+      "A secret the room's members share, mixed into the room id and the admission key: without it a relay can guess a guessable room name from its id. Also env WZP_ROOM_SECRET (preferred: command lines are visible to other users).",
+    exclusive: ['room-secret-file'],
+  }),
+  'room-secret-file': Flags.string({
+    summary: 'Read the room secret from the first line of this file (trimmed).',
+    exclusive: ['room-secret'],
+  }),
+  allow: Flags.string({
+    summary: 'Admit only this identity (its full fingerprint; repeatable), or @FILE with one fingerprint per line (# comments). Your own identity is always admitted.',
+    multiple: true,
+    // One value per --allow: `--allow FP RELAY` must not take RELAY as a second fingerprint.
+    multipleNonGreedy: true,
+  }),
+};
+
+/** Flags whose values never go into a report (reportMeta). */
+const SECRET_FLAGS = new Set(['room-secret']);
+
 /** Warnings a JSON document lists; the rest are counted in a last entry. */
 const MAX_WARNINGS = 200;
 
@@ -110,7 +135,9 @@ export abstract class WzpCommand<T extends object> extends Command {
       wzpVersion: this.config.version,
       generatedAt: new Date().toISOString(),
       host: { hostname: hostname(), platform: process.platform, arch: process.arch, node: process.version },
-      flags: { ...args, ...flags },
+      flags: Object.fromEntries(
+        Object.entries({ ...args, ...flags }).map(([name, value]) => [name, SECRET_FLAGS.has(name) && value !== undefined ? '(redacted)' : value]),
+      ),
     };
   }
 

@@ -1,14 +1,21 @@
 /**
  * A call: membership of an SFU room on a relay, with end-to-end encrypted media.
  *
- * - Joining: the room name is hashed (core/crypto/room-name.ts) before the relay sees it. Each
- *   member has a signed announcement of its session key; on every membership change every
- *   sender rotates to a new sender key, wrapped for each current member
- *   (core/crypto/sender-keys.ts). The announcement goes inside the join request: the relay
- *   hands it to the members with the join notice and returns theirs in the join answer, so
- *   the members' wrapped keys are the only round trip before the first audio. (It is also
- *   broadcast as a room signal, for members and relays that predate this.) Datagrams sealed
- *   with a key still on its way are held until it arrives.
+ * - Joining: the relay sees only an id derived from the room name (and secret); the name also
+ *   gives the admission key (core/crypto/room-name.ts). Each member has a signed announcement
+ *   of its session key and alias, with a proof made with the admission key: members admit
+ *   only those who prove they know the name (and, with `allow`, only the identities listed),
+ *   so the relay, which knows only the id, cannot join with an identity of its own. Each
+ *   admitted member is shown with its trust (`allowed`, `known` from an earlier call, or
+ *   `new`). On membership changes every sender rotates to a new sender key, wrapped for each
+ *   current member (core/crypto/sender-keys.ts), at most once per ROTATION_INTERVAL_MS: a
+ *   member that joins and leaves in a loop costs one rotation per interval, not one each.
+ *   The announcement goes inside the join request: the relay hands it to the members with
+ *   the join notice and returns theirs in the join answer, so the members' wrapped keys are
+ *   the only round trip before the first audio. (It is also broadcast as a room signal, for
+ *   relays that predate this.) Datagrams sealed with a key still on its way are held until
+ *   it arrives. Everything kept about other members is bounded (departed, refused, pending
+ *   keys, retired session keys), so join/leave churn cannot grow it.
  * - Sending: a 10 ms clock takes audio from the source; the MediaSender encodes it in frames
  *   of the current quality tier (20 ms for GOOD: a frame goes out every other tick) with its
  *   codec and FEC, and seals each payload with the sender key, the header bytes as
@@ -26,13 +33,14 @@
  *   meanwhile: the source is consumed and the sinks get silence, so recordings keep time.
  */
 import { delay } from '../time.js';
-import { AbortError, FingerprintMismatchError, ProtocolError, errorMessage } from '../errors.js';
+import { AbortError, DecodeError, FingerprintMismatchError, ProtocolError, errorMessage } from '../errors.js';
 import type { FrameSink, FrameSource } from '../audio/sources.js';
 import { mix, saturate } from '../audio/sources.js';
 import type { Identity } from '../crypto/identity.js';
-import { hashRoomName } from '../crypto/room-name.js';
+import { deriveRoomKeys } from '../crypto/room-name.js';
 import { DecryptError } from '../crypto/media-crypto.js';
-import { parseMemberAnnouncement, RoomKeyring, type WrappedKeyMessage } from '../crypto/sender-keys.js';
+import type { Meeting } from '../crypto/known-members.js';
+import { KeyExchangeError, MAX_ALIAS_CODE_POINTS, parseMemberAnnouncement, RoomKeyring, type WrappedKeyMessage } from '../crypto/sender-keys.js';
 import { rms } from '../media/analysis.js';
 import { frameSamplesFor, PIPELINE_SAMPLE_RATE, type CodecFactory } from '../media/codec-types.js';
 import { impairmentFor, mos as eModelMos } from '../media/emodel.js';
@@ -63,6 +71,22 @@ export const DEFAULT_RECONNECT_FOR_MS = 30_000;
 /** One connection attempt's limit, and the back-off between failed attempts. */
 const RECONNECT_ATTEMPT_MS = 4000;
 const RECONNECT_BACKOFF_MS = [250, 500, 1000, 2000];
+/**
+ * Our sender key rotates at most once per this interval. The first membership change after a
+ * quiet interval rotates at once (a newcomer's first audio waits for nothing more); changes
+ * within the interval are taken together at its end. So this is also the bound on how long a
+ * member that left can still read what we send (docs/e2e-encryption.md), and a member joining
+ * and leaving 50 times a second costs 4 rotations a second instead of 100.
+ */
+export const ROTATION_INTERVAL_MS = 250;
+/** Members who left kept in the report; the rest are counted (participantsNotListed). */
+export const MAX_DEPARTED_REPORTED = 64;
+/** Refused members listed in the report; the rest are counted (refusedNotListed). */
+export const MAX_REFUSED_REPORTED = 64;
+/** Pairs of look-alike aliases warned about (one warning each). */
+const MAX_ALIAS_WARNINGS = 64;
+/** Relay slots remembered as refused (to count the media they send, which is dropped). */
+const MAX_REFUSED_SLOTS = 256;
 
 export interface CallOptions {
   session: RelaySession;
@@ -78,6 +102,15 @@ export interface CallOptions {
   adaptive?: boolean;
   /** Do not send media (a recorder). */
   receiveOnly?: boolean;
+  /**
+   * Strengthens the room name: the room id and admission key are derived from both
+   * (deriveRoomKeys), so a relay cannot find the room's name from its id by guessing.
+   */
+  roomSecret?: string;
+  /** Admit only these identities (canonical fingerprints) and our own; absent: every member who proves it knows the name. */
+  allow?: readonly string[];
+  /** Who we have met before (known-members.json): members are `known` or `new`. Without it everyone is `new`. */
+  members?: MemberDirectory;
   /** Voice activity detection: silence goes as comfort-noise descriptions. */
   vad?: boolean;
   /** Clean the source before encoding (RNNoise). */
@@ -96,12 +129,56 @@ export interface CallOptions {
   reconnectForMs?: number;
 }
 
+/**
+ * How far we trust an admitted member's identity: `allowed` (on the allow list), `known` (met
+ * in an earlier call: pinned, trust on first use; our own identity too), `new` (first meeting,
+ * pinned now). Every admitted member proved it knows the room's name.
+ */
+export type MemberTrust = 'allowed' | 'known' | 'new';
+
+/** The store of members met before (core/crypto/known-members.ts KnownMembers). */
+export interface MemberDirectory {
+  meet(fingerprint: string, alias: string): Meeting;
+}
+
+/** Why an announcement was refused: a KeyExchangeError reason, or one of the call's own checks. */
+export type RefusalReason =
+  | 'unproven'
+  | 'not-allowed'
+  | 'bad-signature'
+  | 'fingerprint-mismatch'
+  | 'stale-announcement'
+  | 'bad-key'
+  /** Not a well-formed announcement. */
+  | 'malformed'
+  /** The announcement's fingerprint is not the one the member joined with (relay roster). */
+  | 'roster-mismatch'
+  /** The session of another member, announced under a second relay slot (a replay). */
+  | 'duplicate-session';
+
+/** A member (as it claimed to be) that was refused admission: it got no key, its media is dropped. */
+export interface RefusedMember {
+  /** As announced (authenticated for 'unproven', 'not-allowed', 'stale-announcement' and 'bad-key'). */
+  fingerprint: string;
+  /** The alias it claimed (its announcement's, else the relay's roster). */
+  alias: string;
+  reason: RefusalReason;
+  /** Its relay slot when first refused. */
+  sourceId: number;
+  /** Announcements refused for it (repeats are not warned about again). */
+  times: number;
+  /** Media datagrams from its slots dropped. */
+  packetsDropped: number;
+}
+
 export type CallEvent =
   | { type: 'call:joined'; room: string; sourceId: number; participants: number }
-  | { type: 'call:member-joined'; alias: string; fingerprint: string }
+  | { type: 'call:member-joined'; alias: string; fingerprint: string; trust: MemberTrust; firstSeen?: string }
   | { type: 'call:member-left'; alias: string; fingerprint: string }
   /** A member came back after losing the relay: its new session replaced its old one. */
-  | { type: 'call:member-reconnected'; alias: string; fingerprint: string }
+  | { type: 'call:member-reconnected'; alias: string; fingerprint: string; trust: MemberTrust }
+  /** An announcement refused admission (said once per member and reason). */
+  | { type: 'call:member-refused'; refused: RefusedMember; message: string }
   | { type: 'call:tier-changed'; from: TierName; to: TierName; reason: string }
   | { type: 'call:first-audio'; atMs: number }
   | { type: 'call:status'; status: CallStatus }
@@ -123,10 +200,13 @@ export interface CallStatus {
 }
 
 export interface ParticipantReport {
+  /** As signed into its announcement (empty: it gave none). */
   alias: string;
   fingerprint: string;
   sourceId: number;
+  /** `trust` is `allowed` or `known`: the identity is one you named or met before. */
   verified: boolean;
+  trust: MemberTrust;
   /** The member left before the call ended. */
   left: boolean;
   packetsReceived: number;
@@ -158,6 +238,16 @@ export interface CallReport {
   tierChanges: { atMs: number; from: TierName; to: TierName; reason: string }[];
   sent: { frames: number; packets: number; bytes: number };
   participants: ParticipantReport[];
+  /** Members who left beyond the MAX_DEPARTED_REPORTED listed in `participants`. */
+  participantsNotListed: number;
+  /** Announcements refused admission, one entry per member and reason (at most MAX_REFUSED_REPORTED). */
+  refused: RefusedMember[];
+  /** Refused announcements beyond the listed members (each counted). */
+  refusedNotListed: number;
+  /** How the room admits members: whether a secret strengthens the name, and the allow list. */
+  admission: { roomSecret: boolean; allow?: string[] };
+  /** Times our sender key rotated (membership changes are taken together: ROTATION_INTERVAL_MS). */
+  keyRotations: number;
   /** Each time the relay was lost and got back: when (ms into the call), for how long, after how many attempts. */
   reconnects: { atMs: number; outageMs: number; attempts: number }[];
   endedBy: 'duration' | 'source-ended' | 'hangup' | 'relay-lost';
@@ -174,7 +264,7 @@ interface Remote {
   fingerprint: string;
   /** Its room session in our keyring (X25519 public key, base64): one identity may have several. */
   session: string;
-  verified: boolean;
+  trust: MemberTrust;
   receiver: MediaReceiver;
   lastRms: number;
   lossPct: number;
@@ -187,8 +277,22 @@ export async function runCall(opts: CallOptions): Promise<CallReport> {
   return call.run();
 }
 
+/** A refusal the call itself decides (the keyring's are KeyExchangeErrors). */
+class AdmissionRefused extends ProtocolError {
+  constructor(
+    readonly reason: RefusalReason,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'AdmissionRefused';
+  }
+}
+
 class Call {
   private readonly roomId: string;
+  /** Secret: proofs of knowing the room's name are made and checked with it. */
+  private readonly admissionKey: Uint8Array;
+  private readonly allow: string[] | undefined;
   /** A new one for each room session (each re-join after a lost relay). */
   private keyring: RoomKeyring;
   /** The relay session in use: opts.session, then each one reconnect() opened. */
@@ -207,8 +311,19 @@ class Call {
   /** Our own earlier room sessions: until the relay notices they are gone, ignored. */
   private readonly ownPastSessions = new Set<string>();
   private readonly remotes = new Map<number, Remote>();
-  /** Members who left during the call, kept for the report. */
+  /** Members who left during the call, kept for the report (MAX_DEPARTED_REPORTED: see retireRemote). */
   private readonly departed: Remote[] = [];
+  private departedNotListed = 0;
+  /** Refused members by `reason fingerprint` (the first MAX_REFUSED_REPORTED). */
+  private readonly refused = new Map<string, RefusedMember>();
+  private refusedNotListed = 0;
+  /** Relay slots of refused members (the newest MAX_REFUSED_SLOTS): their media is dropped and counted. */
+  private readonly refusedSlots = new Map<number, RefusedMember>();
+  /** Look-alike alias pairs already warned about. */
+  private readonly aliasWarnings = new Set<string>();
+  private keyRotations = 0;
+  private lastRotationAt = -Infinity;
+  private rotationTimer: ReturnType<typeof setTimeout> | undefined;
   /** Key messages from members whose announcement has not arrived yet. */
   private readonly pendingKeys: WrappedKeyMessage[] = [];
   private readonly controller: QualityController;
@@ -226,8 +341,9 @@ class Call {
   private readonly earlyRosters: Extract<KnownSignal, { type: 'room-update' }>[] = [];
 
   constructor(private readonly opts: CallOptions) {
-    this.roomId = hashRoomName(opts.room);
-    this.keyring = new RoomKeyring(opts.identity, this.roomId);
+    ({ roomId: this.roomId, admissionKey: this.admissionKey } = deriveRoomKeys(opts.room, opts.roomSecret));
+    this.allow = opts.allow === undefined ? undefined : [...new Set(opts.allow)];
+    this.keyring = this.newKeyring();
     this.session = opts.session;
     this.tier = opts.tier ?? 'GOOD';
     this.controller = new QualityController({ initialTier: this.tier });
@@ -236,6 +352,16 @@ class Call {
 
   private emit(e: CallEvent): void {
     this.opts.onEvent?.(e);
+  }
+
+  /** A keyring for a new room session (the first, or after getting back to a lost relay). */
+  private newKeyring(replaces?: string): RoomKeyring {
+    return new RoomKeyring(this.opts.identity, this.roomId, {
+      admissionKey: this.admissionKey,
+      alias: this.opts.alias,
+      ...(replaces === undefined ? {} : { replaces }),
+      ...(this.allow === undefined ? {} : { allow: this.allow }),
+    });
   }
 
   async run(): Promise<CallReport> {
@@ -266,6 +392,7 @@ class Call {
       endedBy = await this.clock();
     } finally {
       this.ending.abort();
+      clearTimeout(this.rotationTimer);
       this.mediaPath = this.session.mediaPathStats().path;
       // Hang up at once so the others see the leave immediately, whatever happened.
       const session = this.session;
@@ -312,6 +439,7 @@ class Call {
     // them all, then one sender key wrapped for everyone.
     for (const e of joined.announcements ?? []) this.tryAdmit(e.sourceId, e.announcement);
     for (const m of this.earlyRosters.splice(0)) this.onRoster(m.participants, m.joined, m.left, m.announcement);
+    // Our first key for this session goes out now, whatever the rotation pace.
     void this.distributeKeys();
     // Our announcement as a room signal too: members whose client or relay predates
     // announcements in joins learn of us only this way (the others see a no-op repeat).
@@ -333,6 +461,9 @@ class Call {
     }
     this.link = 'reconnecting';
     this.lostAt = performance.now();
+    // The next session's keyring rotates when it joins.
+    clearTimeout(this.rotationTimer);
+    this.rotationTimer = undefined;
     void this.session.close().catch(() => undefined);
     // Everyone we had is gone with the link; whoever is still there is met again on re-joining.
     this.ownPastSessions.add(this.keyring.session);
@@ -343,7 +474,7 @@ class Call {
     this.sourceId = 0;
     // Signed into our new announcement: the others drop the old session at once, instead of
     // keeping it until the relay notices the dead connection.
-    this.keyring = new RoomKeyring(this.opts.identity, this.roomId, { replaces: this.keyring.session });
+    this.keyring = this.newKeyring(this.keyring.session);
     void this.reconnectLoop();
   }
 
@@ -561,31 +692,49 @@ class Call {
   private onRoster(participants: RoomParticipant[], joined?: number, left?: number, announcement?: unknown): void {
     for (const p of participants) this.roster.set(p.sourceId, p);
     if (joined !== undefined && joined !== this.sourceId) {
-      // The newcomer's announcement came with the notice: admit it and send our key at once.
-      if (announcement !== undefined && this.tryAdmit(joined, announcement)) void this.distributeKeys();
-      // Introduce ourselves to the newcomer (a relay that keeps announcements has given it
-      // ours already; older relays and clients need this).
-      void this.send({ kind: 'announce', announcement: this.keyring.localAnnouncement() }, joined);
+      // The newcomer's announcement came with the notice: admit it and send our key soon.
+      if (announcement !== undefined) {
+        if (this.tryAdmit(joined, announcement)) this.scheduleRotation();
+      } else {
+        // Introduce ourselves to the newcomer. A relay that hands announcements on with the
+        // notice has given it ours in its join answer already; older relays need this.
+        void this.send({ kind: 'announce', announcement: this.keyring.localAnnouncement() }, joined);
+      }
     }
     if (left !== undefined) {
       const r = this.remotes.get(left);
       this.roster.delete(left);
       if (r) {
         this.retireRemote(r);
-        if (r.verified) this.keyring.removeMember(r.session);
+        this.keyring.removeMember(r.session);
         this.emit({ type: 'call:member-left', alias: r.alias, fingerprint: r.fingerprint });
-        // Whoever left must not read what we send from now on.
-        void this.distributeKeys();
+        // Whoever left must not read what we send from the next rotation on (at most
+        // ROTATION_INTERVAL_MS from now).
+        this.scheduleRotation();
       }
     }
   }
 
-  /** A member's stream is over (it left, or came back as a new session): kept for the report. */
+  /**
+   * A member's stream is over (it left, or came back as a new session): kept for the report.
+   * At most MAX_DEPARTED_REPORTED are listed; beyond that, sessions we heard nothing from
+   * (a member joining and leaving in a loop) give way to those we heard, and are counted.
+   */
   private retireRemote(r: Remote): void {
     r.left = true;
     this.remotes.delete(r.sourceId);
-    this.departed.push(r);
     r.receiver.close();
+    if (this.departed.length < MAX_DEPARTED_REPORTED) {
+      this.departed.push(r);
+      return;
+    }
+    this.departedNotListed++;
+    if (r.receiver.stats.packets === 0) return;
+    const silent = this.departed.findIndex((d) => d.receiver.stats.packets === 0);
+    if (silent >= 0) {
+      this.departed.splice(silent, 1);
+      this.departed.push(r);
+    }
   }
 
   private onRelayed(from: number, payload: Record<string, unknown>): void {
@@ -600,56 +749,122 @@ class Call {
   private onAnnounce(from: number, announcement: unknown): void {
     // Membership changed: a new sender key for everyone current, including the newcomer. (A
     // repeated announcement, e.g. the broadcast after the relay delivered it, changes nothing.)
-    if (this.admit(from, announcement)) void this.distributeKeys();
+    if (this.tryAdmit(from, announcement)) this.scheduleRotation();
   }
 
-  /** admit(), with a refused announcement reported as a warning instead of thrown. */
+  /** admit(), with a refused announcement recorded (and said once) instead of thrown. */
   private tryAdmit(from: number, announcement: unknown): boolean {
     try {
       return this.admit(from, announcement);
     } catch (err) {
-      if ((err as { reason?: string } | null)?.reason === 'self') return false; // the relay's notice of our own join
-      this.emit({ type: 'call:warning', message: `refused the announcement of member ${from}: ${errorMessage(err)}` });
+      this.refuse(from, announcement, err);
       return false;
     }
   }
 
   /**
-   * Admit a member from its signed announcement (checked against the fingerprint it joined
-   * with before the keyring takes it); true when the membership changed and our sender key
-   * must rotate.
+   * Record a refused announcement: listed in the report (the first MAX_REFUSED_REPORTED
+   * members) and said once per member and reason, however often it is repeated. Such a member
+   * gets no key from us and its media is dropped.
+   */
+  private refuse(from: number, announcement: unknown, err: unknown): void {
+    const reason = refusalReason(err);
+    if (reason === 'self') return; // the relay's notice of our own join
+    if (reason === undefined) {
+      this.emit({ type: 'call:warning', message: `refused the announcement of member ${from}: ${errorMessage(err)}` });
+      return;
+    }
+    const claimed = claimedIdentity(announcement, this.roster.get(from));
+    const key = `${reason} ${claimed.fingerprint}`;
+    const listed = this.refused.get(key);
+    if (listed) {
+      listed.times++;
+      this.rememberRefusedSlot(from, listed);
+      return;
+    }
+    if (this.refused.size >= MAX_REFUSED_REPORTED) {
+      if (this.refusedNotListed++ === 0) {
+        this.emit({ type: 'call:warning', message: `more than ${MAX_REFUSED_REPORTED} members refused: the others are counted in the report, not named` });
+      }
+      return;
+    }
+    const refused: RefusedMember = { ...claimed, reason, sourceId: from, times: 1, packetsDropped: 0 };
+    this.refused.set(key, refused);
+    this.rememberRefusedSlot(from, refused);
+    const who = `${claimed.alias ? `"${claimed.alias}" ` : ''}${claimed.fingerprint || '(no fingerprint)'} (member ${from})`;
+    // The keyring's own words add nothing for these two; for the others they say what failed.
+    const detail = reason === 'unproven' || reason === 'not-allowed' ? '' : ` (${errorMessage(err)})`;
+    this.emit({ type: 'call:member-refused', refused, message: `refused ${who}: ${REFUSAL_TEXT[reason]}${detail}; it gets no key and its media is dropped` });
+  }
+
+  private rememberRefusedSlot(from: number, refused: RefusedMember): void {
+    if (this.remotes.has(from)) return; // an admitted member whose repeat was refused keeps its slot
+    this.refusedSlots.delete(from);
+    this.refusedSlots.set(from, refused);
+    if (this.refusedSlots.size > MAX_REFUSED_SLOTS) this.refusedSlots.delete(this.refusedSlots.keys().next().value as number);
+  }
+
+  /**
+   * Admit a member from its signed and proven announcement (checked against the fingerprint
+   * it joined with before the keyring takes it); true when the membership changed and our
+   * sender key must rotate.
    */
   private admit(from: number, announcement: unknown): boolean {
     const claimed = this.roster.get(from);
     const { fingerprint: announced, x25519PublicKey: session } = parseMemberAnnouncement(announcement);
     if (claimed && claimed.fingerprint && claimed.fingerprint !== announced) {
-      throw new ProtocolError(`member ${from} announced ${announced} but joined as ${claimed.fingerprint}`);
+      throw new AdmissionRefused('roster-mismatch', `member ${from} announced ${announced} but joined as ${claimed.fingerprint}`);
     }
     // Our own session from before a reconnection, still in the room until the relay notices.
     if (this.ownPastSessions.has(session)) return false;
     for (const r of this.remotes.values()) {
       // One session is one member: the same announcement under a second relay slot is a replay.
-      if (r.sourceId !== from && r.session === session) throw new ProtocolError(`member ${from} announced the session of member ${r.sourceId}`);
+      if (r.sourceId !== from && r.session === session) throw new AdmissionRefused('duplicate-session', `member ${from} announced the session of member ${r.sourceId}`);
     }
-    const { fingerprint, replaced } = this.keyring.addMember(announcement);
+    const { fingerprint, replaced, alias = '' } = this.keyring.addMember(announcement);
+    this.refusedSlots.delete(from);
     const previous = replaced === undefined ? undefined : [...this.remotes.values()].find((r) => r.session === replaced);
     if (previous) this.retireRemote(previous);
     const existing = this.remotes.get(from);
     if (!existing) {
-      this.remotes.set(from, this.newRemote(from, claimed?.alias ?? '', fingerprint, session));
+      const { trust, firstSeen } = this.meet(fingerprint, alias);
+      this.remotes.set(from, this.newRemote(from, alias, fingerprint, session, trust));
       // The newcomer has no header context for our stream yet.
       this.sender?.resync();
-      const alias = claimed?.alias ?? '';
-      this.emit(previous ? { type: 'call:member-reconnected', alias, fingerprint } : { type: 'call:member-joined', alias, fingerprint });
-    } else {
+      this.emit(
+        previous
+          ? { type: 'call:member-reconnected', alias, fingerprint, trust }
+          : { type: 'call:member-joined', alias, fingerprint, trust, ...(firstSeen === undefined ? {} : { firstSeen }) },
+      );
+    } else if (existing.session !== session) {
       // The same member with a new session key replaces its old session, which may not read on.
-      if (existing.session !== session) this.keyring.removeMember(existing.session);
+      this.keyring.removeMember(existing.session);
       existing.session = session;
-      existing.verified = true;
     }
     // Keys that arrived before this announcement can be taken now.
-    for (const m of this.pendingKeys.splice(0)) this.onKey(m);
+    for (const m of this.pendingKeys.splice(0)) this.takeKey(m);
     return this.keyring.needsRotation;
+  }
+
+  /**
+   * How far we trust an admitted member, and the meeting recorded in the known members (with
+   * a warning, once per pair, when its alias is a known member's with another fingerprint).
+   */
+  private meet(fingerprint: string, alias: string): { trust: MemberTrust; firstSeen?: string } {
+    const allowed = this.allow !== undefined; // the keyring admitted only the allowed
+    if (fingerprint === this.opts.identity.fingerprint) return { trust: allowed ? 'allowed' : 'known' }; // our own words, another device
+    const meeting = this.opts.members?.meet(fingerprint, alias);
+    for (const other of meeting?.sameAlias ?? []) {
+      const pair = `${fingerprint} ${other.fingerprint}`;
+      if (this.aliasWarnings.has(pair) || this.aliasWarnings.size >= MAX_ALIAS_WARNINGS) continue;
+      this.aliasWarnings.add(pair);
+      this.emit({
+        type: 'call:warning',
+        message: `member ${fingerprint} calls itself "${alias}", as does the member you know as ${other.fingerprint} ("${other.alias}", last seen ${other.lastSeen}): not the same identity`,
+      });
+    }
+    const trust: MemberTrust = allowed ? 'allowed' : meeting?.known ? 'known' : 'new';
+    return { trust, ...(meeting ? { firstSeen: meeting.firstSeen } : {}) };
   }
 
   private onKey(message: unknown): void {
@@ -659,6 +874,9 @@ class Call {
       for (const r of this.remotes.values()) if (r.session === fromSession) r.receiver.retryHeld(performance.now());
     } catch (err) {
       if ((err as { reason?: string } | null)?.reason === 'unknown-sender') {
+        const from = (message as { from?: unknown } | null)?.from;
+        // From someone we refused: it will never be a sender of ours.
+        if (typeof from === 'string' && [...this.refusedSlots.values()].some((r) => r.fingerprint === from)) return;
         // Kept for when its sender's announcement arrives; bounded, as anyone in the room can
         // send these (one per possible member is what a genuine overtaking needs).
         if (this.pendingKeys.push(message as WrappedKeyMessage) > MAX_ROOM_PARTICIPANTS) {
@@ -671,7 +889,37 @@ class Call {
     }
   }
 
+  /** onKey() for a key kept earlier: a failure is a warning, not the admission's. */
+  private takeKey(message: WrappedKeyMessage): void {
+    try {
+      this.onKey(message);
+    } catch (err) {
+      this.emit({ type: 'call:warning', message: `dropped a wrapped key from ${message.from}: ${errorMessage(err)}` });
+    }
+  }
+
+  /**
+   * Rotate soon: at once if we have not rotated for ROTATION_INTERVAL_MS, else at the end of
+   * that interval (one rotation for every change in it).
+   */
+  private scheduleRotation(): void {
+    if (this.rotationTimer !== undefined) return; // the rotation pending covers this change too
+    const wait = this.lastRotationAt + ROTATION_INTERVAL_MS - performance.now();
+    if (wait <= 0) {
+      void this.distributeKeys();
+      return;
+    }
+    this.rotationTimer = setTimeout(() => {
+      this.rotationTimer = undefined;
+      if (!this.ending.signal.aborted) void this.distributeKeys();
+    }, Math.ceil(wait));
+  }
+
+  /** A new sender key wrapped for every current member, if the keyring needs one. */
   private async distributeKeys(): Promise<void> {
+    if (!this.keyring.needsRotation) return;
+    this.lastRotationAt = performance.now();
+    this.keyRotations++;
     const messages = this.keyring.rotate();
     const sends: Promise<void>[] = [];
     for (const m of messages) {
@@ -681,13 +929,13 @@ class Call {
     await Promise.all(sends);
   }
 
-  private newRemote(sourceId: number, alias: string, fingerprint: string, session: string): Remote {
+  private newRemote(sourceId: number, alias: string, fingerprint: string, session: string, trust: MemberTrust): Remote {
     const remote: Remote = {
       sourceId,
       alias,
       fingerprint,
       session,
-      verified: true,
+      trust,
       receiver: new MediaReceiver({
         open: (h, sealed) => {
           const d = this.keyring.decryptorFor(remote.session);
@@ -712,7 +960,12 @@ class Call {
     const tagged = untagRoomDatagram(d);
     if (!tagged) return;
     const r = this.remotes.get(tagged.sourceId);
-    if (!r) return; // not announced yet: we have no key for it anyway
+    if (!r) {
+      // Not admitted (yet, or ever): we have no key for it anyway.
+      const refused = this.refusedSlots.get(tagged.sourceId);
+      if (refused) refused.packetsDropped++;
+      return;
+    }
     r.receiver.receive(tagged.datagram, performance.now());
   }
 
@@ -744,6 +997,11 @@ class Call {
       tierChanges: this.tierChanges,
       sent: { frames: stats?.frames ?? 0, packets: (stats?.sourcePackets ?? 0) + (stats?.repairPackets ?? 0), bytes: stats?.bytes ?? 0 },
       participants: [...this.departed, ...this.remotes.values()].map((r) => this.participantReport(r)),
+      participantsNotListed: this.departedNotListed,
+      refused: [...this.refused.values()].map((r) => ({ ...r })),
+      refusedNotListed: this.refusedNotListed,
+      admission: { roomSecret: this.opts.roomSecret !== undefined, ...(this.allow === undefined ? {} : { allow: [...this.allow] }) },
+      keyRotations: this.keyRotations,
       reconnects: this.reconnects,
       endedBy,
       mediaPath: this.mediaPath,
@@ -759,7 +1017,8 @@ class Call {
       alias: r.alias,
       fingerprint: r.fingerprint,
       sourceId: r.sourceId,
-      verified: r.verified,
+      verified: r.trust !== 'new',
+      trust: r.trust,
       left: r.left,
       packetsReceived: s.packets,
       lossPct: Math.round(r.lossPct * 10) / 10,
@@ -775,6 +1034,43 @@ class Call {
     };
   }
 }
+
+const REFUSAL_TEXT: Record<RefusalReason, string> = {
+  unproven: 'it did not prove it knows the room name (the relay, someone who knows only the room id, or a client that predates room admission)',
+  'not-allowed': 'it knows the room name but is not on the --allow list',
+  'bad-signature': 'its announcement is not signed by its identity for this room',
+  'fingerprint-mismatch': 'its fingerprint is not the hash of its identity key',
+  'stale-announcement': 'a replay of a session that already left',
+  'bad-key': 'its session key is unusable',
+  malformed: 'not a well-formed announcement',
+  'roster-mismatch': 'its announcement names another identity than the one it joined with',
+  'duplicate-session': "a replay of another member's session",
+};
+
+/** The refusal reason for an error admit() threw; undefined for anything unexpected. */
+function refusalReason(err: unknown): RefusalReason | 'self' | undefined {
+  if (err instanceof AdmissionRefused) return err.reason;
+  if (err instanceof KeyExchangeError) {
+    const reason = err.reason;
+    return reason === 'self' || reason in REFUSAL_TEXT ? (reason as RefusalReason | 'self') : undefined;
+  }
+  if (err instanceof DecodeError) return 'malformed';
+  return undefined;
+}
+
+/** Who an (untrusted) announcement says it is, clipped: for the refused list and warnings. */
+function claimedIdentity(announcement: unknown, rostered: RoomParticipant | undefined): { fingerprint: string; alias: string } {
+  const record = typeof announcement === 'object' && announcement !== null ? (announcement as Record<string, unknown>) : {};
+  const text = (value: unknown, max: number): string | undefined =>
+    typeof value === 'string' ? [...value].slice(0, max).join('').replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}]/gu, '\uFFFD') : undefined;
+  return {
+    fingerprint: text(record.fingerprint, FINGERPRINT_TEXT_LENGTH) ?? text(rostered?.fingerprint, FINGERPRINT_TEXT_LENGTH) ?? '',
+    alias: text(record.alias, MAX_ALIAS_CODE_POINTS) ?? text(rostered?.alias, MAX_ALIAS_CODE_POINTS) ?? '',
+  };
+}
+
+/** `xxxx:xxxx:...`: 16 groups of 4 and 15 colons. */
+const FINGERPRINT_TEXT_LENGTH = 79;
 
 function nameOf(tier: number): TierName {
   return TIERS[tier]?.name ?? 'GOOD';

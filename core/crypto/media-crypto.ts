@@ -134,9 +134,9 @@ function fieldBytes(field: LabelledField): Uint8Array {
   return bytes;
 }
 
-/** HKDF-SHA256 with an empty salt. */
-export function hkdfSha256(ikm: Uint8Array, info: Uint8Array, length: number): Uint8Array {
-  return new Uint8Array(hkdfSync('sha256', ikm, NO_SALT, info, length));
+/** HKDF-SHA256, with an empty salt unless one is given. */
+export function hkdfSha256(ikm: Uint8Array, info: Uint8Array, length: number, salt: Uint8Array = NO_SALT): Uint8Array {
+  return new Uint8Array(hkdfSync('sha256', ikm, salt, info, length));
 }
 
 /** ChaCha20-Poly1305: ciphertext followed by the 16-byte tag. AD parts are authenticated in order, as one string. */

@@ -4,10 +4,16 @@
  * message below but holds no key that opens them. Full specification: docs/e2e-encryption.md.
  *
  * 1. Announce. On joining, a member makes an ephemeral X25519 key pair for this session and
- *    announces its public key, signed by its Ed25519 identity key over
- *    labelled("wzp-room-announce-v1", room id, identity public key, X25519 public key).
- * 2. Admit. Receivers check that the fingerprint is SHA-256 of the identity key and the
- *    signature, then compute the pairwise X25519 secret with their own ephemeral key.
+ *    announces its public key and its alias, signed by its Ed25519 identity key over
+ *      labelled("wzp-room-announce-v2", room id, identity public key, X25519 public key,
+ *               replaces or empty, UTF-8 alias or empty)
+ *    with a proof that it knows the room's name (and secret), which the relay cannot make:
+ *      proof = HMAC-SHA256(admission key, labelled("wzp-room-admit-v1", room id, identity
+ *              public key, X25519 public key, replaces or empty, alias or empty))
+ *    (the admission key comes from the name, room-name.ts).
+ * 2. Admit. Receivers check that the fingerprint is SHA-256 of the identity key, the
+ *    signature and the proof (and the caller's allow list), then compute the pairwise X25519
+ *    secret with their own ephemeral key. Nobody without the proof is ever sent a key.
  * 3. Rotate. A sender draws a fresh sender key for the next epoch and wraps it for every
  *    current member:
  *      wrap key = HKDF-SHA256(ikm = X25519 secret, salt = "",
@@ -30,8 +36,9 @@
  * received an earlier one. A session's X25519 key is accepted once per keyring: once it is
  * removed, replaying its announcement (and with it its old wrapped keys and media) is refused.
  */
-import { createPublicKey, diffieHellman, generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { DecodeError, ExitCode, InternalError, WzpError } from '../errors.js';
+import { createHmac, createPublicKey, diffieHellman, generateKeyPairSync, timingSafeEqual, type KeyObject } from 'node:crypto';
+import { DecodeError, ExitCode, InternalError, UsageError, WzpError } from '../errors.js';
+import { MAX_ANNOUNCEMENT_BYTES } from '../wire/signal.js';
 import { sha256Fingerprint } from './fingerprint.js';
 import { ED25519_PUBLIC_KEY_BYTES, ED25519_SIGNATURE_BYTES, Identity } from './identity.js';
 import {
@@ -55,7 +62,36 @@ export const X25519_PUBLIC_KEY_BYTES = 32;
 export const WRAPPED_KEY_BYTES = SENDER_KEY_BYTES + TAG_BYTES;
 /** Longest room id, in UTF-8 bytes. */
 export const MAX_ROOM_ID_BYTES = 255;
-export const ANNOUNCEMENT_SIGNATURE_LABEL = 'wzp-room-announce-v1';
+/** Label of the announcement signature (v2: covers `replaces` and the alias, always). */
+export const ANNOUNCEMENT_SIGNATURE_LABEL = 'wzp-room-announce-v2';
+/** Label of the v1 announcement signature: still verified, never admitted (no proof). */
+export const LEGACY_ANNOUNCEMENT_SIGNATURE_LABEL = 'wzp-room-announce-v1';
+/** Label of the admission proof's transcript. */
+export const ADMISSION_PROOF_LABEL = 'wzp-room-admit-v1';
+/** HMAC-SHA256 output. */
+export const ADMISSION_PROOF_BYTES = 32;
+/** The admission key (core/crypto/room-name.ts). */
+export const ADMISSION_KEY_LENGTH = 32;
+/** An alias is at most this many code points... */
+export const MAX_ALIAS_CODE_POINTS = 64;
+/** ...and this many UTF-8 bytes. */
+export const MAX_ALIAS_BYTES = 128;
+/**
+ * The largest announcement, as JSON text in UTF-8 bytes, a relay carries (the relay's limit,
+ * core/wire/signal.ts): every field at its longest, an alias of 64 characters that JSON
+ * escapes, and `replaces`, fit (test/e2e/admission.test.ts checks it).
+ */
+export const MAX_ANNOUNCEMENT_JSON_BYTES = MAX_ANNOUNCEMENT_BYTES;
+/**
+ * Retired session keys a keyring remembers (the newest), to refuse replayed announcements of
+ * sessions that left. A bound, because a member that joins and leaves in a loop would grow
+ * the set forever. What the bound gives up: a relay that has collected more than this many
+ * genuine announcements of sessions that left (each made by someone who knows the room name)
+ * can cycle them through to push one out, then replay it. A keyring created later (a member
+ * joining afterwards) has no record of any of them at all, which the relay can always use, so
+ * this opens nothing new (docs/e2e-encryption.md, rotation rules).
+ */
+export const MAX_RETIRED_SESSIONS = 4096;
 export const WRAP_KEY_LABEL = 'wzp-sender-key-wrap-v1';
 export const WRAP_SIGNATURE_LABEL = 'wzp-sender-key-wrap-sig-v1';
 
@@ -65,6 +101,9 @@ const SPKI_X25519_PREFIX = Buffer.from('302a300506032b656e032100', 'hex');
 /** Each wrap key seals exactly one sender key, so a constant nonce is never reused under a key. */
 const WRAP_NONCE = new Uint8Array(NONCE_BYTES);
 const FINGERPRINT_PATTERN = /^[0-9a-f]{4}(?::[0-9a-f]{4}){15}$/;
+const EMPTY = new Uint8Array(0);
+/** Control, format (bidi overrides, zero-width...), line and paragraph separators; lone surrogates. */
+const ALIAS_FORBIDDEN = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}]/u;
 const U32_MAX = 0xffff_ffff;
 
 // ---------------------------------------------------------------------------------------------
@@ -78,13 +117,23 @@ export interface MemberAnnouncement {
   identityPublicKey: string;
   /** Raw X25519 public key for this room session, base64 (32 bytes). */
   x25519PublicKey: string;
-  /** Ed25519 signature by the identity key, base64 (64 bytes). */
-  signature: string;
+  /**
+   * The name the member shows (1-64 code points, at most 128 UTF-8 bytes, no control, format
+   * or separator characters). Signed and proven with the rest: the relay cannot change it.
+   */
+  alias?: string;
   /**
    * The session this one replaces (its X25519 public key, base64): the same member back after
    * losing the relay. Signed with the rest; receivers drop that session of this identity.
    */
   replaces?: string;
+  /** Ed25519 signature by the identity key, base64 (64 bytes). */
+  signature: string;
+  /**
+   * HMAC-SHA256 by the room's admission key, base64 (32 bytes): proof that the member knows
+   * the room's name (and secret). Absent from v1 announcements, which are never admitted.
+   */
+  proof?: string;
 }
 
 /** One sender key, wrapped for one recipient session. The relay forwards it to `to`. */
@@ -116,9 +165,35 @@ export function parseMemberAnnouncement(value: unknown): MemberAnnouncement {
     fingerprint: fingerprintField(ANNOUNCEMENT_FORMAT, record, 'fingerprint'),
     identityPublicKey: base64Field(ANNOUNCEMENT_FORMAT, record, 'identityPublicKey', ED25519_PUBLIC_KEY_BYTES),
     x25519PublicKey: base64Field(ANNOUNCEMENT_FORMAT, record, 'x25519PublicKey', X25519_PUBLIC_KEY_BYTES),
-    signature: base64Field(ANNOUNCEMENT_FORMAT, record, 'signature', ED25519_SIGNATURE_BYTES),
+    ...(record.alias === undefined ? {} : { alias: aliasField(ANNOUNCEMENT_FORMAT, record, 'alias') }),
     ...(record.replaces === undefined ? {} : { replaces: base64Field(ANNOUNCEMENT_FORMAT, record, 'replaces', X25519_PUBLIC_KEY_BYTES) }),
+    signature: base64Field(ANNOUNCEMENT_FORMAT, record, 'signature', ED25519_SIGNATURE_BYTES),
+    ...(record.proof === undefined ? {} : { proof: base64Field(ANNOUNCEMENT_FORMAT, record, 'proof', ADMISSION_PROOF_BYTES) }),
   };
+}
+
+/**
+ * Why `alias` cannot be an alias (undefined when it can): empty, more than 64 code points or
+ * 128 UTF-8 bytes, or a control, format (e.g. a bidi override), line or paragraph separator
+ * character, or a lone surrogate. Such characters would let a name impersonate another on a
+ * terminal; the limits keep an announcement within MAX_ANNOUNCEMENT_JSON_BYTES.
+ */
+export function aliasProblem(alias: string): string | undefined {
+  if (alias.length === 0) return 'an alias cannot be empty';
+  const codePoints = [...alias].length;
+  if (codePoints > MAX_ALIAS_CODE_POINTS) return `an alias is at most ${MAX_ALIAS_CODE_POINTS} characters (this one has ${codePoints})`;
+  const bytes = Buffer.byteLength(alias, 'utf8');
+  if (bytes > MAX_ALIAS_BYTES) return `an alias is at most ${MAX_ALIAS_BYTES} bytes of UTF-8 (this one has ${bytes})`;
+  const bad = ALIAS_FORBIDDEN.exec(alias);
+  if (bad) return `an alias cannot contain control, format or separator characters (U+${bad[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')})`;
+  return undefined;
+}
+
+function aliasField(format: string, record: Record<string, unknown>, name: string): string {
+  const value = record[name];
+  const problem = typeof value === 'string' ? aliasProblem(value) : 'not a string';
+  if (problem !== undefined) throw new DecodeError(format, 'bad-field', `"${name}": ${problem}`);
+  return value as string;
 }
 
 /**
@@ -192,6 +267,13 @@ export type KeyExchangeFailure =
   | 'fingerprint-mismatch'
   /** A signature does not verify (forged, altered, or made for another room). */
   | 'bad-signature'
+  /**
+   * An announcement without a valid admission proof: made by someone who does not know the
+   * room's name (or secret), such as the relay, or a v1 announcement (an older client).
+   */
+  | 'unproven'
+  /** A proven member whose identity is not on the keyring's allow list. */
+  | 'not-allowed'
   /** The local session's own announcement (its X25519 key), e.g. echoed back by the relay. */
   | 'self'
   /** An X25519 key already retired in this keyring (a replayed announcement). */
@@ -244,9 +326,90 @@ function wrapTranscript(context: WrapContext, wrapped: Uint8Array): Uint8Array {
   return labelledFields(WRAP_SIGNATURE_LABEL, [...wrapFields(context), wrapped]);
 }
 
-function announcementTranscript(roomId: string, identityPublicKey: Uint8Array, x25519PublicKey: Uint8Array, replaces?: Uint8Array): Uint8Array {
-  // A fourth field only when there is one: the length prefixes keep the two forms distinct.
-  return labelledFields(ANNOUNCEMENT_SIGNATURE_LABEL, [roomId, identityPublicKey, x25519PublicKey, ...(replaces ? [replaces] : [])]);
+/** What an announcement says, in the form its signature and proof cover. */
+interface AnnouncementFields {
+  identityPublicKey: Uint8Array;
+  x25519PublicKey: Uint8Array;
+  replaces?: Uint8Array;
+  alias?: string;
+}
+
+/** The fields every v2 transcript covers: absent ones as empty, always five. */
+function announcementFields(roomId: string, fields: AnnouncementFields): (string | Uint8Array)[] {
+  return [roomId, fields.identityPublicKey, fields.x25519PublicKey, fields.replaces ?? EMPTY, fields.alias ?? ''];
+}
+
+function announcementTranscript(roomId: string, fields: AnnouncementFields): Uint8Array {
+  return labelledFields(ANNOUNCEMENT_SIGNATURE_LABEL, announcementFields(roomId, fields));
+}
+
+/** v1: a fourth field only when there is one; no alias. Verified (to say "unproven"), never admitted. */
+function legacyAnnouncementTranscript(roomId: string, fields: AnnouncementFields): Uint8Array {
+  const { identityPublicKey, x25519PublicKey, replaces } = fields;
+  return labelledFields(LEGACY_ANNOUNCEMENT_SIGNATURE_LABEL, [roomId, identityPublicKey, x25519PublicKey, ...(replaces ? [replaces] : [])]);
+}
+
+/** HMAC-SHA256(admission key, labelled("wzp-room-admit-v1", room id, identity, X25519, replaces or empty, alias or empty)). */
+function admissionProof(admissionKey: Uint8Array, roomId: string, fields: AnnouncementFields): Uint8Array {
+  const transcript = labelledFields(ADMISSION_PROOF_LABEL, announcementFields(roomId, fields));
+  return new Uint8Array(createHmac('sha256', admissionKey).update(transcript).digest());
+}
+
+function fieldsOf(parsed: MemberAnnouncement): AnnouncementFields {
+  return {
+    identityPublicKey: fromBase64(parsed.identityPublicKey),
+    x25519PublicKey: fromBase64(parsed.x25519PublicKey),
+    ...(parsed.replaces === undefined ? {} : { replaces: fromBase64(parsed.replaces) }),
+    ...(parsed.alias === undefined ? {} : { alias: parsed.alias }),
+  };
+}
+
+/**
+ * A signed and proven announcement of `x25519PublicKey` for `roomId` (RoomKeyring makes its
+ * own with it). `admissionKey` comes from the room's name (room-name.ts deriveRoomKeys); an
+ * alias must pass aliasProblem (UsageError otherwise).
+ */
+export function createAnnouncement(
+  identity: Identity,
+  roomId: string,
+  admissionKey: Uint8Array,
+  x25519PublicKey: Uint8Array,
+  options: { alias?: string; replaces?: string } = {},
+): MemberAnnouncement {
+  if (admissionKey.length !== ADMISSION_KEY_LENGTH) throw new InternalError(`an admission key is ${ADMISSION_KEY_LENGTH} bytes, got ${admissionKey.length}`);
+  if (x25519PublicKey.length !== X25519_PUBLIC_KEY_BYTES) throw new InternalError('an X25519 public key is 32 bytes');
+  const alias = options.alias === '' ? undefined : options.alias;
+  if (alias !== undefined) {
+    const problem = aliasProblem(alias);
+    if (problem !== undefined) throw new UsageError(`alias ${JSON.stringify(alias)}: ${problem}`);
+  }
+  const replaces = options.replaces === undefined ? undefined : fromBase64(options.replaces);
+  if (replaces !== undefined && (replaces.length !== X25519_PUBLIC_KEY_BYTES || toBase64(replaces) !== options.replaces)) {
+    throw new InternalError('replaces must be a session: an X25519 public key in base64');
+  }
+  const fields: AnnouncementFields = {
+    identityPublicKey: identity.publicKey,
+    x25519PublicKey,
+    ...(replaces === undefined ? {} : { replaces }),
+    ...(alias === undefined ? {} : { alias }),
+  };
+  return {
+    fingerprint: identity.fingerprint,
+    identityPublicKey: toBase64(identity.publicKey),
+    x25519PublicKey: toBase64(x25519PublicKey),
+    ...(alias === undefined ? {} : { alias }),
+    ...(options.replaces === undefined ? {} : { replaces: options.replaces }),
+    signature: toBase64(identity.sign(announcementTranscript(roomId, fields))),
+    proof: toBase64(admissionProof(admissionKey, roomId, fields)),
+  };
+}
+
+/** True when `parsed` carries a proof made with `admissionKey` over exactly its fields (constant time). */
+export function hasValidProof(admissionKey: Uint8Array, roomId: string, parsed: MemberAnnouncement): boolean {
+  if (parsed.proof === undefined) return false;
+  const expected = admissionProof(admissionKey, roomId, fieldsOf(parsed));
+  const given = fromBase64(parsed.proof);
+  return given.length === expected.length && timingSafeEqual(given, expected);
 }
 
 function rawX25519PublicKey(publicKey: KeyObject): Uint8Array {
@@ -266,19 +429,24 @@ function x25519SharedSecret(privateKey: KeyObject, peerPublicKey: Uint8Array): U
 
 /**
  * Checks an untrusted announcement for `roomId`: well-formed, the fingerprint is the hash of
- * the identity key, and the identity key signed it for this room. Returns the clean copy.
- * Throws DecodeError, KeyExchangeError 'fingerprint-mismatch' or 'bad-signature'. (The relay
- * uses it too, to act on a signed `replaces`; it needs no key for that.)
+ * the identity key, and the identity key signed it for this room (v2; or v1, for an
+ * announcement with neither alias nor proof, from an older client). Returns the clean copy.
+ * Throws DecodeError, KeyExchangeError 'fingerprint-mismatch' or 'bad-signature'. It does not
+ * check the admission proof (RoomKeyring.addMember does): the relay uses this too, to act on
+ * a signed `replaces`, and it has no admission key.
  */
 export function verifyAnnouncement(roomId: string, announcement: unknown): MemberAnnouncement {
   const parsed = parseMemberAnnouncement(announcement);
-  const identityPublicKey = fromBase64(parsed.identityPublicKey);
-  if (sha256Fingerprint(identityPublicKey) !== parsed.fingerprint) {
+  const fields = fieldsOf(parsed);
+  if (sha256Fingerprint(fields.identityPublicKey) !== parsed.fingerprint) {
     throw new KeyExchangeError('fingerprint-mismatch', 'the fingerprint is not the hash of the identity key');
   }
-  const replaces = parsed.replaces === undefined ? undefined : fromBase64(parsed.replaces);
-  const transcript = announcementTranscript(roomId, identityPublicKey, fromBase64(parsed.x25519PublicKey), replaces);
-  if (!Identity.verify(identityPublicKey, transcript, fromBase64(parsed.signature))) {
+  const signature = fromBase64(parsed.signature);
+  const legacy = parsed.alias === undefined && parsed.proof === undefined;
+  if (
+    !Identity.verify(fields.identityPublicKey, announcementTranscript(roomId, fields), signature) &&
+    !(legacy && Identity.verify(fields.identityPublicKey, legacyAnnouncementTranscript(roomId, fields), signature))
+  ) {
     throw new KeyExchangeError('bad-signature', `announcement of ${parsed.fingerprint} is not signed by its identity key for this room`);
   }
   return parsed;
@@ -300,13 +468,27 @@ interface Member {
 
 export type RoomKeyringOptions = MediaEncryptorOptions &
   MediaDecryptorOptions & {
+    /**
+     * The room's admission key (room-name.ts deriveRoomKeys): our announcement's proof is made
+     * with it, and only announcements proven with it are admitted.
+     */
+    admissionKey: Uint8Array;
+    /** The name we show, signed into our announcement (see aliasProblem). */
+    alias?: string;
     /** This session replaces an earlier one of ours (its `session`), announced as `replaces`. */
     replaces?: string;
+    /**
+     * Admit only these identities (canonical fingerprints), and our own; absent: every proven
+     * member. Others are refused with 'not-allowed'.
+     */
+    allow?: Iterable<string>;
   };
 
 /** A member as admitted: whose identity, and which session of it. */
 export interface MemberSession {
   fingerprint: string;
+  /** The alias signed into its announcement, if it gave one. */
+  alias?: string;
   /** The member's X25519 public key, base64: pass it to removeMember and decryptorFor. */
   session: string;
   /** A session of the same identity this one replaced, now removed (the member came back). */
@@ -328,34 +510,34 @@ export class RoomKeyring {
   readonly #announcement: MemberAnnouncement;
   readonly #encryptor: MediaEncryptor;
   readonly #decryptorOptions: MediaDecryptorOptions;
+  readonly #admissionKey: Uint8Array;
+  readonly #allow: ReadonlySet<string> | undefined;
   /** By session (base64 X25519 public key). */
   readonly #members = new Map<string, Member>();
-  /** Hex X25519 keys of members removed: never admitted again. */
+  /** Hex X25519 keys of members removed: never admitted again (the newest MAX_RETIRED_SESSIONS). */
   readonly #retiredKeys = new Set<string>();
   #membershipChanged = false;
 
-  constructor(identity: Identity, roomId: string, options: RoomKeyringOptions = {}) {
+  constructor(identity: Identity, roomId: string, options: RoomKeyringOptions) {
     const roomIdBytes = Buffer.byteLength(roomId, 'utf8');
     if (roomIdBytes === 0 || roomIdBytes > MAX_ROOM_ID_BYTES) {
       throw new InternalError(`a room id is 1-${MAX_ROOM_ID_BYTES} UTF-8 bytes, got ${roomIdBytes}`);
     }
+    if (!(options?.admissionKey instanceof Uint8Array) || options.admissionKey.length !== ADMISSION_KEY_LENGTH) {
+      throw new InternalError(`a RoomKeyring needs the room's ${ADMISSION_KEY_LENGTH}-byte admission key`);
+    }
     this.roomId = roomId;
     this.fingerprint = identity.fingerprint;
     this.#identity = identity;
+    this.#admissionKey = Uint8Array.from(options.admissionKey);
+    this.#allow = options.allow === undefined ? undefined : new Set(options.allow);
     const { privateKey, publicKey } = generateKeyPairSync('x25519');
     this.#x25519PrivateKey = privateKey;
     this.#x25519PublicKey = rawX25519PublicKey(publicKey);
-    const replaces = options.replaces === undefined ? undefined : fromBase64(options.replaces);
-    if (replaces !== undefined && (replaces.length !== X25519_PUBLIC_KEY_BYTES || toBase64(replaces) !== options.replaces)) {
-      throw new InternalError('replaces must be a session: an X25519 public key in base64');
-    }
-    this.#announcement = {
-      fingerprint: identity.fingerprint,
-      identityPublicKey: toBase64(identity.publicKey),
-      x25519PublicKey: toBase64(this.#x25519PublicKey),
-      signature: toBase64(identity.sign(announcementTranscript(roomId, identity.publicKey, this.#x25519PublicKey, replaces))),
-      ...(options.replaces === undefined ? {} : { replaces: options.replaces }),
-    };
+    this.#announcement = createAnnouncement(identity, roomId, this.#admissionKey, this.#x25519PublicKey, {
+      alias: options.alias,
+      replaces: options.replaces,
+    });
     this.#encryptor = new MediaEncryptor({ roomId, senderFingerprint: identity.fingerprint }, options);
     this.#decryptorOptions = { graceMs: options.graceMs, now: options.now };
   }
@@ -381,21 +563,38 @@ export class RoomKeyring {
   }
 
   /**
-   * Admits the member session an untrusted announcement describes. This is the admission
-   * decision: check the fingerprint against who may join before calling. Repeating an
-   * announcement in force is a no-op. Another session of a current member's identity (or of
-   * the local identity) is a member of its own; when a session replaces another (a member
-   * re-joined), the caller removes the old one. Throws DecodeError for a malformed message,
-   * KeyExchangeError 'fingerprint-mismatch', 'bad-signature', 'self', 'stale-announcement'
-   * or 'bad-key'.
+   * Checks everything addMember checks about an announcement itself, changing nothing:
+   * well-formed, signed by its identity for this room, proven with the room's admission key,
+   * allowed. Returns the clean copy. Throws as addMember does ('self' included).
+   */
+  checkAnnouncement(announcement: unknown): MemberAnnouncement {
+    const parsed = verifyAnnouncement(this.roomId, announcement);
+    if (parsed.x25519PublicKey === this.session) throw new KeyExchangeError('self', 'the local session\'s own announcement');
+    if (!hasValidProof(this.#admissionKey, this.roomId, parsed)) {
+      const why = parsed.proof === undefined ? 'carries no proof of knowing the room name (an older client?)' : 'does not prove knowledge of the room name';
+      throw new KeyExchangeError('unproven', `announcement of ${parsed.fingerprint} ${why}`);
+    }
+    if (this.#allow !== undefined && parsed.fingerprint !== this.fingerprint && !this.#allow.has(parsed.fingerprint)) {
+      throw new KeyExchangeError('not-allowed', `${parsed.fingerprint} is not on the allow list`);
+    }
+    return parsed;
+  }
+
+  /**
+   * Admits the member session an untrusted announcement describes: only a member that proves
+   * it knows the room's name (the admission key) and, with an allow list, only the identities
+   * on it. Repeating an announcement in force is a no-op. Another session of a current
+   * member's identity (or of the local identity) is a member of its own; when a session
+   * replaces another (a member re-joined), the caller removes the old one. Throws DecodeError
+   * for a malformed message, KeyExchangeError 'fingerprint-mismatch', 'bad-signature', 'self',
+   * 'unproven', 'not-allowed', 'stale-announcement' or 'bad-key'.
    */
   addMember(announcement: unknown): MemberSession {
-    const parsed = verifyAnnouncement(this.roomId, announcement);
+    const parsed = this.checkAnnouncement(announcement);
     const identityPublicKey = fromBase64(parsed.identityPublicKey);
     const x25519PublicKey = fromBase64(parsed.x25519PublicKey);
     const session = parsed.x25519PublicKey;
-    if (session === this.session) throw new KeyExchangeError('self', 'the local session\'s own announcement');
-    const admitted: MemberSession = { fingerprint: parsed.fingerprint, session };
+    const admitted: MemberSession = { fingerprint: parsed.fingerprint, session, ...(parsed.alias === undefined ? {} : { alias: parsed.alias }) };
     if (this.#members.has(session)) return admitted;
     if (this.#retiredKeys.has(hex(x25519PublicKey))) {
       throw new KeyExchangeError('stale-announcement', `announcement of ${parsed.fingerprint} carries a session key already retired`);
@@ -522,6 +721,8 @@ export class RoomKeyring {
 
   #retire(member: Member): void {
     this.#retiredKeys.add(hex(member.x25519PublicKey));
+    // Oldest first (a Set keeps insertion order): see MAX_RETIRED_SESSIONS.
+    while (this.#retiredKeys.size > MAX_RETIRED_SESSIONS) this.#retiredKeys.delete(this.#retiredKeys.values().next().value as string);
     member.sharedSecret.fill(0);
     member.decryptor.clear();
   }

@@ -91,12 +91,8 @@ export interface RelayMetrics {
   retriesSent: number;
 }
 
-/** Longest alias the relay accepts and announces (aliases proper travel signed in announcements). */
-const MAX_ALIAS = 32;
 const ROOM_ID_RE = /^[0-9a-f]{32}$/;
 const FINGERPRINT_RE = /^[0-9a-f]{4}(?::[0-9a-f]{4}){15}$/;
-/** Characters an alias shown by the relay may not contain: controls, format, separators. */
-const UNPRINTABLE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu;
 
 type Mode = 'none' | 'echo' | 'room';
 
@@ -452,7 +448,9 @@ export class Relay {
     const member: RoomMember = {
       sourceId: this.rooms.allocateSourceId(),
       source: peer.source,
-      alias: [...(msg.alias ?? '').replace(UNPRINTABLE, '')].slice(0, MAX_ALIAS).join(''),
+      // Aliases travel signed inside announcements (docs/e2e-encryption.md): the relay neither
+      // keeps nor repeats the unauthenticated one a join may carry.
+      alias: '',
       fingerprint: msg.fingerprint ?? '',
       datagrams: peer.datagrams,
       ...(msg.announcement === undefined ? {} : { announcement: msg.announcement }),

@@ -2,24 +2,30 @@ import * as Args from '@oclif/core/args';
 import * as Flags from '@oclif/core/flags';
 import type { CallEvent } from '../../core/client/call.js';
 import type { TierName } from '../../core/media/quality.js';
-import { mediaPathFlag, WzpCommand } from '../base-command.js';
-import { call, listAudioDevices, relayLine, type CallResult } from '../services/call.js';
+import { aliasProblem } from '../../core/crypto/sender-keys.js';
+import { UsageError } from '../../core/errors.js';
+import { mediaPathFlag, roomAdmissionFlags, WzpCommand } from '../base-command.js';
+import { call, listAudioDevices, memberLine, membersSummary, relayLine, type CallResult } from '../services/call.js';
+import { resolveAllowList, resolveRoomSecret } from '../services/room-admission.js';
 import { mediaPathText } from '../services/relay-connect.js';
 
 type Result = (CallResult) | Awaited<ReturnType<typeof listAudioDevices>>;
 
 export default class Call extends WzpCommand<Result> {
   static override summary = 'Join a room on a relay and talk: end-to-end encrypted, FEC-protected, adaptive.';
-  static override description = `Sources: --tone HZ (default 440 Hz), --file in.wav (any rate/channels), or --mic. Sinks: the speaker with --mic (unless --no-playback), and --record out.wav. Ctrl-C hangs up cleanly: the others see you leave at once and the recording is complete. A lost relay (closed, or silent for ~4.5 s) is reconnected to and the room re-joined, for up to --reconnect seconds. A call report (per participant: packets, loss, concealment, jitter buffer, tier changes, MOS) is printed at the end (--json) or written with --report.`;
+  static override description = `Sources: --tone HZ (default 440 Hz), --file in.wav (any rate/channels), or --mic. Sinks: the speaker with --mic (unless --no-playback), and --record out.wav. Ctrl-C hangs up cleanly: the others see you leave at once and the recording is complete. A lost relay (closed, or silent for ~4.5 s) is reconnected to and the room re-joined, for up to --reconnect seconds. A call report (per participant: packets, loss, concealment, jitter buffer, tier changes, MOS) is printed at the end (--json) or written with --report.
+
+Only members who prove they know the room name (and --room-secret, if the room has one) are admitted: the relay, which sees only the room id, cannot join. Each member is shown with its full fingerprint and its trust: allowed (--allow), known (met in an earlier call; pinned in known-members.json) or new (first meeting: compare the fingerprint with them). With --allow, everyone else is refused. A guessable room name needs a --room-secret: the relay could guess the name from the room id.`;
   static override examples = [
     '<%= config.bin %> <%= command.id %> relay.example.com:4433 --room team --mic',
     '<%= config.bin %> <%= command.id %> 127.0.0.1:4433 --room test --tone 440 --duration 10 --record heard.wav --json',
     '<%= config.bin %> <%= command.id %> 127.0.0.1:4433 --room test --file speech.wav --no-playback',
+    '<%= config.bin %> <%= command.id %> relay.example.com:4433 --room team --room-secret-file ~/.team-secret --allow @team.txt --mic',
     '<%= config.bin %> <%= command.id %> --list-devices',
   ];
   static override args = { relay: Args.string({ description: 'Relay HOST:PORT.' }) };
   static override flags = {
-    room: Flags.string({ summary: 'Room name (hashed before the relay sees it).' }),
+    room: Flags.string({ summary: 'Room name: the relay sees only an id derived from it, and members admit only those who prove they know it.' }),
     tone: Flags.integer({ summary: 'Send a sine tone of this frequency (Hz).', exclusive: ['file', 'mic'] }),
     file: Flags.file({ summary: 'Send this WAV file.', exclusive: ['tone', 'mic'] }),
     mic: Flags.boolean({ summary: 'Send the microphone and play what you hear on the speaker.', exclusive: ['tone', 'file'] }),
@@ -30,7 +36,8 @@ export default class Call extends WzpCommand<Result> {
     record: Flags.string({ summary: 'Record what you hear to this WAV file.' }),
     duration: Flags.integer({ summary: 'Hang up after this many seconds.', min: 1 }),
     reconnect: Flags.integer({ summary: 'After losing the relay, keep trying to get back for this many seconds (0: end the call).', min: 0, default: 30 }),
-    alias: Flags.string({ summary: 'Name shown to the others.' }),
+    alias: Flags.string({ summary: 'Name shown to the others (signed: up to 64 characters, no control characters).' }),
+    ...roomAdmissionFlags,
     tier: Flags.string({ summary: 'Starting quality tier.', options: ['GOOD', 'DEGRADED', 'CATASTROPHIC'], default: 'GOOD' }),
     adaptive: Flags.boolean({ summary: 'Move between tiers as the network changes.', default: true, allowNo: true }),
     vad: Flags.boolean({ summary: 'Voice activity detection: send comfort-noise descriptions instead of silence.' }),
@@ -52,6 +59,10 @@ export default class Call extends WzpCommand<Result> {
         ? ({ kind: 'file', path: flags.file } as const)
         : ({ kind: 'tone', hz: flags.tone ?? 440 } as const);
     const playback = flags.playback ?? flags.mic;
+    const aliasTrouble = flags.alias === undefined ? undefined : aliasProblem(flags.alias);
+    if (aliasTrouble) throw new UsageError(`--alias: ${aliasTrouble}`);
+    const roomSecret = await resolveRoomSecret({ secret: flags['room-secret'], secretFile: flags['room-secret-file'] });
+    const allow = await resolveAllowList(flags.allow);
     const result = await call({
       relay: args.relay,
       room: flags.room,
@@ -60,6 +71,8 @@ export default class Call extends WzpCommand<Result> {
       relayFingerprint: flags['relay-fingerprint'],
       mediaPath: flags['media-path'],
       alias: flags.alias,
+      roomSecret,
+      allow,
       tier: flags.tier as TierName,
       adaptive: flags.adaptive,
       source,
@@ -93,7 +106,7 @@ export default class Call extends WzpCommand<Result> {
       );
       return;
     }
-    if (e.type === 'call:warning') {
+    if (e.type === 'call:warning' || e.type === 'call:member-refused') {
       // Kept in the JSON document's warnings too: support teams read those.
       if (this.interactive) process.stderr.write('\r\x1b[K');
       this.warn(e.message);
@@ -102,15 +115,9 @@ export default class Call extends WzpCommand<Result> {
     const line =
       e.type === 'call:joined'
         ? `joined room ${e.room} (${e.participants} in room)`
-        : e.type === 'call:member-joined'
-          ? `${e.alias || e.fingerprint} joined`
-          : e.type === 'call:member-left'
-            ? `${e.alias || e.fingerprint} left`
-            : e.type === 'call:member-reconnected'
-              ? `${e.alias || e.fingerprint} is back (reconnected)`
-            : e.type === 'call:tier-changed'
-              ? `tier ${e.from} -> ${e.to}: ${e.reason}`
-              : relayLine(e);
+        : e.type === 'call:tier-changed'
+          ? `tier ${e.from} -> ${e.to}: ${e.reason}`
+          : (memberLine(e) ?? relayLine(e));
     if (line) this.progress(this.interactive ? `\r\x1b[K${line}` : line);
   }
 
@@ -135,11 +142,12 @@ export default class Call extends WzpCommand<Result> {
       `${this.interactive ? '\n' : ''}call in room ${r.room} ended (${r.endedBy}) after ${(r.durationMs / 1000).toFixed(1)} s, tier ${r.tier}, setup ${r.setupMs} ms`,
       `sent ${r.sent.frames} frames in ${r.sent.packets} packets, ${mediaPathText(r.relay.mediaPath)}`,
     ];
-    for (const p of r.participants) {
-      lines.push(
-        `  ${(p.alias || p.fingerprint).padEnd(16)} received ${p.packetsReceived} packets, loss ${p.lossPct}%, recovered ${p.framesRecovered}, concealed ${p.concealedFrames}, MOS ${p.mos ?? '-'}${p.left ? ' (left)' : ''}`,
-      );
-    }
+    lines.push(
+      ...membersSummary(
+        r,
+        (p) => `received ${p.packetsReceived} packets, loss ${p.lossPct}%, recovered ${p.framesRecovered}, concealed ${p.concealedFrames}, MOS ${p.mos ?? '-'}`,
+      ),
+    );
     for (const t of r.tierChanges) lines.push(`  at ${(t.atMs / 1000).toFixed(1)} s: ${t.from} -> ${t.to} (${t.reason})`);
     for (const c of r.reconnects) lines.push(`  at ${(c.atMs / 1000).toFixed(1)} s: lost the relay, back after ${(c.outageMs / 1000).toFixed(1)} s`);
     if (r.recording) lines.push(`recorded ${(r.recording.durationMs / 1000).toFixed(1)} s to ${r.recording.path}`);

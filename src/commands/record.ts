@@ -1,23 +1,30 @@
 import * as Args from '@oclif/core/args';
 import * as Flags from '@oclif/core/flags';
 import type { CallEvent } from '../../core/client/call.js';
-import { mediaPathFlag, WzpCommand } from '../base-command.js';
-import { call, relayLine, type CallResult } from '../services/call.js';
+import { aliasProblem } from '../../core/crypto/sender-keys.js';
+import { UsageError } from '../../core/errors.js';
+import { mediaPathFlag, roomAdmissionFlags, WzpCommand } from '../base-command.js';
+import { call, memberLine, membersSummary, relayLine, type CallResult } from '../services/call.js';
+import { resolveAllowList, resolveRoomSecret } from '../services/room-admission.js';
 
 export default class Record extends WzpCommand<CallResult> {
   static override summary = 'Join a room as a listener and record what is said to a WAV file.';
   static override description =
-    'A receive-only member: it mixes everyone it hears into one 48 kHz mono WAV. The file is valid at every moment, so Ctrl-C, a killed relay or a killed process still leave a playable recording.';
-  static override examples = ['<%= config.bin %> <%= command.id %> 127.0.0.1:4433 --room team meeting.wav'];
+    'A receive-only member: it mixes everyone it hears into one 48 kHz mono WAV. The file is valid at every moment, so Ctrl-C, a killed relay or a killed process still leave a playable recording. Admission works as for `wzp call`: only members who prove they know the room name (and --room-secret) are heard, and with --allow only those listed; each is shown with its fingerprint and trust.';
+  static override examples = [
+    '<%= config.bin %> <%= command.id %> 127.0.0.1:4433 --room team meeting.wav',
+    '<%= config.bin %> <%= command.id %> 127.0.0.1:4433 --room team --room-secret-file ~/.team-secret --allow @team.txt meeting.wav',
+  ];
   static override args = {
     relay: Args.string({ description: 'Relay HOST:PORT.', required: true }),
     file: Args.string({ description: 'WAV file to write.', required: true }),
   };
   static override flags = {
-    room: Flags.string({ summary: 'Room name.', required: true }),
+    room: Flags.string({ summary: 'Room name: the relay sees only an id derived from it, and members admit only those who prove they know it.', required: true }),
     duration: Flags.integer({ summary: 'Stop after this many seconds.', min: 1 }),
     reconnect: Flags.integer({ summary: 'After losing the relay, keep trying to get back for this many seconds (0: end the call).', min: 0, default: 30 }),
-    alias: Flags.string({ summary: 'Name shown to the others.', default: 'recorder' }),
+    alias: Flags.string({ summary: 'Name shown to the others (signed: up to 64 characters, no control characters).', default: 'recorder' }),
+    ...roomAdmissionFlags,
     identity: Flags.file({ summary: 'Identity file to use instead of the one in the config dir.' }),
     'relay-fingerprint': Flags.string({ summary: 'Trust only this relay certificate fingerprint.' }),
     'media-path': mediaPathFlag,
@@ -25,6 +32,10 @@ export default class Record extends WzpCommand<CallResult> {
 
   public async run(): Promise<CallResult> {
     const { args, flags } = await this.parse(Record);
+    const aliasTrouble = aliasProblem(flags.alias);
+    if (aliasTrouble) throw new UsageError(`--alias: ${aliasTrouble}`);
+    const roomSecret = await resolveRoomSecret({ secret: flags['room-secret'], secretFile: flags['room-secret-file'] });
+    const allow = await resolveAllowList(flags.allow);
     return call({
       relay: args.relay,
       room: flags.room,
@@ -33,6 +44,8 @@ export default class Record extends WzpCommand<CallResult> {
       relayFingerprint: flags['relay-fingerprint'],
       mediaPath: flags['media-path'],
       alias: flags.alias,
+      roomSecret,
+      allow,
       tier: 'GOOD',
       adaptive: false,
       source: { kind: 'none' },
@@ -43,10 +56,9 @@ export default class Record extends WzpCommand<CallResult> {
       signal: this.abortSignal,
       meta: (schemaVersion) => this.reportMeta(schemaVersion, flags, args),
       onEvent: (e: CallEvent) => {
-        if (e.type === 'call:member-joined') this.progress(`${e.alias || e.fingerprint} joined`);
-        if (e.type === 'call:member-left') this.progress(`${e.alias || e.fingerprint} left`);
-        if (e.type === 'call:member-reconnected') this.progress(`${e.alias || e.fingerprint} is back (reconnected)`);
-        if (e.type === 'call:warning') this.warn(e.message);
+        const member = memberLine(e);
+        if (member) this.progress(member);
+        if (e.type === 'call:warning' || e.type === 'call:member-refused') this.warn(e.message);
         const relay = relayLine(e);
         if (relay) this.progress(relay);
       },
@@ -57,6 +69,9 @@ export default class Record extends WzpCommand<CallResult> {
     const back = r.reconnects.length ? `, back on the relay ${r.reconnects.length} time(s) after losing it` : '';
     // A member met again after a reconnection is a second entry in the report, not a second member.
     const members = new Set(r.participants.map((p) => `${p.fingerprint} ${p.alias}`)).size;
-    return `recorded ${((r.recording?.durationMs ?? 0) / 1000).toFixed(1)} s from ${members} member(s) to ${r.recording?.path} (${r.endedBy}${back})`;
+    return [
+      `recorded ${((r.recording?.durationMs ?? 0) / 1000).toFixed(1)} s from ${members} member(s) to ${r.recording?.path} (${r.endedBy}${back})`,
+      ...membersSummary(r),
+    ].join('\n');
   }
 }

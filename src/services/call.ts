@@ -1,12 +1,15 @@
 /**
  * `wzp call` and `wzp record`: join a room on a relay with an identity, wire the audio source
- * and sinks, run the call until hang-up, and return the call report.
+ * and sinks, run the call until hang-up, and return the call report. Members met are pinned
+ * in known-members.json (trust on first use, core/crypto/known-members.ts).
  */
 import { writeFileSync } from 'node:fs';
 import { FileSource, SilenceSource, TeeSink, ToneSource, type FrameSink, type FrameSource } from '../../core/audio/sources.js';
-import { runCall, type CallEvent, type CallReport } from '../../core/client/call.js';
+import { runCall, type CallEvent, type CallReport, type MemberTrust, type ParticipantReport } from '../../core/client/call.js';
 import { RelaySession } from '../../core/client/relay-session.js';
 import { loadOrCreateIdentity } from '../../core/crypto/identity.js';
+import { shortFingerprint } from '../../core/crypto/fingerprint.js';
+import { KnownMembers } from '../../core/crypto/known-members.js';
 import { ConfigError, UsageError, errorMessage } from '../../core/errors.js';
 import { PIPELINE_SAMPLE_RATE } from '../../core/media/codec-types.js';
 import { NoiseSuppressor } from '../../core/media/noise-suppression.js';
@@ -14,7 +17,7 @@ import type { TierName } from '../../core/media/quality.js';
 import { WavWriter } from '../../core/media/wav.js';
 import type { Registries } from '../../core/registry.js';
 import { expectFingerprint, parseHostPort } from '../../core/transport/quic.js';
-import { identityFile } from './paths.js';
+import { identityFile, knownMembersFile } from './paths.js';
 import type { ReportMeta } from './report-meta.js';
 import { connectToRelay } from './relay-connect.js';
 import { openMic, openSpeaker } from './audio-devices.js';
@@ -30,6 +33,10 @@ export interface CallRequest {
   /** Media on the UDP media path when the relay offers it, or always in QUIC datagrams. */
   mediaPath?: 'auto' | 'quic';
   alias?: string;
+  /** Strengthens the room name (services/room-admission.ts resolveRoomSecret). */
+  roomSecret?: string;
+  /** Admit only these identities (canonical fingerprints) and our own. */
+  allow?: string[];
   tier: TierName;
   adaptive: boolean;
   /** Audio source: a tone frequency, a WAV file, the microphone, or nothing (receive only). */
@@ -64,7 +71,7 @@ export interface CallResult extends Omit<CallReport, 'mediaPath'> {
   recording?: { path: string; samples: number; durationMs: number };
 }
 
-export const CALL_REPORT_SCHEMA_VERSION = 1;
+export const CALL_REPORT_SCHEMA_VERSION = 2;
 
 export async function call(req: CallRequest): Promise<CallResult> {
   // The relay connection is mostly waiting on the network (a QUIC handshake with a Retry
@@ -86,8 +93,10 @@ export async function call(req: CallRequest): Promise<CallResult> {
   };
   let identity: Awaited<ReturnType<typeof loadOrCreateIdentity>>['identity'];
   let source: FrameSource;
+  let members: KnownMembers;
   try {
     ({ identity } = await loadOrCreateIdentity(req.identityPath ?? identityFile(req.configDir), { create: true }));
+    members = await KnownMembers.open(knownMembersFile(req.configDir));
     source = await openSource(req.source);
   } catch (err) {
     await abandonConnection();
@@ -120,12 +129,30 @@ export async function call(req: CallRequest): Promise<CallResult> {
   const joinSentSinceStartMs = Math.round(performance.now());
   const mediaPath = req.mediaPath ?? 'auto';
   session.useMediaPath(mediaPath);
+  // Meetings are written soon after they happen (a killed process keeps them), at most once
+  // a second, and at the end.
+  let saveTimer: ReturnType<typeof setTimeout> | undefined;
+  const savePins = async () => {
+    clearTimeout(saveTimer);
+    saveTimer = undefined;
+    await members.save().catch((err) => req.onEvent?.({ type: 'call:warning', message: errorMessage(err) }));
+  };
+  const directory = {
+    meet(fingerprint: string, alias: string) {
+      const meeting = members.meet(fingerprint, alias);
+      saveTimer ??= setTimeout(() => void savePins(), PIN_SAVE_DELAY_MS);
+      return meeting;
+    },
+  };
   try {
     const { mediaPath: pathTaken, ...report } = await runCall({
       session,
       identity,
       room: req.room,
       alias: req.alias ?? identity.shortFingerprint,
+      roomSecret: req.roomSecret,
+      allow: req.allow,
+      members: directory,
       codecs: req.registries.codecs,
       fec: req.registries.fec,
       source,
@@ -172,9 +199,13 @@ export async function call(req: CallRequest): Promise<CallResult> {
     if (req.reportPath) writeReport(req.reportPath, result);
     return result;
   } finally {
+    await savePins();
     await session.close();
   }
 }
+
+/** How soon after a meeting the known members are written. */
+const PIN_SAVE_DELAY_MS = 1000;
 
 function writeReport(path: string, report: object): void {
   try {
@@ -196,6 +227,56 @@ async function openSource(spec: CallRequest['source']): Promise<FrameSource> {
     case 'mic':
       return openMic(spec.device);
   }
+}
+
+const TRUST_TEXT: Record<MemberTrust, string> = {
+  allowed: 'allowed: on your --allow list',
+  known: 'known: met in an earlier call',
+  new: 'new: first meeting',
+};
+
+/** How a member is named on a line: its alias, else its short fingerprint. */
+function memberLabel(m: { alias: string; fingerprint: string }): string {
+  return m.alias || shortFingerprint(m.fingerprint);
+}
+
+/**
+ * The lines for members joining, leaving and coming back (shared with `wzp record`): each
+ * names the member's full fingerprint and how far it is trusted; a first meeting says once
+ * that the member is now pinned, as ssh says "permanently added".
+ */
+export function memberLine(e: CallEvent): string | undefined {
+  switch (e.type) {
+    case 'call:member-joined': {
+      const since = e.trust === 'known' && e.firstSeen ? ` since ${e.firstSeen.slice(0, 10)}` : '';
+      const line = `${memberLabel(e)} joined (${TRUST_TEXT[e.trust]}${since})\n  fingerprint ${e.fingerprint}`;
+      return e.trust === 'new'
+        ? `${line}\n  permanently added ${e.fingerprint} to the known members: compare it with ${memberLabel(e)} over another channel before trusting it`
+        : line;
+    }
+    case 'call:member-left':
+      return `${memberLabel(e)} left (${e.fingerprint})`;
+    case 'call:member-reconnected':
+      return `${memberLabel(e)} is back (reconnected), ${e.trust}: ${e.fingerprint}`;
+    default:
+      return undefined;
+  }
+}
+
+/** The summary's lines for the members (with their trust and fingerprint) and those refused. */
+export function membersSummary(r: CallResult, detail: (p: ParticipantReport) => string = () => ''): string[] {
+  const lines: string[] = [];
+  for (const p of r.participants) {
+    lines.push(`  ${memberLabel(p)} [${p.trust}] ${p.fingerprint}${p.left ? ' (left)' : ''}`);
+    const more = detail(p);
+    if (more) lines.push(`    ${more}`);
+  }
+  if (r.participantsNotListed) lines.push(`  ... and ${r.participantsNotListed} more sessions that left`);
+  for (const x of r.refused) {
+    lines.push(`  refused ${x.alias ? `"${x.alias}" ` : ''}${x.fingerprint || '(no fingerprint)'}: ${x.reason}${x.times > 1 ? ` (${x.times} times)` : ''}`);
+  }
+  if (r.refusedNotListed) lines.push(`  ... and ${r.refusedNotListed} more refused announcements`);
+  return lines;
 }
 
 /** The lines for losing and regaining the relay (shared with `wzp record`). */

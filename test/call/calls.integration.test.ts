@@ -94,7 +94,10 @@ describe('calls through a relay process', () => {
       assert.equal(report.participants.length, 2, JSON.stringify(report.participants));
       for (const p of report.participants) {
         assert.ok(p.framesPlayed > 100, `${parties[i].hz} heard ${p.alias}: ${p.framesPlayed} frames`);
-        assert.equal(p.verified, true);
+        // First meetings are new (pinned now); another session of one's own identity is known.
+        assert.equal(p.trust, p.fingerprint === report.fingerprint ? 'known' : 'new', JSON.stringify(p));
+        assert.equal(p.verified, p.trust === 'known');
+        assert.ok(tones.some((t) => t !== parties[i].hz && p.alias === `tone${t}`), `${p.alias}: the alias signed into its announcement`);
       }
       const heard = decodeWav(readFileSync(parties[i].wav)).samples;
       const own = toneLevel(heard, parties[i].hz);

@@ -9,11 +9,12 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
-import { runCall, type CallReport } from '../../core/client/call.js';
+import { MAX_REFUSED_REPORTED, runCall, type CallReport } from '../../core/client/call.js';
 import { RelaySession } from '../../core/client/relay-session.js';
 import { sha256Fingerprint } from '../../core/crypto/fingerprint.js';
 import { generateIdentity } from '../../core/crypto/identity.js';
 import { hashRoomName } from '../../core/crypto/room-name.js';
+import { RoomKeyring } from '../../core/crypto/sender-keys.js';
 import { deriveTlsCertificate } from '../../core/crypto/tls-cert.js';
 import { createRegistries, type Registries } from '../../core/registry.js';
 import { Relay } from '../../core/relay/relay.js';
@@ -46,7 +47,9 @@ describe('joining a call', () => {
   before(async () => {
     const tls = await deriveTlsCertificate(generateIdentity().seed);
     fingerprint = tls.fingerprint;
-    relay = await Relay.start({ listen: { host: '127.0.0.1', port: 0 }, tls, fingerprint });
+    // Join limits lifted: the ghost floods below test the clients, whatever a relay lets through.
+    const unlimited = { joinBurst: 1e6, joinsPerMinute: 1e8, sourceJoinBurst: 1e6, sourceJoinsPerMinute: 1e8 };
+    relay = await Relay.start({ listen: { host: '127.0.0.1', port: 0 }, tls, fingerprint, limits: unlimited });
     reg = await registries();
   });
   after(async () => {
@@ -96,7 +99,7 @@ describe('joining a call', () => {
       durationMs: listenMs,
       adaptive: false,
       onEvent: (e) => {
-        if (e.type === 'call:warning') warnings.push(e.message);
+        if (e.type === 'call:warning' || e.type === 'call:member-refused') warnings.push(e.message);
       },
     });
     await during?.();
@@ -163,10 +166,10 @@ describe('joining a call', () => {
         const joined = await flooder.joinRoom(hashRoomName(room), { alias: 'flooder' });
         // Addressed to the listener exactly (its fingerprint and session, from its public
         // announcement), each from a sender nobody announced: kept until that announcement.
-        const listener = joined.participants.find((p) => p.alias === 'b');
-        const announcement = joined.announcements?.find((e) => e.sourceId === listener?.sourceId)?.announcement as
-          | { fingerprint: string; x25519PublicKey: string }
-          | undefined;
+        // Members are found by the alias signed into their announcements (rosters carry none).
+        const listenerEntry = joined.announcements?.find((e) => e.announcement.alias === 'b');
+        const listener = joined.participants.find((p) => p.sourceId === listenerEntry?.sourceId);
+        const announcement = listenerEntry?.announcement as { fingerprint: string; x25519PublicKey: string } | undefined;
         assert.ok(announcement, 'the relay handed on the listener\'s announcement');
         const b64 = (n: number) => Buffer.alloc(n, 7).toString('base64');
         for (let i = 0; i < FLOOD; i++) {
@@ -183,7 +186,7 @@ describe('joining a call', () => {
         }
         // Then it passes the talker's announcement off as its own and leaves: were that
         // session taken as the flooder's, the leave would retire it and silence the talker.
-        const talkerSlot = joined.participants.find((p) => p.alias === 'a')?.sourceId;
+        const talkerSlot = joined.announcements?.find((e) => e.announcement.alias === 'a')?.sourceId;
         const talkerAnnouncement = joined.announcements?.find((e) => e.sourceId === talkerSlot)?.announcement;
         await flooder.roomSignal({ kind: 'announce', announcement: talkerAnnouncement }, listener?.sourceId);
         await new Promise((r) => setTimeout(r, 100));
@@ -200,6 +203,42 @@ describe('joining a call', () => {
       assert.equal(dropped, FLOOD - MAX_ROOM_PARTICIPANTS, warnings.slice(0, 3).join('\n'));
     } finally {
       await flooder.close().catch(() => undefined);
+    }
+  });
+
+  test('refused members are listed up to 64 and counted beyond, each warned about once', async () => {
+    const room = 'join-many-ghosts';
+    const roomId = hashRoomName(room);
+    const ghosts = await RelaySession.open({ relay: relay.address, verify: expectFingerprint(fingerprint, 'relay') });
+    const GHOSTS = MAX_REFUSED_REPORTED + 6;
+    const ids = Array.from({ length: GHOSTS }, () => generateIdentity());
+    try {
+      const { report, heardRms, warnings } = await talkAndListen(
+        room,
+        async () => {
+          await new Promise((r) => setTimeout(r, 300));
+          // Each joins with its own identity and a key that is not from the name, twice.
+          for (const id of ids) {
+            const keyring = new RoomKeyring(id, roomId, { admissionKey: new Uint8Array(32).fill(1), alias: 'a' });
+            for (let i = 0; i < 2; i++) {
+              await ghosts.joinRoom(roomId, { alias: 'a', fingerprint: id.fingerprint, announcement: { ...keyring.localAnnouncement() } });
+              await ghosts.leave();
+            }
+          }
+        },
+        { talkMs: 4500, listenMs: 3500 },
+      );
+      assert.equal(report.refused.length, MAX_REFUSED_REPORTED);
+      assert.ok(report.refused.every((x) => x.reason === 'unproven' && x.times === 2 && x.alias === 'a'), JSON.stringify(report.refused[0]));
+      assert.equal(report.refusedNotListed, 2 * (GHOSTS - MAX_REFUSED_REPORTED));
+      const named = warnings.filter((w) => /^refused "a"/.test(w));
+      assert.equal(named.length, MAX_REFUSED_REPORTED, warnings.slice(0, 2).join('\n'));
+      assert.equal(warnings.filter((w) => /more than 64 members refused/.test(w)).length, 1);
+      // None of them is a participant; the talker (whose alias they copied) still is, and heard.
+      assert.deepEqual(report.participants.map((p) => p.alias), ['a']);
+      assert.ok(heardRms > 3000, `heard RMS ${heardRms.toFixed(0)}`);
+    } finally {
+      await ghosts.close().catch(() => undefined);
     }
   });
 });

@@ -15,7 +15,7 @@ import {
   mediaNonce,
   type MediaKeyContext,
 } from '../../core/crypto/media-crypto.js';
-import { hashRoomName } from '../../core/crypto/room-name.js';
+import { deriveRoomKeys } from '../../core/crypto/room-name.js';
 import {
   RoomKeyring,
   deriveWrapKey,
@@ -46,16 +46,18 @@ export interface SealedPacket {
 }
 
 export class SimulatedRoom {
-  readonly roomId = hashRoomName('e2e test room');
+  readonly roomId: string;
+  readonly #admissionKey: Uint8Array;
   readonly transcript: RelayTranscript = { signalling: [], packets: [] };
   /** Every payload any member sealed, to check none leaks. */
   readonly plaintexts: Uint8Array[] = [];
   readonly #members = new Map<string, RoomKeyring>();
-  readonly #options: RoomKeyringOptions;
+  readonly #options: Omit<RoomKeyringOptions, 'admissionKey'>;
   #sequence = 0;
 
-  constructor(options: RoomKeyringOptions = {}) {
+  constructor(options: Omit<RoomKeyringOptions, 'admissionKey'> = {}) {
     this.#options = options;
+    ({ roomId: this.roomId, admissionKey: this.#admissionKey } = deriveRoomKeys('e2e test room'));
   }
 
   /** Members are named by session (RoomKeyring.session): one identity may join twice. */
@@ -67,7 +69,7 @@ export class SimulatedRoom {
 
   /** A new member joins: announcements are exchanged, then everyone rotates. */
   join(identity: Identity = generateIdentity()): RoomKeyring {
-    const newcomer = new RoomKeyring(identity, this.roomId, this.#options);
+    const newcomer = new RoomKeyring(identity, this.roomId, { ...this.#options, admissionKey: this.#admissionKey });
     const announcement = this.#relay(newcomer.localAnnouncement());
     for (const member of this.#members.values()) {
       member.addMember(JSON.parse(announcement));

@@ -4,9 +4,10 @@ import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import fc from 'fast-check';
 import { generateIdentity, type Identity } from '../../core/crypto/identity.js';
 import { MediaEncryptor, labelledFields } from '../../core/crypto/media-crypto.js';
+import { deriveRoomKeys } from '../../core/crypto/room-name.js';
 import {
-  ANNOUNCEMENT_SIGNATURE_LABEL,
   RoomKeyring,
+  createAnnouncement,
   WRAPPED_KEY_BYTES,
   WRAP_SIGNATURE_LABEL,
   type MemberAnnouncement,
@@ -15,6 +16,7 @@ import {
 import { SimulatedRoom, containsBytes, mediaHeader, relayAttack, transcriptBytes, type SealedPacket } from './room-harness.js';
 
 const ROOM = 'e2e-room-id';
+const ADMISSION_KEY = deriveRoomKeys('e2e room').admissionKey;
 
 function b64(bytes: Uint8Array): string {
   return Buffer.from(bytes).toString('base64');
@@ -24,15 +26,9 @@ function fromB64(text: string): Uint8Array {
   return new Uint8Array(Buffer.from(text, 'base64'));
 }
 
-/** An announcement for `x25519PublicKey`, correctly signed by `identity` for `roomId`. */
+/** An announcement for `x25519PublicKey`, correctly signed by `identity` and proven for `roomId`. */
 function signedAnnouncement(identity: Identity, x25519PublicKey: Uint8Array, roomId = ROOM): MemberAnnouncement {
-  const transcript = labelledFields(ANNOUNCEMENT_SIGNATURE_LABEL, [roomId, identity.publicKey, x25519PublicKey]);
-  return {
-    fingerprint: identity.fingerprint,
-    identityPublicKey: b64(identity.publicKey),
-    x25519PublicKey: b64(x25519PublicKey),
-    signature: b64(identity.sign(transcript)),
-  };
+  return createAnnouncement(identity, roomId, ADMISSION_KEY, x25519PublicKey);
 }
 
 function rawX25519PublicKey(): Uint8Array {
@@ -44,8 +40,8 @@ function rawX25519PublicKey(): Uint8Array {
 function twoMembers(): { alice: RoomKeyring; bob: RoomKeyring; bobId: Identity } {
   const aliceId = generateIdentity();
   const bobId = generateIdentity();
-  const alice = new RoomKeyring(aliceId, ROOM);
-  const bob = new RoomKeyring(bobId, ROOM);
+  const alice = new RoomKeyring(aliceId, ROOM, { admissionKey: ADMISSION_KEY });
+  const bob = new RoomKeyring(bobId, ROOM, { admissionKey: ADMISSION_KEY });
   alice.addMember(bob.localAnnouncement());
   bob.addMember(alice.localAnnouncement());
   return { alice, bob, bobId };
@@ -168,8 +164,8 @@ test('one identity in a room twice (two devices): each session is a member; one 
 
 test('only the local session\'s own announcement is "self"; another session of the local identity is admitted', () => {
   const id = generateIdentity();
-  const laptop = new RoomKeyring(id, ROOM);
-  const phone = new RoomKeyring(id, ROOM);
+  const laptop = new RoomKeyring(id, ROOM, { admissionKey: ADMISSION_KEY });
+  const phone = new RoomKeyring(id, ROOM, { admissionKey: ADMISSION_KEY });
   assert.throws(() => laptop.addMember(laptop.localAnnouncement()), { name: 'KeyExchangeError', reason: 'self' });
   assert.deepEqual(laptop.addMember(phone.localAnnouncement()), { fingerprint: id.fingerprint, session: phone.session });
   phone.addMember(laptop.localAnnouncement());
@@ -180,12 +176,12 @@ test('only the local session\'s own announcement is "self"; another session of t
 test('a member back as a new session that replaces its old one: the old session is dropped at once, and only its own', () => {
   const aliceId = generateIdentity();
   const bobId = generateIdentity();
-  const alice = new RoomKeyring(aliceId, ROOM);
-  const bob = new RoomKeyring(bobId, ROOM);
-  const carol = new RoomKeyring(generateIdentity(), ROOM);
+  const alice = new RoomKeyring(aliceId, ROOM, { admissionKey: ADMISSION_KEY });
+  const bob = new RoomKeyring(bobId, ROOM, { admissionKey: ADMISSION_KEY });
+  const carol = new RoomKeyring(generateIdentity(), ROOM, { admissionKey: ADMISSION_KEY });
   for (const k of [bob, carol]) alice.addMember(k.localAnnouncement());
   // bob lost the relay and came back: its new announcement names its old session, signed.
-  const bobAgain = new RoomKeyring(bobId, ROOM, { replaces: bob.session });
+  const bobAgain = new RoomKeyring(bobId, ROOM, { admissionKey: ADMISSION_KEY, replaces: bob.session });
   assert.equal(bobAgain.localAnnouncement().replaces, bob.session);
   alice.rotate();
   assert.deepEqual(alice.addMember(bobAgain.localAnnouncement()), { fingerprint: bobId.fingerprint, session: bobAgain.session, replaced: bob.session });
@@ -196,12 +192,12 @@ test('a member back as a new session that replaces its old one: the old session 
   assert.throws(() => alice.addMember(bob.localAnnouncement()), { name: 'KeyExchangeError', reason: 'stale-announcement' });
 
   // Naming another identity's session evicts nobody; altering `replaces` breaks the signature.
-  const mallory = new RoomKeyring(generateIdentity(), ROOM, { replaces: carol.session });
+  const mallory = new RoomKeyring(generateIdentity(), ROOM, { admissionKey: ADMISSION_KEY, replaces: carol.session });
   assert.equal(alice.addMember(mallory.localAnnouncement()).replaced, undefined);
   assert.ok(alice.decryptorFor(carol.session));
-  const moved = { ...new RoomKeyring(bobId, ROOM, { replaces: bobAgain.session }).localAnnouncement(), replaces: carol.session };
+  const moved = { ...new RoomKeyring(bobId, ROOM, { admissionKey: ADMISSION_KEY, replaces: bobAgain.session }).localAnnouncement(), replaces: carol.session };
   assert.throws(() => alice.addMember(moved), { name: 'KeyExchangeError', reason: 'bad-signature' });
-  const { replaces: _dropped, ...stripped } = new RoomKeyring(bobId, ROOM, { replaces: bobAgain.session }).localAnnouncement();
+  const { replaces: _dropped, ...stripped } = new RoomKeyring(bobId, ROOM, { admissionKey: ADMISSION_KEY, replaces: bobAgain.session }).localAnnouncement();
   assert.throws(() => alice.addMember(stripped), { name: 'KeyExchangeError', reason: 'bad-signature' });
   assert.ok(alice.decryptorFor(bobAgain.session));
 });
@@ -214,7 +210,7 @@ test('membership changes set needsRotation; rotate() clears it', () => {
   assert.ok(!alice.needsRotation);
   assert.deepEqual(alice.addMember(bob.localAnnouncement()), { fingerprint: bob.fingerprint, session: bob.session }, 'repeating an announcement in force is a no-op');
   assert.ok(!alice.needsRotation);
-  const carol = new RoomKeyring(generateIdentity(), ROOM);
+  const carol = new RoomKeyring(generateIdentity(), ROOM, { admissionKey: ADMISSION_KEY });
   alice.addMember(carol.localAnnouncement());
   assert.ok(alice.needsRotation);
   assert.equal(alice.rotate().length, 2);
@@ -227,7 +223,7 @@ test('membership changes set needsRotation; rotate() clears it', () => {
 
 test('a key exhausted by its packet limit requires rotation', () => {
   const { alice } = twoMembers();
-  const limited = new RoomKeyring(generateIdentity(), ROOM, { maxPacketsPerKey: 2 });
+  const limited = new RoomKeyring(generateIdentity(), ROOM, { admissionKey: ADMISSION_KEY, maxPacketsPerKey: 2 });
   limited.addMember(alice.localAnnouncement());
   limited.rotate();
   limited.encryptor().seal(mediaHeader(0), new Uint8Array(1));
@@ -239,7 +235,7 @@ test('a key exhausted by its packet limit requires rotation', () => {
 test('messages are plain JSON with the documented fields', () => {
   const { alice, bob } = twoMembers();
   const announcement = alice.localAnnouncement();
-  assert.deepEqual(Object.keys(announcement), ['fingerprint', 'identityPublicKey', 'x25519PublicKey', 'signature']);
+  assert.deepEqual(Object.keys(announcement), ['fingerprint', 'identityPublicKey', 'x25519PublicKey', 'signature', 'proof']);
   assert.equal(fromB64(announcement.x25519PublicKey).length, 32);
   const [message] = alice.rotate();
   assert.deepEqual(Object.keys(message), ['from', 'to', 'fromSession', 'toSession', 'epoch', 'wrapped', 'signature']);
@@ -254,7 +250,7 @@ test('messages are plain JSON with the documented fields', () => {
 test('forged announcements are rejected', () => {
   const { alice, bobId } = twoMembers();
   const mallory = generateIdentity();
-  const genuine = new RoomKeyring(bobId, ROOM).localAnnouncement();
+  const genuine = new RoomKeyring(bobId, ROOM, { admissionKey: ADMISSION_KEY }).localAnnouncement();
   const cases: [string, unknown, string][] = [
     ['relay swaps in its own X25519 key', { ...genuine, x25519PublicKey: b64(rawX25519PublicKey()) }, 'bad-signature'],
     ['signed by another identity', { ...signedAnnouncement(mallory, rawX25519PublicKey()), fingerprint: bobId.fingerprint }, 'fingerprint-mismatch'],
@@ -281,7 +277,7 @@ test('a low-order X25519 key, even properly signed, is rejected', () => {
 test('wrapped keys from non-members, forged senders, or tampered are rejected', () => {
   const { alice, bob, bobId } = twoMembers();
   const [toBob] = alice.rotate();
-  const outsider = new RoomKeyring(generateIdentity(), ROOM);
+  const outsider = new RoomKeyring(generateIdentity(), ROOM, { admissionKey: ADMISSION_KEY });
   outsider.addMember(bob.localAnnouncement());
   const [fromOutsider] = outsider.rotate();
   assert.throws(() => bob.receiveWrappedKey(fromOutsider), { name: 'KeyExchangeError', reason: 'unknown-sender' });
@@ -334,7 +330,7 @@ test('a replayed announcement of a member who left or re-joined is refused, and 
   alice.removeMember(bob.session);
   assert.throws(() => alice.addMember(oldAnnouncement), { name: 'KeyExchangeError', reason: 'stale-announcement' });
 
-  const rejoined = new RoomKeyring(bobId, ROOM);
+  const rejoined = new RoomKeyring(bobId, ROOM, { admissionKey: ADMISSION_KEY });
   rejoined.addMember(alice.localAnnouncement());
   alice.addMember(rejoined.localAnnouncement());
   assert.throws(() => alice.addMember(oldAnnouncement), { name: 'KeyExchangeError', reason: 'stale-announcement' });
