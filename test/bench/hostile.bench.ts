@@ -132,6 +132,8 @@ async function runAttack(a: Attack): Promise<void> {
     calls.push(during);
     await sleep(2500);
     const before = r.rssKb();
+    const cpu0 = r.cpuMs();
+    const t0 = performance.now();
     let peak = before;
     const sampler = setInterval(() => {
       try {
@@ -143,6 +145,7 @@ async function runAttack(a: Attack): Promise<void> {
     const detail = await a.run(target, r.port).catch((err: Error) => `attack failed: ${err.message}`);
     clearInterval(sampler);
     const attackEnded = performance.now();
+    const relayCpu = r.alive() ? `${(((r.cpuMs() - cpu0) / (attackEnded - t0)) * 100).toFixed(0)}%` : '-';
     let quality: string;
     try {
       const reports = await during.finish();
@@ -158,7 +161,7 @@ async function runAttack(a: Attack): Promise<void> {
     const alive = r.alive();
     const after = alive ? r.rssKb() : NaN;
     console.log(
-      `   ${a.name.padEnd(44)} alive ${alive ? 'yes' : 'NO '}  RSS ${fmtMb(before)} / ${fmtMb(peak)} / ${fmtMb(after)} MB (${((after / before - 1) * 100).toFixed(0)}%)  call loss/MOS ${quality}  [${detail}]`,
+      `   ${a.name.padEnd(44)} alive ${alive ? 'yes' : 'NO '}  RSS ${fmtMb(before)} / ${fmtMb(peak)} / ${fmtMb(after)} MB (${((after / before - 1) * 100).toFixed(0)}%)  call loss/MOS ${quality}  relay CPU ${relayCpu}  [${detail}]`,
     );
   } finally {
     for (const c of calls) c.cleanup();
@@ -232,7 +235,7 @@ async function junkCost(): Promise<void> {
 }
 
 export async function run(): Promise<void> {
-  console.log('   per attack, fresh relay: alive, RSS before / peak during / 30 s after, both members\' loss/MOS during it');
+  console.log('   per attack, fresh relay: alive, RSS before / peak during / 30 s after, both members\' loss/MOS during it, relay CPU during it (of one core)');
   for (const a of ATTACKS) await runAttack(a);
   await amplification();
   await junkCost();
