@@ -12,6 +12,7 @@ import { RelaySession } from '../../core/client/relay-session.js';
 import { expectFingerprint } from '../../core/transport/quic.js';
 import { sleep } from '../helpers/wait.js';
 import { churn, connectionFlood, junkFlood, mediaJunk, partialFrames, rosterOverflow, signalFlood, squat, type Target } from './attacks.js';
+import { Ghost } from './ghost.js';
 import { heardFraction, startHostileRelay, startTwoPartyCall, type HostileRelay, type TwoPartyCall } from './harness.js';
 
 const CALL_ROOM = 'under-attack';
@@ -23,6 +24,7 @@ describe('a relay under attack, with a call in progress', () => {
   let target: Target;
   const roomId = hashRoomName(CALL_ROOM);
   let rssBefore = 0;
+  let ghost: Ghost | undefined;
 
   before(async () => {
     r = await startHostileRelay(['-v']);
@@ -47,6 +49,21 @@ describe('a relay under attack, with a call in progress', () => {
       await flood.close();
     }
     assert.ok(r.alive());
+  });
+
+  test('a ghost that knows only the room hash (as the relay does) joins the call: no key, nothing opened', async () => {
+    ghost = new Ghost(roomId, 'tone440');
+    try {
+      await ghost.join(target, 'tone440');
+      await sleep(2500);
+      ghost.sendJunk(50);
+      await sleep(500);
+    } finally {
+      await ghost.close();
+    }
+    assert.ok(ghost.datagrams > 50, `the ghost received ${ghost.datagrams} datagrams of the call`);
+    assert.equal(ghost.keysForMe, 0, 'no wrapped key was addressed to the ghost');
+    assert.equal(ghost.opened, 0, 'the ghost opened no media packet');
   });
 
   test('room squatting: one address gets at most 16 seats in the call\'s room; a caller from elsewhere still gets in', async () => {
@@ -129,6 +146,12 @@ describe('a relay under attack, with a call in progress', () => {
       assert.ok(peer, JSON.stringify(report.participants.map((p: { alias: string }) => p.alias)));
       assert.ok(peer.lossPct < 5, `party ${i}: ${peer.lossPct}% loss`);
       assert.ok(peer.framesPlayed > (CALL_SECONDS - 3) * 45, `party ${i}: ${peer.framesPlayed} frames played`);
+      // The ghost was refused by both members as unproven (and the squatters, who announced nothing, never admitted).
+      assert.ok(
+        report.refused.some((x: { fingerprint: string; reason: string }) => x.fingerprint === ghost?.identity.fingerprint && x.reason === 'unproven'),
+        JSON.stringify(report.refused),
+      );
+      assert.ok(report.participants.every((p: { alias: string }) => p.alias === peer.alias), 'the peer was the only member admitted');
     }
     const heard440 = heardFraction(call.parties[1].wav, 440);
     const heard700 = heardFraction(call.parties[0].wav, 700);
