@@ -18,10 +18,10 @@
  * (someone who knows a room's name could otherwise grow the file without bound by joining
  * with ever new identities). Changes are held in memory until `save()`.
  */
-import { readFile } from 'node:fs/promises';
-import { ConfigError, type WzpError, errorMessage } from '../errors.js';
+import { ConfigError, errorMessage } from '../errors.js';
 import { parseFingerprint } from './fingerprint.js';
-import { hasErrorCode, writePrivateFile } from './identity.js';
+import { writePrivateFile } from './identity.js';
+import { isoTime, isRecord, readStoreFile, type StoreFileSpec } from '../store-file.js';
 import { MAX_ALIAS_BYTES } from './sender-keys.js';
 
 export const KNOWN_MEMBERS_FILE_VERSION = 1;
@@ -72,8 +72,10 @@ export class KnownMembers {
    * An unreadable or corrupt file is a ConfigError: pins are never dropped silently.
    */
   static async open(path: string, options: { now?: () => Date } = {}): Promise<KnownMembers> {
-    const text = await readMembersFile(path);
-    const members = text === undefined ? new Map<string, KnownMemberEntry>() : parseMembersFile(path, text);
+    const entries = await readStoreFile(path, MEMBERS_FILE_SPEC);
+    // Oldest seen first (see meet()); a hand-edited file may be in any order.
+    entries.sort(([, a], [, b]) => Date.parse(a.lastSeen) - Date.parse(b.lastSeen));
+    const members = new Map(entries.slice(-MAX_KNOWN_MEMBERS));
     return new KnownMembers(path, members, options.now ?? (() => new Date()));
   }
 
@@ -152,38 +154,13 @@ function aliasKey(alias: string): string {
   return alias.normalize('NFKC').toLowerCase().trim();
 }
 
-async function readMembersFile(path: string): Promise<string | undefined> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch (err) {
-    if (hasErrorCode(err, 'ENOENT')) return undefined;
-    throw new ConfigError(`cannot read known members file ${path}: ${errorMessage(err)}`, { cause: err });
-  }
-}
-
-function parseMembersFile(path: string, text: string): Map<string, KnownMemberEntry> {
-  let doc: unknown;
-  try {
-    doc = JSON.parse(text);
-  } catch (err) {
-    throw corrupt(path, 'not valid JSON', err);
-  }
-  if (!isRecord(doc) || doc.version !== KNOWN_MEMBERS_FILE_VERSION) {
-    throw corrupt(path, `unsupported version ${isRecord(doc) ? JSON.stringify(doc.version) : 'missing'} (this wzp reads version ${KNOWN_MEMBERS_FILE_VERSION})`);
-  }
-  if (!isRecord(doc.members)) throw corrupt(path, 'no "members" object');
-  const entries: [string, KnownMemberEntry][] = [];
-  for (const [fingerprint, value] of Object.entries(doc.members)) {
-    try {
-      entries.push([parseFingerprint(fingerprint), parseEntry(value)]);
-    } catch (err) {
-      throw corrupt(path, `bad entry for "${fingerprint.slice(0, 100)}": ${errorMessage(err)}`, err);
-    }
-  }
-  // Oldest seen first (see meet()); a hand-edited file may be in any order.
-  entries.sort(([, a], [, b]) => Date.parse(a.lastSeen) - Date.parse(b.lastSeen));
-  return new Map(entries.slice(-MAX_KNOWN_MEMBERS));
-}
+const MEMBERS_FILE_SPEC: StoreFileSpec<KnownMemberEntry> = {
+  what: 'known members file',
+  version: KNOWN_MEMBERS_FILE_VERSION,
+  key: 'members',
+  suggestion: (path) => `fix ${path} by hand, or move it aside to start over (everyone you meet is then new again)`,
+  parseEntry: (fingerprint, value) => [parseFingerprint(fingerprint), parseEntry(value)],
+};
 
 function parseEntry(value: unknown): KnownMemberEntry {
   if (!isRecord(value)) throw new Error('not an object');
@@ -193,19 +170,5 @@ function parseEntry(value: unknown): KnownMemberEntry {
   return { alias: value.alias, firstSeen: isoTime(value, 'firstSeen'), lastSeen: isoTime(value, 'lastSeen') };
 }
 
-function isoTime(entry: Record<string, unknown>, field: string): string {
-  const time = entry[field];
-  if (typeof time !== 'string' || Number.isNaN(Date.parse(time))) throw new Error(`"${field}" is not an ISO 8601 time`);
-  return time;
-}
 
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
 
-function corrupt(path: string, detail: string, cause?: unknown): WzpError {
-  return new ConfigError(`known members file ${path} is corrupt: ${detail}`, {
-    cause,
-    suggestions: [`fix ${path} by hand, or move it aside to start over (everyone you meet is then new again)`],
-  });
-}

@@ -11,7 +11,7 @@
  * floods.
  */
 import { UsageError } from '../errors.js';
-import { DEFAULT_GATE_LIMITS, type QuicGateLimits } from '../transport/quic-gate.js';
+import { DEFAULT_GATE_LIMITS, GATE_DROP_REASONS, type GateDropReason, type QuicGateLimits } from '../transport/quic-gate.js';
 import { MAX_ROOM_PARTICIPANTS } from './rooms.js';
 
 export interface RelayLimits extends QuicGateLimits {
@@ -76,18 +76,7 @@ export const DEFAULT_RELAY_LIMITS: RelayLimits = {
 /** Why the relay refused or dropped something (the keys of its `refused` metrics). */
 export type RefusalReason =
   // At the QUIC gate (core/transport/quic-gate.ts), before the library sees the datagram.
-  | 'bad-source'
-  | 'runt'
-  | 'short-unknown'
-  | 'version-negotiation'
-  | 'unknown-version'
-  | 'zero-rtt-unknown'
-  | 'handshake-unknown'
-  | 'retry'
-  | 'small-initial'
-  | 'retry-rate'
-  | 'handshake-limit'
-  | 'connection-limit'
+  | GateDropReason
   // A connection over its source's limit, closed after its handshake with the reason.
   | 'source-connections'
   // Signalling.
@@ -109,18 +98,7 @@ export type RefusalReason =
   | 'media-rate';
 
 export const REFUSAL_REASONS: readonly RefusalReason[] = [
-  'bad-source',
-  'runt',
-  'short-unknown',
-  'version-negotiation',
-  'unknown-version',
-  'zero-rtt-unknown',
-  'handshake-unknown',
-  'retry',
-  'small-initial',
-  'retry-rate',
-  'handshake-limit',
-  'connection-limit',
+  ...GATE_DROP_REASONS,
   'source-connections',
   'join-rate',
   'signal-rate',

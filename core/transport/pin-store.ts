@@ -20,11 +20,11 @@
  * brackets in canonical form (`[2001:db8::1]:4433`), port without leading zeros. Changes are
  * held in memory until `save()`.
  */
-import { readFile } from 'node:fs/promises';
 import { isIPv6 } from 'node:net';
 import { ConfigError, FingerprintMismatchError, UsageError, type WzpError, errorMessage } from '../errors.js';
 import { parseFingerprint } from '../crypto/fingerprint.js';
-import { hasErrorCode, writePrivateFile } from '../crypto/identity.js';
+import { writePrivateFile } from '../crypto/identity.js';
+import { isoTime, isRecord, readStoreFile, type StoreFileSpec } from '../store-file.js';
 
 export const PIN_FILE_VERSION = 1;
 
@@ -63,8 +63,7 @@ export class PinStore {
    * An unreadable or corrupt file is a ConfigError: pins are never dropped silently.
    */
   static async open(path: string, options: { now?: () => Date } = {}): Promise<PinStore> {
-    const text = await readPinFile(path);
-    const pins = text === undefined ? new Map<string, PinEntry>() : parsePinFile(path, text);
+    const pins = new Map(await readStoreFile(path, PIN_FILE_SPEC));
     return new PinStore(path, pins, options.now ?? (() => new Date()));
   }
 
@@ -151,36 +150,13 @@ function canonicalIPv6(address: string): string {
   }
 }
 
-async function readPinFile(path: string): Promise<string | undefined> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch (err) {
-    if (hasErrorCode(err, 'ENOENT')) return undefined;
-    throw new ConfigError(`cannot read relay pin file ${path}: ${errorMessage(err)}`, { cause: err });
-  }
-}
-
-function parsePinFile(path: string, text: string): Map<string, PinEntry> {
-  let doc: unknown;
-  try {
-    doc = JSON.parse(text);
-  } catch (err) {
-    throw corruptPinFile(path, 'not valid JSON', err);
-  }
-  if (!isRecord(doc) || doc.version !== PIN_FILE_VERSION) {
-    throw corruptPinFile(path, `unsupported version ${isRecord(doc) ? JSON.stringify(doc.version) : 'missing'} (this wzp reads version ${PIN_FILE_VERSION})`);
-  }
-  if (!isRecord(doc.relays)) throw corruptPinFile(path, 'no "relays" object');
-  const pins = new Map<string, PinEntry>();
-  for (const [relay, value] of Object.entries(doc.relays)) {
-    try {
-      pins.set(normaliseRelayAddress(relay), parsePinEntry(value));
-    } catch (err) {
-      throw corruptPinFile(path, `bad entry for "${relay}": ${errorMessage(err)}`, err);
-    }
-  }
-  return pins;
-}
+const PIN_FILE_SPEC: StoreFileSpec<PinEntry> = {
+  what: 'relay pin file',
+  version: PIN_FILE_VERSION,
+  key: 'relays',
+  suggestion: (path) => `fix ${path} by hand, or move it aside to start over (every relay is then pinned again on first contact)`,
+  parseEntry: (relay, value) => [normaliseRelayAddress(relay), parsePinEntry(value)],
+};
 
 function parsePinEntry(value: unknown): PinEntry {
   if (!isRecord(value)) throw new Error('not an object');
@@ -190,25 +166,6 @@ function parsePinEntry(value: unknown): PinEntry {
     firstSeen: isoTime(value, 'firstSeen'),
     lastSeen: isoTime(value, 'lastSeen'),
   };
-}
-
-function isoTime(entry: Record<string, unknown>, field: string): string {
-  const time = entry[field];
-  if (typeof time !== 'string' || Number.isNaN(Date.parse(time))) throw new Error(`"${field}" is not an ISO 8601 time`);
-  return time;
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-function corruptPinFile(path: string, detail: string, cause?: unknown): WzpError {
-  return new ConfigError(`relay pin file ${path} is corrupt: ${detail}`, {
-    cause,
-    suggestions: [
-      `fix ${path} by hand, or move it aside to start over (every relay is then pinned again on first contact)`,
-    ],
-  });
 }
 
 function pinMismatch(relay: string, pinned: PinEntry, presented: string): WzpError {

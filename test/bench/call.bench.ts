@@ -22,7 +22,7 @@ import { percentile } from '../../core/media/analysis.js';
 import { createRegistries, type Registries } from '../../core/registry.js';
 import { untagRoomDatagram } from '../../core/relay/rooms.js';
 import { expectFingerprint, parseHostPort } from '../../core/transport/quic.js';
-import { BIN, makeHome, parseJsonDocument, runCli, startRelayProcess, type RunningRelay } from '../helpers/cli.js';
+import { BIN, makeHome, parseJsonDocument, runCli, startRelayProcess, MANY_CLIENTS_ONE_ADDRESS, type RunningRelay } from '../helpers/cli.js';
 import { quicheCostPerForwardUs } from './quiche-floor.js';
 
 export const name = 'calls: mouth-to-ear, call setup, relay forwarding vs plain UDP';
@@ -234,7 +234,7 @@ async function plainUdpForwarding(pairs: number): Promise<{ perCore: number; p99
 
 export async function run(): Promise<void> {
   const home = makeHome('wzp-bench-relay-');
-  const relay = await startRelayProcess(['--listen', '127.0.0.1:0'], home);
+  const relay = await startRelayProcess(['--listen', '127.0.0.1:0', ...MANY_CLIENTS_ONE_ADDRESS], home);
   try {
     const reg = await registries();
     await mouthToEar(relay, reg);

@@ -14,7 +14,7 @@ import { RelaySession } from '../../core/client/relay-session.js';
 import { parseFingerprint } from '../../core/crypto/fingerprint.js';
 import { percentile } from '../../core/media/analysis.js';
 import { expectFingerprint, parseHostPort } from '../../core/transport/quic.js';
-import { makeHome, startRelayProcess } from '../helpers/cli.js';
+import { makeHome, MANY_CLIENTS_ONE_ADDRESS, startRelayProcess } from '../helpers/cli.js';
 
 export const name = 'datagram echo through a relay process';
 
@@ -29,7 +29,7 @@ function cpuTicks(pid: number): number {
 
 async function scenario(connections: number): Promise<void> {
   const home = makeHome('wzp-bench-');
-  const relay = await startRelayProcess(['--listen', '127.0.0.1:0'], home);
+  const relay = await startRelayProcess(['--listen', '127.0.0.1:0', ...MANY_CLIENTS_ONE_ADDRESS], home);
   const sessions: RelaySession[] = [];
   try {
     for (let i = 0; i < connections; i++) {

@@ -79,6 +79,20 @@ export interface RunningRelay {
   stop(signal?: NodeJS.Signals): Promise<CliResult>;
 }
 
+/**
+ * `wzp relay` flags for tests and benchmarks that play many clients from one loopback address
+ * (25 calls, repeated joins): the relay's per-address limits (docs/relay-limits.md) are meant
+ * for one host each, so they are lifted there. test/hostile/ checks the limits themselves.
+ */
+export const MANY_CLIENTS_ONE_ADDRESS = [
+  '--max-connections-per-ip', '100000',
+  '--max-handshakes-per-ip', '256',
+  '--max-retries-per-ip', '100000',
+  '--max-room-members-per-ip', '64',
+  '--source-join-burst', '100000',
+  '--max-source-joins-per-minute', '1000000',
+];
+
 /** Start `wzp relay ...args` in the background and wait for its "listening on" line. */
 export function startRelayProcess(args: string[], home: CliHome, timeoutMs = 20_000): Promise<RunningRelay> {
   return new Promise((resolve, reject) => {
