@@ -126,6 +126,20 @@ export class DuplicateRegistrationError extends WzpError {
 
 /** The far end sent something that violates the protocol. */
 /**
+ * The command ran and measured, but what it measured fails the check the user asked for
+ * (`echo-test --min-snr`). It carries the measurements: the CLI prints them (and puts them
+ * in the JSON error document's `result`) before the failure, so a CI job keeps its numbers.
+ */
+export class CheckFailedError extends WzpError {
+  readonly result: object;
+  constructor(message: string, result: object, options: WzpErrorOptions = {}) {
+    super(message, ExitCode.CHECK_FAILED, options);
+    this.name = 'CheckFailedError';
+    this.result = result;
+  }
+}
+
+/**
  * The relay refused service on purpose: a limit it enforces (too many connections from this
  * address, requests too fast, a full room). The message carries the relay's reason.
  */

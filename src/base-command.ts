@@ -11,12 +11,11 @@
 // ux and help before any command runs (measured: require('@oclif/core') 77 ms / 103 ms CPU,
 // the subpaths a command needs 55 ms / 72 ms CPU).
 import { Command } from '@oclif/core/command';
-import * as Errors from '@oclif/core/errors';
 import * as Flags from '@oclif/core/flags';
 import type * as Interfaces from '@oclif/core/interfaces';
 import { hostname } from 'node:os';
 import chalk from 'chalk';
-import { ExitCode, isWzpError } from '../core/errors.js';
+import { CheckFailedError, ExitCode, isWzpError } from '../core/errors.js';
 import type { Registries } from '../core/registry.js';
 import { pluginWarnings, registries } from './extensions.js';
 import type { ReportMeta } from './services/report-meta.js';
@@ -30,6 +29,10 @@ export interface ErrorDocument {
   name: string;
   message: string;
   suggestions: string[];
+  /** Warnings recorded before the failure (kept: they often explain it). */
+  warnings?: string[];
+  /** A check that failed (CheckFailedError): what was measured. */
+  result?: object;
 }
 
 export interface SuccessDocument<T> {
@@ -160,9 +163,21 @@ export abstract class WzpCommand<T extends object> extends Command {
     return !this.jsonEnabled() && process.stderr.isTTY === true;
   }
 
-  protected override toSuccessJson(result: T): SuccessDocument<T> {
+  /**
+   * The JSON document of a result. A result marked `interrupted: true` (Ctrl-C stopped the
+   * measuring; what it holds is what was measured so far) has status 130, the exit code too.
+   */
+  protected override toSuccessJson(result: T): SuccessDocument<T> | (Omit<SuccessDocument<T>, 'status'> & { status: 130 }) {
+    if (isInterrupted(result)) {
+      process.exitCode = ExitCode.INTERRUPTED;
+      return { status: ExitCode.INTERRUPTED, result, warnings: this.warningsKept() };
+    }
+    return { status: 0, result, warnings: this.warningsKept() };
+  }
+
+  private warningsKept(): string[] {
     const more = this.warningsNotKept ? [`... and ${this.warningsNotKept} more warnings`] : [];
-    return { status: 0, result, warnings: [...this.collectedWarnings, ...more] };
+    return [...this.collectedWarnings, ...more];
   }
 
   protected override logJson(json: unknown): void {
@@ -177,31 +192,45 @@ export abstract class WzpCommand<T extends object> extends Command {
     const doc = describeError(err);
     process.exitCode = doc.status;
     if (this.jsonEnabled()) {
-      this.logJson(doc);
+      this.logJson({ ...doc, warnings: this.warningsKept() });
       return;
     }
+    // What a failed check measured comes first, as on success.
+    if (doc.result) this.printHuman(doc.result as T);
+    // Written here rather than through oclif's error renderer, which wraps lines at 80
+    // columns: a wrapped fingerprint or suggested command cannot be copied and pasted.
     const detail = process.env.WZP_DEBUG && err.stack ? `\n${err.stack}` : '';
-    throw new Errors.CLIError(`${doc.message}${detail}`, {
-      exit: doc.status,
-      suggestions: doc.suggestions,
-    });
+    const lines = [`${chalk.red('Error:')} ${doc.message}${detail}`, ...doc.suggestions.map((s) => `${chalk.dim('Try this:')} ${s}`)];
+    process.stderr.write(`${lines.join('\n')}\n`);
   }
 
-  /** Print the human rendering after run() unless --json. */
+  /** Print the human rendering after run() unless --json; an interrupted result exits 130. */
   protected override async _run<R>(): Promise<R> {
     const result = (await super._run()) as R;
     if (result && !this.jsonEnabled()) {
-      const text = this.renderHuman(result as unknown as T);
-      if (text) process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
+      this.printHuman(result as unknown as T);
+      if (isInterrupted(result)) process.exitCode = ExitCode.INTERRUPTED;
     }
     return result;
   }
+
+  private printHuman(result: T): void {
+    const text = this.renderHuman(result);
+    if (text) process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
+  }
+}
+
+/** A result that Ctrl-C cut short: it holds what was measured so far (docs/exit-codes.md). */
+function isInterrupted(result: unknown): boolean {
+  return typeof result === 'object' && result !== null && (result as { interrupted?: unknown }).interrupted === true;
 }
 
 /** Map any thrown value to the error document and exit status (docs/exit-codes.md). */
 export function describeError(err: unknown): ErrorDocument {
   if (isWzpError(err)) {
-    return { status: err.code, name: err.name, message: err.message, suggestions: [...err.suggestions] };
+    const doc: ErrorDocument = { status: err.code, name: err.name, message: err.message, suggestions: [...err.suggestions] };
+    if (err instanceof CheckFailedError) doc.result = err.result;
+    return doc;
   }
   const e = err as Error & { oclif?: { exit?: number }; suggestions?: string[] };
   if (e && typeof e === 'object' && e.oclif && typeof e.oclif.exit === 'number') {

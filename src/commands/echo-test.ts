@@ -1,6 +1,6 @@
 import * as Args from '@oclif/core/args';
 import * as Flags from '@oclif/core/flags';
-import { ExitCode, WzpError } from '../../core/errors.js';
+import { CheckFailedError } from '../../core/errors.js';
 import type { TierName } from '../../core/media/quality.js';
 import { mediaPathFlag, WzpCommand, type ReportMeta } from '../base-command.js';
 import { echoTest, type EchoTestReport } from '../services/echo-test.js';
@@ -66,10 +66,12 @@ Without RELAY an embedded relay is started on loopback in this process, which ch
         if (p.sent === p.total) process.stderr.write('\n');
       },
     });
+    const result = { ...report, meta: this.reportMeta(ECHO_TEST_SCHEMA_VERSION, flags, args) };
     if (flags['min-snr'] !== undefined && !flags.mic && !(report.snrDb >= flags['min-snr'])) {
-      throw new WzpError(`decoded echo SNR ${report.snrDb} dB is below --min-snr ${flags['min-snr']} dB`, ExitCode.CHECK_FAILED);
+      // The measurements go with the failure: printed first, and in the JSON document's result.
+      throw new CheckFailedError(`decoded echo SNR ${report.snrDb} dB is below --min-snr ${flags['min-snr']} dB`, result);
     }
-    return { ...report, meta: this.reportMeta(ECHO_TEST_SCHEMA_VERSION, flags, args) };
+    return result;
   }
 
   protected renderHuman(r: EchoTestReport): string {
