@@ -14,7 +14,7 @@ import { LogLimiter, TokenBucket } from '../net/rate-limit.js';
 import type { DatagramChannel } from '../transport/datagrams.js';
 import { sourceKey, type GateDropReason } from '../transport/quic-gate.js';
 import { formatHostPort, startQuicServer, type HostPort, type RunningQuicServer, type SocketGateStats, type TlsMaterial } from '../transport/quic.js';
-import { push, serveSignals, SignalMemoryBudget, type KnownSignal, type SignalDropReason } from '../transport/signal-stream.js';
+import { pushFrame, serveSignals, SignalMemoryBudget, type KnownSignal, type SignalDropReason } from '../transport/signal-stream.js';
 import { RoomManager, type RoomMember } from './rooms.js';
 import { encodeSignal, MAX_ANNOUNCEMENT_BYTES, MAX_REQUEST_PAYLOAD_BYTES, MAX_ROOM_SIGNAL_BYTES, RELAY_CLOSE_REFUSED } from '../wire/signal.js';
 import { verifyAnnouncement, type MemberAnnouncement } from '../crypto/sender-keys.js';
@@ -454,7 +454,7 @@ export class Relay {
       fingerprint: msg.fingerprint ?? '',
       datagrams: peer.datagrams,
       ...(msg.announcement === undefined ? {} : { announcement: msg.announcement }),
-      push: (message) => void push(peer.connection, message as KnownSignal),
+      push: (frame) => void pushFrame(peer.connection, frame),
     };
     const replacedPeer = this.replacedBy(msg.room, msg.announcement);
     const plan = this.rooms.planJoin(msg.room, member, replacedPeer?.room?.sourceId, {

@@ -30,6 +30,7 @@
  * a full room's (64) fit in one `joined` answer.
  */
 import type { DatagramChannel } from '../transport/datagrams.js';
+import { encodeSignal, type KnownSignalMessage } from '../wire/signal.js';
 
 /** Bytes the relay prepends to every forwarded room datagram. */
 export const SOURCE_ID_BYTES = 2;
@@ -48,8 +49,8 @@ export interface RoomMember {
   readonly datagrams: DatagramChannel;
   /** The signed announcement the member joined with (opaque to the relay), if any. */
   readonly announcement?: Record<string, unknown>;
-  /** Deliver a signalling message to this member (relay push). */
-  push(message: object): void;
+  /** Deliver a signalling message, already encoded (encodeSignal), to this member (relay push). */
+  push(frame: Uint8Array): void;
 }
 
 /** A member as the roster names it. */
@@ -184,7 +185,10 @@ export class RoomManager {
 
   private announce(room: Room, change: { joined?: number; left?: number; announcement?: Record<string, unknown> }): void {
     const message = { type: 'room-update', room: room.id, participants: room.roster(), ...change };
-    for (const m of room.members.values()) m.push(message);
+    // Encoded once for all: in a filling room every join tells every member the whole roster.
+    const frame = encodeRoomMessage(message);
+    if (frame === undefined) return;
+    for (const m of room.members.values()) m.push(frame);
   }
 
   /** Forward one member's datagram to every other member of its room. */
@@ -208,12 +212,27 @@ export class RoomManager {
     const room = this.rooms.get(roomId);
     if (!room) return 0;
     let delivered = 0;
+    let frame: Uint8Array | undefined;
     for (const [id, member] of room.members) {
       if (id === from || (to !== undefined && id !== to)) continue;
-      member.push({ type: 'relayed', room: roomId, from, payload });
+      frame ??= encodeRoomMessage({ type: 'relayed', room: roomId, from, payload });
+      if (frame === undefined) return 0;
+      member.push(frame);
       delivered++;
     }
     return delivered;
+  }
+}
+
+/**
+ * A room message as a signal frame; undefined if it cannot be one (over the signal size
+ * limit: the relay bounds what goes into room messages so this does not happen).
+ */
+function encodeRoomMessage(message: object): Uint8Array | undefined {
+  try {
+    return encodeSignal(message as KnownSignalMessage);
+  } catch {
+    return undefined;
   }
 }
 

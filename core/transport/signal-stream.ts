@@ -294,10 +294,18 @@ async function exchange(
  * not thrown: a member that went away is cleaned up by its connection's close event.
  */
 export async function push(connection: QUICConnection, msg: KnownSignal): Promise<boolean> {
+  return pushFrame(connection, encodeSignal(msg));
+}
+
+/**
+ * push() of a message already encoded (encodeSignal): a relay telling every member of a room
+ * the same thing encodes it once, not once per member.
+ */
+export async function pushFrame(connection: QUICConnection, frame: Uint8Array): Promise<boolean> {
   try {
     const stream = connection.newStream('bidi');
     const writer = stream.writable.getWriter();
-    await writer.write(encodeSignal(msg));
+    await writer.write(frame);
     await writer.close();
     // Nothing comes back; release our read side so the stream is fully closed.
     await stream.readable.cancel().catch(() => undefined);
