@@ -30,19 +30,29 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { DecodeError, InternalError, PluginError, WzpError } from '../../../core/errors.js';
 import {
+  binomial,
   checkFramesToEncode,
+  checkSymbolSize,
   collectBlock,
+  DecodeError,
+  gfRankInPlace,
+  InternalError,
+  PluginError,
   presentRepairs,
+  readSymbol,
+  subsets,
+  symbolSizeFor,
   validateFecParams,
+  writeSymbol,
+  WzpError,
+  type Availability,
   type CollectedBlock,
-} from '../../../core/media/fec/block.js';
-import { binomial, subsets } from '../../../core/media/fec/subsets.js';
-import { gfRankInPlace } from '../../../core/media/fec/gf256.js';
-import { checkSymbolSize, readSymbol, symbolSizeFor, writeSymbol } from '../../../core/media/fec/symbols.js';
-import type { Availability } from '../../../core/media/codec-types.js';
-import type { FecCodec, FecPacket, FecParams, FecSchemeFactory } from '../../../core/media/fec-types.js';
+  type FecCodec,
+  type FecPacket,
+  type FecParams,
+  type FecSchemeFactory,
+} from '../../../core/plugin.js';
 
 type RaptorqGlue = typeof import('raptorq/raptorq.js');
 /** A compiled wasm module, as the glue's initSync takes it. */
