@@ -42,7 +42,7 @@ export const QUIC_DEFAULTS = {
   connectTimeoutMs: 5_000,
   /** Datagram receive/send queue lengths handed to quiche. */
   datagramQueue: 1_024,
-  /** UDP receive buffer; FACTS.md: the default overflows under load on 2 cores. */
+  /** UDP receive buffer; the default overflows under load on 2 cores (docs/dependencies.md). */
   recvBufferBytes: 4 * 1024 * 1024,
 } as const;
 

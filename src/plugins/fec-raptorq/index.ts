@@ -1,6 +1,6 @@
 /**
  * FEC scheme "raptorq" (scheme id 1): RaptorQ (RFC 6330) through the npm `raptorq` package,
- * the cberner/raptorq crate as a frozen wasm-pack web build (FACTS.md, Media).
+ * the cberner/raptorq crate as a frozen wasm-pack web build (docs/dependencies.md, FEC).
  *
  * Block layout. The crate traps for symbols under 64 bytes, so small frames are packed:
  * every frame gets a slot of S = 2 + longest frame bytes (length-prefixed, zero-padded, see
