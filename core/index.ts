@@ -1,13 +1,11 @@
 /**
- * wzp as a library: the engine under the CLI (never imports oclif). Plugin authors take the
- * extension contracts from here; applications can run relays, calls and diagnostics.
+ * wzp as a library: the engine under the CLI (never imports oclif). Applications can run
+ * relays, calls and diagnostics. Plugin authors take the extension contracts from here or,
+ * without loading the engine, from `wzp/plugin` (core/plugin.ts).
  */
-export * from './errors.js';
+// Errors, extension contracts and the plugin building blocks (also `wzp/plugin`, core/plugin.ts).
+export * from './plugin.js';
 export * from './registry.js';
-export type { Availability, Codec, CodecFactory, CodecOptions } from './media/codec-types.js';
-export { PIPELINE_SAMPLE_RATE, frameSamplesFor } from './media/codec-types.js';
-export type { FecCodec, FecDecoder, FecEncoder, FecPacket, FecParams, FecSchemeFactory } from './media/fec-types.js';
-export type { EndpointObservation, NatStrategy, NatStrategyFactory, ProbePlan } from './nat/strategy-types.js';
 export * as wire from './wire/index.js';
 export { Identity, generateIdentity, identityFromMnemonic, loadOrCreateIdentity } from './crypto/identity.js';
 export { deriveTlsCertificate, certFingerprint } from './crypto/tls-cert.js';

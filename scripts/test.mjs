@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-// `npm test`: build, then run every compiled *.test.js under dist/test with Node's test
-// runner. Files are listed explicitly: given a directory, Node 20's runner would also execute
-// every other .js file below a folder named "test" (helpers, fixtures, benchmarks).
+// `npm test`: build, lint (scripts/lint.mjs), then run every compiled *.test.js under
+// dist/test with Node's test runner. Files are listed explicitly: given a directory, Node 20's
+// runner would also execute every other .js file below a folder named "test" (helpers,
+// fixtures, benchmarks).
 // Optional arguments narrow the run to files whose path contains one of them.
 import { spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
@@ -31,6 +32,14 @@ if (files.length === 0) {
   console.error('no test files matched');
   process.exit(1);
 }
+// The whole suite also lints the whole tree (scripts/lint.mjs); a run narrowed by filters
+// does not (`npm run lint` does it alone).
+let lintFailed = false;
+if (filters.length === 0) {
+  const lint = spawnSync(process.execPath, [join(root, 'scripts', 'lint.mjs')], { stdio: 'inherit' });
+  lintFailed = lint.status !== 0;
+}
 // One file at a time: several suites start relays, namespaces and timing-sensitive media.
 const run = spawnSync(process.execPath, ['--test', '--test-concurrency=1', ...files], { stdio: 'inherit' });
-process.exit(run.status ?? 1);
+if (lintFailed) console.error('npm test: ESLint reported problems (above); run `npm run lint`');
+process.exit(run.status !== 0 ? (run.status ?? 1) : lintFailed ? 1 : 0);

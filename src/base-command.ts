@@ -17,7 +17,7 @@ import { hostname } from 'node:os';
 import chalk from 'chalk';
 import { CheckFailedError, ExitCode, isWzpError } from '../core/errors.js';
 import type { Registries } from '../core/registry.js';
-import { pluginWarnings, registries } from './extensions.js';
+import { loadExtensions, pluginWarnings, registries } from './extensions.js';
 import type { ReportMeta } from './services/report-meta.js';
 
 export type { ReportMeta };
@@ -122,6 +122,9 @@ export abstract class WzpCommand<T extends object> extends Command {
     await super.init();
     process.on('SIGINT', this.onSignal);
     process.on('SIGTERM', this.onSignal);
+    // The plugins' codecs, FEC schemes and NAT strategies (src/extensions.ts). Only wzp's own
+    // commands fire those hooks: help and `wzp plugins ...` never wait for a plugin.
+    await loadExtensions(this.config);
     for (const w of pluginWarnings()) this.warn(w);
   }
 
@@ -191,17 +194,9 @@ export abstract class WzpCommand<T extends object> extends Command {
   public override async catch(err: Error & { exitCode?: number }): Promise<void> {
     const doc = describeError(err);
     process.exitCode = doc.status;
-    if (this.jsonEnabled()) {
-      this.logJson({ ...doc, warnings: this.warningsKept() });
-      return;
-    }
     // What a failed check measured comes first, as on success.
-    if (doc.result) this.printHuman(doc.result as T);
-    // Written here rather than through oclif's error renderer, which wraps lines at 80
-    // columns: a wrapped fingerprint or suggested command cannot be copied and pasted.
-    const detail = process.env.WZP_DEBUG && err.stack ? `\n${err.stack}` : '';
-    const lines = [`${chalk.red('Error:')} ${doc.message}${detail}`, ...doc.suggestions.map((s) => `${chalk.dim('Try this:')} ${s}`)];
-    process.stderr.write(`${lines.join('\n')}\n`);
+    if (doc.result && !this.jsonEnabled()) this.printHuman(doc.result as T);
+    writeError(err, doc, { json: this.jsonEnabled(), warnings: this.warningsKept() });
   }
 
   /** Print the human rendering after run() unless --json; an interrupted result exits 130. */
@@ -218,6 +213,30 @@ export abstract class WzpCommand<T extends object> extends Command {
     const text = this.renderHuman(result);
     if (text) process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
   }
+}
+
+/**
+ * Write a failure: with `json`, its error document (with the warnings) on stdout; otherwise
+ * `Error: ...` and one `Try this: ...` line per suggestion on stderr. Written directly rather
+ * than through oclif's error renderer, which wraps lines at 80 columns: a wrapped fingerprint
+ * or suggested command cannot be copied and pasted. The stack only with WZP_DEBUG set.
+ */
+export function writeError(err: unknown, doc: ErrorDocument, options: { json: boolean; warnings: string[] }): void {
+  if (options.json) {
+    process.stdout.write(`${JSON.stringify({ ...doc, warnings: options.warnings }, null, 2)}\n`);
+    return;
+  }
+  const stack = err instanceof Error ? err.stack : undefined;
+  const detail = process.env.WZP_DEBUG && stack ? `\n${stack}` : '';
+  const lines = [`${chalk.red('Error:')} ${doc.message}${detail}`, ...doc.suggestions.map((s) => `${chalk.dim('Try this:')} ${s}`)];
+  process.stderr.write(`${lines.join('\n')}\n`);
+}
+
+/** Whether a command line asks for JSON output (`--json` before any `--`, or WZP_CONTENT_TYPE=json, as oclif reads it). */
+export function jsonRequested(argv: readonly string[]): boolean {
+  if (process.env.WZP_CONTENT_TYPE?.toLowerCase() === 'json') return true;
+  const end = argv.indexOf('--');
+  return (end === -1 ? argv : argv.slice(0, end)).includes('--json');
 }
 
 /** A result that Ctrl-C cut short: it holds what was measured so far (docs/exit-codes.md). */

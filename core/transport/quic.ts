@@ -42,7 +42,7 @@ export const QUIC_DEFAULTS = {
   connectTimeoutMs: 5_000,
   /** Datagram receive/send queue lengths handed to quiche. */
   datagramQueue: 1_024,
-  /** UDP receive buffer; FACTS.md: the default overflows under load on 2 cores. */
+  /** UDP receive buffer; the default overflows under load on 2 cores (docs/dependencies.md). */
   recvBufferBytes: 4 * 1024 * 1024,
 } as const;
 
@@ -242,7 +242,9 @@ function splitNonQuic(socket: QUICSocket, handler: NonNullable<SocketOptions['on
   };
   const udp = s.socket;
   if (udp && udp.listeners('message').includes(quic)) {
+    // eslint-disable-next-line @typescript-eslint/no-misused-promises -- removes the library's own listener
     udp.off('message', quic);
+    // eslint-disable-next-line @typescript-eslint/no-misused-promises -- the library's own listener shape: QUICSocket registers its async handleSocketMessage the same way (a rejection from it is not caught here; only the relay's gate catches them)
     udp.on('message', split);
   }
   s.handleSocketMessage = split;
@@ -264,7 +266,9 @@ function routeDirect(socket: QUICSocket): void {
   const routed = directReceiveHandler(() => s.socket, library);
   const udp = s.socket;
   if (udp && udp.listeners('message').includes(library)) {
+    // eslint-disable-next-line @typescript-eslint/no-misused-promises -- removes the library's own listener
     udp.off('message', library);
+    // eslint-disable-next-line @typescript-eslint/no-misused-promises -- the library's own listener shape, as in splitNonQuic above
     udp.on('message', routed);
   }
   s.handleSocketMessage = routed;

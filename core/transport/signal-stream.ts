@@ -2,7 +2,7 @@
  * Signalling over QUIC streams: one short-lived bidirectional stream per exchange.
  *
  * The requester opens a stream, writes one framed SignalMessage, closes its write side and
- * reads the reply; the responder answers and closes. FACTS.md measured that one persistent
+ * reads the reply; the responder answers and closes. Measured (docs/dependencies.md): one persistent
  * signalling stream per connection triples datagram p99 latency under load, while
  * short-lived request/response streams cost nothing measurable, hence this shape.
  *

@@ -202,6 +202,7 @@ export interface FieldRule<T> extends FieldCheck<T> {
 /** One rule per field of message M (other than `type`), required exactly when M's is. */
 export type FieldRules<M> = {
   readonly [K in Exclude<keyof M, 'type'>]-?: FieldRule<Exclude<M[K], undefined>> & {
+    // eslint-disable-next-line @typescript-eslint/no-empty-object-type -- `{} extends Pick<M, K>` is the test for an optional key
     readonly required: {} extends Pick<M, K> ? false : true;
   };
 };

@@ -3,7 +3,7 @@
  * paced 100-byte datagrams at 50/s (a voice stream) to the relay in echo mode.
  * Prints RTT percentiles, loss, and the relay process's CPU use.
  *
- * FACTS.md measured stock @matrixai/quic at p99 ~100 ms with 3-7% loss for 50x50/s on two
+ * docs/dependencies.md: stock @matrixai/quic measured p99 ~100 ms with 3-7% loss for 50x50/s on two
  * cores, and ~4 ms / 0 loss with the two per-packet costs removed (core/transport/datagrams.ts).
  * Media stays in QUIC datagrams here (mediaPath 'quic'): this measures that path, which
  * media takes until the UDP media path is up and wherever it cannot be (the calls bench

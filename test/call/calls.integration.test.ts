@@ -89,7 +89,7 @@ describe('calls through a relay process', () => {
     assert.equal(reports[0].fingerprint, reports[1].fingerprint, 'the first two calls share one identity');
     assert.notEqual(reports[0].fingerprint, reports[2].fingerprint);
     assert.deepEqual(reports.map((r) => r.relay.mediaPath), ['udp', 'udp', 'quic']);
-    for (const [i, r] of results.entries()) {
+    for (const [i] of results.entries()) {
       const report = reports[i];
       assert.equal(report.participants.length, 2, JSON.stringify(report.participants));
       for (const p of report.participants) {

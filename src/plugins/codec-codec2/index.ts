@@ -11,17 +11,19 @@
  * sees the codec as unavailable (with the apt hint) and the CLI still starts.
  */
 import { createRequire } from 'node:module';
-import { DecodeError, PluginError } from '../../../core/errors.js';
 import {
-  PIPELINE_SAMPLE_RATE,
+  createResampler,
+  DecodeError,
   frameSamplesFor,
+  PIPELINE_SAMPLE_RATE,
+  PluginError,
   type Availability,
   type Codec,
   type CodecFactory,
   type CodecOptions,
-} from '../../../core/media/codec-types.js';
-import { createResampler, type Resampler } from '../../../core/media/resample.js';
-import type { HookContribution } from '../../../core/registry.js';
+  type HookContribution,
+  type Resampler,
+} from '../../../core/plugin.js';
 
 type Koffi = typeof import('koffi');
 type LibraryHandle = ReturnType<Koffi['load']>;

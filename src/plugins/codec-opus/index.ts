@@ -7,16 +7,17 @@
 import { readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { DecodeError, PluginError } from '../../../core/errors.js';
 import {
-  PIPELINE_SAMPLE_RATE,
+  DecodeError,
   frameSamplesFor,
+  PIPELINE_SAMPLE_RATE,
+  PluginError,
   type Availability,
   type Codec,
   type CodecFactory,
   type CodecOptions,
-} from '../../../core/media/codec-types.js';
-import type { HookContribution } from '../../../core/registry.js';
+  type HookContribution,
+} from '../../../core/plugin.js';
 
 type OpusModule = typeof import('@discordjs/opus');
 type NativeOpus = InstanceType<OpusModule['OpusEncoder']>;

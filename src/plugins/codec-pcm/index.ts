@@ -6,16 +6,18 @@
  * codec and sent as big-endian samples as in RTP L16 (RFC 3551): 640 bytes per 20 ms frame,
  * 256 kbit/s. Audio above ~6.7 kHz is filtered out.
  */
-import { DecodeError, PluginError } from '../../../core/errors.js';
 import {
-  PIPELINE_SAMPLE_RATE,
+  createResampler,
+  DecodeError,
   frameSamplesFor,
+  PIPELINE_SAMPLE_RATE,
+  PluginError,
   type Codec,
   type CodecFactory,
   type CodecOptions,
-} from '../../../core/media/codec-types.js';
-import { createResampler, type Resampler } from '../../../core/media/resample.js';
-import type { HookContribution } from '../../../core/registry.js';
+  type HookContribution,
+  type Resampler,
+} from '../../../core/plugin.js';
 
 const WIRE_SAMPLE_RATE = 16_000;
 const BYTES_PER_SAMPLE = 2;

@@ -2,8 +2,14 @@
  * FEC scheme "none" (scheme id 0): source frames travel alone, nothing is repaired.
  * Only r = 0 is accepted, so a media header never announces repair packets that never come.
  */
-import { checkFramesToEncode, collectBlock, validateFecParams } from '../../../core/media/fec/block.js';
-import type { FecCodec, FecParams, FecSchemeFactory } from '../../../core/media/fec-types.js';
+import {
+  checkFramesToEncode,
+  collectBlock,
+  validateFecParams,
+  type FecCodec,
+  type FecParams,
+  type FecSchemeFactory,
+} from '../../../core/plugin.js';
 
 const NAME = 'none';
 const FORMAT = 'fec-none';

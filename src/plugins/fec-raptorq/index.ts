@@ -1,6 +1,6 @@
 /**
  * FEC scheme "raptorq" (scheme id 1): RaptorQ (RFC 6330) through the npm `raptorq` package,
- * the cberner/raptorq crate as a frozen wasm-pack web build (FACTS.md, Media).
+ * the cberner/raptorq crate as a frozen wasm-pack web build (docs/dependencies.md, FEC).
  *
  * Block layout. The crate traps for symbols under 64 bytes, so small frames are packed:
  * every frame gets a slot of S = 2 + longest frame bytes (length-prefixed, zero-padded, see
@@ -30,19 +30,29 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { DecodeError, InternalError, PluginError, WzpError } from '../../../core/errors.js';
 import {
+  binomial,
   checkFramesToEncode,
+  checkSymbolSize,
   collectBlock,
+  DecodeError,
+  gfRankInPlace,
+  InternalError,
+  PluginError,
   presentRepairs,
+  readSymbol,
+  subsets,
+  symbolSizeFor,
   validateFecParams,
+  writeSymbol,
+  WzpError,
+  type Availability,
   type CollectedBlock,
-} from '../../../core/media/fec/block.js';
-import { binomial, subsets } from '../../../core/media/fec/subsets.js';
-import { gfRankInPlace } from '../../../core/media/fec/gf256.js';
-import { checkSymbolSize, readSymbol, symbolSizeFor, writeSymbol } from '../../../core/media/fec/symbols.js';
-import type { Availability } from '../../../core/media/codec-types.js';
-import type { FecCodec, FecPacket, FecParams, FecSchemeFactory } from '../../../core/media/fec-types.js';
+  type FecCodec,
+  type FecPacket,
+  type FecParams,
+  type FecSchemeFactory,
+} from '../../../core/plugin.js';
 
 type RaptorqGlue = typeof import('raptorq/raptorq.js');
 /** A compiled wasm module, as the glue's initSync takes it. */

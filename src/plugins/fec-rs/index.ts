@@ -15,13 +15,28 @@
  * at most 64 symbols of a few hundred bytes; a Cauchy code over a 64 KiB multiplication
  * table is a hundred lines of plain TypeScript and decodes a block in microseconds.
  */
-import { blockCodec, checkFramesToEncode, collectBlock, presentRepairs, validateFecParams } from '../../../core/media/fec/block.js';
-import type { CollectedBlock } from '../../../core/media/fec/block.js';
-import { gfInv, gfInvertMatrix, gfMulAddInto } from '../../../core/media/fec/gf256.js';
-import { bareRepairSymbolSize, mulAddSymbolInto, readSymbol, symbolSizeFor } from '../../../core/media/fec/symbols.js';
-import { InternalError } from '../../../core/errors.js';
-import { FEC_MAX_K, FEC_MAX_R } from '../../../core/media/fec-types.js';
-import type { FecCodec, FecPacket, FecParams, FecSchemeFactory } from '../../../core/media/fec-types.js';
+import {
+  bareRepairSymbolSize,
+  blockCodec,
+  checkFramesToEncode,
+  collectBlock,
+  FEC_MAX_K,
+  FEC_MAX_R,
+  gfInv,
+  gfInvertMatrix,
+  gfMulAddInto,
+  InternalError,
+  mulAddSymbolInto,
+  presentRepairs,
+  readSymbol,
+  symbolSizeFor,
+  validateFecParams,
+  type CollectedBlock,
+  type FecCodec,
+  type FecPacket,
+  type FecParams,
+  type FecSchemeFactory,
+} from '../../../core/plugin.js';
 
 const NAME = 'rs';
 const FORMAT = 'fec-rs';

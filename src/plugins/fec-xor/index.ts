@@ -14,10 +14,22 @@
  * So the promise for any block is max(1, floor(r/k)) lost packets (0 when r = 0); two losses
  * in one group of a single parity stay lost.
  */
-import { blockCodec, checkFramesToEncode, collectBlock, presentRepairs, validateFecParams } from '../../../core/media/fec/block.js';
-import type { CollectedBlock } from '../../../core/media/fec/block.js';
-import { bareRepairSymbolSize, mulAddSymbolInto, readSymbol, symbolSizeFor } from '../../../core/media/fec/symbols.js';
-import type { FecCodec, FecPacket, FecParams, FecSchemeFactory } from '../../../core/media/fec-types.js';
+import {
+  bareRepairSymbolSize,
+  blockCodec,
+  checkFramesToEncode,
+  collectBlock,
+  mulAddSymbolInto,
+  presentRepairs,
+  readSymbol,
+  symbolSizeFor,
+  validateFecParams,
+  type CollectedBlock,
+  type FecCodec,
+  type FecPacket,
+  type FecParams,
+  type FecSchemeFactory,
+} from '../../../core/plugin.js';
 
 const NAME = 'xor';
 const FORMAT = 'fec-xor';
