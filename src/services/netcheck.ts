@@ -6,7 +6,6 @@
  * this host's interface addresses and the servers used (docs/netcheck.md,
  * docs/schemas/netcheck-report.schema.json).
  */
-import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { type NetcheckEvent, type NetcheckRelay, type NetcheckResult, runNetcheck } from '../../core/nat/netcheck.js';
 import type { Endpoint } from '../../core/nat/stun.js';
@@ -15,7 +14,8 @@ import { loadNatConfig, noServersError, resolveEndpoints, selectServers, type Se
 import { pinFile } from './paths.js';
 import { connectToRelay } from './relay-connect.js';
 import type { ReportMeta } from './report-meta.js';
-import { UsageError, errorMessage } from '../../core/errors.js';
+import { errorMessage } from '../../core/errors.js';
+import { checkGatewayFlag } from './portmap.js';
 
 /**
  * 2: the report's facts about itself moved into `meta` (ReportMeta, as every attachable
@@ -64,11 +64,7 @@ export interface NetcheckReport extends NetcheckResult {
 }
 
 export async function netcheck(req: NetcheckRequest): Promise<NetcheckReport> {
-  if (req.gateway !== undefined && isIP(req.gateway) !== 4) {
-    throw new UsageError(`--gateway "${req.gateway}" is not an IPv4 address`, {
-      suggestions: ["give the gateway's IPv4 address, e.g. --gateway 192.168.1.1, or leave --gateway out to use the default route's"],
-    });
-  }
+  checkGatewayFlag(req.gateway);
   const loaded = await loadNatConfig(req.configDir);
   const servers = selectServers({ stun: req.stun, relay: req.relays }, loaded);
   if (servers.stun.length === 0 && servers.relays.length === 0) throw noServersError('netcheck', servers.configFile, 'any', 'pass --stun HOST:PORT and/or --relay HOST:PORT (repeatable, or comma-separated)');
