@@ -36,7 +36,7 @@
 import type dgram from 'node:dgram';
 import type { QUICSocket } from '@matrixai/quic';
 import type { RelaySession } from '../client/relay-session.js';
-import { AbortError, UsageError, throwIfAborted } from '../errors.js';
+import { AbortError, NetworkError, UsageError, throwIfAborted } from '../errors.js';
 import { formatHostPort, openSocket, parseHostPort, rawUdpSocket } from '../transport/quic.js';
 import { type FilteringBehaviour, type Hairpinning, type MappingBehaviour, discoverNatBehaviour } from './behaviour.js';
 import { type PortAllocationKind, type PortObservation, classifyPortAllocation, predictPorts, rfc5780Endpoints } from './port-allocation.js';
@@ -587,7 +587,7 @@ class Run {
         let session: RelaySession | undefined;
         try {
           if (this.interrupted) throw new AbortError('interrupted');
-          if (!main) throw new AbortError(`no ${relay.endpoint ? familyOf(relay.endpoint) : 'IPv4'} socket`);
+          if (!main) throw new NetworkError(`no ${relay.endpoint ? familyOf(relay.endpoint) : 'IPv4'} socket to reach it from`);
           if (relay.endpoint) this.asked.add(relay.endpoint.address);
           session = await relay.connect(main.quic, { timeoutMs: Math.min(NETCHECK_TIMING.relayConnectTimeoutMs, this.remainingMs()), signal: this.signal });
           this.sawUdp(`relay ${relay.label} answered over QUIC`);
