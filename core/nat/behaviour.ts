@@ -177,7 +177,7 @@ export async function discoverNatBehaviour(socket: dgram.Socket, server: Endpoin
       other ? mappingProbes(client, server, other, phase2) : undefined,
       other ? filteringProbes(socketFamily(socket), local.address, server, other, phase2) : undefined,
       natDetected ? client.probe(primary.mappedAddress, { ...phase2, label: 'hairpin', expectLoopback: true }) : undefined,
-      options.bindingLifetime ? measureBindingLifetime(server, socketFamily(socket), { ...common, ...options.bindingLifetime }) : undefined,
+      options.bindingLifetime ? lifetimeUnlessStopped(server, socketFamily(socket), { ...common, ...options.bindingLifetime }) : undefined,
     ]);
 
     const notes: string[] = [];
@@ -214,6 +214,20 @@ export async function discoverNatBehaviour(socket: dgram.Socket, server: Endpoin
     };
   } finally {
     if (!options.client) client.close();
+  }
+}
+
+/**
+ * The binding-lifetime test takes seconds: when the caller's signal stops it, the other
+ * results (measured in the first round trips) are kept and the lifetime says what it had.
+ */
+async function lifetimeUnlessStopped(server: Endpoint, family: UdpFamily, options: BindingLifetimeOptions): Promise<BindingLifetime> {
+  const startedAt = performance.now();
+  try {
+    return await measureBindingLifetime(server, family, options);
+  } catch (err) {
+    if (!options.signal?.aborted) throw err;
+    return { measurable: false, checks: [], aliveForAtLeastMs: 0, durationMs: performance.now() - startedAt, notes: ['binding lifetime: stopped before the first check'] };
   }
 }
 
@@ -333,16 +347,22 @@ export async function measureBindingLifetime(server: Endpoint, family: UdpFamily
       return { measurable: false, checks: [], aliveForAtLeastMs: 0, durationMs: performance.now() - startedAt, notes: [`binding lifetime not measurable: ${note}`] };
     }
 
-    const results = await Promise.all(
+    const settled = await Promise.allSettled(
       intervals.map(async (afterMs, i) => {
         const mapping = await holders[i].binding(server, { ...common, label: `lifetime-${afterMs}ms-open` });
         await delay(afterMs, stop.signal);
         return { afterMs, alive: await check(holders[i], mapping.mappedAddress, `lifetime-${afterMs}ms-check`) };
       }),
     );
+    const stopped = options.signal?.aborted === true;
+    const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    // Stopped by the caller: the checks that finished are the answer (sorted, so the bounds hold).
+    if (failed && !stopped) throw failed.reason;
+    const results = settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
     const checks = results.filter((r): r is BindingLifetimeCheck => r.alive !== undefined);
     const skipped = results.filter((r) => r.alive === undefined).map((r) => r.afterMs);
     const notes = skipped.length > 0 ? [`mappings for ${skipped.join(', ')} ms landed on another public IP: not checked`] : [];
+    if (failed) notes.push(`stopped after ${checks.length} of ${intervals.length} idle times: the longer ones were not checked`);
     return { measurable: checks.length > 0, ...summariseLifetime(checks), durationMs: performance.now() - startedAt, notes };
   } finally {
     stop.abort();

@@ -6,37 +6,44 @@
  *
  * ```
  * t0 ──┬─ port-mapping probe (PCP, NAT-PMP, UPnP; gateway only) ─────────────────────┐
- *      ├─ IPv6: Binding to each IPv6 STUN server (own udp6 socket) ──────────────────┤
- *      └─ IPv4 first contact: Binding to each IPv4 STUN server, concurrently,          │
+ *      ├─ IPv6 first contact: Binding to each IPv6 STUN server and relay (IPv6 socket)  │
+ *      └─ IPv4 first contact: Binding to each IPv4 STUN server and relay, concurrently, │
  *         from the main socket (UDP works? reflexive address, OTHER-ADDRESS, RTT)      │
  *           └─ port allocation: one new mapping after another from a fresh socket      │
  *                └─┬─ behaviour (RFC 5780: mapping, filtering, hairpin), main socket    │
  *                  └─ relays: QUIC connect, reflect, 3 pings each, main socket ─────────┴─ verdict
  * ```
  *
+ * Relays answer STUN on their QUIC port (core/nat/stun-server.ts), so each relay is also a
+ * STUN server here: `--relay` alone gives the reflexive address, and a relay started with a
+ * second address (RFC 5780) the mapping, filtering and port allocation too. Behaviour and
+ * allocation run over IPv4 when an IPv4 server answered, else over IPv6.
+ *
  * Port allocation runs alone because its answer is an ORDER: on a sequential NAT every new
  * mapping anywhere on this host takes the next port, so the behaviour probes or a relay
  * handshake opening mappings at the same time would show up as jitter or a wrong step.
- * Everything after it runs in parallel. The main socket is a QUICSocket whose non-QUIC
- * datagrams go to a StunClient, the one-socket arrangement a wzp client uses for calls.
+ * Everything after it runs in parallel. The main sockets (one per address family) are
+ * QUICSockets whose non-QUIC datagrams go to a StunClient, the one-socket arrangement a wzp
+ * client uses for calls.
  *
  * Time boxes (NETCHECK_TIMING) come from measured RTTs where there is one: first contact
  * has none yet (RTO 250 ms, 3 sends, 1 s), allocation probes wait max(100 ms, 10 × RTT),
  * behaviour probes one answer window max(250 ms, 10 × RTT), relay pings max(200 ms,
  * 2 × handshake). A global deadline (default 3 s) aborts whatever is still running; such a
- * check is reported as failed, the others keep their results.
+ * check is reported as failed, the others keep their results. The caller's signal (Ctrl-C)
+ * does the same, and the result is then marked `interrupted`.
  */
 import type dgram from 'node:dgram';
 import type { QUICSocket } from '@matrixai/quic';
 import type { RelaySession } from '../client/relay-session.js';
-import { AbortError, UsageError, throwIfAborted } from '../errors.js';
+import { AbortError, NetworkError, UsageError, throwIfAborted } from '../errors.js';
 import { formatHostPort, openSocket, parseHostPort, rawUdpSocket } from '../transport/quic.js';
 import { type FilteringBehaviour, type Hairpinning, type MappingBehaviour, discoverNatBehaviour } from './behaviour.js';
 import { type PortAllocationKind, type PortObservation, classifyPortAllocation, predictPorts, rfc5780Endpoints } from './port-allocation.js';
 import { type PortMapProtocol, PortMapper, type ProtocolProbe } from './portmap.js';
-import { type ReflectMapping, type ReflectRelay, classifyReflections } from './reflect.js';
+import { type AddressFamily, type ReflectMapping, type ReflectRelay, classifyByDestination } from './reflect.js';
 import { type Endpoint, type NatProgressListener, StunClient, assertEndpoint, formatEndpoint, sameEndpoint } from './stun.js';
-import { closeUdpSocket, openUdpSocket } from './udp.js';
+import { closeUdpSocket, openUdpSocket, sourceAddressToward } from './udp.js';
 
 export const NETCHECK_TIMING = {
   /** First contact with a STUN server: no RTT known yet. */
@@ -79,6 +86,8 @@ export interface CheckError {
 
 export interface StunServerCheck {
   server: string;
+  /** Set when this is a relay's own STUN (the relay as given, `HOST:PORT`). */
+  relay?: string;
   answered: boolean;
   /** Our address as this server saw it. */
   mappedAddress?: string;
@@ -90,11 +99,15 @@ export interface StunServerCheck {
 
 export interface FamilyCheck {
   status: CheckStatus;
-  /** The public (server-reflexive) address: the first configured server's answer. */
+  /** The public (server-reflexive) address: the first answering STUN server's, else the first relay's. */
   reflexiveAddress?: string;
+  /** The main socket's own address (the route's source address toward the first server, and its port). */
+  localAddress?: string;
+  /** False when the servers saw `localAddress` itself: no NAT in between. */
+  natDetected?: boolean;
   /**
-   * IPv4: the addresses every server (STUN first contact and relays) saw for the main
-   * socket, compared as `wzp reflect` does.
+   * The addresses every server (STUN and relays) saw for the main socket, one per server
+   * address, compared as `wzp reflect` does.
    */
   acrossServers?: { mapping: ReflectMapping; reason: string };
   servers: StunServerCheck[];
@@ -109,6 +122,8 @@ export interface UdpCheck {
 
 export interface BehaviourCheck {
   status: CheckStatus;
+  /** The address family the behaviour was measured over. */
+  family?: AddressFamily;
   server?: string;
   mapping: MappingBehaviour;
   filtering: FilteringBehaviour;
@@ -128,6 +143,7 @@ export interface BehaviourCheck {
 
 export interface AllocationCheck extends PortAllocationWalkSummary {
   status: CheckStatus;
+  family?: AddressFamily;
   reason?: string;
   error?: CheckError;
 }
@@ -147,6 +163,8 @@ export interface PortMappingCheck {
 export interface RelayCheck {
   relay: string;
   status: CheckStatus;
+  /** The address the relay was reached at. */
+  address?: string;
   fingerprint?: string;
   handshakeMs?: number;
   /** Our address as the relay saw it (QUIC reflect over the main socket). */
@@ -158,7 +176,7 @@ export interface RelayCheck {
   error?: CheckError;
 }
 
-export type VerdictKind = 'easy' | 'hard-predictable' | 'hard' | 'udp-blocked' | 'unknown';
+export type VerdictKind = 'no-nat' | 'easy' | 'hard-predictable' | 'hard' | 'udp-blocked' | 'unknown';
 
 export interface Verdict {
   kind: VerdictKind;
@@ -178,10 +196,18 @@ export interface NetcheckResult {
   preferredRelay?: { relay: string; medianMs: number };
   verdict: Verdict;
   durationMs: number;
+  /** Ctrl-C (the caller's signal) stopped the checks: what had not finished is failed or skipped. */
+  interrupted?: true;
 }
 
-/** A relay to measure; the caller decides how it is trusted when it connects. */
-export type NetcheckRelay = ReflectRelay;
+/**
+ * A relay to measure; the caller decides how it is trusted when it connects. `endpoint` is
+ * its address (an IP literal): the relay is asked for STUN there and reached over the main
+ * socket of that family. Without it (the name did not resolve) only `connect` is tried.
+ */
+export interface NetcheckRelay extends ReflectRelay {
+  endpoint?: Endpoint;
+}
 
 export interface NetcheckOptions {
   /** STUN servers, IP literals of either family. */
@@ -198,43 +224,95 @@ export interface NetcheckOptions {
    * most this long. It needs a server that honours RESPONSE-PORT; the deadline grows by it.
    */
   bindingLifetimeMaxMs?: number;
+  /** The user's stop (Ctrl-C): the checks end and the result says `interrupted`. */
   signal?: AbortSignal;
   onProgress?: (event: NetcheckEvent) => void;
+}
+
+type FamilyId = 'ipv4' | 'ipv6';
+
+/** One address family's main socket: a QUICSocket shared by STUN and the relays. */
+interface MainSocket {
+  readonly family: AddressFamily;
+  readonly quic: QUICSocket;
+  readonly udp: dgram.Socket;
+  readonly client: StunClient;
+}
+
+/** A STUN target of first contact: a STUN server, or a relay's own STUN. */
+interface StunTarget {
+  readonly endpoint: Endpoint;
+  readonly relay?: string;
 }
 
 export async function runNetcheck(options: NetcheckOptions): Promise<NetcheckResult> {
   throwIfAborted(options.signal);
   options.stun.forEach(assertEndpoint);
+  for (const relay of options.relays) if (relay.endpoint) assertEndpoint(relay.endpoint);
   const startedAt = performance.now();
   const deadlineMs = (options.deadlineMs ?? NETCHECK_TIMING.deadlineMs) + (options.bindingLifetimeMaxMs ?? 0);
   const signal = options.signal ? AbortSignal.any([options.signal, AbortSignal.timeout(deadlineMs)]) : AbortSignal.timeout(deadlineMs);
   const run = new Run(options, signal, deadlineMs, startedAt);
-  const v4 = options.stun.filter((s) => !s.address.includes(':'));
-  const v6 = options.stun.filter((s) => s.address.includes(':'));
-  run.emit({ type: 'netcheck:planned', checks: plannedChecks(options, v4.length > 0, v6.length > 0) });
+  const targets = { IPv4: stunTargets(options, 'IPv4'), IPv6: stunTargets(options, 'IPv6') };
+  // A relay whose name did not resolve is still tried (and fails) over the IPv4 socket.
+  const relaysOf = (family: AddressFamily) => options.relays.filter((r) => (r.endpoint ? familyOf(r.endpoint) : 'IPv4') === family);
+  const needs = (family: AddressFamily) => targets[family].length > 0 || relaysOf(family).length > 0;
+  run.emit({ type: 'netcheck:planned', checks: plannedChecks(options, needs('IPv4'), needs('IPv6')) });
 
-  let stun: StunClient | undefined;
-  const socket = await openSocket({ host: '0.0.0.0', port: 0 }, { onNonQuic: (data, from) => stun?.handlePacket(data, from) });
-  const udp = rawUdpSocket(socket);
-  const client = new StunClient(udp, { listen: false });
-  stun = client;
+  const sockets: MainSocket[] = [];
   try {
     // Started first and awaited last; handled at once so an early failure elsewhere cannot
-    // leave them as unhandled rejections.
+    // leave it as an unhandled rejection.
     const portMapping = run.portMapping();
-    const ipv6 = run.ipv6(v6);
     portMapping.catch(() => undefined);
-    ipv6.catch(() => undefined);
-    const ipv4 = await run.firstContact(client, v4);
-    const allocation = await run.allocation(ipv4, client.rttMs);
-    const [behaviour, relays] = await Promise.all([run.behaviour(udp, client, v4, ipv4), run.relays(socket)]);
-    const result = run.finish({ ipv4, ipv6: await ipv6, behaviour, allocation, portMapping: await portMapping, relays });
-    throwIfAborted(options.signal);
-    return result;
+    const [ipv4, ipv6] = await Promise.all(
+      (['IPv4', 'IPv6'] as const).map(async (family) => {
+        const id: FamilyId = family === 'IPv4' ? 'ipv4' : 'ipv6';
+        if (!needs(family)) return { check: run.notConfigured(family), main: undefined };
+        let main: MainSocket;
+        try {
+          main = await openMainSocket(family);
+        } catch (err) {
+          return { check: run.noSocket(id, err), main: undefined };
+        }
+        sockets.push(main);
+        return { check: await run.firstContact(id, main, targets[family], relaysOf(family).length > 0), main };
+      }),
+    );
+    const primary = [ipv4, ipv6].find((f) => f.main && f.check.servers.some((s) => s.answered));
+    const allocation = await run.allocation(primary?.main, primary?.check);
+    const [behaviour, relays] = await Promise.all([
+      run.behaviour(primary?.main, primary?.check),
+      run.relays((relay) => (relay.endpoint && familyOf(relay.endpoint) === 'IPv6' ? ipv6.main : ipv4.main)),
+    ]);
+    return run.finish({ ipv4: ipv4.check, ipv6: ipv6.check, behaviour, allocation, portMapping: await portMapping, relays });
   } finally {
-    client.close();
-    await socket.stop({ force: true });
+    for (const main of sockets) {
+      main.client.close();
+      await main.quic.stop({ force: true });
+    }
   }
+}
+
+async function openMainSocket(family: AddressFamily): Promise<MainSocket> {
+  let client: StunClient | undefined;
+  const quic = await openSocket({ host: family === 'IPv6' ? '::' : '0.0.0.0', port: 0 }, { onNonQuic: (data, from) => client?.handlePacket(data, from) });
+  const udp = rawUdpSocket(quic);
+  client = new StunClient(udp, { listen: false });
+  return { family, quic, udp, client };
+}
+
+/** STUN servers and relays' own STUN of one family, each address once (a STUN server listed first wins). */
+function stunTargets(options: NetcheckOptions, family: AddressFamily): StunTarget[] {
+  const all: StunTarget[] = [
+    ...options.stun.map((endpoint) => ({ endpoint })),
+    ...options.relays.flatMap((r) => (r.endpoint ? [{ endpoint: r.endpoint, relay: r.label }] : [])),
+  ];
+  return all.filter((t, i) => familyOf(t.endpoint) === family && all.findIndex((o) => sameEndpoint(o.endpoint, t.endpoint)) === i);
+}
+
+function familyOf(endpoint: Endpoint): AddressFamily {
+  return endpoint.address.includes(':') ? 'IPv6' : 'IPv4';
 }
 
 function plannedChecks(options: NetcheckOptions, hasV4: boolean, hasV6: boolean): { id: NetcheckCheckId; title: string }[] {
@@ -247,12 +325,16 @@ function plannedChecks(options: NetcheckOptions, hasV4: boolean, hasV6: boolean)
     { id: 'port-mapping', title: 'Port mapping (PCP, NAT-PMP, UPnP)' },
     ...options.relays.map((r) => ({ id: `relay:${r.label}` as const, title: `Relay ${r.label}` })),
   ];
-  return checks.filter((c) => (c.id !== 'ipv4' && c.id !== 'behaviour' && c.id !== 'allocation') || hasV4).filter((c) => c.id !== 'ipv6' || hasV6);
+  return checks.filter((c) => (c.id !== 'ipv4' || hasV4) && (c.id !== 'ipv6' || hasV6));
 }
 
 /** One netcheck run: shared deadline, progress and the UDP evidence seen so far. */
 class Run {
   private udpEvidence: string | undefined;
+  /** Family checks whose outcome waits for the relays (no STUN answer, relays still to come). */
+  private readonly deferred = new Set<FamilyId>();
+  /** Server IPs asked over UDP (STUN and relays): one silent server is not "UDP blocked". */
+  private readonly asked = new Set<string>();
 
   constructor(
     private readonly options: NetcheckOptions,
@@ -277,6 +359,10 @@ class Run {
     return Math.max(0, Math.floor(this.deadlineMs - (performance.now() - this.startedAt)));
   }
 
+  private get interrupted(): boolean {
+    return this.options.signal?.aborted === true;
+  }
+
   /** UDP works as soon as anything answers over UDP (STUN or QUIC). */
   private sawUdp(evidence: string): void {
     if (this.udpEvidence !== undefined) return;
@@ -284,10 +370,10 @@ class Run {
     this.done('udp', 'ok', `works (${evidence})`);
   }
 
-  /** An error as report data; the user's Ctrl-C is rethrown, the deadline is named. */
+  /** An error as report data: the deadline is named, so is the user's Ctrl-C. */
   private failure(err: unknown): CheckError {
-    if (this.options.signal?.aborted) throw new AbortError('netcheck aborted', { cause: this.options.signal.reason });
     const e = err instanceof Error ? err : new Error(String(err));
+    if (this.interrupted) return { name: 'AbortError', message: 'interrupted (Ctrl-C) before it finished' };
     if (this.signal.aborted && e.name === 'AbortError') return { name: 'TimeoutError', message: `not finished within the ${this.deadlineMs} ms deadline` };
     return { name: e.name, message: e.message };
   }
@@ -324,86 +410,95 @@ class Run {
     }
   }
 
-  async ipv6(servers: readonly Endpoint[]): Promise<FamilyCheck> {
-    if (servers.length === 0) return { status: 'skipped', servers: [], durationMs: 0, reason: 'no IPv6 STUN server configured' };
+  notConfigured(family: AddressFamily): FamilyCheck {
+    return { status: 'skipped', servers: [], durationMs: 0, reason: `no ${family} STUN server or relay configured` };
+  }
+
+  noSocket(id: FamilyId, err: unknown): FamilyCheck {
+    const error = this.failure(err);
+    this.done(id, 'failed', error.message);
+    return { status: 'failed', servers: [], durationMs: 0, reason: `no ${id === 'ipv4' ? 'IPv4' : 'IPv6'} socket: ${error.message}` };
+  }
+
+  /**
+   * Concurrent Binding requests to every STUN target of one family, boxed for a first contact
+   * (no RTT known yet). Without any answer, and with relays of this family still to be asked
+   * over QUIC, the check's outcome waits for them (finish()).
+   */
+  async firstContact(id: FamilyId, main: MainSocket, targets: readonly StunTarget[], relaysPending: boolean): Promise<FamilyCheck> {
     const t0 = performance.now();
-    let socket: dgram.Socket;
-    try {
-      socket = await openUdpSocket('udp6');
-    } catch (err) {
-      const error = this.failure(err);
-      this.done('ipv6', 'failed', error.message);
-      return { status: 'failed', servers: [], durationMs: elapsed(t0), reason: `no IPv6 socket: ${error.message}` };
+    const servers = await Promise.all(targets.map((target) => this.bind(main.client, target)));
+    const first = targets[0]?.endpoint ?? this.options.relays.find((r) => r.endpoint)?.endpoint;
+    let localAddress: string | undefined;
+    if (first) {
+      try {
+        localAddress = formatEndpoint({ address: await sourceAddressToward(main.udp, first), port: main.udp.address().port });
+      } catch {
+        // No route toward the server: the first contact already says so.
+      }
     }
-    const client = new StunClient(socket);
-    try {
-      const results = await this.bindAll(client, servers);
-      return this.familyDone('ipv6', results, t0);
-    } finally {
-      client.close();
-      await closeUdpSocket(socket);
-    }
-  }
-
-  async firstContact(client: StunClient, servers: readonly Endpoint[]): Promise<FamilyCheck> {
-    if (servers.length === 0) return { status: 'skipped', servers: [], durationMs: 0, reason: 'no IPv4 STUN server configured' };
-    const t0 = performance.now();
-    return this.familyDone('ipv4', await this.bindAll(client, servers), t0);
-  }
-
-  /** Concurrent Binding requests, boxed for a first contact (no RTT known yet). */
-  private async bindAll(client: StunClient, servers: readonly Endpoint[]): Promise<StunServerCheck[]> {
-    return Promise.all(
-      servers.map(async (server): Promise<StunServerCheck> => {
-        try {
-          const answer = await client.binding(server, {
-            signal: this.signal,
-            label: 'first-contact',
-            rtoMs: NETCHECK_TIMING.firstContactRtoMs,
-            maxAttempts: NETCHECK_TIMING.firstContactAttempts,
-            timeoutMs: Math.min(NETCHECK_TIMING.firstContactTimeoutMs, this.remainingMs()),
-          });
-          this.sawUdp(`STUN ${formatEndpoint(server)} answered`);
-          return {
-            server: formatEndpoint(server),
-            answered: true,
-            mappedAddress: formatEndpoint(answer.mappedAddress),
-            otherAddress: answer.otherAddress && formatEndpoint(answer.otherAddress),
-            rttMs: round(answer.elapsedMs),
-          };
-        } catch (err) {
-          return { server: formatEndpoint(server), answered: false, error: this.failure(err) };
-        }
-      }),
-    );
-  }
-
-  private familyDone(id: 'ipv4' | 'ipv6', servers: StunServerCheck[], t0: number): FamilyCheck {
-    const first = servers.find((s) => s.answered);
+    const answered = servers.filter((s) => s.answered);
     const check: FamilyCheck = {
-      status: first ? 'ok' : 'failed',
-      reflexiveAddress: first?.mappedAddress,
+      status: answered.length > 0 ? 'ok' : 'failed',
+      reflexiveAddress: answered[0]?.mappedAddress,
+      localAddress,
       servers,
       durationMs: elapsed(t0),
-      reason: first ? undefined : `none of ${servers.length} STUN server${servers.length === 1 ? '' : 's'} answered`,
+      reason:
+        answered.length > 0
+          ? undefined
+          : targets.length === 0
+            ? 'no server address to ask (relay names did not resolve)'
+            : `none of ${targets.length} STUN server${targets.length === 1 ? '' : 's'} answered`,
     };
-    this.done(id, check.status, first ? `${first.mappedAddress} (${servers.filter((s) => s.answered).length} of ${servers.length} servers)` : (check.reason as string));
+    if (answered.length > 0) this.done(id, 'ok', `${check.reflexiveAddress} (${answered.length} of ${servers.length} servers)`);
+    else if (relaysPending && !this.interrupted) this.deferred.add(id);
+    else this.done(id, 'failed', check.reason as string);
     return check;
   }
 
-  async allocation(ipv4: FamilyCheck, rttMs: number | undefined): Promise<AllocationCheck> {
+  private async bind(client: StunClient, target: StunTarget): Promise<StunServerCheck> {
+    const server = formatEndpoint(target.endpoint);
+    const base = { server, ...(target.relay === undefined ? {} : { relay: target.relay }) };
+    if (this.interrupted) return { ...base, answered: false, error: this.failure(undefined) };
+    this.asked.add(target.endpoint.address);
+    try {
+      const answer = await client.binding(target.endpoint, {
+        signal: this.signal,
+        label: 'first-contact',
+        rtoMs: NETCHECK_TIMING.firstContactRtoMs,
+        maxAttempts: NETCHECK_TIMING.firstContactAttempts,
+        timeoutMs: Math.min(NETCHECK_TIMING.firstContactTimeoutMs, this.remainingMs()),
+      });
+      this.sawUdp(`${target.relay === undefined ? 'STUN' : 'relay STUN'} ${server} answered`);
+      return {
+        ...base,
+        answered: true,
+        mappedAddress: formatEndpoint(answer.mappedAddress),
+        otherAddress: answer.otherAddress && formatEndpoint(answer.otherAddress),
+        rttMs: round(answer.elapsedMs),
+      };
+    } catch (err) {
+      return { ...base, answered: false, error: this.failure(err) };
+    }
+  }
+
+  async allocation(main: MainSocket | undefined, family: FamilyCheck | undefined): Promise<AllocationCheck> {
     const t0 = performance.now();
-    const answered = ipv4.servers.filter((s) => s.answered);
     const skip = (reason: string): AllocationCheck => {
-      if (ipv4.status !== 'skipped') this.done('allocation', 'skipped', reason);
+      this.done('allocation', 'skipped', reason);
       return { status: 'skipped', reason, ...emptyWalk(reason) };
     };
-    if (answered.length === 0) return skip('no IPv4 STUN server answered');
+    if (this.interrupted) return skip('interrupted before it ran');
+    if (!main || !family) return skip('no STUN server or relay answered STUN');
+    const answered = family.servers.filter((s) => s.answered);
     const rfc5780 = answered.find((s) => s.otherAddress !== undefined);
     const start = rfc5780 ? [toEndpoint(rfc5780.server)] : answered.map((s) => toEndpoint(s.server));
-    if (!rfc5780 && start.length < 3) return skip('needs an RFC 5780 STUN server (OTHER-ADDRESS) or 3 plain ones');
-    const rtt = rttMs ?? NETCHECK_TIMING.allocationProbeMinMs;
-    const socket = await openUdpSocket('udp4');
+    if (!rfc5780 && start.length < 3) {
+      return skip('needs an RFC 5780 STUN server (OTHER-ADDRESS: e.g. a relay started with --stun-alternate) or 3 plain ones');
+    }
+    const rtt = main.client.rttMs ?? NETCHECK_TIMING.allocationProbeMinMs;
+    const socket = await openUdpSocket(main.family === 'IPv6' ? 'udp6' : 'udp4');
     const client = new StunClient(socket, { initialRtoMs: Math.max(50, 3 * rtt) });
     try {
       const walk = await walkPortAllocation(client, socket.address().port, start, {
@@ -412,8 +507,13 @@ class Run {
         probeTimeoutMs: Math.min(NETCHECK_TIMING.allocationProbeMaxMs, Math.max(NETCHECK_TIMING.allocationProbeMinMs, NETCHECK_TIMING.allocationProbeRtts * rtt)),
         signal: this.signal,
       });
+      if (walk.interrupted) {
+        const error = this.failure(undefined);
+        this.done('allocation', 'failed', error.message);
+        return { status: 'failed', family: main.family, error, ...walk, durationMs: elapsed(t0) };
+      }
       this.done('allocation', 'ok', describeAllocation(walk));
-      return { status: 'ok', ...walk, durationMs: elapsed(t0) };
+      return { status: 'ok', family: main.family, ...walk, durationMs: elapsed(t0) };
     } catch (err) {
       const error = this.failure(err);
       this.done('allocation', 'failed', error.message);
@@ -424,25 +524,30 @@ class Run {
     }
   }
 
-  async behaviour(udp: dgram.Socket, client: StunClient, v4: readonly Endpoint[], ipv4: FamilyCheck): Promise<BehaviourCheck> {
+  async behaviour(main: MainSocket | undefined, family: FamilyCheck | undefined): Promise<BehaviourCheck> {
     const t0 = performance.now();
     const unknown = { mapping: 'unknown', filtering: 'unknown', hairpinning: 'unknown', notes: [] } as const;
-    const rfc5780 = ipv4.servers.find((s) => s.answered && s.otherAddress !== undefined);
-    if (!rfc5780) {
-      const reason = v4.length === 0 ? 'no IPv4 STUN server configured' : ipv4.status === 'failed' ? 'no IPv4 STUN server answered' : 'no STUN server supports RFC 5780 (none sent OTHER-ADDRESS)';
-      if (v4.length > 0) this.done('behaviour', 'skipped', reason);
+    const skip = (reason: string): BehaviourCheck => {
+      this.done('behaviour', 'skipped', reason);
       return { status: 'skipped', ...unknown, notes: [], durationMs: 0, reason };
+    };
+    if (this.interrupted) return skip('interrupted before it ran');
+    const rfc5780 = family?.servers.find((s) => s.answered && s.otherAddress !== undefined);
+    if (!main || !family) return skip('no STUN server or relay answered STUN');
+    if (!rfc5780) {
+      return skip('no server supports RFC 5780 (none sent OTHER-ADDRESS): configure one with two addresses, e.g. a relay started with --stun-alternate, or coturn with two -L');
     }
     try {
       const lifetimeMs = this.options.bindingLifetimeMaxMs;
-      const b = await discoverNatBehaviour(udp, toEndpoint(rfc5780.server), {
-        client,
+      const b = await discoverNatBehaviour(main.udp, toEndpoint(rfc5780.server), {
+        client: main.client,
         signal: this.signal,
         ...(lifetimeMs ? { bindingLifetime: { maxMs: lifetimeMs } } : {}),
       });
       this.done('behaviour', 'ok', `mapping ${b.mapping}, filtering ${b.filtering}, hairpinning ${b.hairpinning}`);
       return {
         status: 'ok',
+        family: main.family,
         server: rfc5780.server,
         mapping: b.mapping,
         filtering: b.filtering,
@@ -468,18 +573,23 @@ class Run {
     } catch (err) {
       const error = this.failure(err);
       this.done('behaviour', 'failed', error.message);
-      return { status: 'failed', server: rfc5780.server, ...unknown, notes: [], durationMs: elapsed(t0), error };
+      return { status: 'failed', family: main.family, server: rfc5780.server, ...unknown, notes: [], durationMs: elapsed(t0), error };
     }
   }
 
-  async relays(socket: QUICSocket): Promise<RelayCheck[]> {
+  async relays(socketFor: (relay: NetcheckRelay) => MainSocket | undefined): Promise<RelayCheck[]> {
     return Promise.all(
       this.options.relays.map(async (relay): Promise<RelayCheck> => {
         const t0 = performance.now();
         const id = `relay:${relay.label}` as const;
+        const main = socketFor(relay);
+        const address = relay.endpoint && formatEndpoint(relay.endpoint);
         let session: RelaySession | undefined;
         try {
-          session = await relay.connect(socket, { timeoutMs: Math.min(NETCHECK_TIMING.relayConnectTimeoutMs, this.remainingMs()), signal: this.signal });
+          if (this.interrupted) throw new AbortError('interrupted');
+          if (!main) throw new NetworkError(`no ${relay.endpoint ? familyOf(relay.endpoint) : 'IPv4'} socket to reach it from`);
+          if (relay.endpoint) this.asked.add(relay.endpoint.address);
+          session = await relay.connect(main.quic, { timeoutMs: Math.min(NETCHECK_TIMING.relayConnectTimeoutMs, this.remainingMs()), signal: this.signal });
           this.sawUdp(`relay ${relay.label} answered over QUIC`);
           const box = { timeoutMs: Math.max(NETCHECK_TIMING.relayRequestMinMs, NETCHECK_TIMING.relayRequestHandshakes * session.handshakeMs), signal: this.signal };
           const observedAddress = formatHostPort(parseHostPort(await session.reflect(box)));
@@ -495,9 +605,17 @@ class Run {
             }
           }
           const medianMs = median(pingsMs);
-          const base = { relay: relay.label, fingerprint: session.relayFingerprint, handshakeMs: round(session.handshakeMs), observedAddress, pingsMs, pingsLost };
+          const base = {
+            relay: relay.label,
+            ...(address ? { address } : {}),
+            fingerprint: session.relayFingerprint,
+            handshakeMs: round(session.handshakeMs),
+            observedAddress,
+            pingsMs,
+            pingsLost,
+          };
           if (medianMs === undefined) {
-            // No ping ran at all only when the deadline passed first.
+            // No ping ran at all only when the deadline (or Ctrl-C) came first.
             const error = this.failure(lastError ?? new AbortError('deadline passed before the first ping'));
             this.done(id, 'failed', `no ping answered: ${error.message}`);
             return { ...base, status: 'failed', durationMs: elapsed(t0), error };
@@ -507,7 +625,7 @@ class Run {
         } catch (err) {
           const error = this.failure(err);
           this.done(id, 'failed', error.message);
-          return { relay: relay.label, status: 'failed', pingsMs: [], pingsLost: 0, durationMs: elapsed(t0), error };
+          return { relay: relay.label, ...(address ? { address } : {}), status: 'failed', pingsMs: [], pingsLost: 0, durationMs: elapsed(t0), error };
         } finally {
           await session?.close();
         }
@@ -516,21 +634,24 @@ class Run {
   }
 
   finish(parts: Omit<NetcheckResult, 'udp' | 'preferredRelay' | 'verdict' | 'durationMs'>): NetcheckResult {
-    const { ipv4, ipv6, behaviour, allocation, portMapping, relays } = parts;
+    const { behaviour, allocation, portMapping, relays } = parts;
+    const ipv4 = this.settleFamily('ipv4', parts.ipv4, relays);
+    const ipv6 = this.settleFamily('ipv6', parts.ipv6, relays);
     if (this.udpEvidence === undefined) this.done('udp', 'failed', 'nothing answered over UDP');
-    const udp: UdpCheck = { works: this.udpEvidence !== undefined, evidence: this.udpEvidence ?? 'no STUN server or relay answered over UDP' };
-    const seen = [
-      ...ipv4.servers.flatMap((s) => (s.mappedAddress ? [s.mappedAddress] : [])),
-      ...relays.flatMap((r) => (r.observedAddress ? [r.observedAddress] : [])),
-    ];
-    const withAcross: FamilyCheck =
-      seen.length === 0 ? ipv4 : { ...ipv4, reflexiveAddress: seen[0], acrossServers: classifyReflections(seen.map(toEndpoint)) };
+    const udp: UdpCheck = {
+      works: this.udpEvidence !== undefined,
+      evidence:
+        this.udpEvidence ??
+        (this.asked.size === 0 ? 'no server could be asked' : `no STUN server or relay answered over UDP (${this.asked.size} server address${this.asked.size === 1 ? '' : 'es'} asked)`),
+    };
     const fastest = relays
       .filter((r): r is RelayCheck & { medianMs: number } => r.medianMs !== undefined)
       .sort((a, b) => a.medianMs - b.medianMs)[0];
+    // The family behaviour was measured over, else the first that has an address.
+    const main = behaviour.family === 'IPv6' ? ipv6 : behaviour.family === 'IPv4' ? ipv4 : ipv4.reflexiveAddress ? ipv4 : ipv6;
     return {
       udp,
-      ipv4: withAcross,
+      ipv4,
       ipv6,
       behaviour,
       allocation,
@@ -539,20 +660,53 @@ class Run {
       preferredRelay: fastest && { relay: fastest.relay, medianMs: fastest.medianMs },
       verdict: netcheckVerdict({
         udpWorks: udp.works,
-        natDetected: behaviour.natDetected,
+        serversAsked: [...this.asked],
+        interrupted: this.interrupted,
+        natDetected: behaviour.natDetected ?? main.natDetected,
         mapping: behaviour.mapping,
         filtering: behaviour.filtering,
         hairpinning: behaviour.hairpinning,
-        acrossServers: withAcross.acrossServers?.mapping ?? 'unknown',
+        acrossServers: main.acrossServers?.mapping ?? 'unknown',
         allocation: allocation.kind,
         portMapping: portMapping.available,
         portMappingExternalAddress: portMapping.externalAddress,
-        publicAddress: withAcross.reflexiveAddress,
+        publicAddress: main.reflexiveAddress,
         relaysConfigured: relays.length,
         relaysAnswered: relays.filter((r) => r.status === 'ok').length,
       }),
       durationMs: elapsed(this.startedAt),
+      ...(this.interrupted ? { interrupted: true as const } : {}),
     };
+  }
+
+  /**
+   * A family check with what the relays saw added: the reflexive address (when no STUN server
+   * answered), whether there is a NAT, and the comparison across server addresses. Reports the
+   * check's outcome if it waited for the relays, so the progress line and the report agree.
+   */
+  private settleFamily(id: FamilyId, check: FamilyCheck, relays: readonly RelayCheck[]): FamilyCheck {
+    const family: AddressFamily = id === 'ipv4' ? 'IPv4' : 'IPv6';
+    const seen = [
+      ...check.servers.flatMap((s) => (s.mappedAddress ? [{ destination: toEndpoint(s.server), observed: toEndpoint(s.mappedAddress) }] : [])),
+      ...relays.flatMap((r) =>
+        r.observedAddress && r.address && familyOf(toEndpoint(r.address)) === family ? [{ destination: toEndpoint(r.address), observed: toEndpoint(r.observedAddress) }] : [],
+      ),
+    ];
+    const fromRelay = relays.find((r) => r.observedAddress && (r.address ? familyOf(toEndpoint(r.address)) === family : family === 'IPv4'));
+    const reflexiveAddress = check.reflexiveAddress ?? fromRelay?.observedAddress;
+    const settled: FamilyCheck = { ...check };
+    if (reflexiveAddress !== undefined) {
+      settled.reflexiveAddress = reflexiveAddress;
+      settled.status = 'ok';
+      delete settled.reason;
+      if (check.localAddress !== undefined) settled.natDetected = reflexiveAddress !== check.localAddress;
+    }
+    if (seen.length > 0) settled.acrossServers = classifyByDestination(seen);
+    if (this.deferred.delete(id)) {
+      if (settled.status === 'ok') this.done(id, 'ok', `${reflexiveAddress} (as relay ${fromRelay?.relay} saw it)`);
+      else this.done(id, 'failed', settled.reason ?? 'no STUN server or relay answered');
+    }
+    return settled;
   }
 }
 
@@ -573,6 +727,8 @@ export interface PortAllocationWalkSummary {
   unanswered: string[];
   prediction: { ports: number[]; confidence: number };
   durationMs: number;
+  /** The signal stopped the walk: the fields hold the answers it had. */
+  interrupted?: true;
 }
 
 export interface WalkOptions {
@@ -605,9 +761,18 @@ export async function walkPortAllocation(client: StunClient, localPort: number, 
   servers.forEach((s) => enqueue(s, queue.length));
   const observations: PortObservation[] = [];
   const unanswered: Endpoint[] = [];
+  let interrupted = false;
   for (let i = 0; i < queue.length && i < options.maxEndpoints; i++) {
     const server = queue[i];
-    const outcome = await client.probe(server, { signal: options.signal, onProgress: options.onProgress, label: `allocation-${i + 1}`, timeoutMs: options.probeTimeoutMs });
+    let outcome;
+    try {
+      outcome = await client.probe(server, { signal: options.signal, onProgress: options.onProgress, label: `allocation-${i + 1}`, timeoutMs: options.probeTimeoutMs });
+    } catch (err) {
+      // Stopped: what was measured so far is the answer, marked as such.
+      if (!options.signal?.aborted) throw err;
+      interrupted = true;
+      break;
+    }
     if (!outcome.answered || outcome.message.cls !== 'success' || !outcome.message.mappedAddress) {
       unanswered.push(server);
       continue;
@@ -632,6 +797,7 @@ export async function walkPortAllocation(client: StunClient, localPort: number, 
     unanswered: unanswered.map(formatEndpoint),
     prediction: { ports: [...prediction.ports], confidence: prediction.confidence },
     durationMs: elapsed(startedAt),
+    ...(interrupted ? { interrupted: true as const } : {}),
   };
 }
 
@@ -661,6 +827,10 @@ function emptyWalk(explanation: string): PortAllocationWalkSummary {
 
 export interface VerdictInput {
   udpWorks: boolean;
+  /** The server IP addresses asked over UDP (STUN servers and relays). */
+  serversAsked?: readonly string[];
+  /** Ctrl-C stopped the checks: the verdict rests on those that finished. */
+  interrupted?: boolean;
   /** From RFC 5780 discovery; undefined when it did not run. */
   natDetected?: boolean;
   mapping: MappingBehaviour;
@@ -679,6 +849,7 @@ export interface VerdictInput {
 }
 
 export const VERDICT_SUMMARIES: Record<VerdictKind, string> = {
+  'no-nat': 'no NAT — this host is reachable at its own address; direct calls will work',
   easy: 'easy NAT — direct calls will usually work',
   'hard-predictable': 'hard NAT, predictable — direct calls may work with port prediction',
   hard: 'hard NAT — calls will mostly be relayed',
@@ -688,12 +859,15 @@ export const VERDICT_SUMMARIES: Record<VerdictKind, string> = {
 
 /**
  * The plain verdict, first rule that applies:
- * 1. nothing answered over UDP: `udp-blocked`;
- * 2. the gateway maps ports (PCP, NAT-PMP or UPnP) and is the outermost NAT: `easy`;
- * 3. no NAT, or endpoint-independent mapping (RFC 5780, else every server saw one address): `easy`;
- * 4. a mapping per destination with sequential or port-preserving allocation: `hard-predictable`;
- * 5. a mapping per destination otherwise (random, unknown): `hard`;
- * 6. else `unknown`.
+ * 1. nothing answered over UDP, and servers on two or more addresses were asked:
+ *    `udp-blocked` (one silent server may just be down: `unknown`, as when the user stopped
+ *    the check before anything answered);
+ * 2. no NAT (the servers saw this host's own address and port): `no-nat`;
+ * 3. the gateway maps ports (PCP, NAT-PMP or UPnP) and is the outermost NAT: `easy`;
+ * 4. endpoint-independent mapping (RFC 5780, else every server address saw one address): `easy`;
+ * 5. a mapping per destination with sequential or port-preserving allocation: `hard-predictable`;
+ * 6. a mapping per destination otherwise (random, unknown): `hard`;
+ * 7. else `unknown`.
  */
 export function netcheckVerdict(input: VerdictInput): Verdict {
   const reasons: string[] = [];
@@ -701,11 +875,31 @@ export function netcheckVerdict(input: VerdictInput): Verdict {
     if (kind !== 'udp-blocked' && input.relaysConfigured > 0 && input.relaysAnswered === 0) {
       reasons.push('no relay answered: calls that need a relay will fail');
     }
+    if (input.interrupted) reasons.push('interrupted (Ctrl-C): this verdict rests on the checks that finished');
     return { kind, summary: VERDICT_SUMMARIES[kind], reasons };
   };
   if (!input.udpWorks) {
-    reasons.push('no STUN server or relay answered over UDP: a firewall blocks UDP, or every server is down');
-    return verdict('udp-blocked');
+    const asked = input.serversAsked ?? [];
+    if (input.interrupted) {
+      reasons.push('interrupted before any server answered');
+      return verdict('unknown');
+    }
+    if (asked.length >= 2) {
+      reasons.push(`no STUN server or relay answered over UDP (${asked.length} server addresses asked): a firewall blocks UDP, or every server is down`);
+      return verdict('udp-blocked');
+    }
+    reasons.push(
+      asked.length === 1
+        ? `the only server address asked (${asked[0]}) did not answer: it may be down, or UDP may be blocked here; ask a second server to tell them apart`
+        : 'no server could be asked (their names did not resolve)',
+    );
+    return verdict('unknown');
+  }
+  if (input.natDetected === false) {
+    reasons.push('no NAT: the servers saw this host\'s own address and port, so peers reach it directly; only a firewall (the host\'s, or one in the network) filters what comes in');
+    if (input.filtering === 'endpoint-independent') reasons.push('endpoint-independent filtering: nothing filters unsolicited UDP to this port');
+    else if (input.filtering !== 'unknown') reasons.push(`${input.filtering} filtering by a firewall: peers need us to send first (hole punching works)`);
+    return verdict('no-nat');
   }
   const publicIp = input.publicAddress && parseHostPort(input.publicAddress).host;
   const doubleNat = input.portMappingExternalAddress !== undefined && publicIp !== undefined && input.portMappingExternalAddress !== publicIp;
@@ -719,17 +913,13 @@ export function netcheckVerdict(input: VerdictInput): Verdict {
       `the gateway maps ports (${names}) but its external address ${input.portMappingExternalAddress} is not our public address ${publicIp}: another NAT sits in front (double NAT), so its mappings do not help`,
     );
   }
-  if (input.natDetected === false) {
-    reasons.push('no NAT: STUN saw our own local address');
-    return verdict('easy');
-  }
   const perDestination = input.mapping === 'address-dependent' || input.mapping === 'address-and-port-dependent';
   const independent = input.mapping === 'endpoint-independent' || (input.mapping === 'unknown' && input.acrossServers === 'endpoint-independent');
   if (independent) {
     reasons.push(
       input.mapping === 'endpoint-independent'
         ? 'endpoint-independent mapping: every peer sees the same public address and port'
-        : 'every server saw the same public address and port (mapping not measured: no RFC 5780 STUN server)',
+        : 'every server address saw the same public address and port (mapping not measured: no RFC 5780 STUN server)',
     );
     if (input.filtering === 'endpoint-independent') reasons.push('endpoint-independent filtering: peers can send to us without hole punching');
     else if (input.filtering !== 'unknown') reasons.push(`${input.filtering} filtering: both sides send first (hole punching), which works with this mapping`);
@@ -759,7 +949,9 @@ export function netcheckVerdict(input: VerdictInput): Verdict {
     if (input.portMapping.length === 0) reasons.push('no port-mapping protocol (PCP, NAT-PMP, UPnP) answered');
     return verdict('hard');
   }
-  reasons.push('the NAT mapping could not be measured: configure an RFC 5780 STUN server (two IP addresses, e.g. coturn with two -L) or more servers on different IPs');
+  reasons.push(
+    'the NAT mapping could not be measured: configure an RFC 5780 STUN server (two IP addresses: a relay started with --stun-alternate, or coturn with two -L) or more servers on different IPs',
+  );
   return verdict('unknown');
 }
 

@@ -4,23 +4,30 @@
  * socket carries signalling, reflection and dialling. Comparing the answers shows whether
  * the NAT keeps one mapping for every destination:
  *
- * | observed addresses            | mapping                |
+ * | observed addresses (one per server address) | mapping                |
  * |-------------------------------|------------------------|
- * | fewer than 2 answers          | `unknown`              |
+ * | fewer than 2 server addresses answered | `unknown`     |
  * | all equal                     | `endpoint-independent` (a "cone" NAT, or none) |
  * | one IP, different ports       | `symmetric` (address- or address-and-port-dependent mapping) |
  * | different IPs                 | `multiple-addresses` (several uplinks / a NAT pool) |
  *
+ * Answers are compared per server ADDRESS: two answers from one address (a relay's QUIC
+ * reflect and its STUN) say nothing about the mapping. When every answer is this socket's own
+ * address there is no NAT at all (`natDetected: false`).
+ *
  * The socket is a QUICSocket whose non-QUIC datagrams (STUN) are fed to a StunClient, so
  * QUIC and STUN share the port. Relays and STUN servers are asked concurrently; STUN servers
- * stand in when a relay cannot be reached. A relay whose certificate is refused (a pin
- * mismatch) aborts the whole reflection: that is never a result to report quietly.
+ * stand in when a relay cannot be reached. A relay that answers STUN with an RFC 5780
+ * OTHER-ADDRESS (started with --stun-alternate) is also asked at that address, so one relay
+ * gives two server addresses to compare. A relay whose certificate is refused (a pin
+ * mismatch) aborts the whole reflection: that is never a result to report quietly. The
+ * caller's signal (Ctrl-C) ends it with the answers received so far, marked `interrupted`.
  */
 import type { QUICSocket } from '@matrixai/quic';
 import type { RelaySession } from '../client/relay-session.js';
 import { FingerprintMismatchError, throwIfAborted } from '../errors.js';
 import { formatHostPort, openSocket, parseHostPort, rawUdpSocket } from '../transport/quic.js';
-import { type Endpoint, StunClient, formatEndpoint } from './stun.js';
+import { type Endpoint, StunClient, formatEndpoint, sameEndpoint } from './stun.js';
 import { sourceAddressToward } from './udp.js';
 
 export type ReflectVia = 'quic' | 'stun';
@@ -33,6 +40,8 @@ export interface ReflectRelay {
   readonly label: string;
   /** Opens a session over the shared socket. */
   connect(socket: QUICSocket, options: { timeoutMs: number; signal?: AbortSignal }): Promise<RelaySession>;
+  /** The relay's address (an IP literal), for its STUN (and an RFC 5780 relay's other address). */
+  endpoint?: Endpoint;
 }
 
 export interface ReflectOptions {
@@ -55,6 +64,8 @@ export interface ReflectObservation {
   /** The relay or STUN server asked, `HOST:PORT`. */
   relay: string;
   via: ReflectVia;
+  /** A relay's RFC 5780 other address: the relay (as given) it belongs to. */
+  alternateOf?: string;
   /** Our address as that server saw it, `ip:port` (IPv6 in brackets). */
   observedAddress?: string;
   /** Round trip of the reflect request (QUIC, after the handshake) or the Binding (STUN). */
@@ -71,8 +82,12 @@ export interface ReflectResult {
   mapping: ReflectMapping;
   /** Why the mapping was classified as it was. */
   reason: string;
+  /** False when every answer was `localAddress` itself: no NAT between this host and the servers. */
+  natDetected?: boolean;
   notes: string[];
   durationMs: number;
+  /** Ctrl-C stopped it: the observations hold the answers received until then. */
+  interrupted?: true;
 }
 
 /** Classify the addresses several servers saw for one socket (see the module comment). */
@@ -92,6 +107,16 @@ export function classifyReflections(addresses: readonly Endpoint[]): { mapping: 
   return { mapping: 'multiple-addresses', reason: `servers saw ${ips.size} different addresses (${[...ips].join(', ')})` };
 }
 
+/** Classifies one observation per server address (the first); see the module comment. */
+export function classifyByDestination(seen: readonly { destination: Endpoint; observed: Endpoint }[]): { mapping: ReflectMapping; reason: string } {
+  const distinct = seen.filter((s, i) => seen.findIndex((o) => sameEndpoint(o.destination, s.destination)) === i);
+  const result = classifyReflections(distinct.map((s) => s.observed));
+  if (result.mapping === 'unknown' && seen.length > distinct.length) {
+    return { mapping: 'unknown', reason: `${seen.length} answers from ${distinct.length} server address${distinct.length === 1 ? '' : 'es'}; at least 2 addresses are needed to compare` };
+  }
+  return result;
+}
+
 /**
  * Asks every relay and STUN server from one fresh socket. Resolves when every target has
  * answered or failed; rejects with the first failure (in the order given) when none
@@ -108,26 +133,49 @@ export async function reflectFromOneSocket(options: ReflectOptions): Promise<Ref
   const udp = rawUdpSocket(socket);
   const client = new StunClient(udp, { listen: false });
   stun = client;
+  const binding = async (server: Endpoint) => {
+    const answer = await client.binding(server, { signal: options.signal, timeoutMs: options.timeoutMs, label: 'reflect' });
+    return { observedAddress: formatEndpoint(answer.mappedAddress), rttMs: round(answer.elapsedMs), otherAddress: answer.otherAddress };
+  };
+  const asked: Endpoint[] = [];
   try {
-    const outcomes = await Promise.all([
-      ...options.relays.map((relay) => attempt(relay.label, 'quic', () => reflectRelay(relay, socket, options))),
-      ...options.stun.map((server) =>
-        attempt(formatEndpoint(server), 'stun', async () => {
-          const answer = await client.binding(server, { signal: options.signal, timeoutMs: options.timeoutMs, label: 'reflect' });
-          return { observedAddress: formatEndpoint(answer.mappedAddress), rttMs: round(answer.elapsedMs) };
+    const outcomes = (
+      await Promise.all([
+        ...options.relays.map(async (relay) => {
+          // The relay's own STUN, only to learn an RFC 5780 other address to ask as well.
+          const other = relayOtherAddress(relay, binding, options);
+          const quic = await attempt(relay.label, 'quic', () => reflectRelay(relay, socket, options));
+          const alternate = await other;
+          if (!alternate || options.stun.some((s) => sameEndpoint(s, alternate))) return [quic];
+          asked.push(alternate);
+          const extra = await attempt(formatEndpoint(alternate), 'stun', () => binding(alternate));
+          return [quic, { ...extra, observation: { ...extra.observation, alternateOf: relay.label } }];
         }),
-      ),
-    ]);
-    throwIfAborted(options.signal);
+        ...options.stun.map(async (server) => [await attempt(formatEndpoint(server), 'stun', () => binding(server))]),
+      ])
+    ).flat();
     const failures = outcomes.flatMap((o) => (o.failure ? [o.failure] : []));
     const mismatch = failures.find((err) => err instanceof FingerprintMismatchError);
     if (mismatch) throw mismatch;
     const observations = outcomes.map((o) => o.observation);
-    const answered = observations.flatMap((o) => (o.observedAddress === undefined ? [] : [toEndpoint(o.observedAddress)]));
-    if (answered.length === 0 && failures.length > 0) throw failures[0];
+    const answers = outcomes.flatMap((o, i) =>
+      o.observation.observedAddress === undefined ? [] : [{ destination: destinationOf(o.observation, options, asked, i), observed: toEndpoint(o.observation.observedAddress) }],
+    );
+    if (answers.length === 0) {
+      throwIfAborted(options.signal);
+      if (failures.length > 0) throw failures[0];
+    }
     const first = firstTarget(options);
     const localAddress = formatEndpoint({ address: first ? await sourceAddressToward(udp, first) : udp.address().address, port: udp.address().port });
-    return { localAddress, observations, ...classifyReflections(answered), notes: notes(options, answered), durationMs: round(performance.now() - startedAt) };
+    return {
+      localAddress,
+      observations,
+      ...classifyByDestination(answers),
+      ...(answers.length > 0 ? { natDetected: answers.some((a) => formatEndpoint(a.observed) !== localAddress) } : {}),
+      notes: notes(options, answers.map((a) => a.destination)),
+      durationMs: round(performance.now() - startedAt),
+      ...(options.signal?.aborted ? { interrupted: true as const } : {}),
+    };
   } finally {
     client.close();
     await socket.stop({ force: true });
@@ -135,6 +183,35 @@ export async function reflectFromOneSocket(options: ReflectOptions): Promise<Ref
 }
 
 type Answer = Pick<ReflectObservation, 'observedAddress' | 'rttMs' | 'fingerprint'>;
+
+/** An RFC 5780 relay's OTHER-ADDRESS (from a Binding to its own address), if it has one. */
+async function relayOtherAddress(
+  relay: ReflectRelay,
+  binding: (server: Endpoint) => Promise<{ otherAddress?: Endpoint }>,
+  options: ReflectOptions,
+): Promise<Endpoint | undefined> {
+  if (!relay.endpoint) return undefined;
+  try {
+    const other = (await binding(relay.endpoint)).otherAddress;
+    return other && (other.address.includes(':') === (options.family === 'IPv6')) ? other : undefined;
+  } catch {
+    return undefined; // a relay without STUN (older), or silent: its QUIC answer stands
+  }
+}
+
+/** The server address an observation came from (relays: their resolved address, else their label). */
+function destinationOf(observation: ReflectObservation, options: ReflectOptions, asked: readonly Endpoint[], index: number): Endpoint {
+  if (observation.via === 'quic') {
+    const relay = options.relays.find((r) => r.label === observation.relay);
+    if (relay?.endpoint) return relay.endpoint;
+  }
+  const alternate = asked.find((a) => formatEndpoint(a) === observation.relay);
+  if (alternate) return alternate;
+  const stun = options.stun.find((s) => formatEndpoint(s) === observation.relay);
+  if (stun) return stun;
+  // A relay name that was not resolved here: its own (unique) label stands for its address.
+  return { address: `${observation.relay}#${index}`, port: 0 };
+}
 
 /** Runs one target's exchange; a failure becomes part of the observation (and is kept). */
 async function attempt(relay: string, via: ReflectVia, run: () => Promise<Answer>): Promise<{ observation: ReflectObservation; failure?: Error }> {
@@ -159,8 +236,9 @@ async function reflectRelay(relay: ReflectRelay, socket: QUICSocket, options: Re
 
 /** An address-dependent NAT maps every port of one IP alike: only distinct IPs can reveal it. */
 function notes(options: ReflectOptions, answered: readonly Endpoint[]): string[] {
-  const ips = new Set([...options.relays.map((r) => parseHostPort(r.label).host), ...options.stun.map((s) => s.address)]);
-  if (answered.length >= 2 && ips.size === 1) {
+  const distinct = answered.filter((a, i) => answered.findIndex((o) => sameEndpoint(o, a)) === i);
+  const ips = new Set(distinct.map((a) => a.address));
+  if (distinct.length >= 2 && ips.size === 1) {
     return ['every server asked shares one IP address: an address-dependent mapping looks endpoint-independent here; ask servers on different IPs to tell them apart'];
   }
   return [];

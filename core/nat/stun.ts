@@ -25,6 +25,7 @@
  * an RTO derived from the RTT measured on earlier transactions.
  */
 import { randomBytes } from 'node:crypto';
+import { crc32 } from 'node:zlib';
 import type dgram from 'node:dgram';
 import { isIP } from 'node:net';
 import stun from 'stun';
@@ -49,16 +50,34 @@ const BINDING_REQUEST = 0x0001;
 export const StunAttribute = {
   MAPPED_ADDRESS: 0x0001,
   CHANGE_REQUEST: 0x0003,
+  USERNAME: 0x0006,
+  MESSAGE_INTEGRITY: 0x0008,
   ERROR_CODE: 0x0009,
+  UNKNOWN_ATTRIBUTES: 0x000a,
+  REALM: 0x0014,
+  NONCE: 0x0015,
+  MESSAGE_INTEGRITY_SHA256: 0x001c,
+  PASSWORD_ALGORITHM: 0x001d,
+  USERHASH: 0x001e,
   XOR_MAPPED_ADDRESS: 0x0020,
+  PADDING: 0x0026,
   RESPONSE_PORT: 0x0027,
+  SOFTWARE: 0x8022,
+  FINGERPRINT: 0x8028,
   RESPONSE_ORIGIN: 0x802b,
   OTHER_ADDRESS: 0x802c,
 } as const;
 
+/** STUN message types wzp sends or answers (RFC 5389 §6: method Binding, four classes). */
+export const StunMessageType = {
+  BINDING_REQUEST: 0x0001,
+  BINDING_SUCCESS: 0x0101,
+  BINDING_ERROR: 0x0111,
+} as const;
+
 /** CHANGE-REQUEST flags (RFC 5780 §7.2). */
-const CHANGE_IP_FLAG = 0x04;
-const CHANGE_PORT_FLAG = 0x02;
+export const CHANGE_IP_FLAG = 0x04;
+export const CHANGE_PORT_FLAG = 0x02;
 
 /** Retransmission defaults: RFC 5389 §7.2.1 starts at 500 ms; later RTOs come from the RTT. */
 export const STUN_TIMING = {
@@ -212,6 +231,217 @@ export function encodeBindingRequest(fields: BindingRequestFields): Buffer {
   if (fields.responsePort !== undefined) message.addAttribute(StunAttribute.RESPONSE_PORT, fields.responsePort);
   message.addFingerprint();
   return message.toBuffer();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw messages: the attribute walk and the encoder a STUN server needs (./stun-server.ts)
+// ---------------------------------------------------------------------------------------------
+
+/** FINGERPRINT = CRC-32 of the message before it, XOR this (RFC 5389 §15.5). */
+export const STUN_FINGERPRINT_XOR = 0x5354554e;
+/** Bound on the attributes read from one message: the work per packet stays constant. */
+export const STUN_MAX_ATTRIBUTES = 32;
+const FINGERPRINT_ATTRIBUTE_BYTES = ATTRIBUTE_HEADER_BYTES + 4;
+
+export interface RawStunAttribute {
+  readonly type: number;
+  /** The value without its padding (a view into the packet when read). */
+  readonly value: Uint8Array;
+}
+
+export interface RawStunMessage {
+  readonly type: number;
+  readonly cls: StunClass;
+  readonly method: number;
+  readonly transactionId: Uint8Array;
+  /** In order; FINGERPRINT is not among them (see `fingerprint`). */
+  readonly attributes: readonly RawStunAttribute[];
+  /** The message ended with a FINGERPRINT, and it was correct. */
+  readonly fingerprint: boolean;
+}
+
+/**
+ * Walks a STUN message's attributes without interpreting them. Every length is checked
+ * before it is read:
+ * ```
+ *  0                   1                   2                   3
+ *  0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+ * +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+ * |         Type                  |            Length             |  +0
+ * +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+ * |            Value (Length bytes, padded to a multiple of 4)  ...|  +4
+ * ```
+ * Throws only DecodeError (format 'stun'); reasons: 'truncated', 'too-large', 'not-stun'
+ * (leading bits, magic cookie, or a length field that does not match the datagram),
+ * 'malformed-attributes' (an attribute overruns the message), 'too-many-attributes' (more
+ * than STUN_MAX_ATTRIBUTES), 'bad-fingerprint' (a FINGERPRINT that is wrong, malformed or not
+ * last: RFC 5389 §7.3 says such a message is not STUN).
+ */
+export function readStunMessage(packet: Uint8Array): RawStunMessage {
+  if (packet.length < STUN_HEADER_BYTES) throw new DecodeError('stun', 'truncated', `${packet.length} bytes is shorter than the 20-byte header`);
+  if (packet.length > STUN_MAX_MESSAGE_BYTES) throw new DecodeError('stun', 'too-large', `${packet.length} bytes exceeds ${STUN_MAX_MESSAGE_BYTES}`);
+  if (!isStunPacket(packet)) throw new DecodeError('stun', 'not-stun', 'bad leading bits, magic cookie or length field');
+  const view = new DataView(packet.buffer, packet.byteOffset, packet.byteLength);
+  const type = view.getUint16(OFFSET_TYPE, false);
+  const attributes: RawStunAttribute[] = [];
+  let fingerprint = false;
+  for (let offset = STUN_HEADER_BYTES; offset < packet.length; ) {
+    if (offset + ATTRIBUTE_HEADER_BYTES > packet.length) throw new DecodeError('stun', 'malformed-attributes', `attribute header at ${offset} is truncated`);
+    const attributeType = view.getUint16(offset, false);
+    const length = view.getUint16(offset + 2, false);
+    const value = offset + ATTRIBUTE_HEADER_BYTES;
+    const next = value + Math.ceil(length / 4) * 4;
+    if (next > packet.length) throw new DecodeError('stun', 'malformed-attributes', `attribute 0x${hex16(attributeType)} (${length} bytes) overruns the message`);
+    if (attributeType === StunAttribute.FINGERPRINT) {
+      if (length !== 4 || next !== packet.length) throw new DecodeError('stun', 'bad-fingerprint', 'FINGERPRINT is not a last 4-byte attribute');
+      const expected = (crc32(packet.subarray(0, offset)) ^ STUN_FINGERPRINT_XOR) >>> 0;
+      if (view.getUint32(value, false) !== expected) throw new DecodeError('stun', 'bad-fingerprint', 'FINGERPRINT does not match the message');
+      fingerprint = true;
+    } else {
+      if (attributes.length >= STUN_MAX_ATTRIBUTES) throw new DecodeError('stun', 'too-many-attributes', `more than ${STUN_MAX_ATTRIBUTES} attributes`);
+      attributes.push({ type: attributeType, value: packet.subarray(value, value + length) });
+    }
+    offset = next;
+  }
+  return {
+    type,
+    cls: CLASSES[((type & 0x0100) >> 7) | ((type & 0x0010) >> 4)],
+    method: (type & 0x000f) | ((type & 0x00e0) >> 1) | ((type & 0x3e00) >> 2),
+    transactionId: packet.subarray(OFFSET_TRANSACTION_ID, STUN_HEADER_BYTES),
+    attributes,
+    fingerprint,
+  };
+}
+
+/** Bytes an attribute with a value of `valueBytes` takes in a message (header and padding). */
+export function stunAttributeBytes(valueBytes: number): number {
+  return ATTRIBUTE_HEADER_BYTES + Math.ceil(valueBytes / 4) * 4;
+}
+
+/** Bytes of an address attribute's value: 4 + 4 (IPv4) or 4 + 16 (IPv6). */
+export function stunAddressValueBytes(endpoint: Endpoint): number {
+  return 4 + (isIP(endpoint.address) === 6 ? 16 : 4);
+}
+
+/** Bytes of a FINGERPRINT attribute. */
+export const STUN_FINGERPRINT_BYTES = FINGERPRINT_ATTRIBUTE_BYTES;
+
+/**
+ * The value of an address attribute (MAPPED-ADDRESS, RESPONSE-ORIGIN, OTHER-ADDRESS), or with
+ * `transactionId` the XOR-MAPPED-ADDRESS form (RFC 5389 §15.1-15.2): the port XORed with the
+ * cookie's top 16 bits, the address with the cookie (IPv4) or cookie + transaction id (IPv6).
+ * ```
+ * |0 0 0 0 0 0 0 0|    Family     |           Port                |  +0   family 1 IPv4, 2 IPv6
+ * |             Address (32 bits or 128 bits)                  ...|  +4
+ * ```
+ */
+export function encodeAddressValue(endpoint: Endpoint, transactionId?: Uint8Array): Uint8Array {
+  const v6 = isIP(endpoint.address) === 6;
+  if (isIP(endpoint.address) === 0 || !Number.isInteger(endpoint.port) || endpoint.port < 0 || endpoint.port > 65535) {
+    throw new UsageError(`"${formatEndpoint(endpoint)}" is not an IP:PORT endpoint`);
+  }
+  const address = v6 ? ipv6Bytes(endpoint.address) : ipv4Bytes(endpoint.address);
+  const out = new Uint8Array(4 + address.length);
+  const view = new DataView(out.buffer);
+  out[1] = v6 ? 0x02 : 0x01;
+  if (transactionId === undefined) {
+    view.setUint16(2, endpoint.port, false);
+    out.set(address, 4);
+  } else {
+    view.setUint16(2, endpoint.port ^ (STUN_MAGIC_COOKIE >>> 16), false);
+    const mask = new Uint8Array(16);
+    new DataView(mask.buffer).setUint32(0, STUN_MAGIC_COOKIE, false);
+    mask.set(transactionId.subarray(0, STUN_TRANSACTION_ID_BYTES), 4);
+    for (let i = 0; i < address.length; i++) out[4 + i] = address[i] ^ mask[i];
+  }
+  return out;
+}
+
+/**
+ * ERROR-CODE's value (RFC 5389 §15.6): class (hundreds) and number (0-99), then the reason.
+ * ```
+ * |           Reserved, should be 0         |Class|     Number    |  +0
+ * |      Reason Phrase (UTF-8, variable)                       ...|  +4
+ * ```
+ */
+export function encodeErrorCodeValue(code: number, reason: string): Uint8Array {
+  if (!Number.isInteger(code) || code < 300 || code > 699) throw new UsageError(`STUN error codes are 300-699, not ${code}`);
+  const text = Buffer.from(reason, 'utf8');
+  const out = new Uint8Array(4 + text.length);
+  out[2] = Math.floor(code / 100);
+  out[3] = code % 100;
+  out.set(text, 4);
+  return out;
+}
+
+/** UNKNOWN-ATTRIBUTES' value (RFC 5389 §15.9): the attribute types, 16 bits each. */
+export function encodeUint16ListValue(values: readonly number[]): Uint8Array {
+  const out = new Uint8Array(2 * values.length);
+  const view = new DataView(out.buffer);
+  values.forEach((v, i) => view.setUint16(2 * i, v, false));
+  return out;
+}
+
+/**
+ * A whole message: header, attributes (each padded with zeros to 4 bytes) and, with
+ * `fingerprint`, a FINGERPRINT over all of it. Its size is exactly
+ * 20 + Σ stunAttributeBytes(value) (+ STUN_FINGERPRINT_BYTES).
+ */
+export function encodeStunMessage(type: number, transactionId: Uint8Array, attributes: readonly RawStunAttribute[], options: { fingerprint?: boolean } = {}): Buffer {
+  if (transactionId.length !== STUN_TRANSACTION_ID_BYTES) {
+    throw new UsageError(`a STUN transaction id is ${STUN_TRANSACTION_ID_BYTES} bytes, not ${transactionId.length}`);
+  }
+  const bodyBytes = attributes.reduce((n, a) => n + stunAttributeBytes(a.value.length), 0) + (options.fingerprint ? FINGERPRINT_ATTRIBUTE_BYTES : 0);
+  const out = Buffer.alloc(STUN_HEADER_BYTES + bodyBytes);
+  out.writeUInt16BE(type & 0x3fff, OFFSET_TYPE);
+  out.writeUInt16BE(bodyBytes, OFFSET_LENGTH);
+  out.writeUInt32BE(STUN_MAGIC_COOKIE, OFFSET_COOKIE);
+  out.set(transactionId, OFFSET_TRANSACTION_ID);
+  let offset = STUN_HEADER_BYTES;
+  for (const attribute of attributes) {
+    if (attribute.value.length > 0xffff) throw new UsageError(`a STUN attribute value is at most 65535 bytes, not ${attribute.value.length}`);
+    out.writeUInt16BE(attribute.type, offset);
+    out.writeUInt16BE(attribute.value.length, offset + 2);
+    out.set(attribute.value, offset + ATTRIBUTE_HEADER_BYTES);
+    offset += stunAttributeBytes(attribute.value.length);
+  }
+  if (options.fingerprint) {
+    out.writeUInt16BE(StunAttribute.FINGERPRINT, offset);
+    out.writeUInt16BE(4, offset + 2);
+    out.writeUInt32BE((crc32(out.subarray(0, offset)) ^ STUN_FINGERPRINT_XOR) >>> 0, offset + ATTRIBUTE_HEADER_BYTES);
+  }
+  return out;
+}
+
+function hex16(n: number): string {
+  return n.toString(16).padStart(4, '0');
+}
+
+function ipv4Bytes(address: string): Uint8Array {
+  return Uint8Array.from(address.split('.').map(Number));
+}
+
+/** 16 bytes of an IPv6 literal (`::` compression, an embedded IPv4 tail, a zone id dropped). */
+function ipv6Bytes(address: string): Uint8Array {
+  let text = address.split('%')[0];
+  const groups: number[] = [];
+  const lastColon = text.lastIndexOf(':');
+  let tail: number[] = [];
+  if (text.slice(lastColon + 1).includes('.')) {
+    const v4 = ipv4Bytes(text.slice(lastColon + 1));
+    tail = [(v4[0] << 8) | v4[1], (v4[2] << 8) | v4[3]];
+    text = text.slice(0, lastColon + 1);
+    if (!text.endsWith('::')) text = text.slice(0, -1);
+  }
+  const [left, right] = text.split('::') as [string, string | undefined];
+  const parse = (part: string | undefined) => (part ? part.split(':').map((g) => parseInt(g, 16)) : []);
+  const head = parse(left);
+  const rest = [...parse(right), ...tail];
+  groups.push(...head, ...new Array<number>(right === undefined ? 0 : 8 - head.length - rest.length).fill(0), ...rest);
+  const out = new Uint8Array(16);
+  const view = new DataView(out.buffer);
+  groups.slice(0, 8).forEach((g, i) => view.setUint16(2 * i, g, false));
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -21,6 +21,8 @@ import { verifyAnnouncement, type MemberAnnouncement } from '../crypto/sender-ke
 import { isMediaPathPacket, RelayMediaPath, type RelayRoute } from '../transport/udp-media.js';
 import { rawUdpSocket } from '../transport/quic.js';
 import { REFUSAL_REASONS, resolveRelayLimits, type RefusalReason, type RelayLimits } from './limits.js';
+import { STUN_DROP_REASONS, StunServer, type StunDropReason, type StunServerLimits } from '../nat/stun-server.js';
+import type { Endpoint } from '../nat/stun.js';
 
 export const RELAY_PROTOCOL_VERSION = 1;
 
@@ -37,6 +39,12 @@ export interface RelayOptions {
   udpMedia?: boolean;
   /** What one client may make the relay do or hold (./limits.ts); unset ones keep their defaults. */
   limits?: Partial<RelayLimits>;
+  /**
+   * Answer STUN Binding requests on the relay's port (core/nat/stun-server.ts; default on).
+   * With `alternate` (a second address of this host, and optionally a second port) it is an
+   * RFC 5780 server on four addresses.
+   */
+  stun?: false | { alternate?: { address: string; port?: number }; limits?: Partial<StunServerLimits> };
   /**
    * Namespaced events for logs: 'relay:connection-open', 'relay:refused', ... Events about
    * dropped or refused input are rate-limited (an attacker must not be able to turn each
@@ -89,6 +97,13 @@ export interface RelayMetrics {
   handshakesStarted: number;
   /** Retry packets sent (each to an Initial of at least 1200 bytes). */
   retriesSent: number;
+  /** STUN packets received on the relay's port (and, in RFC 5780 mode, its other STUN addresses). */
+  stunRequests: number;
+  /** STUN Binding answers sent: successes, and errors (400, 420) to requests the server refuses. */
+  stunAnswered: number;
+  stunErrors: number;
+  /** STUN packets dropped unanswered, by reason (core/nat/stun-server.ts). */
+  stunDropped: Record<StunDropReason, number>;
 }
 
 const ROOM_ID_RE = /^[0-9a-f]{32}$/;
@@ -137,6 +152,8 @@ const SIGNAL_REFUSALS: Partial<Record<SignalDropReason, RefusalReason>> = {
   timeout: 'signal-timeout',
 };
 
+const EMPTY_STUN_DROPS = Object.fromEntries(STUN_DROP_REASONS.map((r) => [r, 0])) as Record<StunDropReason, number>;
+
 export class Relay {
   private readonly counters: Counters = {
     connectionsOpen: 0,
@@ -166,6 +183,7 @@ export class Relay {
   /** Reports of dropped input, and of library failures, each rate-limited on its own. */
   private readonly dropLog = new LogLimiter(5, 20);
   private readonly errorLog = new LogLimiter(1, 5);
+  private stun?: StunServer;
 
   private constructor(private readonly opts: RelayOptions) {
     this.limits = resolveRelayLimits(opts.limits);
@@ -191,6 +209,18 @@ export class Relay {
       },
     });
     relay.gate = relay.server.gate;
+    if (opts.stun !== false) {
+      try {
+        relay.stun = await StunServer.start({
+          primary: { socket: rawUdpSocket(relay.server.socket), address: { address: relay.server.address.host, port: relay.server.address.port } },
+          alternate: opts.stun?.alternate,
+          limits: opts.stun?.limits,
+        });
+      } catch (err) {
+        await relay.stop();
+        throw err;
+      }
+    }
     return relay;
   }
 
@@ -221,6 +251,10 @@ export class Relay {
       sendErrors: gate?.sendErrors ?? 0,
       handshakesStarted: gate?.handshakes ?? 0,
       retriesSent: gate?.retries ?? 0,
+      stunRequests: this.stun?.stats.received ?? 0,
+      stunAnswered: this.stun?.stats.answered ?? 0,
+      stunErrors: this.stun?.stats.errors ?? 0,
+      stunDropped: { ...(this.stun?.stats.dropped ?? EMPTY_STUN_DROPS) },
     };
   }
 
@@ -229,9 +263,18 @@ export class Relay {
     return this.limits;
   }
 
+  /** Every address that answers STUN (the relay's own first; four in RFC 5780 mode). */
+  get stunEndpoints(): Endpoint[] {
+    return this.stun?.endpoints ?? [];
+  }
+
   private onNonQuic(data: Buffer, from: { address: string; port: number }): void {
     if (this.opts.udpMedia !== false && isMediaPathPacket(data)) {
       this.mediaPath.handle(data, from);
+    } else if (this.stun && (data[0] === 0x00 || data[0] === 0x01)) {
+      // A STUN message type's first byte (RFC 5389 §6: Binding requests are 0x00); the
+      // media path's packets start with 0x21-0x24.
+      this.stun.handle(data, from);
     } else {
       this.counters.strayUdp++;
     }
@@ -249,6 +292,7 @@ export class Relay {
   async stop(): Promise<void> {
     const server = this.server;
     this.server = undefined;
+    await this.stun?.close();
     await server?.stop();
     this.peers.clear();
     this.connectionsBySource.clear();

@@ -526,7 +526,15 @@ function mapConnectError(err: unknown, target: string, timeoutMs: number): Error
   if (/Peer|Local|Closed|Stopped/i.test(name)) {
     return new HandshakeError(`connection to ${target} was refused during the handshake: ${e.message}`, { cause: err });
   }
-  return new NetworkError(`cannot connect to ${target}: ${e?.message ?? String(err)}`, { cause: err });
+  if (name === 'ErrorQUICHostInvalid') {
+    // The library's resolver failed (its error carries no message): the name does not resolve.
+    return new NetworkError(`cannot connect to ${target}: the host name does not resolve`, {
+      cause: err,
+      suggestions: ['check the name, or give an IP address'],
+    });
+  }
+  const reason = e?.message || (e?.constructor as { description?: string } | undefined)?.description || name || String(err);
+  return new NetworkError(`cannot connect to ${target}: ${reason}`, { cause: err });
 }
 
 /**

@@ -4,14 +4,17 @@ import { type CheckStatus, type NetcheckCheckId, type NetcheckEvent, describeAll
 import { WzpCommand } from '../base-command.js';
 import { netcheck, type NetcheckReport } from '../services/netcheck.js';
 
+const FAMILY_LABEL = { ipv4: 'IPv4', ipv6: 'IPv6' } as const;
+
 export default class Netcheck extends WzpCommand<NetcheckReport> {
   static override summary = 'Check this network for calls: UDP, public addresses, NAT behaviour, port allocation, port mapping, relay latency, and a verdict.';
   static override description = `Runs every check concurrently and boxes each one in time from measured round trips (about a second in total, at most --timeout):
-  UDP works; the public IPv4 (and IPv6, if an IPv6 STUN server is configured) address; RFC 5780 mapping and filtering behaviour and hairpinning (against the first STUN server that offers OTHER-ADDRESS); how the NAT allocates ports, with the next ports predicted; which port-mapping protocols the gateway answers (PCP, NAT-PMP, UPnP; nothing is left mapped); the QUIC latency of every relay (median of 3 pings) and the preferred one. Then a plain verdict with its reasons.
+  UDP works; the public IPv4 (and IPv6, if an IPv6 server is configured) address, and whether there is a NAT at all; RFC 5780 mapping and filtering behaviour and hairpinning (against the first server that offers OTHER-ADDRESS); how the NAT allocates ports, with the next ports predicted; which port-mapping protocols the gateway answers (PCP, NAT-PMP, UPnP; nothing is left mapped); the QUIC latency of every relay (median of 3 pings) and the preferred one. Then a plain verdict with its reasons.
 
-STUN servers and relays come from --stun / --relay or from netcheck.json in the config directory ({"stun": ["HOST:PORT"], "relays": [{"address": "HOST:PORT", "fingerprint": "..."}]}); flags win. wzp has no built-in public servers: with none configured, netcheck says how to configure them. The --json report is documented in docs/netcheck.md.`;
+Relays answer STUN on their port, so --relay alone is enough: a relay gives the public address, and one started with --stun-alternate (two addresses: an RFC 5780 server) also the mapping, filtering and port allocation. STUN servers and relays come from --stun / --relay or from netcheck.json in the config directory ({"stun": ["HOST:PORT"], "relays": [{"address": "HOST:PORT", "fingerprint": "..."}]}); flags win. wzp has no built-in public servers: with none configured, netcheck says how to configure them. Ctrl-C prints what was measured so far (exit 130). The --json report is documented in docs/netcheck.md.`;
   static override examples = [
     '<%= config.bin %> <%= command.id %>',
+    '<%= config.bin %> <%= command.id %> --relay relay.example.com:4433',
     '<%= config.bin %> <%= command.id %> --stun 203.0.113.1:3478 --relay relay.example.com:4433',
     '<%= config.bin %> <%= command.id %> --json > netcheck-report.json',
   ];
@@ -42,21 +45,12 @@ STUN servers and relays come from --stun / --relay or from netcheck.json in the 
         deadlineMs: flags.timeout,
         bindingLifetimeMaxMs: flags['binding-lifetime'] === undefined ? undefined : flags['binding-lifetime'] * 1000,
         configDir: this.configDir(flags),
-        wzpVersion: this.config.version,
-        flags: {
-          stun: flags.stun,
-          relay: flags.relay,
-          gateway: flags.gateway,
-          'port-mapping': flags['port-mapping'],
-          count: flags.count,
-          timeout: flags.timeout,
-          'binding-lifetime': flags['binding-lifetime'],
-          'config-dir': flags['config-dir'],
-        },
+        meta: (schemaVersion) => this.reportMeta(schemaVersion, flags),
         signal: this.abortSignal,
         onProgress: tasks?.handle,
       });
-      for (const u of report.servers.unresolved) this.warn(`STUN server ${u.server} left out: ${u.error}`);
+      const relays = new Set(report.servers.relays.map((r) => r.address));
+      for (const u of report.servers.unresolved) this.warn(relays.has(u.server) ? `relay ${u.server}: ${u.error}` : `STUN server ${u.server} left out: ${u.error}`);
       for (const relay of report.relays) {
         if (relay.error?.name === 'FingerprintMismatchError') this.warn(`${relay.error.message} (possible interception; \`wzp pins forget ${relay.relay}\` only if it legitimately changed)`);
       }
@@ -68,16 +62,21 @@ STUN servers and relays come from --stun / --relay or from netcheck.json in the 
 
   protected renderHuman(r: NetcheckReport): string {
     const lines = [`verdict   ${r.verdict.summary}`, ...r.verdict.reasons.map((reason) => `          - ${reason}`), ''];
-    lines.push(`UDP       ${r.udp.works ? 'works' : 'BLOCKED'} (${r.udp.evidence})`);
-    for (const [label, family] of [['IPv4', r.ipv4], ['IPv6', r.ipv6]] as const) {
-      const across = family.acrossServers && family.acrossServers.mapping !== 'unknown' ? `; across servers: ${family.acrossServers.mapping}` : '';
-      lines.push(`${label}      ${family.reflexiveAddress ?? `${family.status}: ${family.reason ?? ''}`}${across}`);
+    // "Blocked" only when the verdict says so: one silent server may just be down.
+    lines.push(`UDP       ${r.udp.works ? 'works' : r.verdict.kind === 'udp-blocked' ? 'BLOCKED' : 'no answer'} (${r.udp.evidence})`);
+    for (const id of ['ipv4', 'ipv6'] as const) {
+      const family = r[id];
+      const nat = family.natDetected === false ? ' (no NAT: our own address)' : '';
+      const across = family.natDetected !== false && family.acrossServers && family.acrossServers.mapping !== 'unknown' ? `; across servers: ${family.acrossServers.mapping}` : '';
+      lines.push(`${FAMILY_LABEL[id]}      ${family.reflexiveAddress ?? `${family.status}: ${family.reason ?? ''}`}${nat}${across}`);
     }
     const b = r.behaviour;
     lines.push(
-      b.status === 'ok'
-        ? `NAT       mapping ${b.mapping}, filtering ${b.filtering}, hairpinning ${b.hairpinning} (against ${b.server})`
-        : `NAT       ${b.status}: ${b.reason ?? b.error?.message ?? ''}`,
+      b.status !== 'ok'
+        ? `NAT       ${b.status}: ${b.reason ?? b.error?.message ?? ''}`
+        : b.natDetected === false
+          ? `NAT       none: ${b.server} saw our own address; filtering (by a firewall) ${b.filtering}`
+          : `NAT       mapping ${b.mapping}, filtering ${b.filtering}, hairpinning ${b.hairpinning} (against ${b.server})`,
     );
     const a = r.allocation;
     lines.push(a.status === 'ok' ? `ports     ${describeAllocation(a)}` : `ports     ${a.status}: ${a.reason ?? a.error?.message ?? ''}`);
@@ -92,7 +91,7 @@ STUN servers and relays come from --stun / --relay or from netcheck.json in the 
       const detail = relay.medianMs === undefined ? `failed: ${relay.error?.message ?? ''}` : `${relay.medianMs} ms${relay.relay === r.preferredRelay?.relay ? ' (preferred)' : ''}`;
       lines.push(`${head} ${relay.relay}  ${detail}`);
     }
-    lines.push('', `checked in ${Math.round(r.durationMs)} ms`);
+    lines.push('', r.interrupted ? `interrupted after ${Math.round(r.durationMs)} ms: checks that had not finished are marked failed or skipped` : `checked in ${Math.round(r.durationMs)} ms`);
     return lines.join('\n');
   }
 }

@@ -3,7 +3,7 @@ import { WzpCommand } from '../base-command.js';
 import { reflect, type ReflectReport } from '../services/reflect.js';
 
 const MAPPING_TEXT: Record<ReflectReport['mapping'], string> = {
-  'endpoint-independent': 'endpoint-independent: every server saw the same address (cone NAT, or no NAT)',
+  'endpoint-independent': 'endpoint-independent: every server saw the same address (a cone NAT)',
   symmetric: 'symmetric: a new port for each destination (address- or address-and-port-dependent mapping)',
   'multiple-addresses': 'several public addresses: servers saw different IPs (multiple uplinks or a NAT address pool)',
   unknown: 'unknown',
@@ -13,7 +13,9 @@ export default class Reflect extends WzpCommand<ReflectReport> {
   static override summary = 'Ask relays and STUN servers which address they see this machine at, from one local socket.';
   static override description = `Connects to every RELAY (QUIC, pinned like every wzp connection) and asks it to reflect our address, and sends a STUN Binding request to every --stun server, all from ONE local UDP socket: if the answers differ, the NAT opens a new mapping per destination (symmetric), which hole punching has to work around.
 
-STUN servers stand in when a relay cannot be reached. With no RELAY and no --stun, the servers in netcheck.json in the config directory are used; wzp never asks a server you did not name.`;
+STUN servers stand in when a relay cannot be reached. A relay started with --stun-alternate (an RFC 5780 STUN server) is also asked at its second address, so one such relay is enough to compare. If every server saw this host's own address, there is no NAT. Ctrl-C prints the answers received so far (exit 130).
+
+With no RELAY and no --stun, the servers in netcheck.json in the config directory are used; wzp never asks a server you did not name.`;
   static override examples = [
     '<%= config.bin %> <%= command.id %> relay.example.com:4433',
     '<%= config.bin %> <%= command.id %> relay1.example.com:4433 relay2.example.net:4433 --json',
@@ -40,7 +42,7 @@ STUN servers stand in when a relay cannot be reached. With no RELAY and no --stu
       signal: this.abortSignal,
     });
     for (const o of report.observations) {
-      if (o.error) this.warn(`${o.relay} (${o.via}) did not answer: ${o.error.message}`);
+      if (o.error && !report.interrupted) this.warn(`${o.relay} (${o.via}) did not answer: ${o.error.message}`);
     }
     return report;
   }
@@ -49,10 +51,17 @@ STUN servers stand in when a relay cannot be reached. With no RELAY and no --stu
     const lines = [r.observedAddress, ''];
     for (const o of r.observations) {
       const answer = o.observedAddress ? `${o.observedAddress}  ${o.rttMs} ms` : `no answer (${o.error?.name})`;
-      lines.push(`  ${o.via === 'quic' ? 'relay' : 'stun '} ${o.relay.padEnd(24)} ${answer}`);
+      const what = o.alternateOf ? `${o.relay} (relay ${o.alternateOf}'s other address)` : o.relay;
+      lines.push(`  ${o.via === 'quic' ? 'relay' : 'stun '} ${what.padEnd(24)} ${answer}`);
     }
-    lines.push('', `local   ${r.localAddress}`, `mapping ${MAPPING_TEXT[r.mapping]}`);
-    if (r.mapping === 'unknown') lines.push(`        (${r.reason})`);
+    if (r.interrupted) lines.push('', 'interrupted: the servers that had not answered are listed without an answer');
+    lines.push('', `local   ${r.localAddress}`);
+    if (r.natDetected === false) {
+      lines.push("NAT     none: the servers saw this host's own address, so it is publicly reachable at it; only a firewall (this host's, or one in the network) filters what comes in");
+    } else {
+      lines.push(`mapping ${MAPPING_TEXT[r.mapping]}`);
+      if (r.mapping === 'unknown') lines.push(`        (${r.reason})`);
+    }
     for (const note of r.notes) lines.push(`note    ${note}`);
     return lines.join('\n');
   }

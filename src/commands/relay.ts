@@ -11,7 +11,7 @@ const limitFlags = Object.fromEntries(
 
 export default class RelayCommand extends WzpCommand<RelayRunReport> {
   static override summary = 'Run a wzp relay: rooms (SFU), echo, reflection and signalling over QUIC.';
-  static override description = `Listens for QUIC connections from wzp clients. Clients in a room send their media to the relay, which forwards each member's datagrams to every other member without being able to read them (they are end-to-end encrypted), drops stale media for a congested member instead of stalling the room, and relays the members' key exchange. It also echoes media for echo-test, answers ping, and reflects each client's address as seen from here.
+  static override description = `Listens for QUIC connections from wzp clients. Clients in a room send their media to the relay, which forwards each member's datagrams to every other member without being able to read them (they are end-to-end encrypted), drops stale media for a congested member instead of stalling the room, and relays the members' key exchange. It also echoes media for echo-test, answers ping, reflects each client's address as seen from here, and answers STUN Binding requests on its port (with --stun-alternate on four addresses, as an RFC 5780 server: "wzp netcheck --relay" then learns the NAT's mapping, filtering and port allocation from this relay alone; docs/nat.md).
 
 Members' media moves from QUIC datagrams to the UDP media path once it is confirmed: plain UDP on the same port and the member's QUIC 5-tuple, accepted only with the member's token from its own address, forwarded with no second layer of encryption (docs/transport.md). --no-udp-media keeps all media in QUIC datagrams.
 
@@ -21,6 +21,7 @@ The relay's identity (and so its certificate fingerprint, which clients pin) is 
   static override examples = [
     '<%= config.bin %> <%= command.id %> --listen 0.0.0.0:4433',
     '<%= config.bin %> <%= command.id %> --listen 127.0.0.1:4433 --identity ./relay.json',
+    '<%= config.bin %> <%= command.id %> --listen 203.0.113.1:4433 --stun-alternate 203.0.113.2',
   ];
   static override flags = {
     listen: Flags.string({ summary: 'UDP address to listen on, HOST:PORT.', default: '0.0.0.0:4433' }),
@@ -32,6 +33,10 @@ The relay's identity (and so its certificate fingerprint, which clients pin) is 
       allowNo: true,
     }),
     stats: Flags.integer({ summary: 'Every this many seconds, print connections, rooms and datagrams forwarded per second to stderr.', min: 1 }),
+    'stun-alternate': Flags.string({
+      summary:
+        "A second address of this host, IP[:PORT] (port default: the relay's + 1), for RFC 5780 STUN: with it netcheck learns the NAT's mapping and filtering from this relay alone. Needs --listen on one address.",
+    }),
     ...limitFlags,
   };
 
@@ -42,11 +47,13 @@ The relay's identity (and so its certificate fingerprint, which clients pin) is 
       identityPath: flags.identity ?? relayIdentityFile(this.configDir(flags)),
       udpMedia: flags['udp-media'],
       limits: relayLimitOverrides(flags),
+      stunAlternate: flags['stun-alternate'],
       signal: this.abortSignal,
       onStarted: (s) => {
         if (s.identityCreated) this.progress(`created relay identity ${s.identityPath}`);
         // One parseable line on stderr, even with --json, so scripts can find the address.
         process.stderr.write(`wzp relay listening on ${s.address} fingerprint ${s.fingerprint}\n`);
+        if (s.stunEndpoints.length > 1) this.progress(`answering STUN (RFC 5780) on ${s.stunEndpoints.join(', ')}`);
       },
       onEvent: flags.verbose ? (e) => logLine(e.type, { ...e, type: undefined }) : undefined,
       statsIntervalMs: flags.stats === undefined ? undefined : flags.stats * 1000,
@@ -61,6 +68,7 @@ The relay's identity (and so its certificate fingerprint, which clients pin) is 
       `  datagrams: ${m.datagramsReceived} received (${m.datagramsOnUdpPath} on the UDP media path), ${m.datagramsForwarded} forwarded in rooms, ${m.datagramsEchoed} echoed, ` +
         `${m.datagramsPurged} purged as stale, ${m.datagramsDropped} dropped, ${m.datagramsUnexpected} unexpected, ${m.udpPathRejected} refused UDP packets`,
       `  signals: ${m.signalsReceived} received, ${m.signalsMalformed} malformed and ${m.signalsUnknown} unknown dropped`,
+      `  STUN: ${m.stunRequests} received, ${m.stunAnswered} answered, ${m.stunErrors} refused with an error answer; dropped: ${refusedText(m.stunDropped)}`,
       `  refused: ${refusedText(m.refused)}; ${m.socketErrors} datagrams the QUIC library failed on, ${m.sendErrors} sends the kernel refused`,
     ].join('\n');
   }

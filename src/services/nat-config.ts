@@ -159,7 +159,7 @@ export function noServersError(what: string, configFile: string, needs: 'stun' |
     suggestions: [
       usage,
       `or write ${configFile}: ${example}`,
-      'a wzp relay you run (`wzp relay`) and any STUN server you trust will do; RFC 5780 servers (e.g. coturn with two addresses) give the full NAT behaviour',
+      'a wzp relay you run (`wzp relay`: it answers STUN on its port) and any STUN server you trust will do; RFC 5780 servers (a relay started with --stun-alternate, or coturn with two addresses) give the full NAT behaviour and port allocation',
     ],
   });
 }

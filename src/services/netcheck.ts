@@ -1,19 +1,28 @@
 /**
  * `wzp netcheck`: pick the servers (flags, else netcheck.json; never built-in ones), resolve
  * them, run core/nat/netcheck.ts with relays trusted through the pin store, and wrap the
- * result in a report a support team can read: schema version, wzp version, time, host facts
- * and the flags used (docs/netcheck.md, docs/schemas/netcheck-report.schema.json).
+ * result in a report a support team can read: the `meta` block every attachable report
+ * carries (src/services/report-meta.ts: schema version, wzp version, time, host facts, flags),
+ * this host's interface addresses and the servers used (docs/netcheck.md,
+ * docs/schemas/netcheck-report.schema.json).
  */
-import { hostname, networkInterfaces, release } from 'node:os';
-import { type NetcheckEvent, type NetcheckResult, runNetcheck } from '../../core/nat/netcheck.js';
+import { networkInterfaces } from 'node:os';
+import { type NetcheckEvent, type NetcheckRelay, type NetcheckResult, runNetcheck } from '../../core/nat/netcheck.js';
 import type { Endpoint } from '../../core/nat/stun.js';
 import { PinStore } from '../../core/transport/pin-store.js';
 import { loadNatConfig, noServersError, resolveEndpoints, selectServers, type ServerSource } from './nat-config.js';
 import { pinFile } from './paths.js';
 import { connectToRelay } from './relay-connect.js';
+import type { ReportMeta } from './report-meta.js';
 import { errorMessage } from '../../core/errors.js';
+import { checkGatewayFlag } from './portmap.js';
 
-export const NETCHECK_SCHEMA_VERSION = 1;
+/**
+ * 2: the report's facts about itself moved into `meta` (ReportMeta, as every attachable
+ * report's): `schemaVersion`, `wzpVersion`, `host` and `flags` from the top level, `time`
+ * became `meta.generatedAt`, `host.addresses` became `interfaces`; verdict `no-nat`.
+ */
+export const NETCHECK_SCHEMA_VERSION = 2;
 
 export interface NetcheckRequest {
   stun?: string[];
@@ -25,41 +34,37 @@ export interface NetcheckRequest {
   /** Opt-in binding-lifetime measurement, at most this long (ms). */
   bindingLifetimeMaxMs?: number;
   configDir: string;
-  wzpVersion: string;
-  /** The command line's flags, recorded in the report as given. */
-  flags: Record<string, unknown>;
+  /** The report's `meta` block (the command's flags, wzp version, host facts). */
+  meta(schemaVersion: number): ReportMeta;
   signal?: AbortSignal;
   onProgress?: (event: NetcheckEvent) => void;
 }
 
-export interface HostFacts {
-  hostname: string;
-  platform: string;
-  arch: string;
-  osRelease: string;
-  nodeVersion: string;
-  addresses: { interface: string; family: 'IPv4' | 'IPv6'; address: string; cidr: string | null; internal: boolean }[];
+/** One address of one of this host's interfaces (os.networkInterfaces()). */
+export interface InterfaceAddress {
+  interface: string;
+  family: 'IPv4' | 'IPv6';
+  address: string;
+  cidr: string | null;
+  internal: boolean;
 }
 
 export interface NetcheckReport extends NetcheckResult {
-  schemaVersion: number;
-  wzpVersion: string;
-  /** When the check started, ISO 8601. */
-  time: string;
-  host: HostFacts;
-  flags: Record<string, unknown>;
+  meta: ReportMeta;
+  /** Every address of this host's interfaces: what STUN answers are compared with. */
+  interfaces: InterfaceAddress[];
   servers: {
     stun: string[];
     relays: { address: string; pinned: boolean }[];
     source: { stun: ServerSource; relays: ServerSource };
     configFile: string;
-    /** STUN servers whose names did not resolve (left out of the check). */
+    /** STUN servers and relays whose names did not resolve (STUN servers are left out, relays fail). */
     unresolved: { server: string; error: string }[];
   };
 }
 
 export async function netcheck(req: NetcheckRequest): Promise<NetcheckReport> {
-  const time = new Date().toISOString();
+  checkGatewayFlag(req.gateway);
   const loaded = await loadNatConfig(req.configDir);
   const servers = selectServers({ stun: req.stun, relay: req.relays }, loaded);
   if (servers.stun.length === 0 && servers.relays.length === 0) throw noServersError('netcheck', servers.configFile, 'any', 'pass --stun HOST:PORT and/or --relay HOST:PORT (repeatable, or comma-separated)');
@@ -80,6 +85,30 @@ export async function netcheck(req: NetcheckRequest): Promise<NetcheckReport> {
 
   const pins = await PinStore.open(pinFile(req.configDir));
   const trusts: string[] = [];
+  const relays = await Promise.all(
+    servers.relays.map(async (relay): Promise<NetcheckRelay> => {
+      let endpoint: Endpoint | undefined;
+      let unresolvable: unknown;
+      try {
+        // IPv4 when the name has it (behaviour and allocation prefer IPv4), else IPv6.
+        const found = await resolveEndpoints(relay.address);
+        endpoint = found.find((e) => !e.address.includes(':')) ?? found[0];
+      } catch (err) {
+        unresolvable = err;
+        unresolved.push({ server: relay.address, error: errorMessage(err) });
+      }
+      return {
+        label: relay.address,
+        ...(endpoint ? { endpoint } : {}),
+        connect: async (socket, options) => {
+          if (unresolvable !== undefined) throw unresolvable;
+          const connection = await connectToRelay({ relay: relay.address, configDir: req.configDir, relayFingerprint: relay.fingerprint, pins, socket, ...options });
+          trusts.push(connection.trust);
+          return connection.session;
+        },
+      };
+    }),
+  );
   const result = await runNetcheck({
     stun,
     portMapping: req.portMapping ? { gateway: req.gateway } : false,
@@ -88,23 +117,13 @@ export async function netcheck(req: NetcheckRequest): Promise<NetcheckReport> {
     bindingLifetimeMaxMs: req.bindingLifetimeMaxMs,
     signal: req.signal,
     onProgress: req.onProgress,
-    relays: servers.relays.map((relay) => ({
-      label: relay.address,
-      connect: async (socket, options) => {
-        const connection = await connectToRelay({ relay: relay.address, configDir: req.configDir, relayFingerprint: relay.fingerprint, pins, socket, ...options });
-        trusts.push(connection.trust);
-        return connection.session;
-      },
-    })),
+    relays,
   });
   if (trusts.some((t) => t !== 'match')) await pins.save();
 
   return {
-    schemaVersion: NETCHECK_SCHEMA_VERSION,
-    wzpVersion: req.wzpVersion,
-    time,
-    host: hostFacts(),
-    flags: req.flags,
+    meta: req.meta(NETCHECK_SCHEMA_VERSION),
+    interfaces: interfaceAddresses(),
     servers: {
       stun: servers.stun,
       relays: servers.relays.map((r) => ({ address: r.address, pinned: r.fingerprint !== undefined })),
@@ -123,9 +142,8 @@ function onePerFamily(endpoints: Endpoint[]): Endpoint[] {
   return [v4, v6].filter((e): e is Endpoint => e !== undefined);
 }
 
-function hostFacts(): HostFacts {
-  const addresses = Object.entries(networkInterfaces()).flatMap(([name, list]) =>
+function interfaceAddresses(): InterfaceAddress[] {
+  return Object.entries(networkInterfaces()).flatMap(([name, list]) =>
     (list ?? []).map((a) => ({ interface: name, family: a.family, address: a.address, cidr: a.cidr, internal: a.internal })),
   );
-  return { hostname: hostname(), platform: process.platform, arch: process.arch, osRelease: release(), nodeVersion: process.version, addresses };
 }

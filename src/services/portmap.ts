@@ -7,6 +7,7 @@
  * what `add` knew. The JSON an `add --json` printed works as well (`--mapping`).
  */
 import { readFile } from 'node:fs/promises';
+import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { hasErrorCode, writePrivateFile } from '../../core/crypto/identity.js';
 import { ConfigError, UsageError, errorMessage } from '../../core/errors.js';
@@ -40,6 +41,18 @@ interface Common {
   signal?: AbortSignal;
 }
 
+/**
+ * `--gateway` must be an IPv4 address: checked before any work, so a typo is a usage error
+ * (exit 2) naming the value, never a failed probe or an empty table reported with exit 0.
+ */
+export function checkGatewayFlag(gateway: string | undefined): void {
+  if (gateway !== undefined && isIP(gateway) !== 4) {
+    throw new UsageError(`--gateway "${gateway}" is not an IPv4 address`, {
+      suggestions: ["give the gateway's IPv4 address, e.g. --gateway 192.168.1.1, or leave --gateway out to use the default route's"],
+    });
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // probe
 
@@ -50,6 +63,7 @@ export interface PortmapProbeReport extends ProbeResult {
 }
 
 export async function probePortMapping(req: Common): Promise<PortmapProbeReport> {
+  checkGatewayFlag(req.gateway);
   const t0 = performance.now();
   const probe = await new PortMapper({ gateway: req.gateway }).probe({ signal: req.signal });
   return { ...probe, available: PROTOCOLS.filter((p) => probe.protocols[p].available), durationMs: Math.round(performance.now() - t0) };
@@ -84,6 +98,7 @@ export interface PortmapAddReport {
 }
 
 export async function addPortMapping(req: PortmapAddRequest): Promise<PortmapAddReport> {
+  checkGatewayFlag(req.gateway);
   let renewals = 0;
   const records = recordFile(req.configDir);
   const mapper = new PortMapper({
@@ -133,6 +148,7 @@ export interface PortmapListReport {
 }
 
 export async function listPortMappings(req: Common): Promise<PortmapListReport> {
+  checkGatewayFlag(req.gateway);
   const recorded = await readRecords(req.configDir);
   let gatewayTable: PortmapListReport['gatewayTable'];
   try {
@@ -167,6 +183,7 @@ export interface PortmapDeleteReport {
 }
 
 export async function deletePortMapping(req: PortmapDeleteRequest): Promise<PortmapDeleteReport> {
+  checkGatewayFlag(req.gateway);
   const mapper = new PortMapper({ gateway: req.gateway });
   const done = async (mapping: PortMapping, source: PortmapDeleteReport['source']): Promise<PortmapDeleteReport> => {
     await mapper.delete(mapping, { signal: req.signal });
@@ -237,7 +254,11 @@ export async function readMappingArgument(value: string): Promise<string> {
   try {
     return await readFile(value.slice(1), 'utf8');
   } catch (err) {
-    throw new UsageError(`cannot read ${value.slice(1)}: ${errorMessage(err)}`, { cause: err });
+    // A local file that is missing or unreadable: ConfigError (exit 3, docs/exit-codes.md).
+    throw new ConfigError(`cannot read ${value.slice(1)}: ${errorMessage(err)}`, {
+      cause: err,
+      suggestions: ['give the file `wzp portmap add --json` wrote (--mapping @FILE), the JSON itself, or - to read it from stdin'],
+    });
   }
 }
 

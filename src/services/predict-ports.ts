@@ -2,6 +2,8 @@
  * `wzp predict-ports`: Binding requests one after another from ONE fresh socket to several
  * STUN endpoints (an RFC 5780 server contributes its four), how the NAT allocated the
  * external ports, and the next ones predicted (core/nat/netcheck.ts walkPortAllocation).
+ * Relays count as STUN servers: they answer STUN on their port (core/nat/stun-server.ts),
+ * and one started with --stun-alternate contributes its four endpoints.
  */
 import { UsageError } from '../../core/errors.js';
 import { type PortAllocationWalkSummary, walkPortAllocation } from '../../core/nat/netcheck.js';
@@ -15,6 +17,8 @@ export const MAX_PREDICT_ENDPOINTS = 16;
 
 export interface PredictPortsRequest {
   stun?: string[];
+  /** Relays, asked as STUN servers (no QUIC connection). */
+  relays?: string[];
   configDir: string;
   count: number;
   probeTimeoutMs: number;
@@ -22,14 +26,15 @@ export interface PredictPortsRequest {
 }
 
 export interface PredictPortsReport extends PortAllocationWalkSummary {
-  /** The STUN servers as given. */
+  /** The STUN servers, then the relays, as given. */
   servers: string[];
 }
 
 export async function predictPortsReport(req: PredictPortsRequest): Promise<PredictPortsReport> {
-  const servers = selectServers({ stun: req.stun }, await loadNatConfig(req.configDir));
-  if (servers.stun.length === 0) throw noServersError('predict-ports', servers.configFile, 'stun', 'pass --stun HOST:PORT (repeatable, or comma-separated)');
-  const resolved = await Promise.all(servers.stun.map(resolveEndpoints));
+  const servers = selectServers({ stun: req.stun, relay: req.relays }, await loadNatConfig(req.configDir), { allOrNothing: true });
+  const given = [...servers.stun, ...servers.relays.map((r) => r.address)];
+  if (given.length === 0) throw noServersError('predict-ports', servers.configFile, 'any', 'pass --stun HOST:PORT or --relay HOST:PORT (repeatable, or comma-separated)');
+  const resolved = await Promise.all(given.map(resolveEndpoints));
   const family = resolved.every((list) => list.some(isV4)) ? 'udp4' : resolved.every((list) => list.some((e) => !isV4(e))) ? 'udp6' : undefined;
   if (family === undefined) {
     throw new UsageError('the STUN servers mix IPv4-only and IPv6-only addresses, but one socket has one address family', {
@@ -46,7 +51,7 @@ export async function predictPortsReport(req: PredictPortsRequest): Promise<Pred
       probeTimeoutMs: req.probeTimeoutMs,
       signal: req.signal,
     });
-    return { servers: servers.stun, ...walk };
+    return { servers: given, ...walk };
   } finally {
     client.close();
     await closeUdpSocket(socket);

@@ -41,7 +41,7 @@ export async function reflect(req: ReflectRequest): Promise<ReflectReport> {
       suggestions: ['give one RELAY with --relay-fingerprint, or pin several relays in netcheck.json'],
     });
   }
-  const { family, stun } = await chooseFamily(
+  const { family, stun, relays } = await chooseFamily(
     servers.relays.map((r) => r.address),
     servers.stun,
   );
@@ -52,8 +52,9 @@ export async function reflect(req: ReflectRequest): Promise<ReflectReport> {
     stun,
     timeoutMs: req.timeoutMs,
     signal: req.signal,
-    relays: servers.relays.map((relay) => ({
+    relays: servers.relays.map((relay, i) => ({
       label: relay.address,
+      endpoint: relays[i],
       connect: async (socket, options) => {
         const connection = await connectToRelay({
           relay: relay.address,
@@ -83,16 +84,17 @@ export async function reflect(req: ReflectRequest): Promise<ReflectReport> {
 
 /**
  * One socket has one address family: IPv4 when every target has an IPv4 address (names may
- * have both), else IPv6 when every target has one. Returns the STUN endpoints of that family.
+ * have both), else IPv6 when every target has one. Returns the STUN endpoints and the relays'
+ * addresses of that family.
  */
-async function chooseFamily(relays: string[], stun: string[]): Promise<{ family: AddressFamily; stun: Endpoint[] }> {
+async function chooseFamily(relays: string[], stun: string[]): Promise<{ family: AddressFamily; stun: Endpoint[]; relays: Endpoint[] }> {
   const relayAddresses = await Promise.all(relays.map(resolveEndpoints));
   const stunAddresses = await Promise.all(stun.map(resolveEndpoints));
   const all = [...relayAddresses, ...stunAddresses];
   for (const family of ['IPv4', 'IPv6'] as const) {
     const pick = (endpoints: Endpoint[]) => endpoints.find((e) => (family === 'IPv4') === !e.address.includes(':'));
     if (all.every((endpoints) => pick(endpoints) !== undefined)) {
-      return { family, stun: stunAddresses.map((endpoints) => pick(endpoints) as Endpoint) };
+      return { family, stun: stunAddresses.map((endpoints) => pick(endpoints) as Endpoint), relays: relayAddresses.map((endpoints) => pick(endpoints) as Endpoint) };
     }
   }
   throw new UsageError('the servers mix IPv4-only and IPv6-only addresses, but one socket has one address family', {

@@ -5,6 +5,8 @@ import { loadOrCreateIdentity } from '../../core/crypto/identity.js';
 import { deriveTlsCertificate } from '../../core/crypto/tls-cert.js';
 import { Relay, type RelayEvent, type RelayMetrics } from '../../core/relay/relay.js';
 import type { RelayLimits } from '../../core/relay/limits.js';
+import { isIP } from 'node:net';
+import { UsageError } from '../../core/errors.js';
 import { formatHostPort, parseHostPort } from '../../core/transport/quic.js';
 
 export interface RelayRunOptions {
@@ -14,8 +16,13 @@ export interface RelayRunOptions {
   udpMedia?: boolean;
   /** Limits other than the defaults (core/relay/limits.ts). */
   limits?: Partial<RelayLimits>;
+  /**
+   * `--stun-alternate IP[:PORT]`: a second address of this host (and port) for RFC 5780 STUN
+   * (core/nat/stun-server.ts). Without it the relay answers plain Binding requests on its port.
+   */
+  stunAlternate?: string;
   signal: AbortSignal;
-  onStarted(info: { address: string; fingerprint: string; identityPath: string; identityCreated: boolean }): void;
+  onStarted(info: { address: string; fingerprint: string; identityPath: string; identityCreated: boolean; stunEndpoints: string[] }): void;
   onEvent?(event: RelayEvent): void;
   /** Call onStats this often (ms) while running; 0 or absent: never. */
   statsIntervalMs?: number;
@@ -74,6 +81,8 @@ function totalRefused(m: RelayMetrics): number {
 
 export interface RelayRunReport {
   address: string;
+  /** Where it answered STUN: its own address, and in RFC 5780 mode A:Q, B:P, B:Q. */
+  stunEndpoints: string[];
   fingerprint: string;
   identityPath: string;
   uptimeMs: number;
@@ -205,6 +214,7 @@ async function releaseNativeHeap(): Promise<void> {
 export async function runRelay(opts: RelayRunOptions): Promise<RelayRunReport> {
   limitYoungGeneration();
   const listen = parseHostPort(opts.listen, '0.0.0.0');
+  const alternate = opts.stunAlternate === undefined ? undefined : parseStunAlternate(opts.stunAlternate);
   const { identity, created } = await loadOrCreateIdentity(opts.identityPath, { create: true });
   const tls = await deriveTlsCertificate(identity.seed);
   const relay = await Relay.start({
@@ -214,6 +224,7 @@ export async function runRelay(opts: RelayRunOptions): Promise<RelayRunReport> {
     onEvent: opts.onEvent,
     udpMedia: opts.udpMedia !== false,
     ...(opts.limits ? { limits: opts.limits } : {}),
+    stun: { alternate },
   });
   const stopTrimming = trimHeapAfterBursts(() => {
     const m = relay.metrics;
@@ -222,7 +233,8 @@ export async function runRelay(opts: RelayRunOptions): Promise<RelayRunReport> {
   });
   const started = performance.now();
   const address = formatHostPort(relay.address);
-  opts.onStarted({ address, fingerprint: tls.fingerprint, identityPath: opts.identityPath, identityCreated: created });
+  const stunEndpoints = relay.stunEndpoints.map((e) => formatHostPort({ host: e.address, port: e.port }));
+  opts.onStarted({ address, fingerprint: tls.fingerprint, identityPath: opts.identityPath, identityCreated: created, stunEndpoints });
   let statsTimer: NodeJS.Timeout | undefined;
   const { statsIntervalMs, onStats } = opts;
   if (statsIntervalMs && onStats) {
@@ -245,10 +257,26 @@ export async function runRelay(opts: RelayRunOptions): Promise<RelayRunReport> {
   await relay.stop();
   return {
     address,
+    stunEndpoints,
     fingerprint: tls.fingerprint,
     identityPath: opts.identityPath,
     uptimeMs: Math.round(performance.now() - started),
     limits: { ...relay.currentLimits },
     metrics: relay.metrics,
   };
+}
+
+/** `IP` or `IP:PORT` (`[IPv6]:PORT`; a bare IPv6 address has no port). */
+export function parseStunAlternate(text: string): { address: string; port?: number } {
+  const t = text.trim();
+  if (isIP(t) !== 0) return { address: t };
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|(\d+\.\d+\.\d+\.\d+)):(\d{1,5})$/.exec(t);
+  const address = m?.[1] ?? m?.[2];
+  const port = m ? Number(m[3]) : NaN;
+  if (!address || isIP(address) === 0 || !(port >= 1 && port <= 65535)) {
+    throw new UsageError(`--stun-alternate "${text}" is not IP or IP:PORT`, {
+      suggestions: ['a second address of this host, e.g. --stun-alternate 203.0.113.2 or 203.0.113.2:3479 ([2001:db8::2]:3479 for IPv6)'],
+    });
+  }
+  return { address, port };
 }

@@ -32,7 +32,7 @@ interface Expected {
 }
 
 const EXPECTED: Record<LabTopology, Expected> = {
-  none: { mapping: EIM, filtering: EIM, allocation: 'port-preserving', verdict: 'easy', reflect: EIM },
+  none: { mapping: EIM, filtering: EIM, allocation: 'port-preserving', verdict: 'no-nat', reflect: EIM },
   'full-cone': { mapping: EIM, filtering: EIM, allocation: 'port-preserving', verdict: 'easy', reflect: EIM },
   'address-restricted': { mapping: EIM, filtering: AD, allocation: 'port-preserving', verdict: 'easy', reflect: EIM },
   'port-restricted': { mapping: EIM, filtering: APD, allocation: 'port-preserving', verdict: 'easy', reflect: EIM },
@@ -79,10 +79,10 @@ describe('NAT lab: wzp netcheck, predict-ports and reflect from a client namespa
         const report = jsonResult<NetcheckReport>(run, 'netcheck');
         t.diagnostic(`netcheck: checks ${report.durationMs.toFixed(0)} ms, process ${run.wallMs.toFixed(0)} ms; ${report.verdict.summary}`);
         assert.deepEqual(validate(report, schema), [], 'the report matches docs/schemas/netcheck-report.schema.json');
-        assert.equal(report.schemaVersion, 1);
-        assert.match(report.wzpVersion, /^\d+\.\d+\.\d+/);
-        assert.ok(report.host.addresses.some((a) => a.address === (topology === 'none' ? LAB_NET.directClient : LAB_NET.client)), 'host facts list the client address');
-        assert.deepEqual(report.flags.relay, [relay1, relay2]);
+        assert.equal(report.meta.schemaVersion, 2);
+        assert.match(report.meta.wzpVersion, /^\d+\.\d+\.\d+/);
+        assert.ok(report.interfaces.some((a) => a.address === (topology === 'none' ? LAB_NET.directClient : LAB_NET.client)), 'the interfaces list the client address');
+        assert.deepEqual(report.meta.flags.relay, [relay1, relay2]);
         assert.equal(report.udp.works, true);
         assert.equal(report.ipv4.status, 'ok');
         assert.equal(report.ipv4.reflexiveAddress?.split(':')[0], topology === 'none' ? LAB_NET.directClient : LAB_NET.routerWan);

@@ -59,12 +59,12 @@ export interface NsRelay {
 }
 
 /**
- * `wzp relay --listen ADDRESS` inside a namespace, with its identity in `configDir`; resolves
- * on its "listening on ... fingerprint ..." line (bounded: 20 s).
+ * `wzp relay --listen ADDRESS [...extra]` inside a namespace, with its identity in `configDir`;
+ * resolves on its "listening on ... fingerprint ..." line (bounded: 20 s).
  */
-export function startRelayIn(ns: string, listen: string, configDir: string, home: CliHome): Promise<NsRelay> {
+export function startRelayIn(ns: string, listen: string, configDir: string, home: CliHome, extra: readonly string[] = []): Promise<NsRelay> {
   return new Promise((resolve, reject) => {
-    const child = spawn('ip', ['netns', 'exec', ns, process.execPath, BIN, 'relay', '--listen', listen, '--config-dir', configDir], {
+    const child = spawn('ip', ['netns', 'exec', ns, process.execPath, BIN, 'relay', '--listen', listen, '--config-dir', configDir, ...extra], {
       env: home.env,
       stdio: ['ignore', 'ignore', 'pipe'],
     });

@@ -47,6 +47,7 @@ describe('netcheck on loopback', () => {
 
   const relayAt = (label: string): NetcheckRelay => ({
     label,
+    endpoint: { address: parseHostPort(label).host, port: parseHostPort(label).port },
     connect: (socket, options) => RelaySession.open({ relay: parseHostPort(label), socket, verify: expectFingerprint(fingerprint, label), ...options }),
   });
 
@@ -71,7 +72,11 @@ describe('netcheck on loopback', () => {
     assert.equal(result.ipv4.acrossServers?.mapping, 'endpoint-independent', 'STUN and the relay saw the same address of the main socket');
     assert.deepEqual(result.preferredRelay, { relay: label, medianMs: result.relays[0].medianMs });
     assert.equal(result.portMapping.status, 'skipped');
-    assert.equal(result.verdict.kind, 'easy');
+    assert.equal(result.verdict.kind, 'no-nat', 'loopback: the servers see our own address');
+    assert.equal(result.ipv4.natDetected, false);
+    assert.equal(result.ipv4.servers.length, 2, 'the STUN server, and the relay as a STUN server');
+    assert.equal(result.ipv4.servers[1].relay, label);
+    assert.equal(result.ipv4.servers[1].answered, true);
 
     const planned = events[0];
     assert.equal(planned.type, 'netcheck:planned');
@@ -82,7 +87,8 @@ describe('netcheck on loopback', () => {
 
   it('nothing answers: UDP blocked within the first-contact box, and the deadline stops a dead relay', async () => {
     const started = performance.now();
-    const result = await runNetcheck({ stun: [silent.primary], relays: [relayAt('127.0.0.1:9')], portMapping: false, deadlineMs: 1_200 });
+    const dead = relayAt('127.0.0.2:9');
+    const result = await runNetcheck({ stun: [silent.primary], relays: [dead], portMapping: false, deadlineMs: 1_200 });
     const elapsed = performance.now() - started;
     assert.equal(result.udp.works, false);
     assert.equal(result.ipv4.status, 'failed');
@@ -93,11 +99,17 @@ describe('netcheck on loopback', () => {
     assert.ok(elapsed < 2_000, `bounded by the deadline: ${elapsed} ms`);
   });
 
-  it('the user aborting is an AbortError, not a report', async () => {
+  it('the user stopping it: a report of what was measured, marked interrupted; before it starts: an AbortError', async () => {
     const controller = new AbortController();
-    const pending = runNetcheck({ stun: [silent.primary], relays: [], portMapping: false, signal: controller.signal });
+    const pending = runNetcheck({ stun: [stun.primary, silent.primary], relays: [], portMapping: false, signal: controller.signal });
     setTimeout(() => controller.abort(), 100);
-    await assert.rejects(pending, { name: 'AbortError' });
+    const result = await pending;
+    assert.equal(result.interrupted, true);
+    assert.equal(result.ipv4.servers[0].answered, true, 'the answer received before Ctrl-C is kept');
+    assert.equal(result.ipv4.servers[1].error?.name, 'AbortError');
+    assert.ok(result.verdict.reasons.some((r) => /interrupted/.test(r)), result.verdict.reasons.join('; '));
+    assert.equal(result.allocation.status, 'skipped');
+    await assert.rejects(runNetcheck({ stun: [stun.primary], relays: [], portMapping: false, signal: AbortSignal.abort() }), { name: 'AbortError' });
   });
 
   it('an IPv6 STUN server gives the IPv6 address, from its own socket', async (t) => {
@@ -150,7 +162,10 @@ describe('netcheck on loopback', () => {
     assert.equal(r.code, 0, r.stderr);
     const report = parseJsonDocument(r).result as NetcheckReport;
     assert.deepEqual(validate(report, loadSchema('netcheck-report.schema.json')), []);
-    assert.deepEqual(report.flags, { stun: [`127.0.0.1:${stun.primary.port}`], relay: [formatHostPort(relay.address)], 'port-mapping': false, count: 3, timeout: 3000 });
+    assert.equal(report.meta.schemaVersion, 2);
+    assert.deepEqual(report.meta.flags.stun, [`127.0.0.1:${stun.primary.port}`]);
+    assert.deepEqual(report.meta.flags.relay, [formatHostPort(relay.address)]);
+    assert.equal(report.meta.flags['port-mapping'], false);
     assert.equal(report.servers.source.stun, 'flags');
     const pins = JSON.parse(readFileSync(join(home.env.WZP_CONFIG_DIR as string, 'known-relays.json'), 'utf8')) as { relays: Record<string, { fingerprint: string }> };
     assert.equal(pins.relays[formatHostPort(relay.address)].fingerprint, fingerprint);

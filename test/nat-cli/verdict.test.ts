@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { type VerdictInput, VERDICT_SUMMARIES, describeAllocation, netcheckVerdict } from '../../core/nat/netcheck.js';
-import { classifyReflections } from '../../core/nat/reflect.js';
+import { classifyByDestination, classifyReflections } from '../../core/nat/reflect.js';
 
 const CONE: VerdictInput = {
   udpWorks: true,
@@ -20,11 +20,21 @@ const CONE: VerdictInput = {
 const SYMMETRIC: VerdictInput = { ...CONE, mapping: 'address-and-port-dependent', acrossServers: 'symmetric', allocation: 'random' };
 
 describe('netcheck verdict', () => {
-  it('nothing answered over UDP: udp-blocked, whatever else is known', () => {
-    const v = netcheckVerdict({ ...CONE, udpWorks: false, portMapping: ['pcp'] });
+  it('nothing answered over UDP from two or more server addresses: udp-blocked, whatever else is known', () => {
+    const v = netcheckVerdict({ ...CONE, udpWorks: false, portMapping: ['pcp'], serversAsked: ['192.0.2.1', '198.51.100.7'] });
     assert.equal(v.kind, 'udp-blocked');
     assert.equal(v.summary, VERDICT_SUMMARIES['udp-blocked']);
-    assert.match(v.reasons[0], /answered over UDP/);
+    assert.match(v.reasons[0], /answered over UDP \(2 server addresses asked\)/);
+  });
+
+  it('one silent server address, none asked, or an interrupted check: unknown, not udp-blocked', () => {
+    const one = netcheckVerdict({ ...CONE, udpWorks: false, serversAsked: ['192.0.2.1'] });
+    assert.equal(one.kind, 'unknown');
+    assert.match(one.reasons[0], /only server address asked \(192\.0\.2\.1\) did not answer: it may be down/);
+    assert.match(netcheckVerdict({ ...CONE, udpWorks: false, serversAsked: [] }).reasons[0], /did not resolve/);
+    const interrupted = netcheckVerdict({ ...CONE, udpWorks: false, serversAsked: ['192.0.2.1', '198.51.100.7'], interrupted: true });
+    assert.equal(interrupted.kind, 'unknown');
+    assert.ok(interrupted.reasons.some((r) => /interrupted/.test(r)));
   });
 
   it('endpoint-independent mapping: easy, with the filtering and hairpinning explained', () => {
@@ -37,10 +47,13 @@ describe('netcheck verdict', () => {
     assert.match(netcheckVerdict({ ...CONE, filtering: 'endpoint-independent' }).reasons[1], /without hole punching/);
   });
 
-  it('no NAT: easy', () => {
-    const v = netcheckVerdict({ ...SYMMETRIC, natDetected: false });
-    assert.equal(v.kind, 'easy');
-    assert.match(v.reasons[0], /no NAT/);
+  it('no NAT: no-nat, said as such, with what filters (a firewall)', () => {
+    const v = netcheckVerdict({ ...SYMMETRIC, natDetected: false, portMapping: ['upnp'], portMappingExternalAddress: '203.0.113.100' });
+    assert.equal(v.kind, 'no-nat');
+    assert.equal(v.summary, VERDICT_SUMMARIES['no-nat']);
+    assert.match(v.summary, /^no NAT/);
+    assert.match(v.reasons[0], /no NAT: .* peers reach it directly; only a firewall/);
+    assert.match(v.reasons[1], /address-and-port-dependent filtering by a firewall/);
   });
 
   it('a port-mapping protocol on the outermost NAT makes even a symmetric NAT easy', () => {
@@ -115,6 +128,22 @@ describe('reflect classification (one socket, several servers)', () => {
   it('different IPs: multiple-addresses', () => {
     assert.equal(classifyReflections([at('203.0.113.100', 4000), at('198.51.100.9', 4000)]).mapping, 'multiple-addresses');
     assert.equal(classifyReflections([at('2001:db8::1', 4000), at('2001:db8::2', 4000)]).mapping, 'multiple-addresses');
+  });
+
+  it('two answers from ONE server address (a relay over QUIC and its STUN) compare nothing: unknown', () => {
+    const relay = at('203.0.113.1', 4433);
+    const c = classifyByDestination([
+      { destination: relay, observed: at('203.0.113.100', 4000) },
+      { destination: relay, observed: at('203.0.113.100', 4000) },
+    ]);
+    assert.equal(c.mapping, 'unknown');
+    assert.match(c.reason, /2 answers from 1 server address/);
+    const two = classifyByDestination([
+      { destination: relay, observed: at('203.0.113.100', 4000) },
+      { destination: relay, observed: at('203.0.113.100', 4000) },
+      { destination: at('203.0.113.2', 4434), observed: at('203.0.113.100', 4001) },
+    ]);
+    assert.equal(two.mapping, 'symmetric');
   });
 });
 
