@@ -76,6 +76,8 @@ Without RELAY an embedded relay is started on loopback in this process, which ch
         if (p.sent === p.total) process.stderr.write('\n');
       },
     });
+    // Ctrl-C cut the progress line short: end it before the summary.
+    if (report.interrupted && this.interactive) process.stderr.write('\n');
     const result = { ...report, meta: this.reportMeta(ECHO_TEST_SCHEMA_VERSION, flags, args) };
     // An interrupted test has no verdict: its partial result exits 130 (docs/exit-codes.md).
     if (flags['min-snr'] !== undefined && !flags.mic && !report.interrupted && !(report.snrDb >= flags['min-snr'])) {
