@@ -203,7 +203,7 @@ export interface CallStatus {
   tier: TierName;
   /**
    * Round trip to the farthest member through the relay: our leg plus the leg it reports, ms
-   * (undefined until a member's report and our first ping are in).
+   * (undefined until a member's report and our first measurement are in).
    */
   rttMs: number | undefined;
   /** Our leg: the round trip to the relay on the media's path, ms (median of the latest samples). */
