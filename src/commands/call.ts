@@ -4,7 +4,7 @@ import type { TierName } from '../../core/media/quality.js';
 import { aliasProblem } from '../../core/crypto/sender-keys.js';
 import { UsageError } from '../../core/errors.js';
 import { mediaPathFlag, roomAdmissionFlags, WzpCommand } from '../base-command.js';
-import { timeoutFlag } from '../connect-flags.js';
+import { timeoutFlag, timeoutMs } from '../connect-flags.js';
 import { call, listAudioDevices, type CallResult } from '../services/call.js';
 import { callEventRenderer, membersSummary, type CallEventOutput } from '../services/call-events.js';
 import { pinFile } from '../services/paths.js';
@@ -72,7 +72,7 @@ Only members who prove they know the room name (and --room-secret, if the room h
       configDir: this.configDir(flags),
       identityPath: flags.identity,
       relayFingerprint: flags['relay-fingerprint'],
-      timeoutMs: flags.timeout,
+      timeoutMs: timeoutMs(flags.timeout),
       mediaPath: flags['media-path'],
       alias: flags.alias,
       roomSecret,

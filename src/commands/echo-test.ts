@@ -6,7 +6,7 @@ import { mediaPathFlag, WzpCommand, type ReportMeta } from '../base-command.js';
 import { echoTest, type EchoTestReport } from '../services/echo-test.js';
 import { pinFile } from '../services/paths.js';
 import { mediaPathText, relayPinnedLine } from '../services/relay-connect.js';
-import { timeoutFlag } from '../connect-flags.js';
+import { timeoutFlag, timeoutMs } from '../connect-flags.js';
 
 export const ECHO_TEST_SCHEMA_VERSION = 1;
 
@@ -51,7 +51,7 @@ Without RELAY an embedded relay is started on loopback in this process, which ch
       relay: args.relay,
       configDir: this.configDir(flags),
       relayFingerprint: flags['relay-fingerprint'],
-      timeoutMs: flags.timeout,
+      timeoutMs: timeoutMs(flags.timeout),
       mediaPath: flags['media-path'],
       codec: flags.codec,
       tier: flags.tier as TierName | undefined,

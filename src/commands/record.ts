@@ -3,7 +3,7 @@ import * as Flags from '@oclif/core/flags';
 import { aliasProblem } from '../../core/crypto/sender-keys.js';
 import { UsageError } from '../../core/errors.js';
 import { mediaPathFlag, roomAdmissionFlags, WzpCommand } from '../base-command.js';
-import { timeoutFlag } from '../connect-flags.js';
+import { timeoutFlag, timeoutMs } from '../connect-flags.js';
 import { call, type CallResult } from '../services/call.js';
 import { callEventRenderer, membersSummary } from '../services/call-events.js';
 import { pinFile } from '../services/paths.js';
@@ -46,7 +46,7 @@ export default class Record extends WzpCommand<CallResult> {
       configDir: this.configDir(flags),
       identityPath: flags.identity,
       relayFingerprint: flags['relay-fingerprint'],
-      timeoutMs: flags.timeout,
+      timeoutMs: timeoutMs(flags.timeout),
       mediaPath: flags['media-path'],
       alias: flags.alias,
       roomSecret,
