@@ -155,8 +155,22 @@ export interface AudioOutput {
 
 let naudiodon: Promise<Naudiodon> | undefined;
 
+/**
+ * Runs a synchronous PortAudio call with the native libraries' stdout and stderr chatter
+ * dropped (./stdout-guard.ts quietNative: without a sound card ALSA prints ~100 lines per
+ * initialisation); set when naudiodon is loaded, and a plain call until then.
+ */
+let quiet: <T>(call: () => T) => T = (call) => call();
+
 function loadNaudiodon(): Promise<Naudiodon> {
-  naudiodon ??= import('naudiodon').then((mod) => (mod as { default?: Naudiodon }).default ?? mod);
+  // The guard (koffi) is loaded with naudiodon, not at start-up: only device runs need it.
+  naudiodon ??= import('./stdout-guard.js')
+    .then((guard) => {
+      quiet = guard.quietNative;
+    })
+    .catch(() => undefined)
+    .then(() => import('naudiodon'))
+    .then((mod) => (mod as { default?: Naudiodon }).default ?? mod);
   return naudiodon;
 }
 
@@ -182,7 +196,7 @@ export async function audioAvailability(): Promise<Availability> {
     return { available: false, reason: `the audio module (naudiodon) failed to load: ${firstLine(err)}`, hint: INSTALL_HINT };
   }
   try {
-    if (nd.getDevices().length === 0) {
+    if (quiet(() => nd.getDevices()).length === 0) {
       return { available: false, reason: 'PortAudio found no audio devices', hint: NO_DEVICE_HINT };
     }
   } catch (err) {
@@ -195,9 +209,9 @@ export async function audioAvailability(): Promise<Availability> {
 export async function listDevices(): Promise<AudioDeviceInfo[]> {
   const nd = await requireNaudiodon();
   return nativeCall('list audio devices', () => {
-    const { defaultHostAPI, HostAPIs } = nd.getHostAPIs();
+    const { defaultHostAPI, HostAPIs } = quiet(() => nd.getHostAPIs());
     const defaults = HostAPIs.find((api) => api.id === defaultHostAPI);
-    return nd.getDevices().map((d) => toDeviceInfo(d, defaults?.defaultInput, defaults?.defaultOutput));
+    return quiet(() => nd.getDevices()).map((d) => toDeviceInfo(d, defaults?.defaultInput, defaults?.defaultOutput));
   });
 }
 
@@ -211,7 +225,7 @@ export async function openInput(options: OpenInputOptions): Promise<AudioInput> 
   const device = resolveDevice(nd, options.deviceId, 'input');
   const started = performance.now();
   const { stream, format } = openNegotiated(device, sampleRate, 'input', (rate, channels) =>
-    nd.AudioIO({ inOptions: streamOptions(device.id, rate, channels, INPUT_NATIVE_QUEUE_MS / PERIOD_MS) }),
+    quiet(() => nd.AudioIO({ inOptions: streamOptions(device.id, rate, channels, INPUT_NATIVE_QUEUE_MS / PERIOD_MS) })),
   );
   const opened = { ...device, ...format, openMs: performance.now() - started };
   const input = new DeviceInput(stream, opened, sampleRate, options.frameSamples, options.bufferMs ?? DEFAULT_BUFFER_MS);
@@ -226,7 +240,7 @@ export async function openOutput(options: OpenOutputOptions = {}): Promise<Audio
   const device = resolveDevice(nd, options.deviceId, 'output');
   const started = performance.now();
   const { stream, format } = openNegotiated(device, sampleRate, 'output', (rate, channels) =>
-    nd.AudioIO({ outOptions: streamOptions(device.id, rate, channels, OUTPUT_NATIVE_QUEUE_PERIODS) }),
+    quiet(() => nd.AudioIO({ outOptions: streamOptions(device.id, rate, channels, OUTPUT_NATIVE_QUEUE_PERIODS) })),
   );
   const opened = { ...device, ...format, openMs: performance.now() - started };
   const output = new DeviceOutput(stream, opened, sampleRate, options.bufferMs ?? DEFAULT_BUFFER_MS);
@@ -276,7 +290,7 @@ async function requireNaudiodon(): Promise<Naudiodon> {
 /** Map a device id or name fragment to one device that can do `direction`. */
 function resolveDevice(nd: Naudiodon, wanted: number | string | undefined, direction: Direction): DeviceChoice {
   if (wanted === undefined) return { id: undefined, name: `default ${direction}` };
-  const devices = nativeCall('list audio devices', () => nd.getDevices()).filter((d) => channelsFor(d, direction) > 0);
+  const devices = nativeCall('list audio devices', () => quiet(() => nd.getDevices())).filter((d) => channelsFor(d, direction) > 0);
   const matches = matchDevices(devices, wanted);
   if (matches.length === 1) return { id: matches[0].id, name: matches[0].name };
   const listing = devices.map((d) => `${d.id}: ${d.name}`).join(', ') || 'none';
@@ -348,7 +362,7 @@ function streamOptions(deviceId: number | undefined, sampleRate: number, channel
 
 async function startStream(stream: IoStreamRead | IoStreamWrite, close: () => Promise<void>, deviceName: string): Promise<void> {
   try {
-    stream.start();
+    quiet(() => stream.start());
   } catch (err) {
     await close();
     throw new ConfigError(`cannot start audio device "${deviceName}": ${firstLine(err)}`, { cause: err, suggestions: [NO_DEVICE_HINT] });

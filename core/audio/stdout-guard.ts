@@ -7,6 +7,12 @@
  * Codec2), and restored, after flushing C stdio, when the last device closes. Node's own
  * writes to stdout in that window go to stderr too; wzp prints its result only after the
  * devices are closed.
+ *
+ * PortAudio's initialisation is noisier still: on a machine without a sound card, ALSA's
+ * library writes ~100 lines per initialisation to stderr ("ALSA lib confmisc.c:855:
+ * (parse_card) cannot find card '0'", JACK's "cannot connect to server", ...) before wzp can say
+ * the one useful thing. `quietNative()` runs a synchronous native call with both descriptors
+ * pointed at /dev/null (WZP_DEBUG=1 keeps them).
  */
 import koffi from 'koffi';
 
@@ -15,7 +21,10 @@ interface Libc {
   dup2(from: number, to: number): number;
   close(fd: number): number;
   fflush(stream: null): number;
+  open(path: string, flags: number): number;
 }
+
+const O_WRONLY = 1;
 
 let libc: Libc | undefined;
 let savedStdout = -1;
@@ -30,6 +39,7 @@ function loadLibc(): Libc | undefined {
       dup2: lib.func('int dup2(int, int)'),
       close: lib.func('int close(int)'),
       fflush: lib.func('int fflush(void *)'),
+      open: lib.func('int open(const char *, int)'),
     };
   } catch {
     libc = undefined; // not glibc: leave stdout alone
@@ -57,6 +67,36 @@ export function divertNativeStdout(): () => void {
       savedStdout = -1;
     }
   };
+}
+
+/**
+ * Run `call` (synchronous native code: PortAudio's initialisation, device listing, opening a
+ * stream) with the process's stdout and stderr descriptors pointed at /dev/null, so what the
+ * native libraries print there is dropped; restored (after flushing C stdio) before returning
+ * or throwing. Nothing of Node's can write in between: the call blocks the event loop.
+ * With WZP_DEBUG set, or without glibc, the call runs as is.
+ */
+export function quietNative<T>(call: () => T): T {
+  const c = process.env.WZP_DEBUG ? undefined : loadLibc();
+  if (!c) return call();
+  c.fflush(null);
+  const devNull = c.open('/dev/null', O_WRONLY);
+  if (devNull < 0) return call();
+  const saved = [c.dup(1), c.dup(2)];
+  if (saved.some((fd) => fd < 0)) {
+    for (const fd of [devNull, ...saved]) if (fd >= 0) c.close(fd);
+    return call();
+  }
+  c.dup2(devNull, 1);
+  c.dup2(devNull, 2);
+  try {
+    return call();
+  } finally {
+    c.fflush(null);
+    c.dup2(saved[0], 1);
+    c.dup2(saved[1], 2);
+    for (const fd of [devNull, ...saved]) c.close(fd);
+  }
 }
 
 /**

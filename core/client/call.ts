@@ -26,6 +26,12 @@
  *   CALL_OUTPUT_PERIOD_MS in core/media/pipeline.ts.
  * - Quality: every second each member reports what it receives (loss, jitter, its relay RTT)
  *   in its media headers; every sender's QualityController moves its tier with hysteresis.
+ * - Round trip: the relay leg is timed every RTT_PING_INTERVAL_MS on the path media takes
+ *   (RelaySession.mediaRtt: a probe the relay answers at once on the UDP media path, QUIC's
+ *   smoothed RTT while media is in QUIC datagrams), as the median of the last RTT_WINDOW.
+ *   QUIC's RTT alone went stale once media took the UDP path, and a ping on a signalling
+ *   stream measures the stream machinery (~15 ms on loopback during a call). A member's round
+ *   trip is our leg plus the leg it reports in its media headers.
  * - Losing the relay: with `reconnect`, a link that closes, or a relay that answers nothing
  *   (no datagram, no push, and then no pong) for STALL_MS + PROBE_TIMEOUT_MS, is re-opened
  *   with back-off for up to `reconnectForMs`, and the call re-joins as a new room session
@@ -41,13 +47,14 @@ import { deriveRoomKeys } from '../crypto/room-name.js';
 import { DecryptError } from '../crypto/media-crypto.js';
 import type { Meeting } from '../crypto/known-members.js';
 import { KeyExchangeError, MAX_ALIAS_CODE_POINTS, parseMemberAnnouncement, RoomKeyring, type WrappedKeyMessage } from '../crypto/sender-keys.js';
-import { rms } from '../media/analysis.js';
+import { rms, summarize } from '../media/analysis.js';
 import { frameSamplesFor, PIPELINE_SAMPLE_RATE, type CodecFactory } from '../media/codec-types.js';
 import { impairmentFor, mos as eModelMos } from '../media/emodel.js';
 import type { FecSchemeFactory } from '../media/fec-types.js';
 import type { JitterBufferStats } from '../media/jitter-buffer.js';
 import { CALL_JITTER_OPTIONS, CALL_OUTPUT_PERIOD_MS, MediaReceiver, MediaSender, type StreamSettings } from '../media/pipeline.js';
-import { fecFor, QualityController, selectCodec, TIERS, type TierChange, type TierName } from '../media/quality.js';
+import { QualityController, TIERS, type TierChange, type TierName } from '../media/quality.js';
+import { tierStreamSettings } from '../media/stream-settings.js';
 import { MAX_ROOM_PARTICIPANTS, untagRoomDatagram } from '../relay/rooms.js';
 import type { Registry } from '../registry.js';
 import type { KnownSignal } from '../transport/signal-stream.js';
@@ -66,6 +73,12 @@ const TALKING_RMS = 330;
 export const STALL_MS = 2500;
 /** A pong that takes longer than this means the relay is lost. */
 export const PROBE_TIMEOUT_MS = 2000;
+/** How often the relay leg's round trip is timed (RelaySession.mediaRtt). */
+export const RTT_PING_INTERVAL_MS = 1000;
+/** The relay leg's round trip is the median of this many latest samples. */
+const RTT_WINDOW = 5;
+/** Round trips kept for the report's percentiles (a day of samples); more are only counted in max. */
+const MAX_RTT_SAMPLES = 86_400;
 /** Default for how long to keep trying to get back to a lost relay. */
 export const DEFAULT_RECONNECT_FOR_MS = 30_000;
 /** One connection attempt's limit, and the back-off between failed attempts. */
@@ -188,7 +201,13 @@ export type CallEvent =
 
 export interface CallStatus {
   tier: TierName;
+  /**
+   * Round trip to the farthest member through the relay: our leg plus the leg it reports, ms
+   * (undefined until a member's report and our first measurement are in).
+   */
   rttMs: number | undefined;
+  /** Our leg: the round trip to the relay on the media's path, ms (median of the latest samples). */
+  relayRttMs: number | undefined;
   /** Worst network loss among the streams we receive, %. */
   lossPct: number;
   jitterBufferMs: number;
@@ -219,6 +238,8 @@ export interface ParticipantReport {
   malformed: number;
   jitterBuffer: JitterBufferStats;
   lastTier: TierName | undefined;
+  /** Round trip to this member through the relay when last measured (each second): our leg plus the leg it reported, ms. */
+  rttMs: number | undefined;
   mos: number | undefined;
 }
 
@@ -250,6 +271,8 @@ export interface CallReport {
   keyRotations: number;
   /** Each time the relay was lost and got back: when (ms into the call), for how long, after how many attempts. */
   reconnects: { atMs: number; outageMs: number; attempts: number }[];
+  /** Round trips to the relay on the media's path, one a second (RTT_PING_INTERVAL_MS): absent if none was measured. */
+  relayRttMs?: { p50: number; p95: number; max: number; mean: number; samples: number };
   endedBy: 'duration' | 'source-ended' | 'hangup' | 'relay-lost';
   /**
    * The path our media went to the relay on at the end: the UDP media path, or QUIC
@@ -268,6 +291,8 @@ interface Remote {
   receiver: MediaReceiver;
   lastRms: number;
   lossPct: number;
+  /** Round trip to it through the relay at the last report tick (our leg plus its reported leg), ms. */
+  rttMs: number | undefined;
   left: boolean;
   everPlayed: boolean;
 }
@@ -302,6 +327,14 @@ class Call {
   private lastHeardAt = 0;
   private mediaPath: CallReport['mediaPath'] = 'quic';
   private probing = false;
+  /** A measurement of the relay leg is out. */
+  private rttPinging = false;
+  private lastRttPingAt = -Infinity;
+  /** The latest RTT_WINDOW round trips (ms), newest last; cleared when the link is lost. */
+  private readonly recentRtts: number[] = [];
+  /** Every round trip measured (up to MAX_RTT_SAMPLES), for the report. */
+  private readonly rttSamples: number[] = [];
+  private maxRtt = 0;
   /** The call's clock has stopped: a reconnection in progress gives up. */
   private readonly ending = new AbortController();
   private lostAt = 0;
@@ -461,6 +494,8 @@ class Call {
     }
     this.link = 'reconnecting';
     this.lostAt = performance.now();
+    // The next session's leg is timed afresh.
+    this.recentRtts.length = 0;
     // The next session's keyring rotates when it joins.
     clearTimeout(this.rotationTimer);
     this.rotationTimer = undefined;
@@ -538,6 +573,46 @@ class Call {
       });
   }
 
+  /**
+   * Time the relay leg every RTT_PING_INTERVAL_MS (RelaySession.mediaRtt). A probe that gets no
+   * answer is no sample; whether the relay is lost is watchLink's to judge.
+   */
+  private timeRelayLeg(now: number): void {
+    if (this.link !== 'up' || this.rttPinging || now - this.lastRttPingAt < RTT_PING_INTERVAL_MS) return;
+    this.rttPinging = true;
+    this.lastRttPingAt = now;
+    const session = this.session;
+    session
+      .mediaRtt(PROBE_TIMEOUT_MS)
+      .then(
+        (ms) => {
+          if (ms === undefined || session !== this.session || this.link !== 'up') return;
+          this.recentRtts.push(ms);
+          if (this.recentRtts.length > RTT_WINDOW) this.recentRtts.shift();
+          if (this.rttSamples.length < MAX_RTT_SAMPLES) this.rttSamples.push(ms);
+          this.maxRtt = Math.max(this.maxRtt, ms);
+        },
+        () => undefined,
+      )
+      .finally(() => {
+        this.rttPinging = false;
+      });
+  }
+
+  /** Our leg's round trip now: the median of the latest samples, ms. */
+  private relayRtt(): number | undefined {
+    if (this.link !== 'up' || this.recentRtts.length === 0) return undefined;
+    const sorted = [...this.recentRtts].sort((a, b) => a - b);
+    const mid = sorted.length >> 1;
+    return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+  }
+
+  /** Round trip to a member through the relay: our leg plus the leg it reported. */
+  private memberRtt(r: Remote, leg: number | undefined): number | undefined {
+    const report = r.receiver.lastReport;
+    return leg === undefined || report === undefined ? undefined : leg + report.rttMs;
+  }
+
   /** The 10 ms clock: send, mix, report. Drift-corrected; ends on abort, duration or source end. */
   private async clock(): Promise<CallReport['endedBy']> {
     const start = performance.now();
@@ -548,6 +623,7 @@ class Call {
       if (this.gaveUp) return 'relay-lost';
       const now = performance.now();
       this.watchLink(now);
+      this.timeRelayLeg(now);
       if (this.opts.durationMs !== undefined && now - start >= this.opts.durationMs) return 'duration';
       if (this.opts.endWithSource && this.opts.source.ended && this.sendBuffer.length === 0) return 'source-ended';
       this.sendTick();
@@ -605,7 +681,7 @@ class Call {
   }
 
   private reportTick(now: number): void {
-    const legRtt = this.link === 'up' ? this.session.datagrams.pathStats()?.rttMs : undefined;
+    const legRtt = this.relayRtt();
     let worstLoss = 0;
     let worstJitter = 0;
     for (const r of this.remotes.values()) {
@@ -631,12 +707,18 @@ class Call {
     const remotes = [...this.remotes.values()];
     const jb = remotes.map((r) => r.receiver.jitterStats().currentDelayMs);
     const jitterBufferMs = jb.length ? Math.max(...jb) : 0;
+    for (const r of remotes) r.rttMs = this.memberRtt(r, legRtt) ?? r.rttMs;
+    const rtts = remotes.map((r) => r.rttMs).filter((x): x is number => x !== undefined);
+    const rttMs = rtts.length ? Math.max(...rtts) : undefined;
+    // One way is half the round trip; before a member reports its leg, ours stands for both.
+    const oneWayMs = rttMs === undefined ? (legRtt ?? 0) : rttMs / 2;
     return {
       tier: this.tier,
-      rttMs: legRtt === undefined ? undefined : legRtt * 2,
+      rttMs: roundMs(rttMs),
+      relayRttMs: roundMs(legRtt),
       lossPct: Math.round(lossPct * 10) / 10,
       jitterBufferMs: Math.round(jitterBufferMs),
-      mos: remotes.length ? this.mosEstimate(lossPct, (legRtt ?? 0) + jitterBufferMs) : undefined,
+      mos: remotes.length ? this.mosEstimate(lossPct, oneWayMs + jitterBufferMs) : undefined,
       talking: remotes.filter((r) => r.lastRms > TALKING_RMS).map((r) => r.alias || r.fingerprint.slice(0, 9)),
       members: remotes.length + 1,
       link: this.link,
@@ -661,19 +743,7 @@ class Call {
   }
 
   private settingsFor(tierName: TierName): StreamSettings {
-    const tier = TIERS.find((t) => t.name === tierName)!;
-    const choice = selectCodec(tier, (c) => this.opts.codecs.has(c) && this.opts.codecs.get(c).factory.availability().available);
-    const fec = fecFor(tier, choice);
-    return {
-      tier: tier.id,
-      codec: this.opts.codecs.require(choice.codec),
-      frameMs: choice.frameMs,
-      bitrate: choice.bitrate,
-      fec: this.opts.fec.require(fec.scheme),
-      k: fec.k,
-      r: fec.r,
-      depth: fec.interleaveDepth,
-    };
+    return tierStreamSettings(tierName, { codecs: this.opts.codecs, fec: this.opts.fec });
   }
 
   // ---- signalling -------------------------------------------------------------------------
@@ -950,6 +1020,7 @@ class Call {
       }),
       lastRms: 0,
       lossPct: 0,
+      rttMs: undefined,
       left: false,
       everPlayed: false,
     };
@@ -1003,9 +1074,15 @@ class Call {
       admission: { roomSecret: this.opts.roomSecret !== undefined, ...(this.allow === undefined ? {} : { allow: [...this.allow] }) },
       keyRotations: this.keyRotations,
       reconnects: this.reconnects,
+      ...(this.rttSamples.length ? { relayRttMs: this.rttSummary() } : {}),
       endedBy,
       mediaPath: this.mediaPath,
     };
+  }
+
+  private rttSummary(): NonNullable<CallReport['relayRttMs']> {
+    const s = summarize(this.rttSamples);
+    return { p50: roundMs(s.p50)!, p95: roundMs(s.p95)!, max: roundMs(this.maxRtt)!, mean: roundMs(s.mean)!, samples: this.rttSamples.length };
   }
 
   private participantReport(r: Remote): ParticipantReport {
@@ -1030,6 +1107,7 @@ class Call {
       malformed: s.malformed,
       jitterBuffer: jb,
       lastTier: r.receiver.lastTier === undefined ? undefined : nameOf(r.receiver.lastTier),
+      rttMs: roundMs(r.rttMs),
       mos: played ? this.mosEstimate(concealPct, jb.currentDelayMs) : undefined,
     };
   }
@@ -1071,6 +1149,11 @@ function claimedIdentity(announcement: unknown, rostered: RoomParticipant | unde
 
 /** `xxxx:xxxx:...`: 16 groups of 4 and 15 colons. */
 const FINGERPRINT_TEXT_LENGTH = 79;
+
+/** Milliseconds to 0.1 ms. */
+function roundMs(ms: number | undefined): number | undefined {
+  return ms === undefined || !Number.isFinite(ms) ? undefined : Math.round(ms * 10) / 10;
+}
 
 function nameOf(tier: number): TierName {
   return TIERS[tier]?.name ?? 'GOOD';

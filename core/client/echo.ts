@@ -16,7 +16,6 @@
  * jitter-buffer delay, concealment and MOS reported are the ones a call on this path gets.
  */
 import { delay } from '../time.js';
-import { AbortError } from '../errors.js';
 import { alignAndSnr, Rfc3550JitterEstimator, summarize } from '../media/analysis.js';
 import { frameSamplesFor, PIPELINE_SAMPLE_RATE } from '../media/codec-types.js';
 import { impairmentFor, mos as eModelMos } from '../media/emodel.js';
@@ -69,7 +68,19 @@ export interface EchoTestMeasurement {
   payloadBitrate: number;
   frameMs: number;
   durationMs: number;
+  /**
+   * Ctrl-C (the signal) stopped the test early: everything above is what was measured until
+   * then, over the frames sent up to IN_FLIGHT_MS before it (later ones were still on their way).
+   */
+  interrupted?: true;
 }
+
+/**
+ * On interruption, frames sent this recently (or within two of the longest round trips seen,
+ * if longer) may still be on their way back: they are left out of the figures rather than
+ * counted as lost.
+ */
+export const IN_FLIGHT_MS = 200;
 
 /** Longest echo test: sequence numbers index frames directly. */
 export const MAX_ECHO_FRAMES = 0x10000;
@@ -123,9 +134,14 @@ export async function runEchoTest(opts: EchoTestOptions): Promise<EchoTestMeasur
   const drainMs = opts.drainMs ?? 1000;
   let frameIndex = 0;
   let tick = 0;
+  let interruptedAt: number | undefined;
   try {
     for (;;) {
-      if (opts.signal?.aborted) throw new AbortError('echo test aborted');
+      // Ctrl-C: stop and report what was measured so far, as ping and iperf3 do.
+      if (opts.signal?.aborted) {
+        interruptedAt = performance.now();
+        break;
+      }
       const now = performance.now();
       // Send every frame due by this tick's nominal time, not by `now`: Node's timers work in
       // whole milliseconds and may wake a fraction of one before the tick, and comparing
@@ -154,7 +170,7 @@ export async function runEchoTest(opts: EchoTestOptions): Promise<EchoTestMeasur
       if (sendingDone && (allBack || now - (start + total * settings.frameMs) > drainMs)) break;
       tick++;
       const wait = start + tick * TICK_MS - performance.now();
-      if (wait > 1) await delay(wait, opts.signal);
+      if (wait > 1) await delay(wait, opts.signal).catch(() => undefined);
     }
   } finally {
     opts.datagrams.onDatagram(() => undefined);
@@ -162,8 +178,18 @@ export async function runEchoTest(opts: EchoTestOptions): Promise<EchoTestMeasur
     receiver.close();
   }
 
-  const reference = opts.live ? undefined : source.subarray(0, total * frameSamples);
-  const decoded = reference ? decodeInOrder(settings, returned, frameSamples) : new Int16Array(0);
+  // The frames the figures cover: all of them, or on interruption those that had time to return.
+  let counted = Math.min(total, sendTimes.length);
+  if (interruptedAt !== undefined) {
+    const maxRtt = rtts.reduce((m, x) => Math.max(m, x), 0);
+    const cutoff = interruptedAt - Math.max(IN_FLIGHT_MS, 2 * maxRtt);
+    counted = 0;
+    while (counted < Math.min(frameIndex, sendTimes.length) && sendTimes[counted] <= cutoff) counted++;
+  }
+  let returnedCounted = 0;
+  for (const seq of seen) if (seq < counted) returnedCounted++;
+  const reference = opts.live ? undefined : source.subarray(0, counted * frameSamples);
+  const decoded = reference ? decodeInOrder(settings, returned.slice(0, counted), frameSamples) : new Int16Array(0);
   const alignment = reference ? alignAndSnr(reference, decoded, { maxLagSamples: MAX_CODEC_DELAY_SAMPLES }) : undefined;
   const rtt = rtts.length > 0 ? summarize(rtts) : { p50: Number.NaN, p95: Number.NaN, max: Number.NaN, mean: Number.NaN };
   const js = receiver.jitterStats();
@@ -173,15 +199,15 @@ export async function runEchoTest(opts: EchoTestOptions): Promise<EchoTestMeasur
   const concealedPct = playedFrames ? (rs.concealedFrames / playedFrames) * 100 : 100;
   const impairment = impairmentFor(settings.codec.name, settings.bitrate ?? settings.codec.nominalBitrate) ?? { ie: 0, bpl: 10 };
   const mouthToEar = (Number.isFinite(rtt.p50) ? rtt.p50 / 2 : 0) + jbMs + settings.frameMs;
-  const sent = Math.min(total, sendTimes.length);
+  const sentMs = Math.max(1, (interruptedAt === undefined ? total : frameIndex) * settings.frameMs);
   return {
     packetsSent: sender.stats.sourcePackets + sender.stats.repairPackets - sendDropped,
     packetsReceived: rs.packets,
-    framesReturned: Math.min(total, rs.framesReceived + rs.framesRecovered),
+    framesReturned: Math.min(frameIndex, rs.framesReceived + rs.framesRecovered),
     framesRecovered: rs.framesRecovered,
     malformed: rs.malformed,
     sendDropped,
-    lossPct: sent === 0 ? 0 : round(((sent - seen.size) / sent) * 100, 2),
+    lossPct: counted === 0 ? 0 : round(((counted - returnedCounted) / counted) * 100, 2),
     rttMs: { p50: round(rtt.p50, 2), p95: round(rtt.p95, 2), max: round(rtt.max, 2), mean: round(rtt.mean, 2) },
     jitterMs: round(jitter.jitterMs, 3),
     jitterBufferMs: round(jbMs, 1),
@@ -190,9 +216,10 @@ export async function runEchoTest(opts: EchoTestOptions): Promise<EchoTestMeasur
     segmentalSnrDb: alignment ? round(alignment.segmentalSnrDb, 2) : Number.NaN,
     alignmentLagMs: alignment ? round((alignment.lagSamples / PIPELINE_SAMPLE_RATE) * 1000, 3) : Number.NaN,
     mos: round(eModelMos({ delayMs: mouthToEar, lossPct: concealedPct, codec: impairment }), 2),
-    payloadBitrate: Math.round((sender.stats.bytes * 8 * 1000) / Math.max(1, total * settings.frameMs)),
+    payloadBitrate: Math.round((sender.stats.bytes * 8 * 1000) / sentMs),
     frameMs: settings.frameMs,
-    durationMs: total * settings.frameMs,
+    durationMs: counted * settings.frameMs,
+    ...(interruptedAt === undefined ? {} : { interrupted: true as const }),
   };
 }
 

@@ -7,7 +7,7 @@ import type { QUICSocket } from '@matrixai/quic';
 import { ProtocolError, RefusedError } from '../errors.js';
 import { delay } from '../time.js';
 import type { DatagramChannel } from '../transport/datagrams.js';
-import { ClientMediaChannel, type MediaPathStats } from '../transport/udp-media.js';
+import { ClientMediaChannel, MEDIA_PATH_ACK, MEDIA_PATH_PROBE, MEDIA_TOKEN_BYTES, type MediaPathStats, type RawPath } from '../transport/udp-media.js';
 import { connectQuic, formatHostPort, type ClientConnection, type HostPort } from '../transport/quic.js';
 import { request, requestNoReply, serveSignals, type KnownSignal, type RequestOptions } from '../transport/signal-stream.js';
 import { RELAY_CLOSE_REFUSED, type MemberAnnouncementEntry, type RoomParticipant } from '../wire/signal.js';
@@ -47,6 +47,10 @@ export class RelaySession {
   /** Messages pushed by the relay that were malformed or of unknown types, dropped. */
   droppedPushes = 0;
   private readonly media: ClientMediaChannel;
+  /** The UDP media path's token from the last join (the relay answers a probe with it at any time). */
+  private mediaToken: Buffer | undefined;
+  /** The round-trip probe out on the UDP media path, if any. */
+  private rttProbe: { sentAt: number; resolve(ms: number | undefined): void; timer: NodeJS.Timeout } | undefined;
 
   private constructor(
     private readonly client: ClientConnection,
@@ -55,8 +59,78 @@ export class RelaySession {
     readonly handshakeMs: number,
     mediaPath: 'auto' | 'quic',
   ) {
-    this.media = new ClientMediaChannel(client.datagrams, client.raw);
+    this.media = new ClientMediaChannel(client.datagrams, client.raw && this.watchProbeAnswers(client.raw));
     this.media.enabled = mediaPath === 'auto';
+  }
+
+  /** The raw path as the media channel sees it, with the answers to our round-trip probes taken first. */
+  private watchProbeAnswers(raw: RawPath): RawPath {
+    return {
+      send: (parts) => raw.send(parts),
+      relay: () => raw.relay(),
+      onPacket: (handler) =>
+        raw.onPacket((data, from) => {
+          const probe = this.rttProbe;
+          if (probe && data.length === 1 + MEDIA_TOKEN_BYTES && data[0] === MEDIA_PATH_ACK && this.mediaToken?.equals(data.subarray(1))) {
+            const relay = raw.relay();
+            if (from.address === relay.host && from.port === relay.port) {
+              this.rttProbe = undefined;
+              clearTimeout(probe.timer);
+              probe.resolve(performance.now() - probe.sentAt);
+            }
+          }
+          // The media channel sees every packet, acks included (an extra one changes nothing).
+          handler(data, from);
+        }),
+    };
+  }
+
+  /**
+   * One round trip to the relay on the path media takes now, ms. On the UDP media path: a probe
+   * (9 bytes) that the relay answers with its ack at once, timed to the ack; undefined if none
+   * came back within `timeoutMs`. In QUIC datagrams: QUIC's smoothed RTT of the connection,
+   * which the media keeps fresh there. (QUIC's RTT is not the media's once media moves to the
+   * UDP path: only keep-alives and delayed ACKs are left to sample it; it read 10-16 ms on
+   * loopback where the path's round trip is ~1 ms.)
+   */
+  mediaRtt(timeoutMs: number): Promise<number | undefined> {
+    const raw = this.client.raw;
+    if (this.media.path !== 'udp' || !raw || !this.mediaToken) return Promise.resolve(this.datagrams.pathStats()?.rttMs);
+    if (this.rttProbe) return Promise.resolve(undefined); // one at a time: an ack carries no probe id
+    const probe = Buffer.concat([Buffer.of(MEDIA_PATH_PROBE), this.mediaToken]);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.rttProbe = undefined;
+        resolve(undefined);
+      }, timeoutMs);
+      timer.unref();
+      this.rttProbe = { sentAt: performance.now(), resolve, timer };
+      try {
+        raw.send([probe]);
+      } catch {
+        clearTimeout(timer);
+        this.rttProbe = undefined;
+        resolve(undefined);
+      }
+    });
+  }
+
+  /** Start the UDP media path with the token of a join (or stay in QUIC without one). */
+  private startMediaPath(tokenHex: string | undefined): void {
+    if (tokenHex === undefined) return;
+    this.media.start(tokenHex);
+    this.mediaToken = /^[0-9a-f]{16}$/.test(tokenHex) ? Buffer.from(tokenHex, 'hex') : undefined;
+  }
+
+  private stopMediaPath(): void {
+    this.media.stop();
+    this.mediaToken = undefined;
+    const probe = this.rttProbe;
+    this.rttProbe = undefined;
+    if (probe) {
+      clearTimeout(probe.timer);
+      probe.resolve(undefined);
+    }
   }
 
   static async open(opts: RelaySessionOptions): Promise<RelaySession> {
@@ -149,10 +223,10 @@ export class RelaySession {
   }
 
   async joinEcho(opts: RequestOptions = {}): Promise<void> {
-    this.media.stop();
+    this.stopMediaPath();
     const reply = await this.ask({ type: 'join', mode: 'echo', ...this.pathRequest() }, opts);
     if (reply.type !== 'joined' || reply.mode !== 'echo') throw new ProtocolError(`relay answered join with "${reply.type}"`);
-    if (reply.mediaToken !== undefined) this.media.start(reply.mediaToken);
+    this.startMediaPath(reply.mediaToken);
   }
 
   private pathRequest(): { udpMedia?: true } {
@@ -182,7 +256,7 @@ export class RelaySession {
     room: string,
     opts: RequestOptions & { alias?: string; fingerprint?: string; announcement?: Record<string, unknown> } = {},
   ): Promise<RoomJoin> {
-    this.media.stop();
+    this.stopMediaPath();
     const reply = await this.ask(
       {
         type: 'join',
@@ -198,7 +272,7 @@ export class RelaySession {
     if (reply.type !== 'joined' || reply.mode !== 'room' || reply.sourceId === undefined) {
       throw new ProtocolError(`relay answered join with "${reply.type}"`);
     }
-    if (reply.mediaToken !== undefined) this.media.start(reply.mediaToken);
+    this.startMediaPath(reply.mediaToken);
     return {
       room,
       sourceId: reply.sourceId,
@@ -214,7 +288,7 @@ export class RelaySession {
 
   /** Leave the room (or echo mode) at once; the relay tells the others immediately. */
   async leave(opts: RequestOptions = {}): Promise<void> {
-    this.media.stop();
+    this.stopMediaPath();
     await this.sendOnly({ type: 'leave' }, opts);
   }
 
@@ -224,7 +298,7 @@ export class RelaySession {
   }
 
   async close(): Promise<void> {
-    this.media.stop();
+    this.stopMediaPath();
     await this.client.close();
   }
 }

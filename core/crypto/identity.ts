@@ -195,13 +195,50 @@ export async function saveIdentity(path: string, identity: Identity, options: { 
   }
 }
 
+export interface RestoreResult {
+  identity: Identity;
+  /** The file already held this identity: nothing was written. */
+  unchanged: boolean;
+  /** The fingerprint of the identity the file held before and --force replaced. */
+  replaced?: string;
+}
+
+/**
+ * Restores the identity of `words` (24 recovery words) into `path`. A file holding the same
+ * identity is left as it is; one holding another identity (or one that cannot be read as an
+ * identity) is replaced only with `force`, else a ConfigError names it and its fingerprint.
+ * The words are never repeated in an error.
+ */
+export async function restoreIdentity(path: string, words: string, options: { force?: boolean } = {}): Promise<RestoreResult> {
+  const identity = identityFromMnemonic(words);
+  let existing: Identity | undefined;
+  let unreadable: unknown;
+  try {
+    existing = (await readIdentityFile(path)) === undefined ? undefined : await loadIdentity(path);
+  } catch (err) {
+    unreadable = err;
+  }
+  if (existing?.fingerprint === identity.fingerprint) return { identity, unchanged: true };
+  if ((existing !== undefined || unreadable !== undefined) && !options.force) {
+    const what = existing ? `another identity (fingerprint ${existing.fingerprint})` : `a file that is not a usable identity (${errorMessage(unreadable)})`;
+    throw new ConfigError(`identity file ${path} already holds ${what}; not replacing it`, {
+      suggestions: [
+        existing ? 'write down its 24 words first (`wzp identity --show-mnemonic`): they are the only way back to it' : 'move the file aside if you want to keep it',
+        'then restore with --force, or restore into another file with --identity',
+      ],
+    });
+  }
+  await saveIdentity(path, identity, { overwrite: true });
+  return { identity, unchanged: false, ...(existing ? { replaced: existing.fingerprint } : {}) };
+}
+
 function serialiseIdentity(identity: Identity): string {
   return `${JSON.stringify({ version: IDENTITY_FILE_VERSION, mnemonic: identity.mnemonic })}\n`;
 }
 
 /** Never attaches the JSON parser's error: its message quotes the file, i.e. the secret words. */
 function parseIdentityFile(path: string, text: string): Identity {
-  const restore = [`restore ${path} from a backup, or recreate it from your 24 recovery words`];
+  const restore = [`restore ${path} from a backup, or recreate it from your 24 recovery words: wzp identity --restore --force --identity ${path} (the words are read from stdin)`];
   let doc: unknown;
   try {
     doc = JSON.parse(text);

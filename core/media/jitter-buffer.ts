@@ -67,10 +67,9 @@
  */
 import { InternalError, UsageError } from '../errors.js';
 import { PIPELINE_SAMPLE_RATE } from './codec-types.js';
+import { U16_MODULUS as SEQ_MODULUS, U32_MODULUS as TS_MODULUS, unwrapU16, wrappedDelta } from './sequence.js';
 
 const SAMPLES_PER_MS = PIPELINE_SAMPLE_RATE / 1000;
-const SEQ_MODULUS = 0x1_0000;
-const TS_MODULUS = 0x1_0000_0000;
 /** RFC 3550 A.1: a forward sequence jump up to this is a (long) loss, beyond it a restart candidate. */
 export const MAX_DROPOUT = 3000;
 /** RFC 3550 A.1: a backward step up to this is a late or duplicate packet, beyond it a restart candidate. */
@@ -307,12 +306,6 @@ function quickselect(a: Float64Array, n: number, k: number): number {
   return a[k];
 }
 
-/** Signed distance from `reference` to `value` on a ring of `modulus`, in [-modulus/2, modulus/2). */
-function wrappedDelta(value: number, reference: number, modulus: number): number {
-  const half = modulus / 2;
-  return ((((value - reference) % modulus) + modulus + half) % modulus) - half;
-}
-
 export class JitterBuffer {
   private readonly minDelayMs: number;
   private readonly marginMs: number;
@@ -481,7 +474,7 @@ export class JitterBuffer {
   }
 
   private locate(frame: MediaFrame, stream: StreamState): Position {
-    const extSeq = stream.highestSeq + wrappedDelta(frame.seq, stream.highestSeq, SEQ_MODULUS);
+    const extSeq = unwrapU16(frame.seq, stream.highestSeq);
     const extTs = stream.referenceTs + wrappedDelta(frame.timestamp, stream.referenceTs, TS_MODULUS);
     return { extSeq, extTs, transitMs: frame.arrivalMs - extTs / SAMPLES_PER_MS };
   }

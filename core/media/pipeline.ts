@@ -38,6 +38,7 @@ import { ComfortNoiseGenerator, decodeSid, encodeSid, NoiseAnalyzer } from './co
 import { VoiceActivityDetector } from './vad.js';
 import { JitterBuffer, type JitterBufferOptions, type JitterBufferStats, type PlayoutPosition, type PullResult } from './jitter-buffer.js';
 import { compressAudio, expandAudio, maxStretchSamples } from './time-stretch.js';
+import { U16_MODULUS, unwrapU16 } from './sequence.js';
 import { datagramKind } from '../wire/datagram.js';
 import {
   encodeMediaHeader,
@@ -60,7 +61,7 @@ export const FEC_LAYOUT_EXTENSION = 1;
  */
 export const FEC_COMFORT_NOISE_EXTENSION = 2;
 
-const SEQ_MOD = 0x10000;
+const SEQ_MOD = U16_MODULUS;
 const TS_MOD = 0x1_0000_0000;
 /**
  * A FEC recovery counts as a loss once a frame it recovered has had no source packet for this
@@ -622,10 +623,7 @@ export class MediaReceiver {
       this.extHighestSeq = h.sequence;
       this.lossWindow.highest = h.sequence - 1;
     } else {
-      const base = this.extHighestSeq - (this.extHighestSeq % SEQ_MOD);
-      let ext = base + h.sequence;
-      if (ext - this.extHighestSeq > SEQ_MOD / 2) ext -= SEQ_MOD;
-      else if (this.extHighestSeq - ext > SEQ_MOD / 2) ext += SEQ_MOD;
+      const ext = unwrapU16(h.sequence, this.extHighestSeq);
       if (ext > this.extHighestSeq) this.extHighestSeq = ext;
     }
     this.lossWindow.received++;
@@ -775,10 +773,7 @@ export class MediaReceiver {
       this.newestBlock = block16;
       return block16;
     }
-    const base = this.newestBlock - (this.newestBlock % SEQ_MOD);
-    let id = base + block16;
-    if (id - this.newestBlock > SEQ_MOD / 2) id -= SEQ_MOD;
-    else if (this.newestBlock - id > SEQ_MOD / 2) id += SEQ_MOD;
+    const id = unwrapU16(block16, this.newestBlock);
     if (id > this.newestBlock) this.newestBlock = id;
     return id;
   }

@@ -128,6 +128,12 @@ const ALAW_TABLE = Float64Array.from({ length: 256 }, (_, byte) => {
   return ((a & 0x80) !== 0 ? magnitude : -magnitude) / 32768;
 });
 
+/**
+ * Read a local WAV file. Anything wrong with it is a ConfigError naming the file: a file the
+ * user gave that is missing, unreadable or not a WAV we can read is a local-file problem
+ * (exit 3, docs/exit-codes.md), not the far end breaking the protocol (the DecodeError the
+ * bytes' parser throws for network input).
+ */
 export function readWavFile(path: string): WavAudio {
   let bytes: Buffer;
   try {
@@ -135,7 +141,15 @@ export function readWavFile(path: string): WavAudio {
   } catch (err) {
     throw new ConfigError(`cannot read ${path}: ${errorMessage(err)}`, { cause: err });
   }
-  return decodeWav(bytes);
+  try {
+    return decodeWav(bytes);
+  } catch (err) {
+    if (!(err instanceof DecodeError)) throw err;
+    throw new ConfigError(`${path} is not a WAV file wzp can read: ${err.message.replace(/^wav: /, '')}`, {
+      cause: err,
+      suggestions: ['give a RIFF/WAVE file: PCM 8/16/24/32-bit, float 32/64, A-law or mu-law, any rate and channel count (e.g. convert with `sox in.mp3 out.wav`)'],
+    });
+  }
 }
 
 /** Mono 16-bit PCM WAV bytes. */

@@ -18,7 +18,9 @@
  *
  * Relays are keyed by `HOST:PORT` as the user typed it, normalised: lowercase host, IPv6 in
  * brackets in canonical form (`[2001:db8::1]:4433`), port without leading zeros. Changes are
- * held in memory until `save()`.
+ * held in memory until `save()`, which writes them over the file as it is then: clients save
+ * after every connection (a pin's `lastSeen`), so another wzp process's pins recorded
+ * meanwhile must survive it.
  */
 import { isIPv6 } from 'node:net';
 import { ConfigError, FingerprintMismatchError, UsageError, type WzpError, errorMessage } from '../errors.js';
@@ -51,6 +53,9 @@ export interface PinCheckOptions {
 }
 
 export class PinStore {
+  /** Entries this store changed since it was opened (null: forgotten), applied by save(). */
+  private readonly changed = new Map<string, PinEntry | null>();
+
   private constructor(
     /** Where `save()` writes. */
     readonly path: string,
@@ -91,15 +96,21 @@ export class PinStore {
     const now = this.now().toISOString();
     if (pinned?.fingerprint === presented) {
       pinned.lastSeen = now;
+      this.changed.set(key, pinned);
       return 'match';
     }
-    this.pins.set(key, { fingerprint: presented, firstSeen: now, lastSeen: now });
+    const entry = { fingerprint: presented, firstSeen: now, lastSeen: now };
+    this.pins.set(key, entry);
+    this.changed.set(key, entry);
     return 'pinned-new';
   }
 
   /** Removes the pin for `relay`; true if there was one. */
   forget(relay: string): boolean {
-    return this.pins.delete(normaliseRelayAddress(relay));
+    const key = normaliseRelayAddress(relay);
+    const had = this.pins.delete(key);
+    if (had) this.changed.set(key, null);
+    return had;
   }
 
   /** All pins, sorted by relay. */
@@ -109,14 +120,27 @@ export class PinStore {
       .map(([relay, entry]) => ({ relay, ...entry }));
   }
 
-  /** Writes the pins to `path` atomically with mode 0600. */
+  /**
+   * Writes this store's changes over the file as it is now (pins other processes recorded since
+   * this store was opened are kept), atomically with mode 0600. Nothing changed: nothing written.
+   */
   async save(): Promise<void> {
-    const relays = Object.fromEntries(this.list().map(({ relay, ...entry }) => [relay, entry]));
+    if (this.changed.size === 0) return;
+    const current = new Map(await readStoreFile(this.path, PIN_FILE_SPEC));
+    for (const [key, entry] of this.changed) {
+      if (entry === null) current.delete(key);
+      else current.set(key, { ...entry });
+    }
+    for (const [key, entry] of current) if (!this.changed.has(key)) this.pins.set(key, entry);
+    const relays = Object.fromEntries(
+      [...current].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([relay, entry]) => [relay, entry]),
+    );
     try {
       await writePrivateFile(this.path, `${JSON.stringify({ version: PIN_FILE_VERSION, relays }, null, 2)}\n`, { overwrite: true });
     } catch (err) {
       throw new ConfigError(`cannot write relay pin file ${this.path}: ${errorMessage(err)}`, { cause: err });
     }
+    this.changed.clear();
   }
 }
 

@@ -75,6 +75,27 @@ export function parseHostPort(text: string, defaultHost = '127.0.0.1'): HostPort
   return { host, port };
 }
 
+/**
+ * Parse a target to dial (`host:port`, `[v6]:port`): as parseHostPort, but the port must be
+ * 1-65535. Port 0 is fine for an address to listen on (the system picks one) but nothing can
+ * be reached there: without this check it got as far as the UDP send, which threw
+ * ERR_SOCKET_BAD_PORT from inside the QUIC library.
+ */
+export function parseDialTarget(text: string): HostPort {
+  const target = parseHostPort(text);
+  checkDialTarget(target, text);
+  return target;
+}
+
+/** Throws a UsageError naming the target if its port cannot be dialled (0). */
+export function checkDialTarget(target: HostPort, text = formatHostPort(target)): void {
+  if (!(Number.isInteger(target.port) && target.port >= 1 && target.port <= 65535)) {
+    throw new UsageError(`"${text}" has port ${target.port}, which cannot be dialled: a target's port is 1-65535`, {
+      suggestions: ["give the relay's port, e.g. 127.0.0.1:4433 (port 0 only makes sense for an address to listen on)"],
+    });
+  }
+}
+
 /** `host:port` with IPv6 in brackets; IPv4-mapped IPv6 shown as plain IPv4. */
 export function formatHostPort(hp: HostPort): string {
   const host = unmapIPv4(hp.host);
@@ -408,6 +429,7 @@ export interface ClientConnection {
 
 export async function connectQuic(opts: ConnectOptions): Promise<ClientConnection> {
   const timeoutMs = opts.timeoutMs ?? QUIC_DEFAULTS.connectTimeoutMs;
+  checkDialTarget(opts.relay);
   if (opts.signal?.aborted) throw new AbortError('connect aborted');
   let presented: string | undefined;
   let refusal: unknown;
@@ -514,6 +536,14 @@ function rawPathOf(socket: QUICSocket, connection: QUICConnection): RawPath {
 function mapConnectError(err: unknown, target: string, timeoutMs: number): Error {
   const e = err as Error & { name?: string; data?: unknown };
   const name = e?.constructor?.name ?? e?.name ?? '';
+  if (err instanceof quicErrors.ErrorQUICHostInvalid) {
+    // The library's name lookup failed (it keeps neither the resolver's error nor a message).
+    const host = target.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1');
+    return new NetworkError(`cannot connect to ${target}: the name ${host} does not resolve to an address`, {
+      cause: err,
+      suggestions: ['check the spelling of the relay name, or give its IP address', 'check that DNS works on this machine'],
+    });
+  }
   if (/Timeout|Timer/i.test(name) || /timed out/i.test(e?.message ?? '')) {
     return new NetworkError(`relay ${target} did not answer within ${timeoutMs} ms`, {
       cause: err,
@@ -526,14 +556,7 @@ function mapConnectError(err: unknown, target: string, timeoutMs: number): Error
   if (/Peer|Local|Closed|Stopped/i.test(name)) {
     return new HandshakeError(`connection to ${target} was refused during the handshake: ${e.message}`, { cause: err });
   }
-  if (name === 'ErrorQUICHostInvalid') {
-    // The library's resolver failed (its error carries no message): the name does not resolve.
-    return new NetworkError(`cannot connect to ${target}: the host name does not resolve`, {
-      cause: err,
-      suggestions: ['check the name, or give an IP address'],
-    });
-  }
-  const reason = e?.message || (e?.constructor as { description?: string } | undefined)?.description || name || String(err);
+  const reason = errorMessage(err) || (e?.constructor as { description?: string } | undefined)?.description || name || 'no reason given';
   return new NetworkError(`cannot connect to ${target}: ${reason}`, { cause: err });
 }
 

@@ -1,13 +1,15 @@
 import * as Args from '@oclif/core/args';
 import * as Flags from '@oclif/core/flags';
-import type { CallEvent } from '../../core/client/call.js';
 import type { TierName } from '../../core/media/quality.js';
 import { aliasProblem } from '../../core/crypto/sender-keys.js';
 import { UsageError } from '../../core/errors.js';
 import { mediaPathFlag, roomAdmissionFlags, WzpCommand } from '../base-command.js';
-import { call, listAudioDevices, memberLine, membersSummary, relayLine, type CallResult } from '../services/call.js';
+import { timeoutFlag, timeoutMs } from '../connect-flags.js';
+import { call, listAudioDevices, type CallResult } from '../services/call.js';
+import { callEventRenderer, membersSummary, type CallEventOutput } from '../services/call-events.js';
+import { pinFile } from '../services/paths.js';
 import { resolveAllowList, resolveRoomSecret } from '../services/room-admission.js';
-import { mediaPathText } from '../services/relay-connect.js';
+import { mediaPathText, relayPinnedLine } from '../services/relay-connect.js';
 
 type Result = (CallResult) | Awaited<ReturnType<typeof listAudioDevices>>;
 
@@ -45,7 +47,8 @@ Only members who prove they know the room name (and --room-secret, if the room h
     identity: Flags.file({ summary: 'Identity file to use instead of the one in the config dir.' }),
     'relay-fingerprint': Flags.string({ summary: 'Trust only this relay certificate fingerprint.' }),
     'media-path': mediaPathFlag,
-    report: Flags.string({ summary: 'Also write the JSON call report to this file.' }),
+    report: Flags.string({ summary: 'Also write the JSON call report to this file (checked before the call starts, written atomically at the end).' }),
+    timeout: timeoutFlag,
   };
 
   public async run(): Promise<Result> {
@@ -69,6 +72,7 @@ Only members who prove they know the room name (and --room-secret, if the room h
       configDir: this.configDir(flags),
       identityPath: flags.identity,
       relayFingerprint: flags['relay-fingerprint'],
+      timeoutMs: timeoutMs(flags.timeout),
       mediaPath: flags['media-path'],
       alias: flags.alias,
       roomSecret,
@@ -85,40 +89,24 @@ Only members who prove they know the room name (and --room-secret, if the room h
       reportPath: flags.report,
       registries: this.registries,
       signal: this.abortSignal,
-      onEvent: (e) => this.onCallEvent(e),
+      onEvent: callEventRenderer(this.eventOutput()),
+      onConnected: (c) => {
+        const pinned = relayPinnedLine(c, pinFile(this.configDir(flags)));
+        if (pinned) this.progress(pinned);
+      },
       meta: (schemaVersion) => this.reportMeta(schemaVersion, flags, args),
     });
     return result;
   }
 
-  protected onCallEvent(e: CallEvent): void {
-    if (e.type === 'call:status') {
-      if (!this.interactive) return;
-      const s = e.status;
-      if (s.link === 'reconnecting') {
-        process.stderr.write(`\r\x1b[Kreconnecting to the relay...`);
-        return;
-      }
-      const rtt = s.rttMs === undefined ? '-' : `${s.rttMs} ms`;
-      const talking = s.talking.length ? `talking: ${s.talking.join(', ')}` : '';
-      process.stderr.write(
-        `\r\x1b[K${s.tier}  rtt ${rtt}  loss ${s.lossPct}%  jb ${s.jitterBufferMs} ms  MOS ${s.mos ?? '-'}  ${s.members} in room  ${talking}`,
-      );
-      return;
-    }
-    if (e.type === 'call:warning' || e.type === 'call:member-refused') {
-      // Kept in the JSON document's warnings too: support teams read those.
-      if (this.interactive) process.stderr.write('\r\x1b[K');
-      this.warn(e.message);
-      return;
-    }
-    const line =
-      e.type === 'call:joined'
-        ? `joined room ${e.room} (${e.participants} in room)`
-        : e.type === 'call:tier-changed'
-          ? `tier ${e.from} -> ${e.to}: ${e.reason}`
-          : (memberLine(e) ?? relayLine(e));
-    if (line) this.progress(this.interactive ? `\r\x1b[K${line}` : line);
+  /** Where the call's events are shown (services/call-events.ts). */
+  protected eventOutput(): CallEventOutput {
+    return {
+      progress: (line) => this.progress(line),
+      warn: (message) => this.warn(message),
+      interactive: this.interactive,
+      rewriteLine: (text) => process.stderr.write(`\r\x1b[K${text}`),
+    };
   }
 
   protected renderHuman(r: Result): string {

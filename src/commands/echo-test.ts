@@ -4,7 +4,9 @@ import { CheckFailedError } from '../../core/errors.js';
 import type { TierName } from '../../core/media/quality.js';
 import { mediaPathFlag, WzpCommand, type ReportMeta } from '../base-command.js';
 import { echoTest, type EchoTestReport } from '../services/echo-test.js';
-import { mediaPathText } from '../services/relay-connect.js';
+import { pinFile } from '../services/paths.js';
+import { mediaPathText, relayPinnedLine } from '../services/relay-connect.js';
+import { timeoutFlag, timeoutMs } from '../connect-flags.js';
 
 export const ECHO_TEST_SCHEMA_VERSION = 1;
 
@@ -31,11 +33,15 @@ Without RELAY an embedded relay is started on loopback in this process, which ch
     mic: Flags.boolean({ summary: 'Talk into the microphone and hear yourself back through the relay.' }),
     'input-device': Flags.string({ summary: 'Input device for --mic (id or part of its name).' }),
     'output-device': Flags.string({ summary: 'Output device for --mic (id or part of its name).' }),
-    'frame-ms': Flags.integer({ summary: 'Frame duration in ms.', default: 20, options: ['10', '20', '40', '60'] as never }),
+    'frame-ms': Flags.integer({
+      summary: "Frame duration in ms (default: 20 if the codec has it, else the codec's own, e.g. 40 for codec2).",
+      options: ['10', '20', '40', '60', '80'] as never,
+    }),
     bitrate: Flags.integer({ summary: 'Codec bitrate in bits/s, for codecs that take one.', min: 500, max: 512000 }),
     'relay-fingerprint': Flags.string({ summary: 'Trust only this relay certificate fingerprint (overrides the stored pin).' }),
     'media-path': mediaPathFlag,
-    'min-snr': Flags.integer({ summary: 'Exit with status 1 if the decoded echo SNR is below this (dB).' }),
+    'min-snr': Flags.integer({ summary: 'Exit with status 1 if the decoded echo SNR is below this (dB); the measurements are printed (and in the JSON document) either way.' }),
+    timeout: timeoutFlag,
   };
 
   public async run(): Promise<EchoTestReport & { meta: ReportMeta }> {
@@ -45,6 +51,7 @@ Without RELAY an embedded relay is started on loopback in this process, which ch
       relay: args.relay,
       configDir: this.configDir(flags),
       relayFingerprint: flags['relay-fingerprint'],
+      timeoutMs: timeoutMs(flags.timeout),
       mediaPath: flags['media-path'],
       codec: flags.codec,
       tier: flags.tier as TierName | undefined,
@@ -54,8 +61,11 @@ Without RELAY an embedded relay is started on loopback in this process, which ch
       bitrate: flags.bitrate,
       registries: this.registries,
       signal: this.abortSignal,
-      onConnected: (c) =>
-        this.progress(`echo-test via ${c.embedded ? 'embedded relay ' : 'relay '}${c.relay} (fingerprint ${c.fingerprint})`),
+      onConnected: (c) => {
+        const pinned = relayPinnedLine(c, pinFile(this.configDir(flags)));
+        if (pinned) this.progress(pinned);
+        this.progress(`echo-test via ${c.embedded ? 'embedded relay ' : 'relay '}${c.relay} (fingerprint ${c.fingerprint})`);
+      },
       onProgress: (p) => {
         if (!this.interactive) return;
         const now = performance.now();
@@ -66,8 +76,11 @@ Without RELAY an embedded relay is started on loopback in this process, which ch
         if (p.sent === p.total) process.stderr.write('\n');
       },
     });
+    // Ctrl-C cut the progress line short: end it before the summary.
+    if (report.interrupted && this.interactive) process.stderr.write('\n');
     const result = { ...report, meta: this.reportMeta(ECHO_TEST_SCHEMA_VERSION, flags, args) };
-    if (flags['min-snr'] !== undefined && !flags.mic && !(report.snrDb >= flags['min-snr'])) {
+    // An interrupted test has no verdict: its partial result exits 130 (docs/exit-codes.md).
+    if (flags['min-snr'] !== undefined && !flags.mic && !report.interrupted && !(report.snrDb >= flags['min-snr'])) {
       // The measurements go with the failure: printed first, and in the JSON document's result.
       throw new CheckFailedError(`decoded echo SNR ${report.snrDb} dB is below --min-snr ${flags['min-snr']} dB`, result);
     }
@@ -84,6 +97,7 @@ Without RELAY an embedded relay is started on loopback in this process, which ch
       `jitter      ${r.jitterMs} ms (RFC 3550)`,
       `playback    jitter buffer ${r.jitterBufferMs} ms, concealed ${r.concealedPct}%, recovered by FEC ${r.framesRecovered} frames`,
       `audio       SNR ${r.snrDb} dB (segmental ${r.segmentalSnrDb} dB), codec delay ${r.alignmentLagMs} ms, MOS ${r.mos}`,
+      ...(r.interrupted ? [`interrupted: these figures cover the first ${(r.durationMs / 1000).toFixed(1)} s sent (Ctrl-C)`] : []),
     ].join('\n');
   }
 }

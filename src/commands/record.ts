@@ -1,10 +1,13 @@
 import * as Args from '@oclif/core/args';
 import * as Flags from '@oclif/core/flags';
-import type { CallEvent } from '../../core/client/call.js';
 import { aliasProblem } from '../../core/crypto/sender-keys.js';
 import { UsageError } from '../../core/errors.js';
 import { mediaPathFlag, roomAdmissionFlags, WzpCommand } from '../base-command.js';
-import { call, memberLine, membersSummary, relayLine, type CallResult } from '../services/call.js';
+import { timeoutFlag, timeoutMs } from '../connect-flags.js';
+import { call, type CallResult } from '../services/call.js';
+import { callEventRenderer, membersSummary } from '../services/call-events.js';
+import { pinFile } from '../services/paths.js';
+import { relayPinnedLine } from '../services/relay-connect.js';
 import { resolveAllowList, resolveRoomSecret } from '../services/room-admission.js';
 
 export default class Record extends WzpCommand<CallResult> {
@@ -28,6 +31,7 @@ export default class Record extends WzpCommand<CallResult> {
     identity: Flags.file({ summary: 'Identity file to use instead of the one in the config dir.' }),
     'relay-fingerprint': Flags.string({ summary: 'Trust only this relay certificate fingerprint.' }),
     'media-path': mediaPathFlag,
+    timeout: timeoutFlag,
   };
 
   public async run(): Promise<CallResult> {
@@ -42,6 +46,7 @@ export default class Record extends WzpCommand<CallResult> {
       configDir: this.configDir(flags),
       identityPath: flags.identity,
       relayFingerprint: flags['relay-fingerprint'],
+      timeoutMs: timeoutMs(flags.timeout),
       mediaPath: flags['media-path'],
       alias: flags.alias,
       roomSecret,
@@ -55,12 +60,15 @@ export default class Record extends WzpCommand<CallResult> {
       registries: this.registries,
       signal: this.abortSignal,
       meta: (schemaVersion) => this.reportMeta(schemaVersion, flags, args),
-      onEvent: (e: CallEvent) => {
-        const member = memberLine(e);
-        if (member) this.progress(member);
-        if (e.type === 'call:warning' || e.type === 'call:member-refused') this.warn(e.message);
-        const relay = relayLine(e);
-        if (relay) this.progress(relay);
+      onEvent: callEventRenderer({
+        progress: (line) => this.progress(line),
+        warn: (message) => this.warn(message),
+        interactive: this.interactive,
+        rewriteLine: (text) => process.stderr.write(`\r\x1b[K${text}`),
+      }),
+      onConnected: (c) => {
+        const pinned = relayPinnedLine(c, pinFile(this.configDir(flags)));
+        if (pinned) this.progress(pinned);
       },
     });
   }
@@ -70,7 +78,7 @@ export default class Record extends WzpCommand<CallResult> {
     // A member met again after a reconnection is a second entry in the report, not a second member.
     const members = new Set(r.participants.map((p) => `${p.fingerprint} ${p.alias}`)).size;
     return [
-      `recorded ${((r.recording?.durationMs ?? 0) / 1000).toFixed(1)} s from ${members} member(s) to ${r.recording?.path} (${r.endedBy}${back})`,
+      `${this.interactive ? '\n' : ''}recorded ${((r.recording?.durationMs ?? 0) / 1000).toFixed(1)} s from ${members} member(s) to ${r.recording?.path} (${r.endedBy}${back})`,
       ...membersSummary(r),
     ].join('\n');
   }

@@ -1,6 +1,7 @@
 import { Flags } from '@oclif/core';
 import type { OptionFlag } from '@oclif/core/interfaces';
 import { WzpCommand } from '../base-command.js';
+import { explainListenError } from '../services/listen-error.js';
 import { relayIdentityFile } from '../services/paths.js';
 import { relayLimitOverrides, runRelay, RELAY_LIMIT_FLAGS, type RelayRunReport } from '../services/relay.js';
 
@@ -42,23 +43,28 @@ The relay's identity (and so its certificate fingerprint, which clients pin) is 
 
   public async run(): Promise<RelayRunReport> {
     const { flags } = await this.parse(RelayCommand);
-    return runRelay({
-      listen: flags.listen,
-      identityPath: flags.identity ?? relayIdentityFile(this.configDir(flags)),
-      udpMedia: flags['udp-media'],
-      limits: relayLimitOverrides(flags),
-      stunAlternate: flags['stun-alternate'],
-      signal: this.abortSignal,
-      onStarted: (s) => {
-        if (s.identityCreated) this.progress(`created relay identity ${s.identityPath}`);
-        // One parseable line on stderr, even with --json, so scripts can find the address.
-        process.stderr.write(`wzp relay listening on ${s.address} fingerprint ${s.fingerprint}\n`);
-        if (s.stunEndpoints.length > 1) this.progress(`answering STUN (RFC 5780) on ${s.stunEndpoints.join(', ')}`);
-      },
-      onEvent: flags.verbose ? (e) => logLine(e.type, { ...e, type: undefined }) : undefined,
-      statsIntervalMs: flags.stats === undefined ? undefined : flags.stats * 1000,
-      onStats: (s) => logLine('relay:stats', s),
-    });
+    try {
+      return await runRelay({
+        listen: flags.listen,
+        identityPath: flags.identity ?? relayIdentityFile(this.configDir(flags)),
+        udpMedia: flags['udp-media'],
+        limits: relayLimitOverrides(flags),
+        stunAlternate: flags['stun-alternate'],
+        signal: this.abortSignal,
+        onStarted: (s) => {
+          if (s.identityCreated) this.progress(`created relay identity ${s.identityPath}`);
+          // One parseable line on stderr, even with --json, so scripts can find the address.
+          process.stderr.write(`wzp relay listening on ${s.address} fingerprint ${s.fingerprint}\n`);
+          if (s.stunEndpoints.length > 1) this.progress(`answering STUN (RFC 5780) on ${s.stunEndpoints.join(', ')}`);
+        },
+        onEvent: flags.verbose ? (e) => logLine(e.type, { ...e, type: undefined }) : undefined,
+        statsIntervalMs: flags.stats === undefined ? undefined : flags.stats * 1000,
+        onStats: (s) => logLine('relay:stats', s),
+      });
+    } catch (err) {
+      // The transport words every bind failure alike; say which one it was.
+      throw explainListenError(err, flags.listen);
+    }
   }
 
   protected renderHuman(r: RelayRunReport): string {

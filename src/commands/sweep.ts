@@ -1,16 +1,9 @@
-import { writeFileSync } from 'node:fs';
 import { Flags } from '@oclif/core';
-import { ConfigError, errorMessage } from '../../core/errors.js';
 import { WzpCommand, type ReportMeta } from '../base-command.js';
+import { checkOutputFile, writeFileAtomic } from '../services/output-files.js';
 import { sweepPlot } from '../services/sweep-plot.js';
-import { sweep, type SweepReport } from '../services/sweep.js';
+import { numberList, sweep, type SweepReport } from '../services/sweep.js';
 
-const numbers = (s: string) =>
-  s
-    .split(',')
-    .map((x) => x.trim())
-    .filter(Boolean)
-    .map(Number);
 const words = (s: string) =>
   s
     .split(',')
@@ -44,16 +37,20 @@ export default class Sweep extends WzpCommand<SweepResultDoc> {
     seed: Flags.integer({ summary: 'Random seed for the network emulator and generated material.', default: 1 }),
     vad: Flags.boolean({ summary: 'Voice activity detection: silent frames go as comfort-noise descriptions.' }),
     'noise-suppression': Flags.boolean({ summary: 'RNNoise noise suppression before the codec.' }),
-    plot: Flags.string({ summary: 'Write an SVG chart (quality vs loss per FEC scheme) to this file.' }),
+    plot: Flags.string({ summary: 'Write an SVG chart (quality vs loss per FEC scheme) to this file (checked before the sweep starts).' }),
   };
 
   public async run(): Promise<SweepResultDoc> {
     const { flags } = await this.parse(Sweep);
+    // Before the work: a bad value or an unwritable chart path must not cost a whole sweep.
+    const lossPct = numberList('--loss', flags.loss, { min: 0, max: 99, what: 'a loss rate is a percentage 0-99', allowEmpty: true });
+    const jitterMs = numberList('--jitter', flags.jitter, { min: 0, max: 1000, what: 'a jitter is 0-1000 ms' });
+    if (flags.plot) checkOutputFile(flags.plot, 'the chart');
     const started = performance.now();
     const report = await sweep({
-      lossPct: numbers(flags.loss),
+      lossPct,
       bursts: words(flags.burst),
-      jitterMs: numbers(flags.jitter),
+      jitterMs,
       tiers: words(flags.tier),
       fec: flags.fec ? words(flags.fec) : undefined,
       codec: flags.codec,
@@ -74,12 +71,8 @@ export default class Sweep extends WzpCommand<SweepResultDoc> {
       },
     });
     if (this.interactive) process.stderr.write(`\r\x1b[Kswept ${report.results.length} scenarios in ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
-    if (flags.plot) {
-      try {
-        writeFileSync(flags.plot, sweepPlot(report.results));
-      } catch (err) {
-        throw new ConfigError(`cannot write ${flags.plot}: ${errorMessage(err)}`, { cause: err });
-      }
+    if (flags.plot && report.results.length > 0) {
+      await writeFileAtomic(flags.plot, sweepPlot(report.results), 'the chart');
       return { ...report, plot: flags.plot, meta: this.reportMeta(report.schemaVersion, flags) };
     }
     return { ...report, meta: this.reportMeta(report.schemaVersion, flags) };

@@ -3,24 +3,24 @@
  * and sinks, run the call until hang-up, and return the call report. Members met are pinned
  * in known-members.json (trust on first use, core/crypto/known-members.ts).
  */
-import { writeFileSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { FileSource, SilenceSource, TeeSink, ToneSource, type FrameSink, type FrameSource } from '../../core/audio/sources.js';
-import { runCall, type CallEvent, type CallReport, type MemberTrust, type ParticipantReport } from '../../core/client/call.js';
+import { runCall, type CallEvent, type CallReport } from '../../core/client/call.js';
 import { RelaySession } from '../../core/client/relay-session.js';
 import { loadOrCreateIdentity } from '../../core/crypto/identity.js';
-import { shortFingerprint } from '../../core/crypto/fingerprint.js';
 import { KnownMembers } from '../../core/crypto/known-members.js';
-import { ConfigError, UsageError, errorMessage } from '../../core/errors.js';
+import { UsageError, errorMessage } from '../../core/errors.js';
 import { PIPELINE_SAMPLE_RATE } from '../../core/media/codec-types.js';
 import { NoiseSuppressor } from '../../core/media/noise-suppression.js';
 import type { TierName } from '../../core/media/quality.js';
 import { WavWriter } from '../../core/media/wav.js';
 import type { Registries } from '../../core/registry.js';
-import { expectFingerprint, parseHostPort } from '../../core/transport/quic.js';
+import { expectFingerprint, parseDialTarget } from '../../core/transport/quic.js';
 import { identityFile, knownMembersFile } from './paths.js';
 import type { ReportMeta } from './report-meta.js';
 import { connectToRelay } from './relay-connect.js';
 import { openMic, openSpeaker } from './audio-devices.js';
+import { checkOutputFile, writeFileAtomic } from './output-files.js';
 
 export { listAudioDevices } from './audio-devices.js';
 
@@ -30,6 +30,8 @@ export interface CallRequest {
   configDir: string;
   identityPath?: string;
   relayFingerprint?: string;
+  /** How long to wait for the relay when connecting, ms (default 5 s). */
+  timeoutMs?: number;
   /** Media on the UDP media path when the relay offers it, or always in QUIC datagrams. */
   mediaPath?: 'auto' | 'quic';
   alias?: string;
@@ -53,12 +55,13 @@ export interface CallRequest {
   registries: Registries;
   signal: AbortSignal;
   onEvent?(e: CallEvent): void;
+  /** The relay is connected and trusted (`trust`: `pinned-new` when pinned on first use now). */
+  onConnected?(c: { relay: string; fingerprint: string; trust: string }): void;
   /** Report facts (version, host, flags) to embed in the report. */
   meta(schemaVersion: number): ReportMeta;
 }
 
 export interface CallResult extends Omit<CallReport, 'mediaPath'> {
-  schemaVersion: number;
   /**
    * Process start (Node's performance time origin) to the moment the call starts joining
    * the room: the client's start-up, identity and relay connection. With firstAudioMs and
@@ -66,14 +69,22 @@ export interface CallResult extends Omit<CallReport, 'mediaPath'> {
    */
   joinSentSinceStartMs: number;
   meta: ReportMeta;
-  /** mediaPath: the path our media went on at the end (docs/transport.md). */
-  relay: { address: string; fingerprint: string; mediaPath: 'udp' | 'quic' };
+  /**
+   * mediaPath: the path our media went on at the end (docs/transport.md); trust: how the relay
+   * was trusted (`pinned-new`, `match`, `explicit`).
+   */
+  relay: { address: string; fingerprint: string; trust: string; mediaPath: 'udp' | 'quic' };
   recording?: { path: string; samples: number; durationMs: number };
 }
 
-export const CALL_REPORT_SCHEMA_VERSION = 2;
+export const CALL_REPORT_SCHEMA_VERSION = 3;
 
 export async function call(req: CallRequest): Promise<CallResult> {
+  // What the command line names is checked before anything starts: the relay's address, and
+  // the files written at the end (a typo must not cost a whole call).
+  parseDialTarget(req.relay);
+  if (req.reportPath) checkOutputFile(req.reportPath, 'the call report');
+  if (req.record) checkOutputFile(req.record, 'the recording');
   // The relay connection is mostly waiting on the network (a QUIC handshake with a Retry
   // round trip, then the hello): start it first and load the identity and open the audio
   // source and sinks meanwhile. Errors keep their order: set-up errors first (the connection
@@ -84,6 +95,7 @@ export async function call(req: CallRequest): Promise<CallResult> {
     configDir: req.configDir,
     relayFingerprint: req.relayFingerprint,
     alias: req.alias,
+    timeoutMs: req.timeoutMs,
     signal: AbortSignal.any([req.signal, setupFailed.signal]),
   });
   connecting.catch(() => undefined); // awaited below; until then its rejection is not unhandled
@@ -103,14 +115,8 @@ export async function call(req: CallRequest): Promise<CallResult> {
     throw err;
   }
   const sinks: FrameSink[] = [];
-  let recorder: WavWriter | undefined;
   let noiseSuppressor: NoiseSuppressor | undefined;
   try {
-    if (req.record) {
-      recorder = new WavWriter(req.record, PIPELINE_SAMPLE_RATE);
-      const w = recorder;
-      sinks.push({ write: (pcm) => w.append(pcm), close: () => w.close() });
-    }
     if (req.speaker) sinks.push(await openSpeaker(req.speaker.device));
     if (req.noiseSuppression) noiseSuppressor = await NoiseSuppressor.create();
   } catch (err) {
@@ -119,13 +125,29 @@ export async function call(req: CallRequest): Promise<CallResult> {
     await source.close?.();
     throw err;
   }
-  const sink = sinks.length === 0 ? undefined : sinks.length === 1 ? sinks[0] : new TeeSink(sinks);
-  const { session, fingerprint } = await connecting.catch(async (err) => {
+  const { session, fingerprint, trust } = await connecting.catch(async (err) => {
     noiseSuppressor?.close();
-    await sink?.close();
+    for (const s of sinks) await s.close();
     await source.close?.();
     throw err;
   });
+  req.onConnected?.({ relay: session.label, fingerprint, trust });
+  // The recording starts once the relay answered: a relay that never does leaves no file.
+  let recorder: WavWriter | undefined;
+  try {
+    if (req.record) {
+      recorder = new WavWriter(req.record, PIPELINE_SAMPLE_RATE);
+      const w = recorder;
+      sinks.unshift({ write: (pcm) => w.append(pcm), close: () => w.close() });
+    }
+  } catch (err) {
+    noiseSuppressor?.close();
+    for (const s of sinks) await s.close();
+    await source.close?.();
+    await session.close();
+    throw err;
+  }
+  const sink = sinks.length === 0 ? undefined : sinks.length === 1 ? sinks[0] : new TeeSink(sinks);
   const joinSentSinceStartMs = Math.round(performance.now());
   const mediaPath = req.mediaPath ?? 'auto';
   session.useMediaPath(mediaPath);
@@ -172,7 +194,7 @@ export async function call(req: CallRequest): Promise<CallResult> {
           ? undefined
           : (signal) =>
               RelaySession.open({
-                relay: parseHostPort(req.relay),
+                relay: parseDialTarget(req.relay),
                 alias: req.alias,
                 signal,
                 verify: expectFingerprint(fingerprint, req.relay),
@@ -181,11 +203,10 @@ export async function call(req: CallRequest): Promise<CallResult> {
       reconnectForMs: req.reconnectForMs,
     });
     const result: CallResult = {
-      schemaVersion: CALL_REPORT_SCHEMA_VERSION,
       meta: req.meta(CALL_REPORT_SCHEMA_VERSION),
       ...report,
       joinSentSinceStartMs,
-      relay: { address: session.label, fingerprint, mediaPath: pathTaken },
+      relay: { address: session.label, fingerprint, trust, mediaPath: pathTaken },
       ...(recorder
         ? {
             recording: {
@@ -196,8 +217,16 @@ export async function call(req: CallRequest): Promise<CallResult> {
           }
         : {}),
     };
-    if (req.reportPath) writeReport(req.reportPath, result);
+    if (req.reportPath) await writeFileAtomic(req.reportPath, `${JSON.stringify(result, null, 2)}\n`, 'the call report');
     return result;
+  } catch (err) {
+    // A call that failed before it heard anything (the join refused, the relay gone) leaves
+    // no empty recording behind.
+    if (recorder && recorder.samplesWritten === 0) {
+      recorder.close();
+      rmSync(recorder.path, { force: true });
+    }
+    throw err;
   } finally {
     await savePins();
     await session.close();
@@ -206,14 +235,6 @@ export async function call(req: CallRequest): Promise<CallResult> {
 
 /** How soon after a meeting the known members are written. */
 const PIN_SAVE_DELAY_MS = 1000;
-
-function writeReport(path: string, report: object): void {
-  try {
-    writeFileSync(path, `${JSON.stringify(report, null, 2)}\n`);
-  } catch (err) {
-    throw new ConfigError(`cannot write the call report to ${path}: ${errorMessage(err)}`, { cause: err });
-  }
-}
 
 async function openSource(spec: CallRequest['source']): Promise<FrameSource> {
   switch (spec.kind) {
@@ -227,63 +248,4 @@ async function openSource(spec: CallRequest['source']): Promise<FrameSource> {
     case 'mic':
       return openMic(spec.device);
   }
-}
-
-const TRUST_TEXT: Record<MemberTrust, string> = {
-  allowed: 'allowed: on your --allow list',
-  known: 'known: met in an earlier call',
-  new: 'new: first meeting',
-};
-
-/** How a member is named on a line: its alias, else its short fingerprint. */
-function memberLabel(m: { alias: string; fingerprint: string }): string {
-  return m.alias || shortFingerprint(m.fingerprint);
-}
-
-/**
- * The lines for members joining, leaving and coming back (shared with `wzp record`): each
- * names the member's full fingerprint and how far it is trusted; a first meeting says once
- * that the member is now pinned, as ssh says "permanently added".
- */
-export function memberLine(e: CallEvent): string | undefined {
-  switch (e.type) {
-    case 'call:member-joined': {
-      const since = e.trust === 'known' && e.firstSeen ? ` since ${e.firstSeen.slice(0, 10)}` : '';
-      const line = `${memberLabel(e)} joined (${TRUST_TEXT[e.trust]}${since})\n  fingerprint ${e.fingerprint}`;
-      return e.trust === 'new'
-        ? `${line}\n  permanently added ${e.fingerprint} to the known members: compare it with ${memberLabel(e)} over another channel before trusting it`
-        : line;
-    }
-    case 'call:member-left':
-      return `${memberLabel(e)} left (${e.fingerprint})`;
-    case 'call:member-reconnected':
-      return `${memberLabel(e)} is back (reconnected), ${e.trust}: ${e.fingerprint}`;
-    default:
-      return undefined;
-  }
-}
-
-/** The summary's lines for the members (with their trust and fingerprint) and those refused. */
-export function membersSummary(r: CallResult, detail: (p: ParticipantReport) => string = () => ''): string[] {
-  const lines: string[] = [];
-  for (const p of r.participants) {
-    lines.push(`  ${memberLabel(p)} [${p.trust}] ${p.fingerprint}${p.left ? ' (left)' : ''}`);
-    const more = detail(p);
-    if (more) lines.push(`    ${more}`);
-  }
-  if (r.participantsNotListed) lines.push(`  ... and ${r.participantsNotListed} more sessions that left`);
-  for (const x of r.refused) {
-    lines.push(`  refused ${x.alias ? `"${x.alias}" ` : ''}${x.fingerprint || '(no fingerprint)'}: ${x.reason}${x.times > 1 ? ` (${x.times} times)` : ''}`);
-  }
-  if (r.refusedNotListed) lines.push(`  ... and ${r.refusedNotListed} more refused announcements`);
-  return lines;
-}
-
-/** The lines for losing and regaining the relay (shared with `wzp record`). */
-export function relayLine(e: CallEvent): string | undefined {
-  if (e.type === 'call:relay-lost') return `lost the relay: ${e.reason}${e.reconnecting ? '; reconnecting' : ''}`;
-  if (e.type === 'call:reconnected') {
-    return `back on the relay after ${(e.outageMs / 1000).toFixed(1)} s (${e.attempts} attempt${e.attempts === 1 ? '' : 's'}, ${e.participants} in room)`;
-  }
-  return undefined;
 }

@@ -6,7 +6,8 @@ import { MAX_ECHO_FRAMES, runEchoTest, type EchoTestMeasurement } from '../../co
 import type { RelaySession } from '../../core/client/relay-session.js';
 import { UsageError } from '../../core/errors.js';
 import type { StreamSettings } from '../../core/media/pipeline.js';
-import { fecFor, selectCodec, TIERS, type TierName } from '../../core/media/quality.js';
+import type { TierName } from '../../core/media/quality.js';
+import { tierStreamSettings } from '../../core/media/stream-settings.js';
 import { formatHostPort } from '../../core/transport/quic.js';
 import type { Registries } from '../../core/registry.js';
 import { connectToRelay } from './relay-connect.js';
@@ -15,20 +16,24 @@ export interface EchoTestRequest {
   relay?: string;
   configDir: string;
   relayFingerprint?: string;
+  /** How long to wait for the relay when connecting, ms (default 5 s). */
+  timeoutMs?: number;
   /** Media on the UDP media path when the relay offers it, or always in QUIC datagrams. */
   mediaPath?: 'auto' | 'quic';
   /** A quality tier (its codec and FEC); without it, `codec` with no FEC. */
   tier?: TierName;
   codec: string;
   durationMs: number;
-  frameMs: number;
+  /** Frame size for a bare codec (default: 20 ms if the codec has it, else its first). */
+  frameMs?: number;
   bitrate?: number;
   /** Talk into the microphone and hear yourself back on the speaker. */
   mic?: { inputDevice?: string; outputDevice?: string };
   registries: Registries;
   signal?: AbortSignal;
   onProgress?: Parameters<typeof runEchoTest>[0]['onProgress'];
-  onConnected?(info: { relay: string; fingerprint: string; embedded: boolean }): void;
+  /** Connected; `trust` as in the report's relay.trust (`pinned-new`: pinned on first use now). */
+  onConnected?(info: { relay: string; fingerprint: string; embedded: boolean; trust: string }): void;
 }
 
 export interface EchoTestReport extends EchoTestMeasurement {
@@ -41,29 +46,21 @@ export interface EchoTestReport extends EchoTestMeasurement {
 
 function streamSettings(req: EchoTestRequest): StreamSettings {
   const { codecs, fec } = req.registries;
-  if (req.tier) {
-    const tier = TIERS.find((t) => t.name === req.tier)!;
-    const choice = selectCodec(tier, (c) => codecs.has(c) && codecs.get(c).factory.availability().available);
-    const f = fecFor(tier, choice);
-    return {
-      tier: tier.id,
-      codec: codecs.require(choice.codec),
-      frameMs: choice.frameMs,
-      bitrate: choice.bitrate,
-      fec: fec.require(f.scheme),
-      k: f.k,
-      r: f.r,
-      depth: f.interleaveDepth,
-    };
-  }
+  if (req.tier) return tierStreamSettings(req.tier, req.registries);
   const codec = codecs.require(req.codec);
-  if (!codec.frameDurationsMs.includes(req.frameMs)) {
-    throw new UsageError(`codec ${codec.name} does not support ${req.frameMs} ms frames`, {
-      suggestions: [`supported: ${codec.frameDurationsMs.join(', ')} ms`],
+  // Without --frame-ms, the codec's own frame size: 20 ms if it has it (the call path's), else
+  // its first (Codec2 1200 works in 40 ms frames).
+  const frameMs = req.frameMs ?? (codec.frameDurationsMs.includes(DEFAULT_FRAME_MS) ? DEFAULT_FRAME_MS : codec.frameDurationsMs[0]);
+  if (!codec.frameDurationsMs.includes(frameMs)) {
+    throw new UsageError(`codec ${codec.name} does not support ${frameMs} ms frames`, {
+      suggestions: [`supported: ${codec.frameDurationsMs.join(', ')} ms (leave out --frame-ms for the codec's own)`],
     });
   }
-  return { tier: 0, codec, frameMs: req.frameMs, bitrate: req.bitrate, fec: fec.require('none'), k: 1, r: 0, depth: 1 };
+  return { tier: 0, codec, frameMs, bitrate: req.bitrate, fec: fec.require('none'), k: 1, r: 0, depth: 1 };
 }
+
+/** Frame size of a bare codec when the codec has it and --frame-ms is not given. */
+export const DEFAULT_FRAME_MS = 20;
 
 export async function echoTest(req: EchoTestRequest): Promise<EchoTestReport> {
   const settings = streamSettings(req);
@@ -85,7 +82,13 @@ export async function echoTest(req: EchoTestRequest): Promise<EchoTestReport> {
       trust = 'embedded';
       embedded = true;
     } else {
-      const c = await connectToRelay({ relay: req.relay, configDir: req.configDir, relayFingerprint: req.relayFingerprint, signal: req.signal });
+      const c = await connectToRelay({
+        relay: req.relay,
+        configDir: req.configDir,
+        relayFingerprint: req.relayFingerprint,
+        timeoutMs: req.timeoutMs,
+        signal: req.signal,
+      });
       session = c.session;
       stop = () => c.session.close();
       trust = c.trust;
@@ -96,7 +99,7 @@ export async function echoTest(req: EchoTestRequest): Promise<EchoTestReport> {
   }
   try {
     const address = formatHostPort(session.relay);
-    req.onConnected?.({ relay: address, fingerprint: session.relayFingerprint, embedded });
+    req.onConnected?.({ relay: address, fingerprint: session.relayFingerprint, embedded, trust });
     session.useMediaPath(req.mediaPath ?? 'auto');
     await session.joinEcho({ signal: req.signal });
     const m = await runEchoTest({

@@ -7,7 +7,7 @@ import type { QUICSocket } from '@matrixai/quic';
 import { RelaySession } from '../../core/client/relay-session.js';
 import { AbortError } from '../../core/errors.js';
 import { parseFingerprint } from '../../core/crypto/fingerprint.js';
-import { formatHostPort, parseHostPort } from '../../core/transport/quic.js';
+import { formatHostPort, parseDialTarget, QUIC_DEFAULTS } from '../../core/transport/quic.js';
 import { PinStore, type PinCheckResult } from '../../core/transport/pin-store.js';
 import { pinFile } from './paths.js';
 
@@ -18,13 +18,15 @@ export interface RelayConnectOptions {
   /** Explicit pin (`--relay-fingerprint`); overrides and replaces a stored pin. */
   relayFingerprint?: string;
   alias?: string;
+  /** How long to wait for the relay's handshake and hello (default QUIC_DEFAULTS.connectTimeoutMs). */
   timeoutMs?: number;
   signal?: AbortSignal;
   /** Dial from this socket (one UDP port for signalling, reflection and dialling). */
   socket?: QUICSocket;
   /**
    * A pin store shared by concurrent connections (one file, one writer): checked here but
-   * not saved; the caller saves it once if any connection returned `pinned-new` or `explicit`.
+   * not saved; the caller saves it once (after every connection: a pin that matched has a new
+   * `lastSeen`).
    */
   pins?: PinStore;
 }
@@ -36,16 +38,14 @@ export interface RelayConnection {
   fingerprint: string;
 }
 
-/** A verified session, with the pin decision not yet saved. */
+/** A verified session, with the pin decision (and the pin's lastSeen) not yet saved. */
 interface OpenedRelay {
   connection: RelayConnection;
   pins: PinStore;
-  /** A new TOFU pin or an explicit one: the pin store must be saved. */
-  save: boolean;
 }
 
 async function openRelay(opts: RelayConnectOptions): Promise<OpenedRelay> {
-  const address = parseHostPort(opts.relay);
+  const address = parseDialTarget(opts.relay);
   const key = formatHostPort(address);
   const explicit = opts.relayFingerprint === undefined ? undefined : parseFingerprint(opts.relayFingerprint);
   const pins = opts.pins ?? (await PinStore.open(pinFile(opts.configDir)));
@@ -67,15 +67,38 @@ async function openRelay(opts: RelayConnectOptions): Promise<OpenedRelay> {
       fingerprint: parseFingerprint(session.relayFingerprint),
     },
     pins,
-    save: trust === 'pinned-new' || explicit !== undefined,
   };
 }
 
+/**
+ * Connect and verify the relay. With its own pin store (no `pins` given) the store is saved
+ * every time: a new pin, an explicit one, or the `lastSeen` of the pin that matched
+ * (docs/identity.md).
+ */
 export async function connectToRelay(opts: RelayConnectOptions): Promise<RelayConnection> {
   const early = opts.socket === undefined && opts.pins === undefined ? takeSpeculation(opts) : undefined;
   const opened = early ? await abortable(early, opts.signal) : await openRelay(opts);
-  if (opts.pins === undefined && opened.save) await opened.pins.save();
+  if (opts.pins === undefined) {
+    try {
+      await opened.pins.save();
+    } catch (err) {
+      // Only lastSeen was at stake for a pin that matched: not worth failing the connection.
+      if (opened.connection.trust !== 'match') {
+        await opened.connection.session.close().catch(() => undefined);
+        throw err;
+      }
+    }
+  }
   return opened.connection;
+}
+
+/**
+ * The line that says a relay was pinned on first use (trust on first use is never silent, as
+ * ssh says "Permanently added ... to the list of known hosts"); undefined for the other trusts.
+ */
+export function relayPinnedLine(c: { relay: string; fingerprint: string; trust: string }, pinFilePath?: string): string | undefined {
+  if (c.trust !== 'pinned-new') return undefined;
+  return `permanently added relay ${c.relay} to the known relays${pinFilePath ? ` (${pinFilePath})` : ''}\n  fingerprint ${c.fingerprint}: compare it with the one its operator gives you; a different one next time is refused`;
 }
 
 // --- speculative connection -------------------------------------------------------------
@@ -101,8 +124,8 @@ export interface FlagSpec {
 const SPECULATE_FOR = new Set(['call', 'record']);
 let speculation: { key: string; opened: Promise<OpenedRelay>; abort: AbortController } | undefined;
 
-function speculationKey(o: { relay: string; configDir: string; relayFingerprint?: string; alias?: string }): string {
-  return JSON.stringify([o.relay, o.configDir, o.relayFingerprint ?? null, o.alias ?? null]);
+function speculationKey(o: { relay: string; configDir: string; relayFingerprint?: string; alias?: string; timeoutMs?: number }): string {
+  return JSON.stringify([o.relay, o.configDir, o.relayFingerprint ?? null, o.alias ?? null, o.timeoutMs ?? QUIC_DEFAULTS.connectTimeoutMs]);
 }
 
 /**
@@ -162,14 +185,19 @@ export function speculate(commandId: string | undefined, argv: string[], flags: 
     const d = flags[name]?.default;
     return line.options.get(name) ?? (typeof d === 'string' ? d : undefined);
   };
+  // --timeout SECONDS (its default is the transport's, as without it).
+  const timeoutText = flags.timeout === undefined ? undefined : line.options.get('timeout');
+  const timeoutMs = timeoutText === undefined ? undefined : parseTimeoutSeconds(timeoutText);
+  if (timeoutText !== undefined && timeoutMs === undefined) return; // the command reports the bad value
   const opts: RelayConnectOptions = {
     relay,
     configDir,
     relayFingerprint: optionOrDefault('relay-fingerprint'),
     alias: optionOrDefault('alias'),
+    ...(timeoutMs === undefined ? {} : { timeoutMs }),
   };
   try {
-    parseHostPort(relay);
+    parseDialTarget(relay);
     if (opts.relayFingerprint !== undefined) parseFingerprint(opts.relayFingerprint);
   } catch {
     return; // the command reports the bad value itself
@@ -221,6 +249,19 @@ function abortable(opened: Promise<OpenedRelay>, signal: AbortSignal | undefined
       },
     );
   });
+}
+
+/** Longest `--timeout` a command that connects takes, in seconds. */
+export const MAX_CONNECT_TIMEOUT_S = 300;
+
+/**
+ * `--timeout SECONDS` (the commands that connect to a relay): a positive number of seconds,
+ * fractions allowed, as milliseconds; undefined when it is not one.
+ */
+export function parseTimeoutSeconds(text: string): number | undefined {
+  const seconds = /^\s*\d*\.?\d+\s*$/.test(text) ? Number(text) : Number.NaN;
+  if (!(seconds > 0 && seconds <= MAX_CONNECT_TIMEOUT_S)) return undefined;
+  return Math.max(1, Math.round(seconds * 1000));
 }
 
 /** How a human summary names the path media took (docs/transport.md). */

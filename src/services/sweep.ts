@@ -5,7 +5,8 @@
  */
 import { UsageError } from '../../core/errors.js';
 import { PIPELINE_SAMPLE_RATE } from '../../core/media/codec-types.js';
-import { fecFor, selectCodec, TIERS, type TierName } from '../../core/media/quality.js';
+import { TIERS, type TierName } from '../../core/media/quality.js';
+import { tierStreamSettings } from '../../core/media/stream-settings.js';
 import { createResampler } from '../../core/media/resample.js';
 import { NoiseSuppressor } from '../../core/media/noise-suppression.js';
 import { speechLike } from '../../core/media/speech.js';
@@ -74,27 +75,13 @@ export async function sweep(req: SweepRequest): Promise<SweepReport> {
   for (const tierName of req.tiers) {
     const tier = TIERS.find((t) => t.name === tierName.toUpperCase());
     if (!tier) throw new UsageError(`unknown tier "${tierName}"`, { suggestions: ['tiers: GOOD, DEGRADED, CATASTROPHIC'] });
-    const choice = req.codec
-      ? { ...selectCodec(tier, (c) => req.registries.codecs.has(c)), codec: req.codec }
-      : selectCodec(tier, (c) => req.registries.codecs.has(c) && req.registries.codecs.get(c).factory.availability().available);
-    const codec = req.registries.codecs.require(choice.codec);
-    const frameMs = codec.frameDurationsMs.includes(choice.frameMs) ? choice.frameMs : codec.frameDurationsMs[0];
-    const fecSettings = fecFor(tier, choice);
-    for (const fecName of req.fec ?? [fecSettings.scheme]) {
-      const fec = req.registries.fec.require(fecName);
-      const r = fecName === 'none' ? 0 : (req.r ?? fecSettings.r);
+    for (const fecName of req.fec ?? [undefined]) {
+      const settings = tierStreamSettings(tier.name, req.registries, { codec: req.codec, fec: fecName, k: req.k, r: req.r, depth: req.depth });
       for (const loss of losses) {
         for (const jitterMs of req.jitterMs) {
           scenarios.push({
             tierName: tier.name,
-            tier: tier.id,
-            codec,
-            bitrate: choice.bitrate,
-            frameMs,
-            fec,
-            k: fecName === 'none' ? 1 : (req.k ?? fecSettings.k),
-            r,
-            depth: req.depth ?? fecSettings.interleaveDepth,
+            ...settings,
             loss: loss.model,
             lossLabel: loss.label,
             delayMs: req.delayMs,
@@ -137,6 +124,26 @@ function loadMaterial(req: SweepRequest): { source: Int16Array; label: string } 
   if (wav.sampleRate !== PIPELINE_SAMPLE_RATE) samples = createResampler(wav.sampleRate, PIPELINE_SAMPLE_RATE).process(samples);
   const max = Math.round((req.durationMs * PIPELINE_SAMPLE_RATE) / 1000);
   return { source: samples.subarray(0, max), label: req.input };
+}
+
+/**
+ * A comma-separated list of numbers from a flag (`--loss 0,10,25`): every item must be a
+ * number within [min, max]; an empty item (`10,,20`), a word or a value out of range is a
+ * UsageError naming the flag and the value. An empty list only with `allowEmpty`.
+ */
+export function numberList(flag: string, text: string, range: { min: number; max: number; what: string; allowEmpty?: boolean }): number[] {
+  if (text.trim() === '') {
+    if (range.allowEmpty) return [];
+    throw new UsageError(`${flag} "${text}": give one or more numbers, comma-separated`);
+  }
+  const items = text.split(',').map((x) => x.trim());
+  return items.map((item) => {
+    const value = /^[+-]?(\d+\.?\d*|\.\d+)$/.test(item) ? Number(item) : Number.NaN;
+    if (item === '') throw new UsageError(`${flag} "${text}" has an empty item: give numbers separated by single commas`);
+    if (Number.isNaN(value)) throw new UsageError(`${flag} "${text}": "${item}" is not a number`);
+    if (value < range.min || value > range.max) throw new UsageError(`${flag} ${item}: ${range.what}`);
+    return value;
+  });
 }
 
 function lossCases(req: SweepRequest): LossCase[] {

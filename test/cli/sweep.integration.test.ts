@@ -3,10 +3,11 @@
  * parity under bursts, and the chart. Simulated time and a fixed seed make the figures stable.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { makeHome, parseJsonDocument, runCli, type CliHome } from '../helpers/cli.js';
+import { BIN, makeHome, parseJsonDocument, runCli, type CliHome, type CliResult } from '../helpers/cli.js';
 
 describe('wzp sweep', () => {
   let home: CliHome;
@@ -60,6 +61,27 @@ describe('wzp sweep', () => {
     assert.match(chart, /^<svg xmlns="http:\/\/www.w3.org\/2000\/svg"/);
     assert.match(chart, />GOOD</);
     assert.match(chart, /rs congested: MOS [\d.]+, delivered [\d.]+%/);
+  });
+
+  test('Ctrl-C keeps the scenarios that ran: status 130, interrupted, and their chart', async () => {
+    const plot = join(home.dir, 'partial.svg');
+    const r = await new Promise<CliResult>((resolve, reject) => {
+      const child = spawn(process.execPath, [BIN, 'sweep', '--duration', '60', '--plot', plot, '--json'], { env: home.env, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d) => (stdout += d));
+      child.stderr.on('data', (d) => (stderr += d));
+      child.on('error', reject);
+      child.on('close', (code) => resolve({ code, stdout, stderr }));
+      setTimeout(() => child.kill('SIGINT'), 8000);
+    });
+    const doc = parseJsonDocument(r) as unknown as { status: number; result: { interrupted: boolean; results: unknown[]; plot?: string } };
+    assert.equal(r.code, 130, r.stderr);
+    assert.equal(doc.status, 130);
+    assert.equal(doc.result.interrupted, true);
+    assert.ok(doc.result.results.length >= 1 && doc.result.results.length < 15, String(doc.result.results.length));
+    assert.equal(doc.result.plot, plot);
+    assert.match(readFileSync(plot, 'utf8'), /^<svg /);
   });
 
   test('bad input is a usage error', async () => {

@@ -10,6 +10,7 @@ import {
   identityFromMnemonic,
   loadIdentity,
   loadOrCreateIdentity,
+  restoreIdentity,
   saveIdentity,
 } from '../../core/crypto/identity.js';
 
@@ -168,4 +169,44 @@ test('concurrent creation yields one identity', async () => {
   const results = await Promise.all([1, 2, 3].map(() => loadOrCreateIdentity(path, { create: true })));
   assert.equal(results.filter((r) => r.created).length, 1);
   assert.equal(new Set(results.map((r) => r.identity.fingerprint)).size, 1);
+});
+
+test('restoreIdentity writes the identity of the words; the same identity again changes nothing', async () => {
+  const path = join(tempDir(), 'sub', 'identity.json');
+  const restored = await restoreIdentity(path, `  ${TEST_MNEMONIC.toUpperCase()}\n`);
+  assert.equal(restored.unchanged, false);
+  assert.equal(restored.identity.fingerprint, GOLDEN_FINGERPRINT);
+  assert.equal((await loadIdentity(path)).fingerprint, GOLDEN_FINGERPRINT);
+  assert.equal(fileMode(path), 0o600);
+  const again = await restoreIdentity(path, TEST_MNEMONIC);
+  assert.equal(again.unchanged, true);
+  assert.equal(again.replaced, undefined);
+});
+
+test('restoreIdentity refuses to replace another identity (or an unusable file) without force', async () => {
+  const path = join(tempDir(), 'identity.json');
+  const other = generateIdentity();
+  await saveIdentity(path, other);
+  await assert.rejects(restoreIdentity(path, TEST_MNEMONIC), (err: Error & { suggestions: string[] }) => {
+    assert.equal(err.name, 'ConfigError');
+    assert.ok(err.message.includes(other.fingerprint), err.message);
+    assert.doesNotMatch(`${err.message} ${err.suggestions.join(' ')}`, /abandon/);
+    assert.ok(err.suggestions.some((s) => /--force/.test(s)));
+    return true;
+  });
+  assert.equal((await loadIdentity(path)).fingerprint, other.fingerprint, 'the file is untouched');
+  const forced = await restoreIdentity(path, TEST_MNEMONIC, { force: true });
+  assert.equal(forced.replaced, other.fingerprint);
+  assert.equal((await loadIdentity(path)).fingerprint, GOLDEN_FINGERPRINT);
+
+  writeFileSync(path, 'not json', { mode: 0o600 });
+  await assert.rejects(restoreIdentity(path, TEST_MNEMONIC), { name: 'ConfigError', message: /not a usable identity/ });
+  await restoreIdentity(path, TEST_MNEMONIC, { force: true });
+  assert.equal((await loadIdentity(path)).fingerprint, GOLDEN_FINGERPRINT);
+});
+
+test('restoreIdentity: bad words are a UsageError and nothing is written', async () => {
+  const path = join(tempDir(), 'identity.json');
+  await assert.rejects(restoreIdentity(path, 'abandon abandon'), { name: 'UsageError', message: /got 2/ });
+  assert.deepEqual(readdirSync(join(path, '..')), []);
 });

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PinStore, normaliseRelayAddress } from '../../core/transport/pin-store.js';
@@ -128,4 +128,29 @@ test('a corrupt pin file is a ConfigError naming it, never a silent reset', asyn
     });
     assert.equal(readFileSync(path, 'utf8'), content, 'the file is left alone');
   }
+});
+
+test("save() keeps pins another process recorded since this store was opened, and writes nothing if nothing changed", async () => {
+  const path = pinPath();
+  const mine = await PinStore.open(path, { now: steppingClock() });
+  const theirs = await PinStore.open(path);
+  theirs.check('other.example.com:4433', FP_B);
+  await theirs.save();
+  mine.check(RELAY, FP_A);
+  await mine.save();
+  const both = (await PinStore.open(path)).list().map((p) => p.relay);
+  assert.deepEqual(both, ['other.example.com:4433', RELAY_KEY]);
+
+  // A match updates lastSeen on disk; forgetting removes only that pin.
+  const later = await PinStore.open(path, { now: () => new Date(Date.UTC(2026, 0, 1)) });
+  assert.equal(later.check(RELAY, FP_A), 'match');
+  await later.save();
+  assert.equal((await PinStore.open(path)).lookup(RELAY)?.lastSeen, '2026-01-01T00:00:00.000Z');
+  theirs.forget('other.example.com:4433');
+  await theirs.save();
+  assert.deepEqual((await PinStore.open(path)).list().map((p) => p.relay), [RELAY_KEY]);
+
+  const idle = await PinStore.open(pinPath());
+  await idle.save();
+  assert.equal(existsSync(idle.path), false, 'an unchanged empty store writes no file');
 });
