@@ -7,7 +7,7 @@ import { createSocket, type Socket } from 'node:dgram';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { makeHome, parseJsonDocument, runCli, type CliHome, type CliResult } from '../helpers/cli.js';
+import { makeHome, parseJsonDocument, runCli, runCliIsolated, type CliHome, type CliResult } from '../helpers/cli.js';
 
 /** One JSON error document with this status and error name, and nothing that looks like a stack. */
 function assertErrorDocument(r: CliResult, status: number, name: string): { message: string; suggestions: string[] } {
@@ -78,7 +78,8 @@ describe('bad input to the commands that dial or read files', () => {
   });
 
   test('a relay name that does not resolve says so', async () => {
-    const doc = assertErrorDocument(await runCli(['echo-test', 'no-such-relay.invalid:4433', '--duration', '1', '--json'], home), 4, 'NetworkError');
+    // In a namespace of its own: the lookup must not leave the machine.
+    const doc = assertErrorDocument(await runCliIsolated(['echo-test', 'no-such-relay.invalid:4433', '--duration', '1', '--json'], home), 4, 'NetworkError');
     assert.match(doc.message, /cannot connect to no-such-relay\.invalid:4433: the name no-such-relay\.invalid does not resolve/);
   });
 

@@ -62,6 +62,34 @@ export function runCli(args: string[], home: CliHome, timeoutMs = 60_000): Promi
   });
 }
 
+/**
+ * runCli() in a network namespace of its own with only a loopback interface (`unshare
+ * --net`; tests run as root). For what must not leave the machine: a name lookup asks the
+ * system's resolver, which is elsewhere; in here the query cannot go out, so a name that
+ * does not resolve is met without a packet leaving.
+ */
+export function runCliIsolated(args: string[], home: CliHome, timeoutMs = 60_000): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('unshare', ['--net', '--', 'sh', '-c', 'ip link set lo up && exec "$@"', 'sh', process.execPath, BIN, ...args], {
+      env: home.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`wzp ${args.join(' ')} (isolated) did not finish in ${timeoutMs} ms\nstderr: ${stderr}`));
+    }, timeoutMs);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
 /** Parse stdout as exactly one JSON document (throws with the output if it is not). */
 export function parseJsonDocument(r: CliResult): Record<string, unknown> & { status: number } {
   try {
