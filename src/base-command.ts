@@ -13,7 +13,7 @@
 import { Command } from '@oclif/core/command';
 import * as Flags from '@oclif/core/flags';
 import type * as Interfaces from '@oclif/core/interfaces';
-import { hostname } from 'node:os';
+import { hostname, release } from 'node:os';
 import chalk from 'chalk';
 import { CheckFailedError, ExitCode, isWzpError } from '../core/errors.js';
 import type { Registries } from '../core/registry.js';
@@ -140,7 +140,7 @@ export abstract class WzpCommand<T extends object> extends Command {
       schemaVersion,
       wzpVersion: this.config.version,
       generatedAt: new Date().toISOString(),
-      host: { hostname: hostname(), platform: process.platform, arch: process.arch, node: process.version },
+      host: { hostname: hostname(), platform: process.platform, osRelease: release(), arch: process.arch, node: process.version },
       flags: Object.fromEntries(
         Object.entries({ ...args, ...flags }).map(([name, value]) => [name, SECRET_FLAGS.has(name) && value !== undefined ? '(redacted)' : value]),
       ),
@@ -239,6 +239,16 @@ export function jsonRequested(argv: readonly string[]): boolean {
   return (end === -1 ? argv : argv.slice(0, end)).includes('--json');
 }
 
+/**
+ * oclif rewrites the message of an error thrown by a flag's own parser to "Parsing --flag \n\t<our
+ * message>\nSee more help with --help": ours already names the flag and its value, so it stands
+ * alone.
+ */
+function flagParseMessage(message: string): string {
+  const m = /^Parsing --\S+ \n\t([\s\S]*?)\nSee more help with --help$/.exec(message);
+  return m ? m[1] : message;
+}
+
 /** A result that Ctrl-C cut short: it holds what was measured so far (docs/exit-codes.md). */
 function isInterrupted(result: unknown): boolean {
   return typeof result === 'object' && result !== null && (result as { interrupted?: unknown }).interrupted === true;
@@ -247,7 +257,8 @@ function isInterrupted(result: unknown): boolean {
 /** Map any thrown value to the error document and exit status (docs/exit-codes.md). */
 export function describeError(err: unknown): ErrorDocument {
   if (isWzpError(err)) {
-    const doc: ErrorDocument = { status: err.code, name: err.name, message: err.message, suggestions: [...err.suggestions] };
+    // (oclif rewrites the message of an error a flag's own parser threw: see flagParseMessage.)
+    const doc: ErrorDocument = { status: err.code, name: err.name, message: flagParseMessage(err.message), suggestions: [...err.suggestions] };
     if (err instanceof CheckFailedError) doc.result = err.result;
     return doc;
   }
@@ -258,7 +269,7 @@ export function describeError(err: unknown): ErrorDocument {
     return {
       status,
       name: status === ExitCode.USAGE ? 'UsageError' : e.name,
-      message: e.message,
+      message: flagParseMessage(e.message),
       suggestions: e.suggestions ?? [],
     };
   }

@@ -1,6 +1,7 @@
 /**
- * Flags shared by the commands that connect to a relay (echo-test, call, record), beside the
- * ones base-command.ts defines.
+ * Flags shared by several commands beside the ones base-command.ts defines: `--timeout` in
+ * seconds everywhere (echo-test, call, record for connecting; reflect, predict-ports and
+ * netcheck for their probes).
  */
 import * as Flags from '@oclif/core/flags';
 import { UsageError } from '../core/errors.js';
@@ -8,20 +9,33 @@ import { QUIC_DEFAULTS } from '../core/transport/quic.js';
 import { MAX_CONNECT_TIMEOUT_S, parseTimeoutSeconds } from './services/relay-connect.js';
 
 /**
- * `--timeout SECONDS`: how long to wait for the relay's handshake and hello. The value stays in
- * seconds (as the user gave it, and as reports list the flags): commands pass
- * `timeoutMs(flags.timeout)` on.
+ * A `--timeout SECONDS` flag (every wzp command's timeout is in seconds, fractions allowed).
+ * The value stays in seconds (as the user gave it, and as reports list the flags): commands
+ * pass `timeoutMs(flags.timeout)` on.
  */
-export const timeoutFlag = Flags.custom<number>({
+export function secondsFlag(opts: { summary: string; default: number; min?: number; max?: number }) {
+  const min = opts.min ?? 0;
+  const max = opts.max ?? MAX_CONNECT_TIMEOUT_S;
+  return Flags.custom<number>({
+    summary: opts.summary,
+    helpValue: 'SECONDS',
+    default: opts.default,
+    parse: async (input: string) => {
+      const ms = parseTimeoutSeconds(input);
+      const seconds = ms === undefined ? undefined : ms / 1000;
+      if (seconds === undefined || seconds < min || seconds > max) {
+        throw new UsageError(`--timeout ${input}: give a number of seconds${min > 0 ? ` from ${min}` : ' above 0'} up to ${max}`);
+      }
+      return seconds;
+    },
+  })();
+}
+
+/** `--timeout SECONDS`: how long to wait for the relay's handshake and hello. */
+export const timeoutFlag = secondsFlag({
   summary: `Seconds to wait for the relay to answer when connecting (fractions allowed, up to ${MAX_CONNECT_TIMEOUT_S}).`,
-  helpValue: 'SECONDS',
   default: QUIC_DEFAULTS.connectTimeoutMs / 1000,
-  parse: async (input: string) => {
-    const ms = parseTimeoutSeconds(input);
-    if (ms === undefined) throw new UsageError(`--timeout ${input}: give a number of seconds above 0 and at most ${MAX_CONNECT_TIMEOUT_S}`);
-    return ms / 1000;
-  },
-})();
+});
 
 /** `--timeout`'s seconds as the milliseconds the connection takes. */
 export function timeoutMs(seconds: number): number {

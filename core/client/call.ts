@@ -414,7 +414,11 @@ class Call {
         this.started = performance.now();
       });
     } catch (err) {
+      // The call never started: what it was given to run is released as at a hang-up.
       this.sender?.close();
+      this.opts.noiseSuppressor?.close();
+      await this.opts.sink?.close();
+      await this.opts.source.close?.();
       throw err;
     }
     const setupMs = this.started - t0;

@@ -13,6 +13,8 @@ import { request, requestNoReply, serveSignals, type KnownSignal, type RequestOp
 import { RELAY_CLOSE_REFUSED, type MemberAnnouncementEntry, type RoomParticipant } from '../wire/signal.js';
 
 export const CLIENT_PROTOCOL_VERSION = 1;
+/** Pushes kept for a listener not set yet; more are dropped and counted (droppedPushes). */
+const MAX_EARLY_PUSHES = 256;
 
 export interface RelaySessionOptions {
   relay: HostPort;
@@ -244,7 +246,9 @@ export class RelaySession {
 
   private deliverPush(msg: KnownSignal): void {
     if (this.pushListener) this.pushListener(msg);
-    else this.earlyPushes.push(msg);
+    // Bounded: a relay may push to a session that never listens (echo-test, reflect).
+    else if (this.earlyPushes.length < MAX_EARLY_PUSHES) this.earlyPushes.push(msg);
+    else this.droppedPushes++;
   }
 
   /**

@@ -58,7 +58,6 @@ import {
   formatEndpoint,
   readStunMessage,
   sameEndpoint,
-  stunAddressValueBytes,
   stunAttributeBytes,
 } from './stun.js';
 

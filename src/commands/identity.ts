@@ -1,4 +1,5 @@
 import { Flags } from '@oclif/core';
+import { UsageError } from '../../core/errors.js';
 import { WzpCommand } from '../base-command.js';
 import { identityFile } from '../services/paths.js';
 import { restoreIdentityFromWords, showIdentity, type IdentityReport } from '../services/identity.js';
@@ -23,8 +24,19 @@ export default class IdentityCommand extends WzpCommand<IdentityReport> {
     force: Flags.boolean({ summary: 'With --restore: replace an identity file that holds another identity.', dependsOn: ['restore'] }),
   };
 
+  /** Extra arguments are refused here, not by oclif, whose error would repeat them: they may be the words. */
+  static override strict = false;
+
   public async run(): Promise<IdentityReport> {
-    const { flags } = await this.parse(IdentityCommand);
+    const { flags, argv } = await this.parse(IdentityCommand);
+    if (argv.length > 0) {
+      throw new UsageError(`wzp identity takes no arguments (${argv.length} given, not repeated here in case they are recovery words)`, {
+        suggestions: [
+          'to restore an identity: wzp identity --restore, then type the words (or --words-file FILE)',
+          'if you typed your recovery words on the command line, remove them from your shell history',
+        ],
+      });
+    }
     const path = flags.identity ?? identityFile(this.configDir(flags));
     if (flags.restore) {
       return restoreIdentityFromWords({

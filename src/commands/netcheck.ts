@@ -3,6 +3,7 @@ import { Listr, ListrLogger, ProcessOutput } from 'listr2';
 import { type CheckStatus, type NetcheckCheckId, type NetcheckEvent, describeAllocation } from '../../core/nat/netcheck.js';
 import { WzpCommand } from '../base-command.js';
 import { netcheck, type NetcheckReport } from '../services/netcheck.js';
+import { secondsFlag, timeoutMs } from '../connect-flags.js';
 
 const FAMILY_LABEL = { ipv4: 'IPv4', ipv6: 'IPv6' } as const;
 
@@ -24,7 +25,7 @@ Relays answer STUN on their port, so --relay alone is enough: a relay gives the 
     gateway: Flags.string({ summary: 'Gateway IPv4 address for the port-mapping probe (default: the default route\'s).' }),
     'port-mapping': Flags.boolean({ summary: 'Probe PCP, NAT-PMP and UPnP on the gateway.', default: true, allowNo: true }),
     count: Flags.integer({ summary: 'How many next external ports to predict.', default: 3, min: 1, max: 64 }),
-    timeout: Flags.integer({ summary: 'Hard limit on the whole check, in ms.', default: 3000, min: 500, max: 60_000 }),
+    timeout: secondsFlag({ summary: 'Hard limit on the whole check, in seconds.', default: 3, min: 0.5, max: 60 }),
     'binding-lifetime': Flags.integer({
       summary: 'Also measure how long the NAT keeps an idle mapping, for at most this many seconds (adds to --timeout).',
       min: 1,
@@ -42,7 +43,7 @@ Relays answer STUN on their port, so --relay alone is enough: a relay gives the 
         gateway: flags.gateway,
         portMapping: flags['port-mapping'],
         predictCount: flags.count,
-        deadlineMs: flags.timeout,
+        deadlineMs: timeoutMs(flags.timeout),
         bindingLifetimeMaxMs: flags['binding-lifetime'] === undefined ? undefined : flags['binding-lifetime'] * 1000,
         configDir: this.configDir(flags),
         meta: (schemaVersion) => this.reportMeta(schemaVersion, flags),

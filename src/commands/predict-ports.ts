@@ -2,6 +2,7 @@ import { Flags } from '@oclif/core';
 import { describeAllocation } from '../../core/nat/netcheck.js';
 import { WzpCommand } from '../base-command.js';
 import { predictPortsReport, type PredictPortsReport } from '../services/predict-ports.js';
+import { secondsFlag, timeoutMs } from '../connect-flags.js';
 
 export default class PredictPorts extends WzpCommand<PredictPortsReport> {
   static override summary = 'Learn how the NAT allocates external ports and predict the next ones.';
@@ -17,7 +18,7 @@ Without --stun and --relay the STUN servers and relays in netcheck.json in the c
     stun: Flags.string({ summary: 'STUN server HOST:PORT (repeatable, or comma-separated).', multiple: true, delimiter: ',' }),
     relay: Flags.string({ summary: 'Relay HOST:PORT, asked as a STUN server (repeatable, or comma-separated).', multiple: true, delimiter: ',' }),
     count: Flags.integer({ summary: 'How many next ports to predict.', default: 3, min: 1, max: 1024 }),
-    timeout: Flags.integer({ summary: 'Milliseconds to wait for each answer.', default: 1000, min: 50, max: 30_000 }),
+    timeout: secondsFlag({ summary: 'Seconds to wait for each answer.', default: 1, min: 0.05, max: 30 }),
   };
 
   public async run(): Promise<PredictPortsReport> {
@@ -27,7 +28,7 @@ Without --stun and --relay the STUN servers and relays in netcheck.json in the c
       relays: flags.relay,
       configDir: this.configDir(flags),
       count: flags.count,
-      probeTimeoutMs: flags.timeout,
+      probeTimeoutMs: timeoutMs(flags.timeout),
       signal: this.abortSignal,
     });
   }

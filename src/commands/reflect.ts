@@ -1,6 +1,7 @@
 import { Args, Flags } from '@oclif/core';
 import { WzpCommand } from '../base-command.js';
 import { reflect, type ReflectReport } from '../services/reflect.js';
+import { secondsFlag, timeoutMs } from '../connect-flags.js';
 
 const MAPPING_TEXT: Record<ReflectReport['mapping'], string> = {
   'endpoint-independent': 'endpoint-independent: every server saw the same address (a cone NAT)',
@@ -28,7 +29,7 @@ With no RELAY and no --stun, the servers in netcheck.json in the config director
   static override flags = {
     stun: Flags.string({ summary: 'STUN server HOST:PORT to ask as well (repeatable, or comma-separated).', multiple: true, delimiter: ',' }),
     'relay-fingerprint': Flags.string({ summary: 'Trust only this certificate fingerprint for the one RELAY given (overrides the stored pin).' }),
-    timeout: Flags.integer({ summary: 'Milliseconds to wait for each server.', default: 3000, min: 100 }),
+    timeout: secondsFlag({ summary: 'Seconds to wait for each server.', default: 3, min: 0.1, max: 60 }),
   };
 
   public async run(): Promise<ReflectReport> {
@@ -38,7 +39,7 @@ With no RELAY and no --stun, the servers in netcheck.json in the config director
       stun: flags.stun ?? [],
       configDir: this.configDir(flags),
       relayFingerprint: flags['relay-fingerprint'],
-      timeoutMs: flags.timeout,
+      timeoutMs: timeoutMs(flags.timeout),
       signal: this.abortSignal,
     });
     for (const o of report.observations) {

@@ -119,7 +119,8 @@ export async function netcheck(req: NetcheckRequest): Promise<NetcheckReport> {
     onProgress: req.onProgress,
     relays,
   });
-  if (trusts.some((t) => t !== 'match')) await pins.save();
+  // Always: the pins' lastSeen moved (save() writes only what changed, over what is on disk).
+  if (trusts.length > 0) await pins.save();
 
   return {
     meta: req.meta(NETCHECK_SCHEMA_VERSION),

@@ -251,15 +251,22 @@ export async function readMappingArgument(value: string): Promise<string> {
     return Buffer.concat(chunks).toString('utf8');
   }
   if (!value.startsWith('@')) return value;
+  const path = value.slice(1);
+  const suggestions = ['give the file `wzp portmap add --json` wrote (--mapping @FILE), the JSON itself, or - to read it from stdin'];
+  let text: string;
   try {
-    return await readFile(value.slice(1), 'utf8');
+    text = await readFile(path, 'utf8');
   } catch (err) {
     // A local file that is missing or unreadable: ConfigError (exit 3, docs/exit-codes.md).
-    throw new ConfigError(`cannot read ${value.slice(1)}: ${errorMessage(err)}`, {
-      cause: err,
-      suggestions: ['give the file `wzp portmap add --json` wrote (--mapping @FILE), the JSON itself, or - to read it from stdin'],
-    });
+    throw new ConfigError(`cannot read ${path}: ${errorMessage(err)}`, { cause: err, suggestions });
   }
+  try {
+    parseMappingJson(text);
+  } catch (err) {
+    // A local file that is not a mapping is a corrupt file (exit 3), not a bad command line.
+    throw new ConfigError(`${path} does not hold a port mapping: ${errorMessage(err)}`, { cause: err, suggestions });
+  }
+  return text;
 }
 
 /** A mapping from `add --json` output: the whole document, its result, or the mapping itself. */

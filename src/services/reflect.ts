@@ -69,7 +69,8 @@ export async function reflect(req: ReflectRequest): Promise<ReflectReport> {
       },
     })),
   });
-  if (trusts.some((t) => t !== 'match')) await pins.save();
+  // Always: the pins' lastSeen moved (save() writes only what changed, over what is on disk).
+  if (trusts.length > 0) await pins.save();
   const first = result.observations.find((o) => o.observedAddress !== undefined);
   // reflectFromOneSocket rejects when nothing answered, so there is a first answer.
   if (!first?.observedAddress) throw new InternalError('reflect resolved without any answer');

@@ -8,7 +8,8 @@ export interface ReportMeta {
   schemaVersion: number;
   wzpVersion: string;
   generatedAt: string;
-  host: { hostname: string; platform: string; arch: string; node: string };
+  /** osRelease: the kernel or OS release (os.release()). */
+  host: { hostname: string; platform: string; osRelease: string; arch: string; node: string };
   /** The flags and arguments the command ran with. */
   flags: Record<string, unknown>;
 }

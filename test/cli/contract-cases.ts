@@ -55,7 +55,7 @@ export interface CommandContract {
 }
 
 const RELAY = ['--relay-fingerprint', '{fp}'];
-const SHORT = ['--timeout', '1000'];
+const SHORT = ['--timeout', '1'];
 
 export const CONTRACTS: Record<string, CommandContract> = {
   call: {
@@ -116,7 +116,7 @@ export const CONTRACTS: Record<string, CommandContract> = {
   },
   reflect: {
     success: [['{relay}', ...RELAY]],
-    addresses: [{ args: ['{addr}'], unreachable: ['--timeout', '800'] }],
+    addresses: [{ args: ['{addr}'], unreachable: ['--timeout', '0.8'] }],
   },
   relay: {
     success: [['--listen', '127.0.0.1:0']],

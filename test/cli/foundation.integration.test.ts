@@ -182,7 +182,7 @@ describe('a relay in its own process', () => {
   });
 
   test('an unreachable relay is a network error (exit 4)', async () => {
-    const r = await runCli(['reflect', '127.0.0.1:9', '--json', '--timeout', '800'], clientHome);
+    const r = await runCli(['reflect', '127.0.0.1:9', '--json', '--timeout', '0.8'], clientHome);
     const doc = parseJsonDocument(r);
     assert.equal(r.code, 4, r.stderr);
     assert.equal(doc.name, 'NetworkError');

@@ -78,5 +78,10 @@ describe('wzp identity --restore', () => {
 
     const argv = await runCli(['identity', '--restore', ...WORDS.split(' '), '--json'], home);
     assert.equal(argv.code, 2, argv.stderr);
+    // Nor does the refusal repeat words given on the command line (oclif's own error did).
+    assert.doesNotMatch(argv.stdout + argv.stderr, /abandon/, 'the words are not repeated');
+    const human = await runCli(['identity', '--restore', ...WORDS.split(' ')], home);
+    assert.equal(human.code, 2);
+    assert.doesNotMatch(human.stdout + human.stderr, /abandon/, 'the words are not repeated');
   });
 });

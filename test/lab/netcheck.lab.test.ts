@@ -144,7 +144,7 @@ describe('NAT lab: wzp netcheck, predict-ports and reflect from a client namespa
 
         if (topology === 'port-restricted') {
           const fallback = jsonResult<ReflectReport>(
-            await wzpIn(client, ['reflect', `${LAB_NET.stunPrimary}:${RELAY_PORT + 1}`, '--stun', stun[0], '--timeout', '500', '--json', ...config], home),
+            await wzpIn(client, ['reflect', `${LAB_NET.stunPrimary}:${RELAY_PORT + 1}`, '--stun', stun[0], '--timeout', '0.5', '--json', ...config], home),
             'reflect with a dead relay',
           );
           assert.equal(fallback.observations[0].error?.name, 'NetworkError', 'nothing listens on the relay port');

@@ -57,7 +57,7 @@ describe('Ctrl-C keeps what was measured', () => {
   };
 
   it('reflect --json: the answers already received, status 130', async () => {
-    const args = ['reflect', '--json', '--stun', `127.0.0.1:${stun.primary.port},127.0.0.2:${silent.primary.port}`, '--timeout', '20000'];
+    const args = ['reflect', '--json', '--stun', `127.0.0.1:${stun.primary.port},127.0.0.2:${silent.primary.port}`, '--timeout', '20'];
     const r = await interrupted(args, home, waiting());
     assert.equal(r.code, 130, r.stderr);
     const doc = parseJsonDocument(r);
@@ -70,7 +70,7 @@ describe('Ctrl-C keeps what was measured', () => {
   });
 
   it('reflect (human): prints the answers and says it was interrupted, exit 130', async () => {
-    const args = ['reflect', '--stun', `127.0.0.1:${stun.primary.port},127.0.0.2:${silent.primary.port}`, '--timeout', '20000'];
+    const args = ['reflect', '--stun', `127.0.0.1:${stun.primary.port},127.0.0.2:${silent.primary.port}`, '--timeout', '20'];
     const r = await interrupted(args, home, waiting());
     assert.equal(r.code, 130, r.stderr);
     assert.match(r.stdout, /^127\.0\.0\.1:\d+$/m);
@@ -79,7 +79,7 @@ describe('Ctrl-C keeps what was measured', () => {
 
   it('predict-ports --json: the endpoints probed so far, status 130', async () => {
     // The RFC 5780 server's four endpoints answer; then the silent one is waited for.
-    const args = ['predict-ports', '--json', '--stun', `127.0.0.1:${stun.primary.port},127.0.0.2:${silent.primary.port}`, '--timeout', '20000'];
+    const args = ['predict-ports', '--json', '--stun', `127.0.0.1:${stun.primary.port},127.0.0.2:${silent.primary.port}`, '--timeout', '20'];
     const r = await interrupted(args, home, waiting());
     assert.equal(r.code, 130, r.stderr);
     const doc = parseJsonDocument(r);
@@ -92,7 +92,7 @@ describe('Ctrl-C keeps what was measured', () => {
 
   it('netcheck --json: the checks that finished, the rest failed or skipped, status 130', async () => {
     // --binding-lifetime keeps the behaviour check busy for seconds after its first answers.
-    const args = ['netcheck', '--json', '--no-port-mapping', '--stun', `127.0.0.1:${stun.primary.port}`, '--binding-lifetime', '30', '--timeout', '5000'];
+    const args = ['netcheck', '--json', '--no-port-mapping', '--stun', `127.0.0.1:${stun.primary.port}`, '--binding-lifetime', '30', '--timeout', '5'];
     const before = stun.requests.length;
     const r = await interrupted(args, home, () => stun.requests.length >= before + 15);
     assert.equal(r.code, 130, r.stderr);
