@@ -2,7 +2,7 @@ import { Flags } from '@oclif/core';
 import { WzpCommand, type ReportMeta } from '../base-command.js';
 import { checkOutputFile, writeFileAtomic } from '../services/output-files.js';
 import { sweepPlot } from '../services/sweep-plot.js';
-import { numberList, sweep, type SweepReport } from '../services/sweep.js';
+import { numberList, sweep, SWEEP_SCHEMA_VERSION, type SweepReport } from '../services/sweep.js';
 
 const words = (s: string) =>
   s
@@ -73,9 +73,9 @@ export default class Sweep extends WzpCommand<SweepResultDoc> {
     if (this.interactive) process.stderr.write(`\r\x1b[Kswept ${report.results.length} scenarios in ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
     if (flags.plot && report.results.length > 0) {
       await writeFileAtomic(flags.plot, sweepPlot(report.results), 'the chart');
-      return { ...report, plot: flags.plot, meta: this.reportMeta(report.schemaVersion, flags) };
+      return { ...report, plot: flags.plot, meta: this.reportMeta(SWEEP_SCHEMA_VERSION, flags) };
     }
-    return { ...report, meta: this.reportMeta(report.schemaVersion, flags) };
+    return { ...report, meta: this.reportMeta(SWEEP_SCHEMA_VERSION, flags) };
   }
 
   protected renderHuman(r: SweepReport & { plot?: string }): string {

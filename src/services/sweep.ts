@@ -15,7 +15,8 @@ import { readWavFile } from '../../core/media/wav.js';
 import { LOSS_PRESETS, type LossModel, type LossPresetName } from '../../core/net/impairment.js';
 import type { Registries } from '../../core/registry.js';
 
-export const SWEEP_SCHEMA_VERSION = 1;
+/** 2: the duplicate top-level schemaVersion is gone (it is meta.schemaVersion, as in every report). */
+export const SWEEP_SCHEMA_VERSION = 2;
 
 export interface SweepRequest {
   lossPct: number[];
@@ -53,7 +54,6 @@ export interface TargetCheck {
 }
 
 export interface SweepReport {
-  schemaVersion: number;
   material: { source: string; durationMs: number };
   seed: number;
   delayMs: number;
@@ -107,7 +107,6 @@ export async function sweep(req: SweepRequest): Promise<SweepReport> {
     await new Promise((r) => setImmediate(r));
   }
   return {
-    schemaVersion: SWEEP_SCHEMA_VERSION,
     material: { source: label, durationMs: Math.round((source.length / PIPELINE_SAMPLE_RATE) * 1000) },
     seed: req.seed,
     delayMs: req.delayMs,

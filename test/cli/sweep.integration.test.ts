@@ -19,7 +19,8 @@ describe('wzp sweep', () => {
     assert.equal(r.code, 0, r.stderr);
     const doc = parseJsonDocument(r).result as any;
     assert.equal(doc.interrupted, false);
-    assert.equal(doc.meta.schemaVersion, 1);
+    assert.equal(doc.meta.schemaVersion, 2);
+    assert.equal(doc.schemaVersion, undefined, 'one schemaVersion, in meta');
     const targets = doc.targets as { tier: string; condition: string; met: boolean; actual: string }[];
     assert.deepEqual(
       targets.map((t) => `${t.tier} ${t.condition}`).sort(),
