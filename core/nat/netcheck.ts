@@ -535,6 +535,31 @@ class Run {
     const rfc5780 = family?.servers.find((s) => s.answered && s.otherAddress !== undefined);
     if (!main || !family) return skip('no STUN server or relay answered STUN');
     if (!rfc5780) {
+      const answered = family.servers.find((s) => s.answered);
+      // (natDetected is settled only in finish(): compare here.)
+      const noNat = family.natDetected === false || (answered?.mappedAddress !== undefined && answered.mappedAddress === family.localAddress);
+      if (noNat) {
+        // Every server saw this host's own address and port: nothing translates it, so the
+        // mapping is the same toward every destination. Filtering still needs RFC 5780 (a host
+        // or network firewall may filter without any NAT).
+        const reason =
+          'filtering not measured: no server supports RFC 5780 (none sent OTHER-ADDRESS); a relay started with --stun-alternate, or coturn with two -L, measures it';
+        this.done('behaviour', 'ok', 'no NAT: mapping endpoint-independent (no translation), filtering unknown');
+        return {
+          status: 'ok',
+          family: main.family,
+          ...(answered ? { server: answered.server } : {}),
+          mapping: 'endpoint-independent',
+          filtering: 'unknown',
+          hairpinning: 'unknown',
+          natDetected: false,
+          ...(answered?.mappedAddress !== undefined ? { mappedAddress: answered.mappedAddress } : {}),
+          ...(family.localAddress !== undefined ? { localAddress: family.localAddress } : {}),
+          notes: ["no NAT: the servers saw this host's own address and port, so every destination sees the same mapping"],
+          durationMs: 0,
+          reason,
+        };
+      }
       return skip('no server supports RFC 5780 (none sent OTHER-ADDRESS): configure one with two addresses, e.g. a relay started with --stun-alternate, or coturn with two -L');
     }
     try {

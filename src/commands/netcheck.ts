@@ -76,7 +76,7 @@ Relays answer STUN on their port, so --relay alone is enough: a relay gives the 
       b.status !== 'ok'
         ? `NAT       ${b.status}: ${b.reason ?? b.error?.message ?? ''}`
         : b.natDetected === false
-          ? `NAT       none: ${b.server} saw our own address; filtering (by a firewall) ${b.filtering}`
+          ? `NAT       none: ${b.server ?? "the servers"} saw our own address; filtering (by a firewall) ${b.filtering}`
           : `NAT       mapping ${b.mapping}, filtering ${b.filtering}, hairpinning ${b.hairpinning} (against ${b.server})`,
     );
     const a = r.allocation;

@@ -50,13 +50,16 @@ describe('netcheck, reflect and predict-ports against a wzp relay alone', () => 
     assert.equal(report.verdict.kind, 'no-nat');
   });
 
-  it('a relay with one address: the reflexive address, and behaviour skipped saying what would measure it', async () => {
+  it('a relay with one address (no NAT between): the reflexive address, mapping endpoint-independent, filtering unmeasured saying what would measure it', async () => {
     const r = await runCli(['netcheck', '--json', '--no-port-mapping', '--relay', plain.address], home);
     assert.equal(r.code, 0, r.stderr);
     const report = parseJsonDocument(r).result as NetcheckReport;
     assert.match(report.ipv4.reflexiveAddress ?? '', /^127\.0\.0\.1:\d+$/);
     assert.equal(report.ipv4.servers[0].answered, true, 'the plain relay answered STUN');
-    assert.equal(report.behaviour.status, 'skipped');
+    assert.equal(report.behaviour.status, 'ok', 'no translation: the mapping is known without RFC 5780');
+    assert.equal(report.behaviour.mapping, 'endpoint-independent');
+    assert.equal(report.behaviour.natDetected, false);
+    assert.equal(report.behaviour.filtering, 'unknown');
     assert.match(report.behaviour.reason ?? '', /--stun-alternate/);
     assert.equal(report.ipv4.acrossServers?.mapping, 'unknown', "two answers from one relay address compare nothing");
     assert.equal(report.verdict.kind, 'no-nat', 'the reflexive address is our own');
