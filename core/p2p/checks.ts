@@ -211,6 +211,8 @@ export interface PathCheckerStats {
   extraSent: number;
   nominationsSent: number;
   keepalivesSent: number;
+  /** Checks on succeeded pairs before any selection (one per keepalive interval). */
+  warmSent: number;
   responsesSent: number;
   requestsReceived: number;
   responsesReceived: number;
@@ -233,7 +235,7 @@ export interface PathCheckerStats {
 export interface SendRecord {
   readonly at: number;
   readonly to: string;
-  readonly kind: 'check' | 'prime' | 'triggered' | 'extra' | 'nominate' | 'keepalive' | 'response';
+  readonly kind: TransactionKind | 'response';
   readonly ttl?: number;
 }
 
@@ -267,7 +269,7 @@ interface Pair {
   triggeredQueued: boolean;
 }
 
-type TransactionKind = 'check' | 'prime' | 'triggered' | 'extra' | 'nominate' | 'keepalive';
+type TransactionKind = 'check' | 'prime' | 'triggered' | 'extra' | 'nominate' | 'keepalive' | 'warm';
 
 interface Transaction {
   readonly pair: Pair;
@@ -328,6 +330,7 @@ export class PathChecker {
     extraSent: 0,
     nominationsSent: 0,
     keepalivesSent: 0,
+    warmSent: 0,
     responsesSent: 0,
     requestsReceived: 0,
     responsesReceived: 0,
@@ -782,6 +785,9 @@ export class PathChecker {
     if (pair.state !== 'succeeded') {
       pair.state = 'succeeded';
       pair.succeededAt = now;
+      pair.nominationFailed = false;
+      // Until a pair is selected, a succeeded pair is checked every keepalive interval (see #sendOne).
+      pair.nextDueAt = now + this.#o.keepaliveIntervalMs;
       delete pair.failReason;
       delete pair.failedAt;
       pair.priority = this.#pairPriorityOf(pair);
@@ -1050,7 +1056,18 @@ export class PathChecker {
       this.#sendRequest(this.#nominated, 'keepalive');
       return;
     }
-    // 4. Ordinary checks: the highest-priority pair that is due.
+    // 4. Until a pair is selected, succeeded pairs stay warm: a check every keepalive interval
+    //    (within the round's deadline). If the peer's answers to our checks were lost, its pair
+    //    failed while ours succeeded; these requests trigger its checks again (and keep NAT
+    //    state alive while the controlling side decides).
+    const warm = this.#nextWarm(now);
+    if (warm !== undefined) {
+      warm.nextDueAt = now + this.#o.keepaliveIntervalMs;
+      this.stats.warmSent++;
+      this.#sendRequest(warm, 'warm');
+      return;
+    }
+    // 5. Ordinary checks: the highest-priority pair that is due.
     if (!this.#checking() || !this.#budgetLeft()) return;
     let next: Pair | undefined;
     for (const pair of this.#pairs.values()) {
@@ -1072,6 +1089,17 @@ export class PathChecker {
     next.lastRtoMs = this.#rtoAfter(next.roundAttempts);
     next.nextDueAt = now + next.lastRtoMs;
     this.#sendRequest(next, 'check');
+  }
+
+  /** A succeeded pair due for a warming check (before any selection), the best first. */
+  #nextWarm(now: number): Pair | undefined {
+    if (!this.#checking()) return undefined;
+    let next: Pair | undefined;
+    for (const pair of this.#pairs.values()) {
+      if (pair.state !== 'succeeded' || pair.nextDueAt > now || this.#nomination?.pair === pair || now >= pair.activeSince + this.#o.maxDurationMs) continue;
+      if (next === undefined || pair.priority > next.priority) next = pair;
+    }
+    return next;
   }
 
   #maybeFail(now: number): void {
@@ -1098,6 +1126,9 @@ export class PathChecker {
     }
     if (this.#checking()) {
       for (const pair of this.#pairs.values()) {
+        if (pair.state === 'succeeded' && this.#nomination?.pair !== pair && pair.nextDueAt < pair.activeSince + this.#o.maxDurationMs) {
+          sendAt = Math.min(sendAt, pair.nextDueAt);
+        }
         if ((pair.state !== 'waiting' && pair.state !== 'in-progress') || pair.triggeredQueued) continue;
         // A due check waits for its slot; an exhausted pair's give-up time does not; the round's deadline.
         if (pair.state === 'in-progress' && pair.roundAttempts >= this.#o.maxAttemptsPerPair) otherAt = Math.min(otherAt, pair.nextDueAt);
