@@ -514,9 +514,10 @@ export async function createMappedCandidate(mapper: CallPortMapper, options: Map
     { signal: options.signal },
   );
   const endpoint = usableEndpoint({ address: mapping.externalAddress, port: mapping.externalPort }, 'mapped');
-  if (endpoint === undefined) {
-    // The gateway answered with something no peer can use (e.g. a private external address
-    // behind a second NAT): delete it at once rather than hold a useless mapping.
+  if (endpoint === undefined || !['public', 'global'].includes(addressScope(endpoint.address))) {
+    // The gateway answered with something no peer can use: a private or CGNAT "external"
+    // address means a second NAT upstream (a home router behind a carrier's NAT). Delete it at
+    // once rather than hold a useless mapping.
     await mapper.delete(mapping).catch(() => undefined);
     throw new UsageError(`the gateway mapped port ${options.port} to an unusable address ${mapping.externalAddress}:${mapping.externalPort}`);
   }
