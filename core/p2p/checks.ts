@@ -84,9 +84,13 @@ export const realTimers: CheckTimers = {
 };
 
 /**
- * Sends one datagram from the shared socket. `ttl` is set only for priming packets: the
- * sender sets the socket's TTL for this packet and restores it after. It may throw; the
- * checker counts that as a send error.
+ * Sends one datagram from the shared socket. It may throw; the checker counts that as a send
+ * error. `ttl` is given only for priming packets. Node's dgram has no per-packet TTL: set the
+ * socket's TTL (setTTL; on a udp6 socket it sets the unicast hop limit), send, and restore
+ * the default in send()'s callback, not right after send() returns: dgram resolves even an IP
+ * literal asynchronously, so a TTL restored synchronously is back before the packet leaves.
+ * Other packets sent from the socket in that window also leave with the low TTL (QUIC
+ * retransmits them; the window is one event-loop turn).
  */
 export type CheckSend = (bytes: Uint8Array, address: string, port: number, ttl?: number) => void;
 
@@ -230,6 +234,15 @@ export interface PathCheckerStats {
     sendErrors: number;
     listenerErrors: number;
   };
+}
+
+export interface PathCheckReport {
+  readonly role: CheckRole;
+  readonly selected?: PairReport;
+  readonly stale: boolean;
+  readonly localPeerReflexive: readonly Endpoint[];
+  readonly pairs: readonly PairReport[];
+  readonly stats: PathCheckerStats;
 }
 
 export interface SendRecord {
@@ -468,7 +481,9 @@ export class PathChecker {
    * Adds remote candidates (the offer/answer's, later candidate updates, or predicted ones).
    * Each is validated; invalid ones, our own addresses, unsendable families and any beyond
    * `maxRemoteCandidates` are refused and counted. Returns how many pairs were added or
-   * upgraded.
+   * upgraded. Before a pair is selected new pairs join the checks at once; after it, they
+   * wait for restart() (a candidate update that matters, e.g. a peer's address change, comes
+   * with a restart on both sides).
    */
   addRemoteCandidates(candidates: readonly unknown[]): number {
     if (this.#closed) return 0;
@@ -555,6 +570,7 @@ export class PathChecker {
       pair.nominationFailed = false;
       pair.triggeredQueued = false;
       delete pair.failReason;
+      delete pair.failedAt;
     }
     this.#queue.length = 0;
     this.#nomination = undefined;
@@ -603,6 +619,18 @@ export class PathChecker {
   /** Every pair's record, highest priority first (bounded by the candidate limits). */
   pairs(): PairReport[] {
     return [...this.#pairs.values()].sort((a, b) => (a.priority === b.priority ? 0 : a.priority > b.priority ? -1 : 1)).map((pair) => this.#report(pair));
+  }
+
+  /** Everything the call report needs about the checks (plain JSON data). */
+  report(): PathCheckReport {
+    return {
+      role: this.role,
+      selected: this.nominated,
+      stale: this.#stale,
+      localPeerReflexive: this.localPeerReflexive,
+      pairs: this.pairs(),
+      stats: structuredClone(this.stats),
+    };
   }
 
   /** Pending transactions (bounded by maxPendingTransactions). */

@@ -19,14 +19,20 @@ function hostCandidate(socket: Socket): Candidate {
   return { type: 'host', address: '127.0.0.1', port: socket.address().port, family: 'IPv4', priority: candidatePriority('host', 'IPv4') };
 }
 
-/** The shared socket's sender: a priming packet gets its TTL, then the default comes back. */
+/**
+ * The shared socket's sender: a priming packet gets its TTL, and the default comes back once
+ * the packet has left (send's callback: dgram sends asynchronously even to an IP literal).
+ */
 function sender(socket: Socket, sent: string[]) {
   return (bytes: Uint8Array, address: string, port: number, ttl?: number) => {
     assert.equal(address, '127.0.0.1', 'loopback only');
     sent.push(`${port}${ttl === undefined ? '' : ` ttl=${ttl}`}`);
-    if (ttl !== undefined) socket.setTTL(ttl);
-    socket.send(bytes, port, address);
-    if (ttl !== undefined) socket.setTTL(64);
+    if (ttl === undefined) {
+      socket.send(bytes, port, address);
+      return;
+    }
+    socket.setTTL(ttl);
+    socket.send(bytes, port, address, () => socket.setTTL(64));
   };
 }
 
@@ -93,6 +99,10 @@ describe('PathChecker over real UDP sockets on 127.0.0.1', () => {
       const decoyPair = a.pairs().find((pair) => pair.remote.port === decoyPort);
       assert.notEqual(decoyPair?.state, 'succeeded');
       assert.deepEqual(Object.values(a.stats.dropped).filter((count) => count > 0), []);
+      const report = JSON.parse(JSON.stringify(a.report()));
+      assert.equal(report.selected.remote.port, socketB.address().port);
+      assert.equal(report.pairs.length, 2);
+      assert.ok(report.stats.primedSent >= 1);
     } finally {
       a.close();
       b.close();
