@@ -34,7 +34,7 @@
 
 import { BlockList, isIP } from 'node:net';
 import { type NetworkInterfaceInfo, networkInterfaces } from 'node:os';
-import { DecodeError, UsageError } from '../errors.js';
+import { DecodeError, UsageError, throwIfAborted } from '../errors.js';
 import type { PortMapping } from '../nat/portmap.js';
 import type { ProbePlan } from '../nat/strategy-types.js';
 
@@ -341,7 +341,7 @@ export function hostCandidates(options: HostCandidateOptions): HostCandidates {
   const skip = (entry: SkippedAddress) => {
     if (skipped.length < MAX_SKIPPED_RECORDS) skipped.push(entry);
   };
-  const found: { address: string; family: CandidateFamily; scope: AddressScope; order: number }[] = [];
+  const found: { name: string; address: string; family: CandidateFamily; scope: AddressScope; order: number }[] = [];
   const seen = new Set<string>();
   let order = 0;
   for (const [name, infos] of Object.entries(list)) {
@@ -376,13 +376,13 @@ export function hostCandidates(options: HostCandidateOptions): HostCandidates {
         continue;
       }
       seen.add(address);
-      found.push({ address, family, scope, order });
+      found.push({ name, address, family, scope, order });
     }
   }
   // IPv6 first, then by scope (global/public before private before CGNAT), then interface order.
   found.sort((a, b) => familyRank(a.family) - familyRank(b.family) || HOST_SCOPES.indexOf(a.scope) - HOST_SCOPES.indexOf(b.scope) || a.order - b.order);
   const kept = found.slice(0, maxHost);
-  for (const dropped of found.slice(maxHost)) skip({ interface: '', address: dropped.address, reason: 'over-limit' });
+  for (const dropped of found.slice(maxHost)) skip({ interface: dropped.name, address: dropped.address, reason: 'over-limit' });
   return { candidates: rankCandidates(kept.map(({ address, family }) => ({ type: 'host', address, family, port: options.port }))), skipped };
 }
 
@@ -457,7 +457,7 @@ export async function stunObservations(
   options: { signal?: AbortSignal } = {},
 ): Promise<{ observations: Endpoint[]; errors: { server: Endpoint; message: string }[] }> {
   const results = await Promise.allSettled(servers.map((server) => client.binding(server, { signal: options.signal })));
-  options.signal?.throwIfAborted();
+  throwIfAborted(options.signal);
   const observations: Endpoint[] = [];
   const errors: { server: Endpoint; message: string }[] = [];
   results.forEach((result, index) => {

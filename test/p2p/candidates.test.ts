@@ -279,6 +279,9 @@ describe('server-reflexive, predicted and gathered candidates', () => {
     assert.deepEqual(asked, ['192.0.2.1:3478', '192.0.2.2:3479']);
     assert.deepEqual(result.observations, [{ address: '203.0.113.7', port: 40000 }]);
     assert.deepEqual(result.errors, [{ server: { address: '192.0.2.2', port: 3479 }, message: 'no STUN answer' }]);
+    const controller = new AbortController();
+    controller.abort();
+    await assert.rejects(stunObservations(client, [{ address: '192.0.2.1', port: 3478 }], { signal: controller.signal }), { name: 'AbortError' });
   });
 
   it('predicted candidates from a strategy plan: only toward announced addresses, parsed, de-duplicated, bounded, lowest priority', () => {
