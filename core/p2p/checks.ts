@@ -176,7 +176,7 @@ export interface PairReport {
   readonly remote: Candidate;
   /** The local candidate type this pair turned out to use ('host' until answered). */
   readonly localType: CandidateType;
-  /** Our address as the peer saw it (from the first answer). */
+  /** Our address as the peer saw it (in the latest answer: a NAT may rebind mid-call). */
   readonly observed?: Endpoint;
   readonly state: PairState;
   /** RFC 8445 pair priority, as a decimal string (it exceeds 2^53). */
@@ -264,6 +264,7 @@ interface Pair {
   nextDueAt: number;
   lastRtoMs: number;
   responses: number;
+  lastResponseAt?: number;
   rttMs?: number;
   minRttMs?: number;
   firstSentAt?: number;
@@ -806,6 +807,7 @@ export class PathChecker {
 
     const rtt = now - transaction.sentAt;
     pair.responses++;
+    pair.lastResponseAt = now;
     pair.rttMs = rtt;
     pair.minRttMs = pair.minRttMs === undefined ? rtt : Math.min(pair.minRttMs, rtt);
     this.#learnLocal(pair, message.observed);
@@ -848,7 +850,7 @@ export class PathChecker {
     const endpoint = { address, port: observed.port };
     const key = endpointKey(endpoint);
     const local = this.#localKeys.get(key);
-    pair.observed ??= endpoint;
+    pair.observed = endpoint;
     if (local !== undefined) {
       pair.localType = local.type;
       pair.localPriority = local.priority;
@@ -1044,6 +1046,17 @@ export class PathChecker {
     if (silentMs >= this.#o.staleAfterMs) {
       this.#stale = true;
       this.#emit({ type: 'stale', silentMs });
+      // The controlling side moves to another pair that answers now, if there is one (a NAT
+      // that rebound the peer's mapping: the peer's keepalives arrive from a new address, a
+      // peer-reflexive pair is made and checked): the caller need not restart.
+      if (this.role === 'controlling' && this.#nomination === undefined) {
+        let best: Pair | undefined;
+        for (const pair of this.#pairs.values()) {
+          if (pair === this.#nominated || pair.state !== 'succeeded' || pair.nominationFailed || (pair.lastResponseAt ?? -Infinity) < now - this.#o.staleAfterMs) continue;
+          if (best === undefined || pair.priority > best.priority) best = pair;
+        }
+        if (best !== undefined) this.#nomination = { pair: best, attempts: 0, nextDueAt: now };
+      }
     }
   }
 

@@ -402,6 +402,35 @@ describe('PathChecker: after the first success', () => {
   });
 });
 
+describe('PathChecker: a NAT that rebinds mid-call', () => {
+  it('the controlling side moves to the peer-reflexive pair its peer now answers from, and the controlled side follows', () => {
+    const { clock, network } = world();
+    const hostA = network.addHost({ name: 'a', inside: A_INSIDE, nat: new FakeNat({ publicAddress: '203.0.113.10', filtering: 'address' }) });
+    const natB = new FakeNat({ publicAddress: '198.51.100.20', filtering: 'none', firstPort: 50000 });
+    const hostB = network.addHost({ name: 'b', inside: B_INSIDE, nat: natB });
+    const { a, b } = makeCall(network, clock, hostA, hostB);
+    a.checker.start();
+    b.checker.start();
+    assert.ok(clock.runUntil(() => a.checker.nominated !== undefined && b.checker.nominated !== undefined, 2_000));
+    assert.equal(endpointKey(a.checker.nominated?.remote ?? { address: '', port: 0 }), '198.51.100.20:50000');
+    clock.advance(500);
+    natB.rebind();
+    const reboundAt = clock.now();
+    assert.ok(clock.runUntil(() => a.events.filter((event) => event.type === 'nominated').length === 2, 3_000));
+    const moved = a.checker.nominated;
+    assert.equal(moved?.remote.type, 'prflx');
+    assert.equal(moved?.remote.address, '198.51.100.20');
+    assert.notEqual(moved?.remote.port, 50000);
+    assert.ok(clock.now() - reboundAt <= 1_500, `moved ${clock.now() - reboundAt} ms after the rebinding`);
+    assert.deepEqual(eventTypes(a).filter((type) => type === 'stale' || type === 'nominated'), ['nominated', 'stale', 'nominated']);
+    clock.advance(1_000);
+    assert.equal(a.checker.stale, false);
+    assert.equal(b.checker.stale, false);
+    assert.equal(endpointKey(b.checker.nominated?.remote ?? { address: '', port: 0 }), endpointKey(a.checker.nominated?.observed ?? { address: '', port: 0 }));
+    assert.equal(endpointKey(a.checker.nominated?.remote ?? { address: '', port: 0 }), endpointKey(b.checker.nominated?.observed ?? { address: '', port: 0 }));
+  });
+});
+
 describe('PathChecker: low-TTL priming', () => {
   function conntrackWorld(primeTtl: number | undefined) {
     // Both NATs port-restricted with Linux conntrack behaviour, ~no latency, B starts 5 ms

@@ -156,6 +156,14 @@ export class FakeNat {
     return inside;
   }
 
+  /** Forgets every mapping (a NAT reboot or a mapping timeout): the next packets get new ports. */
+  rebind(): void {
+    this.#ports.clear();
+    this.#owners.clear();
+    this.#permits.clear();
+    this.#poisoned.clear();
+  }
+
   /** The external port for `inside` under endpoint-independent mapping, allocating one (what a relay would observe). */
   reflexive(inside: Endpoint, observer: Endpoint): Endpoint {
     return { address: this.publicAddress, port: this.outbound(inside, observer) };
