@@ -83,7 +83,7 @@ describe('PathChecker over real UDP sockets on 127.0.0.1', () => {
         new Promise((_, reject) => setTimeout(() => reject(new Error(`no selection in 3 s: ${JSON.stringify({ a: a.pairs(), b: b.pairs() })}`)), 3_000)),
       ]);
       const elapsed = performance.now() - started;
-      assert.ok(elapsed < 1_000, `selected after ${elapsed.toFixed(0)} ms`);
+      assert.ok(elapsed < 2_000, `selected after ${elapsed.toFixed(0)} ms`);
       assert.equal(a.nominated?.remote.port, socketB.address().port);
       assert.equal(b.nominated?.remote.port, socketA.address().port);
       assert.equal(a.nominated?.observed?.port, socketA.address().port);
