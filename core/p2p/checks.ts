@@ -989,8 +989,8 @@ export class PathChecker {
     if (this.#closed || !this.#started) return;
     const now = this.#timers.now();
     this.#expire(now);
-    this.#maybeNominate(now);
     this.#checkStale(now);
+    this.#maybeNominate(now);
     if (now >= this.#lastSendAt + this.#o.paceMs) this.#sendOne(now);
     this.#maybeFail(now);
     this.#schedule();
@@ -1032,7 +1032,21 @@ export class PathChecker {
   }
 
   #maybeNominate(now: number): void {
-    if (this.role !== 'controlling' || this.#nominated !== undefined || this.#nomination !== undefined || this.#firstSuccessAt === undefined) return;
+    if (this.role !== 'controlling' || this.#nomination !== undefined) return;
+    if (this.#nominated !== undefined) {
+      // While the selected pair is stale, move to another pair that answers now, if there is
+      // one (a NAT that rebound the peer's mapping: the peer's keepalives arrive from a new
+      // address, a peer-reflexive pair is made and checked): the caller need not restart.
+      if (!this.#stale) return;
+      let fresh: Pair | undefined;
+      for (const pair of this.#pairs.values()) {
+        if (pair === this.#nominated || pair.state !== 'succeeded' || pair.nominationFailed || (pair.lastResponseAt ?? -Infinity) < now - this.#o.staleAfterMs) continue;
+        if (fresh === undefined || pair.priority > fresh.priority) fresh = pair;
+      }
+      if (fresh !== undefined) this.#nomination = { pair: fresh, attempts: 0, nextDueAt: now };
+      return;
+    }
+    if (this.#firstSuccessAt === undefined) return;
     const best = this.#bestSucceeded();
     if (best === undefined) return;
     const betterPending = [...this.#pairs.values()].some((pair) => (pair.state === 'waiting' || pair.state === 'in-progress') && pair.priority > best.priority);
@@ -1046,17 +1060,6 @@ export class PathChecker {
     if (silentMs >= this.#o.staleAfterMs) {
       this.#stale = true;
       this.#emit({ type: 'stale', silentMs });
-      // The controlling side moves to another pair that answers now, if there is one (a NAT
-      // that rebound the peer's mapping: the peer's keepalives arrive from a new address, a
-      // peer-reflexive pair is made and checked): the caller need not restart.
-      if (this.role === 'controlling' && this.#nomination === undefined) {
-        let best: Pair | undefined;
-        for (const pair of this.#pairs.values()) {
-          if (pair === this.#nominated || pair.state !== 'succeeded' || pair.nominationFailed || (pair.lastResponseAt ?? -Infinity) < now - this.#o.staleAfterMs) continue;
-          if (best === undefined || pair.priority > best.priority) best = pair;
-        }
-        if (best !== undefined) this.#nomination = { pair: best, attempts: 0, nextDueAt: now };
-      }
     }
   }
 
