@@ -210,6 +210,11 @@ export class RelaySession {
     return this.client.demux;
   }
 
+  /** That UDP socket (the direct path dials and accepts on it too). */
+  get socket(): QUICSocket {
+    return this.client.socket;
+  }
+
   get label(): string {
     return formatHostPort(this.relay);
   }
