@@ -110,13 +110,18 @@ export const MAX_SOCKET_SEND_QUEUE = 512;
 
 type QuicHandler = (data: Buffer, from: UdpSource) => Promise<void>;
 
+interface Owner {
+  cls: PacketClass;
+  counters: PacketClassStats;
+}
+
 const resolved = Promise.resolve();
 
 function ignore(): void {}
 
 export class Demux {
-  /** The class owning each first byte (undefined: unclaimed; QUIC's bytes go to `quic`). */
-  private readonly byFirstByte: (PacketClass | undefined)[] = new Array<PacketClass | undefined>(256).fill(undefined);
+  /** The class owning each first byte, with its counters (undefined: unclaimed; QUIC's bytes go to `quic`). */
+  private readonly byFirstByte: (Owner | undefined)[] = new Array<Owner | undefined>(256).fill(undefined);
   private readonly quicBytes = new Uint8Array(256);
   private readonly registered = new Map<string, PacketClass>();
   private readonly counters = new Map<string, PacketClassStats>();
@@ -130,7 +135,7 @@ export class Demux {
    */
   constructor(
     private readonly udp: () => UdpSocket | undefined,
-    private quic: QuicHandler,
+    private readonly quic: QuicHandler,
     private readonly opts: DemuxOptions = {},
   ) {
     for (const range of QUIC_FIRST_BYTES) for (let b = range[0]; b <= range[1]; b++) this.quicBytes[b] = 1;
@@ -153,19 +158,24 @@ export class Demux {
       for (let b = lo; b <= hi; b++) {
         if (this.quicBytes[b]) throw new InternalError(`packet class "${cls.name}" claims first byte ${hex(b)}, which is QUIC's (fixed bit 0x40 set)`);
         const owner = this.byFirstByte[b];
-        if (owner) throw new InternalError(`packet class "${cls.name}" claims first byte ${hex(b)}, which "${owner.name}" owns`);
+        if (owner) throw new InternalError(`packet class "${cls.name}" claims first byte ${hex(b)}, which "${owner.cls.name}" owns`);
         if (bytes.includes(b)) throw new InternalError(`packet class "${cls.name}" declares first byte ${hex(b)} twice`);
         bytes.push(b);
       }
     }
-    for (const b of bytes) this.byFirstByte[b] = cls;
+    let counters = this.counters.get(cls.name);
+    if (!counters) {
+      counters = { packets: 0, bytes: 0, errors: 0 };
+      this.counters.set(cls.name, counters);
+    }
+    const owner: Owner = { cls, counters };
+    for (const b of bytes) this.byFirstByte[b] = owner;
     this.registered.set(cls.name, cls);
-    if (!this.counters.has(cls.name)) this.counters.set(cls.name, { packets: 0, bytes: 0, errors: 0 });
     let done = false;
     return () => {
       if (done) return;
       done = true;
-      for (const b of bytes) if (this.byFirstByte[b] === cls) this.byFirstByte[b] = undefined;
+      for (const b of bytes) if (this.byFirstByte[b] === owner) this.byFirstByte[b] = undefined;
       if (this.registered.get(cls.name) === cls) this.registered.delete(cls.name);
     };
   }
@@ -178,10 +188,10 @@ export class Demux {
   /** The class that would take a packet starting with `firstByte` now ('quic', a class name, or undefined). */
   ownerOf(firstByte: number): string | undefined {
     if (this.quicBytes[firstByte & 0xff]) return QUIC_CLASS;
-    return this.byFirstByte[firstByte & 0xff]?.name;
+    return this.byFirstByte[firstByte & 0xff]?.cls.name;
   }
 
-  /** The counters, live copies of nothing: a snapshot. */
+  /** A snapshot of the counters. */
   get stats(): DemuxStats {
     const classes: Record<string, PacketClassStats> = {};
     for (const [name, s] of this.counters) classes[name] = { ...s };
@@ -200,9 +210,9 @@ export class Demux {
       this.quicStats.bytes += data.length;
       return this.quic(data, from);
     }
-    const cls = this.byFirstByte[first];
-    if (cls === undefined) return this.unclaimed(data);
-    const counters = this.counters.get(cls.name) as PacketClassStats;
+    const owner = this.byFirstByte[first];
+    if (owner === undefined) return this.unclaimed(data);
+    const { cls, counters } = owner;
     try {
       if (cls.matches && !cls.matches(data)) return this.unclaimed(data);
       counters.packets++;
@@ -228,11 +238,6 @@ export class Demux {
     } catch {
       // A logger that fails must not take the socket down either.
     }
-  }
-
-  /** @internal Replace the QUIC handler (installDemux on a socket whose handler changes). */
-  setQuicHandler(quic: QuicHandler): void {
-    this.quic = quic;
   }
 
   /**
