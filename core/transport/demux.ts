@@ -241,9 +241,10 @@ export class Demux {
   }
 
   /**
-   * Send one raw UDP packet (its parts concatenated) from this socket. Returns false when it
-   * was refused or dropped (counted: see DemuxStats); a kernel refusal after the fact is only
-   * counted (`sendErrors`). Never throws for a network condition.
+   * Send one raw UDP packet (its parts concatenated) from this socket to an IP address (no
+   * names: nothing here resolves). Returns false when it was refused or dropped (counted: see
+   * DemuxStats); a kernel refusal after the fact is only counted (`sendErrors`). Never throws
+   * for a network condition.
    */
   send(parts: Uint8Array | readonly Uint8Array[], to: { host: string; port: number }): boolean {
     if (!Number.isInteger(to.port) || !isUnicastSource(to.host, to.port) || to.port > 0xffff) {
