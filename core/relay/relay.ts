@@ -19,7 +19,7 @@ import { RoomManager, type RoomMember } from './rooms.js';
 import { encodeSignal, MAX_ANNOUNCEMENT_BYTES, MAX_REQUEST_PAYLOAD_BYTES, MAX_ROOM_SIGNAL_BYTES, RELAY_CLOSE_REFUSED } from '../wire/signal.js';
 import { verifyAnnouncement, type MemberAnnouncement } from '../crypto/sender-keys.js';
 import { RelayMediaPath, type RelayRoute } from '../transport/udp-media.js';
-import { mediaPathClass, pathCheckClass, stunClass, type Demux } from '../transport/demux.js';
+import { mediaPathClass, pathCheckClass, stunClass, type Demux, type DemuxStats } from '../transport/demux.js';
 import { rawUdpSocket } from '../transport/quic.js';
 import { REFUSAL_REASONS, resolveRelayLimits, type RefusalReason, type RelayLimits } from './limits.js';
 import { STUN_DROP_REASONS, StunServer, type StunDropReason, type StunServerLimits } from '../nat/stun-server.js';
@@ -271,6 +271,11 @@ export class Relay {
   /** Every address that answers STUN (the relay's own first; four in RFC 5780 mode). */
   get stunEndpoints(): Endpoint[] {
     return this.stun?.endpoints ?? [];
+  }
+
+  /** The counters of the relay socket's packet classes, QUIC included (core/transport/demux.ts). */
+  get socketClasses(): DemuxStats | undefined {
+    return this.demux?.stats;
   }
 
   /** Non-QUIC packets the socket's demultiplexer dropped: unclaimed ones, and path checks. */

@@ -131,11 +131,17 @@ describe('one UDP socket per client', () => {
       const replies: Buffer[] = [];
       attacker.on('message', (m) => replies.push(m));
       const before = relay.metrics.udpPathRejected;
+      const classes = relay.socketClasses;
+      assert.ok(classes);
       const check = encodePathCheck(request(true), KEY);
       for (let i = 0; i < 5; i++) attacker.send(check, relay.address.port, '127.0.0.1');
       // A 0x30 packet that is not a check (wrong size) is unclaimed: dropped and counted too.
       attacker.send(Buffer.of(0x30, 0x11, 0), relay.address.port, '127.0.0.1');
       await waitFor(() => relay.metrics.udpPathRejected - before === 6);
+      const after = relay.socketClasses;
+      assert.ok(after);
+      assert.equal(after.classes['path-check'].packets - classes.classes['path-check'].packets, 5);
+      assert.equal(after.unclaimed - classes.unclaimed, 1);
       const session = await RelaySession.open({ relay: relay.address, verify: expectFingerprint(fingerprint, 'relay') });
       await session.ping({ timeoutMs: 3000 });
       await session.close();
