@@ -7,7 +7,9 @@ import type { QUICSocket } from '@matrixai/quic';
 import { ProtocolError, RefusedError } from '../errors.js';
 import { delay } from '../time.js';
 import type { DatagramChannel } from '../transport/datagrams.js';
-import { ClientMediaChannel, MEDIA_PATH_ACK, MEDIA_PATH_PROBE, MEDIA_TOKEN_BYTES, type MediaPathStats, type RawPath } from '../transport/udp-media.js';
+import { ClientMediaChannel, type MediaPathStats, type RawPath } from '../transport/udp-media.js';
+import type { Demux } from '../transport/demux.js';
+import { MEDIA_PATH_ACK, MEDIA_PATH_CONTROL_BYTES, OFFSET_MEDIA_PATH_TOKEN, OFFSET_MEDIA_PATH_TYPE, encodeProbe } from '../wire/media-path.js';
 import { connectQuic, formatHostPort, type ClientConnection, type HostPort } from '../transport/quic.js';
 import { request, requestNoReply, serveSignals, type KnownSignal, type RequestOptions } from '../transport/signal-stream.js';
 import { RELAY_CLOSE_REFUSED, type MemberAnnouncementEntry, type RoomParticipant } from '../wire/signal.js';
@@ -73,7 +75,12 @@ export class RelaySession {
       onPacket: (handler) =>
         raw.onPacket((data, from) => {
           const probe = this.rttProbe;
-          if (probe && data.length === 1 + MEDIA_TOKEN_BYTES && data[0] === MEDIA_PATH_ACK && this.mediaToken?.equals(data.subarray(1))) {
+          if (
+            probe &&
+            data.length === MEDIA_PATH_CONTROL_BYTES &&
+            data[OFFSET_MEDIA_PATH_TYPE] === MEDIA_PATH_ACK &&
+            this.mediaToken?.equals(data.subarray(OFFSET_MEDIA_PATH_TOKEN))
+          ) {
             const relay = raw.relay();
             if (from.address === relay.host && from.port === relay.port) {
               this.rttProbe = undefined;
@@ -99,7 +106,7 @@ export class RelaySession {
     const raw = this.client.raw;
     if (this.media.path !== 'udp' || !raw || !this.mediaToken) return Promise.resolve(this.datagrams.pathStats()?.rttMs);
     if (this.rttProbe) return Promise.resolve(undefined); // one at a time: an ack carries no probe id
-    const probe = Buffer.concat([Buffer.of(MEDIA_PATH_PROBE), this.mediaToken]);
+    const probe = encodeProbe(this.mediaToken);
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         this.rttProbe = undefined;
@@ -192,6 +199,20 @@ export class RelaySession {
 
   get localAddress(): HostPort {
     return this.client.localAddress;
+  }
+
+  /**
+   * The demultiplexer of the UDP socket this session's QUIC connection runs on: connectivity
+   * checks, a STUN client and the direct path register their packet classes here and send
+   * with its send(), so they use the NAT mappings the relay observed (core/transport/demux.ts).
+   */
+  get demux(): Demux {
+    return this.client.demux;
+  }
+
+  /** That UDP socket (the direct path dials and accepts on it too). */
+  get socket(): QUICSocket {
+    return this.client.socket;
   }
 
   get label(): string {

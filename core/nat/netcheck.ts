@@ -37,7 +37,8 @@ import type dgram from 'node:dgram';
 import type { QUICSocket } from '@matrixai/quic';
 import type { RelaySession } from '../client/relay-session.js';
 import { AbortError, NetworkError, UsageError, throwIfAborted } from '../errors.js';
-import { formatHostPort, openSocket, parseHostPort, rawUdpSocket } from '../transport/quic.js';
+import { formatHostPort, openSocket, parseHostPort, rawUdpSocket, socketDemux } from '../transport/quic.js';
+import { stunClass } from '../transport/demux.js';
 import { type FilteringBehaviour, type Hairpinning, type MappingBehaviour, discoverNatBehaviour } from './behaviour.js';
 import { type PortAllocationKind, type PortObservation, classifyPortAllocation, predictPorts, rfc5780Endpoints } from './port-allocation.js';
 import { type PortMapProtocol, PortMapper, type ProtocolProbe } from './portmap.js';
@@ -295,10 +296,10 @@ export async function runNetcheck(options: NetcheckOptions): Promise<NetcheckRes
 }
 
 async function openMainSocket(family: AddressFamily): Promise<MainSocket> {
-  let client: StunClient | undefined;
-  const quic = await openSocket({ host: family === 'IPv6' ? '::' : '0.0.0.0', port: 0 }, { onNonQuic: (data, from) => client?.handlePacket(data, from) });
+  const quic = await openSocket({ host: family === 'IPv6' ? '::' : '0.0.0.0', port: 0 });
   const udp = rawUdpSocket(quic);
-  client = new StunClient(udp, { listen: false });
+  const client = new StunClient(udp, { listen: false });
+  socketDemux(quic).register(stunClass((data, from) => client.handlePacket(data, from)));
   return { family, quic, udp, client };
 }
 

@@ -26,7 +26,8 @@
 import type { QUICSocket } from '@matrixai/quic';
 import type { RelaySession } from '../client/relay-session.js';
 import { FingerprintMismatchError, throwIfAborted } from '../errors.js';
-import { formatHostPort, openSocket, parseHostPort, rawUdpSocket } from '../transport/quic.js';
+import { formatHostPort, openSocket, parseHostPort, rawUdpSocket, socketDemux } from '../transport/quic.js';
+import { stunClass } from '../transport/demux.js';
 import { type Endpoint, StunClient, formatEndpoint, sameEndpoint } from './stun.js';
 import { sourceAddressToward } from './udp.js';
 
@@ -125,14 +126,10 @@ export function classifyByDestination(seen: readonly { destination: Endpoint; ob
 export async function reflectFromOneSocket(options: ReflectOptions): Promise<ReflectResult> {
   throwIfAborted(options.signal);
   const startedAt = performance.now();
-  let stun: StunClient | undefined;
-  const socket = await openSocket(
-    { host: options.family === 'IPv6' ? '::' : '0.0.0.0', port: 0 },
-    { onNonQuic: (data, from) => stun?.handlePacket(data, from) },
-  );
+  const socket = await openSocket({ host: options.family === 'IPv6' ? '::' : '0.0.0.0', port: 0 });
   const udp = rawUdpSocket(socket);
   const client = new StunClient(udp, { listen: false });
-  stun = client;
+  socketDemux(socket).register(stunClass((data, from) => client.handlePacket(data, from)));
   const binding = async (server: Endpoint) => {
     const answer = await client.binding(server, { signal: options.signal, timeoutMs: options.timeoutMs, label: 'reflect' });
     return { observedAddress: formatEndpoint(answer.mappedAddress), rttMs: round(answer.elapsedMs), otherAddress: answer.otherAddress };

@@ -18,7 +18,8 @@ import { pushFrame, serveSignals, SignalMemoryBudget, type KnownSignal, type Sig
 import { RoomManager, type RoomMember } from './rooms.js';
 import { encodeSignal, MAX_ANNOUNCEMENT_BYTES, MAX_REQUEST_PAYLOAD_BYTES, MAX_ROOM_SIGNAL_BYTES, RELAY_CLOSE_REFUSED } from '../wire/signal.js';
 import { verifyAnnouncement, type MemberAnnouncement } from '../crypto/sender-keys.js';
-import { isMediaPathPacket, RelayMediaPath, type RelayRoute } from '../transport/udp-media.js';
+import { RelayMediaPath, type RelayRoute } from '../transport/udp-media.js';
+import { mediaPathClass, pathCheckClass, stunClass, type Demux, type DemuxStats } from '../transport/demux.js';
 import { rawUdpSocket } from '../transport/quic.js';
 import { REFUSAL_REASONS, resolveRelayLimits, type RefusalReason, type RelayLimits } from './limits.js';
 import { STUN_DROP_REASONS, StunServer, type StunDropReason, type StunServerLimits } from '../nat/stun-server.js';
@@ -83,7 +84,8 @@ export interface RelayMetrics {
   datagramsOnUdpPath: number;
   /**
    * UDP packets refused that were not QUIC: media path packets with an unknown token, not
-   * from the member's address or malformed, and anything else.
+   * from the member's address or malformed, direct-path checks (peers', never the relay's),
+   * and anything no packet class takes (core/transport/demux.ts).
    */
   udpPathRejected: number;
   roomsOpen: number;
@@ -177,6 +179,8 @@ export class Relay {
   private server?: RunningQuicServer;
   /** The gate's counters (kept after stop() for the exit summary). */
   private gate?: SocketGateStats;
+  /** The socket's demultiplexer (its counters kept after stop(), as the gate's). */
+  private demux?: Demux;
   private readonly mediaPath: RelayMediaPath;
   private readonly limits: RelayLimits;
   private readonly signalBudget: SignalMemoryBudget;
@@ -199,7 +203,7 @@ export class Relay {
     relay.server = await startQuicServer({
       tls: opts.tls,
       listen: opts.listen,
-      onNonQuic: (data, from) => relay.onNonQuic(data, from),
+      onHandlerError: (cls, err, from) => relay.onSocketError(new Error(`${cls} handler: ${errorMessage(err)}`), from),
       onConnection: (connection, datagrams) => relay.accept(connection, datagrams),
       gate: {
         limits: relay.limits,
@@ -209,6 +213,7 @@ export class Relay {
       },
     });
     relay.gate = relay.server.gate;
+    relay.registerPacketClasses();
     if (opts.stun !== false) {
       try {
         relay.stun = await StunServer.start({
@@ -244,7 +249,7 @@ export class Relay {
       datagramsForwarded: rooms.forwarded,
       datagramsPurged: rooms.purged,
       datagramsOnUdpPath: c.datagramsOnUdpPath,
-      udpPathRejected: this.mediaPath.stats.rejected + c.strayUdp,
+      udpPathRejected: this.mediaPath.stats.rejected + c.strayUdp + this.droppedByDemux(),
       roomsOpen: this.rooms.roomCount,
       refused,
       socketErrors: gate?.errors ?? 0,
@@ -268,16 +273,31 @@ export class Relay {
     return this.stun?.endpoints ?? [];
   }
 
-  private onNonQuic(data: Buffer, from: { address: string; port: number }): void {
-    if (this.opts.udpMedia !== false && isMediaPathPacket(data)) {
-      this.mediaPath.handle(data, from);
-    } else if (this.stun && (data[0] === 0x00 || data[0] === 0x01)) {
-      // A STUN message type's first byte (RFC 5389 §6: Binding requests are 0x00); the
-      // media path's packets start with 0x21-0x24.
-      this.stun.handle(data, from);
-    } else {
-      this.counters.strayUdp++;
-    }
+  /** The counters of the relay socket's packet classes, QUIC included (core/transport/demux.ts). */
+  get socketClasses(): DemuxStats | undefined {
+    return this.demux?.stats;
+  }
+
+  /** Non-QUIC packets the socket's demultiplexer dropped: unclaimed ones, and path checks. */
+  private droppedByDemux(): number {
+    const stats = this.demux?.stats;
+    if (!stats) return 0;
+    return stats.unclaimed + (stats.classes['path-check']?.packets ?? 0);
+  }
+
+  /**
+   * The relay socket's packet classes besides QUIC (core/transport/demux.ts): the UDP media
+   * path, STUN (once its server runs) and direct-path checks, which are between call peers and
+   * never for the relay: taken, counted and dropped. Anything else is unclaimed, also dropped.
+   */
+  private registerPacketClasses(): void {
+    const demux = this.server?.demux;
+    if (!demux) throw new Error('relay not started');
+    this.demux = demux;
+    if (this.opts.udpMedia !== false) demux.register(mediaPathClass((data, from) => this.mediaPath.handle(data, from)));
+    // Registered before the STUN server is up (it binds its other sockets first): until then its packets are stray.
+    if (this.opts.stun !== false) demux.register(stunClass((data, from) => (this.stun ? this.stun.handle(data, from) : this.counters.strayUdp++)));
+    demux.register(pathCheckClass());
   }
 
   get address(): HostPort {

@@ -4,18 +4,8 @@
  * A room is identified by a hash of its name (core/crypto/room-name.ts): the relay never sees
  * the name. The relay forwards each participant's media datagrams, still end-to-end
  * encrypted, to every other participant in the room, prefixed with the sender's source id so
- * receivers know whose keys and jitter buffer a packet belongs to:
- *
- * ```
- *  0                   1
- *  0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 ...
- * +-------------------------------+--------------------------
- * |        source id (u16)        |  the sender's datagram, unchanged
- * +-------------------------------+--------------------------
- * ```
- *
- * The source id is outside the end-to-end authentication: a relay that lies about it only
- * makes receivers try the wrong sender key, and authentication fails.
+ * receivers know whose keys and jitter buffer a packet belongs to (core/wire/room-source.ts:
+ * the tag's layout and codec).
  *
  * Congestion: a participant whose QUIC datagram queue backs up gets its oldest queued media
  * purged (stale audio is worthless) instead of blocking the room or dropping the newest.
@@ -29,11 +19,14 @@
  * buffer's start-up changes; docs/media-engine.md). At most MAX_ANNOUNCEMENT_BYTES each, so
  * a full room's (64) fit in one `joined` answer.
  */
+import { DecodeError } from '../errors.js';
 import type { DatagramChannel } from '../transport/datagrams.js';
+import { MAX_DATAGRAM_BYTES } from '../wire/datagram.js';
+import { decodeRoomDatagram, encodeRoomDatagram, type TaggedDatagram } from '../wire/room-source.js';
 import { encodeSignal, type KnownSignalMessage } from '../wire/signal.js';
 
-/** Bytes the relay prepends to every forwarded room datagram. */
-export const SOURCE_ID_BYTES = 2;
+/** Bytes the relay prepends to every forwarded room datagram (core/wire/room-source.ts). */
+export { SOURCE_ID_BYTES } from '../wire/room-source.js';
 /** Room participants at most; more joins are refused. */
 export const MAX_ROOM_PARTICIPANTS = 64;
 /** Queued outgoing datagrams per participant before stale ones are purged (~8 frames). */
@@ -195,10 +188,12 @@ export class RoomManager {
   forward(roomId: string, from: number, datagram: Uint8Array): void {
     const room = this.rooms.get(roomId);
     if (!room || room.members.size < 2) return;
-    const tagged = new Uint8Array(SOURCE_ID_BYTES + datagram.byteLength);
-    tagged[0] = from >> 8;
-    tagged[1] = from & 0xff;
-    tagged.set(datagram, SOURCE_ID_BYTES);
+    if (datagram.byteLength < 1 || datagram.byteLength > MAX_DATAGRAM_BYTES) {
+      // Nothing a member could use (an empty or oversized QUIC datagram from a hostile client).
+      this.stats.dropped += room.members.size - 1;
+      return;
+    }
+    const tagged = encodeRoomDatagram(from, datagram);
     for (const [id, member] of room.members) {
       if (id === from) continue;
       this.stats.purged += member.datagrams.purgeIfQueued(MAX_QUEUED_DATAGRAMS);
@@ -236,8 +231,15 @@ function encodeRoomMessage(message: object): Uint8Array | undefined {
   }
 }
 
-/** Split a forwarded room datagram into the sender's source id and its datagram. */
-export function untagRoomDatagram(d: Uint8Array): { sourceId: number; datagram: Uint8Array } | undefined {
-  if (d.byteLength <= SOURCE_ID_BYTES) return undefined;
-  return { sourceId: (d[0] << 8) | d[1], datagram: d.subarray(SOURCE_ID_BYTES) };
+/**
+ * Split a forwarded room datagram into the sender's source id and its datagram (a view);
+ * undefined if it is not one (decodeRoomDatagram's DecodeError, for callers that count drops).
+ */
+export function untagRoomDatagram(d: Uint8Array): TaggedDatagram | undefined {
+  try {
+    return decodeRoomDatagram(d);
+  } catch (err) {
+    if (err instanceof DecodeError) return undefined;
+    throw err;
+  }
 }

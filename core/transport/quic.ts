@@ -12,6 +12,7 @@ import Logger, { LogLevel } from '@matrixai/logger';
 import { fingerprintsEqual, sha256Fingerprint } from '../crypto/fingerprint.js';
 import { AbortError, FingerprintMismatchError, HandshakeError, InternalError, NetworkError, UsageError, errorMessage } from '../errors.js';
 import { attachDatagrams, directReceiveHandler, type DatagramChannel } from './datagrams.js';
+import { Demux, mediaPathClass, type DemuxOptions } from './demux.js';
 import { hardenSocketSends, quicGate, type QuicGateOptions, type QuicGateStats } from './quic-gate.js';
 import type { RawPath } from './udp-media.js';
 
@@ -164,17 +165,17 @@ function commonConfig() {
 
 export interface SocketOptions {
   /**
-   * Receives the UDP packets that are not QUIC (first byte with the fixed bit 0x40 clear:
-   * STUN, whose first two bits are 0, and anything else). Without it they are dropped.
-   * This is what lets one socket carry QUIC signalling, STUN reflection and hole punching.
-   */
-  onNonQuic?(data: Buffer, from: { address: string; port: number }): void;
-  /**
    * Put the QUIC gate (./quic-gate.ts) in front of the library: for sockets that accept
    * connections from anyone (a relay). Its sends are hardened too: a send the kernel refuses
    * is counted in `sendErrors`, never fatal.
    */
   gate?: QuicGateOptions;
+  /**
+   * A packet class's handler threw (rate-limited: ./demux.ts). Every socket opened here has a
+   * demultiplexer in front of QUIC: socketDemux(socket) to register packet classes (STUN, the
+   * media path, connectivity checks) on it.
+   */
+  onHandlerError?: DemuxOptions['onHandlerError'];
 }
 
 /** What a gated socket has refused and passed (see ./quic-gate.ts). */
@@ -197,13 +198,16 @@ export function rawUdpSocket(socket: QUICSocket): import('node:dgram').Socket {
   return udp;
 }
 
-/** Open a UDP socket that a server and clients can share (one port that accepts and dials). */
+/**
+ * Open a UDP socket that a server and clients can share (one port that accepts and dials),
+ * with a demultiplexer in front of QUIC (socketDemux()).
+ */
 export async function openSocket(bind: HostPort, opts: SocketOptions = {}): Promise<QUICSocket> {
   const socket = new QUICSocket({ logger: quietLogger() });
   let gated: SocketGateStats | undefined;
   if (opts.gate) gated = installGate(socket, opts.gate);
   routeDirect(socket);
-  if (opts.onNonQuic) splitNonQuic(socket, opts.onNonQuic);
+  installDemux(socket, opts.onHandlerError ? { onHandlerError: opts.onHandlerError } : {});
   try {
     await socket.start({ host: bind.host, port: bind.port });
   } catch (err) {
@@ -237,40 +241,43 @@ function installGate(socket: QUICSocket, opts: QuicGateOptions): SocketGateStats
   return withSends;
 }
 
+const demuxes = new WeakMap<QUICSocket, Demux>();
+
 /**
- * Route non-QUIC packets to `handler` before QUIC sees them. QUICSocket registers its
- * `handleSocketMessage` field as the dgram 'message' listener in start() and removes that
- * field's value in stop(), so replacing the field is enough before start(), and on a socket
- * that already started the listener is swapped too (checked against @matrixai/quic 2.0.9).
+ * The socket's demultiplexer (./demux.ts): register packet classes on it, and send raw UDP
+ * from it. Sockets from openSocket() and connectQuic() have one; a QUICSocket made elsewhere
+ * gets one here (the first caller's).
  */
-function splitNonQuic(socket: QUICSocket, handler: NonNullable<SocketOptions['onNonQuic']>): void {
+export function socketDemux(socket: QUICSocket): Demux {
+  return demuxes.get(socket) ?? installDemux(socket, {});
+}
+
+/**
+ * Put the demultiplexer in front of the socket's handler: QUIC packets (fixed bit set) go on
+ * to it, the rest to the registered classes. QUICSocket registers its `handleSocketMessage`
+ * field as the dgram 'message' listener in start() and removes that field's value in stop(),
+ * so replacing the field is enough before start(), and on a socket that already started the
+ * listener is swapped too (checked against @matrixai/quic 2.0.9). Install it last: it must
+ * be the outermost handler.
+ */
+function installDemux(socket: QUICSocket, opts: DemuxOptions): Demux {
   const s = socket as unknown as {
     handleSocketMessage: (data: Buffer, rinfo: { address: string; port: number }) => Promise<void>;
     socket?: import('node:dgram').Socket;
   };
   const quic = s.handleSocketMessage;
-  // Not async: a promise per media packet is measurable on a relay.
-  const split = (data: Buffer, rinfo: { address: string; port: number }): Promise<void> => {
-    if (data.length > 0 && (data[0] & 0x40) === 0) {
-      try {
-        handler(data, rinfo);
-      } catch {
-        // A handler bug must not break the socket; the handler counts its own errors.
-      }
-      return resolvedPromise;
-    }
-    return quic(data, rinfo);
-  };
+  const demux = new Demux(() => s.socket, quic, opts);
   const udp = s.socket;
   if (udp && udp.listeners('message').includes(quic)) {
     // eslint-disable-next-line @typescript-eslint/no-misused-promises -- removes the library's own listener
     udp.off('message', quic);
     // eslint-disable-next-line @typescript-eslint/no-misused-promises -- the library's own listener shape: QUICSocket registers its async handleSocketMessage the same way (a rejection from it is not caught here; only the relay's gate catches them)
-    udp.on('message', split);
+    udp.on('message', demux.receive);
   }
-  s.handleSocketMessage = split;
+  s.handleSocketMessage = demux.receive;
+  demuxes.set(socket, demux);
+  return demux;
 }
-const resolvedPromise = Promise.resolve();
 
 /**
  * Let established connections on this socket receive without the library's per-packet path
@@ -289,7 +296,7 @@ function routeDirect(socket: QUICSocket): void {
   if (udp && udp.listeners('message').includes(library)) {
     // eslint-disable-next-line @typescript-eslint/no-misused-promises -- removes the library's own listener
     udp.off('message', library);
-    // eslint-disable-next-line @typescript-eslint/no-misused-promises -- the library's own listener shape, as in splitNonQuic above
+    // eslint-disable-next-line @typescript-eslint/no-misused-promises -- the library's own listener shape, as in installDemux above
     udp.on('message', routed);
   }
   s.handleSocketMessage = routed;
@@ -309,8 +316,8 @@ export interface QuicServerOptions {
   /** Bind address (ignored when `socket` is given). */
   listen?: HostPort;
   socket?: QUICSocket;
-  /** Non-QUIC packets on the server's own socket (not used with `socket`). */
-  onNonQuic?: SocketOptions['onNonQuic'];
+  /** A packet class's handler threw, on the server's own socket (not used with `socket`). */
+  onHandlerError?: SocketOptions['onHandlerError'];
   /**
    * Put the QUIC gate in front of the server's own socket (not used with `socket`):
    * ./quic-gate.ts. A server that accepts from anyone should.
@@ -322,6 +329,8 @@ export interface QuicServerOptions {
 export interface RunningQuicServer {
   readonly address: HostPort;
   readonly socket: QUICSocket;
+  /** The socket's demultiplexer: packet classes other than QUIC register here (STUN, media path). */
+  readonly demux: Demux;
   /** The gate's counters, live (when started with `gate`). */
   readonly gate?: SocketGateStats;
   stop(): Promise<void>;
@@ -347,7 +356,7 @@ export async function startQuicServer(opts: QuicServerOptions): Promise<RunningQ
   const socket =
     opts.socket ??
     (await openSocket(opts.listen ?? { host: '127.0.0.1', port: 0 }, {
-      ...(opts.onNonQuic ? { onNonQuic: opts.onNonQuic } : {}),
+      ...(opts.onHandlerError ? { onHandlerError: opts.onHandlerError } : {}),
       ...(opts.gate ? { gate: opts.gate } : {}),
     }));
   const server = new QUICServer({
@@ -385,6 +394,7 @@ export async function startQuicServer(opts: QuicServerOptions): Promise<RunningQ
   return {
     address: { host: unmapIPv4(socket.host), port: socket.port },
     socket,
+    demux: socketDemux(socket),
     ...(gate ? { gate } : {}),
     async stop() {
       await server.stop({ force: true, isApp: true, errorCode: 0 });
@@ -421,9 +431,21 @@ export interface ClientConnection {
   peerClose(): { isApp: boolean; code: number; reason: string } | undefined;
   /**
    * Plain UDP on the connection's own socket and 5-tuple, for the media path
-   * (./udp-media.ts); absent when the socket is shared (its owner handles non-QUIC packets).
+   * (./udp-media.ts; registered as the socket's 'media-path' class); absent when the socket is
+   * shared (its owner decides what the socket's classes are).
    */
   readonly raw?: RawPath;
+  /**
+   * The UDP socket the connection runs on: its own, or the one given in ConnectOptions.
+   * The direct path dials and accepts on it too, so its NAT mappings are the ones the relay
+   * observed.
+   */
+  readonly socket: QUICSocket;
+  /**
+   * The socket's demultiplexer: STUN, connectivity checks and anything else that must use the
+   * relay connection's socket register a packet class here, and send with `demux.send()`.
+   */
+  readonly demux: Demux;
   close(): Promise<void>;
 }
 
@@ -491,13 +513,19 @@ export async function connectQuic(opts: ConnectOptions): Promise<ClientConnectio
   const datagrams = attachDatagrams(connection);
   const socket = (client as unknown as { socket: QUICSocket }).socket;
   let raw: RawPath | undefined;
+  let demux: Demux;
   if (!opts.socket) {
     raiseRecvBuffer(socket);
     routeDirect(socket);
-    raw = rawPathOf(socket, connection);
+    demux = installDemux(socket, {});
+    raw = rawPathOf(demux, connection);
+  } else {
+    demux = socketDemux(socket);
   }
   return {
     ...(raw ? { raw } : {}),
+    socket,
+    demux,
     connection,
     datagrams,
     peerFingerprint: presented ?? '',
@@ -513,18 +541,15 @@ export async function connectQuic(opts: ConnectOptions): Promise<ClientConnectio
   };
 }
 
-function ignoreRawSendError(): void {}
-
-/** The connection's own socket as a RawPath: sends to the relay, non-QUIC packets to one handler. */
-function rawPathOf(socket: QUICSocket, connection: QUICConnection): RawPath {
-  const udp = rawUdpSocket(socket);
+/** The connection's own socket as a RawPath: sends to the relay, media path packets to one handler. */
+function rawPathOf(demux: Demux, connection: QUICConnection): RawPath {
   let handler: (data: Buffer, from: { address: string; port: number }) => void = () => undefined;
-  splitNonQuic(socket, (data, from) => handler(data, from));
+  demux.register(mediaPathClass((data, from) => handler(data, from)));
   return {
     send(parts) {
-      // With a callback, a send the kernel refuses is reported there, never as a socket
+      // Hardened (./demux.ts): a send the kernel refuses is counted there, never a socket
       // 'error' event; media is lossy, so it is simply gone (as in QUIC's own sends).
-      udp.send(parts as Uint8Array[], connection.remotePort, connection.remoteHost, ignoreRawSendError);
+      demux.send(parts, { host: connection.remoteHost, port: connection.remotePort });
     },
     onPacket(h) {
       handler = h;

@@ -10,8 +10,9 @@
  * send. QUIC stays for everything that needs it: the handshake that authenticates the relay,
  * signalling, key exchange, keep-alives, RTT, and media until the path is confirmed.
  *
- * Packets (first byte with QUIC's fixed bit 0x40 clear, and not STUN's 0x00/0x01, so the
- * shared socket tells them apart from QUIC and STUN by the first byte):
+ * Packets (core/wire/media-path.ts, its diagram and codec; first byte with QUIC's fixed bit
+ * 0x40 clear, and not STUN's 0x00/0x01: the socket's demultiplexer, ./demux.ts, hands them to
+ * the 'media-path' class by the first byte):
  *
  * ```
  * probe    client -> relay   0x21 | token (8)            "is this path open?"
@@ -45,13 +46,29 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Socket as UdpSocket } from 'node:dgram';
+import { DecodeError } from '../errors.js';
+import {
+  MEDIA_TOKEN_BYTES,
+  MEDIA_TO_CLIENT_HEADER,
+  decodeToClient,
+  decodeToRelay,
+  encodeAck,
+  encodeConfirm,
+  encodeProbe,
+  mediaToRelayHeader,
+} from '../wire/media-path.js';
 import { MAX_DATAGRAM_PAYLOAD, type DatagramChannel, type DatagramStats, type PathStatsSnapshot } from './datagrams.js';
+import { MAX_SOCKET_SEND_QUEUE } from './demux.js';
 
-export const MEDIA_PATH_PROBE = 0x21;
-export const MEDIA_PATH_ACK = 0x22;
-export const MEDIA_PATH_CONFIRM = 0x23;
-export const MEDIA_PATH_MEDIA = 0x24;
-export const MEDIA_TOKEN_BYTES = 8;
+export {
+  MEDIA_PATH_ACK,
+  MEDIA_PATH_CONFIRM,
+  MEDIA_PATH_MEDIA,
+  MEDIA_PATH_PROBE,
+  MEDIA_TOKEN_BYTES,
+  isMediaPathPacket,
+} from '../wire/media-path.js';
+export { MAX_SOCKET_SEND_QUEUE } from './demux.js';
 /** When probes go out after a join (ms after it). */
 export const PROBE_SCHEDULE_MS = [0, 100, 300, 700, 1500] as const;
 /**
@@ -60,22 +77,12 @@ export const PROBE_SCHEDULE_MS = [0, 100, 300, 700, 1500] as const;
  * costs nothing.
  */
 export const PROBE_RETRY_MS = 10_000;
-/**
- * Datagrams waiting in the relay socket's send queue (libuv's: the kernel buffer is full)
- * beyond which the relay drops media instead of queueing it: stale audio is worthless.
- */
-export const MAX_SOCKET_SEND_QUEUE = 512;
-
-/** Whether a non-QUIC packet belongs to the media path (by its first byte). */
-export function isMediaPathPacket(data: Uint8Array): boolean {
-  return data.length > 0 && data[0] >= MEDIA_PATH_PROBE && data[0] <= MEDIA_PATH_MEDIA;
-}
 
 /** The client's UDP socket as the media path needs it: sends to the relay, packets from anyone. */
 export interface RawPath {
   /** Send one UDP packet (the buffers concatenated) to the relay's address. */
   send(parts: readonly Uint8Array[]): void;
-  /** Receive the non-QUIC packets that reach the socket. */
+  /** Receive the media path packets (first byte 0x21-0x24) that reach the socket. */
   onPacket(handler: (data: Buffer, from: { address: string; port: number }) => void): void;
   /** The relay's address as the QUIC connection sees it now. */
   relay(): { host: string; port: number };
@@ -98,7 +105,7 @@ export interface MediaPathStats {
  */
 export class ClientMediaChannel implements DatagramChannel {
   private handler: (payload: Uint8Array) => void = () => undefined;
-  private header?: Buffer;
+  private header?: Uint8Array;
   private token?: Buffer;
   private state: 'quic' | 'probing' | 'udp' = 'quic';
   private timers: NodeJS.Timeout[] = [];
@@ -125,9 +132,9 @@ export class ClientMediaChannel implements DatagramChannel {
     if (!this.capable || !/^[0-9a-f]{16}$/.test(tokenHex)) return;
     const token = Buffer.from(tokenHex, 'hex');
     this.token = token;
-    this.header = Buffer.concat([Buffer.of(MEDIA_PATH_MEDIA), token]);
+    this.header = mediaToRelayHeader(token);
     this.state = 'probing';
-    const probe = Buffer.concat([Buffer.of(MEDIA_PATH_PROBE), token]);
+    const probe = encodeProbe(token);
     const sendProbe = (): void => {
       if (this.state !== 'probing' || this.token !== token) return;
       this.counters.probesSent++;
@@ -169,41 +176,45 @@ export class ClientMediaChannel implements DatagramChannel {
 
   private onPacket(data: Buffer, from: { address: string; port: number }): void {
     const relay = this.raw?.relay();
-    if (!relay || from.address !== relay.host || from.port !== relay.port || data.length < 1) {
+    if (!relay || from.address !== relay.host || from.port !== relay.port) {
       this.counters.rejected++;
       return;
     }
-    switch (data[0]) {
-      case MEDIA_PATH_MEDIA:
-        if (data.length < 2) break;
-        this.counters.receivedOnPath++;
-        try {
-          this.handler(data.subarray(1));
-        } catch {
-          // Handlers count their own errors; the socket must keep receiving.
-        }
-        return;
-      case MEDIA_PATH_ACK:
-        if (data.length !== 1 + MEDIA_TOKEN_BYTES || !this.token || !data.subarray(1).equals(this.token)) break;
-        if (this.state === 'probing') {
-          this.state = 'udp';
-          for (const t of this.timers) clearTimeout(t);
-          this.timers = [];
-          const confirm = Buffer.concat([Buffer.of(MEDIA_PATH_CONFIRM), this.token]);
-          this.rawSend([confirm]);
-          // Once more: a receive-only member sends no media that would also tell the relay.
-          const token = this.token;
-          this.timers.push(
-            setTimeout(() => {
-              if (this.token === token) this.rawSend([confirm]);
-            }, 200).unref(),
-          );
-        }
-        return;
-      default:
-        break;
+    let packet;
+    try {
+      packet = decodeToClient(data);
+    } catch (err) {
+      if (!(err instanceof DecodeError)) throw err;
+      this.counters.rejected++;
+      return;
     }
-    this.counters.rejected++;
+    if (packet.type === 'media') {
+      this.counters.receivedOnPath++;
+      try {
+        this.handler(packet.datagram);
+      } catch {
+        // Handlers count their own errors; the socket must keep receiving.
+      }
+      return;
+    }
+    if (!this.token || !this.token.equals(packet.token)) {
+      this.counters.rejected++;
+      return;
+    }
+    if (this.state === 'probing') {
+      this.state = 'udp';
+      for (const t of this.timers) clearTimeout(t);
+      this.timers = [];
+      const confirm = encodeConfirm(this.token);
+      this.rawSend([confirm]);
+      // Once more: a receive-only member sends no media that would also tell the relay.
+      const token = this.token;
+      this.timers.push(
+        setTimeout(() => {
+          if (this.token === token) this.rawSend([confirm]);
+        }, 200).unref(),
+      );
+    }
   }
 
   send(payload: Uint8Array): boolean {
@@ -285,39 +296,37 @@ export class RelayMediaPath {
     this.byToken.delete(token);
   }
 
-  /** A non-QUIC packet that isMediaPathPacket() accepted. */
+  /** A packet the socket's 'media-path' class took (first byte 0x21-0x24). */
   handle(data: Buffer, from: { address: string; port: number }): void {
-    if (data.length < 1 + MEDIA_TOKEN_BYTES) {
+    let packet;
+    try {
+      packet = decodeToRelay(data);
+    } catch (err) {
+      if (!(err instanceof DecodeError)) throw err;
       this.stats.rejected++;
       return;
     }
-    const route = this.byToken.get(data.toString('latin1', 1, 1 + MEDIA_TOKEN_BYTES));
+    const route = this.byToken.get(Buffer.from(packet.token.buffer, packet.token.byteOffset, packet.token.byteLength).toString('latin1'));
     const remote = route?.peer.remote();
     if (route === undefined || remote === undefined || remote.host !== from.address || remote.port !== from.port) {
       this.stats.rejected++;
       return;
     }
-    switch (data[0]) {
-      case MEDIA_PATH_MEDIA:
-        if (data.length === 1 + MEDIA_TOKEN_BYTES || data.length > 1 + MEDIA_TOKEN_BYTES + MAX_DATAGRAM_PAYLOAD) break;
+    switch (packet.type) {
+      case 'media':
         this.stats.received++;
         route.confirmed = true;
-        route.peer.onMedia(data.subarray(1 + MEDIA_TOKEN_BYTES));
+        route.peer.onMedia(packet.datagram);
         return;
-      case MEDIA_PATH_PROBE:
-        if (data.length !== 1 + MEDIA_TOKEN_BYTES) break;
+      case 'probe':
         this.stats.probes++;
-        data[0] = MEDIA_PATH_ACK;
-        this.send(data, remote);
+        // An ack is no larger than its probe, and goes to the member's QUIC address only.
+        this.send(encodeAck(packet.token), remote);
         return;
-      case MEDIA_PATH_CONFIRM:
-        if (data.length !== 1 + MEDIA_TOKEN_BYTES) break;
+      case 'confirm':
         route.confirmed = true;
         return;
-      default:
-        break;
     }
-    this.stats.rejected++;
   }
 
   /** A send the kernel refused after all (the callback keeps it off the socket's 'error' event). */
@@ -343,7 +352,6 @@ export class RelayMediaPath {
   }
 }
 
-const MEDIA_TYPE_BYTE = Buffer.of(MEDIA_PATH_MEDIA);
 
 export class RelayRoute implements DatagramChannel {
   private token?: string;
@@ -375,7 +383,7 @@ export class RelayRoute implements DatagramChannel {
 
   send(payload: Uint8Array): boolean {
     if (this.confirmed) {
-      if (!this.path.send([MEDIA_TYPE_BYTE, payload], this.peer.remote())) return false;
+      if (!this.path.send([MEDIA_TO_CLIENT_HEADER, payload], this.peer.remote())) return false;
       this.sentOnPath++;
       this.path.stats.sent++;
       return true;
