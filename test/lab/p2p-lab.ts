@@ -1,0 +1,608 @@
+/**
+ * The two-client NAT lab for direct (peer-to-peer) calls: network namespaces joined by veth
+ * pairs, a NAT router per side (test/lab/netns.ts's nftables NAT modes) and the relay and coturn
+ * on the "internet". Nothing touches the host's interfaces, routes or firewall: every veth is
+ * created directly inside the lab's own namespaces, and every address (TEST-NET-1/2/3,
+ * 10.77.0.0/16, 2001:db8::/32) exists only there. Needs root, `ip`, `nft`, `conntrack`, `ss`,
+ * `turnserver` (labAvailable()).
+ *
+ * two-nat (side A mode X, side B mode Y; 'none' = a public client on the uplink itself):
+ * ```
+ *  clientA ns            routerA ns                          wan ns ("the internet")
+ *  eth0 10.77.1.2 ── lan0 10.77.1.1 │ wan0 192.0.2.2 ──── up-a 192.0.2.1
+ *                        NAT mode X                          lo   203.0.113.1, .2 (relay, coturn
+ *                                                                 :3478/:3479), 2001:db8:f::1, ::2
+ *  clientB ns            routerB ns                          routes between its links
+ *  eth0 10.77.2.2 ── lan0 10.77.2.1 │ wan0 198.51.100.2 ── up-b 198.51.100.1
+ *                        NAT mode Y
+ * ```
+ * With `ipv6`, every link also carries 2001:db8:a::/48 (side A) or 2001:db8:b::/48 (side B)
+ * addresses, routed without NAT or filtering (uplink 2001:db8:a:1::/64, LAN 2001:db8:a:2::/64),
+ * and coturn also listens on the wan's IPv6 addresses.
+ *
+ * same-nat: one router (mode X) whose LAN is a bridge with both clients on it (10.77.1.2 and
+ * 10.77.1.3); no NAT hairpins, so the clients reach each other over host addresses only.
+ *
+ * The wan namespace routes (it is not a bridge), so a packet with TTL 2 from a client behind a
+ * NAT passes its own NAT and dies in the wan: low-TTL priming (FACTS.md) never reaches the
+ * peer's NAT. cutDirect() drops, in the wan's forward path, everything between the two sides'
+ * public addresses (traffic to the relay and coturn ends in the wan and is untouched); in
+ * same-nat it drops, in the router's LAN bridge, everything between the two clients.
+ *
+ * Names carry a random suffix so parallel runs never collide; destroy() removes everything,
+ * and a process 'exit' hook removes what a crashed test left behind.
+ */
+import { type ChildProcess, type SpawnOptions, execFile, execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import type { Endpoint } from '../../core/nat/stun.js';
+import { type LabAvailability, type NatMode, type Tool, labAvailable, natRuleset, startCoturn, stopProcess, toolPaths, writeSysctl } from './netns.js';
+import type { P2pRunnerCommand, P2pRunnerConfig, P2pRunnerEvent, PrimedEvent, PunchOptions, PunchedEvent, ReadyEvent } from './p2p-runner.js';
+
+const execFileAsync = promisify(execFile);
+
+/** A side's NAT: one of the lab's modes, or 'none' (the client is on the internet itself). */
+export type SideMode = NatMode | 'none';
+
+export type P2pTopology =
+  /** Two NAT routers, one client behind each (or a public client for 'none'). */
+  | { kind: 'two-nat'; a: SideMode; b: SideMode; ipv6?: boolean }
+  /** One NAT router, both clients on its LAN (no hairpinning). */
+  | { kind: 'same-nat'; mode: NatMode };
+
+export type Side = 'a' | 'b';
+export type ClientRole = 'clientA' | 'clientB';
+export type P2pRole = 'wan' | 'routerA' | 'routerB' | ClientRole;
+
+export const P2P_NET = {
+  /** The relay's and coturn's primary address in the wan. */
+  relay: '203.0.113.1',
+  /** coturn's RFC 5780 alternate address (a relay may use it as --stun-alternate). */
+  alternate: '203.0.113.2',
+  relay6: '2001:db8:f::1',
+  alternate6: '2001:db8:f::2',
+  stunPort: 3478,
+  sides: {
+    a: { uplinkSubnet: '192.0.2.0/24', wanGateway: '192.0.2.1', public: '192.0.2.2', lanSubnet: '10.77.1.0/24', routerLan: '10.77.1.1', client: '10.77.1.2', prefix6: '2001:db8:a' },
+    b: { uplinkSubnet: '198.51.100.0/24', wanGateway: '198.51.100.1', public: '198.51.100.2', lanSubnet: '10.77.2.0/24', routerLan: '10.77.2.1', client: '10.77.2.2', prefix6: '2001:db8:b' },
+  },
+  /** Client B's address in the same-nat topology (on side A's LAN). */
+  sameNatClientB: '10.77.1.3',
+  prefixLength: 24,
+  /** A TTL that passes the client's own NAT router and dies in the wan. */
+  primeTtl: 2,
+} as const;
+
+/** Interface names inside the namespaces (never in the host's namespace). */
+const IF = { up: { a: 'up-a', b: 'up-b' }, routerWan: 'wan0', routerLan: 'lan0', bridge: 'br0', bridgePort: { a: 'lan-a', b: 'lan-b' }, client: 'eth0' } as const;
+
+const COMMAND_TIMEOUT_MS = 10_000;
+const STOP_TIMEOUT_MS = 3_000;
+const RUNNER = fileURLToPath(new URL('./p2p-runner.js', import.meta.url));
+
+/** Whether the lab can run here; tests skip with `reason` when not (same needs as NatLab). */
+export function p2pLabAvailable(): Promise<LabAvailability> {
+  return labAvailable();
+}
+
+/** What the tests need to know about one client. */
+export interface LabClient {
+  readonly role: ClientRole;
+  readonly namespace: string;
+  /** The client's IPv4 host address. */
+  readonly address: string;
+  /** Its global IPv6 address (two-nat with ipv6 only). */
+  readonly address6?: string;
+  /** The IPv4 address the internet sees it as: its router's WAN address, or its own. */
+  readonly publicAddress: string;
+  /** Its side's NAT, 'none' for a public client. */
+  readonly nat: SideMode;
+  /** The TTL for priming (passes its own NAT, dies before the peer's); undefined without a NAT. */
+  readonly primeTtl?: number;
+}
+
+export interface P2pLabOptions {
+  topology: P2pTopology;
+  /** Start coturn in the wan (default true). */
+  coturn?: boolean;
+  /** Routers' conntrack UDP timeout (unreplied flows), seconds. */
+  conntrackUdpTimeoutS?: number;
+}
+
+type Namespaces = Readonly<Record<'wan' | ClientRole, string>> & Readonly<Partial<Record<'routerA' | 'routerB', string>>>;
+
+const liveLabs = new Set<P2pLab>();
+let exitHookInstalled = false;
+
+export class P2pLab {
+  private readonly children = new Set<ChildProcess>();
+  private readonly coturns: ChildProcess[] = [];
+  private cut = false;
+  private destroyed = false;
+
+  private constructor(
+    readonly topology: P2pTopology,
+    readonly namespaces: Namespaces,
+    readonly clients: Readonly<Record<Side, LabClient>>,
+    private readonly tools: Record<Tool, string>,
+    private readonly dir: string,
+  ) {}
+
+  /** Builds the topology, loads the NAT rules and starts coturn; tears down on any failure. */
+  static async create(options: P2pLabOptions): Promise<P2pLab> {
+    const tools = toolPaths();
+    if ('missing' in tools) throw new Error(`NAT lab tools missing: ${tools.missing.join(', ')}`);
+    const { topology } = options;
+    const id = randomBytes(3).toString('hex');
+    const ns = (suffix: string) => `wzp-${id}-${suffix}`;
+    let namespaces: Namespaces;
+    let clients: Record<Side, LabClient>;
+    if (topology.kind === 'two-nat') {
+      const routed = (side: Side) => (topology[side] === 'none' ? undefined : ns(`rt${side}`));
+      namespaces = { wan: ns('wan'), routerA: routed('a'), routerB: routed('b'), clientA: ns('cla'), clientB: ns('clb') };
+      const client = (side: Side): LabClient => {
+        const net = P2P_NET.sides[side];
+        const mode = topology[side];
+        const role = side === 'a' ? 'clientA' : 'clientB';
+        return {
+          role,
+          namespace: namespaces[role],
+          address: mode === 'none' ? net.public : net.client,
+          address6: topology.ipv6 ? `${net.prefix6}:${mode === 'none' ? 1 : 2}::2` : undefined,
+          publicAddress: net.public,
+          nat: mode,
+          primeTtl: mode === 'none' ? undefined : P2P_NET.primeTtl,
+        };
+      };
+      clients = { a: client('a'), b: client('b') };
+    } else {
+      namespaces = { wan: ns('wan'), routerA: ns('rta'), clientA: ns('cla'), clientB: ns('clb') };
+      const client = (role: ClientRole, address: string): LabClient => ({
+        role,
+        namespace: namespaces[role],
+        address,
+        publicAddress: P2P_NET.sides.a.public,
+        nat: topology.mode,
+        primeTtl: P2P_NET.primeTtl,
+      });
+      clients = { a: client('clientA', P2P_NET.sides.a.client), b: client('clientB', P2P_NET.sameNatClientB) };
+    }
+    const lab = new P2pLab(topology, namespaces, clients, tools, await mkdtemp(join(tmpdir(), `wzp-p2p-lab-${id}-`)));
+    registerForExit(lab);
+    try {
+      await lab.build(options);
+      return lab;
+    } catch (err) {
+      await lab.destroy();
+      throw err;
+    }
+  }
+
+  /** The STUN server in the wan (coturn), for the family of the clients' sockets. */
+  stunServer(family: 'udp4' | 'udp6' = 'udp4'): Endpoint {
+    return { address: family === 'udp6' ? P2P_NET.relay6 : P2P_NET.relay, port: P2P_NET.stunPort };
+  }
+
+  /** Runs a command to completion inside one of the lab's namespaces; resolves its stdout. */
+  async exec(role: P2pRole, command: string, args: readonly string[], timeoutMs = COMMAND_TIMEOUT_MS): Promise<string> {
+    const { stdout } = await execFileAsync(this.tools.ip, ['netns', 'exec', this.ns(role), command, ...args], { timeout: timeoutMs });
+    return stdout;
+  }
+
+  /**
+   * Starts a long-running process in one of the lab's namespaces (e.g. the relay in 'wan':
+   * `lab.spawnIn('wan', process.execPath, [BIN, 'relay', '--listen', `${P2P_NET.relay}:4433`, ...])`).
+   * destroy() stops it (SIGTERM, then SIGKILL) before the namespaces go.
+   */
+  spawnIn(role: P2pRole, command: string, args: readonly string[], options: SpawnOptions = {}): ChildProcess {
+    if (this.destroyed) throw new Error('the lab is destroyed');
+    const child = spawn(this.tools.ip, ['netns', 'exec', this.ns(role), command, ...args], options);
+    this.children.add(child);
+    child.once('exit', () => this.children.delete(child));
+    return child;
+  }
+
+  /** Empties the conntrack tables of the routers (all NAT state; learned full-cone maps stay). */
+  async flushConntrack(): Promise<void> {
+    for (const role of ['routerA', 'routerB'] as const) {
+      // An empty table exits 0 or 1 depending on the conntrack version.
+      if (this.namespaces[role]) await this.exec(role, this.tools.conntrack, ['-F']).catch(() => undefined);
+    }
+  }
+
+  /**
+   * Drops every packet between the two clients' public addresses (their NAT mappings, any
+   * port; IPv6 addresses too), leaving their traffic with the relay untouched. In same-nat:
+   * every packet between the two clients on the LAN. Idempotent.
+   */
+  async cutDirect(): Promise<void> {
+    if (this.cut) return;
+    const a = this.clients.a;
+    const b = this.clients.b;
+    const pair = (family: 'ip' | 'ip6', x: string, y: string) => [`${family} saddr ${x} ${family} daddr ${y} drop`, `${family} saddr ${y} ${family} daddr ${x} drop`];
+    let table: string;
+    let role: P2pRole;
+    if (this.topology.kind === 'same-nat') {
+      role = 'routerA';
+      table = `table bridge wzp_cut {\n  chain forward { type filter hook forward priority 0; policy accept; ${pair('ip', a.address, b.address).join('; ')}; }\n}\n`;
+    } else {
+      role = 'wan';
+      const rules = pair('ip', a.publicAddress, b.publicAddress);
+      if (a.address6 && b.address6) rules.push(...pair('ip6', a.address6, b.address6));
+      table = `table inet wzp_cut {\n  chain forward { type filter hook forward priority 0; policy accept; ${rules.join('; ')}; }\n}\n`;
+    }
+    const file = join(this.dir, 'cut.nft');
+    await writeFile(file, table);
+    await this.exec(role, this.tools.nft, ['-f', file]);
+    this.cut = true;
+  }
+
+  /** Removes cutDirect()'s rule. Idempotent. */
+  async restoreDirect(): Promise<void> {
+    if (!this.cut) return;
+    const family = this.topology.kind === 'same-nat' ? 'bridge' : 'inet';
+    await this.exec(this.topology.kind === 'same-nat' ? 'routerA' : 'wan', this.tools.nft, ['delete', 'table', family, 'wzp_cut']);
+    this.cut = false;
+  }
+
+  /** Whether cutDirect() is in force. */
+  get directCut(): boolean {
+    return this.cut;
+  }
+
+  /** Starts test/lab/p2p-runner.js in a client namespace; resolves once it has its reflexive address. */
+  async startPuncher(client: Side, family: 'udp4' | 'udp6' = 'udp4'): Promise<PunchRunner> {
+    const config: P2pRunnerConfig = { id: client.toUpperCase(), family, stun: this.stunServer(family) };
+    const child = this.spawnIn(this.clients[client].role, process.execPath, [RUNNER, JSON.stringify(config)], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const runner = new PunchRunner(child, `${client.toUpperCase()} (${this.clients[client].nat})`);
+    try {
+      await runner.ready();
+      return runner;
+    } catch (err) {
+      await runner.close();
+      throw err;
+    }
+  }
+
+  /** Stops every process, deletes the namespaces and the temp dir. Idempotent. */
+  async destroy(): Promise<void> {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    liveLabs.delete(this);
+    await Promise.all([...this.children, ...this.coturns].map((child) => stopProcess(child)));
+    for (const ns of Object.values(this.namespaces)) {
+      if (ns) await execFileAsync(this.tools.ip, ['netns', 'del', ns], { timeout: COMMAND_TIMEOUT_MS }).catch(() => undefined);
+    }
+    await rm(this.dir, { recursive: true, force: true });
+  }
+
+  /** Synchronous last-resort cleanup for process exit. */
+  destroySync(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    for (const child of [...this.children, ...this.coturns]) child.kill('SIGKILL');
+    for (const ns of Object.values(this.namespaces)) {
+      if (!ns) continue;
+      try {
+        execFileSync(this.tools.ip, ['netns', 'del', ns], { stdio: 'ignore', timeout: COMMAND_TIMEOUT_MS });
+      } catch {
+        // already gone
+      }
+    }
+  }
+
+  private ns(role: P2pRole): string {
+    const name = this.namespaces[role];
+    if (!name) throw new Error(`this lab (${this.topology.kind}) has no ${role} namespace`);
+    return name;
+  }
+
+  private ip(args: readonly string[]): Promise<unknown> {
+    return execFileAsync(this.tools.ip, args, { timeout: COMMAND_TIMEOUT_MS });
+  }
+
+  private async build(options: P2pLabOptions): Promise<void> {
+    const { topology } = this;
+    const ipv6 = topology.kind === 'two-nat' && topology.ipv6 === true;
+    const { wan, routerA, routerB } = this.namespaces;
+    for (const ns of Object.values(this.namespaces)) if (ns) await this.ip(['netns', 'add', ns]);
+    // Before any interface exists, so that every interface inherits 'default'.
+    const noRpFilter = ['net.ipv4.conf.all.rp_filter=0', 'net.ipv4.conf.default.rp_filter=0'];
+    for (const ns of Object.values(this.namespaces)) if (ns) await writeSysctl(this.tools, ns, noRpFilter);
+    const forwarding = ['net.ipv4.ip_forward=1', ...(ipv6 ? ['net.ipv6.conf.all.forwarding=1'] : [])];
+    for (const ns of [wan, routerA, routerB]) if (ns) await writeSysctl(this.tools, ns, forwarding);
+
+    await this.ip(['-n', wan, 'link', 'set', 'lo', 'up']);
+    for (const address of [P2P_NET.relay, P2P_NET.alternate]) await this.address(wan, 'lo', `${address}/32`);
+    if (ipv6) for (const address of [P2P_NET.relay6, P2P_NET.alternate6]) await this.address(wan, 'lo', `${address}/128`);
+
+    if (topology.kind === 'two-nat') {
+      for (const side of ['a', 'b'] as const) await this.buildSide(side, topology[side], ipv6);
+    } else {
+      await this.buildSameNat();
+    }
+    await this.waitForCarrier();
+    await this.routes(ipv6);
+
+    if (topology.kind === 'two-nat') {
+      for (const side of ['a', 'b'] as const) {
+        const mode = topology[side];
+        if (mode !== 'none') await this.loadNat(side, mode, options.conntrackUdpTimeoutS);
+      }
+    } else {
+      await this.loadNat('a', topology.mode, options.conntrackUdpTimeoutS);
+    }
+    if (options.coturn ?? true) {
+      const addresses = [P2P_NET.relay, P2P_NET.alternate, ...(ipv6 ? [P2P_NET.relay6, P2P_NET.alternate6] : [])];
+      this.coturns.push(await startCoturn(this.tools, wan, this.dir, addresses, P2P_NET.stunPort));
+    }
+  }
+
+  /** The uplink (wan up-x <-> router wan0 or public client eth0) and, behind a NAT, the LAN. */
+  private async buildSide(side: Side, mode: SideMode, ipv6: boolean): Promise<void> {
+    const net = P2P_NET.sides[side];
+    const wan = this.namespaces.wan;
+    const client = this.clients[side].namespace;
+    const router = side === 'a' ? this.namespaces.routerA : this.namespaces.routerB;
+    const uplinkPeer = router ?? client;
+    const uplinkIf = router ? IF.routerWan : IF.client;
+    await this.ip(['link', 'add', IF.up[side], 'netns', wan, 'type', 'veth', 'peer', 'name', uplinkIf, 'netns', uplinkPeer]);
+    await this.address(wan, IF.up[side], `${net.wanGateway}/${P2P_NET.prefixLength}`);
+    await this.address(uplinkPeer, uplinkIf, `${net.public}/${P2P_NET.prefixLength}`);
+    if (ipv6) {
+      await this.address(wan, IF.up[side], `${net.prefix6}:1::1/64`);
+      await this.address(uplinkPeer, uplinkIf, `${net.prefix6}:1::2/64`);
+    }
+    await this.up(wan, [IF.up[side]]);
+    if (router) {
+      if (mode === 'none') throw new Error('a router needs a NAT mode');
+      await this.ip(['link', 'add', IF.routerLan, 'netns', router, 'type', 'veth', 'peer', 'name', IF.client, 'netns', client]);
+      await this.address(router, IF.routerLan, `${net.routerLan}/${P2P_NET.prefixLength}`);
+      await this.address(client, IF.client, `${net.client}/${P2P_NET.prefixLength}`);
+      if (ipv6) {
+        await this.address(router, IF.routerLan, `${net.prefix6}:2::1/64`);
+        await this.address(client, IF.client, `${net.prefix6}:2::2/64`);
+      }
+      await this.up(router, [IF.routerWan, IF.routerLan]);
+    }
+    await this.up(client, [IF.client]);
+  }
+
+  private async buildSameNat(): Promise<void> {
+    const net = P2P_NET.sides.a;
+    const { wan, clientA, clientB } = this.namespaces;
+    const router = this.namespaces.routerA as string;
+    await this.ip(['link', 'add', IF.up.a, 'netns', wan, 'type', 'veth', 'peer', 'name', IF.routerWan, 'netns', router]);
+    await this.address(wan, IF.up.a, `${net.wanGateway}/${P2P_NET.prefixLength}`);
+    await this.address(router, IF.routerWan, `${net.public}/${P2P_NET.prefixLength}`);
+    await this.up(wan, [IF.up.a]);
+    await this.ip(['-n', router, 'link', 'add', IF.bridge, 'type', 'bridge']);
+    // If br_netfilter is loaded, bridged frames would also walk the IP hooks: keep the LAN a plain switch.
+    await writeSysctl(this.tools, router, ['net.bridge.bridge-nf-call-iptables=0']).catch(() => undefined);
+    for (const [port, client, address] of [
+      [IF.bridgePort.a, clientA, net.client],
+      [IF.bridgePort.b, clientB, P2P_NET.sameNatClientB],
+    ] as const) {
+      await this.ip(['link', 'add', port, 'netns', router, 'type', 'veth', 'peer', 'name', IF.client, 'netns', client]);
+      await this.ip(['-n', router, 'link', 'set', port, 'master', IF.bridge]);
+      await this.address(client, IF.client, `${address}/${P2P_NET.prefixLength}`);
+      await this.up(client, [IF.client]);
+    }
+    await this.address(router, IF.bridge, `${net.routerLan}/${P2P_NET.prefixLength}`);
+    await this.up(router, [IF.routerWan, IF.bridge, IF.bridgePort.a, IF.bridgePort.b]);
+  }
+
+  private async routes(ipv6: boolean): Promise<void> {
+    if (this.topology.kind === 'same-nat') {
+      const net = P2P_NET.sides.a;
+      await this.ip(['-n', this.ns('routerA'), 'route', 'add', 'default', 'via', net.wanGateway]);
+      for (const client of [this.namespaces.clientA, this.namespaces.clientB]) await this.ip(['-n', client, 'route', 'add', 'default', 'via', net.routerLan]);
+      return;
+    }
+    for (const side of ['a', 'b'] as const) {
+      const net = P2P_NET.sides[side];
+      const router = side === 'a' ? this.namespaces.routerA : this.namespaces.routerB;
+      const client = this.clients[side].namespace;
+      if (router) {
+        await this.ip(['-n', router, 'route', 'add', 'default', 'via', net.wanGateway]);
+        await this.ip(['-n', client, 'route', 'add', 'default', 'via', net.routerLan]);
+        if (ipv6) {
+          await this.ip(['-n', router, '-6', 'route', 'add', 'default', 'via', `${net.prefix6}:1::1`]);
+          await this.ip(['-n', client, '-6', 'route', 'add', 'default', 'via', `${net.prefix6}:2::1`]);
+          await this.ip(['-n', this.namespaces.wan, '-6', 'route', 'add', `${net.prefix6}:2::/64`, 'via', `${net.prefix6}:1::2`]);
+        }
+      } else {
+        await this.ip(['-n', client, 'route', 'add', 'default', 'via', net.wanGateway]);
+        if (ipv6) await this.ip(['-n', client, '-6', 'route', 'add', 'default', 'via', `${net.prefix6}:1::1`]);
+      }
+    }
+  }
+
+  private async loadNat(side: Side, mode: NatMode, conntrackUdpTimeoutS?: number): Promise<void> {
+    const router = this.ns(side === 'a' ? 'routerA' : 'routerB');
+    const net = P2P_NET.sides[side];
+    const file = join(this.dir, `nat-${side}.nft`);
+    await writeFile(file, natRuleset(mode, { wanIf: IF.routerWan, wanAddress: net.public, lanSubnet: net.lanSubnet, filterBeforeConntrack: true }));
+    await this.exec(side === 'a' ? 'routerA' : 'routerB', this.tools.nft, ['-f', file]);
+    if (conntrackUdpTimeoutS !== undefined) await writeSysctl(this.tools, router, [`net.netfilter.nf_conntrack_udp_timeout=${conntrackUdpTimeoutS}`]);
+    await this.exec(side === 'a' ? 'routerA' : 'routerB', this.tools.conntrack, ['-F']).catch(() => undefined);
+  }
+
+  /** `nodad`: IPv6 addresses usable at once (no duplicate address detection delay); ignored for IPv4. */
+  private address(ns: string, ifname: string, cidr: string): Promise<unknown> {
+    return this.ip(['-n', ns, 'addr', 'add', cidr, 'dev', ifname, ...(cidr.includes(':') ? ['nodad'] : [])]);
+  }
+
+  private async up(ns: string, ifs: readonly string[]): Promise<void> {
+    for (const name of ['lo', ...ifs]) await this.ip(['-n', ns, 'link', 'set', name, 'up']);
+  }
+
+  /** A new veth pair reports carrier a moment after both ends are up (bounded: 5 s). */
+  private async waitForCarrier(): Promise<void> {
+    const namespaces = Object.values(this.namespaces).filter((ns): ns is string => ns !== undefined);
+    for (let attempt = 0; attempt < 250; attempt++) {
+      const links = await Promise.all(namespaces.map(async (ns) => (await execFileAsync(this.tools.ip, ['-n', ns, '-o', 'link', 'show', 'type', 'veth'], { timeout: COMMAND_TIMEOUT_MS })).stdout));
+      if (links.every((list) => !list.includes('NO-CARRIER') && !list.includes('state DOWN'))) return;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    throw new Error('lab veth links did not come up within 5 s');
+  }
+}
+
+/** One p2p-runner process: its socket's addresses, and prime/punch commands. */
+export class PunchRunner {
+  private readonly events: P2pRunnerEvent[] = [];
+  private waiter: (() => void) | undefined;
+  private stderr = '';
+  private exited = false;
+  private readyEvent: ReadyEvent | undefined;
+
+  constructor(
+    private readonly child: ChildProcess,
+    readonly label: string,
+  ) {
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      try {
+        this.events.push(JSON.parse(line) as P2pRunnerEvent);
+      } catch {
+        this.stderr += `(stdout) ${line}\n`;
+      }
+      this.waiter?.();
+    });
+    child.stderr!.on('data', (d) => (this.stderr += d));
+    child.once('exit', () => {
+      this.exited = true;
+      this.waiter?.();
+    });
+  }
+
+  /** The host and server-reflexive addresses of the runner's one socket. */
+  get addresses(): ReadyEvent {
+    if (!this.readyEvent) throw new Error(`${this.label}: not ready`);
+    return this.readyEvent;
+  }
+
+  async ready(timeoutMs = 10_000): Promise<ReadyEvent> {
+    this.readyEvent = await this.next<ReadyEvent>('ready', timeoutMs);
+    return this.readyEvent;
+  }
+
+  /** One probe per target with TTL `ttl`; resolves once they are sent. */
+  async prime(targets: readonly Endpoint[], ttl: number): Promise<PrimedEvent> {
+    this.command({ cmd: 'prime', targets: [...targets], ttl });
+    return this.next<PrimedEvent>('primed', 5_000);
+  }
+
+  async punch(options: PunchOptions): Promise<PunchedEvent> {
+    this.command({ cmd: 'punch', ...options });
+    return this.next<PunchedEvent>('punched', options.durationMs + 5_000);
+  }
+
+  /** Asks the runner to exit; kills it if it has not within 3 s. */
+  async close(): Promise<void> {
+    if (this.exited) return;
+    const gone = new Promise<void>((resolve) => this.child.once('exit', () => resolve()));
+    if (this.child.stdin?.writable) this.child.stdin.end(`${JSON.stringify({ cmd: 'exit' } satisfies P2pRunnerCommand)}\n`);
+    const force = setTimeout(() => this.child.kill('SIGKILL'), STOP_TIMEOUT_MS);
+    await gone;
+    clearTimeout(force);
+  }
+
+  private command(command: P2pRunnerCommand): void {
+    if (this.exited || !this.child.stdin?.writable) throw new Error(`${this.label}: runner has exited\n${this.stderr}`);
+    this.child.stdin.write(`${JSON.stringify(command)}\n`);
+  }
+
+  private async next<E extends P2pRunnerEvent>(type: E['event'], timeoutMs: number): Promise<E> {
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      const event = this.events.shift();
+      if (event?.event === 'error') throw new Error(`${this.label}: ${event.message}`);
+      if (event?.event === type) return event as E;
+      if (event) throw new Error(`${this.label}: expected ${type}, got ${JSON.stringify(event)}`);
+      if (this.exited) throw new Error(`${this.label}: runner exited before '${type}'\n${this.stderr}`);
+      const left = deadline - performance.now();
+      if (left <= 0) throw new Error(`${this.label}: no '${type}' within ${timeoutMs} ms\n${this.stderr}`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.waiter = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.waiter = undefined;
+    }
+  }
+}
+
+export interface PunchPairOptions {
+  /** Which of the peer's addresses each side probes (default 'reflexive'). */
+  target?: 'reflexive' | 'host';
+  family?: 'udp4' | 'udp6';
+  /** Both NATed sides send one low-TTL probe to the peer's target, and both finish, before either punches. */
+  prime?: boolean;
+  /** Start B's punching this long after A's (default 0: both at once). */
+  staggerMs?: number;
+  /** Answer probes from addresses not targeted (peer-reflexive; default true). */
+  replyToObserved?: boolean;
+  durationMs?: number;
+  intervalMs?: number;
+}
+
+export interface PunchPairResult {
+  a: ReadyEvent & { punched: PunchedEvent };
+  b: ReadyEvent & { punched: PunchedEvent };
+  /** A's probes reached B (B received from A) and the reverse. */
+  aToB: boolean;
+  bToA: boolean;
+}
+
+/**
+ * Plain UDP hole punching between the lab's two clients, one socket each: each learns its
+ * reflexive address from coturn, the test hands each the other's, then both probe.
+ */
+export async function punchPair(lab: P2pLab, options: PunchPairOptions = {}): Promise<PunchPairResult> {
+  const family = options.family ?? 'udp4';
+  const runners = await Promise.all([lab.startPuncher('a', family), lab.startPuncher('b', family)]);
+  try {
+    const [a, b] = runners;
+    const target = (r: PunchRunner) => (options.target === 'host' ? r.addresses.host : r.addresses.reflexive);
+    if (options.prime) {
+      await Promise.all(
+        (
+          [
+            [a, lab.clients.a, b],
+            [b, lab.clients.b, a],
+          ] as const
+        ).map(([runner, client, peer]) => (client.primeTtl === undefined ? undefined : runner.prime([target(peer)], client.primeTtl))),
+      );
+    }
+    const punch = (runner: PunchRunner, peer: PunchRunner): PunchOptions => ({
+      targets: [target(peer)],
+      durationMs: options.durationMs ?? 1_500,
+      intervalMs: options.intervalMs ?? 20,
+      replyToObserved: options.replyToObserved ?? true,
+      lingerMs: 200,
+    });
+    const punchedA = a.punch(punch(a, b));
+    if (options.staggerMs) await new Promise((resolve) => setTimeout(resolve, options.staggerMs));
+    const [pa, pb] = await Promise.all([punchedA, b.punch(punch(b, a))]);
+    return { a: { ...a.addresses, punched: pa }, b: { ...b.addresses, punched: pb }, aToB: pb.received.length > 0, bToA: pa.received.length > 0 };
+  } finally {
+    await Promise.all(runners.map((r) => r.close()));
+  }
+}
+
+function registerForExit(lab: P2pLab): void {
+  liveLabs.add(lab);
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.once('exit', () => {
+    for (const live of liveLabs) live.destroySync();
+  });
+}
