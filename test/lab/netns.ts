@@ -364,14 +364,15 @@ export class NatLab {
   }
 }
 
-/** Writes `key=value` settings to the namespace's /proc/sys (procps may be missing in CI). */
+/** Writes `key=value` settings to the namespace's /proc/sys in one shell (procps may be missing in CI). */
 export async function writeSysctl(tools: Record<Tool, string>, ns: string, settings: readonly string[]): Promise<void> {
-  for (const setting of settings) {
+  if (settings.length === 0) return;
+  const pairs = settings.flatMap((setting) => {
     const [key, value] = setting.split('=');
-    await execFileAsync(tools.ip, ['netns', 'exec', ns, tools.sh, '-c', 'printf "%s\\n" "$1" > "$2"', 'sh', value, `/proc/sys/${key.replaceAll('.', '/')}`], {
-      timeout: COMMAND_TIMEOUT_MS,
-    });
-  }
+    return [`/proc/sys/${key.replaceAll('.', '/')}`, value];
+  });
+  const script = 'while [ "$#" -gt 0 ]; do printf "%s\\n" "$2" > "$1" || exit 1; shift 2; done';
+  await execFileAsync(tools.ip, ['netns', 'exec', ns, tools.sh, '-c', script, 'sh', ...pairs], { timeout: COMMAND_TIMEOUT_MS });
 }
 
 /**

@@ -41,7 +41,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { Endpoint } from '../../core/nat/stun.js';
-import { type LabAvailability, type NatMode, type Tool, labAvailable, natRuleset, startCoturn, stopProcess, toolPaths, writeSysctl } from './netns.js';
+import { type LabAvailability, type NatMode, type Tool, labAvailable, natRuleset, startCoturn, stopProcess, toolPaths } from './netns.js';
 import type { P2pRunnerCommand, P2pRunnerConfig, P2pRunnerEvent, PrimedEvent, PunchOptions, PunchedEvent, ReadyEvent } from './p2p-runner.js';
 
 const execFileAsync = promisify(execFile);
@@ -114,7 +114,57 @@ export interface P2pLabOptions {
   conntrackUdpTimeoutS?: number;
 }
 
+/** What one namespace gets: its interfaces, `ip` commands, sysctls ('?' = optional), routes, nft. */
+interface NsPlan {
+  ifs: string[];
+  ip: string[];
+  sysctl: string[];
+  routes: string[];
+  nft: string[];
+}
+
 type Namespaces = Readonly<Record<'wan' | ClientRole, string>> & Readonly<Partial<Record<'routerA' | 'routerB', string>>>;
+
+/**
+ * A namespace's first step: `sh -c CONFIGURE_SCRIPT sh IP BATCH [PATH VALUE]...` writes each
+ * sysctl (a PATH starting with '?' is skipped when absent) and runs the namespace's `ip -batch`
+ * (addresses, bridge ports, links up).
+ */
+const CONFIGURE_SCRIPT = [
+  'ip="$1"; batch="$2"; shift 2',
+  'while [ "$#" -gt 0 ]; do',
+  '  case "$1" in',
+  '    "?"*) f="${1#?}"; if [ -e "$f" ]; then printf "%s\\n" "$2" > "$f" || exit 1; fi ;;',
+  '    *) printf "%s\\n" "$2" > "$1" || exit 1 ;;',
+  '  esac',
+  '  shift 2',
+  'done',
+  'exec "$ip" -batch "$batch"',
+].join('\n');
+
+/**
+ * Its second step: `sh -c WIRE_SCRIPT sh IP NFT CONNTRACK ROUTES RULES UDP_TIMEOUT VETH...` waits
+ * until every veth is operationally up (carrier on both ends; bounded: ~5 s, read from the
+ * namespace's own /sys without a process per poll), then adds the routes, loads the NAT rules,
+ * sets the conntrack UDP timeout and empties conntrack (empty arguments skip a step).
+ */
+const WIRE_SCRIPT = [
+  'ip="$1"; nft="$2"; conntrack="$3"; routes="$4"; rules="$5"; timeout="$6"; shift 6',
+  'i=0',
+  'while :; do',
+  '  ok=1',
+  '  for d in "$@"; do s=down; read -r s < "/sys/class/net/$d/operstate" || ok=0; [ "$s" = up ] || ok=0; done',
+  '  [ "$ok" = 1 ] && break',
+  '  i=$((i + 1))',
+  '  if [ "$i" -ge 250 ]; then echo "links $* did not come up within 5 s" >&2; exit 1; fi',
+  '  sleep 0.02',
+  'done',
+  'if [ -n "$routes" ]; then "$ip" -batch "$routes" || exit 1; fi',
+  'if [ -n "$rules" ]; then "$nft" -f "$rules" || exit 1; fi',
+  'if [ -n "$timeout" ]; then printf "%s\\n" "$timeout" > /proc/sys/net/netfilter/nf_conntrack_udp_timeout || exit 1; fi',
+  // An empty table exits 0 or 1 depending on the conntrack version.
+  'if [ -n "$rules" ]; then "$conntrack" -F > /dev/null 2>&1 || true; fi',
+].join('\n');
 
 const liveLabs = new Set<P2pLab>();
 let exitHookInstalled = false;
@@ -186,6 +236,11 @@ export class P2pLab {
   /** The STUN server in the wan (coturn), for the family of the clients' sockets. */
   stunServer(family: 'udp4' | 'udp6' = 'udp4'): Endpoint {
     return { address: family === 'udp6' ? P2P_NET.relay6 : P2P_NET.relay, port: P2P_NET.stunPort };
+  }
+
+  /** The absolute path of one of the lab's tools (PATH may lack /usr/sbin). */
+  toolPath(tool: Tool): string {
+    return this.tools[tool];
   }
 
   /** Runs a command to completion inside one of the lab's namespaces; resolves its stdout. */
@@ -275,9 +330,9 @@ export class P2pLab {
     this.destroyed = true;
     liveLabs.delete(this);
     await Promise.all([...this.children, ...this.coturns].map((child) => stopProcess(child)));
-    for (const ns of Object.values(this.namespaces)) {
-      if (ns) await execFileAsync(this.tools.ip, ['netns', 'del', ns], { timeout: COMMAND_TIMEOUT_MS }).catch(() => undefined);
-    }
+    await Promise.all(
+      Object.values(this.namespaces).map((ns) => (ns ? execFileAsync(this.tools.ip, ['netns', 'del', ns], { timeout: COMMAND_TIMEOUT_MS }).catch(() => undefined) : undefined)),
+    );
     await rm(this.dir, { recursive: true, force: true });
   }
 
@@ -302,158 +357,147 @@ export class P2pLab {
     return name;
   }
 
-  private ip(args: readonly string[]): Promise<unknown> {
-    return execFileAsync(this.tools.ip, args, { timeout: COMMAND_TIMEOUT_MS });
-  }
-
+  /**
+   * Few processes (each `ip` costs ~50 ms on a loaded 2-core machine): one `ip -batch` in the
+   * host's namespace creates the namespaces and the veth pairs (each end directly in its
+   * namespace), then one shell per namespace writes its sysctls and runs its own `ip -batch`;
+   * routes and NAT rules once the links have carrier.
+   */
   private async build(options: P2pLabOptions): Promise<void> {
     const { topology } = this;
     const ipv6 = topology.kind === 'two-nat' && topology.ipv6 === true;
-    const { wan, routerA, routerB } = this.namespaces;
-    for (const ns of Object.values(this.namespaces)) if (ns) await this.ip(['netns', 'add', ns]);
-    // Before any interface exists, so that every interface inherits 'default'.
-    const noRpFilter = ['net.ipv4.conf.all.rp_filter=0', 'net.ipv4.conf.default.rp_filter=0'];
-    for (const ns of Object.values(this.namespaces)) if (ns) await writeSysctl(this.tools, ns, noRpFilter);
-    const forwarding = ['net.ipv4.ip_forward=1', ...(ipv6 ? ['net.ipv6.conf.all.forwarding=1'] : [])];
-    for (const ns of [wan, routerA, routerB]) if (ns) await writeSysctl(this.tools, ns, forwarding);
+    const plans = new Map<string, NsPlan>();
+    for (const ns of Object.values(this.namespaces)) if (ns) plans.set(ns, { ifs: ['lo'], ip: [], routes: [], sysctl: [], nft: [] });
+    const plan = (ns: string) => plans.get(ns) as NsPlan;
+    const host: string[] = [...plans.keys()].map((ns) => `netns add ${ns}`);
+    const veth = (nsA: string, ifA: string, nsB: string, ifB: string) => {
+      host.push(`link add ${ifA} netns ${nsA} type veth peer name ${ifB} netns ${nsB}`);
+      plan(nsA).ifs.push(ifA);
+      plan(nsB).ifs.push(ifB);
+    };
+    const address = (ns: string, ifname: string, cidr: string) =>
+      // nodad: IPv6 addresses usable at once (no duplicate address detection delay).
+      plan(ns).ip.push(`addr add ${cidr} dev ${ifname}${cidr.includes(':') ? ' nodad' : ''}`);
+    // The gateway's family picks the table (`ip -batch` takes no -4/-6 per line).
+    const route = (ns: string, destination: string, via: string) => plan(ns).routes.push(`route add ${destination} via ${via}`);
 
-    await this.ip(['-n', wan, 'link', 'set', 'lo', 'up']);
-    for (const address of [P2P_NET.relay, P2P_NET.alternate]) await this.address(wan, 'lo', `${address}/32`);
-    if (ipv6) for (const address of [P2P_NET.relay6, P2P_NET.alternate6]) await this.address(wan, 'lo', `${address}/128`);
-
-    if (topology.kind === 'two-nat') {
-      for (const side of ['a', 'b'] as const) await this.buildSide(side, topology[side], ipv6);
-    } else {
-      await this.buildSameNat();
+    const { wan } = this.namespaces;
+    for (const server of [P2P_NET.relay, P2P_NET.alternate]) address(wan, 'lo', `${server}/32`);
+    if (ipv6) for (const server of [P2P_NET.relay6, P2P_NET.alternate6]) address(wan, 'lo', `${server}/128`);
+    for (const ns of [wan, this.namespaces.routerA, this.namespaces.routerB]) {
+      if (ns) plan(ns).sysctl.push('net.ipv4.ip_forward=1', ...(ipv6 ? ['net.ipv6.conf.all.forwarding=1'] : []));
     }
-    await this.waitForCarrier();
-    await this.routes(ipv6);
 
     if (topology.kind === 'two-nat') {
       for (const side of ['a', 'b'] as const) {
+        const net = P2P_NET.sides[side];
         const mode = topology[side];
-        if (mode !== 'none') await this.loadNat(side, mode, options.conntrackUdpTimeoutS);
+        const client = this.clients[side].namespace;
+        const router = side === 'a' ? this.namespaces.routerA : this.namespaces.routerB;
+        const uplinkPeer = router ?? client;
+        const uplinkIf = router ? IF.routerWan : IF.client;
+        veth(wan, IF.up[side], uplinkPeer, uplinkIf);
+        address(wan, IF.up[side], `${net.wanGateway}/${P2P_NET.prefixLength}`);
+        address(uplinkPeer, uplinkIf, `${net.public}/${P2P_NET.prefixLength}`);
+        route(uplinkPeer, 'default', net.wanGateway);
+        if (ipv6) {
+          address(wan, IF.up[side], `${net.prefix6}:1::1/64`);
+          address(uplinkPeer, uplinkIf, `${net.prefix6}:1::2/64`);
+          route(uplinkPeer, 'default', `${net.prefix6}:1::1`);
+        }
+        if (router && mode !== 'none') {
+          veth(router, IF.routerLan, client, IF.client);
+          address(router, IF.routerLan, `${net.routerLan}/${P2P_NET.prefixLength}`);
+          address(client, IF.client, `${net.client}/${P2P_NET.prefixLength}`);
+          route(client, 'default', net.routerLan);
+          if (ipv6) {
+            address(router, IF.routerLan, `${net.prefix6}:2::1/64`);
+            address(client, IF.client, `${net.prefix6}:2::2/64`);
+            route(client, 'default', `${net.prefix6}:2::1`);
+            route(wan, `${net.prefix6}:2::/64`, `${net.prefix6}:1::2`);
+          }
+          plan(router).nft.push(this.natRules(side, mode));
+        }
       }
     } else {
-      await this.loadNat('a', topology.mode, options.conntrackUdpTimeoutS);
-    }
-    if (options.coturn ?? true) {
-      const addresses = [P2P_NET.relay, P2P_NET.alternate, ...(ipv6 ? [P2P_NET.relay6, P2P_NET.alternate6] : [])];
-      this.coturns.push(await startCoturn(this.tools, wan, this.dir, addresses, P2P_NET.stunPort));
-    }
-  }
-
-  /** The uplink (wan up-x <-> router wan0 or public client eth0) and, behind a NAT, the LAN. */
-  private async buildSide(side: Side, mode: SideMode, ipv6: boolean): Promise<void> {
-    const net = P2P_NET.sides[side];
-    const wan = this.namespaces.wan;
-    const client = this.clients[side].namespace;
-    const router = side === 'a' ? this.namespaces.routerA : this.namespaces.routerB;
-    const uplinkPeer = router ?? client;
-    const uplinkIf = router ? IF.routerWan : IF.client;
-    await this.ip(['link', 'add', IF.up[side], 'netns', wan, 'type', 'veth', 'peer', 'name', uplinkIf, 'netns', uplinkPeer]);
-    await this.address(wan, IF.up[side], `${net.wanGateway}/${P2P_NET.prefixLength}`);
-    await this.address(uplinkPeer, uplinkIf, `${net.public}/${P2P_NET.prefixLength}`);
-    if (ipv6) {
-      await this.address(wan, IF.up[side], `${net.prefix6}:1::1/64`);
-      await this.address(uplinkPeer, uplinkIf, `${net.prefix6}:1::2/64`);
-    }
-    await this.up(wan, [IF.up[side]]);
-    if (router) {
-      if (mode === 'none') throw new Error('a router needs a NAT mode');
-      await this.ip(['link', 'add', IF.routerLan, 'netns', router, 'type', 'veth', 'peer', 'name', IF.client, 'netns', client]);
-      await this.address(router, IF.routerLan, `${net.routerLan}/${P2P_NET.prefixLength}`);
-      await this.address(client, IF.client, `${net.client}/${P2P_NET.prefixLength}`);
-      if (ipv6) {
-        await this.address(router, IF.routerLan, `${net.prefix6}:2::1/64`);
-        await this.address(client, IF.client, `${net.prefix6}:2::2/64`);
-      }
-      await this.up(router, [IF.routerWan, IF.routerLan]);
-    }
-    await this.up(client, [IF.client]);
-  }
-
-  private async buildSameNat(): Promise<void> {
-    const net = P2P_NET.sides.a;
-    const { wan, clientA, clientB } = this.namespaces;
-    const router = this.namespaces.routerA as string;
-    await this.ip(['link', 'add', IF.up.a, 'netns', wan, 'type', 'veth', 'peer', 'name', IF.routerWan, 'netns', router]);
-    await this.address(wan, IF.up.a, `${net.wanGateway}/${P2P_NET.prefixLength}`);
-    await this.address(router, IF.routerWan, `${net.public}/${P2P_NET.prefixLength}`);
-    await this.up(wan, [IF.up.a]);
-    await this.ip(['-n', router, 'link', 'add', IF.bridge, 'type', 'bridge']);
-    // If br_netfilter is loaded, bridged frames would also walk the IP hooks: keep the LAN a plain switch.
-    await writeSysctl(this.tools, router, ['net.bridge.bridge-nf-call-iptables=0']).catch(() => undefined);
-    for (const [port, client, address] of [
-      [IF.bridgePort.a, clientA, net.client],
-      [IF.bridgePort.b, clientB, P2P_NET.sameNatClientB],
-    ] as const) {
-      await this.ip(['link', 'add', port, 'netns', router, 'type', 'veth', 'peer', 'name', IF.client, 'netns', client]);
-      await this.ip(['-n', router, 'link', 'set', port, 'master', IF.bridge]);
-      await this.address(client, IF.client, `${address}/${P2P_NET.prefixLength}`);
-      await this.up(client, [IF.client]);
-    }
-    await this.address(router, IF.bridge, `${net.routerLan}/${P2P_NET.prefixLength}`);
-    await this.up(router, [IF.routerWan, IF.bridge, IF.bridgePort.a, IF.bridgePort.b]);
-  }
-
-  private async routes(ipv6: boolean): Promise<void> {
-    if (this.topology.kind === 'same-nat') {
       const net = P2P_NET.sides.a;
-      await this.ip(['-n', this.ns('routerA'), 'route', 'add', 'default', 'via', net.wanGateway]);
-      for (const client of [this.namespaces.clientA, this.namespaces.clientB]) await this.ip(['-n', client, 'route', 'add', 'default', 'via', net.routerLan]);
-      return;
-    }
-    for (const side of ['a', 'b'] as const) {
-      const net = P2P_NET.sides[side];
-      const router = side === 'a' ? this.namespaces.routerA : this.namespaces.routerB;
-      const client = this.clients[side].namespace;
-      if (router) {
-        await this.ip(['-n', router, 'route', 'add', 'default', 'via', net.wanGateway]);
-        await this.ip(['-n', client, 'route', 'add', 'default', 'via', net.routerLan]);
-        if (ipv6) {
-          await this.ip(['-n', router, '-6', 'route', 'add', 'default', 'via', `${net.prefix6}:1::1`]);
-          await this.ip(['-n', client, '-6', 'route', 'add', 'default', 'via', `${net.prefix6}:2::1`]);
-          await this.ip(['-n', this.namespaces.wan, '-6', 'route', 'add', `${net.prefix6}:2::/64`, 'via', `${net.prefix6}:1::2`]);
-        }
-      } else {
-        await this.ip(['-n', client, 'route', 'add', 'default', 'via', net.wanGateway]);
-        if (ipv6) await this.ip(['-n', client, '-6', 'route', 'add', 'default', 'via', `${net.prefix6}:1::1`]);
+      const router = this.ns('routerA');
+      veth(wan, IF.up.a, router, IF.routerWan);
+      address(wan, IF.up.a, `${net.wanGateway}/${P2P_NET.prefixLength}`);
+      address(router, IF.routerWan, `${net.public}/${P2P_NET.prefixLength}`);
+      route(router, 'default', net.wanGateway);
+      // The LAN is a bridge in the router with both clients on it. If br_netfilter is loaded
+      // (the host's choice), bridged frames would also walk the IP hooks: keep it a plain switch.
+      host.push(`link add ${IF.bridge} netns ${router} type bridge`);
+      plan(router).ifs.push(IF.bridge);
+      plan(router).sysctl.push('?net.bridge.bridge-nf-call-iptables=0');
+      address(router, IF.bridge, `${net.routerLan}/${P2P_NET.prefixLength}`);
+      for (const [port, client, clientAddress] of [
+        [IF.bridgePort.a, this.namespaces.clientA, net.client],
+        [IF.bridgePort.b, this.namespaces.clientB, P2P_NET.sameNatClientB],
+      ] as const) {
+        veth(router, port, client, IF.client);
+        plan(router).ip.push(`link set ${port} master ${IF.bridge}`);
+        address(client, IF.client, `${clientAddress}/${P2P_NET.prefixLength}`);
+        route(client, 'default', net.routerLan);
       }
+      plan(router).nft.push(this.natRules('a', topology.mode));
     }
+
+    await this.batch(undefined, host);
+    await Promise.all(
+      [...plans].map(async ([ns, p]) => {
+        // rp_filter off on 'all', 'default' and every interface (the kernel takes the larger of 'all' and the interface's).
+        const sysctls = [...['all', 'default', ...p.ifs].map((name) => `net.ipv4.conf.${name}.rp_filter=0`), ...p.sysctl].flatMap((setting) => {
+          const [key, value] = setting.split('=');
+          return [`${key.startsWith('?') ? '?' : ''}/proc/sys/${key.replace(/^\?/, '').replaceAll('.', '/')}`, value];
+        });
+        const batch = await this.batchFile(ns, [...p.ip, ...p.ifs.map((name) => `link set ${name} up`)]);
+        await this.sh(ns, CONFIGURE_SCRIPT, [this.tools.ip, batch, ...sysctls]);
+      }),
+    );
+    const coturn =
+      options.coturn ?? true
+        ? startCoturn(this.tools, wan, this.dir, [P2P_NET.relay, P2P_NET.alternate, ...(ipv6 ? [P2P_NET.relay6, P2P_NET.alternate6] : [])], P2P_NET.stunPort)
+        : undefined;
+    const wired = Promise.all(
+      [...plans].map(async ([ns, p]) => {
+        const routes = p.routes.length > 0 ? await this.batchFile(ns, p.routes) : '';
+        const rules = p.nft.length > 0 ? join(this.dir, `nat-${ns}.nft`) : '';
+        if (rules) await writeFile(rules, p.nft.join(''));
+        const veths = p.ifs.filter((name) => name !== 'lo' && name !== IF.bridge);
+        const timeout = rules && options.conntrackUdpTimeoutS !== undefined ? String(options.conntrackUdpTimeoutS) : '';
+        await this.sh(ns, WIRE_SCRIPT, [this.tools.ip, this.tools.nft, this.tools.conntrack, routes, rules, timeout, ...veths]);
+      }),
+    );
+    const [, started] = await Promise.allSettled([wired, coturn]);
+    if (started.status === 'fulfilled' && started.value) this.coturns.push(started.value);
+    await wired;
+    if (started.status === 'rejected') throw started.reason;
   }
 
-  private async loadNat(side: Side, mode: NatMode, conntrackUdpTimeoutS?: number): Promise<void> {
-    const router = this.ns(side === 'a' ? 'routerA' : 'routerB');
+  /** The side's NAT ruleset; address-restricted filters unsolicited packets before conntrack (see natRuleset). */
+  private natRules(side: Side, mode: NatMode): string {
     const net = P2P_NET.sides[side];
-    const file = join(this.dir, `nat-${side}.nft`);
-    await writeFile(file, natRuleset(mode, { wanIf: IF.routerWan, wanAddress: net.public, lanSubnet: net.lanSubnet, filterBeforeConntrack: true }));
-    await this.exec(side === 'a' ? 'routerA' : 'routerB', this.tools.nft, ['-f', file]);
-    if (conntrackUdpTimeoutS !== undefined) await writeSysctl(this.tools, router, [`net.netfilter.nf_conntrack_udp_timeout=${conntrackUdpTimeoutS}`]);
-    await this.exec(side === 'a' ? 'routerA' : 'routerB', this.tools.conntrack, ['-F']).catch(() => undefined);
+    return natRuleset(mode, { wanIf: IF.routerWan, wanAddress: net.public, lanSubnet: net.lanSubnet, filterBeforeConntrack: true });
   }
 
-  /** `nodad`: IPv6 addresses usable at once (no duplicate address detection delay); ignored for IPv4. */
-  private address(ns: string, ifname: string, cidr: string): Promise<unknown> {
-    return this.ip(['-n', ns, 'addr', 'add', cidr, 'dev', ifname, ...(cidr.includes(':') ? ['nodad'] : [])]);
+  /** `ip [-n NS] -batch FILE`: one process for many commands. */
+  private async batch(ns: string | undefined, lines: readonly string[]): Promise<void> {
+    await execFileAsync(this.tools.ip, [...(ns ? ['-n', ns] : []), '-batch', await this.batchFile(ns, lines)], { timeout: COMMAND_TIMEOUT_MS });
   }
 
-  private async up(ns: string, ifs: readonly string[]): Promise<void> {
-    for (const name of ['lo', ...ifs]) await this.ip(['-n', ns, 'link', 'set', name, 'up']);
+  private async batchFile(ns: string | undefined, lines: readonly string[]): Promise<string> {
+    const file = join(this.dir, `ip-${ns ?? 'host'}-${randomBytes(3).toString('hex')}.batch`);
+    await writeFile(file, `${lines.join('\n')}\n`);
+    return file;
   }
 
-  /** A new veth pair reports carrier a moment after both ends are up (bounded: 5 s). */
-  private async waitForCarrier(): Promise<void> {
-    const namespaces = Object.values(this.namespaces).filter((ns): ns is string => ns !== undefined);
-    for (let attempt = 0; attempt < 250; attempt++) {
-      const links = await Promise.all(namespaces.map(async (ns) => (await execFileAsync(this.tools.ip, ['-n', ns, '-o', 'link', 'show', 'type', 'veth'], { timeout: COMMAND_TIMEOUT_MS })).stdout));
-      if (links.every((list) => !list.includes('NO-CARRIER') && !list.includes('state DOWN'))) return;
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-    throw new Error('lab veth links did not come up within 5 s');
+  /** `sh -c SCRIPT sh ...args` inside a namespace. */
+  private async sh(ns: string, script: string, args: readonly string[]): Promise<void> {
+    await execFileAsync(this.tools.ip, ['netns', 'exec', ns, this.tools.sh, '-c', script, 'sh', ...args], { timeout: COMMAND_TIMEOUT_MS });
   }
 }
-
 /** One p2p-runner process: its socket's addresses, and prime/punch commands. */
 export class PunchRunner {
   private readonly events: P2pRunnerEvent[] = [];
@@ -584,7 +628,7 @@ export async function punchPair(lab: P2pLab, options: PunchPairOptions = {}): Pr
     }
     const punch = (runner: PunchRunner, peer: PunchRunner): PunchOptions => ({
       targets: [target(peer)],
-      durationMs: options.durationMs ?? 1_500,
+      durationMs: options.durationMs ?? 1_000,
       intervalMs: options.intervalMs ?? 20,
       replyToObserved: options.replyToObserved ?? true,
       lingerMs: 200,
