@@ -84,6 +84,10 @@ const IF = { up: { a: 'up-a', b: 'up-b' }, routerWan: 'wan0', routerLan: 'lan0',
 const COMMAND_TIMEOUT_MS = 10_000;
 const STOP_TIMEOUT_MS = 3_000;
 const RUNNER = fileURLToPath(new URL('./p2p-runner.js', import.meta.url));
+/** The CLI (bin/run.js) from dist/test/lab/. */
+const BIN = fileURLToPath(new URL('../../../bin/run.js', import.meta.url));
+const RELAY_START_TIMEOUT_MS = 20_000;
+const EXIT_SIGNALS = { SIGINT: 2, SIGTERM: 15 } as const;
 
 /** Whether the lab can run here; tests skip with `reason` when not (same needs as NatLab). */
 export function p2pLabAvailable(): Promise<LabAvailability> {
@@ -104,6 +108,26 @@ export interface LabClient {
   readonly nat: SideMode;
   /** The TTL for priming (passes its own NAT, dies before the peer's); undefined without a NAT. */
   readonly primeTtl?: number;
+}
+
+export interface LabRelay {
+  /** What the relay printed: `IP:PORT` it listens on. */
+  readonly address: string;
+  readonly fingerprint: string;
+  readonly child: ChildProcess;
+  /** Everything it wrote to stderr so far. */
+  stderr(): string;
+}
+
+export interface StartRelayOptions {
+  /** Default `${P2P_NET.relay}:4433`. */
+  listen?: string;
+  /** The relay's identity lives here (`--config-dir`). */
+  configDir: string;
+  /** Environment (e.g. a test home's env). */
+  env?: NodeJS.ProcessEnv;
+  /** More `wzp relay` flags. */
+  args?: readonly string[];
 }
 
 export interface P2pLabOptions {
@@ -260,6 +284,35 @@ export class P2pLab {
     this.children.add(child);
     child.once('exit', () => this.children.delete(child));
     return child;
+  }
+
+  /**
+   * `wzp relay --listen LISTEN --config-dir DIR ...args` in the wan namespace (spawnIn: stopped
+   * by destroy()); resolves on its "listening on ADDRESS fingerprint FP" line (bounded: 20 s).
+   */
+  startRelay(options: StartRelayOptions): Promise<LabRelay> {
+    const listen = options.listen ?? `${P2P_NET.relay}:4433`;
+    const args = [BIN, 'relay', '--listen', listen, '--config-dir', options.configDir, ...(options.args ?? [])];
+    const child = this.spawnIn('wan', process.execPath, args, { env: options.env ?? process.env, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        reject(new Error(`relay did not start within ${RELAY_START_TIMEOUT_MS} ms\n${stderr}`));
+      }, RELAY_START_TIMEOUT_MS);
+      child.stderr?.on('data', (d) => {
+        stderr += d;
+        const m = /listening on (\S+) fingerprint (\S+)/.exec(stderr);
+        if (m) {
+          clearTimeout(timer);
+          resolve({ address: m[1], fingerprint: m[2], child, stderr: () => stderr });
+        }
+      });
+      child.once('exit', (code, signal) => {
+        clearTimeout(timer);
+        reject(new Error(`relay exited (${code ?? signal}) before listening\n${stderr}`));
+      });
+    });
   }
 
   /** Empties the conntrack tables of the routers (all NAT state; learned full-cone maps stay). */
@@ -614,32 +667,39 @@ export async function punchPair(lab: P2pLab, options: PunchPairOptions = {}): Pr
   const family = options.family ?? 'udp4';
   const runners = await Promise.all([lab.startPuncher('a', family), lab.startPuncher('b', family)]);
   try {
-    const [a, b] = runners;
-    const target = (r: PunchRunner) => (options.target === 'host' ? r.addresses.host : r.addresses.reflexive);
-    if (options.prime) {
-      await Promise.all(
-        (
-          [
-            [a, lab.clients.a, b],
-            [b, lab.clients.b, a],
-          ] as const
-        ).map(([runner, client, peer]) => (client.primeTtl === undefined ? undefined : runner.prime([target(peer)], client.primeTtl))),
-      );
-    }
-    const punch = (runner: PunchRunner, peer: PunchRunner): PunchOptions => ({
-      targets: [target(peer)],
-      durationMs: options.durationMs ?? 1_000,
-      intervalMs: options.intervalMs ?? 20,
-      replyToObserved: options.replyToObserved ?? true,
-      lingerMs: 200,
-    });
-    const punchedA = a.punch(punch(a, b));
-    if (options.staggerMs) await new Promise((resolve) => setTimeout(resolve, options.staggerMs));
-    const [pa, pb] = await Promise.all([punchedA, b.punch(punch(b, a))]);
-    return { a: { ...a.addresses, punched: pa }, b: { ...b.addresses, punched: pb }, aToB: pb.received.length > 0, bToA: pa.received.length > 0 };
+    return await punchBetween(lab, runners[0], runners[1], options);
   } finally {
     await Promise.all(runners.map((r) => r.close()));
   }
+}
+
+/**
+ * One punching round between two running runners (A's in client A, B's in client B), on their
+ * existing sockets and NAT state (e.g. before and after cutDirect()). `family` is the runners'.
+ */
+export async function punchBetween(lab: P2pLab, a: PunchRunner, b: PunchRunner, options: Omit<PunchPairOptions, 'family'> = {}): Promise<PunchPairResult> {
+  const target = (r: PunchRunner) => (options.target === 'host' ? r.addresses.host : r.addresses.reflexive);
+  if (options.prime) {
+    await Promise.all(
+      (
+        [
+          [a, lab.clients.a, b],
+          [b, lab.clients.b, a],
+        ] as const
+      ).map(([runner, client, peer]) => (client.primeTtl === undefined ? undefined : runner.prime([target(peer)], client.primeTtl))),
+    );
+  }
+  const punch = (peer: PunchRunner): PunchOptions => ({
+    targets: [target(peer)],
+    durationMs: options.durationMs ?? 1_000,
+    intervalMs: options.intervalMs ?? 20,
+    replyToObserved: options.replyToObserved ?? true,
+    lingerMs: 200,
+  });
+  const punchedA = a.punch(punch(b));
+  if (options.staggerMs) await new Promise((resolve) => setTimeout(resolve, options.staggerMs));
+  const [pa, pb] = await Promise.all([punchedA, b.punch(punch(a))]);
+  return { a: { ...a.addresses, punched: pa }, b: { ...b.addresses, punched: pb }, aToB: pb.received.length > 0, bToA: pa.received.length > 0 };
 }
 
 function registerForExit(lab: P2pLab): void {
@@ -649,4 +709,6 @@ function registerForExit(lab: P2pLab): void {
   process.once('exit', () => {
     for (const live of liveLabs) live.destroySync();
   });
+  // A signal ends the process without 'exit' handlers: exit explicitly so that the hook runs.
+  for (const [signal, number] of Object.entries(EXIT_SIGNALS)) process.once(signal, () => process.exit(128 + number));
 }
