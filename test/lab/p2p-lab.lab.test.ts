@@ -33,9 +33,9 @@
  * (a filtered probe leaves a conntrack entry that is never DNATed; measured 2 of 2), which
  * no real address-restricted NAT does.
  *
- * Durations (2 cores shared with other work, load average ~12): the matrix ~100-125 s at
+ * Durations (2 cores shared with other work, load average 7-12): the matrix 83-125 s at
  * concurrency 3 (a pair ~3.5 s alone: lab ~1.5 s, two runners ~0.5 s, punch 0.2 s to 1 s), the
- * other tests ~20-30 s. CPU: ~1.7 s per pair (netns set-up and teardown, two Node runners).
+ * other tests 18-30 s. CPU: ~1.7 s per pair (netns set-up and teardown, two Node runners).
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess } from 'node:child_process';
