@@ -52,7 +52,7 @@ export const LAB_NET = {
 const IF = { server: 'srv0', routerWan: 'wan0', routerLan: 'lan0', client: 'eth0' } as const;
 
 const TOOLS = ['ip', 'nft', 'conntrack', 'ss', 'sh', 'turnserver'] as const;
-type Tool = (typeof TOOLS)[number];
+export type Tool = (typeof TOOLS)[number];
 const EXTRA_TOOL_DIRS = ['/usr/sbin', '/sbin', '/usr/bin', '/bin'];
 const COMMAND_TIMEOUT_MS = 10_000;
 const RUNNER = fileURLToPath(new URL('./nat-runner.js', import.meta.url));
@@ -73,7 +73,8 @@ function findTool(name: string): string | undefined {
   return undefined;
 }
 
-function toolPaths(): Record<Tool, string> | { missing: Tool[] } {
+/** Absolute paths of the lab's tools, or which are missing. */
+export function toolPaths(): Record<Tool, string> | { missing: Tool[] } {
   const found = Object.fromEntries(TOOLS.map((t) => [t, findTool(t)]));
   const missing = TOOLS.filter((t) => found[t] === undefined);
   return missing.length > 0 ? { missing } : (found as Record<Tool, string>);
@@ -109,13 +110,19 @@ export async function labAvailable(): Promise<LabAvailability> {
  *    packets to a learned port are DNATed to the client (kernel conntrack has no full-cone
  *    mode). address-restricted also records (external port, remote IP) and lets in only
  *    remotes the client has sent to.
+ *
+ * `net` places the NAT (default: NatLab's router). With `filterBeforeConntrack` the
+ * address-restricted NAT drops unsolicited inbound UDP before conntrack sees it: without it,
+ * a filtered packet leaves a conntrack entry (to the router itself) that keeps its 5-tuple
+ * from ever being DNATed, even after the client has contacted that remote address; a real
+ * address-restricted NAT keeps no such state.
  */
-export function natRuleset(mode: NatMode): string {
-  const lan = `oifname "${IF.routerWan}" ip saddr ${LAB_NET.lanSubnet}`;
+export function natRuleset(mode: NatMode, net: NatRouterNet = NATLAB_ROUTER): string {
+  const lan = `oifname "${net.wanIf}" ip saddr ${net.lanSubnet}`;
   const outbound = {
     'port-restricted': `${lan} masquerade`,
     'symmetric-random': `${lan} masquerade random,fully-random`,
-    'symmetric-sequential': `${lan} meta l4proto udp snat ip to ${LAB_NET.routerWan} : numgen inc mod ${LAB_NET.sequentialPortCount} map { ${sequentialPortMap()} }`,
+    'symmetric-sequential': `${lan} meta l4proto udp snat ip to ${net.wanAddress} : numgen inc mod ${LAB_NET.sequentialPortCount} map { ${sequentialPortMap()} }`,
     'full-cone': `${lan} masquerade`,
     'address-restricted': `${lan} masquerade`,
   }[mode];
@@ -128,9 +135,14 @@ export function natRuleset(mode: NatMode): string {
   if (learned) {
     const allow = mode === 'address-restricted' ? 'udp dport . ip saddr @contacted ' : '';
     lines.push(
-      `  chain prerouting { type nat hook prerouting priority dstnat; policy accept; iifname "${IF.routerWan}" ip daddr ${LAB_NET.routerWan} ${allow}dnat ip to udp dport map @mappings; }`,
-      `  chain learn { type filter hook postrouting priority srcnat + 10; policy accept; oifname "${IF.routerWan}" ct original ip saddr ${LAB_NET.lanSubnet} meta l4proto udp ${learnRules(mode === 'address-restricted')} }`,
+      `  chain prerouting { type nat hook prerouting priority dstnat; policy accept; iifname "${net.wanIf}" ip daddr ${net.wanAddress} ${allow}dnat ip to udp dport map @mappings; }`,
+      `  chain learn { type filter hook postrouting priority srcnat + 10; policy accept; oifname "${net.wanIf}" ct original ip saddr ${net.lanSubnet} meta l4proto udp ${learnRules(mode === 'address-restricted')} }`,
     );
+    if (mode === 'address-restricted' && net.filterBeforeConntrack) {
+      lines.push(
+        `  chain filter_unsolicited { type filter hook prerouting priority raw; policy accept; iifname "${net.wanIf}" ip daddr ${net.wanAddress} udp dport . ip saddr != @contacted drop; }`,
+      );
+    }
   }
   lines.push('}');
   return `${lines.join('\n')}\n`;
@@ -152,6 +164,16 @@ function learnRules(recordRemotes: boolean): string {
   const mapping = 'update @mappings { udp sport : ct original ip saddr . ct original proto-src }';
   return recordRemotes ? `${mapping} update @contacted { udp sport . ip daddr };` : `${mapping};`;
 }
+
+/** Where a NAT ruleset applies: the router's WAN interface and address, and its LAN. */
+export interface NatRouterNet {
+  readonly wanIf: string;
+  readonly wanAddress: string;
+  readonly lanSubnet: string;
+  readonly filterBeforeConntrack?: boolean;
+}
+
+const NATLAB_ROUTER: NatRouterNet = { wanIf: IF.routerWan, wanAddress: LAB_NET.routerWan, lanSubnet: LAB_NET.lanSubnet };
 
 export interface StunInstance {
   /** Primary address (IP1, port). */
@@ -324,12 +346,8 @@ export class NatLab {
     return this.ip(['-n', ns, 'addr', 'add', cidr, 'dev', ifname]);
   }
 
-  /** Writes `key=value` settings to the namespace's /proc/sys (procps may be missing in CI). */
-  private async sysctl(ns: string, settings: readonly string[]): Promise<void> {
-    for (const setting of settings) {
-      const [key, value] = setting.split('=');
-      await this.exec(ns, this.tools.sh, ['-c', 'printf "%s\\n" "$1" > "$2"', 'sh', value, `/proc/sys/${key.replaceAll('.', '/')}`]);
-    }
+  private sysctl(ns: string, settings: readonly string[]): Promise<void> {
+    return writeSysctl(this.tools, ns, settings);
   }
 
   private async loadNat(mode: NatMode, conntrackUdpTimeoutS?: number): Promise<void> {
@@ -342,30 +360,53 @@ export class NatLab {
   }
 
   private async startCoturn(port: number): Promise<void> {
-    const tag = `coturn-${port}`;
-    const args = [
-      'netns', 'exec', this.namespaces.wan, this.tools.turnserver,
-      '-n', '-L', LAB_NET.stunPrimary, '-L', LAB_NET.stunAlternate,
-      '--listening-port', String(port), '--alt-listening-port', String(port + 1),
-      '--stun-only', '--no-cli', '--no-tls', '--no-dtls', '--no-tcp',
-      '--pidfile', join(this.dir, `${tag}.pid`),
-      '--userdb', join(this.dir, `${tag}.db`),
-      '--log-file', join(this.dir, `${tag}.log`), '--simple-log', '--no-stdout-log',
-    ];
-    const child = spawn(this.tools.ip, args, { stdio: 'ignore' });
-    this.coturns.push(child);
-    await this.waitForListeners([LAB_NET.stunPrimary, LAB_NET.stunAlternate].flatMap((ip) => [`${ip}:${port}`, `${ip}:${port + 1}`]), child);
+    this.coturns.push(await startCoturn(this.tools, this.namespaces.wan, this.dir, [LAB_NET.stunPrimary, LAB_NET.stunAlternate], port));
   }
+}
 
-  /** Polls `ss` until every `ip:port` has a UDP listener (bounded: 5 s). */
-  private async waitForListeners(expected: readonly string[], child: ChildProcess): Promise<void> {
-    for (let attempt = 0; attempt < 100; attempt++) {
-      if (child.exitCode !== null) throw new Error(`coturn exited with code ${child.exitCode} (log in ${this.dir})`);
-      const listening = await this.exec(this.namespaces.wan, this.tools.ss, ['-H', '-u', '-l', '-n']);
-      if (expected.every((endpoint) => listening.includes(`${endpoint} `))) return;
+/** Writes `key=value` settings to the namespace's /proc/sys in one shell (procps may be missing in CI). */
+export async function writeSysctl(tools: Record<Tool, string>, ns: string, settings: readonly string[]): Promise<void> {
+  if (settings.length === 0) return;
+  const pairs = settings.flatMap((setting) => {
+    const [key, value] = setting.split('=');
+    return [`/proc/sys/${key.replaceAll('.', '/')}`, value];
+  });
+  const script = 'while [ "$#" -gt 0 ]; do printf "%s\\n" "$2" > "$1" || exit 1; shift 2; done';
+  await execFileAsync(tools.ip, ['netns', 'exec', ns, tools.sh, '-c', script, 'sh', ...pairs], { timeout: COMMAND_TIMEOUT_MS });
+}
+
+/**
+ * coturn as a STUN-only server in `ns` on every address of `addresses` at `port` and
+ * `port + 1` (two addresses of a family enable RFC 5780 for it); its pid file, user db and log
+ * go to `dir`. Resolves once every listener is open (bounded: 5 s); the caller stops it.
+ */
+export async function startCoturn(tools: Record<Tool, string>, ns: string, dir: string, addresses: readonly string[], port: number): Promise<ChildProcess> {
+  const tag = `coturn-${port}`;
+  const args = [
+    'netns', 'exec', ns, tools.turnserver,
+    '-n', ...addresses.flatMap((address) => ['-L', address]),
+    '--listening-port', String(port), '--alt-listening-port', String(port + 1),
+    '--stun-only', '--no-cli', '--no-tls', '--no-dtls', '--no-tcp',
+    '--pidfile', join(dir, `${tag}.pid`),
+    '--userdb', join(dir, `${tag}.db`),
+    '--log-file', join(dir, `${tag}.log`), '--simple-log', '--no-stdout-log',
+  ];
+  const child = spawn(tools.ip, args, { stdio: 'ignore' });
+  const expected = addresses.flatMap((ip) => {
+    const host = ip.includes(':') ? `[${ip}]` : ip;
+    return [`${host}:${port}`, `${host}:${port + 1}`];
+  });
+  try {
+    for (let attempt = 0; ; attempt++) {
+      if (child.exitCode !== null) throw new Error(`coturn exited with code ${child.exitCode} (log in ${dir})`);
+      if (attempt >= 100) throw new Error(`coturn did not open ${expected.join(', ')} within 5 s`);
+      const { stdout: listening } = await execFileAsync(tools.ip, ['netns', 'exec', ns, tools.ss, '-H', '-u', '-l', '-n'], { timeout: COMMAND_TIMEOUT_MS });
+      if (expected.every((endpoint) => listening.includes(`${endpoint} `))) return child;
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
-    throw new Error(`coturn did not open ${expected.join(', ')} within 5 s`);
+  } catch (err) {
+    await stopProcess(child);
+    throw err;
   }
 }
 
@@ -379,7 +420,7 @@ function registerForExit(lab: NatLab): void {
 }
 
 /** SIGTERM, then SIGKILL after 2 s; resolves once the process has exited. */
-function stopProcess(child: ChildProcess): Promise<void> {
+export function stopProcess(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
   return new Promise((resolve) => {
     const force = setTimeout(() => child.kill('SIGKILL'), 2_000);
