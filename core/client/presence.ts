@@ -102,6 +102,9 @@ export class PresenceClient {
     // u32 on the wire: a client would need 2^32 signals to wrap.
     const seq = (this.seq = (this.seq + 1) >>> 0);
     const message = signCallSignal(this.identity, { ...unsigned, seq, ts: Date.now() } as UnsignedCallSignal);
+    if (message.type === 'offer' && !this.verifier.expect(message.callId, this.fingerprint, message.to)) {
+      throw new ProtocolError('too many recent calls to keep track of; try again in a minute');
+    }
     const reply = await this.session.ask(message, opts);
     if (reply.type === 'routed' && reply.callId === message.callId) return 'routed';
     if (reply.type === 'offline' && reply.callId === message.callId) return 'offline';

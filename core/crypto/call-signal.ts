@@ -186,6 +186,18 @@ export class CallSignalVerifier {
     return this.calls.size;
   }
 
+  /**
+   * A call we offered ourselves: its parties are known before anything arrives for it, so a
+   * signal for it from anyone else is mis-bound. False when the table is full of recent calls.
+   */
+  expect(callId: string, caller: string, callee: string): boolean {
+    if (this.calls.has(callId)) return true;
+    const now = this.now();
+    if (!this.makeRoom(now)) return false;
+    this.calls.set(callId, { caller, callee, lastSeq: new Map(), lastSeenAt: now });
+    return true;
+  }
+
   /** Accepts the signal (and records its seq) or says why it is dropped (and counts it). */
   check(msg: CallSignalMessage): CallSignalCheck {
     const result = this.evaluate(msg);
