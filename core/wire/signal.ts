@@ -426,8 +426,12 @@ function base64Of(bytes: number): FieldCheck<string> {
   return {
     expected: `${bytes} bytes in padded base64`,
     accepts: (value): value is string =>
-      typeof value === 'string' && value.length === length && /^[A-Za-z0-9+/]*={0,2}$/.test(value) && Buffer.from(value, 'base64').toString('base64') === value,
+      typeof value === 'string' && value.length === length && /^[A-Za-z0-9+/]*={0,2}$/.test(value) && canonicalBase64(value, bytes),
   };
+}
+function canonicalBase64(text: string, bytes: number): boolean {
+  const decoded = Buffer.from(text, 'base64');
+  return decoded.length === bytes && decoded.toString('base64') === text;
 }
 const key32 = base64Of(32);
 const signature64 = base64Of(64);
