@@ -20,7 +20,7 @@ An incoming call rings on a terminal: the caller's full fingerprint is shown wit
 
 Once answered, the media flows through the relay at once, end-to-end encrypted, in a room only you and the caller can derive. Ctrl-C hangs a call up (the caller ends with success) and stops listening; without --once, listening goes on after each call. --relay-only answers without revealing your addresses: no candidates are sent, and the relay is asked not to pass on the address it sees (docs/direct-calls.md).
 
-A parseable line "wzp listen: registered as FINGERPRINT on RELAY" goes to stderr once registered, even with --json. The result lists every call (answered, declined, busy, missed, failed); with --once, the call's full report.`;
+Parseable lines go to stderr even with --json: "wzp listen: registered as FINGERPRINT on RELAY" once calls can come, and "wzp listen: answered FINGERPRINT; ..." for each answered call. The result lists every call (answered, declined, busy, missed, failed); with --once, the call's full report.`;
   static override examples = [
     '<%= config.bin %> <%= command.id %> relay.example.com:4433 --mic',
     '<%= config.bin %> <%= command.id %> 127.0.0.1:4433 --accept-from 1a2b:3c4d:...:7e8f --tone 700 --once --json',
@@ -93,6 +93,7 @@ A parseable line "wzp listen: registered as FINGERPRINT on RELAY" goes to stderr
         // One parseable line on stderr, even with --json, so scripts know calls can come now.
         process.stderr.write(`wzp listen: registered as ${fingerprint} on ${relay}\n`);
       },
+      onAnswered: ({ caller }) => process.stderr.write(`wzp listen: answered ${caller}; media through the relay\n`),
       meta: (schemaVersion) => this.reportMeta(schemaVersion, flags, args),
     });
   }

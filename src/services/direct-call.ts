@@ -275,6 +275,8 @@ export interface ListenRequest extends DirectMediaRequest {
   ask?(incoming: { caller: string; known: boolean; alias?: string; cancelled: Promise<unknown> }): Promise<boolean>;
   /** Told once registered (the command prints a parseable line). */
   onRegistered?(info: { fingerprint: string; relay: string }): void;
+  /** Told when a call is answered, before its media starts (the command prints a parseable line). */
+  onAnswered?(info: { caller: string; callId: string }): void;
 }
 
 export type ListenOutcome = 'answered' | 'declined' | 'busy' | 'missed' | 'failed';
@@ -424,7 +426,7 @@ async function handleOffer(
   }
   const call = await incoming.accept({ relayOnly: req.relayOnly });
   const answerMs = Math.round(performance.now() - receivedAt);
-  req.onProgress?.(`answered ${caller}; media through the relay`);
+  req.onAnswered?.({ caller, callId: call.callId });
   const result = await runMedia(req, reg, call, { answerMs, peerKnown: pin !== undefined });
   req.onProgress?.(`call with ${caller} ended (${result.endedBy}) after ${(result.durationMs / 1000).toFixed(1)} s`);
   return { entry: { ...base, outcome: 'answered', endedBy: result.endedBy, durationMs: result.durationMs }, result };
