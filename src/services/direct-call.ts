@@ -183,7 +183,7 @@ async function runMedia(req: DirectMediaRequest, reg: Registered, call: Establis
       endWithSource: req.source.kind === 'file',
       signal: req.signal,
       // The room's derived name is half of what admits to it: it is not shown.
-      onEvent: (e) => req.onEvent?.(e.type === 'call:joined' ? { ...e, room: 'for this call' } : e),
+      onEvent: (e) => req.onEvent?.(directCallEvent(e, call.peer, info.peerKnown)),
     });
   } catch (err) {
     media.discardEmptyRecording();
@@ -209,6 +209,19 @@ async function runMedia(req: DirectMediaRequest, reg: Registered, call: Establis
     relay: { ...reg.relay, mediaPath },
     ...media.recording(),
   };
+}
+
+/**
+ * A room-call event as a 1:1 call shows it: the room's derived name is half of what admits to
+ * it, so it is not shown; the peer is the one identity allowed in, so its trust is whether we
+ * had met it before (a first meeting says so, and that it is pinned now).
+ */
+function directCallEvent(e: CallEvent, peer: string, peerKnown: boolean): CallEvent {
+  if (e.type === 'call:joined') return { ...e, room: 'for this call' };
+  if ((e.type === 'call:member-joined' || e.type === 'call:member-reconnected') && e.fingerprint === peer && e.trust === 'allowed') {
+    return { ...e, trust: peerKnown ? 'known' : 'new' };
+  }
+  return e;
 }
 
 interface OpenedMedia {
