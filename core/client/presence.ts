@@ -65,13 +65,24 @@ export class PresenceClient {
   static async register(
     session: RelaySession,
     identity: Identity,
-    opts: RequestOptions & { onEvent?(e: PresenceEvent): void; verifier?: CallSignalVerifier } = {},
+    opts: RequestOptions & {
+      onEvent?(e: PresenceEvent): void;
+      verifier?: CallSignalVerifier;
+      /**
+       * false: prove the identity for our call signals only and take no incoming calls (a
+       * caller: another session of this identity may be listening on this relay). Default true.
+       */
+      receiveCalls?: boolean;
+    } = {},
   ): Promise<PresenceClient> {
     const client = new PresenceClient(session, identity, opts.onEvent, opts.verifier);
     session.onCallSignalling((msg) => client.receive(msg));
     const challenge = await session.ask({ type: 'register-challenge' }, opts);
     if (challenge.type !== 'challenge') throw new ProtocolError(`relay answered register-challenge with "${challenge.type}"`);
-    const registration = signRegistration(identity, session.relayFingerprint, challenge.nonce);
+    const registration = {
+      ...signRegistration(identity, session.relayFingerprint, challenge.nonce),
+      ...(opts.receiveCalls === false ? { receiveCalls: false } : {}),
+    };
     // A refusal over one of the relay's limits is a RefusedError (RelaySession.ask).
     const reply = await session.ask(registration, opts);
     if (reply.type !== 'registered' || reply.fingerprint !== identity.fingerprint) {

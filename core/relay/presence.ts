@@ -52,7 +52,10 @@ export interface PresencePeer {
 
 interface PeerState {
   challenge?: string;
+  /** The identity this connection proved (for its call signals). */
   fingerprint?: string;
+  /** It also takes that identity's incoming calls (it is in the registrations table). */
+  receivesCalls: boolean;
   offers: TokenBucket;
   calls: Set<string>;
 }
@@ -105,17 +108,19 @@ export class Presence {
     return { ...this.counters, registrationsOpen: this.registrations.size, callsOpen: this.calls.size };
   }
 
-  /** The identity a connection registered as, if it is registered now. */
+  /**
+   * The identity a connection proved, if any (it keeps it when a newer registration takes its
+   * incoming calls: it may still hang up the calls it has).
+   */
   fingerprintOf(peer: PresencePeer): string | undefined {
-    const fingerprint = this.states.get(peer)?.fingerprint;
-    return fingerprint !== undefined && this.registrations.get(fingerprint) === peer ? fingerprint : undefined;
+    return this.states.get(peer)?.fingerprint;
   }
 
   private state(peer: PresencePeer): PeerState {
     let s = this.states.get(peer);
     if (!s) {
       const l = this.opts.limits;
-      s = { offers: new TokenBucket(l.offersPerMinute / 60, l.offerBurst, performance.now()), calls: new Set() };
+      s = { offers: new TokenBucket(l.offersPerMinute / 60, l.offerBurst, performance.now()), calls: new Set(), receivesCalls: false };
       this.states.set(peer, s);
     }
     return s;
@@ -135,6 +140,14 @@ export class Presence {
     // One use per nonce: a registration seen on the wire cannot be sent again on this connection.
     s.challenge = undefined;
     const fingerprint = msg.fingerprint;
+    // A connection proving another identity (or changing its mind about calls) starts afresh.
+    if (s.fingerprint !== undefined && (s.fingerprint !== fingerprint || msg.receiveCalls === false)) this.unregister(peer, false);
+    if (msg.receiveCalls === false) {
+      // Proof only: its call signals may say `from` this identity; it takes no incoming calls.
+      s.fingerprint = fingerprint;
+      this.counters.registrationsTotal++;
+      return { type: 'registered', fingerprint };
+    }
     const current = this.registrations.get(fingerprint);
     if (current === peer) return { type: 'registered', fingerprint };
     const l = this.opts.limits;
@@ -146,15 +159,14 @@ export class Presence {
     if (current === undefined && this.registrations.size >= l.registrations) {
       return this.refusal(peer, 'registrations-full', 'rate-limited', `this relay holds its maximum of ${l.registrations} registrations`);
     }
-    // A connection registered as another identity gives that one up first.
-    if (s.fingerprint !== undefined && s.fingerprint !== fingerprint) this.unregister(peer);
     if (current !== undefined) {
-      this.unregister(current);
+      this.unregister(current, true);
       this.counters.registrationsReplaced++;
       current.push(encodeSignal({ type: 'presence-replaced', fingerprint }));
     }
     this.registrations.set(fingerprint, peer);
     s.fingerprint = fingerprint;
+    s.receivesCalls = true;
     this.bySource.set(peer.source, (this.bySource.get(peer.source) ?? 0) + 1);
     this.counters.registrationsTotal++;
     this.opts.onRegistered?.(peer, fingerprint, current !== undefined);
@@ -172,15 +184,14 @@ export class Presence {
     if (!call || !((call.caller === msg.from && call.callee === msg.to) || (call.callee === msg.from && call.caller === msg.to))) {
       return this.refusal(peer, 'unknown-call', 'unknown-call', 'no such call between these parties on this relay');
     }
-    const target = this.registrations.get(msg.to);
+    // To the connection that party has the call on: the caller's that offered, the callee's the offer went to.
+    const target = msg.to === call.caller ? call.callerPeer : call.calleePeer;
     if (msg.type === 'answer' && call.state === 'ringing') {
       call.state = 'answered';
       this.unpend(call);
     }
     if (msg.type === 'reject' || msg.type === 'hangup') this.endCall(call);
-    if (target === undefined) return this.offline(msg);
-    if (call.caller === msg.to) call.callerPeer = target;
-    else call.calleePeer = target;
+    if (!this.states.has(target)) return this.offline(msg);
     return this.deliver(peer, target, msg);
   }
 
@@ -256,12 +267,16 @@ export class Presence {
     this.states.get(call.calleePeer)?.calls.delete(call.id);
   }
 
-  /** Drop this connection's registration (it stays open, unregistered). */
-  private unregister(peer: PresencePeer): void {
+  /**
+   * Drop this connection's registration: it takes no more calls (it stays open). With
+   * `keepProof` it may still signal in the calls it has (a newer registration took over).
+   */
+  private unregister(peer: PresencePeer, keepProof: boolean): void {
     const s = this.states.get(peer);
     const fingerprint = s?.fingerprint;
     if (!s || fingerprint === undefined) return;
-    s.fingerprint = undefined;
+    if (!keepProof) s.fingerprint = undefined;
+    s.receivesCalls = false;
     if (this.registrations.get(fingerprint) !== peer) return;
     this.registrations.delete(fingerprint);
     const n = (this.bySource.get(peer.source) ?? 1) - 1;
@@ -277,7 +292,7 @@ export class Presence {
     const s = this.states.get(peer);
     if (!s) return;
     const gone = s.fingerprint;
-    this.unregister(peer);
+    this.unregister(peer, false);
     for (const id of [...s.calls]) {
       const call = this.calls.get(id);
       if (!call) continue;

@@ -190,6 +190,11 @@ export interface RegisterMessage {
   nonce: string;
   /** Ed25519 signature, padded base64 (64 bytes). */
   signature: string;
+  /**
+   * false: prove the identity for this connection's call signals only, without taking its
+   * incoming calls (a caller: another session of the identity may be listening). Default true.
+   */
+  receiveCalls?: boolean;
 }
 export interface RegisteredMessage {
   type: 'registered';
@@ -506,7 +511,13 @@ export const SIGNAL_SCHEMA: SignalSchema = {
   error: { code: required(text), message: required(text) },
   'register-challenge': {},
   challenge: { nonce: required(challengeNonce) },
-  register: { fingerprint: required(fingerprint), identityKey: required(key32), nonce: required(challengeNonce), signature: required(signature64) },
+  register: {
+    fingerprint: required(fingerprint),
+    identityKey: required(key32),
+    nonce: required(challengeNonce),
+    signature: required(signature64),
+    receiveCalls: optional(flag),
+  },
   registered: { fingerprint: required(fingerprint) },
   'presence-replaced': { fingerprint: required(fingerprint) },
   offer: {

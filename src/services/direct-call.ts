@@ -106,7 +106,7 @@ interface Registered {
   presence: PresenceClient;
 }
 
-async function registerOn(req: DirectMediaRequest, onPresence?: (e: PresenceEvent) => void): Promise<Registered> {
+async function registerOn(req: DirectMediaRequest, opts: { receiveCalls: boolean; onPresence?: (e: PresenceEvent) => void }): Promise<Registered> {
   const { session, fingerprint, trust } = await connectToRelay({
     relay: req.relay,
     configDir: req.configDir,
@@ -119,7 +119,7 @@ async function registerOn(req: DirectMediaRequest, onPresence?: (e: PresenceEven
     req.onConnected?.({ relay: session.label, fingerprint, trust });
     const { identity } = await loadOrCreateIdentity(req.identityPath ?? identityFile(req.configDir), { create: true });
     const members = await KnownMembers.open(knownMembersFile(req.configDir));
-    const presence = await PresenceClient.register(session, identity, { signal: req.signal, timeoutMs: req.timeoutMs, onEvent: onPresence });
+    const presence = await PresenceClient.register(session, identity, { signal: req.signal, timeoutMs: req.timeoutMs, onEvent: opts.onPresence, receiveCalls: opts.receiveCalls });
     return { session, relay: { address: session.label, fingerprint, trust }, identity, members, presence };
   } catch (err) {
     await session.close().catch(() => undefined);
@@ -136,7 +136,9 @@ function checkOutputs(req: DirectMediaRequest & { reportPath?: string }): void {
 /** `wzp call RELAY --to FINGERPRINT`. */
 export async function directCall(req: DirectCallRequest): Promise<DirectCallResult> {
   checkOutputs(req);
-  const reg = await registerOn(req, (e) => presenceProgress(e, req));
+  // A caller proves its identity without taking its incoming calls: a `wzp listen` of the
+  // same identity on this relay keeps them.
+  const reg = await registerOn(req, { receiveCalls: false, onPresence: (e) => presenceProgress(e, req) });
   try {
     if (req.to === reg.identity.fingerprint) throw new UsageError('--to is your own fingerprint: a call needs someone else');
     const peerKnown = reg.members.lookup(req.to) !== undefined;
@@ -323,7 +325,7 @@ export interface ListenResult {
 /** `wzp listen RELAY`: register, answer or turn away calls until stopped (or --once). */
 export async function listen(req: ListenRequest): Promise<ListenResult> {
   checkOutputs(req);
-  const reg = await registerOn(req, (e) => presenceProgress(e, req));
+  const reg = await registerOn(req, { receiveCalls: true, onPresence: (e) => presenceProgress(e, req) });
   const calls: ListenCallEntry[] = [];
   let callsNotListed = 0;
   let lastCall: DirectCallResult | undefined;

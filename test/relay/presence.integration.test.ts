@@ -168,6 +168,25 @@ describe('presence on a relay', () => {
     await assert.rejects(placeCall(alice, { to: bob.fingerprint, ringTimeoutMs: 500 }), { name: 'CalleeOfflineError' });
   });
 
+  test('a caller that proves its identity without taking its calls leaves a listener of the same identity in place', async () => {
+    const r = await startRelay();
+    const ana = generateIdentity();
+    const listening = await registered(r, ana);
+    const anaOffers = offers(listening);
+    const bob = await registered(r);
+    bob.onOffer((o) => void new IncomingCall(bob, o).accept());
+    // Ana calls Bob from another session of her identity, as `wzp call --to` does.
+    const calling = await PresenceClient.register(await connect(r), ana, { receiveCalls: false });
+    const call = await placeCall(calling, { to: bob.fingerprint, ringTimeoutMs: 3000 });
+    assert.equal(call.peer, bob.fingerprint);
+    assert.equal(r.relay.metrics.presence.registrationsReplaced, 0);
+    // Ana's listener still takes her calls.
+    const carol = await registered(r);
+    await assert.rejects(placeCall(carol, { to: ana.fingerprint, ringTimeoutMs: 500 }), { name: 'NoAnswerError' });
+    assert.equal(anaOffers.length, 1);
+    await call.hangup();
+  });
+
   test('a callee whose connection closes while ringing: the caller hears from the relay at once', async () => {
     const r = await startRelay();
     const alice = await registered(r);
