@@ -22,6 +22,11 @@
  *   dropped, and `null` counts as absent for optional fields.
  * - The encoder writes the canonical form: `type` first, then the fields in schema order,
  *   absent optional fields left out, no whitespace. Canonical frames re-encode byte-exactly.
+ *   Nested values with a canonical form (candidates: ./candidate.ts) are written in it.
+ * - Presence (register-challenge, challenge, register, registered, presence-replaced) and call
+ *   signalling (offer, ringing, answer, reject, hangup, candidate-update; routed, offline,
+ *   call-gone) are described in docs/wire-format.md and docs/direct-calls.md; their signatures
+ *   in core/crypto/call-signal.ts.
  */
 
 import { isIPv4, isIPv6 } from 'node:net';
