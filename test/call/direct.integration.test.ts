@@ -248,6 +248,51 @@ describe('1:1 calls by identity through a relay process', () => {
     assert.equal(d3.calls[0].endedBy, 'hangup');
   });
 
+  test('on a terminal, a call rings with the caller shown: y answers, n declines', async () => {
+    const [ana, bo] = [await person(), await person()];
+    // `script` gives the listener a pseudo-terminal; what we write to its stdin is typed there.
+    const command = [process.execPath, BIN, 'listen', relay.address, '--tone', '700', ...pin()].map((a) => `'${a}'`).join(' ');
+    const child = spawn('script', ['-qfec', command, '/dev/null'], { env: bo.home.env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let screen = '';
+    child.stdout.on('data', (d) => (screen += d));
+    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+    const seen = async (pattern: RegExp, count = 1) => {
+      const until = Date.now() + 20_000;
+      while ((screen.match(new RegExp(pattern.source, 'g')) ?? []).length < count) {
+        if (Date.now() > until) throw new Error(`no ${pattern} on the terminal:\n${screen}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    };
+    try {
+      await seen(/registered as/);
+      const first = runCli(['call', relay.address, '--to', bo.fp, '--duration', '2', '--no-playback', ...pin(), '--json'], ana.home);
+      await seen(/answer\? \[y\/n\]/);
+      assert.match(screen, new RegExp(`incoming call from ${ana.fp}`));
+      assert.match(screen, /new: never met/);
+      child.stdin.write('y');
+      const r1 = await first;
+      assert.equal(r1.code, 0, r1.stderr);
+      assert.equal(doc(r1).result.endedBy, 'duration');
+      await seen(/ended \(peer-hangup\)/);
+      const second = runCli(['call', relay.address, '--to', bo.fp, ...pin(), '--json'], ana.home);
+      await seen(/answer\? \[y\/n\]/, 2);
+      // Met in the first call now: shown as known.
+      assert.match(screen.slice(screen.lastIndexOf('incoming call')), /known/);
+      child.stdin.write('n');
+      const r2 = await second;
+      assert.equal(r2.code, 12, r2.stderr);
+      assert.equal(doc(r2).name, 'CallDeclinedError');
+      // Ctrl-C typed on the terminal stops listening, with the summary.
+      await new Promise((r) => setTimeout(r, 300));
+      child.stdin.write('\x03');
+      assert.equal(await exited, 0, screen);
+      assert.match(screen, /: answered, /);
+      assert.match(screen, /: declined/);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+
   test('a relay over its registration limit refuses a listener (exit 10) with its reason', async () => {
     const limitedHome = makeHome('wzp-direct-relay2-');
     homes.push(limitedHome);
