@@ -27,6 +27,14 @@ export const ExitCode = {
   PROTOCOL: 9,
   /** The relay refused us: over one of its limits (connections, rate, room size). */
   REFUSED: 10,
+  /** A 1:1 call: nobody is registered as the callee on the relay. */
+  CALLEE_OFFLINE: 11,
+  /** A 1:1 call: the callee declined. */
+  CALL_DECLINED: 12,
+  /** A 1:1 call: the callee is in another call. */
+  CALLEE_BUSY: 13,
+  /** A 1:1 call: the callee did not answer in time. */
+  NO_ANSWER: 14,
   /** Interrupted by the user (SIGINT). */
   INTERRUPTED: 130,
   /** A bug in wzp. */
@@ -147,6 +155,38 @@ export class RefusedError extends WzpError {
   constructor(message: string, options: WzpErrorOptions = {}) {
     super(message, ExitCode.REFUSED, options);
     this.name = 'RefusedError';
+  }
+}
+
+/** A 1:1 call (`wzp call --to`): nobody is registered as the callee on the relay. */
+export class CalleeOfflineError extends WzpError {
+  constructor(message: string, options: WzpErrorOptions = {}) {
+    super(message, ExitCode.CALLEE_OFFLINE, options);
+    this.name = 'CalleeOfflineError';
+  }
+}
+
+/** A 1:1 call: the callee declined it (a person said no, or its listener accepts only others). */
+export class CallDeclinedError extends WzpError {
+  constructor(message: string, options: WzpErrorOptions = {}) {
+    super(message, ExitCode.CALL_DECLINED, options);
+    this.name = 'CallDeclinedError';
+  }
+}
+
+/** A 1:1 call: the callee is in another call. */
+export class CalleeBusyError extends WzpError {
+  constructor(message: string, options: WzpErrorOptions = {}) {
+    super(message, ExitCode.CALLEE_BUSY, options);
+    this.name = 'CalleeBusyError';
+  }
+}
+
+/** A 1:1 call: the callee did not answer within the ring timeout. */
+export class NoAnswerError extends WzpError {
+  constructor(message: string, options: WzpErrorOptions = {}) {
+    super(message, ExitCode.NO_ANSWER, options);
+    this.name = 'NoAnswerError';
   }
 }
 

@@ -14,6 +14,10 @@ export { KnownMembers, type KnownMember, type Meeting } from './crypto/known-mem
 export { Relay } from './relay/relay.js';
 export { RelaySession } from './client/relay-session.js';
 export { runCall } from './client/call.js';
+export { PresenceClient, type PresenceEvent } from './client/presence.js';
+export { IncomingCall, placeCall, runDirectMedia, type EstablishedCall } from './client/direct-call.js';
+export { deriveCallKeys, deriveCallSecret, exportCallKey, generateEphemeralKey, type CallContext, type CallKeys } from './crypto/call-keys.js';
+export { CallSignalVerifier, signCallSignal } from './crypto/call-signal.js';
 export { runEchoTest } from './client/echo.js';
 export { MediaReceiver, MediaSender } from './media/pipeline.js';
 export { runScenario } from './media/sweep.js';

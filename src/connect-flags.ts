@@ -13,7 +13,7 @@ import { MAX_CONNECT_TIMEOUT_S, parseTimeoutSeconds } from './services/relay-con
  * The value stays in seconds (as the user gave it, and as reports list the flags): commands
  * pass `timeoutMs(flags.timeout)` on.
  */
-export function secondsFlag(opts: { summary: string; default: number; min?: number; max?: number }) {
+export function secondsFlag(opts: { summary: string; default: number; min?: number; max?: number; name?: string }) {
   const min = opts.min ?? 0;
   const max = opts.max ?? MAX_CONNECT_TIMEOUT_S;
   return Flags.custom<number>({
@@ -24,7 +24,7 @@ export function secondsFlag(opts: { summary: string; default: number; min?: numb
       const ms = parseTimeoutSeconds(input);
       const seconds = ms === undefined ? undefined : ms / 1000;
       if (seconds === undefined || seconds < min || seconds > max) {
-        throw new UsageError(`--timeout ${input}: give a number of seconds${min > 0 ? ` from ${min}` : ' above 0'} up to ${max}`);
+        throw new UsageError(`--${opts.name ?? 'timeout'} ${input}: give a number of seconds${min > 0 ? ` from ${min}` : ' above 0'} up to ${max}`);
       }
       return seconds;
     },

@@ -12,7 +12,7 @@ import type { Demux } from '../transport/demux.js';
 import { MEDIA_PATH_ACK, MEDIA_PATH_CONTROL_BYTES, OFFSET_MEDIA_PATH_TOKEN, OFFSET_MEDIA_PATH_TYPE, encodeProbe } from '../wire/media-path.js';
 import { connectQuic, formatHostPort, type ClientConnection, type HostPort } from '../transport/quic.js';
 import { request, requestNoReply, serveSignals, type KnownSignal, type RequestOptions } from '../transport/signal-stream.js';
-import { RELAY_CLOSE_REFUSED, type MemberAnnouncementEntry, type RoomParticipant } from '../wire/signal.js';
+import { isCallSignal, RELAY_CLOSE_REFUSED, type MemberAnnouncementEntry, type RoomParticipant } from '../wire/signal.js';
 
 export const CLIENT_PROTOCOL_VERSION = 1;
 /** Pushes kept for a listener not set yet; more are dropped and counted (droppedPushes). */
@@ -46,6 +46,8 @@ export interface RoomJoin {
 
 export class RelaySession {
   private pushListener: ((msg: KnownSignal) => void) | undefined;
+  /** Presence and call-signalling pushes go here, apart from room pushes (see onCallSignalling). */
+  private callSignalListener: ((msg: KnownSignal) => void) | undefined;
   /** Pushes that arrived before anyone listened (e.g. a room-update racing the join reply). */
   private readonly earlyPushes: KnownSignal[] = [];
   /** Messages pushed by the relay that were malformed or of unknown types, dropped. */
@@ -265,8 +267,18 @@ export class RelaySession {
     for (const msg of this.earlyPushes.splice(0)) listener(msg);
   }
 
+  /**
+   * Receive the relay's presence and call-signalling pushes (call signals, presence-replaced,
+   * call-gone) here rather than with onPush: a room call run over this session (runCall sets
+   * onPush) leaves them to the call's signalling (core/client/presence.ts).
+   */
+  onCallSignalling(listener: (msg: KnownSignal) => void): void {
+    this.callSignalListener = listener;
+  }
+
   private deliverPush(msg: KnownSignal): void {
-    if (this.pushListener) this.pushListener(msg);
+    if (this.callSignalListener && (isCallSignal(msg) || msg.type === 'presence-replaced' || msg.type === 'call-gone')) this.callSignalListener(msg);
+    else if (this.pushListener) this.pushListener(msg);
     // Bounded: a relay may push to a session that never listens (echo-test, reflect).
     else if (this.earlyPushes.length < MAX_EARLY_PUSHES) this.earlyPushes.push(msg);
     else this.droppedPushes++;

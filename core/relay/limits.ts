@@ -43,6 +43,18 @@ export interface RelayLimits extends QuicGateLimits {
   signalBufferBytes: number;
   /** Bytes of unfinished signal frames all connections together may hold. */
   signalBufferTotalBytes: number;
+  /** Identities registered (presence, ./presence.ts) at once, in all. */
+  registrations: number;
+  /** Identities registered at once from one source address (IPv4 address or IPv6 /64). */
+  registrationsPerSource: number;
+  /** Call offers one connection may send in a burst... */
+  offerBurst: number;
+  /** ...and then per minute. */
+  offersPerMinute: number;
+  /** Offers waiting for one callee's answer (ringing) at once; more are refused. */
+  pendingCallsPerCallee: number;
+  /** Calls (ringing or answered) the relay tracks at once, in all. */
+  calls: number;
 }
 
 /**
@@ -71,6 +83,12 @@ export const DEFAULT_RELAY_LIMITS: RelayLimits = {
   memberPacketsPerSecond: 4 * GOOD_PACKETS_PER_SECOND,
   signalBufferBytes: 64 * 1024,
   signalBufferTotalBytes: 32 * 1024 * 1024,
+  registrations: 100_000,
+  registrationsPerSource: 32,
+  offerBurst: 5,
+  offersPerMinute: 20,
+  pendingCallsPerCallee: 4,
+  calls: 100_000,
 };
 
 /** Why the relay refused or dropped something (the keys of its `refused` metrics). */
@@ -94,6 +112,15 @@ export type RefusalReason =
   | 'bad-announcement'
   | 'bad-fingerprint'
   | 'room-signal-too-large'
+  // Presence and call signalling (./presence.ts).
+  | 'registration-invalid'
+  | 'registrations-full'
+  | 'source-registrations'
+  | 'not-registered'
+  | 'offer-rate'
+  | 'pending-calls'
+  | 'calls-full'
+  | 'unknown-call'
   // Media.
   | 'media-rate';
 
@@ -114,6 +141,14 @@ export const REFUSAL_REASONS: readonly RefusalReason[] = [
   'bad-announcement',
   'bad-fingerprint',
   'room-signal-too-large',
+  'registration-invalid',
+  'registrations-full',
+  'source-registrations',
+  'not-registered',
+  'offer-rate',
+  'pending-calls',
+  'calls-full',
+  'unknown-call',
   'media-rate',
 ];
 

@@ -16,7 +16,8 @@ import { sourceKey, type GateDropReason } from '../transport/quic-gate.js';
 import { formatHostPort, startQuicServer, type HostPort, type RunningQuicServer, type SocketGateStats, type TlsMaterial } from '../transport/quic.js';
 import { pushFrame, serveSignals, SignalMemoryBudget, type KnownSignal, type SignalDropReason } from '../transport/signal-stream.js';
 import { RoomManager, type RoomMember } from './rooms.js';
-import { encodeSignal, MAX_ANNOUNCEMENT_BYTES, MAX_REQUEST_PAYLOAD_BYTES, MAX_ROOM_SIGNAL_BYTES, RELAY_CLOSE_REFUSED } from '../wire/signal.js';
+import { Presence, type PresencePeer, type PresenceStats } from './presence.js';
+import { encodeSignal, isCallSignal, MAX_ANNOUNCEMENT_BYTES, MAX_REQUEST_PAYLOAD_BYTES, MAX_ROOM_SIGNAL_BYTES, RELAY_CLOSE_REFUSED } from '../wire/signal.js';
 import { verifyAnnouncement, type MemberAnnouncement } from '../crypto/sender-keys.js';
 import { RelayMediaPath, type RelayRoute } from '../transport/udp-media.js';
 import { mediaPathClass, pathCheckClass, stunClass, type Demux, type DemuxStats } from '../transport/demux.js';
@@ -59,6 +60,8 @@ export type RelayEvent =
   | { type: 'relay:connection-closed'; peer: string; reason: string }
   | { type: 'relay:join'; peer: string; mode: string; room?: string; sourceId?: number }
   | { type: 'relay:leave'; peer: string; room: string; sourceId: number }
+  /** A connection registered as an identity (presence), replacing an older registration or not. */
+  | { type: 'relay:registered'; peer: string; fingerprint: string; replaced: boolean }
   | { type: 'relay:signal-dropped'; peer: string; reason: string; detail: string; suppressed?: number }
   | { type: 'relay:refused'; peer: string; reason: RefusalReason; detail: string; suppressed?: number }
   /** Handling one datagram failed inside the QUIC library; the relay kept serving. */
@@ -106,6 +109,8 @@ export interface RelayMetrics {
   stunErrors: number;
   /** STUN packets dropped unanswered, by reason (core/nat/stun-server.ts). */
   stunDropped: Record<StunDropReason, number>;
+  /** Registrations and call signalling (./presence.ts). */
+  presence: PresenceStats;
 }
 
 const ROOM_ID_RE = /^[0-9a-f]{32}$/;
@@ -127,6 +132,8 @@ interface Peer {
   readonly signalBytes: TokenBucket;
   readonly mediaPackets: TokenBucket;
   readonly mediaBytes: TokenBucket;
+  /** This connection as presence sees it (registration and call signalling). */
+  readonly presence: PresencePeer;
 }
 
 /** Counters the hot paths increment; `metrics` assembles them with the gate's and rooms'. */
@@ -188,9 +195,16 @@ export class Relay {
   private readonly dropLog = new LogLimiter(5, 20);
   private readonly errorLog = new LogLimiter(1, 5);
   private stun?: StunServer;
+  private readonly presence: Presence;
 
   private constructor(private readonly opts: RelayOptions) {
     this.limits = resolveRelayLimits(opts.limits);
+    this.presence = new Presence({
+      limits: this.limits,
+      relayFingerprint: opts.fingerprint,
+      refuse: (peer, reason, detail) => this.refuse(peer.label, reason, detail),
+      onRegistered: (peer, fingerprint, replaced) => this.emit({ type: 'relay:registered', peer: peer.label, fingerprint, replaced }),
+    });
     this.signalBudget = new SignalMemoryBudget(this.limits.signalBufferTotalBytes);
     this.mediaPath = new RelayMediaPath(() => {
       if (!this.server) throw new Error('relay not started');
@@ -260,6 +274,7 @@ export class Relay {
       stunAnswered: this.stun?.stats.answered ?? 0,
       stunErrors: this.stun?.stats.errors ?? 0,
       stunDropped: { ...(this.stun?.stats.dropped ?? EMPTY_STUN_DROPS) },
+      presence: this.presence.stats,
     };
   }
 
@@ -315,6 +330,7 @@ export class Relay {
     await this.stun?.close();
     await server?.stop();
     this.peers.clear();
+    this.presence.clear();
     this.connectionsBySource.clear();
     this.joinsBySource.clear();
   }
@@ -379,6 +395,12 @@ export class Relay {
       signalBytes: new TokenBucket(l.signalBytesPerSecond, 4 * l.signalBytesPerSecond, now),
       mediaPackets: new TokenBucket(l.memberPacketsPerSecond, l.memberPacketsPerSecond, now),
       mediaBytes: new TokenBucket((l.memberKbps * 1000) / 8, (l.memberKbps * 1000) / 8, now),
+      presence: {
+        label,
+        source,
+        observed: () => ({ address: connection.remoteHost, port: connection.remotePort }),
+        push: (frame) => void pushFrame(connection, frame),
+      },
     };
     this.peers.add(peer);
     this.counters.connectionsOpen++;
@@ -414,6 +436,7 @@ export class Relay {
       () => {
         if (this.peers.delete(peer)) {
           this.leaveRoom(peer);
+          this.presence.disconnect(peer.presence);
           peer.datagrams.disable();
           this.counters.connectionsOpen--;
           const n = (this.connectionsBySource.get(source) ?? 1) - 1;
@@ -478,7 +501,12 @@ export class Relay {
         }
         this.rooms.relaySignal(peer.room.id, peer.room.sourceId, msg.to, msg.payload);
         return [];
+      case 'register-challenge':
+        return [this.presence.challenge(peer.presence)];
+      case 'register':
+        return [this.presence.register(peer.presence, msg)];
       default:
+        if (isCallSignal(msg)) return [this.presence.route(peer.presence, msg)];
         // A known message that a relay does not accept from clients (e.g. pong): ignore.
         this.counters.signalsUnknown++;
         this.reportDrop(() => ({ type: 'relay:signal-dropped', peer: peer.label, reason: 'unexpected-type', detail: msg.type }));

@@ -22,10 +22,16 @@
  *   dropped, and `null` counts as absent for optional fields.
  * - The encoder writes the canonical form: `type` first, then the fields in schema order,
  *   absent optional fields left out, no whitespace. Canonical frames re-encode byte-exactly.
+ *   Nested values with a canonical form (candidates: ./candidate.ts) are written in it.
+ * - Presence (register-challenge, challenge, register, registered, presence-replaced) and call
+ *   signalling (offer, ringing, answer, reject, hangup, candidate-update; routed, offline,
+ *   call-gone) are described in docs/wire-format.md and docs/direct-calls.md; their signatures
+ *   in core/crypto/call-signal.ts.
  */
 
 import { isIPv4, isIPv6 } from 'node:net';
 import { DecodeError, InternalError } from '../errors.js';
+import { canonicalCandidate, isCandidate, isCandidateList, MAX_CANDIDATES, type Candidate } from './candidate.js';
 
 const FORMAT = 'signal';
 
@@ -164,6 +170,130 @@ export interface ErrorMessage {
   message: string;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Presence (docs/direct-calls.md): a client registers on a relay as its identity.
+
+/** Client -> relay: give me a registration challenge for this connection. */
+export interface RegisterChallengeMessage {
+  type: 'register-challenge';
+}
+/** Relay -> client: the nonce to sign (fresh per connection and challenge; 32 bytes as hex). */
+export interface ChallengeMessage {
+  type: 'challenge';
+  nonce: string;
+}
+/**
+ * Client -> relay: register this connection as the identity whose key signed
+ * labelled("wzp-presence-register-v1", relay certificate fingerprint, nonce, identity key)
+ * (core/crypto/call-signal.ts registrationTranscript).
+ */
+export interface RegisterMessage {
+  type: 'register';
+  fingerprint: string;
+  /** Raw Ed25519 identity public key, padded base64 (32 bytes). */
+  identityKey: string;
+  nonce: string;
+  /** Ed25519 signature, padded base64 (64 bytes). */
+  signature: string;
+  /**
+   * false: prove the identity for this connection's call signals only, without taking its
+   * incoming calls (a caller: another session of the identity may be listening). Default true.
+   */
+  receiveCalls?: boolean;
+}
+export interface RegisteredMessage {
+  type: 'registered';
+  fingerprint: string;
+}
+/** Relay -> client: a newer registration of the same identity took over; this one ended. */
+export interface PresenceReplacedMessage {
+  type: 'presence-replaced';
+  fingerprint: string;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Call signalling: routed by the relay from `from` to `to`, signed by the sender over the
+// canonical transcript of core/crypto/call-signal.ts. The relay may add `relayCandidate` to
+// offers and answers (unsigned: a hint).
+
+export type CallRole = 'caller' | 'callee';
+export type RejectReason = 'declined' | 'busy';
+
+/** The fields every call signal carries, all covered by its signature. */
+export interface CallSignalFields {
+  /** 16 random bytes as 32 lowercase hex digits, chosen by the caller. */
+  callId: string;
+  /** The sender's identity fingerprint. */
+  from: string;
+  /** The recipient's identity fingerprint. */
+  to: string;
+  /** The sender's role in this call (so caller and callee are bound: caller = role === 'caller' ? from : to). */
+  role: CallRole;
+  /** Per sender and call, strictly increasing (receivers drop anything not newer). */
+  seq: number;
+  /** The sender's clock when it signed, ms since the Unix epoch (receivers drop stale ones). */
+  ts: number;
+  /** The sender's raw Ed25519 identity public key, padded base64 (32 bytes). */
+  identityKey: string;
+  /** Ed25519 signature over the transcript, padded base64 (64 bytes). */
+  signature: string;
+}
+export interface OfferMessage extends CallSignalFields {
+  type: 'offer';
+  /** Ephemeral X25519 public key for this call, padded base64 (32 bytes). */
+  ephemeralKey: string;
+  candidates: Candidate[];
+  /** The sender sends no host or mapped candidates and wants the call to stay relayed. */
+  relayOnly?: boolean;
+  /** Added by the relay (unsigned): the sender's address as the relay sees its connection. */
+  relayCandidate?: Candidate;
+}
+export interface RingingMessage extends CallSignalFields {
+  type: 'ringing';
+}
+export interface AnswerMessage extends CallSignalFields {
+  type: 'answer';
+  ephemeralKey: string;
+  candidates: Candidate[];
+  relayOnly?: boolean;
+  relayCandidate?: Candidate;
+}
+export interface RejectMessage extends CallSignalFields {
+  type: 'reject';
+  reason: RejectReason;
+}
+export interface HangupMessage extends CallSignalFields {
+  type: 'hangup';
+}
+export interface CandidateUpdateMessage extends CallSignalFields {
+  type: 'candidate-update';
+  candidates: Candidate[];
+}
+export type CallSignalMessage = OfferMessage | RingingMessage | AnswerMessage | RejectMessage | HangupMessage | CandidateUpdateMessage;
+export type CallSignalType = CallSignalMessage['type'];
+export const CALL_SIGNAL_TYPES: readonly CallSignalType[] = ['offer', 'ringing', 'answer', 'reject', 'hangup', 'candidate-update'];
+
+/** Relay -> sender of a call signal: delivered to `to`'s registered connection. */
+export interface RoutedMessage {
+  type: 'routed';
+  callId: string;
+}
+/** Relay -> sender of a call signal: nobody is registered as `to` here. */
+export interface OfflineMessage {
+  type: 'offline';
+  callId: string;
+  to: string;
+}
+/**
+ * Relay -> a call's party: the other party's connection closed (`fingerprint`) while the call
+ * was known to the relay. Unsigned: a hint (a relay can always drop a call anyway).
+ */
+export interface CallGoneMessage {
+  type: 'call-gone';
+  callId: string;
+  fingerprint: string;
+}
+
 export type KnownSignalMessage =
   | HelloMessage
   | HelloAckMessage
@@ -177,7 +307,16 @@ export type KnownSignalMessage =
   | RoomSignalMessage
   | RelayedMessage
   | LeaveMessage
-  | ErrorMessage;
+  | ErrorMessage
+  | RegisterChallengeMessage
+  | ChallengeMessage
+  | RegisterMessage
+  | RegisteredMessage
+  | PresenceReplacedMessage
+  | CallSignalMessage
+  | RoutedMessage
+  | OfflineMessage
+  | CallGoneMessage;
 export type KnownSignalType = KnownSignalMessage['type'];
 
 /** A message of a type this version does not know; the caller logs and drops it. */
@@ -193,6 +332,8 @@ export interface FieldCheck<T> {
   /** What the value must be, for error messages. */
   readonly expected: string;
   accepts(value: unknown): value is T;
+  /** The canonical copy of an accepted value (nested unknown fields dropped); default: the value itself. */
+  canonical?(value: T): T;
 }
 
 export interface FieldRule<T> extends FieldCheck<T> {
@@ -273,6 +414,60 @@ const announcements: FieldCheck<MemberAnnouncementEntry[]> = {
     ),
 };
 
+/** Fingerprints as wzp writes them: 16 groups of 4 lowercase hex digits. */
+export const FINGERPRINT_PATTERN = /^[0-9a-f]{4}(?::[0-9a-f]{4}){15}$/;
+const fingerprint: FieldCheck<string> = {
+  expected: 'a fingerprint (16 groups of 4 lowercase hex digits)',
+  accepts: (value): value is string => typeof value === 'string' && FINGERPRINT_PATTERN.test(value),
+};
+/** A call id: 16 bytes as 32 lowercase hex digits. */
+export const CALL_ID_PATTERN = /^[0-9a-f]{32}$/;
+const callId: FieldCheck<string> = {
+  expected: '32 lowercase hex digits',
+  accepts: (value): value is string => typeof value === 'string' && CALL_ID_PATTERN.test(value),
+};
+const challengeNonce: FieldCheck<string> = {
+  expected: '64 lowercase hex digits',
+  accepts: (value): value is string => typeof value === 'string' && /^[0-9a-f]{64}$/.test(value),
+};
+/** `bytes` bytes in the one padded base64 spelling Buffer writes for them. */
+function base64Of(bytes: number): FieldCheck<string> {
+  const length = 4 * Math.ceil(bytes / 3);
+  return {
+    expected: `${bytes} bytes in padded base64`,
+    accepts: (value): value is string =>
+      typeof value === 'string' && value.length === length && /^[A-Za-z0-9+/]*={0,2}$/.test(value) && canonicalBase64(value, bytes),
+  };
+}
+function canonicalBase64(text: string, bytes: number): boolean {
+  const decoded = Buffer.from(text, 'base64');
+  return decoded.length === bytes && decoded.toString('base64') === text;
+}
+const key32 = base64Of(32);
+const signature64 = base64Of(64);
+const callRole: FieldCheck<CallRole> = {
+  expected: "'caller' or 'callee'",
+  accepts: (value): value is CallRole => value === 'caller' || value === 'callee',
+};
+const rejectReason: FieldCheck<RejectReason> = {
+  expected: "'declined' or 'busy'",
+  accepts: (value): value is RejectReason => value === 'declined' || value === 'busy',
+};
+const timestamp: FieldCheck<number> = {
+  expected: 'ms since the Unix epoch (a non-negative safe integer)',
+  accepts: (value): value is number => Number.isSafeInteger(value) && (value as number) >= 0,
+};
+const candidates: FieldCheck<Candidate[]> = {
+  expected: `a list of at most ${MAX_CANDIDATES} candidates {type, address, port, priority}`,
+  accepts: (value): value is Candidate[] => isCandidateList(value),
+  canonical: (value) => value.map(canonicalCandidate),
+};
+const candidate: FieldCheck<Candidate> = {
+  expected: 'a candidate {type, address, port, priority}',
+  accepts: (value): value is Candidate => isCandidate(value),
+  canonical: canonicalCandidate,
+};
+
 function required<T>(check: FieldCheck<T>): FieldRule<T> & { readonly required: true } {
   return { ...check, required: true };
 }
@@ -319,7 +514,57 @@ export const SIGNAL_SCHEMA: SignalSchema = {
   relayed: { room: required(text), from: required(sourceId), payload: required(jsonObject) },
   leave: {},
   error: { code: required(text), message: required(text) },
+  'register-challenge': {},
+  challenge: { nonce: required(challengeNonce) },
+  register: {
+    fingerprint: required(fingerprint),
+    identityKey: required(key32),
+    nonce: required(challengeNonce),
+    signature: required(signature64),
+    receiveCalls: optional(flag),
+  },
+  registered: { fingerprint: required(fingerprint) },
+  'presence-replaced': { fingerprint: required(fingerprint) },
+  offer: {
+    ...callSignalRules(),
+    ephemeralKey: required(key32),
+    candidates: required(candidates),
+    relayOnly: optional(flag),
+    relayCandidate: optional(candidate),
+  },
+  ringing: callSignalRules(),
+  answer: {
+    ...callSignalRules(),
+    ephemeralKey: required(key32),
+    candidates: required(candidates),
+    relayOnly: optional(flag),
+    relayCandidate: optional(candidate),
+  },
+  reject: { ...callSignalRules(), reason: required(rejectReason) },
+  hangup: callSignalRules(),
+  'candidate-update': { ...callSignalRules(), candidates: required(candidates) },
+  routed: { callId: required(callId) },
+  offline: { callId: required(callId), to: required(fingerprint) },
+  'call-gone': { callId: required(callId), fingerprint: required(fingerprint) },
 };
+
+/** The rules of the fields every call signal carries, in their canonical order. */
+function callSignalRules() {
+  return {
+    callId: required(callId),
+    from: required(fingerprint),
+    to: required(fingerprint),
+    role: required(callRole),
+    seq: required(uint32),
+    ts: required(timestamp),
+    identityKey: required(key32),
+    signature: required(signature64),
+  } as const;
+}
+
+export function isCallSignal(message: { type: string }): message is CallSignalMessage {
+  return (CALL_SIGNAL_TYPES as readonly string[]).includes(message.type);
+}
 
 export interface SocketAddress {
   address: string;
@@ -517,7 +762,7 @@ function pickFields(type: KnownSignalType, source: Record<string, unknown>, fail
       continue;
     }
     if (!rule.accepts(value)) throw fail(`${type}.${name} must be ${rule.expected}`);
-    message[name] = value;
+    message[name] = rule.canonical ? rule.canonical(value) : value;
   }
   return message;
 }

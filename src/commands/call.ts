@@ -3,31 +3,60 @@ import * as Flags from '@oclif/core/flags';
 import type { TierName } from '../../core/media/quality.js';
 import { aliasProblem } from '../../core/crypto/sender-keys.js';
 import { UsageError } from '../../core/errors.js';
-import { mediaPathFlag, roomAdmissionFlags, WzpCommand } from '../base-command.js';
-import { timeoutFlag, timeoutMs } from '../connect-flags.js';
+import { mediaPathFlag, roomAdmissionFlags, WzpCommand, type WzpFlags } from '../base-command.js';
+import { secondsFlag, timeoutFlag, timeoutMs } from '../connect-flags.js';
+import { parseFingerprint } from '../../core/crypto/fingerprint.js';
 import { call, listAudioDevices, type CallResult } from '../services/call.js';
+import { directCall, type DirectCallResult } from '../services/direct-call.js';
+import { directCallSummary } from '../services/direct-call-text.js';
 import { callEventRenderer, membersSummary, type CallEventOutput } from '../services/call-events.js';
 import { pinFile } from '../services/paths.js';
 import { resolveAllowList, resolveRoomSecret } from '../services/room-admission.js';
 import { mediaPathText, relayPinnedLine } from '../services/relay-connect.js';
 
-type Result = (CallResult) | Awaited<ReturnType<typeof listAudioDevices>>;
+type Result = CallResult | DirectCallResult | Awaited<ReturnType<typeof listAudioDevices>>;
+
+type CallFlags = WzpFlags<typeof Call>;
+
+/** A fingerprint given on the command line, or `@FILE` holding it (the first non-comment line). */
+export async function readFingerprintArg(value: string, flag: string): Promise<string> {
+  if (!value.startsWith('@')) {
+    try {
+      return parseFingerprint(value);
+    } catch (err) {
+      throw new UsageError(`${flag} ${value}: ${(err as Error).message}`, { suggestions: ['give the full fingerprint (wzp identity shows yours), 64 hex digits'] });
+    }
+  }
+  const list = await resolveAllowList([value], flag);
+  if (!list || list.length !== 1) throw new UsageError(`${flag} ${value}: the file must hold exactly one fingerprint`);
+  return list[0];
+}
 
 export default class Call extends WzpCommand<Result> {
   static override summary = 'Join a room on a relay and talk: end-to-end encrypted, FEC-protected, adaptive.';
   static override description = `Sources: --tone HZ (default 440 Hz), --file in.wav (any rate/channels), or --mic. Sinks: the speaker with --mic (unless --no-playback), and --record out.wav. Ctrl-C hangs up cleanly: the others see you leave at once and the recording is complete. A lost relay (closed, or silent for ~4.5 s) is reconnected to and the room re-joined, for up to --reconnect seconds. A call report (per participant: packets, loss, concealment, jitter buffer, tier changes, MOS) is printed at the end (--json) or written with --report.
 
-Only members who prove they know the room name (and --room-secret, if the room has one) are admitted: the relay, which sees only the room id, cannot join. Each member is shown with its full fingerprint and its trust: allowed (--allow), known (met in an earlier call; pinned in known-members.json) or new (first meeting: compare the fingerprint with them). With --allow, everyone else is refused. A guessable room name needs a --room-secret: the relay could guess the name from the room id.`;
+Only members who prove they know the room name (and --room-secret, if the room has one) are admitted: the relay, which sees only the room id, cannot join. Each member is shown with its full fingerprint and its trust: allowed (--allow), known (met in an earlier call; pinned in known-members.json) or new (first meeting: compare the fingerprint with them). With --allow, everyone else is refused. A guessable room name needs a --room-secret: the relay could guess the name from the room id.
+
+With --to FINGERPRINT instead of --room, a 1:1 call to a person by identity: both of you register on the relay as your identities (signed challenges), the callee runs \`wzp listen RELAY\`, and the offer, answer and hang-up are signed end to end. Once answered, the media flows through the relay in a room only the two of you can derive (an X25519 exchange in the signed offer and answer), with the callee as the only identity admitted. Outcomes: the callee hung up or you did (exit 0), callee offline (11), declined (12), busy in another call (13), no answer within --ring-timeout (14), the callee did not prove its identity in the call (5). --relay-only sends no address candidates and asks the relay not to pass on yours (docs/direct-calls.md).`;
   static override examples = [
     '<%= config.bin %> <%= command.id %> relay.example.com:4433 --room team --mic',
     '<%= config.bin %> <%= command.id %> 127.0.0.1:4433 --room test --tone 440 --duration 10 --record heard.wav --json',
     '<%= config.bin %> <%= command.id %> 127.0.0.1:4433 --room test --file speech.wav --no-playback',
     '<%= config.bin %> <%= command.id %> relay.example.com:4433 --room team --room-secret-file ~/.team-secret --allow @team.txt --mic',
+    '<%= config.bin %> <%= command.id %> relay.example.com:4433 --to 1a2b:3c4d:...:7e8f --mic',
+    '<%= config.bin %> <%= command.id %> 127.0.0.1:4433 --to @ana.fp --tone 440 --ring-timeout 20 --relay-only --json',
     '<%= config.bin %> <%= command.id %> --list-devices',
   ];
   static override args = { relay: Args.string({ description: 'Relay HOST:PORT.' }) };
   static override flags = {
     room: Flags.string({ summary: 'Room name: the relay sees only an id derived from it, and members admit only those who prove they know it.' }),
+    to: Flags.string({
+      summary: 'Call this identity (its full fingerprint, or @FILE holding it) 1:1 through the relay instead of joining a room; it must be running `wzp listen` there.',
+      exclusive: ['room', 'room-secret', 'room-secret-file', 'allow'],
+    }),
+    'ring-timeout': secondsFlag({ summary: 'With --to: give up after this many seconds without an answer (exit 14).', default: 30, min: 1, max: 120, name: 'ring-timeout' }),
+    'relay-only': Flags.boolean({ summary: 'With --to: send no address candidates and ask the relay not to pass on your address; the call stays relayed.' }),
     tone: Flags.integer({ summary: 'Send a sine tone of this frequency (Hz).', exclusive: ['file', 'mic'] }),
     file: Flags.file({ summary: 'Send this WAV file.', exclusive: ['tone', 'mic'] }),
     mic: Flags.boolean({ summary: 'Send the microphone and play what you hear on the speaker.', exclusive: ['tone', 'file'] }),
@@ -55,7 +84,9 @@ Only members who prove they know the room name (and --room-secret, if the room h
     const { args, flags } = await this.parse(Call);
     if (flags['list-devices']) return listAudioDevices();
     if (!args.relay) this.error('RELAY is required', { exit: 2 });
-    if (!flags.room) this.error('--room is required', { exit: 2 });
+    if (flags.to !== undefined) return this.directCall(args.relay, flags);
+    if (flags['relay-only']) throw new UsageError('--relay-only is for 1:1 calls (--to): a room call always goes through the relay');
+    if (!flags.room) this.error('--room (a room call) or --to (a 1:1 call) is required', { exit: 2 });
     const source = flags.mic
       ? ({ kind: 'mic', device: flags['input-device'] } as const)
       : flags.file
@@ -99,6 +130,42 @@ Only members who prove they know the room name (and --room-secret, if the room h
     return result;
   }
 
+  private async directCall(relay: string, f: CallFlags): Promise<DirectCallResult> {
+    const to = await readFingerprintArg(f.to!, '--to');
+    const aliasTrouble = f.alias === undefined ? undefined : aliasProblem(f.alias);
+    if (aliasTrouble) throw new UsageError(`--alias: ${aliasTrouble}`);
+    return directCall({
+      relay,
+      to,
+      ringTimeoutMs: timeoutMs(f['ring-timeout']),
+      relayOnly: f['relay-only'],
+      configDir: this.configDir(f),
+      identityPath: f.identity,
+      relayFingerprint: f['relay-fingerprint'],
+      timeoutMs: timeoutMs(f.timeout),
+      mediaPath: f['media-path'],
+      alias: f.alias,
+      tier: f.tier as TierName,
+      adaptive: f.adaptive,
+      source: f.mic ? { kind: 'mic', device: f['input-device'] } : f.file ? { kind: 'file', path: f.file } : { kind: 'tone', hz: f.tone ?? 440 },
+      speaker: (f.playback ?? f.mic) ? { device: f['output-device'] } : undefined,
+      record: f.record,
+      durationMs: f.duration === undefined ? undefined : f.duration * 1000,
+      vad: f.vad,
+      noiseSuppression: f['noise-suppression'],
+      reportPath: f.report,
+      registries: this.registries,
+      signal: this.abortSignal,
+      onEvent: callEventRenderer(this.eventOutput()),
+      onProgress: (line) => this.progress(line),
+      onConnected: (c) => {
+        const pinned = relayPinnedLine(c, pinFile(this.configDir(f)));
+        if (pinned) this.progress(pinned);
+      },
+      meta: (schemaVersion) => this.reportMeta(schemaVersion, f, { relay }),
+    });
+  }
+
   /** Where the call's events are shown (services/call-events.ts). */
   protected eventOutput(): CallEventOutput {
     return {
@@ -110,6 +177,7 @@ Only members who prove they know the room name (and --room-secret, if the room h
   }
 
   protected renderHuman(r: Result): string {
+    if ('direct' in r) return `${this.interactive ? '\n' : ''}${directCallSummary(r)}`;
     if ('devices' in r) {
       if (r.devices.length === 0) {
         return [

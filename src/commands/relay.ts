@@ -74,6 +74,7 @@ The relay's identity (and so its certificate fingerprint, which clients pin) is 
       `  datagrams: ${m.datagramsReceived} received (${m.datagramsOnUdpPath} on the UDP media path), ${m.datagramsForwarded} forwarded in rooms, ${m.datagramsEchoed} echoed, ` +
         `${m.datagramsPurged} purged as stale, ${m.datagramsDropped} dropped, ${m.datagramsUnexpected} unexpected, ${m.udpPathRejected} refused UDP packets`,
       `  signals: ${m.signalsReceived} received, ${m.signalsMalformed} malformed and ${m.signalsUnknown} unknown dropped`,
+      `  presence: ${m.presence.registrationsTotal} registrations (${m.presence.registrationsReplaced} replaced an older one), ${m.presence.callSignalsRouted} call signals routed, ${m.presence.callSignalsOffline} answered offline`,
       `  STUN: ${m.stunRequests} received, ${m.stunAnswered} answered, ${m.stunErrors} refused with an error answer; dropped: ${refusedText(m.stunDropped)}`,
       `  refused: ${refusedText(m.refused)}; ${m.socketErrors} datagrams the QUIC library failed on, ${m.sendErrors} sends the kernel refused`,
     ].join('\n');

@@ -236,7 +236,7 @@ export async function call(req: CallRequest): Promise<CallResult> {
 /** How soon after a meeting the known members are written. */
 const PIN_SAVE_DELAY_MS = 1000;
 
-async function openSource(spec: CallRequest['source']): Promise<FrameSource> {
+export async function openSource(spec: CallRequest['source']): Promise<FrameSource> {
   switch (spec.kind) {
     case 'tone':
       if (!(spec.hz > 0 && spec.hz < PIPELINE_SAMPLE_RATE / 2)) throw new UsageError(`--tone ${spec.hz}: a frequency is 1-23999 Hz`);

@@ -115,6 +115,12 @@ export const RELAY_LIMIT_FLAGS = [
   { flag: 'max-member-pps', limit: 'memberPacketsPerSecond', scale: 1, summary: 'Media packets one member may send to be forwarded, per second.' },
   { flag: 'signal-buffer-kib', limit: 'signalBufferBytes', scale: 1024, summary: 'KiB of unfinished signal frames one connection may hold.' },
   { flag: 'signal-buffer-total-mib', limit: 'signalBufferTotalBytes', scale: 1024 * 1024, summary: 'MiB of unfinished signal frames all connections together may hold.' },
+  { flag: 'max-registrations', limit: 'registrations', scale: 1, summary: 'Identities registered (wzp listen, wzp call --to) at once, in all.' },
+  { flag: 'max-registrations-per-ip', limit: 'registrationsPerSource', scale: 1, summary: 'Identities registered at once from one address.' },
+  { flag: 'offer-burst', limit: 'offerBurst', scale: 1, summary: 'Call offers one connection may send at once...' },
+  { flag: 'max-offers-per-minute', limit: 'offersPerMinute', scale: 1, summary: '...and then per minute.' },
+  { flag: 'max-pending-calls-per-callee', limit: 'pendingCallsPerCallee', scale: 1, summary: 'Calls ringing one callee at once; more offers are refused.' },
+  { flag: 'max-calls', limit: 'calls', scale: 1, summary: 'Calls (ringing or answered) tracked at once, in all.' },
 ] as const satisfies readonly { flag: string; limit: keyof RelayLimits; scale: number; summary: string }[];
 
 /** The limits the flags set (flags left out keep the defaults). */

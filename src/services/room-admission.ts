@@ -56,33 +56,33 @@ export async function resolveRoomSecret(opts: { secret?: string; secretFile?: st
  * is not a fingerprint is a UsageError naming it (and its file and line); an unreadable file
  * a ConfigError.
  */
-export async function resolveAllowList(values: readonly string[] | undefined): Promise<string[] | undefined> {
+export async function resolveAllowList(values: readonly string[] | undefined, flag = '--allow'): Promise<string[] | undefined> {
   if (values === undefined || values.length === 0) return undefined;
   const allowed = new Set<string>();
   for (const value of values) {
     if (value.startsWith('@')) {
-      for (const fingerprint of await readAllowFile(value.slice(1))) allowed.add(fingerprint);
+      for (const fingerprint of await readAllowFile(value.slice(1), flag)) allowed.add(fingerprint);
     } else {
-      allowed.add(fingerprintOf(value, `--allow ${value}`));
+      allowed.add(fingerprintOf(value, `${flag} ${value}`));
     }
   }
   return [...allowed];
 }
 
-async function readAllowFile(path: string): Promise<string[]> {
+async function readAllowFile(path: string, flag: string): Promise<string[]> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
   } catch (err) {
-    throw new ConfigError(`cannot read the allow list ${path}: ${errorMessage(err)}`, { cause: err });
+    throw new ConfigError(`cannot read the allow list ${path} (${flag}): ${errorMessage(err)}`, { cause: err });
   }
   const out: string[] = [];
   for (const [i, raw] of text.split(/\r?\n/).entries()) {
     const line = raw.replace(/#.*$/, '').trim();
-    if (line !== '') out.push(fingerprintOf(line, `--allow @${path} line ${i + 1}`));
+    if (line !== '') out.push(fingerprintOf(line, `${flag} @${path} line ${i + 1}`));
   }
   if (out.length === 0) {
-    throw new UsageError(`--allow @${path} names no fingerprint`, { suggestions: ['put one fingerprint per line in the file (# starts a comment)'] });
+    throw new UsageError(`${flag} @${path} names no fingerprint`, { suggestions: ['put one fingerprint per line in the file (# starts a comment)'] });
   }
   return out;
 }

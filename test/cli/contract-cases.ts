@@ -56,6 +56,8 @@ export interface CommandContract {
 
 const RELAY = ['--relay-fingerprint', '{fp}'];
 const SHORT = ['--timeout', '1'];
+/** A fingerprint nobody in these cases has. */
+const OTHER_FP = 'ab12:'.repeat(15) + 'ab12';
 
 export const CONTRACTS: Record<string, CommandContract> = {
   call: {
@@ -66,6 +68,12 @@ export const CONTRACTS: Record<string, CommandContract> = {
       { what: '--record', output: true, args: ['{relay}', '--room', 'contract', '--tone', '440', '--duration', '1', '--no-playback', '--record', '{file}', ...RELAY] },
       { what: '--report', output: true, args: ['{relay}', '--room', 'contract', '--tone', '440', '--duration', '1', '--no-playback', '--report', '{file}', ...RELAY] },
       { what: '--room-secret-file', anyContent: true, args: ['{relay}', '--room', 'contract', '--tone', '440', '--duration', '1', '--no-playback', '--room-secret-file', '{file}', ...RELAY] },
+    ],
+    usage: [
+      ['{relay}', '--to', OTHER_FP, '--room', 'contract', ...RELAY],
+      ['{relay}', '--to', 'not-a-fingerprint', ...RELAY],
+      ['{relay}', '--room', 'contract', '--relay-only', ...RELAY],
+      ['{relay}', '--to', OTHER_FP, '--ring-timeout', '0', ...RELAY],
     ],
   },
   'echo-test': {
@@ -84,6 +92,12 @@ export const CONTRACTS: Record<string, CommandContract> = {
       { args: ['--stun', '{addr}', '--no-port-mapping'] },
     ],
     usage: [['--gateway', 'notanip', '--relay', '{relay}']],
+  },
+  listen: {
+    success: [['{relay}', ...RELAY], ['{relay}', '--accept-from', OTHER_FP, '--relay-only', ...RELAY]],
+    stopWhen: /wzp listen: registered as/,
+    addresses: [{ args: ['{addr}'], unreachable: SHORT }],
+    usage: [['{relay}', '--accept-from', 'not-a-fingerprint', ...RELAY], ['{relay}', '--record', '{tmp}/x.wav', ...RELAY]],
   },
   'pins:forget': {
     success: [['127.0.0.1:4433']],

@@ -1,0 +1,42 @@
+/** How `wzp call --to` and `wzp listen` summarise a 1:1 call and a listening session for humans. */
+import { mediaPathText } from './relay-connect.js';
+import type { DirectCallResult, ListenResult } from './direct-call.js';
+
+const ENDED_BY: Record<DirectCallResult['endedBy'], string> = {
+  hangup: 'you hung up',
+  duration: 'the --duration ran out',
+  'source-ended': 'the file was sent',
+  'relay-lost': 'the relay was lost',
+  'peer-hangup': 'the other side hung up',
+  'peer-left': 'the other side left',
+  'peer-gone': "the other side's connection closed",
+};
+
+/** The end-of-call summary of a 1:1 call. */
+export function directCallSummary(r: DirectCallResult): string {
+  const d = r.direct;
+  const lines = [
+    `call ${d.role === 'caller' ? 'to' : 'from'} ${d.peer} ended (${ENDED_BY[r.endedBy]}) after ${(r.durationMs / 1000).toFixed(1)} s, tier ${r.tier}`,
+    `  answered after ${(d.answerMs / 1000).toFixed(1)} s; media through the relay (${mediaPathText(r.relay.mediaPath)})${d.relayOnly ? '; --relay-only: no address of yours was sent' : ''}`,
+    `  sent ${r.sent.frames} frames in ${r.sent.packets} packets`,
+  ];
+  for (const p of r.participants) {
+    lines.push(`  heard ${p.fingerprint} [${p.trust}]: ${p.packetsReceived} packets, loss ${p.lossPct}%, concealed ${p.concealedFrames}, MOS ${p.mos ?? '-'}`);
+  }
+  const dropped = Object.entries(d.signalsDropped).filter(([, n]) => n > 0);
+  if (dropped.length) lines.push(`  call signals dropped: ${dropped.map(([reason, n]) => `${n} ${reason}`).join(', ')}`);
+  if (r.recording) lines.push(`recorded ${(r.recording.durationMs / 1000).toFixed(1)} s to ${r.recording.path}`);
+  return lines.join('\n');
+}
+
+/** The summary of a listening session. */
+export function listenSummary(r: ListenResult): string {
+  const lines = [`stopped listening on ${r.relay.address} as ${r.fingerprint} (${r.endedBy === 'once' ? '--once' : 'interrupted'}): ${r.calls.length + r.callsNotListed} calls`];
+  for (const c of r.calls) {
+    const end = c.outcome === 'answered' ? `, ${(((c.durationMs ?? 0) / 1000)).toFixed(1)} s, ended: ${c.endedBy === undefined ? '-' : ENDED_BY[c.endedBy]}` : '';
+    lines.push(`  ${c.at} ${c.caller}: ${c.outcome}${end}${c.error ? ` (${c.error.message})` : ''}`);
+  }
+  if (r.callsNotListed) lines.push(`  ... and ${r.callsNotListed} more`);
+  if (r.call) lines.push(directCallSummary(r.call));
+  return lines.join('\n');
+}

@@ -1,0 +1,471 @@
+/**
+ * `wzp call RELAY --to FINGERPRINT` and `wzp listen RELAY`: 1:1 calls by identity through a
+ * relay (core/client/presence.ts, core/client/direct-call.ts, docs/direct-calls.md). Both
+ * register on the relay as their identity; the caller offers, the listener rings on a TTY or
+ * decides by --accept-from, and once answered the media flows through the relay in the call's
+ * own room, run by the room-call engine.
+ */
+import { rmSync } from 'node:fs';
+import { TeeSink, type FrameSink, type FrameSource } from '../../core/audio/sources.js';
+import type { CallEvent, CallReport } from '../../core/client/call.js';
+import { IncomingCall, MAX_RING_MS, placeCall, runDirectMedia, type DirectMediaResult, type EstablishedCall } from '../../core/client/direct-call.js';
+import { PresenceClient, type PresenceDropReason, type PresenceEvent } from '../../core/client/presence.js';
+import type { RelaySession } from '../../core/client/relay-session.js';
+import { loadOrCreateIdentity, type Identity } from '../../core/crypto/identity.js';
+import { KnownMembers } from '../../core/crypto/known-members.js';
+import { NetworkError, RefusedError, UsageError, errorMessage, isWzpError } from '../../core/errors.js';
+import { PIPELINE_SAMPLE_RATE } from '../../core/media/codec-types.js';
+import { NoiseSuppressor } from '../../core/media/noise-suppression.js';
+import type { TierName } from '../../core/media/quality.js';
+import { WavWriter } from '../../core/media/wav.js';
+import type { Registries } from '../../core/registry.js';
+import { parseDialTarget } from '../../core/transport/quic.js';
+import type { Candidate } from '../../core/wire/candidate.js';
+import { openSpeaker } from './audio-devices.js';
+import { openSource, type CallRequest } from './call.js';
+import { checkOutputFile, writeFileAtomic } from './output-files.js';
+import { identityFile, knownMembersFile } from './paths.js';
+import { connectToRelay } from './relay-connect.js';
+import type { ReportMeta } from './report-meta.js';
+
+export const DIRECT_CALL_SCHEMA_VERSION = 1;
+/** Calls a listener lists in its result; the rest are counted. */
+export const MAX_LISTED_CALLS = 100;
+
+/** What both commands need for the media of a call. */
+export interface DirectMediaRequest {
+  relay: string;
+  configDir: string;
+  identityPath?: string;
+  relayFingerprint?: string;
+  timeoutMs?: number;
+  mediaPath?: 'auto' | 'quic';
+  alias?: string;
+  tier: TierName;
+  adaptive: boolean;
+  source: CallRequest['source'];
+  speaker?: { device?: string };
+  record?: string;
+  /** Each call's length at most. */
+  durationMs?: number;
+  vad?: boolean;
+  noiseSuppression?: boolean;
+  /** Send no candidates, ask the relay not to pass on our address (docs/direct-calls.md). */
+  relayOnly: boolean;
+  registries: Registries;
+  signal: AbortSignal;
+  onEvent?(e: CallEvent): void;
+  /** A line of progress for a human (ringing, answered, ...). */
+  onProgress?(line: string): void;
+  onConnected?(c: { relay: string; fingerprint: string; trust: string }): void;
+  meta(schemaVersion: number): ReportMeta;
+}
+
+export interface DirectCallRequest extends DirectMediaRequest {
+  /** The callee's fingerprint (canonical). */
+  to: string;
+  ringTimeoutMs: number;
+  reportPath?: string;
+}
+
+/** How the call was set up, beside the call report. */
+export interface DirectCallInfo {
+  callId: string;
+  role: 'caller' | 'callee';
+  /** The other party (verified: it signed the offer or answer). */
+  peer: string;
+  /** Whether we had met the peer before this call (known-members.json). */
+  peerKnown: boolean;
+  relayOnly: boolean;
+  peerRelayOnly: boolean;
+  /** The candidates the peer sent (signed; empty until candidate gathering exists). */
+  peerCandidates: Candidate[];
+  /** What the relay said it observed of the peer (unsigned: a hint). */
+  relayCandidate?: Candidate;
+  /** Offer sent (or received) to answer, ms. */
+  answerMs: number;
+  /** Call signals dropped (unsigned, mis-bound, replayed, stale, for no call of ours). */
+  signalsDropped: Record<PresenceDropReason, number>;
+}
+
+export interface DirectCallResult extends Omit<CallReport, 'mediaPath' | 'endedBy' | 'room' | 'roomId'> {
+  meta: ReportMeta;
+  direct: DirectCallInfo;
+  /** Who ended it: we did (hangup, duration, source-ended, relay-lost) or the peer (peer-hangup, peer-left, peer-gone). */
+  endedBy: DirectMediaResult['endedBy'];
+  relay: { address: string; fingerprint: string; trust: string; mediaPath: 'udp' | 'quic' };
+  recording?: { path: string; samples: number; durationMs: number };
+}
+
+/** The relay connection, identity, known members and registration both commands start with. */
+interface Registered {
+  session: RelaySession;
+  relay: { address: string; fingerprint: string; trust: string };
+  identity: Identity;
+  members: KnownMembers;
+  presence: PresenceClient;
+}
+
+async function registerOn(req: DirectMediaRequest, opts: { receiveCalls: boolean; onPresence?: (e: PresenceEvent) => void }): Promise<Registered> {
+  const { session, fingerprint, trust } = await connectToRelay({
+    relay: req.relay,
+    configDir: req.configDir,
+    relayFingerprint: req.relayFingerprint,
+    alias: req.alias,
+    timeoutMs: req.timeoutMs,
+    signal: req.signal,
+  });
+  try {
+    req.onConnected?.({ relay: session.label, fingerprint, trust });
+    const { identity } = await loadOrCreateIdentity(req.identityPath ?? identityFile(req.configDir), { create: true });
+    const members = await KnownMembers.open(knownMembersFile(req.configDir));
+    const presence = await PresenceClient.register(session, identity, { signal: req.signal, timeoutMs: req.timeoutMs, onEvent: opts.onPresence, receiveCalls: opts.receiveCalls });
+    return { session, relay: { address: session.label, fingerprint, trust }, identity, members, presence };
+  } catch (err) {
+    await session.close().catch(() => undefined);
+    throw err;
+  }
+}
+
+function checkOutputs(req: DirectMediaRequest & { reportPath?: string }): void {
+  parseDialTarget(req.relay);
+  if (req.reportPath) checkOutputFile(req.reportPath, 'the call report');
+  if (req.record) checkOutputFile(req.record, 'the recording');
+}
+
+/** `wzp call RELAY --to FINGERPRINT`. */
+export async function directCall(req: DirectCallRequest): Promise<DirectCallResult> {
+  checkOutputs(req);
+  // A caller proves its identity without taking its incoming calls: a `wzp listen` of the
+  // same identity on this relay keeps them.
+  const reg = await registerOn(req, { receiveCalls: false, onPresence: (e) => presenceProgress(e, req) });
+  try {
+    if (req.to === reg.identity.fingerprint) throw new UsageError('--to is your own fingerprint: a call needs someone else');
+    const peerKnown = reg.members.lookup(req.to) !== undefined;
+    const offeredAt = performance.now();
+    const call = await placeCall(reg.presence, {
+      to: req.to,
+      relayOnly: req.relayOnly,
+      ringTimeoutMs: req.ringTimeoutMs,
+      signal: req.signal,
+      onRinging: () => req.onProgress?.(`ringing ${req.to}...`),
+    });
+    const answerMs = Math.round(performance.now() - offeredAt);
+    req.onProgress?.(`${req.to} answered after ${(answerMs / 1000).toFixed(1)} s; media through the relay`);
+    const result = await runMedia(req, reg, call, { answerMs, peerKnown });
+    if (req.reportPath) await writeFileAtomic(req.reportPath, `${JSON.stringify(result, null, 2)}\n`, 'the call report');
+    return result;
+  } finally {
+    await reg.members.save().catch(() => undefined);
+    await reg.session.close().catch(() => undefined);
+  }
+}
+
+/** Open the audio, run the call's media through the relay, and build its result. */
+async function runMedia(req: DirectMediaRequest, reg: Registered, call: EstablishedCall, info: { answerMs: number; peerKnown: boolean }): Promise<DirectCallResult> {
+  const media = await openMedia(req);
+  let outcome: DirectMediaResult;
+  try {
+    reg.session.useMediaPath(req.mediaPath ?? 'auto');
+    outcome = await runDirectMedia(call, {
+      session: reg.session,
+      identity: reg.identity,
+      alias: req.alias ?? reg.identity.shortFingerprint,
+      members: { meet: (fingerprint, alias) => reg.members.meet(fingerprint, alias) },
+      codecs: req.registries.codecs,
+      fec: req.registries.fec,
+      source: media.source,
+      sink: media.sink,
+      tier: req.tier,
+      adaptive: req.adaptive,
+      receiveOnly: req.source.kind === 'none',
+      vad: req.vad,
+      noiseSuppressor: media.noiseSuppressor,
+      durationMs: req.durationMs,
+      endWithSource: req.source.kind === 'file',
+      signal: req.signal,
+      // The room's derived name is half of what admits to it: it is not shown.
+      onEvent: (e) => req.onEvent?.(directCallEvent(e, call.peer, info.peerKnown)),
+    });
+  } catch (err) {
+    media.discardEmptyRecording();
+    throw err;
+  }
+  const { mediaPath, endedBy: _engineEnd, room: _room, roomId: _roomId, ...report } = outcome.report;
+  return {
+    meta: req.meta(DIRECT_CALL_SCHEMA_VERSION),
+    ...report,
+    direct: {
+      callId: call.callId,
+      role: call.role,
+      peer: call.peer,
+      peerKnown: info.peerKnown,
+      relayOnly: req.relayOnly,
+      peerRelayOnly: call.peerRelayOnly,
+      peerCandidates: call.peerCandidates,
+      ...(call.relayCandidate ? { relayCandidate: call.relayCandidate } : {}),
+      answerMs: info.answerMs,
+      signalsDropped: { ...reg.presence.dropped },
+    },
+    endedBy: outcome.endedBy,
+    relay: { ...reg.relay, mediaPath },
+    ...media.recording(),
+  };
+}
+
+/**
+ * A room-call event as a 1:1 call shows it: the room's derived name is half of what admits to
+ * it, so it is not shown; the peer is the one identity allowed in, so its trust is whether we
+ * had met it before (a first meeting says so, and that it is pinned now).
+ */
+function directCallEvent(e: CallEvent, peer: string, peerKnown: boolean): CallEvent {
+  if (e.type === 'call:joined') return { ...e, room: 'for this call' };
+  if ((e.type === 'call:member-joined' || e.type === 'call:member-reconnected') && e.fingerprint === peer && e.trust === 'allowed') {
+    return { ...e, trust: peerKnown ? 'known' : 'new' };
+  }
+  return e;
+}
+
+interface OpenedMedia {
+  source: FrameSource;
+  sink: FrameSink | undefined;
+  noiseSuppressor: NoiseSuppressor | undefined;
+  recording(): { recording?: { path: string; samples: number; durationMs: number } };
+  discardEmptyRecording(): void;
+}
+
+/** The source and sinks of one call (runDirectMedia closes them when the call ends). */
+async function openMedia(req: DirectMediaRequest): Promise<OpenedMedia> {
+  const source = await openSource(req.source);
+  const sinks: FrameSink[] = [];
+  let noiseSuppressor: NoiseSuppressor | undefined;
+  let recorder: WavWriter | undefined;
+  try {
+    if (req.speaker) sinks.push(await openSpeaker(req.speaker.device));
+    if (req.noiseSuppression) noiseSuppressor = await NoiseSuppressor.create();
+    if (req.record) {
+      const w = new WavWriter(req.record, PIPELINE_SAMPLE_RATE);
+      recorder = w;
+      sinks.unshift({ write: (pcm) => w.append(pcm), close: () => w.close() });
+    }
+  } catch (err) {
+    noiseSuppressor?.close();
+    for (const s of sinks) await s.close();
+    await source.close?.();
+    throw err;
+  }
+  return {
+    source,
+    sink: sinks.length === 0 ? undefined : sinks.length === 1 ? sinks[0] : new TeeSink(sinks),
+    noiseSuppressor,
+    recording: () =>
+      recorder
+        ? { recording: { path: recorder.path, samples: recorder.samplesWritten, durationMs: Math.round((recorder.samplesWritten / PIPELINE_SAMPLE_RATE) * 1000) } }
+        : {},
+    discardEmptyRecording: () => {
+      if (recorder && recorder.samplesWritten === 0) {
+        recorder.close();
+        rmSync(recorder.path, { force: true });
+      }
+    },
+  };
+}
+
+function presenceProgress(e: PresenceEvent, req: DirectMediaRequest): void {
+  if (e.type === 'presence:signal-dropped') req.onProgress?.(`dropped a ${e.signal} signal (${e.reason}: ${e.detail})`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// wzp listen
+
+export interface ListenRequest extends DirectMediaRequest {
+  /** Accept calls from these identities (canonical fingerprints) without asking; reject the others. */
+  acceptFrom?: string[];
+  /** End after the first call that was answered or turned away. */
+  once: boolean;
+  /**
+   * Ask a person (a TTY): show the caller and read y/n. Without it (and without acceptFrom)
+   * every call is declined.
+   */
+  ask?(incoming: { caller: string; known: boolean; alias?: string; cancelled: Promise<unknown> }): Promise<boolean>;
+  /** Told once registered (the command prints a parseable line). */
+  onRegistered?(info: { fingerprint: string; relay: string }): void;
+  /** Told when a call is answered, before its media starts (the command prints a parseable line). */
+  onAnswered?(info: { caller: string; callId: string }): void;
+}
+
+export type ListenOutcome = 'answered' | 'declined' | 'busy' | 'missed' | 'failed';
+
+export interface ListenCallEntry {
+  callId: string;
+  caller: string;
+  /** ISO time the offer came. */
+  at: string;
+  outcome: ListenOutcome;
+  /** For answered calls: who ended it, and how long it lasted. */
+  endedBy?: DirectCallResult['endedBy'];
+  durationMs?: number;
+  /** For failed calls: why. */
+  error?: { name: string; message: string };
+}
+
+export interface ListenResult {
+  meta: ReportMeta;
+  fingerprint: string;
+  relay: { address: string; fingerprint: string; trust: string };
+  /** Why listening ended: Ctrl-C / SIGTERM, or --once after its call. */
+  endedBy: 'interrupted' | 'once';
+  calls: ListenCallEntry[];
+  callsNotListed: number;
+  /** With --once, the call's full report (answered calls). */
+  call?: DirectCallResult;
+  signalsDropped: Record<PresenceDropReason, number>;
+}
+
+/** `wzp listen RELAY`: register, answer or turn away calls until stopped (or --once). */
+export async function listen(req: ListenRequest): Promise<ListenResult> {
+  checkOutputs(req);
+  const reg = await registerOn(req, { receiveCalls: true, onPresence: (e) => presenceProgress(e, req) });
+  const calls: ListenCallEntry[] = [];
+  let callsNotListed = 0;
+  let lastCall: DirectCallResult | undefined;
+  const record = (entry: ListenCallEntry) => {
+    if (calls.length < MAX_LISTED_CALLS) calls.push(entry);
+    else callsNotListed++;
+  };
+  let busy = false;
+  try {
+    req.onRegistered?.({ fingerprint: reg.identity.fingerprint, relay: reg.relay.address });
+    const endedBy = await new Promise<ListenResult['endedBy']>((resolve, reject) => {
+      let current: Promise<void> | undefined;
+      let finished = false;
+      const finish = (how: () => void) => {
+        if (finished) return;
+        finished = true;
+        // A call in progress ends with the same signal (Ctrl-C hangs it up); wait for its entry.
+        void (current ?? Promise.resolve()).finally(how);
+      };
+      reg.presence.onOffer((offer) => {
+        const incoming = new IncomingCall(reg.presence, offer);
+        const at = new Date().toISOString();
+        if (busy || finished) {
+          record({ callId: offer.callId, caller: offer.from, at, outcome: 'busy' });
+          req.onProgress?.(`${offer.from} called while ${finished ? 'stopping' : 'busy'}: told busy`);
+          void incoming.reject('busy');
+          return;
+        }
+        busy = true;
+        current = handleOffer(req, reg, incoming, at)
+          .then(
+            ({ entry, result }) => {
+              record(entry);
+              if (result) lastCall = result;
+              if (req.once) finish(() => resolve('once'));
+            },
+            (err: unknown) => {
+              record({ callId: offer.callId, caller: offer.from, at, outcome: 'failed', error: errorFields(err) });
+              if (req.once) finish(() => reject(err));
+              else req.onProgress?.(`call from ${offer.from} failed: ${errorMessage(err)}`);
+            },
+          )
+          .finally(() => {
+            busy = false;
+          });
+      });
+      const onAbort = () => finish(() => resolve('interrupted'));
+      if (req.signal.aborted) onAbort();
+      else req.signal.addEventListener('abort', onAbort, { once: true });
+      void reg.presence.replaced.then(() =>
+        finish(() =>
+          reject(
+            new RefusedError(`another session registered as ${reg.identity.fingerprint} on ${reg.relay.address}: this one no longer receives calls`, {
+              suggestions: ['run one `wzp listen` per identity and relay'],
+            }),
+          ),
+        ),
+      );
+      void reg.session.closed.then(() => finish(() => reject(new NetworkError(`lost the relay ${reg.relay.address}: no longer registered`))));
+    });
+    return {
+      meta: req.meta(DIRECT_CALL_SCHEMA_VERSION),
+      fingerprint: reg.identity.fingerprint,
+      relay: reg.relay,
+      endedBy,
+      calls,
+      callsNotListed,
+      ...(req.once && lastCall ? { call: lastCall } : {}),
+      signalsDropped: { ...reg.presence.dropped },
+    };
+  } finally {
+    await reg.members.save().catch(() => undefined);
+    await reg.session.close().catch(() => undefined);
+  }
+}
+
+async function handleOffer(
+  req: ListenRequest,
+  reg: Registered,
+  incoming: IncomingCall,
+  at: string,
+): Promise<{ entry: ListenCallEntry; result?: DirectCallResult }> {
+  const receivedAt = performance.now();
+  const caller = incoming.caller;
+  const base = { callId: incoming.callId, caller, at };
+  const pin = reg.members.lookup(caller);
+  let accept: boolean;
+  if (req.acceptFrom !== undefined) {
+    accept = req.acceptFrom.includes(caller);
+    req.onProgress?.(`call from ${caller}: ${accept ? 'accepted (--accept-from)' : 'declined (not in --accept-from)'}`);
+  } else if (req.ask) {
+    await incoming.ring().catch(() => undefined);
+    // The caller hangs up, we are stopped (Ctrl-C), or nobody answers in time: stop ringing.
+    const limit = abortOrTimeout(req.signal, MAX_RING_MS);
+    const stopRinging = Promise.race([incoming.cancelled.then(() => 'cancelled' as const), limit.promise]);
+    const answer = await Promise.race([
+      req.ask({ caller, known: pin !== undefined, ...(pin?.alias ? { alias: pin.alias } : {}), cancelled: stopRinging }).then((yes) => (yes ? 'yes' : 'no')),
+      stopRinging,
+    ]).finally(limit.cancel);
+    if (answer === 'cancelled' || answer === 'timeout' || answer === 'aborted') {
+      if (answer !== 'cancelled') await incoming.reject('declined');
+      req.onProgress?.(`missed call from ${caller}`);
+      return { entry: { ...base, outcome: 'missed' } };
+    }
+    accept = answer === 'yes';
+  } else {
+    accept = false;
+    req.onProgress?.(`call from ${caller}: declined (no terminal to ask on, and no --accept-from)`);
+  }
+  if (!accept) {
+    await incoming.reject('declined');
+    return { entry: { ...base, outcome: 'declined' } };
+  }
+  const call = await incoming.accept({ relayOnly: req.relayOnly });
+  const answerMs = Math.round(performance.now() - receivedAt);
+  req.onAnswered?.({ caller, callId: call.callId });
+  const result = await runMedia(req, reg, call, { answerMs, peerKnown: pin !== undefined });
+  req.onProgress?.(`call with ${caller} ended (${result.endedBy}) after ${(result.durationMs / 1000).toFixed(1)} s`);
+  return { entry: { ...base, outcome: 'answered', endedBy: result.endedBy, durationMs: result.durationMs }, result };
+}
+
+/** Resolves when `signal` aborts or `ms` pass, whichever first; cancel() frees both. */
+function abortOrTimeout(signal: AbortSignal, ms: number): { promise: Promise<'aborted' | 'timeout'>; cancel(): void } {
+  let timer: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
+  const promise = new Promise<'aborted' | 'timeout'>((resolve) => {
+    if (signal.aborted) return resolve('aborted');
+    timer = setTimeout(() => resolve('timeout'), ms);
+    onAbort = () => resolve('aborted');
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+  return {
+    promise,
+    cancel: () => {
+      clearTimeout(timer);
+      if (onAbort) signal.removeEventListener('abort', onAbort);
+    },
+  };
+}
+
+function errorFields(err: unknown): { name: string; message: string } {
+  return isWzpError(err) || err instanceof Error ? { name: err.name, message: err.message } : { name: 'Error', message: errorMessage(err) };
+}
