@@ -38,6 +38,16 @@
  *   give (RFC 7675's reasoning). A 'stale' event fires when that is older than
  *   `staleAfterMs` (~1 s: voice falls back to the relay), 'recovered' when answers return.
  *
+ * Roles and the tie-breaker: the role comes from signed signalling (the caller is controlling),
+ * never from the checks, so there is no RFC 8445 §7.3.1.1 role-conflict repair: each agent
+ * draws a random 64-bit tie-breaker once (`tieBreaker`) and carries it in every check it sends
+ * (the wire format has the field), but a check whose sender claims our own role is dropped and
+ * counted (`dropped.roleConflict`): a buggy or hostile peer, or our own request reflected back.
+ * Two agents that both believe they are controlling therefore select nothing (the call stays
+ * on the relay) rather than one of them switching role on an unauthenticated coin toss.
+ *
+ * Wire format: core/wire/path-check.ts (through wirePathCheckCodec, the default codec).
+ *
  * Hostile input: receive() never throws. Bytes that do not decode, fail authentication, carry
  * another call's id, the wrong role, a transaction id seen before, or answer nothing we sent
  * (or come from another address than the one we sent to) are dropped and counted in `stats`.
@@ -58,17 +68,17 @@ import {
   familyOf,
   validateCandidate,
 } from './candidates.js';
+import { MIN_PATH_CHECK_KEY_BYTES, PATH_CHECK_CALL_ID_BYTES, PATH_CHECK_TRANSACTION_BYTES } from '../wire/path-check.js';
 import {
-  CALL_ID_BYTES,
-  CHECK_KEY_BYTES,
   type CheckRole,
   type PathCheckCodec,
   type PathCheckMessage,
-  TRANSACTION_ID_BYTES,
-  simplePathCheckCodec,
+  type PathCheckRequestMessage,
+  type PathCheckResponseMessage,
+  wirePathCheckCodec,
 } from './check-codec.js';
 
-export type { CheckRole, PathCheckCodec, PathCheckMessage } from './check-codec.js';
+export type { CheckRole, PathCheckCodec, PathCheckMessage, PathCheckRequestMessage, PathCheckResponseMessage } from './check-codec.js';
 
 /** Clock and timers; tests inject a fake one. Times are milliseconds. */
 export interface CheckTimers {
@@ -131,7 +141,7 @@ export const CHECK_DEFAULTS = {
 export interface PathCheckerOptions {
   /** The caller is controlling: it nominates (and alone dials the direct connection). */
   role: CheckRole;
-  /** Per-call key, 32 bytes (from the call's signed offer/answer). */
+  /** Per-call check key, at least 16 bytes (MIN_PATH_CHECK_KEY_BYTES; from the call's signed offer/answer). */
   key: Uint8Array;
   /** The call id, 16 bytes. */
   callId: Uint8Array;
@@ -141,6 +151,7 @@ export interface PathCheckerOptions {
   send: CheckSend;
   /** Families the shared socket can send to (default both). */
   families?: readonly CandidateFamily[];
+  /** The check codec; default wirePathCheckCodec (core/wire/path-check.ts). Tests may wrap it. */
   codec?: PathCheckCodec;
   timers?: CheckTimers;
   /** Random transaction ids; tests may inject a deterministic source. */
@@ -337,6 +348,8 @@ class BoundedSet {
 
 export class PathChecker {
   readonly role: CheckRole;
+  /** This agent's random ICE tie-breaker (u64), drawn once and carried in every check it sends. */
+  readonly tieBreaker: bigint = randomBytes(8).readBigUInt64BE(0);
   readonly stats: PathCheckerStats = {
     checksSent: 0,
     requestsSent: 0,
@@ -403,8 +416,8 @@ export class PathChecker {
 
   constructor(options: PathCheckerOptions) {
     if (options.role !== 'controlling' && options.role !== 'controlled') throw new UsageError(`role must be controlling or controlled, got ${String(options.role)}`);
-    if (!(options.key instanceof Uint8Array) || options.key.length !== CHECK_KEY_BYTES) throw new UsageError(`the per-call key must be ${CHECK_KEY_BYTES} bytes`);
-    if (!(options.callId instanceof Uint8Array) || options.callId.length !== CALL_ID_BYTES) throw new UsageError(`the call id must be ${CALL_ID_BYTES} bytes`);
+    if (!(options.key instanceof Uint8Array) || options.key.length < MIN_PATH_CHECK_KEY_BYTES) throw new UsageError(`the per-call key must be at least ${MIN_PATH_CHECK_KEY_BYTES} bytes`);
+    if (!(options.callId instanceof Uint8Array) || options.callId.length !== PATH_CHECK_CALL_ID_BYTES) throw new UsageError(`the call id must be ${PATH_CHECK_CALL_ID_BYTES} bytes`);
     if (typeof options.send !== 'function') throw new UsageError('send must be a function');
     if (options.primeTtl !== undefined && (!Number.isInteger(options.primeTtl) || options.primeTtl < 1 || options.primeTtl > 255)) {
       throw new UsageError(`primeTtl must be 1-255, got ${options.primeTtl}`);
@@ -441,7 +454,7 @@ export class PathChecker {
       sendLogSize: positive('sendLogSize', 0),
     };
     this.#families = new Set(options.families ?? ['IPv4', 'IPv6']);
-    this.#codec = options.codec ?? simplePathCheckCodec;
+    this.#codec = options.codec ?? wirePathCheckCodec;
     this.#timers = options.timers ?? realTimers;
     this.#random = options.randomBytes ?? ((length) => randomBytes(length));
     this.#key = Uint8Array.from(options.key);
@@ -545,7 +558,7 @@ export class PathChecker {
       this.stats.dropped.roleConflict++;
       return false;
     }
-    if (!(message.transactionId instanceof Uint8Array) || message.transactionId.length !== TRANSACTION_ID_BYTES) {
+    if (!(message.transactionId instanceof Uint8Array) || message.transactionId.length !== PATH_CHECK_TRANSACTION_BYTES) {
       this.stats.dropped.malformed++;
       return false;
     }
@@ -726,7 +739,7 @@ export class PathChecker {
   // -------------------------------------------------------------------------------------------
   // Incoming
 
-  #onRequest(message: PathCheckMessage, source: Endpoint): boolean {
+  #onRequest(message: PathCheckRequestMessage, source: Endpoint): boolean {
     const id = hex(message.transactionId);
     if (this.#seenRequests.has(id)) {
       this.stats.dropped.replayed++;
@@ -764,7 +777,7 @@ export class PathChecker {
     return true;
   }
 
-  #respond(request: PathCheckMessage, source: Endpoint): void {
+  #respond(request: PathCheckRequestMessage, source: Endpoint): void {
     let bytes: Uint8Array;
     try {
       bytes = this.#codec.encode(
@@ -773,8 +786,9 @@ export class PathChecker {
           transactionId: request.transactionId,
           callId: this.#callId,
           role: this.role,
-          nominate: false,
-          priority: candidatePriority('prflx', familyOf(source.address) ?? 'IPv4'),
+          tieBreaker: this.tieBreaker,
+          // The wire format: a response echoes its request's priority.
+          priority: request.priority,
           observed: source,
         },
         this.#key,
@@ -786,7 +800,7 @@ export class PathChecker {
     if (this.#transmit(bytes, source, 'response')) this.stats.responsesSent++;
   }
 
-  #onResponse(message: PathCheckMessage, source: Endpoint): boolean {
+  #onResponse(message: PathCheckResponseMessage, source: Endpoint): boolean {
     const id = hex(message.transactionId);
     const transaction = this.#pending.get(id);
     if (transaction === undefined) {
@@ -915,7 +929,7 @@ export class PathChecker {
   /** Sends one request on `pair`; returns false if it could not be encoded or sent. */
   #sendRequest(pair: Pair, kind: TransactionKind, ttl?: number): boolean {
     const now = this.#timers.now();
-    const transactionId = this.#random(TRANSACTION_ID_BYTES);
+    const transactionId = this.#random(PATH_CHECK_TRANSACTION_BYTES);
     const nominate = this.role === 'controlling' && (kind === 'nominate' || (kind === 'keepalive' && this.#nominated === pair));
     let bytes: Uint8Array;
     try {
@@ -925,6 +939,7 @@ export class PathChecker {
           transactionId,
           callId: this.#callId,
           role: this.role,
+          tieBreaker: this.tieBreaker,
           nominate,
           priority: candidatePriority('prflx', pair.remote.family),
         },

@@ -47,7 +47,10 @@
  * - family: 0 in a request; 4 or 6 in a response (the observed address's length, 4 or 16).
  * - transaction id: random per request, echoed in its response.
  * - call id: the call the check belongs to (it picks the key: pathCheckCallId()).
- * - tie-breaker: the sender's random 64-bit ICE tie-breaker (role conflicts, RFC 8445 §7.3.1.1).
+ * - tie-breaker: the sender's random 64-bit ICE tie-breaker, drawn once per agent (RFC 8445
+ *   §7.3.1.1's field). wzp carries it but does not tie-break: roles come from signed signalling
+ *   (the caller is controlling), so a check claiming the receiver's own role is dropped and
+ *   counted as a role conflict (core/p2p/checks.ts).
  * - priority: a request's: the priority of the peer-reflexive candidate it would create
  *   (RFC 8445 §7.1.1); a response echoes its request's.
  * - observed port and address (responses only): the source the responder saw the request
@@ -65,7 +68,8 @@
  * Replays: a captured check verifies again (the tag has no time in it); the checking agent
  * answers only requests for its live call and takes only responses to its own outstanding
  * transaction ids. A request reflected back to its sender verifies too (one key for both
- * sides): the agent recognises its own tie-breaker.
+ * sides): it carries the agent's own role, so the agent drops it as a role conflict (and it
+ * carries the agent's own tie-breaker).
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { DecodeError, InternalError } from '../errors.js';

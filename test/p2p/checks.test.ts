@@ -2,8 +2,9 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { candidatePriority, endpointKey } from '../../core/p2p/candidates.js';
-import { simplePathCheckCodec } from '../../core/p2p/check-codec.js';
+import { wirePathCheckCodec } from '../../core/p2p/check-codec.js';
 import { CHECK_DEFAULTS, PathChecker, pairPriority } from '../../core/p2p/checks.js';
+import { PATH_CHECK_REQUEST_BYTES, PATH_CHECK_RESPONSE_V4_BYTES } from '../../core/wire/path-check.js';
 import { RELAY, eventTypes, localCandidates, makeCall, makeSide } from './call-harness.js';
 import { FakeClock, FakeNat, FakeNetwork, callSecrets, candidate } from './helpers.js';
 
@@ -173,9 +174,10 @@ describe('PathChecker: nomination belongs to the controlling side', () => {
     let blockNominations = true;
     const nominating: string[] = [];
     network.drop = (from, _to, bytes) => {
-      const message = simplePathCheckCodec.decode(bytes, secrets.key);
-      if (message.nominate) nominating.push(from.name);
-      return blockNominations && message.nominate;
+      const message = wirePathCheckCodec.decode(bytes, secrets.key);
+      const nominate = message.kind === 'request' && message.nominate;
+      if (nominate) nominating.push(from.name);
+      return blockNominations && nominate;
     };
     a.checker.start();
     b.checker.start();
@@ -224,7 +226,7 @@ describe('PathChecker: hostile input', () => {
     return { clock, checker, secrets, sent };
   }
   const request = (key: Uint8Array, callId: Uint8Array, role: 'controlling' | 'controlled' = 'controlling', transactionId = randomBytes(12)) =>
-    simplePathCheckCodec.encode({ kind: 'request', transactionId, callId, role, nominate: false, priority: 1 }, key);
+    wirePathCheckCodec.encode({ kind: 'request', transactionId, callId, role, tieBreaker: 1n, nominate: false, priority: 1 }, key);
   const from = { address: '198.51.100.9', port: 7000 };
 
   it('drops and counts unauthenticated, malformed, wrong-call, same-role, replayed and unsolicited packets without answering', () => {
@@ -242,8 +244,8 @@ describe('PathChecker: hostile input', () => {
     assert.equal(checker.receive(request(secrets.key, secrets.callId, 'controlled'), from), false);
     assert.equal(checker.receive(randomBytes(20), from), false);
     assert.equal(checker.receive(new Uint8Array(0), from), false);
-    const response = simplePathCheckCodec.encode(
-      { kind: 'response', transactionId: randomBytes(12), callId: secrets.callId, role: 'controlling', nominate: false, priority: 1, observed: { address: '203.0.113.5', port: 5000 } },
+    const response = wirePathCheckCodec.encode(
+      { kind: 'response', transactionId: randomBytes(12), callId: secrets.callId, role: 'controlling', tieBreaker: 1n, priority: 1, observed: { address: '203.0.113.5', port: 5000 } },
       secrets.key,
     );
     assert.equal(checker.receive(response, from), false);
@@ -260,7 +262,7 @@ describe('PathChecker: hostile input', () => {
         unsolicited: 1,
       },
     );
-    assert.equal(sent.filter((packet) => simplePathCheckCodec.decode(packet.bytes, secrets.key).kind === 'response').length, 1);
+    assert.equal(sent.filter((packet) => wirePathCheckCodec.decode(packet.bytes, secrets.key).kind === 'response').length, 1);
   });
 
   it('a response from another address than the request went to is dropped, the transaction stays open for the real one', () => {
@@ -278,9 +280,9 @@ describe('PathChecker: hostile input', () => {
     });
     checker.start();
     clock.advance(0);
-    const check = simplePathCheckCodec.decode(sent[0], secrets.key);
-    const answer = simplePathCheckCodec.encode(
-      { kind: 'response', transactionId: check.transactionId, callId: secrets.callId, role: 'controlled', nominate: false, priority: 1, observed: hostA.inside },
+    const check = wirePathCheckCodec.decode(sent[0], secrets.key);
+    const answer = wirePathCheckCodec.encode(
+      { kind: 'response', transactionId: check.transactionId, callId: secrets.callId, role: 'controlled', tieBreaker: 1n, priority: 1, observed: hostA.inside },
       secrets.key,
     );
     assert.equal(checker.receive(answer, { address: '198.51.100.8', port: 6000 }), false);
@@ -309,9 +311,10 @@ describe('PathChecker: hostile input', () => {
     assert.equal(checker.stats.dropped.unauthenticated + checker.stats.dropped.malformed, 10_000);
     assert.equal(checker.stats.dropped.wrongCall, 5_000);
     // Answers are never larger than 1.3x the request and go only to authentic requesters.
-    const responses = sent.filter((packet) => packet.bytes.length > 55);
+    const responses = sent.filter((packet) => packet.bytes.length > PATH_CHECK_REQUEST_BYTES);
     assert.equal(responses.length, 5_000);
-    assert.ok(responses.every((packet) => packet.bytes.length <= 59));
+    assert.ok(responses.every((packet) => packet.bytes.length === PATH_CHECK_RESPONSE_V4_BYTES));
+    assert.ok(PATH_CHECK_RESPONSE_V4_BYTES <= 1.3 * PATH_CHECK_REQUEST_BYTES);
   });
 
   it('refuses invalid, own, prflx and excess remote candidates', () => {
