@@ -7,10 +7,12 @@ import type { QUICSocket } from '@matrixai/quic';
 import { ProtocolError, RefusedError } from '../errors.js';
 import { delay } from '../time.js';
 import type { DatagramChannel } from '../transport/datagrams.js';
+import type { MediaTransport } from '../transport/media-transport.js';
 import { ClientMediaChannel, MEDIA_PATH_ACK, MEDIA_PATH_PROBE, MEDIA_TOKEN_BYTES, type MediaPathStats, type RawPath } from '../transport/udp-media.js';
 import { connectQuic, formatHostPort, type ClientConnection, type HostPort } from '../transport/quic.js';
 import { request, requestNoReply, serveSignals, type KnownSignal, type RequestOptions } from '../transport/signal-stream.js';
 import { RELAY_CLOSE_REFUSED, type MemberAnnouncementEntry, type RoomParticipant } from '../wire/signal.js';
+import type { RoomCallSession } from './call-session.js';
 
 export const CLIENT_PROTOCOL_VERSION = 1;
 /** Pushes kept for a listener not set yet; more are dropped and counted (droppedPushes). */
@@ -42,7 +44,7 @@ export interface RoomJoin {
   announcements?: MemberAnnouncementEntry[];
 }
 
-export class RelaySession {
+export class RelaySession implements RoomCallSession {
   private pushListener: ((msg: KnownSignal) => void) | undefined;
   /** Pushes that arrived before anyone listened (e.g. a room-update racing the join reply). */
   private readonly earlyPushes: KnownSignal[] = [];
@@ -61,7 +63,7 @@ export class RelaySession {
     readonly handshakeMs: number,
     mediaPath: 'auto' | 'quic',
   ) {
-    this.media = new ClientMediaChannel(client.datagrams, client.raw && this.watchProbeAnswers(client.raw));
+    this.media = new ClientMediaChannel(client.datagrams, client.raw && this.watchProbeAnswers(client.raw), formatHostPort(relay));
     this.media.enabled = mediaPath === 'auto';
   }
 
@@ -170,6 +172,14 @@ export class RelaySession {
   /** Media to and from the relay: QUIC datagrams, or the UDP media path once confirmed. */
   get datagrams(): DatagramChannel {
     return this.media;
+  }
+
+  /**
+   * The same media as a MediaTransport: the UDP media path once confirmed, QUIC datagrams
+   * until then (a MediaPathSwitch; its `paths` are the two).
+   */
+  get mediaTransport(): MediaTransport {
+    return this.media.transport;
   }
 
   /**
