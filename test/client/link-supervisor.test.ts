@@ -117,13 +117,11 @@ describe('link supervision (manual clock)', () => {
   });
 
   test('no pong: the link is lost and re-opened; the new link is joined and the outage reported', async () => {
-    const next = new FakeLink('next');
+    const links = [new FakeLink('next'), new FakeLink('after')];
+    const next = links[0];
     let opened = 0;
     const { s, clock, first, lost, reconnected, rejoined } = setup({
-      reconnect: async () => {
-        opened++;
-        return next;
-      },
+      reconnect: async () => links[opened++],
     });
     first.pingAnswers = false;
     await run(clock, s, STALL_MS + 20);
@@ -151,6 +149,8 @@ describe('link supervision (manual clock)', () => {
     await settle();
     assert.equal(lost.length, 2);
     assert.match(lost[1].reason, /closed/);
+    assert.equal(s.session, links[1]);
+    s.stop();
   });
 
   test('failed attempts back off 250, 500, 1000, 2000, 2000 ms; the attempt that works ends it', async () => {
