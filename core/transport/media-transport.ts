@@ -254,12 +254,12 @@ export class MediaPathSwitch implements MediaTransport {
   }
 
   send(payload: Uint8Array): boolean {
-    const path = this.active;
-    if (!path) {
+    if (this.#closed) {
       this.#closedStats.droppedClosed++;
       return false;
     }
-    return path.send(payload);
+    // No path open: the least preferred one still says why it drops the datagram (counted there).
+    return (this.active ?? this.#paths[this.#paths.length - 1]).send(payload);
   }
 
   onDatagram(handler: (payload: Uint8Array) => void): void {

@@ -133,6 +133,11 @@ export class UdpMediaPathTransport implements MediaTransport {
     return this.#state === 'open' ? 'open' : this.#state === 'closed' ? 'closed' : 'connecting';
   }
 
+  /** The current join's path token (a copy; it is on the wire in every packet we send), if started. */
+  get token(): Uint8Array | undefined {
+    return this.#token && Uint8Array.from(this.#token);
+  }
+
   /** Start probing with the token from the relay's `joined` (hex); opens when the relay answers. */
   start(tokenHex: string): void {
     this.stop();
