@@ -14,6 +14,8 @@ export { KnownMembers, type KnownMember, type Meeting } from './crypto/known-mem
 export { Relay } from './relay/relay.js';
 export { RelaySession } from './client/relay-session.js';
 export { runCall } from './client/call.js';
+export type { RoomCallSession } from './client/call-session.js';
+export { MediaPathSwitch, MediaPayloadTooLargeError, QuicDatagramTransport, type MediaTransport, type MediaTransportStats } from './transport/media-transport.js';
 export { runEchoTest } from './client/echo.js';
 export { MediaReceiver, MediaSender } from './media/pipeline.js';
 export { runScenario } from './media/sweep.js';
