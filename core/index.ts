@@ -18,6 +18,8 @@ export { PresenceClient, type PresenceEvent } from './client/presence.js';
 export { IncomingCall, placeCall, runDirectMedia, type EstablishedCall } from './client/direct-call.js';
 export { deriveCallKeys, deriveCallSecret, exportCallKey, generateEphemeralKey, type CallContext, type CallKeys } from './crypto/call-keys.js';
 export { CallSignalVerifier, signCallSignal } from './crypto/call-signal.js';
+export type { RoomCallSession } from './client/call-session.js';
+export { MediaPathSwitch, MediaPayloadTooLargeError, QuicDatagramTransport, type MediaTransport, type MediaTransportStats } from './transport/media-transport.js';
 export { runEchoTest } from './client/echo.js';
 export { MediaReceiver, MediaSender } from './media/pipeline.js';
 export { runScenario } from './media/sweep.js';

@@ -9,10 +9,12 @@ import { delay } from '../time.js';
 import type { DatagramChannel } from '../transport/datagrams.js';
 import { ClientMediaChannel, type MediaPathStats, type RawPath } from '../transport/udp-media.js';
 import type { Demux } from '../transport/demux.js';
+import type { MediaTransport } from '../transport/media-transport.js';
 import { MEDIA_PATH_ACK, MEDIA_PATH_CONTROL_BYTES, OFFSET_MEDIA_PATH_TOKEN, OFFSET_MEDIA_PATH_TYPE, encodeProbe } from '../wire/media-path.js';
 import { connectQuic, formatHostPort, type ClientConnection, type HostPort } from '../transport/quic.js';
 import { request, requestNoReply, serveSignals, type KnownSignal, type RequestOptions } from '../transport/signal-stream.js';
 import { isCallSignal, RELAY_CLOSE_REFUSED, type MemberAnnouncementEntry, type RoomParticipant } from '../wire/signal.js';
+import type { RoomCallSession } from './call-session.js';
 
 export const CLIENT_PROTOCOL_VERSION = 1;
 /** Pushes kept for a listener not set yet; more are dropped and counted (droppedPushes). */
@@ -44,7 +46,7 @@ export interface RoomJoin {
   announcements?: MemberAnnouncementEntry[];
 }
 
-export class RelaySession {
+export class RelaySession implements RoomCallSession {
   private pushListener: ((msg: KnownSignal) => void) | undefined;
   /** Presence and call-signalling pushes go here, apart from room pushes (see onCallSignalling). */
   private callSignalListener: ((msg: KnownSignal) => void) | undefined;
@@ -65,7 +67,7 @@ export class RelaySession {
     readonly handshakeMs: number,
     mediaPath: 'auto' | 'quic',
   ) {
-    this.media = new ClientMediaChannel(client.datagrams, client.raw && this.watchProbeAnswers(client.raw));
+    this.media = new ClientMediaChannel(client.datagrams, client.raw && this.watchProbeAnswers(client.raw), formatHostPort(relay));
     this.media.enabled = mediaPath === 'auto';
   }
 
@@ -179,6 +181,14 @@ export class RelaySession {
   /** Media to and from the relay: QUIC datagrams, or the UDP media path once confirmed. */
   get datagrams(): DatagramChannel {
     return this.media;
+  }
+
+  /**
+   * The same media as a MediaTransport: the UDP media path once confirmed, QUIC datagrams
+   * until then (a MediaPathSwitch; its `paths` are the two).
+   */
+  get mediaTransport(): MediaTransport {
+    return this.media.transport;
   }
 
   /**

@@ -1,6 +1,7 @@
 /**
  * The compliance suites every extension passes, built-in or third-party
- * (`import { describeCodecCompliance, describeFecCompliance } from 'wzp/compliance'`).
+ * (`import { describeCodecCompliance, describeFecCompliance, describeMediaTransportCompliance } from 'wzp/compliance'`).
  */
 export * from './codec.js';
 export * from './fec.js';
+export * from './media-transport.js';

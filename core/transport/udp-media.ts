@@ -58,6 +58,15 @@ import {
   mediaToRelayHeader,
 } from '../wire/media-path.js';
 import { MAX_DATAGRAM_PAYLOAD, type DatagramChannel, type DatagramStats, type PathStatsSnapshot } from './datagrams.js';
+import {
+  emptyMediaTransportStats,
+  MediaPathSwitch,
+  MediaPayloadTooLargeError,
+  QuicDatagramTransport,
+  type MediaTransport,
+  type MediaTransportState,
+  type MediaTransportStats,
+} from './media-transport.js';
 import { MAX_SOCKET_SEND_QUEUE } from './demux.js';
 
 export {
@@ -100,83 +109,87 @@ export interface MediaPathStats {
 }
 
 /**
- * A client's media channel: QUIC datagrams until the UDP path is confirmed, then the path.
- * Receives from both throughout. Wraps the connection's DatagramChannel; callers see one.
+ * The client's end of the UDP media path as a MediaTransport (`relay-udp`): probes with the
+ * token of a join, opens when the relay's ack comes back (the path works both ways), then
+ * carries media to the relay. Not open (before start(), while probing, after stop()), it
+ * takes no media: a MediaPathSwitch sends on QUIC datagrams meanwhile. It receives media
+ * from the relay's address only.
  */
-export class ClientMediaChannel implements DatagramChannel {
-  private handler: (payload: Uint8Array) => void = () => undefined;
-  private header?: Uint8Array;
-  private token?: Buffer;
-  private state: 'quic' | 'probing' | 'udp' = 'quic';
-  private timers: NodeJS.Timeout[] = [];
-  private readonly counters = { probesSent: 0, sentOnPath: 0, receivedOnPath: 0, rejected: 0 };
+export class UdpMediaPathTransport implements MediaTransport {
+  readonly kind = 'relay-udp' as const;
+  #handler: (payload: Uint8Array) => void = () => undefined;
+  #header?: Uint8Array;
+  #token?: Buffer;
+  #state: 'idle' | 'probing' | 'open' | 'closed' = 'idle';
+  #timers: NodeJS.Timeout[] = [];
+  #lastProbeAt: number | undefined;
+  #rttMs: number | undefined;
+  #lastReceivedAt: number | undefined;
+  readonly #stats = emptyMediaTransportStats();
+  /** Path packets: probes sent, and packets dropped (malformed, not from the relay, unknown type). */
+  readonly counters = { probesSent: 0, rejected: 0 };
 
   constructor(
-    private readonly quic: DatagramChannel,
-    private readonly raw: RawPath | undefined,
+    private readonly raw: RawPath,
+    readonly label: string,
   ) {
-    raw?.onPacket((data, from) => this.onPacket(data, from));
+    raw.onPacket((data, from) => this.#onPacket(data, from));
   }
 
-  /** Whether to ask for the path at all (the user may keep media in QUIC). */
-  enabled = true;
-
-  /** Whether to ask for the path: enabled, and this connection owns its UDP socket. */
-  get capable(): boolean {
-    return this.enabled && this.raw !== undefined;
+  get state(): MediaTransportState {
+    return this.#state === 'open' ? 'open' : this.#state === 'closed' ? 'closed' : 'connecting';
   }
 
-  /** Start probing with the token from the relay's `joined`; media switches when it answers. */
+  /** The current join's path token (a copy; it is on the wire in every packet we send), if started. */
+  get token(): Uint8Array | undefined {
+    return this.#token && Uint8Array.from(this.#token);
+  }
+
+  /** Start probing with the token from the relay's `joined` (hex); opens when the relay answers. */
   start(tokenHex: string): void {
     this.stop();
-    if (!this.capable || !/^[0-9a-f]{16}$/.test(tokenHex)) return;
+    if (this.#state === 'closed' || !/^[0-9a-f]{16}$/.test(tokenHex)) return;
     const token = Buffer.from(tokenHex, 'hex');
-    this.token = token;
-    this.header = mediaToRelayHeader(token);
-    this.state = 'probing';
+    this.#token = token;
+    this.#header = mediaToRelayHeader(token);
+    this.#state = 'probing';
     const probe = encodeProbe(token);
     const sendProbe = (): void => {
-      if (this.state !== 'probing' || this.token !== token) return;
+      if (this.#state !== 'probing' || this.#token !== token) return;
       this.counters.probesSent++;
-      this.rawSend([probe]);
+      this.#lastProbeAt = performance.now();
+      this.#rawSend([probe]);
     };
-    for (const at of PROBE_SCHEDULE_MS) this.timers.push(setTimeout(sendProbe, at).unref());
+    for (const at of PROBE_SCHEDULE_MS) this.#timers.push(setTimeout(sendProbe, at).unref());
     const last = PROBE_SCHEDULE_MS[PROBE_SCHEDULE_MS.length - 1];
-    this.timers.push(
+    this.#timers.push(
       setTimeout(() => {
-        if (this.state === 'probing' && this.token === token) this.timers.push(setInterval(sendProbe, PROBE_RETRY_MS).unref());
+        if (this.#state === 'probing' && this.#token === token) this.#timers.push(setInterval(sendProbe, PROBE_RETRY_MS).unref());
       }, last).unref(),
     );
   }
 
-  /** Back to QUIC datagrams only (leaving a room, a new join). */
+  /** Not carrying media any more (leaving a room, a new join); start() again with a new token. */
   stop(): void {
-    for (const t of this.timers) clearTimeout(t);
-    this.timers = [];
-    this.state = 'quic';
-    this.token = undefined;
-    this.header = undefined;
+    for (const t of this.#timers) clearTimeout(t);
+    this.#timers = [];
+    if (this.#state !== 'closed') this.#state = 'idle';
+    this.#token = undefined;
+    this.#header = undefined;
   }
 
-  get path(): 'udp' | 'quic' {
-    return this.state === 'udp' ? 'udp' : 'quic';
-  }
-
-  mediaPathStats(): MediaPathStats {
-    return { path: this.path, ...this.counters };
-  }
-
-  private rawSend(parts: readonly Uint8Array[]): void {
+  #rawSend(parts: readonly Uint8Array[]): void {
     try {
-      this.raw?.send(parts);
+      this.raw.send(parts);
     } catch {
       // The socket is closing: the connection's own close ends the call.
     }
   }
 
-  private onPacket(data: Buffer, from: { address: string; port: number }): void {
-    const relay = this.raw?.relay();
-    if (!relay || from.address !== relay.host || from.port !== relay.port) {
+  #onPacket(data: Buffer, from: { address: string; port: number }): void {
+    if (this.#state === 'closed') return;
+    const relay = this.raw.relay();
+    if (from.address !== relay.host || from.port !== relay.port) {
       this.counters.rejected++;
       return;
     }
@@ -189,47 +202,149 @@ export class ClientMediaChannel implements DatagramChannel {
       return;
     }
     if (packet.type === 'media') {
-      this.counters.receivedOnPath++;
+      this.#stats.received++;
+      this.#stats.bytesReceived += packet.datagram.length;
+      this.#lastReceivedAt = performance.now();
       try {
-        this.handler(packet.datagram);
+        this.#handler(packet.datagram);
       } catch {
         // Handlers count their own errors; the socket must keep receiving.
       }
       return;
     }
-    if (!this.token || !this.token.equals(packet.token)) {
+    if (!this.#token || !this.#token.equals(packet.token)) {
       this.counters.rejected++;
       return;
     }
-    if (this.state === 'probing') {
-      this.state = 'udp';
-      for (const t of this.timers) clearTimeout(t);
-      this.timers = [];
-      const confirm = encodeConfirm(this.token);
-      this.rawSend([confirm]);
+    if (this.#state === 'probing') {
+      this.#state = 'open';
+      if (this.#lastProbeAt !== undefined) this.#rttMs = performance.now() - this.#lastProbeAt;
+      for (const t of this.#timers) clearTimeout(t);
+      this.#timers = [];
+      const confirm = encodeConfirm(this.#token);
+      this.#rawSend([confirm]);
       // Once more: a receive-only member sends no media that would also tell the relay.
-      const token = this.token;
-      this.timers.push(
+      const token = this.#token;
+      this.#timers.push(
         setTimeout(() => {
-          if (this.token === token) this.rawSend([confirm]);
+          if (this.#token === token) this.#rawSend([confirm]);
         }, 200).unref(),
       );
     }
   }
 
+  maxPayload(): number {
+    return this.#state === 'open' ? MAX_DATAGRAM_PAYLOAD : 0;
+  }
+
   send(payload: Uint8Array): boolean {
-    // One size limit on both paths (too large: QUIC refuses and counts it).
-    if (this.state === 'udp' && this.header && payload.byteLength <= MAX_DATAGRAM_PAYLOAD) {
-      this.counters.sentOnPath++;
-      this.rawSend([this.header, payload]);
-      return true;
+    if (this.#state !== 'open' || !this.#header) {
+      this.#stats.droppedClosed++;
+      return false;
     }
-    return this.quic.send(payload);
+    if (payload.byteLength > MAX_DATAGRAM_PAYLOAD) {
+      this.#stats.droppedTooLarge++;
+      throw new MediaPayloadTooLargeError(payload.byteLength, MAX_DATAGRAM_PAYLOAD, this.kind);
+    }
+    this.#rawSend([this.#header, payload]);
+    this.#stats.sent++;
+    this.#stats.bytesSent += payload.byteLength;
+    return true;
   }
 
   onDatagram(handler: (payload: Uint8Array) => void): void {
-    this.handler = handler;
-    this.quic.onDatagram(handler);
+    this.#handler = handler;
+  }
+
+  lastReceivedAt(): number | undefined {
+    return this.#lastReceivedAt;
+  }
+
+  /** From the probe that opened the path to the relay's ack (a later, finer measure: RelaySession.mediaRtt). */
+  rttMs(): number | undefined {
+    return this.#state === 'closed' ? undefined : this.#rttMs;
+  }
+
+  stats(): MediaTransportStats {
+    return { ...this.#stats };
+  }
+
+  close(): void {
+    if (this.#state === 'closed') return;
+    this.stop();
+    this.#state = 'closed';
+    this.#handler = () => undefined;
+  }
+}
+
+/**
+ * A client's media with the relay: QUIC datagrams until the UDP path is confirmed, then the
+ * path; received from both throughout. `transport` is that as a MediaTransport (a
+ * MediaPathSwitch of the UDP path, then QUIC); the channel itself is the same media as a
+ * DatagramChannel (for the echo test and the relay's own tests). Both views share one
+ * receive handler: the latest onDatagram() of either.
+ */
+export class ClientMediaChannel implements DatagramChannel {
+  readonly quicTransport: QuicDatagramTransport;
+  readonly udpTransport: UdpMediaPathTransport | undefined;
+  readonly transport: MediaPathSwitch;
+
+  constructor(
+    private readonly quic: DatagramChannel,
+    raw: RawPath | undefined,
+    label = 'relay',
+  ) {
+    this.quicTransport = new QuicDatagramTransport(quic, label);
+    this.udpTransport = raw && new UdpMediaPathTransport(raw, label);
+    this.transport = new MediaPathSwitch(this.udpTransport ? [this.udpTransport, this.quicTransport] : [this.quicTransport]);
+  }
+
+  /** Whether to ask for the path at all (the user may keep media in QUIC). */
+  enabled = true;
+
+  /** Whether to ask for the path: enabled, and this connection owns its UDP socket. */
+  get capable(): boolean {
+    return this.enabled && this.udpTransport !== undefined;
+  }
+
+  /** Start probing with the token from the relay's `joined`; media switches when it answers. */
+  start(tokenHex: string): void {
+    this.stop();
+    if (this.capable) this.udpTransport?.start(tokenHex);
+  }
+
+  /** Back to QUIC datagrams only (leaving a room, a new join). */
+  stop(): void {
+    this.udpTransport?.stop();
+  }
+
+  get path(): 'udp' | 'quic' {
+    return this.udpTransport?.state === 'open' ? 'udp' : 'quic';
+  }
+
+  mediaPathStats(): MediaPathStats {
+    const u = this.udpTransport;
+    return {
+      path: this.path,
+      probesSent: u?.counters.probesSent ?? 0,
+      sentOnPath: u?.stats().sent ?? 0,
+      receivedOnPath: u?.stats().received ?? 0,
+      rejected: u?.counters.rejected ?? 0,
+    };
+  }
+
+  send(payload: Uint8Array): boolean {
+    try {
+      // One size limit on both paths (too large: refused and counted).
+      return this.transport.send(payload);
+    } catch (err) {
+      if (err instanceof MediaPayloadTooLargeError) return false;
+      throw err;
+    }
+  }
+
+  onDatagram(handler: (payload: Uint8Array) => void): void {
+    this.transport.onDatagram(handler);
   }
 
   maxPayload(): number | null {
@@ -237,12 +352,21 @@ export class ClientMediaChannel implements DatagramChannel {
   }
 
   purgeIfQueued(maxQueued: number): number {
-    return this.state === 'udp' ? 0 : this.quic.purgeIfQueued(maxQueued);
+    return this.path === 'udp' ? 0 : this.quicTransport.purgeIfQueued(maxQueued);
   }
 
+  /** The connection's datagram counters, with the UDP path's media and both views' refusals. */
   stats(): DatagramStats {
     const s = this.quic.stats();
-    return { ...s, sent: s.sent + this.counters.sentOnPath, received: s.received + this.counters.receivedOnPath };
+    const q = this.quicTransport.refusedBeforeSend();
+    const u = this.udpTransport?.stats();
+    return {
+      ...s,
+      sent: s.sent + (u?.sent ?? 0),
+      received: s.received + (u?.received ?? 0),
+      droppedTooLarge: s.droppedTooLarge + q.tooLarge + (u?.droppedTooLarge ?? 0),
+      droppedClosed: s.droppedClosed + q.closed,
+    };
   }
 
   pathStats(): PathStatsSnapshot | undefined {

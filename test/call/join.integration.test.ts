@@ -20,7 +20,8 @@ import { createRegistries, type Registries } from '../../core/registry.js';
 import { Relay } from '../../core/relay/relay.js';
 import { MAX_ROOM_PARTICIPANTS } from '../../core/relay/rooms.js';
 import { expectFingerprint } from '../../core/transport/quic.js';
-import type { KnownSignal } from '../../core/transport/signal-stream.js';
+import type { RoomCallSession } from '../../core/client/call-session.js';
+import { forwardingSession } from '../helpers/call-session.js';
 
 const PLUGINS = fileURLToPath(new URL('../../src/plugins/', import.meta.url));
 
@@ -31,12 +32,6 @@ async function registries(): Promise<Registries> {
     for (const f of await hook()) (p.startsWith('codec') ? r.codecs : r.fec).register(f as never, p);
   }
   return r;
-}
-
-/** Hooks into the relay's internals, to play an older relay or a lossy one. */
-interface RelayInternals {
-  onSignal(peer: unknown, msg: KnownSignal): KnownSignal[];
-  rooms: { relaySignal(room: string, from: number, to: number | undefined, payload: Record<string, unknown>): number };
 }
 
 describe('joining a call', () => {
@@ -63,7 +58,7 @@ describe('joining a call', () => {
   async function talkAndListen(
     room: string,
     during?: () => Promise<void>,
-    { talkMs = 3000, listenMs = 2000, listenPastDuring = false } = {},
+    { talkMs = 3000, listenMs = 2000, listenPastDuring = false, wrap = (s: RelaySession): RoomCallSession => s } = {},
   ): Promise<{ report: CallReport; heardRms: number; warnings: string[] }> {
     const open = () => RelaySession.open({ relay: relay.address, verify: expectFingerprint(fingerprint, 'relay') });
     const [a, b] = [await open(), await open()];
@@ -84,12 +79,12 @@ describe('joining a call', () => {
     const hangUp = new AbortController();
     const talkerHangUp = new AbortController();
     const talker = runCall({
-      session: a, identity: generateIdentity(), room, alias: 'a', codecs: reg.codecs, fec: reg.fec, source: tone, durationMs: talkMs, adaptive: false,
+      session: wrap(a), identity: generateIdentity(), room, alias: 'a', codecs: reg.codecs, fec: reg.fec, source: tone, durationMs: talkMs, adaptive: false,
       signal: talkerHangUp.signal,
     });
     await new Promise((r) => setTimeout(r, 500));
     const listening = runCall({
-      session: b,
+      session: wrap(b),
       identity: generateIdentity(),
       room,
       alias: 'b',
@@ -121,49 +116,44 @@ describe('joining a call', () => {
   }
 
   test('members admit each other from the announcements the relay hands on with the join, without broadcasts', async () => {
-    const internals = relay as unknown as RelayInternals;
-    const rooms = internals.rooms;
-    const relaySignal = rooms.relaySignal.bind(rooms);
+    // Both members' broadcast announcements never reach the relay.
     let dropped = 0;
-    rooms.relaySignal = (room, from, to, payload) => {
-      if (payload.kind === 'announce') {
-        dropped++;
-        return 0;
-      }
-      return relaySignal(room, from, to, payload);
-    };
-    try {
-      const { report, heardRms } = await talkAndListen('join-with-announcement');
-      assert.ok(dropped >= 2, 'the broadcast announcements were dropped');
-      assert.equal(report.participants.length, 1);
-      assert.equal(report.participants[0].alias, 'a');
-      assert.ok(report.participants[0].framesPlayed > 50, `played ${report.participants[0].framesPlayed} frames`);
-      assert.ok(report.firstAudioMs !== undefined);
-      // Most of 2 s of an 8000-amplitude tone (RMS ~5657) came out.
-      assert.ok(heardRms > 3000, `heard RMS ${heardRms.toFixed(0)}`);
-    } finally {
-      rooms.relaySignal = relaySignal;
-    }
+    const wrap = (s: RelaySession): RoomCallSession =>
+      forwardingSession(s, {
+        roomSignal: async (payload, to, opts) => {
+          if (payload.kind === 'announce') {
+            dropped++;
+            return;
+          }
+          await s.roomSignal(payload, to, opts);
+        },
+      });
+    const { report, heardRms } = await talkAndListen('join-with-announcement', undefined, { wrap });
+    assert.ok(dropped >= 2, 'the broadcast announcements were dropped');
+    assert.equal(report.participants.length, 1);
+    assert.equal(report.participants[0].alias, 'a');
+    assert.ok(report.participants[0].framesPlayed > 50, `played ${report.participants[0].framesPlayed} frames`);
+    assert.ok(report.firstAudioMs !== undefined);
+    // Most of 2 s of an 8000-amplitude tone (RMS ~5657) came out.
+    assert.ok(heardRms > 3000, `heard RMS ${heardRms.toFixed(0)}`);
   });
 
   test('with a relay that predates announcements in joins, the broadcasts still admit everyone', async () => {
-    const internals = relay as unknown as RelayInternals;
-    const onSignal = internals.onSignal.bind(relay);
-    internals.onSignal = (peer, msg) => {
-      if (msg.type === 'join') delete msg.announcement;
-      const out = onSignal(peer, msg);
-      for (const o of out) if (o.type === 'joined') delete o.announcements;
-      return out;
-    };
-    try {
-      const { report, heardRms, warnings } = await talkAndListen('join-old-relay');
-      assert.equal(report.participants.length, 1);
-      assert.ok(report.participants[0].framesPlayed > 50, `played ${report.participants[0].framesPlayed} frames`);
-      assert.ok(heardRms > 3000, `heard RMS ${heardRms.toFixed(0)}`);
-      assert.deepEqual(warnings, []);
-    } finally {
-      internals.onSignal = onSignal;
-    }
+    // What an older relay does: no announcement goes with the join, none comes back in the answer.
+    const wrap = (s: RelaySession): RoomCallSession =>
+      forwardingSession(s, {
+        joinRoom: async (room, opts = {}) => {
+          const { announcement: _dropped, ...rest } = opts;
+          const joined = await s.joinRoom(room, rest);
+          delete joined.announcements;
+          return joined;
+        },
+      });
+    const { report, heardRms, warnings } = await talkAndListen('join-old-relay', undefined, { wrap });
+    assert.equal(report.participants.length, 1);
+    assert.ok(report.participants[0].framesPlayed > 50, `played ${report.participants[0].framesPlayed} frames`);
+    assert.ok(heardRms > 3000, `heard RMS ${heardRms.toFixed(0)}`);
+    assert.deepEqual(warnings, []);
   });
 
   test('a hostile member: wrapped keys from senders nobody announced are bounded, a replayed announcement is refused', async () => {

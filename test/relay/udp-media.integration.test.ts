@@ -14,7 +14,8 @@ import { deriveTlsCertificate } from '../../core/crypto/tls-cert.js';
 import { Relay } from '../../core/relay/relay.js';
 import { untagRoomDatagram } from '../../core/relay/rooms.js';
 import { QUIC_DEFAULTS, expectFingerprint, type HostPort } from '../../core/transport/quic.js';
-import { MEDIA_PATH_MEDIA, MEDIA_PATH_PROBE, PROBE_RETRY_MS } from '../../core/transport/udp-media.js';
+import type { MediaPathSwitch } from '../../core/transport/media-transport.js';
+import { MEDIA_PATH_MEDIA, MEDIA_PATH_PROBE, PROBE_RETRY_MS, UdpMediaPathTransport } from '../../core/transport/udp-media.js';
 import type { KnownSignal } from '../../core/transport/signal-stream.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
@@ -228,9 +229,10 @@ describe('UDP media path', () => {
 
 /** The token a session probes with (read off its own probe, as an on-path observer would). */
 function tokenOf(session: RelaySession): Buffer {
-  const header = (session as unknown as { media: { header?: Buffer } }).media.header;
-  assert.ok(header, 'session has a path token');
-  return header.subarray(1);
+  const path = (session.mediaTransport as MediaPathSwitch).paths.find((p): p is UdpMediaPathTransport => p instanceof UdpMediaPathTransport);
+  const token = path?.token;
+  assert.ok(token, 'session has a path token');
+  return Buffer.from(token);
 }
 
 /** A UDP forwarder that passes QUIC packets (fixed bit set) and drops everything else. */
