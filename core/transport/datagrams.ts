@@ -50,6 +50,19 @@
  *    opened by openSocket() route short-header packets for verified connections straight
  *    to conn.recv() (directReceiveHandler); a new remote address (migration), a long
  *    header or a receive already in the library's hands takes the library's path.
+ * 7. Stream work off the receive path. A packet on the direct path is decrypted and its
+ *    datagrams delivered at once; the stream work it brings (the library's scan of the
+ *    connection's streams, the reads, the answers, the ACK) is queued, and the queue serves
+ *    it after the socket is read (StreamWorkQueue): up to ~1 ms of it per event-loop turn,
+ *    none while the last turn read a near-full batch (up to 20 ms). A relay reads media and
+ *    every connection's streams from one UDP socket: the hostile bench's burst of unfinished
+ *    signal frames (8 connections x 16 streams x 8 KB, ~1 MB at once) used to be served
+ *    packet by packet for ~1.2 s on 2 busy cores while the call's media waited behind it in
+ *    the socket's receive queue (docs/transport.md). Stream data not yet read stays in
+ *    quiche, within the flow-control windows, so an unread burst also holds its sender back.
+ * 8. Sends that stream events ask for (a read that frees flow-control credit, a reply, a
+ *    reset) are coalesced: one flush per connection per event-loop turn, not one packet per
+ *    event. 64 signal streams timing out together sent two packets each.
  * Before the peer is verified, while closing or draining, the library's own paths run
  * unchanged (handshake, TLS verification, error events).
  */
@@ -61,6 +74,15 @@ import { errors as quicErrors, events as quicEvents } from '@matrixai/quic';
 export const MAX_DATAGRAM_PAYLOAD = 1306;
 /** With streams open but nothing readable, rescan writable streams at most this often. */
 const STREAM_SCAN_INTERVAL_MS = 5;
+/**
+ * Packets read in one event-loop turn that mean the socket is busy (libuv reads at most 32
+ * per turn): queued stream work then waits for the next turn (point 7), at most
+ * STREAM_WORK_MAX_WAIT_MS.
+ */
+const SOCKET_BUSY_PACKETS = 24;
+const STREAM_WORK_MAX_WAIT_MS = 20;
+/** Stream work started in one turn until this much time has gone (at least one connection's). */
+const STREAM_WORK_TURN_MS = 1;
 /** Longest an ACK waits for a packet to ride on (quiche advertises max_ack_delay 25 ms). */
 export const ACK_DELAY_MS = 22;
 /** Acknowledge at once after this many received packets (RFC 9000 §13.2.2 suggests two). */
@@ -184,6 +206,56 @@ class ChainLock {
   }
 }
 
+/**
+ * Connections with stream work waiting (point 7): served in order, a turn's worth at a time
+ * (STREAM_WORK_TURN_MS, at least one connection), so that between them the socket is read
+ * again and media goes on.
+ */
+class StreamWorkQueue {
+  private readonly jobs: (() => void)[] = [];
+  private scheduled = false;
+  /** QUIC packets read from the socket since the last turn (directReceiveHandler counts). */
+  packetsRead = 0;
+  /** When the queue last ran a job, or started waiting (performance.now() ms). */
+  private lastRun = 0;
+  add(job: () => void): void {
+    this.jobs.push(job);
+    if (!this.scheduled) {
+      this.scheduled = true;
+      this.lastRun = performance.now();
+      setImmediate(this.runOne);
+    }
+  }
+  private readonly runOne = (): void => {
+    const busy = this.packetsRead >= SOCKET_BUSY_PACKETS;
+    this.packetsRead = 0;
+    const now = performance.now();
+    // A full read of the socket last turn: more is probably waiting (media among it). Read
+    // on first, unless the stream work has already waited its longest.
+    if (busy && now - this.lastRun < STREAM_WORK_MAX_WAIT_MS) {
+      setImmediate(this.runOne);
+      return;
+    }
+    this.lastRun = now;
+    const until = now + STREAM_WORK_TURN_MS;
+    try {
+      do {
+        const job = this.jobs.shift();
+        try {
+          job?.();
+        } catch {
+          // The library reports a stream's failure as an event on it before it throws.
+        }
+      } while (this.jobs.length > 0 && performance.now() < until);
+    } finally {
+      // Queued from inside an immediate, the next one runs in the next turn, after a poll.
+      if (this.jobs.length > 0) setImmediate(this.runOne);
+      else this.scheduled = false;
+    }
+  };
+}
+const streamWork = new StreamWorkQueue();
+
 const attached = new WeakMap<object, DatagramChannel>();
 const resolved = Promise.resolve();
 
@@ -210,6 +282,7 @@ export function directReceiveHandler<H extends (data: Buffer, rinfo: { address: 
 ): (data: Buffer, rinfo: { address: string; port: number }) => Promise<void> {
   let routes: Map<string, (data: Buffer, from: { address: string; port: number }) => boolean> | undefined;
   return (data, rinfo) => {
+    streamWork.packetsRead++;
     // Short header: form bit 0, fixed bit 1.
     if (data.length > CONN_ID_LENGTH && (data[0] & 0xc0) === 0x40) {
       if (routes === undefined) {
@@ -265,10 +338,27 @@ export function attachDatagrams(connection: QUICConnection): DatagramChannel {
 
   /** Deliver datagrams, then let the library serve streams; true if stream data was readable. */
   const originalProcessStreams = c.processStreams.bind(connection);
+  /** Set by the direct receive path: readable stream data is queued (point 7), not served now. */
+  let deferStreams = false;
+  /** This connection's stream work is in the queue. */
+  let streamWorkQueued = false;
+  const runStreamWork = (): void => {
+    streamWorkQueued = false;
+    if (closedSeen) return;
+    // As after a received packet with stream data: serve the streams, then send (ACK now).
+    c.processStreams();
+    postReceive = 'stream';
+    void c.send();
+  };
   const scanStreams = (): boolean => {
     drain();
     // quiche's is_readable() also counts queued datagrams: ask only once they are drained.
     if (c.conn.isReadable()) {
+      if (deferStreams) {
+        streamWorkQueued = true;
+        streamWork.add(runStreamWork);
+        return true;
+      }
       lastStreamScan = performance.now();
       originalProcessStreams();
       return true;
@@ -307,6 +397,8 @@ export function attachDatagrams(connection: QUICConnection): DatagramChannel {
   let ackDueAt = 0;
   let ackTimer: NodeJS.Timeout | undefined;
   let connTimer: NodeJS.Timeout | undefined;
+  /** A coalesced flush (point 8) is scheduled. */
+  let flushQueued = false;
   /** When connTimer fires (performance.now() ms). */
   let connTimerAt = 0;
   let closedResolved = false;
@@ -355,7 +447,7 @@ export function attachDatagrams(connection: QUICConnection): DatagramChannel {
       return;
     }
     // Loss-detection probes, keep-alives, or the close itself: send what quiche has now.
-    void c.send().catch(() => undefined);
+    sendNow();
     armConnTimer();
   };
 
@@ -413,9 +505,31 @@ export function attachDatagrams(connection: QUICConnection): DatagramChannel {
     return written;
   };
 
+  const flushQueuedSend = (): void => {
+    flushQueued = false;
+    sendNow();
+  };
+  /** The next send() is ours (a timer, a coalesced flush): not to be coalesced again. */
+  let sendingNow = false;
+  const sendNow = (): void => {
+    postReceive = undefined;
+    sendingNow = true;
+    void c.send().catch(() => undefined);
+  };
+
   c.send = function sendDirect(): Promise<void> {
     const afterReceive = postReceive;
     postReceive = undefined;
+    const now = sendingNow;
+    sendingNow = false;
+    if (!now && afterReceive === undefined && direct && c.secureEstablished && !c.conn.isDraining() && !c.conn.isClosed()) {
+      // A stream event asks (point 8): flush once this turn, whatever else asks meanwhile.
+      if (!flushQueued) {
+        flushQueued = true;
+        setImmediate(flushQueuedSend);
+      }
+      return resolved;
+    }
     // A peer's close (draining) goes through the library, which reports it.
     if (!c.secureEstablished || c.conn.isDraining()) return originalSend();
     if (!direct && !goDirect()) return originalSend();
@@ -470,7 +584,21 @@ export function attachDatagrams(connection: QUICConnection): DatagramChannel {
       c.dispatchEvent(new quicEvents.EventQUICConnectionError({ detail }));
       return true;
     }
-    c.processStreams();
+    if (streamWorkQueued) {
+      // Its stream work (and ACK) waits in the queue already: only datagrams go now.
+      drain();
+      return true;
+    }
+    deferStreams = true;
+    try {
+      c.processStreams();
+    } finally {
+      deferStreams = false;
+    }
+    if (streamWorkQueued) {
+      postReceive = undefined;
+      return true;
+    }
     void c.send();
     return true;
   };
