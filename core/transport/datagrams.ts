@@ -54,7 +54,7 @@
  *    datagrams delivered at once; the stream work it brings (the library's scan of the
  *    connection's streams, the reads, the answers, the ACK) is queued, and the queue serves
  *    it after the socket is read (StreamWorkQueue): up to ~1 ms of it per event-loop turn,
- *    none while the last turn read a near-full batch (up to 20 ms). A relay reads media and
+ *    none while the last turn read a near-full batch (up to 20 ms, then ~5 ms). A relay reads media and
  *    every connection's streams from one UDP socket: the hostile bench's burst of unfinished
  *    signal frames (8 connections x 16 streams x 8 KB, ~1 MB at once) used to be served
  *    packet by packet for ~1.2 s on 2 busy cores while the call's media waited behind it in
