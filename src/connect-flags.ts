@@ -41,3 +41,26 @@ export const timeoutFlag = secondsFlag({
 export function timeoutMs(seconds: number): number {
   return Math.max(1, Math.round(seconds * 1000));
 }
+
+/** The flags that choose what a call sends and whether it plays what it hears (call, listen). */
+export interface AudioFlags {
+  mic?: boolean;
+  file?: string;
+  tone?: number;
+  playback?: boolean;
+  'input-device'?: string;
+  'output-device'?: string;
+}
+
+/** What a call sends (microphone, WAV file, or a tone, 440 Hz by default) and where it plays. */
+export function audioFromFlags(f: AudioFlags): {
+  source: { kind: 'mic'; device?: string } | { kind: 'file'; path: string } | { kind: 'tone'; hz: number };
+  speaker: { device?: string } | undefined;
+} {
+  const source = f.mic
+    ? ({ kind: 'mic', device: f['input-device'] } as const)
+    : f.file
+      ? ({ kind: 'file', path: f.file } as const)
+      : ({ kind: 'tone', hz: f.tone ?? 440 } as const);
+  return { source, speaker: (f.playback ?? f.mic) ? { device: f['output-device'] } : undefined };
+}

@@ -4,7 +4,7 @@ import type { TierName } from '../../core/media/quality.js';
 import { aliasProblem } from '../../core/crypto/sender-keys.js';
 import { UsageError } from '../../core/errors.js';
 import { mediaPathFlag, roomAdmissionFlags, WzpCommand, type WzpFlags } from '../base-command.js';
-import { secondsFlag, timeoutFlag, timeoutMs } from '../connect-flags.js';
+import { audioFromFlags, secondsFlag, timeoutFlag, timeoutMs } from '../connect-flags.js';
 import { parseFingerprint } from '../../core/crypto/fingerprint.js';
 import { call, listAudioDevices, type CallResult } from '../services/call.js';
 import { directCall, type DirectCallResult } from '../services/direct-call.js';
@@ -87,12 +87,7 @@ With --to FINGERPRINT instead of --room, a 1:1 call to a person by identity: bot
     if (flags.to !== undefined) return this.directCall(args.relay, flags);
     if (flags['relay-only']) throw new UsageError('--relay-only is for 1:1 calls (--to): a room call always goes through the relay');
     if (!flags.room) this.error('--room (a room call) or --to (a 1:1 call) is required', { exit: 2 });
-    const source = flags.mic
-      ? ({ kind: 'mic', device: flags['input-device'] } as const)
-      : flags.file
-        ? ({ kind: 'file', path: flags.file } as const)
-        : ({ kind: 'tone', hz: flags.tone ?? 440 } as const);
-    const playback = flags.playback ?? flags.mic;
+    const { source, speaker } = audioFromFlags(flags);
     const aliasTrouble = flags.alias === undefined ? undefined : aliasProblem(flags.alias);
     if (aliasTrouble) throw new UsageError(`--alias: ${aliasTrouble}`);
     const roomSecret = await resolveRoomSecret({ secret: flags['room-secret'], secretFile: flags['room-secret-file'] });
@@ -111,7 +106,7 @@ With --to FINGERPRINT instead of --room, a 1:1 call to a person by identity: bot
       tier: flags.tier as TierName,
       adaptive: flags.adaptive,
       source,
-      speaker: playback ? { device: flags['output-device'] } : undefined,
+      speaker,
       record: flags.record,
       durationMs: flags.duration === undefined ? undefined : flags.duration * 1000,
       reconnectForMs: flags.reconnect * 1000,
@@ -147,8 +142,7 @@ With --to FINGERPRINT instead of --room, a 1:1 call to a person by identity: bot
       alias: f.alias,
       tier: f.tier as TierName,
       adaptive: f.adaptive,
-      source: f.mic ? { kind: 'mic', device: f['input-device'] } : f.file ? { kind: 'file', path: f.file } : { kind: 'tone', hz: f.tone ?? 440 },
-      speaker: (f.playback ?? f.mic) ? { device: f['output-device'] } : undefined,
+      ...audioFromFlags(f),
       record: f.record,
       durationMs: f.duration === undefined ? undefined : f.duration * 1000,
       vad: f.vad,

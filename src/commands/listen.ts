@@ -4,7 +4,7 @@ import type { TierName } from '../../core/media/quality.js';
 import { aliasProblem } from '../../core/crypto/sender-keys.js';
 import { UsageError } from '../../core/errors.js';
 import { mediaPathFlag, WzpCommand } from '../base-command.js';
-import { timeoutFlag, timeoutMs } from '../connect-flags.js';
+import { audioFromFlags, timeoutFlag, timeoutMs } from '../connect-flags.js';
 import { callEventRenderer } from '../services/call-events.js';
 import { listen, type ListenResult } from '../services/direct-call.js';
 import { listenSummary } from '../services/direct-call-text.js';
@@ -71,8 +71,7 @@ Parseable lines go to stderr even with --json: "wzp listen: registered as FINGER
       alias: flags.alias,
       tier: flags.tier as TierName,
       adaptive: flags.adaptive,
-      source: flags.mic ? { kind: 'mic', device: flags['input-device'] } : flags.file ? { kind: 'file', path: flags.file } : { kind: 'tone', hz: flags.tone ?? 440 },
-      speaker: (flags.playback ?? flags.mic) ? { device: flags['output-device'] } : undefined,
+      ...audioFromFlags(flags),
       record: flags.record,
       durationMs: flags.duration === undefined ? undefined : flags.duration * 1000,
       registries: this.registries,
