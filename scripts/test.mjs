@@ -4,7 +4,7 @@
 // runner would also execute every other .js file below a folder named "test" (helpers,
 // fixtures, benchmarks).
 // Optional arguments narrow the run to files whose path contains one of them.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -40,6 +40,73 @@ if (filters.length === 0) {
   lintFailed = lint.status !== 0;
 }
 // One file at a time: several suites start relays, namespaces and timing-sensitive media.
-const run = spawnSync(process.execPath, ['--test', '--test-concurrency=1', ...files], { stdio: 'inherit' });
+// The TAP output streams through as it comes; failures are repeated at the very end (with
+// their suite path and error), because a long run's log is often read from its tail.
+const failures = [];
+const status = await new Promise((resolve) => {
+  const child = spawn(process.execPath, ['--test', '--test-concurrency=1', ...files], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const watcher = failureWatcher(failures);
+  let pending = '';
+  child.stdout.on('data', (chunk) => {
+    process.stdout.write(chunk);
+    const lines = (pending + chunk.toString('utf8')).split('\n');
+    pending = lines.pop() ?? '';
+    for (const line of lines) watcher(line);
+  });
+  child.on('close', (code, signal) => {
+    if (pending) watcher(pending);
+    resolve(code ?? (signal ? 1 : 0));
+  });
+});
+if (failures.length > 0) {
+  console.log(`\n# npm test: ${failures.length} failed test(s):`);
+  for (const f of failures) {
+    console.log(`# FAILED: ${f.path.join(' > ')}`);
+    for (const detail of f.details.slice(0, 12)) console.log(`#   ${detail}`);
+  }
+}
 if (lintFailed) console.error('npm test: ESLint reported problems (above); run `npm run lint`');
-process.exit(run.status !== 0 ? (run.status ?? 1) : lintFailed ? 1 : 0);
+process.exit(status !== 0 ? status : lintFailed ? 1 : 0);
+
+/**
+ * Follows Node's TAP output line by line and records each failing leaf test: its path of
+ * subtest names and the first lines of its YAML diagnostics (error, location). A failing
+ * suite whose own failure is only that a child failed is not recorded twice.
+ */
+function failureWatcher(out) {
+  const stack = []; // [indent, name]
+  let current = null;
+  return (line) => {
+    const indent = line.length - line.trimStart().length;
+    const text = line.trim();
+    if (current) {
+      if (text === '...' && indent <= current.indent + 2) {
+        current = null;
+      } else if (text !== '---' && !/^duration_ms:|^type:/.test(text)) {
+        current.details.push(text);
+      }
+      return;
+    }
+    const subtest = /^# Subtest: (.*)$/.exec(text);
+    if (subtest) {
+      while (stack.length > 0 && stack[stack.length - 1][0] >= indent) stack.pop();
+      stack.push([indent, subtest[1]]);
+      return;
+    }
+    const notOk = /^not ok \d+ - (.*?)(?: # .*)?$/.exec(text);
+    if (notOk) {
+      while (stack.length > 0 && stack[stack.length - 1][0] > indent) stack.pop();
+      const path = stack.map(([, name]) => name);
+      if (path.length === 0 || path[path.length - 1] !== notOk[1]) path.push(notOk[1]);
+      const entry = { path, details: [], indent };
+      // A suite that failed because a subtest failed adds nothing new: the subtest is listed.
+      const isParentOfRecorded = out.some(
+        (f) => f.path.length > path.length && path.every((n, i) => f.path[i] === n),
+      );
+      if (!isParentOfRecorded) out.push(entry);
+      current = isParentOfRecorded ? { indent, details: [] } : entry;
+    }
+  };
+}
