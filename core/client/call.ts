@@ -141,6 +141,11 @@ export interface CallStatus {
   members: number;
   /** 'reconnecting' while the relay is lost and being re-opened. */
   link: 'up' | 'reconnecting';
+  /**
+   * 1:1 calls (core/client/direct-call.ts): the path our media takes, and on the direct path
+   * the selected pair's candidate types (`host -> srflx`) and round trip.
+   */
+  path?: { kind: 'relay' } | { kind: 'direct'; pair: string; rttMs?: number };
 }
 
 export interface ParticipantReport {

@@ -22,7 +22,13 @@ import { newCallId } from '../crypto/call-signal.js';
 import type { Candidate } from '../wire/candidate.js';
 import type { AnswerMessage, CallRole, OfferMessage } from '../wire/signal.js';
 import { runCall, type CallEvent, type CallOptions, type CallReport } from './call.js';
+import type { RoomCallSession, RoomJoin, RoomJoinOptions } from './call-session.js';
 import type { PresenceClient } from './presence.js';
+import type { Candidate as P2pCandidate } from '../p2p/candidates.js';
+import { DirectLink, MAX_TIMELINE, toWireCandidate, type DirectLinkEvent, type DirectLinkOptions, type DirectPathReport, type SocketType } from '../p2p/direct-link.js';
+import type { Demux } from '../transport/demux.js';
+import { MediaPathSwitch } from '../transport/media-transport.js';
+import type { KnownSignal } from '../transport/signal-stream.js';
 
 /** How long the callee side keeps ringing at most (the caller's --ring-timeout is shorter). */
 export const MAX_RING_MS = 120_000;
@@ -45,6 +51,10 @@ export interface EstablishedCall {
   relayCandidate?: Candidate;
   /** Resolves when the peer hangs up (signed) or the relay says its connection closed. */
   peerEnded: Promise<PeerEnd>;
+  /** The peer's signed candidate updates (its addresses changed), from now on (replaces the previous listener). */
+  onCandidateUpdate(listener: (candidates: Candidate[]) => void): void;
+  /** Send the peer our candidates again (after an address change); errors ignored. */
+  sendCandidates(candidates: Candidate[]): Promise<void>;
   /** Tell the peer we hung up (once; errors ignored: the call is over either way). */
   hangup(): Promise<void>;
   /** Stop receiving this call's signals. */
@@ -101,10 +111,14 @@ export async function placeCall(presence: PresenceClient, opts: PlaceCallOptions
         if (answer === undefined) settle.reject(new CallDeclinedError(`${opts.to} hung up before answering`));
         else ended.end('peer-hangup');
         return;
+      case 'candidate-update':
+        if (answer !== undefined) updates.deliver(msg.candidates);
+        return;
       default:
         return;
     }
   });
+  const updates = candidateUpdates();
   const base = { callId, to: opts.to, role: 'caller' as const };
   const hangup = onceAsync(async () => {
     await presence.send({ ...base, type: 'hangup' }, { timeoutMs: 1000 }).catch(() => undefined);
@@ -120,7 +134,8 @@ export async function placeCall(presence: PresenceClient, opts: PlaceCallOptions
       });
     }
     const msg = await waitFor(answered, opts.ringTimeoutMs, opts.signal, opts.to);
-    return established('caller', msg, ephemeral, { callId, caller: presence.fingerprint, callee: opts.to }, ended, hangup, untrack);
+    const send = (candidates: Candidate[]) => presence.send({ ...base, type: 'candidate-update', candidates }, { timeoutMs: 2000 }).then(() => undefined, () => undefined);
+    return established('caller', msg, ephemeral, { callId, caller: presence.fingerprint, callee: opts.to }, ended, hangup, untrack, updates, send);
   } catch (err) {
     // Any end before an answer (timeout, Ctrl-C) hangs up, so the callee stops ringing.
     if (!(err instanceof CalleeOfflineError) && !(err instanceof CallDeclinedError) && !(err instanceof CalleeBusyError)) await hangup();
@@ -134,6 +149,7 @@ export class IncomingCall {
   /** Resolves when the caller gives up (hangs up, or its connection closes) before we answer. */
   readonly cancelled: Promise<PeerEnd>;
   private readonly ended = peerEndWatch();
+  private readonly updates = candidateUpdates();
   private readonly untrack: () => void;
   private answered = false;
   private readonly base: { callId: string; to: string; role: 'callee' };
@@ -147,6 +163,7 @@ export class IncomingCall {
     this.untrack = presence.track(offer.callId, (msg) => {
       if (msg.type === 'call-gone') this.ended.end('peer-gone');
       else if (msg.type === 'hangup' && msg.from === offer.from) this.ended.end('peer-hangup');
+      else if (msg.type === 'candidate-update' && msg.from === offer.from && this.answered) this.updates.deliver(msg.candidates);
     });
   }
 
@@ -194,7 +211,12 @@ export class IncomingCall {
       throw err;
     }
     const context = { callId: this.offer.callId, caller: this.offer.from, callee: this.presence.fingerprint };
-    return established('callee', this.offer, ephemeral, context, this.ended, hangup, this.untrack);
+    const send = (candidates: Candidate[]) =>
+      this.presence.send({ ...this.base, type: 'candidate-update', candidates }, { timeoutMs: 2000 }).then(
+        () => undefined,
+        () => undefined,
+      );
+    return established('callee', this.offer, ephemeral, context, this.ended, hangup, this.untrack, this.updates, send);
   }
 }
 
@@ -206,6 +228,8 @@ function established(
   ended: PeerEndWatch,
   hangup: () => Promise<void>,
   untrack: () => void,
+  updates: CandidateUpdates,
+  sendCandidates: (candidates: Candidate[]) => Promise<void>,
 ): EstablishedCall {
   const peerKey = new Uint8Array(Buffer.from(peerMessage.ephemeralKey, 'base64'));
   const context: CallContext = {
@@ -225,8 +249,31 @@ function established(
     peerRelayOnly: peerMessage.relayOnly === true,
     ...(peerMessage.relayCandidate ? { relayCandidate: peerMessage.relayCandidate } : {}),
     peerEnded: ended.promise,
+    onCandidateUpdate: (listener) => updates.listen(listener),
+    sendCandidates,
     hangup,
     close: untrack,
+  };
+}
+
+interface CandidateUpdates {
+  deliver(candidates: Candidate[]): void;
+  listen(listener: (candidates: Candidate[]) => void): void;
+}
+
+/** The peer's candidate updates; those before a listener are kept (a few) for it. */
+function candidateUpdates(): CandidateUpdates {
+  let listener: ((candidates: Candidate[]) => void) | undefined;
+  const early: Candidate[][] = [];
+  return {
+    deliver(candidates) {
+      if (listener) listener(candidates);
+      else if (early.length < 4) early.push(candidates);
+    },
+    listen(l) {
+      listener = l;
+      for (const c of early.splice(0)) l(c);
+    },
   };
 }
 
@@ -234,6 +281,56 @@ export interface DirectMediaResult {
   report: CallReport;
   /** Who ended it: we did (hangup: Ctrl-C; duration; source-ended; relay-lost), or the peer. */
   endedBy: CallReport['endedBy'] | PeerEnd | 'peer-left';
+  /** Which way the media went, when it moved and why. */
+  path: CallPathReport;
+}
+
+/** What runDirectMedia needs to try the direct path: the relay connection's socket and our candidates. */
+export interface DirectPathOptions {
+  demux: Demux;
+  socketType: SocketType;
+  /** Our candidates as sent in the offer or answer. */
+  localCandidates: readonly P2pCandidate[];
+  /** For watching the interfaces: host gathering's options (port: the socket's). */
+  hostOptions?: DirectLinkOptions['hostOptions'];
+  primeTtl?: number;
+  allowLoopback?: boolean;
+  checks?: DirectLinkOptions['checks'];
+  addressPollMs?: number;
+}
+
+/** One moment of the call's path: answered, first audio, or a switch between relay and direct. */
+export interface PathTimelineEntry {
+  /** ms since the answer (sent or received). */
+  atMs: number;
+  event: 'answered' | 'first-audio' | 'switch';
+  /** The path our media took from then on. */
+  path: 'relay' | 'direct';
+  reason: string;
+  /** For a switch to direct: the pair (`host -> srflx 192.0.2.2:4000`). */
+  pair?: string;
+}
+
+export interface CallPathReport {
+  /** The path at the end. */
+  final: 'relay' | 'direct';
+  /** Whether a direct path was tried, and if not, why. */
+  attempted: boolean;
+  notAttempted?: 'relay-only' | 'peer-relay-only' | 'no-socket';
+  /** At most MAX_TIMELINE entries; more are counted. */
+  timeline: PathTimelineEntry[];
+  timelineNotListed: number;
+  /** Answer to the first switch to direct, ms. */
+  timeToDirectMs?: number;
+  /** Time on each path, ms. */
+  relayMs: number;
+  directMs: number;
+  /** Switches back to the relay (a direct path that stopped answering). */
+  fallbacks: number;
+  /** The relay leg's round trips (as the call report's relayRttMs) and the direct path's. */
+  rttMs: { relay?: CallReport['relayRttMs']; direct?: DirectPathReport['rttMs'] };
+  /** The checks, candidates and pairs (absent when not attempted). */
+  direct?: DirectPathReport;
 }
 
 /**
@@ -245,9 +342,45 @@ export interface DirectMediaResult {
  */
 export async function runDirectMedia(
   call: EstablishedCall,
-  opts: Omit<CallOptions, 'room' | 'roomSecret' | 'allow' | 'reconnect' | 'reconnectForMs'> & { admitWithinMs?: number },
+  opts: Omit<CallOptions, 'room' | 'roomSecret' | 'allow' | 'reconnect' | 'reconnectForMs'> & {
+    admitWithinMs?: number;
+    /** Try a direct path (absent: the media stays on the relay). */
+    direct?: DirectPathOptions;
+    /** We asked for --relay-only (no direct path either way). */
+    relayOnly?: boolean;
+  },
 ): Promise<DirectMediaResult> {
+  const answeredAt = performance.now();
   const admitWithinMs = opts.admitWithinMs ?? DEFAULT_ADMIT_WITHIN_MS;
+  const notAttempted = opts.relayOnly ? 'relay-only' : call.peerRelayOnly ? 'peer-relay-only' : opts.direct === undefined ? 'no-socket' : undefined;
+  const tracker = new PathTracker(answeredAt);
+  let link: DirectLink | undefined;
+  let session: RoomCallSession = opts.session;
+  if (notAttempted === undefined && opts.direct !== undefined) {
+    const d = opts.direct;
+    link = new DirectLink({
+      role: call.role,
+      callId: call.callId,
+      checkKey: call.keys.checkKey,
+      directPathKey: call.keys.directPathKey,
+      demux: d.demux,
+      socketType: d.socketType,
+      localCandidates: d.localCandidates,
+      peerCandidates: call.peerCandidates,
+      ...(call.relayCandidate ? { relayCandidate: call.relayCandidate } : {}),
+      ...(d.hostOptions ? { hostOptions: d.hostOptions, keepCandidates: d.localCandidates, sendCandidates: (c) => void call.sendCandidates(c.map(toWireCandidate)) } : {}),
+      ...(d.primeTtl === undefined ? {} : { primeTtl: d.primeTtl }),
+      ...(d.allowLoopback ? { allowLoopback: true } : {}),
+      ...(d.checks ? { checks: d.checks } : {}),
+      ...(d.addressPollMs === undefined ? {} : { addressPollMs: d.addressPollMs }),
+      onEvent: (e) => tracker.linkEvent(e),
+    });
+    call.onCandidateUpdate((c) => link?.addRemoteCandidates(c));
+    const wrapped = new DirectCallSession(opts.session, link);
+    tracker.watch(wrapped.mediaTransport);
+    session = wrapped;
+    link.start();
+  }
   const stop = new AbortController();
   let peerEnd: PeerEnd | 'peer-left' | undefined;
   let admitted = false;
@@ -271,6 +404,14 @@ export async function runDirectMedia(
   );
   const onEvent = (e: CallEvent) => {
     if ((e.type === 'call:member-joined' || e.type === 'call:member-reconnected') && e.fingerprint === call.peer) admitted = true;
+    if (e.type === 'call:first-audio') tracker.firstAudio();
+    if (e.type === 'call:status') {
+      tracker.poll();
+      const pair = link?.up ? link.selected() : undefined;
+      e = { ...e, status: { ...e.status, path: pair ? { kind: 'direct', pair: pair.types, ...(pair.rttMs === undefined ? {} : { rttMs: pair.rttMs }) } : { kind: 'relay' } } };
+      // On the direct path the member's round trip is the pair's, not the relay's two legs.
+      if (pair?.rttMs !== undefined) e.status.rttMs = pair.rttMs;
+    }
     if (e.type === 'call:member-left' && e.fingerprint === call.peer) {
       // Its signed hangup usually comes first; give it a moment before calling it a departure.
       timers.push(
@@ -286,6 +427,7 @@ export async function runDirectMedia(
   try {
     report = await runCall({
       ...opts,
+      session,
       room: call.keys.roomName,
       roomSecret: call.keys.roomSecret,
       allow: [call.peer],
@@ -299,6 +441,8 @@ export async function runDirectMedia(
   } finally {
     for (const t of timers) clearTimeout(t);
     opts.signal?.removeEventListener('abort', onUserAbort);
+    tracker.stop();
+    link?.close();
   }
   if (peerEnd === undefined) await call.hangup();
   call.close();
@@ -307,7 +451,161 @@ export async function runDirectMedia(
       suggestions: ['the call was hung up; try again (a relay that interferes with the call room shows this too)'],
     });
   }
-  return { report, endedBy: peerEnd ?? report.endedBy };
+  const path = tracker.report(notAttempted, report.relayRttMs, link?.report());
+  return { report, endedBy: peerEnd ?? report.endedBy, path };
+}
+
+/**
+ * A relay session as a direct call's media sees it: the same session, with media going on a
+ * path switch of the direct path (preferred while open) and the relay's own paths. Our source
+ * id in the room, once joined, goes to the direct path (direct media carries it).
+ */
+class DirectCallSession implements RoomCallSession {
+  readonly mediaTransport: MediaPathSwitch;
+
+  constructor(
+    private readonly inner: RoomCallSession,
+    private readonly link: DirectLink,
+  ) {
+    this.mediaTransport = new MediaPathSwitch([link.transport, inner.mediaTransport]);
+  }
+
+  async joinRoom(room: string, opts?: RoomJoinOptions): Promise<RoomJoin> {
+    const joined = await this.inner.joinRoom(room, opts);
+    this.link.setSourceId(joined.sourceId);
+    return joined;
+  }
+
+  onPush(listener: (msg: KnownSignal) => void): void {
+    this.inner.onPush(listener);
+  }
+
+  roomSignal(payload: Record<string, unknown>, to?: number, opts?: { timeoutMs?: number; signal?: AbortSignal }): Promise<void> {
+    return this.inner.roomSignal(payload, to, opts);
+  }
+
+  leave(opts?: { timeoutMs?: number; signal?: AbortSignal }): Promise<void> {
+    return this.inner.leave(opts);
+  }
+
+  mediaPathStats(): { path: 'udp' | 'quic' } {
+    return this.inner.mediaPathStats();
+  }
+
+  ping(opts: { timeoutMs: number }): Promise<unknown> {
+    return this.inner.ping(opts);
+  }
+
+  mediaRtt(timeoutMs: number): Promise<number | undefined> {
+    return this.inner.mediaRtt(timeoutMs);
+  }
+
+  get closed(): Promise<void> {
+    return this.inner.closed;
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}
+
+/** Follows which path our media takes (the switch's active path) and why, for the report. */
+class PathTracker {
+  readonly #timeline: PathTimelineEntry[] = [];
+  #notListed = 0;
+  #switch: MediaPathSwitch | undefined;
+  #path: 'relay' | 'direct' = 'relay';
+  #since: number;
+  #relayMs = 0;
+  #directMs = 0;
+  #fallbacks = 0;
+  #firstDirectAt: number | undefined;
+  #reason = '';
+  #pair: string | undefined;
+  #poll: NodeJS.Timeout | undefined;
+  #stopped = false;
+
+  constructor(private readonly answeredAt: number) {
+    this.#since = answeredAt;
+    this.#add({ atMs: 0, event: 'answered', path: 'relay', reason: 'media through the relay at once' });
+  }
+
+  /** Watch a path switch: its moves are the timeline's switches. */
+  watch(sw: MediaPathSwitch): void {
+    this.#switch = sw;
+    sw.onSwitch(() => this.poll());
+    // A side that sends nothing (receive-only) still moves: look every 20 ms.
+    this.#poll = setInterval(() => this.poll(), 20);
+    this.#poll.unref?.();
+  }
+
+  linkEvent(e: DirectLinkEvent): void {
+    if (e.type === 'direct:up') {
+      this.#reason = e.reason === 'selected' ? 'checks selected a pair' : 'the direct path answers again';
+      this.#pair = `${e.pair.types} ${e.pair.remoteAddress}`;
+    } else if (e.type === 'direct:down') {
+      this.#reason = e.reason === 'stale' ? `no answer on the direct path for ${e.silentMs ?? 0} ms` : e.reason === 'address-change' ? 'addresses changed: checking again' : 'checking every pair again';
+    }
+    this.poll();
+  }
+
+  firstAudio(): void {
+    this.#add({ atMs: this.#at(performance.now()), event: 'first-audio', path: this.#path, reason: `first audio played, via the ${this.#path === 'direct' ? 'direct path' : 'relay'}` });
+  }
+
+  /** Record a move of the switch's active path. */
+  poll(): void {
+    if (this.#stopped || !this.#switch) return;
+    const now = performance.now();
+    const path = this.#switch.active?.kind === 'direct' ? 'direct' : 'relay';
+    if (path === this.#path) return;
+    this.#account(now);
+    this.#path = path;
+    if (path === 'direct') this.#firstDirectAt ??= now;
+    else this.#fallbacks++;
+    this.#add({ atMs: this.#at(now), event: 'switch', path, reason: this.#reason || (path === 'direct' ? 'checks selected a pair' : 'the direct path closed'), ...(path === 'direct' && this.#pair ? { pair: this.#pair } : {}) });
+  }
+
+  stop(): void {
+    if (this.#stopped) return;
+    this.poll();
+    this.#account(performance.now());
+    this.#stopped = true;
+    clearInterval(this.#poll);
+  }
+
+  report(notAttempted: CallPathReport['notAttempted'], relayRtt: CallReport['relayRttMs'], direct: DirectPathReport | undefined): CallPathReport {
+    this.stop();
+    return {
+      final: this.#path,
+      attempted: notAttempted === undefined,
+      ...(notAttempted ? { notAttempted } : {}),
+      timeline: this.#timeline,
+      timelineNotListed: this.#notListed,
+      ...(this.#firstDirectAt === undefined ? {} : { timeToDirectMs: this.#at(this.#firstDirectAt) }),
+      relayMs: Math.round(this.#relayMs),
+      directMs: Math.round(this.#directMs),
+      fallbacks: this.#fallbacks,
+      rttMs: { ...(relayRtt ? { relay: relayRtt } : {}), ...(direct?.rttMs ? { direct: direct.rttMs } : {}) },
+      ...(direct ? { direct } : {}),
+    };
+  }
+
+  #account(now: number): void {
+    if (this.#stopped) return;
+    if (this.#path === 'direct') this.#directMs += now - this.#since;
+    else this.#relayMs += now - this.#since;
+    this.#since = now;
+  }
+
+  #at(t: number): number {
+    return Math.round(t - this.answeredAt);
+  }
+
+  #add(entry: PathTimelineEntry): void {
+    if (this.#timeline.length < MAX_TIMELINE) this.#timeline.push(entry);
+    else this.#notListed++;
+  }
 }
 
 /** How long after the peer left the room we wait for its hangup before ending the call anyway. */

@@ -18,12 +18,14 @@
  *   check key       = HKDF(call secret, "wzp-call-check-key-v1", 32)
  *       authenticates direct-path connectivity checks (both directions).
  *   direct-path key = HKDF(call secret, "wzp-call-direct-path-v1", 32)
- *       binds the direct path's own handshake to this call.
+ *       binds the direct path to this call: each direction's direct-media path tag is
+ *       HMAC-SHA256(direct-path key, "wzp-direct-media-caller-v1" or "...-callee-v1"), first
+ *       8 bytes (directMediaTags; core/wire/direct-media.ts).
  *
  * exportCallKey(secret, label, length) derives anything else a later part needs, with a label
  * of its own ("wzp-call-...-vN").
  */
-import { createHash, createPublicKey, diffieHellman, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { createHash, createHmac, createPublicKey, diffieHellman, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { KeyExchangeError, X25519_PUBLIC_KEY_BYTES } from './sender-keys.js';
 import { hkdfSha256, labelledFields } from './media-crypto.js';
 
@@ -72,7 +74,7 @@ export interface CallKeys {
   roomSecret: string;
   /** Authenticates direct-path connectivity checks. */
   checkKey: Uint8Array;
-  /** Binds the direct path's handshake to this call. */
+  /** Binds the direct path to this call (directMediaTags). */
   directPathKey: Uint8Array;
 }
 
@@ -120,4 +122,15 @@ export function deriveCallKeys(callSecret: Uint8Array): CallKeys {
     checkKey: exportCallKey(callSecret, CALL_CHECK_KEY_LABEL, 32),
     directPathKey: exportCallKey(callSecret, CALL_DIRECT_PATH_LABEL, 32),
   };
+}
+
+export const DIRECT_MEDIA_TAG_LABELS = { caller: 'wzp-direct-media-caller-v1', callee: 'wzp-direct-media-callee-v1' } as const;
+
+/**
+ * The path tags of direct media (core/wire/direct-media.ts), one per sending direction: a
+ * receiver takes only packets with its peer's tag.
+ */
+export function directMediaTags(directPathKey: Uint8Array): { caller: Uint8Array; callee: Uint8Array } {
+  const tag = (label: string) => new Uint8Array(createHmac('sha256', directPathKey).update(label).digest().subarray(0, 8));
+  return { caller: tag(DIRECT_MEDIA_TAG_LABELS.caller), callee: tag(DIRECT_MEDIA_TAG_LABELS.callee) };
 }

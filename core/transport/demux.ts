@@ -12,6 +12,7 @@
  *   0x00-0x01    stun           core/nat (STUN messages: the first two bits are 0, RFC 5389 §6)
  *   0x21-0x24    media-path     core/wire/media-path.ts
  *   0x30         path-check     core/wire/path-check.ts
+ *   0x31         direct-media   core/wire/direct-media.ts
  *   0x40-0x7F    quic           QUIC short and long headers: the fixed bit 0x40 is set
  *   0xC0-0xFF    quic           (RFC 9000 §17; the library, behind the QUIC gate on a relay)
  *   others       (unclaimed)    counted and dropped
@@ -37,6 +38,7 @@ import type { Socket as UdpSocket } from 'node:dgram';
 import { InternalError } from '../errors.js';
 import { LogLimiter } from '../net/rate-limit.js';
 import { MEDIA_PATH_FIRST_BYTES } from '../wire/media-path.js';
+import { DIRECT_MEDIA_FIRST_BYTES, isDirectMedia } from '../wire/direct-media.js';
 import { PATH_CHECK_FIRST_BYTES, isPathCheck } from '../wire/path-check.js';
 import { isUnicastSource } from './quic-gate.js';
 
@@ -107,6 +109,9 @@ export const STUN_FIRST_BYTES: readonly FirstByteRange[] = [[0x00, 0x01]];
  * raw sends are dropped instead of queued: stale audio and checks are worthless.
  */
 export const MAX_SOCKET_SEND_QUEUE = 512;
+
+/** The TTL (IPv6: unicast hop limit) a socket sends with when no low TTL is asked for (Linux's default). */
+export const DEFAULT_TTL = 64;
 
 type QuicHandler = (data: Buffer, from: UdpSource) => Promise<void>;
 
@@ -246,7 +251,7 @@ export class Demux {
    * DemuxStats); a kernel refusal after the fact is only counted (`sendErrors`). Never throws
    * for a network condition.
    */
-  send(parts: Uint8Array | readonly Uint8Array[], to: { host: string; port: number }): boolean {
+  send(parts: Uint8Array | readonly Uint8Array[], to: { host: string; port: number }, opts: { ttl?: number } = {}): boolean {
     if (!Number.isInteger(to.port) || !isUnicastSource(to.host, to.port) || to.port > 0xffff) {
       this.totals.sendRefused++;
       return false;
@@ -261,7 +266,23 @@ export class Demux {
         this.totals.sendDropped++;
         return false;
       }
-      udp.send(parts as Uint8Array, to.port, to.host, this.onSent);
+      if (opts.ttl !== undefined) {
+        // node:dgram has no per-packet TTL: set the socket's, and put the default back once
+        // this packet has left (in the send callback: dgram resolves even an IP literal
+        // asynchronously, so a TTL restored now would be back before the packet went out).
+        // Packets other code sends in that turn leave with the low TTL too (QUIC retransmits).
+        udp.setTTL(opts.ttl);
+        udp.send(parts as Uint8Array, to.port, to.host, (err) => {
+          try {
+            udp.setTTL(DEFAULT_TTL);
+          } catch {
+            // closed meanwhile
+          }
+          this.onSent(err);
+        });
+      } else {
+        udp.send(parts as Uint8Array, to.port, to.host, this.onSent);
+      }
       this.totals.sent++;
       return true;
     } catch {
@@ -294,6 +315,11 @@ export function stunClass(handle: (data: Buffer, from: UdpSource) => void): Pack
 /** The UDP media path (0x21-0x24: core/wire/media-path.ts). */
 export function mediaPathClass(handle: (data: Buffer, from: UdpSource) => void): PacketClass {
   return { name: 'media-path', firstBytes: [MEDIA_PATH_FIRST_BYTES], handle };
+}
+
+/** Direct media (0x31 and the size of a packet: isDirectMedia(), core/wire/direct-media.ts). */
+export function directMediaClass(handle: (data: Buffer, from: UdpSource) => void): PacketClass {
+  return { name: 'direct-media', firstBytes: [DIRECT_MEDIA_FIRST_BYTES], matches: isDirectMedia, handle };
 }
 
 /**

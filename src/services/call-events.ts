@@ -44,7 +44,8 @@ export function statusLine(s: CallStatus): string {
   if (s.link === 'reconnecting') return 'reconnecting to the relay...';
   const ms = (x: number | undefined) => (x === undefined ? '-' : `${x < 10 ? x.toFixed(1) : Math.round(x)} ms`);
   const talking = s.talking.length ? `  talking: ${s.talking.join(', ')}` : '';
-  return `${s.tier}  rtt ${ms(s.rttMs)} (relay ${ms(s.relayRttMs)})  loss ${s.lossPct}%  jb ${s.jitterBufferMs} ms  MOS ${s.mos ?? '-'}  ${s.members} in room${talking}`;
+  const path = s.path === undefined ? '' : s.path.kind === 'direct' ? `direct (${s.path.pair})  ` : 'via relay  ';
+  return `${path}${s.tier}  rtt ${ms(s.rttMs)} (relay ${ms(s.relayRttMs)})  loss ${s.lossPct}%  jb ${s.jitterBufferMs} ms  MOS ${s.mos ?? '-'}  ${s.members} in room${talking}`;
 }
 
 /** The progress line for an event, if it has one. */

@@ -17,7 +17,8 @@ export function directCallSummary(r: DirectCallResult): string {
   const d = r.direct;
   const lines = [
     `call ${d.role === 'caller' ? 'to' : 'from'} ${d.peer} ended (${ENDED_BY[r.endedBy]}) after ${(r.durationMs / 1000).toFixed(1)} s, tier ${r.tier}`,
-    `  answered after ${(d.answerMs / 1000).toFixed(1)} s; media through the relay (${mediaPathText(r.relay.mediaPath)})${d.relayOnly ? '; --relay-only: no address of yours was sent' : ''}`,
+    `  answered after ${(d.answerMs / 1000).toFixed(1)} s; media through the relay at first (${mediaPathText(r.relay.mediaPath)})${d.relayOnly ? '; --relay-only: no address of yours was sent' : ''}`,
+    ...pathLines(r),
     `  sent ${r.sent.frames} frames in ${r.sent.packets} packets`,
   ];
   for (const p of r.participants) {
@@ -39,4 +40,28 @@ export function listenSummary(r: ListenResult): string {
   if (r.callsNotListed) lines.push(`  ... and ${r.callsNotListed} more`);
   if (r.call) lines.push(directCallSummary(r.call));
   return lines.join('\n');
+}
+
+/** Where the media went and why: the direct path's outcome, its switches, round trips per path. */
+function pathLines(r: DirectCallResult): string[] {
+  const p = r.path;
+  if (!p.attempted) {
+    const why = p.notAttempted === 'relay-only' ? 'you asked for --relay-only' : p.notAttempted === 'peer-relay-only' ? 'the other side asked for --relay-only' : 'no socket to try it on';
+    return [`  path: relay only (${why})`];
+  }
+  const d = p.direct;
+  const lines: string[] = [];
+  const rtt = (x: { p50: number } | undefined) => (x === undefined ? '-' : `${x.p50} ms`);
+  if (p.timeToDirectMs !== undefined) {
+    lines.push(
+      `  path: direct after ${p.timeToDirectMs} ms (${d?.selected ? `${d.selected.types} ${d.selected.remoteAddress}` : 'pair gone'}); ended ${p.final}; ${(p.directMs / 1000).toFixed(1)} s direct, ${(p.relayMs / 1000).toFixed(1)} s relayed, ${p.fallbacks} fallback(s)`,
+    );
+  } else {
+    const failed = d?.pairs.filter((x) => x.state === 'failed').length ?? 0;
+    lines.push(`  path: stayed on the relay: no direct pair answered (${d?.pairs.length ?? 0} pairs checked, ${failed} failed; the NATs on the way may both be symmetric: see \`wzp netcheck\`)`);
+  }
+  lines.push(`  round trip: relay ${rtt(p.rttMs.relay)}, direct ${rtt(p.rttMs.direct)}`);
+  if (d) lines.push(`  candidates: ${d.candidates.sent} sent, ${d.candidates.received.length} received${d.candidates.relayObserved ? ', 1 from the relay' : ''}; checks ${d.checks.requestsSent} sent, ${d.checks.responsesReceived} answered`);
+  for (const t of p.timeline.filter((x) => x.event === 'switch').slice(0, 10)) lines.push(`    ${t.atMs} ms: ${t.path}${t.pair ? ` (${t.pair})` : ''}: ${t.reason}`);
+  return lines;
 }

@@ -8,7 +8,18 @@
 import { rmSync } from 'node:fs';
 import { TeeSink, type FrameSink, type FrameSource } from '../../core/audio/sources.js';
 import type { CallEvent, CallReport } from '../../core/client/call.js';
-import { IncomingCall, MAX_RING_MS, placeCall, runDirectMedia, type DirectMediaResult, type EstablishedCall } from '../../core/client/direct-call.js';
+import {
+  IncomingCall,
+  MAX_RING_MS,
+  placeCall,
+  runDirectMedia,
+  type CallPathReport,
+  type DirectMediaResult,
+  type DirectPathOptions,
+  type EstablishedCall,
+} from '../../core/client/direct-call.js';
+import { candidatePriority, gatherCandidates, parseEndpoint, type Candidate as P2pCandidate } from '../../core/p2p/candidates.js';
+import { DEFAULT_PRIME_TTL, socketFamilies, toWireCandidate, type SocketType } from '../../core/p2p/direct-link.js';
 import { PresenceClient, type PresenceDropReason, type PresenceEvent } from '../../core/client/presence.js';
 import type { RelaySession } from '../../core/client/relay-session.js';
 import { loadOrCreateIdentity, type Identity } from '../../core/crypto/identity.js';
@@ -20,7 +31,7 @@ import type { TierName } from '../../core/media/quality.js';
 import { WavWriter } from '../../core/media/wav.js';
 import type { Registries } from '../../core/registry.js';
 import { parseDialTarget } from '../../core/transport/quic.js';
-import type { Candidate } from '../../core/wire/candidate.js';
+import { MAX_CANDIDATES, type Candidate } from '../../core/wire/candidate.js';
 import { openSpeaker } from './audio-devices.js';
 import { openSource, type CallRequest } from './call.js';
 import { checkOutputFile, writeFileAtomic } from './output-files.js';
@@ -78,7 +89,8 @@ export interface DirectCallInfo {
   peerKnown: boolean;
   relayOnly: boolean;
   peerRelayOnly: boolean;
-  /** The candidates the peer sent (signed; empty until candidate gathering exists). */
+  /** The candidates we sent (none with --relay-only) and the ones the peer sent (signed). */
+  candidates: Candidate[];
   peerCandidates: Candidate[];
   /** What the relay said it observed of the peer (unsigned: a hint). */
   relayCandidate?: Candidate;
@@ -93,6 +105,8 @@ export interface DirectCallResult extends Omit<CallReport, 'mediaPath' | 'endedB
   direct: DirectCallInfo;
   /** Who ended it: we did (hangup, duration, source-ended, relay-lost) or the peer (peer-hangup, peer-left, peer-gone). */
   endedBy: DirectMediaResult['endedBy'];
+  /** Relay or direct: the path timeline, candidates, checked pairs, round trips per path, time to direct. */
+  path: CallPathReport;
   relay: { address: string; fingerprint: string; trust: string; mediaPath: 'udp' | 'quic' };
   recording?: { path: string; samples: number; durationMs: number };
 }
@@ -142,17 +156,19 @@ export async function directCall(req: DirectCallRequest): Promise<DirectCallResu
   try {
     if (req.to === reg.identity.fingerprint) throw new UsageError('--to is your own fingerprint: a call needs someone else');
     const peerKnown = reg.members.lookup(req.to) !== undefined;
+    const gathered = await gatherForCall(reg.session, req);
     const offeredAt = performance.now();
     const call = await placeCall(reg.presence, {
       to: req.to,
       relayOnly: req.relayOnly,
+      candidates: gathered.wire,
       ringTimeoutMs: req.ringTimeoutMs,
       signal: req.signal,
       onRinging: () => req.onProgress?.(`ringing ${req.to}...`),
     });
     const answerMs = Math.round(performance.now() - offeredAt);
     req.onProgress?.(`${req.to} answered after ${(answerMs / 1000).toFixed(1)} s; media through the relay`);
-    const result = await runMedia(req, reg, call, { answerMs, peerKnown });
+    const result = await runMedia(req, reg, call, { answerMs, peerKnown, gathered });
     if (req.reportPath) await writeFileAtomic(req.reportPath, `${JSON.stringify(result, null, 2)}\n`, 'the call report');
     return result;
   } finally {
@@ -162,7 +178,12 @@ export async function directCall(req: DirectCallRequest): Promise<DirectCallResu
 }
 
 /** Open the audio, run the call's media through the relay, and build its result. */
-async function runMedia(req: DirectMediaRequest, reg: Registered, call: EstablishedCall, info: { answerMs: number; peerKnown: boolean }): Promise<DirectCallResult> {
+async function runMedia(
+  req: DirectMediaRequest,
+  reg: Registered,
+  call: EstablishedCall,
+  info: { answerMs: number; peerKnown: boolean; gathered: GatheredForCall },
+): Promise<DirectCallResult> {
   const media = await openMedia(req);
   let outcome: DirectMediaResult;
   try {
@@ -184,6 +205,8 @@ async function runMedia(req: DirectMediaRequest, reg: Registered, call: Establis
       durationMs: req.durationMs,
       endWithSource: req.source.kind === 'file',
       signal: req.signal,
+      relayOnly: req.relayOnly,
+      ...(info.gathered.direct ? { direct: info.gathered.direct } : {}),
       // The room's derived name is half of what admits to it: it is not shown.
       onEvent: (e) => req.onEvent?.(directCallEvent(e, call.peer, info.peerKnown)),
     });
@@ -202,12 +225,14 @@ async function runMedia(req: DirectMediaRequest, reg: Registered, call: Establis
       peerKnown: info.peerKnown,
       relayOnly: req.relayOnly,
       peerRelayOnly: call.peerRelayOnly,
+      candidates: info.gathered.wire,
       peerCandidates: call.peerCandidates,
       ...(call.relayCandidate ? { relayCandidate: call.relayCandidate } : {}),
       answerMs: info.answerMs,
       signalsDropped: { ...reg.presence.dropped },
     },
     endedBy: outcome.endedBy,
+    path: outcome.path,
     relay: { ...reg.relay, mediaPath },
     ...media.recording(),
   };
@@ -269,6 +294,50 @@ async function openMedia(req: DirectMediaRequest): Promise<OpenedMedia> {
       }
     },
   };
+}
+
+/** Our candidates for one call, as sent (wire) and as the direct path uses them. */
+interface GatheredForCall {
+  wire: Candidate[];
+  /** Absent with --relay-only: no direct path is tried. */
+  direct?: DirectPathOptions;
+}
+
+/** How long asking the relay for our reflexive address may hold up an offer or answer. */
+const REFLECT_TIMEOUT_MS = 1000;
+
+/**
+ * Our candidates for a call on the relay connection's socket: none with --relay-only; host
+ * candidates of our interfaces and the relay's observation of the socket otherwise. A relay
+ * on loopback means both ends are on this machine (an embedded or test relay): the one host
+ * candidate is then the loopback address, and nothing is sent anywhere else.
+ */
+async function gatherForCall(session: RelaySession, req: DirectMediaRequest): Promise<GatheredForCall> {
+  if (req.relayOnly) return { wire: [] };
+  const socketType = session.socket.type as SocketType;
+  const port = session.localAddress.port;
+  const families = socketFamilies(socketType);
+  const relayHost = parseDialTarget(req.relay).host;
+  if (isLoopbackHost(relayHost)) {
+    const address = relayHost.includes(':') ? '::1' : '127.0.0.1';
+    const family = address === '::1' ? 'IPv6' : 'IPv4';
+    const local: P2pCandidate[] = [{ type: 'host', address, port, family, priority: candidatePriority('host', family) }];
+    return { wire: local.map(toWireCandidate), direct: { demux: session.demux, socketType, localCandidates: local, allowLoopback: true, primeTtl: DEFAULT_PRIME_TTL } };
+  }
+  const observed = await session
+    .reflect({ timeoutMs: REFLECT_TIMEOUT_MS, signal: req.signal })
+    .then((text) => parseEndpoint(text))
+    .catch(() => undefined);
+  const { candidates } = gatherCandidates({ port, families, reflexive: observed ? [observed] : [] });
+  const local = candidates.slice(0, MAX_CANDIDATES);
+  return {
+    wire: local.map(toWireCandidate),
+    direct: { demux: session.demux, socketType, localCandidates: local, hostOptions: { port }, primeTtl: DEFAULT_PRIME_TTL },
+  };
+}
+
+function isLoopbackHost(host: string): boolean {
+  return host === '::1' || host.startsWith('127.') || host === 'localhost';
 }
 
 function presenceProgress(e: PresenceEvent, req: DirectMediaRequest): void {
@@ -439,10 +508,11 @@ async function handleOffer(
     await incoming.reject('declined');
     return { entry: { ...base, outcome: 'declined' } };
   }
-  const call = await incoming.accept({ relayOnly: req.relayOnly });
+  const gathered = await gatherForCall(reg.session, req);
+  const call = await incoming.accept({ relayOnly: req.relayOnly, candidates: gathered.wire });
   const answerMs = Math.round(performance.now() - receivedAt);
   req.onAnswered?.({ caller, callId: call.callId });
-  const result = await runMedia(req, reg, call, { answerMs, peerKnown: pin !== undefined });
+  const result = await runMedia(req, reg, call, { answerMs, peerKnown: pin !== undefined, gathered });
   req.onProgress?.(`call with ${caller} ended (${result.endedBy}) after ${(result.durationMs / 1000).toFixed(1)} s`);
   return { entry: { ...base, outcome: 'answered', endedBy: result.endedBy, durationMs: result.durationMs }, result };
 }

@@ -106,7 +106,21 @@ describe('1:1 calls by identity through a relay process', () => {
     assert.equal(c.direct.peer, bo.fp);
     assert.equal(c.direct.peerKnown, false);
     assert.equal(c.direct.relayCandidate.address, '127.0.0.1', 'cross-wired: what the relay saw of the callee');
-    assert.deepEqual(c.direct.peerCandidates, []);
+    // On a loopback relay both ends are on this machine: each announces its loopback socket only.
+    assert.deepEqual(
+      c.direct.peerCandidates.map((x: { type: string; address: string }) => `${x.type} ${x.address}`),
+      ['host 127.0.0.1'],
+    );
+    // The media started on the relay and moved to the direct path.
+    console.error(JSON.stringify(c.path, null, 1));
+    assert.equal(c.path.attempted, true);
+    assert.equal(c.path.final, 'direct', JSON.stringify(c.path.timeline));
+    assert.deepEqual(
+      c.path.timeline.map((t: { event: string; path: string }) => `${t.event} ${t.path}`).slice(0, 1),
+      ['answered relay'],
+    );
+    assert.ok(c.path.timeToDirectMs !== undefined && c.path.timeToDirectMs < 3000, `direct after ${c.path.timeToDirectMs} ms`);
+    assert.equal(c.path.direct.selected.types, 'host -> host');
     assert.ok(c.firstAudioMs !== undefined && c.firstAudioMs < 2000, `first audio ${c.firstAudioMs} ms after joining`);
     assert.equal(c.participants.length, 1);
     assert.equal(c.participants[0].fingerprint, bo.fp);

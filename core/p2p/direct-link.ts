@@ -1,0 +1,439 @@
+/**
+ * DirectLink: everything one 1:1 call does to get a direct path and keep it, on the shared
+ * UDP socket of its relay connection:
+ *
+ * - the connectivity checks (./checks.ts) over the socket's demultiplexer, with the call's
+ *   check key, the caller controlling; the remote candidates are the peer's signed ones, the
+ *   relay's observation of the peer (a hint), later candidate updates, and peer-reflexive
+ *   ones the checks learn;
+ * - the direct media path (./direct-path.ts), open while the checks hold a selected pair
+ *   that is not stale;
+ * - recovery: a stale path (no answer for ~1 s) is left at once (the path switch sends on the
+ *   relay again) while keepalives go on; answers coming back make it open again; still stale
+ *   after RESTART_AFTER_STALE_MS, the checks start a new round on every pair;
+ * - a local address change (interfaces polled every ADDRESS_POLL_MS) sends the peer a
+ *   candidate update and starts a new round;
+ * - the record for the call report: candidates gathered, sent and received, each pair's
+ *   outcome, the direct path's round trips, and the path timeline.
+ *
+ * It knows nothing of rooms or signalling: the caller of DirectLink sends candidate updates
+ * (`sendCandidates`) and feeds the peer's in (addRemoteCandidates).
+ */
+import { summarize } from '../media/analysis.js';
+import type { Demux, UdpSource } from '../transport/demux.js';
+import { pathCheckClass } from '../transport/demux.js';
+import { directMediaTags } from '../crypto/call-keys.js';
+import {
+  canonicalAddress,
+  endpointKey,
+  familyOf,
+  hostCandidates,
+  type Candidate,
+  type CandidateFamily,
+  type Endpoint,
+  type HostCandidateOptions,
+  type SkippedAddress,
+} from './candidates.js';
+import { PathChecker, type CheckTimers, type PairReport, type PathCheckerOptions, type PathCheckerStats, type PathCheckEvent } from './checks.js';
+import { DirectMediaTransport, formatEndpoint, type DirectMediaDrops } from './direct-path.js';
+
+/**
+ * TTL of the priming packet before the first check to each remote candidate (PathChecker's
+ * primeTtl): enough to leave our NAT (a router one hop away, or a home router and a carrier's
+ * NAT), too little to reach the peer's NAT and make conntrack state there.
+ */
+export const DEFAULT_PRIME_TTL = 2;
+
+/** A stale path still stale after this long: the checks start a new round on every pair. */
+export const RESTART_AFTER_STALE_MS = 3_000;
+/** How often the interfaces are looked at for an address change. */
+export const ADDRESS_POLL_MS = 2_000;
+/** Round trips of the direct path kept for the report (one a second: a day's worth). */
+const MAX_RTT_SAMPLES = 86_400;
+/** Path timeline entries kept (a flapping path is counted beyond). */
+export const MAX_TIMELINE = 200;
+/** Candidate updates received and applied in one call at most (a peer cannot make us churn). */
+export const MAX_CANDIDATE_UPDATES = 32;
+
+/** The socket's kind, as @matrixai/quic's QUICSocket.type says it. */
+export type SocketType = 'ipv4' | 'ipv6' | 'ipv4&ipv6';
+
+/** The families a socket of this type can send to. */
+export function socketFamilies(type: SocketType): CandidateFamily[] {
+  return type === 'ipv4' ? ['IPv4'] : type === 'ipv6' ? ['IPv6'] : ['IPv6', 'IPv4'];
+}
+
+export interface DirectLinkOptions {
+  role: 'caller' | 'callee';
+  /** The call id, 32 hex digits. */
+  callId: string;
+  /** The call's check key and direct-path key (core/crypto/call-keys.ts). */
+  checkKey: Uint8Array;
+  directPathKey: Uint8Array;
+  /** The relay connection's socket: its demultiplexer and its type. */
+  demux: Demux;
+  socketType: SocketType;
+  /** What we told the peer (our candidates, as gathered). */
+  localCandidates: readonly Candidate[];
+  /** The peer's signed candidates (wire form: no family), and the relay's observation of it. */
+  peerCandidates: readonly unknown[];
+  relayCandidate?: unknown;
+  /**
+   * Send the peer our candidates again after a local address change. Without it, address
+   * changes are not watched (e.g. --relay-only, where no host candidate was ever sent).
+   */
+  sendCandidates?(candidates: Candidate[]): void;
+  /** For re-gathering host candidates after an address change (the same as the first gathering's). */
+  hostOptions?: Omit<HostCandidateOptions, 'port' | 'families'> & { port: number };
+  /** The relay's observations of us, kept in a re-gathered list. */
+  keepCandidates?: readonly Candidate[];
+  /** Low-TTL priming of our NAT before the first check to each remote candidate. */
+  primeTtl?: number;
+  allowLoopback?: boolean;
+  /** Tests: the checker's timing and limits. */
+  checks?: Partial<Pick<PathCheckerOptions, 'paceMs' | 'staleAfterMs' | 'keepaliveIntervalMs' | 'maxDurationMs' | 'nominationWaitMs'>>;
+  timers?: CheckTimers;
+  addressPollMs?: number;
+  onEvent?(e: DirectLinkEvent): void;
+}
+
+export type DirectLinkEvent =
+  /** The direct path can carry media now (first time or again); `pair` is the selected pair. */
+  | { type: 'direct:up'; pair: PairSummary; reason: 'selected' | 'recovered' }
+  /** The direct path stopped answering: media goes back through the relay. */
+  | { type: 'direct:down'; reason: 'stale' | 'restart' | 'address-change'; silentMs?: number }
+  /** Every pair failed this round: the call stays on the relay. */
+  | { type: 'direct:failed'; reason: string }
+  | { type: 'direct:candidates-sent'; count: number; reason: 'address-change' };
+
+/** A pair as status lines and reports show it. */
+export interface PairSummary {
+  /** e.g. `host -> srflx`: our side's candidate type and the peer's. */
+  types: string;
+  local: CandidateTypeName;
+  remote: CandidateTypeName;
+  remoteAddress: string;
+  rttMs?: number;
+}
+
+type CandidateTypeName = Candidate['type'];
+
+export interface DirectPathReport {
+  role: 'controlling' | 'controlled';
+  candidates: {
+    gathered: WireCandidateRecord[];
+    sent: number;
+    received: WireCandidateRecord[];
+    /** Received but refused (malformed, loopback, unusable scope, over the limits). */
+    refused: number;
+    relayObserved?: WireCandidateRecord;
+    /** Candidate updates: sent after an address change, and received. */
+    updatesSent: number;
+    updatesReceived: number;
+  };
+  /** Each pair checked and its outcome (highest priority first). */
+  pairs: PairReport[];
+  selected?: PairSummary;
+  /** Round trips of the direct path while selected, ms (one sample a second). */
+  rttMs?: { p50: number; p95: number; max: number; mean: number; samples: number };
+  checks: PathCheckerStats;
+  media: { sent: number; received: number; drops: DirectMediaDrops };
+  /** The checks' restarts (a stale path that did not come back, an address change). */
+  restarts: number;
+}
+
+export interface WireCandidateRecord {
+  type: CandidateTypeName;
+  address: string;
+  port: number;
+  priority: number;
+}
+
+export class DirectLink {
+  readonly transport: DirectMediaTransport;
+  readonly checker: PathChecker;
+  readonly #o: DirectLinkOptions;
+  readonly #unregister: () => void;
+  readonly #received: WireCandidateRecord[] = [];
+  readonly #relayObserved: WireCandidateRecord | undefined;
+  readonly #rttSamples: number[] = [];
+  #local: Candidate[];
+  #refused = 0;
+  #updatesSent = 0;
+  #updatesReceived = 0;
+  #restarts = 0;
+  #closed = false;
+  #up = false;
+  #staleTimer: NodeJS.Timeout | undefined;
+  #pollTimer: NodeJS.Timeout | undefined;
+  #rttTimer: NodeJS.Timeout | undefined;
+  #hostKey: string;
+
+  constructor(options: DirectLinkOptions) {
+    this.#o = options;
+    this.#local = [...options.localCandidates];
+    const families = socketFamilies(options.socketType);
+    const callId = Uint8Array.from(Buffer.from(options.callId, 'hex'));
+    const dualStack = options.socketType === 'ipv4&ipv6';
+    const toSocket = (address: string) => (dualStack && familyOf(address) === 'IPv4' ? `::ffff:${address}` : address);
+    this.checker = new PathChecker({
+      role: options.role === 'caller' ? 'controlling' : 'controlled',
+      key: options.checkKey,
+      callId,
+      localCandidates: this.#local,
+      families,
+      send: (bytes, address, port, ttl) => {
+        options.demux.send(bytes, { host: toSocket(address), port }, ttl === undefined ? {} : { ttl });
+      },
+      ...(options.primeTtl === undefined ? {} : { primeTtl: options.primeTtl }),
+      ...(options.allowLoopback ? { allowLoopback: true } : {}),
+      ...(options.timers ? { timers: options.timers } : {}),
+      ...(options.checks ?? {}),
+    });
+    const tags = directMediaTags(options.directPathKey);
+    this.transport = new DirectMediaTransport({
+      demux: options.demux,
+      checks: this.checker,
+      sendTag: options.role === 'caller' ? tags.caller : tags.callee,
+      receiveTag: options.role === 'caller' ? tags.callee : tags.caller,
+      socketAddress: toSocket,
+      sourceAddress: unmapped,
+    });
+    this.#unregister = options.demux.register(pathCheckClass((data, from) => this.#onCheck(data, from)));
+    this.checker.on((e) => this.#onCheckEvent(e));
+    this.addRemoteCandidates(options.peerCandidates, { initial: true });
+    if (options.relayCandidate !== undefined) {
+      const hint = toP2pCandidate(options.relayCandidate);
+      if (hint !== undefined && this.checker.addRemoteCandidates([hint]) > 0) this.#relayObserved = wireRecord(hint);
+    }
+    this.#hostKey = hostKeyOf(this.#local);
+  }
+
+  /** Start the checks (and the address watch, the round-trip samples). */
+  start(): void {
+    if (this.#closed) return;
+    this.checker.start();
+    this.#rttTimer = setInterval(() => {
+      const rtt = this.#up ? this.checker.nominated?.rttMs : undefined;
+      if (rtt !== undefined && this.#rttSamples.length < MAX_RTT_SAMPLES) this.#rttSamples.push(rtt);
+    }, 1000);
+    this.#rttTimer.unref?.();
+    if (this.#o.sendCandidates && this.#o.hostOptions) {
+      this.#pollTimer = setInterval(() => this.#pollAddresses(), this.#o.addressPollMs ?? ADDRESS_POLL_MS);
+      this.#pollTimer.unref?.();
+    }
+  }
+
+  /** Our source id in the call's room: direct media carries it. */
+  setSourceId(sourceId: number): void {
+    this.transport.setSourceId(sourceId);
+  }
+
+  /** The peer's candidates (an update); returns how many were new. */
+  addRemoteCandidates(list: readonly unknown[], opts: { initial?: boolean } = {}): number {
+    if (this.#closed) return 0;
+    if (!opts.initial) {
+      if (this.#updatesReceived >= MAX_CANDIDATE_UPDATES) return 0;
+      this.#updatesReceived++;
+    }
+    const converted: Candidate[] = [];
+    for (const input of Array.isArray(list) ? list.slice(0, 16) : []) {
+      const c = toP2pCandidate(input);
+      if (c === undefined) {
+        this.#refused++;
+        continue;
+      }
+      converted.push(c);
+    }
+    const before = this.checker.stats.dropped.refusedCandidate;
+    const added = this.checker.addRemoteCandidates(converted);
+    this.#refused += this.checker.stats.dropped.refusedCandidate - before;
+    for (const c of converted) if (this.#received.length < 64) this.#received.push(wireRecord(c));
+    if (!opts.initial && added > 0 && this.checker.nominated !== undefined) {
+      // A peer whose addresses changed: check everything again.
+      this.#restart('address-change');
+    }
+    return added;
+  }
+
+  /** Whether media goes direct now. */
+  get up(): boolean {
+    return this.transport.state === 'open';
+  }
+
+  /** The selected pair, as a status line shows it. */
+  selected(): PairSummary | undefined {
+    const pair = this.checker.nominated;
+    return pair ? summary(pair) : undefined;
+  }
+
+  report(): DirectPathReport {
+    const checks = this.checker.report();
+    const media = this.transport.stats();
+    const selected = this.selected();
+    return {
+      role: checks.role,
+      candidates: {
+        gathered: this.#local.map(wireRecord),
+        sent: this.#local.length,
+        received: [...this.#received],
+        refused: this.#refused,
+        ...(this.#relayObserved ? { relayObserved: this.#relayObserved } : {}),
+        updatesSent: this.#updatesSent,
+        updatesReceived: this.#updatesReceived,
+      },
+      pairs: [...checks.pairs],
+      ...(selected ? { selected } : {}),
+      ...(this.#rttSamples.length ? { rttMs: summarizeRtt(this.#rttSamples) } : {}),
+      checks: checks.stats,
+      media: { sent: media.sent, received: media.received, drops: { ...this.transport.drops } },
+      restarts: this.#restarts,
+    };
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearTimeout(this.#staleTimer);
+    clearInterval(this.#pollTimer);
+    clearInterval(this.#rttTimer);
+    this.checker.close();
+    this.transport.close();
+    this.#unregister();
+  }
+
+  #onCheck(data: Buffer, from: UdpSource): void {
+    this.checker.receive(data, { address: unmapped(from.address), port: from.port });
+  }
+
+  #onCheckEvent(e: PathCheckEvent): void {
+    switch (e.type) {
+      case 'pair-succeeded':
+        this.transport.validate(e.pair.remote);
+        return;
+      case 'nominated':
+        this.transport.validate(e.pair.remote);
+        this.#setUp('selected');
+        return;
+      case 'recovered':
+        clearTimeout(this.#staleTimer);
+        this.#setUp('recovered');
+        return;
+      case 'stale':
+        this.#setDown('stale', e.silentMs);
+        clearTimeout(this.#staleTimer);
+        this.#staleTimer = setTimeout(() => {
+          if (!this.#closed && this.checker.stale) this.#restart('restart');
+        }, RESTART_AFTER_STALE_MS);
+        this.#staleTimer.unref?.();
+        return;
+      case 'failed':
+        this.#emit({ type: 'direct:failed', reason: e.reason });
+        return;
+      default:
+        return;
+    }
+  }
+
+  #setUp(reason: 'selected' | 'recovered'): void {
+    const pair = this.checker.nominated;
+    if (pair === undefined) return;
+    this.#up = true;
+    this.#emit({ type: 'direct:up', pair: summary(pair), reason });
+  }
+
+  #setDown(reason: 'stale' | 'restart' | 'address-change', silentMs?: number): void {
+    if (!this.#up) return;
+    this.#up = false;
+    this.#emit({ type: 'direct:down', reason, ...(silentMs === undefined ? {} : { silentMs: Math.round(silentMs) }) });
+  }
+
+  #restart(reason: 'restart' | 'address-change'): void {
+    this.#setDown(reason);
+    this.#restarts++;
+    this.checker.restart();
+  }
+
+  #pollAddresses(): void {
+    if (this.#closed || !this.#o.hostOptions || !this.#o.sendCandidates) return;
+    let fresh: Candidate[];
+    try {
+      fresh = hostCandidates({ ...this.#o.hostOptions, families: socketFamilies(this.#o.socketType) }).candidates;
+    } catch {
+      return;
+    }
+    const key = hostKeyOf(fresh);
+    if (key === this.#hostKey) return;
+    this.#hostKey = key;
+    const keep = (this.#o.keepCandidates ?? []).filter((c) => c.type !== 'host');
+    const seen = new Set<string>();
+    this.#local = [...fresh, ...keep].filter((c) => {
+      const k = endpointKey(c);
+      if (seen.has(k)) return false;
+      seen.add(k);
+      return true;
+    });
+    this.#updatesSent++;
+    this.#o.sendCandidates(this.#local);
+    this.#emit({ type: 'direct:candidates-sent', count: this.#local.length, reason: 'address-change' });
+    this.#restart('address-change');
+  }
+
+  #emit(e: DirectLinkEvent): void {
+    try {
+      this.#o.onEvent?.(e);
+    } catch {
+      // A listener's fault is not the path's.
+    }
+  }
+}
+
+/** A candidate from signalling (wire form, no family) as the checks take it; undefined if it is none. */
+export function toP2pCandidate(input: unknown): Candidate | undefined {
+  if (typeof input !== 'object' || input === null) return undefined;
+  const c = input as Record<string, unknown>;
+  if (typeof c.address !== 'string') return undefined;
+  const address = canonicalAddress(c.address);
+  const family = address === undefined ? undefined : familyOf(address);
+  if (address === undefined || family === undefined) return undefined;
+  return { type: c.type as Candidate['type'], address, port: c.port as number, family, priority: c.priority as number };
+}
+
+/** A candidate as signalling carries it (core/wire/candidate.ts): its four fields. */
+export function toWireCandidate(c: Candidate): WireCandidateRecord {
+  return wireRecord(c);
+}
+
+function wireRecord(c: Candidate): WireCandidateRecord {
+  return { type: c.type, address: c.address, port: c.port, priority: c.priority };
+}
+
+function summary(pair: PairReport): PairSummary {
+  return {
+    types: `${pair.localType} -> ${pair.remote.type}`,
+    local: pair.localType,
+    remote: pair.remote.type,
+    remoteAddress: formatEndpoint(pair.remote),
+    ...(pair.rttMs === undefined ? {} : { rttMs: Math.round(pair.rttMs * 10) / 10 }),
+  };
+}
+
+function hostKeyOf(list: readonly Candidate[]): string {
+  return list
+    .filter((c) => c.type === 'host')
+    .map((c) => endpointKey(c))
+    .sort()
+    .join(',');
+}
+
+function unmapped(address: string): string {
+  return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
+}
+
+function summarizeRtt(samples: number[]): { p50: number; p95: number; max: number; mean: number; samples: number } {
+  const s = summarize(samples);
+  const r = (x: number) => Math.round(x * 10) / 10;
+  return { p50: r(s.p50), p95: r(s.p95), max: r(s.max), mean: r(s.mean), samples: samples.length };
+}
+
+export type { Endpoint, SkippedAddress };
