@@ -75,8 +75,12 @@ describe('round trip shown by a call', () => {
       // Status lines are drawn once a second: "GOOD  rtt 3.1 ms (relay 1.6 ms)  loss 0% ...".
       const shown = [...b.stdout.matchAll(/\brtt ([\d.]+) ms/g)].map((m) => Number(m[1]));
       assert.ok(shown.length >= 3, b.stdout);
-      const last = shown.slice(-3);
-      assert.ok(last.every((ms) => ms < 20), `status line rtt ${last.join(', ')} ms`);
+      // The bug this guards against read 20-32 ms on every line; on a loaded machine one line may
+      // catch a scheduling spike (26 ms once in CI), so the median of the lines after the
+      // first is what must be a few milliseconds.
+      const settled = shown.slice(1).sort((x, y) => x - y);
+      const median = settled[Math.floor(settled.length / 2)];
+      assert.ok(median < 15, `status line rtt ${shown.join(', ')} ms (median after the first ${median} ms)`);
     }
   });
 });
