@@ -104,6 +104,8 @@ export interface CallOptions {
   endWithSource?: boolean;
   signal?: AbortSignal;
   onEvent?(e: CallEvent): void;
+  /** Told once, at the start, how to read the call's live counters (e.g. to time a path switch's audio gap). */
+  observe?(view: CallView): void;
   /**
    * Open a new session to the same relay (same certificate) after the link was lost. Without
    * it, losing the relay ends the call (`relay-lost`).
@@ -123,6 +125,12 @@ export type CallEvent =
   | { type: 'call:warning'; message: string }
   | { type: 'call:relay-lost'; reason: string; reconnecting: boolean }
   | { type: 'call:reconnected'; outageMs: number; attempts: number; participants: number };
+
+/** Live counters of a running call. */
+export interface CallView {
+  /** Frames concealed so far (every member's stream together). */
+  concealedFrames(): number;
+}
 
 export interface CallStatus {
   tier: TierName;
@@ -300,6 +308,7 @@ class Call {
 
   async run(): Promise<CallReport> {
     const t0 = performance.now();
+    this.opts.observe?.({ concealedFrames: () => this.playout.concealedFrames() });
     // The encoder is made before joining (~4 ms with Opus): after the join answer this process
     // should be free to take the members' keys and first packets as they come.
     if (!this.opts.receiveOnly) {

@@ -21,7 +21,7 @@ import { deriveCallKeys, deriveCallSecret, generateEphemeralKey, type CallContex
 import { newCallId } from '../crypto/call-signal.js';
 import type { Candidate } from '../wire/candidate.js';
 import type { AnswerMessage, CallRole, OfferMessage } from '../wire/signal.js';
-import { runCall, type CallEvent, type CallOptions, type CallReport } from './call.js';
+import { runCall, type CallEvent, type CallOptions, type CallReport, type CallView } from './call.js';
 import type { RoomCallSession, RoomJoin, RoomJoinOptions } from './call-session.js';
 import type { PresenceClient } from './presence.js';
 import type { Candidate as P2pCandidate } from '../p2p/candidates.js';
@@ -309,9 +309,21 @@ export interface PathTimelineEntry {
   reason: string;
   /** For a switch to direct: the pair (`host -> srflx 192.0.2.2:4000`). */
   pair?: string;
+  /**
+   * For a switch: frames concealed in what we played from SWITCH_GAP_BEFORE_MS before it to
+   * SWITCH_GAP_AFTER_MS after it (the peer moves at about the same moment): the audible gap
+   * of a switch. Absent when the call ended before the window did.
+   */
+  concealedFrames?: number;
 }
 
+/** The window around a switch in which concealed frames are counted as its gap. */
+export const SWITCH_GAP_BEFORE_MS = 200;
+export const SWITCH_GAP_AFTER_MS = 1000;
+
 export interface CallPathReport {
+  /** When the call was answered (sent or received), ISO time: the timeline's 0. */
+  answeredAt: string;
   /** The path at the end. */
   final: 'relay' | 'direct';
   /** Whether a direct path was tried, and if not, why. */
@@ -428,6 +440,10 @@ export async function runDirectMedia(
     report = await runCall({
       ...opts,
       session,
+      observe: (view) => {
+        tracker.observe(view);
+        opts.observe?.(view);
+      },
       room: call.keys.roomName,
       roomSecret: call.keys.roomSecret,
       allow: [call.peer],
@@ -524,10 +540,20 @@ class PathTracker {
   #pair: string | undefined;
   #poll: NodeJS.Timeout | undefined;
   #stopped = false;
+  #view: CallView | undefined;
+  /** Concealed-frame counts of the last SWITCH_GAP_BEFORE_MS (time, count), newest last. */
+  readonly #recentConcealed: [number, number][] = [];
+  readonly #gapTimers = new Set<NodeJS.Timeout>();
+  readonly #answeredAtIso = new Date().toISOString();
 
   constructor(private readonly answeredAt: number) {
     this.#since = answeredAt;
     this.#add({ atMs: 0, event: 'answered', path: 'relay', reason: 'media through the relay at once' });
+  }
+
+  /** The call's live counters (for a switch's concealed frames). */
+  observe(view: CallView): void {
+    this.#view = view;
   }
 
   /** Watch a path switch: its moves are the timeline's switches. */
@@ -557,13 +583,35 @@ class PathTracker {
   poll(): void {
     if (this.#stopped || !this.#switch) return;
     const now = performance.now();
+    if (this.#view) {
+      const r = this.#recentConcealed;
+      r.push([now, this.#view.concealedFrames()]);
+      while (r.length > 1 && r[1][0] <= now - SWITCH_GAP_BEFORE_MS) r.shift();
+    }
     const path = this.#switch.active?.kind === 'direct' ? 'direct' : 'relay';
     if (path === this.#path) return;
     this.#account(now);
     this.#path = path;
     if (path === 'direct') this.#firstDirectAt ??= now;
     else this.#fallbacks++;
-    this.#add({ atMs: this.#at(now), event: 'switch', path, reason: this.#reason || (path === 'direct' ? 'checks selected a pair' : 'the direct path closed'), ...(path === 'direct' && this.#pair ? { pair: this.#pair } : {}) });
+    const entry: PathTimelineEntry = {
+      atMs: this.#at(now),
+      event: 'switch',
+      path,
+      reason: this.#reason || (path === 'direct' ? 'checks selected a pair' : 'the direct path closed'),
+      ...(path === 'direct' && this.#pair ? { pair: this.#pair } : {}),
+    };
+    this.#add(entry);
+    const view = this.#view;
+    if (view) {
+      const before = this.#recentConcealed[0]?.[1] ?? view.concealedFrames();
+      const timer = setTimeout(() => {
+        this.#gapTimers.delete(timer);
+        entry.concealedFrames = view.concealedFrames() - before;
+      }, SWITCH_GAP_AFTER_MS);
+      timer.unref?.();
+      this.#gapTimers.add(timer);
+    }
   }
 
   stop(): void {
@@ -572,11 +620,13 @@ class PathTracker {
     this.#account(performance.now());
     this.#stopped = true;
     clearInterval(this.#poll);
+    for (const t of this.#gapTimers) clearTimeout(t);
   }
 
   report(notAttempted: CallPathReport['notAttempted'], relayRtt: CallReport['relayRttMs'], direct: DirectPathReport | undefined): CallPathReport {
     this.stop();
     return {
+      answeredAt: this.#answeredAtIso,
       final: this.#path,
       attempted: notAttempted === undefined,
       ...(notAttempted ? { notAttempted } : {}),

@@ -105,6 +105,13 @@ export class Playout<K extends object> {
     return this.#all.get(key);
   }
 
+  /** Frames concealed so far, all live streams together. */
+  concealedFrames(): number {
+    let n = 0;
+    for (const s of this.#live.values()) n += s.receiver.stats.concealedFrames;
+    return n;
+  }
+
   /** Whether anything arrived from `key`'s sender. */
   heard(key: K): boolean {
     return (this.#all.get(key)?.receiver.stats.packets ?? 0) > 0;
