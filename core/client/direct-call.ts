@@ -188,12 +188,31 @@ export class IncomingCall {
     }
   }
 
-  /** Answer: our ephemeral key goes to the caller, and both derive the call's keys. */
-  async accept(opts: { relayOnly?: boolean; candidates?: Candidate[] } = {}): Promise<EstablishedCall> {
+  /**
+   * Answer: our ephemeral key goes to the caller, and both derive the call's keys.
+   * `beforeAnswer` runs with the call's keys just before the answer is sent (the direct path
+   * primes our NAT then: the caller starts checking as soon as it has the answer).
+   */
+  async accept(opts: { relayOnly?: boolean; candidates?: Candidate[]; beforeAnswer?(call: { callId: string; keys: CallKeys }): void } = {}): Promise<EstablishedCall> {
     if (this.answered) throw new Error('already answered');
     this.answered = true;
     const ephemeral = generateEphemeralKey();
     const relayOnly = opts.relayOnly === true;
+    if (opts.beforeAnswer) {
+      const peerKey = new Uint8Array(Buffer.from(this.offer.ephemeralKey, 'base64'));
+      const context: CallContext = {
+        callId: this.offer.callId,
+        callerFingerprint: this.offer.from,
+        calleeFingerprint: this.presence.fingerprint,
+        callerEphemeralKey: peerKey,
+        calleeEphemeralKey: ephemeral.publicKey,
+      };
+      try {
+        opts.beforeAnswer({ callId: this.offer.callId, keys: deriveCallKeys(deriveCallSecret(ephemeral.privateKey, peerKey, context)) });
+      } catch {
+        // A bad offer key fails again below, where it is reported; a failed priming costs only speed.
+      }
+    }
     const hangup = onceAsync(async () => {
       await this.presence.send({ ...this.base, type: 'hangup' }, { timeoutMs: 1000 }).catch(() => undefined);
     });

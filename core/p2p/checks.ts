@@ -136,6 +136,8 @@ export const CHECK_DEFAULTS = {
   maxTriggeredQueue: 64,
   /** Records of sends (tests, debugging); 0 disables. */
   sendLogSize: 0,
+  /** Ordinary checks wait this long after start() (priming does not), unless a check from the peer comes first. */
+  holdChecksMs: 0,
 } as const;
 
 export interface PathCheckerOptions {
@@ -176,6 +178,14 @@ export interface PathCheckerOptions {
   maxPendingTransactions?: number;
   transactionLifetimeMs?: number;
   sendLogSize?: number;
+  /**
+   * The controlled side (the callee) starts its checks when it sends the answer, before the
+   * caller has it. Its ordinary checks wait this long (its priming packets go at once), or
+   * until the caller's first check arrives: a check that reaches the caller's NAT before the
+   * caller's own priming leaves conntrack state that moves the caller's mapping (see
+   * `primeTtl`), and a port-restricted pair then fails. About one relay round trip.
+   */
+  holdChecksMs?: number;
 }
 
 export type PairState = 'waiting' | 'in-progress' | 'succeeded' | 'failed';
@@ -413,6 +423,8 @@ export class PathChecker {
   #failedEmitted = false;
   #signalledRemotes = 0;
   #prflxRemotes = 0;
+  /** Ordinary checks wait until then (holdChecksMs after start; released by the peer's first check). */
+  #holdUntil = -Infinity;
 
   constructor(options: PathCheckerOptions) {
     if (options.role !== 'controlling' && options.role !== 'controlled') throw new UsageError(`role must be controlling or controlled, got ${String(options.role)}`);
@@ -452,6 +464,7 @@ export class PathChecker {
       maxPendingTransactions: positive('maxPendingTransactions'),
       transactionLifetimeMs: positive('transactionLifetimeMs'),
       sendLogSize: positive('sendLogSize', 0),
+      holdChecksMs: positive('holdChecksMs', 0),
     };
     this.#families = new Set(options.families ?? ['IPv4', 'IPv6']);
     this.#codec = options.codec ?? wirePathCheckCodec;
@@ -488,6 +501,7 @@ export class PathChecker {
     if (this.#started || this.#closed) return;
     this.#started = true;
     this.#roundStartedAt = this.#timers.now();
+    if (this.#o.holdChecksMs > 0) this.#holdUntil = this.#roundStartedAt + this.#o.holdChecksMs;
     this.#schedule();
   }
 
@@ -747,6 +761,8 @@ export class PathChecker {
     }
     this.#seenRequests.add(id);
     this.stats.requestsReceived++;
+    // The peer is checking: its NAT state is there, ours may go out now.
+    this.#holdUntil = -Infinity;
     if (message.nominate && this.role === 'controlling') {
       // The codec should refuse this already; a second line of defence.
       this.stats.dropped.roleConflict++;
@@ -1126,8 +1142,18 @@ export class PathChecker {
       this.#sendRequest(warm, 'warm');
       return;
     }
-    // 5. Ordinary checks: the highest-priority pair that is due.
+    // 5. Ordinary checks: the highest-priority pair that is due (while held, only priming).
     if (!this.#checking() || !this.#budgetLeft()) return;
+    if (now < this.#holdUntil) {
+      const prime = this.#nextToPrime();
+      if (prime !== undefined) {
+        prime.primed = true;
+        this.stats.checksSent++;
+        this.stats.primedSent++;
+        this.#sendRequest(prime, 'prime', this.#o.primeTtl);
+      }
+      return;
+    }
     let next: Pair | undefined;
     for (const pair of this.#pairs.values()) {
       if ((pair.state !== 'waiting' && pair.state !== 'in-progress') || pair.nextDueAt > now || pair.triggeredQueued) continue;
@@ -1148,6 +1174,17 @@ export class PathChecker {
     next.lastRtoMs = this.#rtoAfter(next.roundAttempts);
     next.nextDueAt = now + next.lastRtoMs;
     this.#sendRequest(next, 'check');
+  }
+
+  /** While checks are held: the best pair still to prime (undefined without priming). */
+  #nextToPrime(): Pair | undefined {
+    if (this.#o.primeTtl === undefined) return undefined;
+    let next: Pair | undefined;
+    for (const pair of this.#pairs.values()) {
+      if (pair.state !== 'waiting' || pair.primed || pair.roundAttempts !== 0 || pair.triggeredQueued) continue;
+      if (next === undefined || pair.priority > next.priority) next = pair;
+    }
+    return next;
   }
 
   /** A succeeded pair due for a warming check (before any selection), the best first. */
@@ -1189,9 +1226,11 @@ export class PathChecker {
           sendAt = Math.min(sendAt, pair.nextDueAt);
         }
         if ((pair.state !== 'waiting' && pair.state !== 'in-progress') || pair.triggeredQueued) continue;
+        // While held, only priming is due; the rest waits for the hold's end.
+        const due = now < this.#holdUntil && !(this.#o.primeTtl !== undefined && pair.state === 'waiting' && !pair.primed && pair.roundAttempts === 0) ? Math.max(pair.nextDueAt, this.#holdUntil) : pair.nextDueAt;
         // A due check waits for its slot; an exhausted pair's give-up time does not; the round's deadline.
         if (pair.state === 'in-progress' && pair.roundAttempts >= this.#o.maxAttemptsPerPair) otherAt = Math.min(otherAt, pair.nextDueAt);
-        else if (this.#budgetLeft()) sendAt = Math.min(sendAt, pair.nextDueAt);
+        else if (this.#budgetLeft()) sendAt = Math.min(sendAt, due);
         else otherAt = Math.min(otherAt, pair.nextDueAt);
         otherAt = Math.min(otherAt, pair.activeSince + this.#o.maxDurationMs);
       }

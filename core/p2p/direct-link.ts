@@ -19,11 +19,14 @@
  * It knows nothing of rooms or signalling: the caller of DirectLink sends candidate updates
  * (`sendCandidates`) and feeds the peer's in (addRemoteCandidates).
  */
+import { randomBytes } from 'node:crypto';
 import { summarize } from '../media/analysis.js';
+import { encodePathCheck } from '../wire/path-check.js';
 import type { Demux, UdpSource } from '../transport/demux.js';
 import { pathCheckClass } from '../transport/demux.js';
 import { directMediaTags } from '../crypto/call-keys.js';
 import {
+  addressScope,
   canonicalAddress,
   endpointKey,
   familyOf,
@@ -43,6 +46,15 @@ import { DirectMediaTransport, formatEndpoint, type DirectMediaDrops } from './d
  * NAT), too little to reach the peer's NAT and make conntrack state there.
  */
 export const DEFAULT_PRIME_TTL = 2;
+
+/**
+ * The callee starts its checks as it sends the answer, about half a relay round trip (plus the
+ * caller's set-up) before the caller starts: its ordinary checks wait this long, or until the
+ * caller's first check arrives (PathChecker's holdChecksMs: an early check would poison a
+ * conntrack NAT on the caller's side). It only costs time where the caller's checks cannot
+ * reach the callee (a symmetric callee): there the callee's own checks open the way.
+ */
+export const CALLEE_HOLD_CHECKS_MS = 250;
 
 /** A stale path still stale after this long: the checks start a new round on every pair. */
 export const RESTART_AFTER_STALE_MS = 3_000;
@@ -89,6 +101,8 @@ export interface DirectLinkOptions {
   keepCandidates?: readonly Candidate[];
   /** Low-TTL priming of our NAT before the first check to each remote candidate. */
   primeTtl?: number;
+  /** The callee's hold on its ordinary checks (PathChecker's holdChecksMs); default CALLEE_HOLD_CHECKS_MS for the callee, 0 for the caller. */
+  holdChecksMs?: number;
   allowLoopback?: boolean;
   /** Tests: the checker's timing and limits. */
   checks?: Partial<Pick<PathCheckerOptions, 'paceMs' | 'staleAfterMs' | 'keepaliveIntervalMs' | 'maxDurationMs' | 'nominationWaitMs'>>;
@@ -186,6 +200,7 @@ export class DirectLink {
         options.demux.send(bytes, { host: toSocket(address), port }, ttl === undefined ? {} : { ttl });
       },
       ...(options.primeTtl === undefined ? {} : { primeTtl: options.primeTtl }),
+      holdChecksMs: options.holdChecksMs ?? (options.role === 'callee' ? CALLEE_HOLD_CHECKS_MS : 0),
       ...(options.allowLoopback ? { allowLoopback: true } : {}),
       ...(options.timers ? { timers: options.timers } : {}),
       ...(options.checks ?? {}),
@@ -386,6 +401,54 @@ export class DirectLink {
       // A listener's fault is not the path's.
     }
   }
+}
+
+/**
+ * Prime our NAT toward the peer's candidates before anything of the peer's can arrive: one
+ * check request per candidate with a low TTL (it leaves our NAT and dies before the peer's).
+ * The callee does this before its answer goes out: the caller starts checking as soon as the
+ * answer arrives, and a check that reaches a conntrack NAT before its own side has sent
+ * anything there leaves state that moves the mapping (FACTS.md: hole punching). The checks'
+ * own priming comes too late for that on the callee's side (its checker starts after the
+ * answer). Returns how many were sent. Loopback and unusable candidates are skipped.
+ */
+export function primeTowards(options: {
+  demux: Demux;
+  socketType: SocketType;
+  checkKey: Uint8Array;
+  /** 32 hex digits. */
+  callId: string;
+  candidates: readonly unknown[];
+  ttl: number;
+}): number {
+  const families = socketFamilies(options.socketType);
+  const dualStack = options.socketType === 'ipv4&ipv6';
+  const seen = new Set<string>();
+  let sent = 0;
+  for (const input of options.candidates.slice(0, 16)) {
+    const c = toP2pCandidate(input);
+    if (c === undefined || !families.includes(c.family) || !Number.isInteger(c.port) || c.port < 1 || c.port > 0xffff) continue;
+    const scope = addressScope(c.address);
+    if (scope === 'loopback' || scope === 'link-local' || scope === 'unspecified' || scope === 'multicast') continue;
+    const key = endpointKey(c);
+    if (seen.has(key)) continue;
+    seen.add(key);
+    const bytes = encodePathCheck(
+      {
+        type: 'request',
+        transactionId: new Uint8Array(randomBytes(12)),
+        callId: Uint8Array.from(Buffer.from(options.callId, 'hex')),
+        controlling: false,
+        nominate: false,
+        tieBreaker: 0n,
+        priority: 0,
+      },
+      options.checkKey,
+    );
+    const host = dualStack && c.family === 'IPv4' ? `::ffff:${c.address}` : c.address;
+    if (options.demux.send(bytes, { host, port: c.port }, { ttl: options.ttl })) sent++;
+  }
+  return sent;
 }
 
 /** A candidate from signalling (wire form, no family) as the checks take it; undefined if it is none. */

@@ -19,7 +19,7 @@ import {
   type EstablishedCall,
 } from '../../core/client/direct-call.js';
 import { candidatePriority, gatherCandidates, parseEndpoint, type Candidate as P2pCandidate } from '../../core/p2p/candidates.js';
-import { DEFAULT_PRIME_TTL, socketFamilies, toWireCandidate, type SocketType } from '../../core/p2p/direct-link.js';
+import { DEFAULT_PRIME_TTL, primeTowards, socketFamilies, toWireCandidate, type SocketType } from '../../core/p2p/direct-link.js';
 import { PresenceClient, type PresenceDropReason, type PresenceEvent } from '../../core/client/presence.js';
 import type { RelaySession } from '../../core/client/relay-session.js';
 import { loadOrCreateIdentity, type Identity } from '../../core/crypto/identity.js';
@@ -509,7 +509,17 @@ async function handleOffer(
     return { entry: { ...base, outcome: 'declined' } };
   }
   const gathered = await gatherForCall(reg.session, req);
-  const call = await incoming.accept({ relayOnly: req.relayOnly, candidates: gathered.wire });
+  const offer = incoming.offer;
+  const call = await incoming.accept({
+    relayOnly: req.relayOnly,
+    candidates: gathered.wire,
+    // Our NAT is primed toward the caller before it can check us (primeTowards).
+    beforeAnswer: ({ callId, keys }) => {
+      const d = gathered.direct;
+      if (!d || offer.relayOnly === true || d.primeTtl === undefined) return;
+      primeTowards({ demux: d.demux, socketType: d.socketType, checkKey: keys.checkKey, callId, candidates: [...offer.candidates, ...(offer.relayCandidate ? [offer.relayCandidate] : [])], ttl: d.primeTtl });
+    },
+  });
   const answerMs = Math.round(performance.now() - receivedAt);
   req.onAnswered?.({ caller, callId: call.callId });
   const result = await runMedia(req, reg, call, { answerMs, peerKnown: pin !== undefined, gathered });

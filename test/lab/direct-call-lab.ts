@@ -50,8 +50,11 @@ export interface LabCallOptions {
   durationS: number;
   callerArgs?: readonly string[];
   listenerArgs?: readonly string[];
-  /** Runs once the listener is registered and the call placed (e.g. cut the direct path later). */
-  during?(): Promise<void>;
+  /**
+   * Runs once the listener is registered and the call placed (e.g. cut the direct path later);
+   * `answered` resolves when the listener has answered (its media starts then).
+   */
+  during?(ctx: { answered: Promise<void> }): Promise<void>;
   timeoutMs?: number;
 }
 
@@ -126,7 +129,7 @@ export async function labCall(lab: P2pLab, o: LabCallOptions): Promise<LabCallOu
     );
     const killCaller = setTimeout(() => caller.kill(), timeoutMs);
     try {
-      if (o.during) await o.during();
+      if (o.during) await o.during({ answered: listener.when(/wzp listen: answered/, timeoutMs) });
       const [c, l] = await Promise.all([caller.done, listener.done]);
       const callerResult = resultOf(c, 'the caller');
       const listenResult = resultOf(l, 'the listener');

@@ -473,6 +473,41 @@ describe('PathChecker: low-TTL priming', () => {
   });
 });
 
+describe('PathChecker: the controlled side holds its checks until the controlling side is checking', () => {
+  // The callee starts when it sends the answer; the caller starts when the answer arrives,
+  // here 60 ms later. Both NATs port-restricted with conntrack; both prime.
+  function calleeFirst(holdChecksMs: number | undefined) {
+    const { clock, network } = world({ latencyMs: 1 });
+    const hostA = network.addHost({ name: 'a', inside: A_INSIDE, nat: new FakeNat({ publicAddress: '203.0.113.10', conntrack: true }) });
+    const hostB = network.addHost({ name: 'b', inside: B_INSIDE, nat: new FakeNat({ publicAddress: '198.51.100.20', conntrack: true, firstPort: 50000 }) });
+    const localA = localCandidates(hostA).filter((c) => c.type === 'srflx');
+    const localB = localCandidates(hostB).filter((c) => c.type === 'srflx');
+    const { a, b } = makeCall(network, clock, hostA, hostB, { localA, localB, a: { primeTtl: 2 }, b: { primeTtl: 2, ...(holdChecksMs === undefined ? {} : { holdChecksMs }) } });
+    b.checker.start();
+    clock.advance(60);
+    a.checker.start();
+    return { clock, a, b, hostA };
+  }
+
+  it('without the hold, the callee check that beats the caller priming poisons the caller NAT and the pair fails', () => {
+    const { clock, a, b, hostA } = calleeFirst(undefined);
+    clock.advance(10_000);
+    assert.equal(a.checker.nominated, undefined);
+    assert.equal(b.checker.nominated, undefined);
+    assert.ok(hostA.nat?.log.some((line) => line.startsWith('conntrack clash')), 'the simulated conntrack clash happened');
+  });
+
+  it('with the hold, the callee only primes until the caller check arrives, and the pair succeeds', () => {
+    const { clock, a, b, hostA } = calleeFirst(300);
+    assert.ok(clock.runUntil(() => a.checker.nominated !== undefined && b.checker.nominated !== undefined, 3_000));
+    assert.equal(hostA.nat?.log.length, 0);
+    assert.deepEqual(b.checker.sendLog.slice(0, 1).map((x) => x.kind), ['prime']);
+    // Its first ordinary check went after the caller's request arrived (at ~60 + 20 ms), long before the 300 ms hold ran out.
+    const firstOrdinary = b.checker.sendLog.find((x) => x.kind !== 'prime' && x.kind !== 'response');
+    assert.ok(firstOrdinary && firstOrdinary.at >= 60 && firstOrdinary.at < 200, JSON.stringify(b.checker.sendLog.slice(0, 6)));
+  });
+});
+
 describe('PathChecker: remote candidates at any time', () => {
   it('a candidate update after failure re-arms the checks and can still succeed', () => {
     const { clock, network } = world();

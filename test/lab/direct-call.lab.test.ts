@@ -1,0 +1,171 @@
+/**
+ * 1:1 calls through real NATs (issue 16): `wzp listen` behind one NAT router, `wzp call --to`
+ * behind another, the relay in the wan (test/lab/p2p-lab.ts, test/lab/direct-call-lab.ts).
+ * Every call connects on the relay at once; these go direct (the punch matrix measured in
+ * ./p2p-lab.lab.test.ts, now with the real checks): both sides with endpoint-independent
+ * mapping in any filtering combination, and a symmetric side with a full-cone or
+ * address-restricted peer (its checks to the symmetric side's reflexive IP open the filter;
+ * the peer-reflexive candidate does the rest). Symmetric with symmetric or port-restricted
+ * stays on the relay (the hard-NAT issue). Also: two clients behind one NAT that does not
+ * hairpin go direct over host candidates; an IPv6 pair goes direct over IPv6 past two
+ * symmetric IPv4 NATs; a direct path cut mid-call falls back to the relay within ~1 s and goes
+ * direct again when the cut is lifted; --relay-only sends no address and the call stays relayed.
+ *
+ * One call per case (the benchmark, test/bench/direct-calls.bench.ts, repeats them and times
+ * them). Durations (2 cores): a pair ~6 s (lab ~1.5 s, two CLI processes, a 3 s call).
+ */
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+import { NAT_MODES } from './netns.js';
+import { describePath, labCall, labPerson, labRelay, type LabCallOutcome, type LabPerson } from './direct-call-lab.js';
+import { P2P_NET, P2pLab, type P2pTopology, type SideMode, p2pLabAvailable } from './p2p-lab.js';
+
+const availability = await p2pLabAvailable();
+const EIM: readonly SideMode[] = ['full-cone', 'address-restricted', 'port-restricted'];
+const OPENABLE_BY_ADDRESS: readonly SideMode[] = ['full-cone', 'address-restricted'];
+
+/** Whether the pair goes direct with the checks alone (no hard-NAT strategy). */
+export function expectDirect(a: SideMode, b: SideMode): boolean {
+  const eim = (m: SideMode) => EIM.includes(m);
+  if (eim(a) && eim(b)) return true;
+  if (!eim(a) && !eim(b)) return false;
+  return OPENABLE_BY_ADDRESS.includes(eim(a) ? a : b);
+}
+
+const people: LabPerson[] = [];
+async function pair(): Promise<[LabPerson, LabPerson]> {
+  const a = await labPerson('wzp-dc-a-');
+  const b = await labPerson('wzp-dc-b-');
+  people.push(a, b);
+  return [a, b];
+}
+
+async function withLab<T>(topology: P2pTopology, run: (lab: P2pLab) => Promise<T>): Promise<T> {
+  const lab = await P2pLab.create({ topology, coturn: false });
+  try {
+    return await run(lab);
+  } finally {
+    await lab.destroy();
+  }
+}
+
+/** Both sides connected and heard each other. */
+function assertConnected(r: LabCallOutcome, what: string): void {
+  for (const [side, x] of [['caller', r.caller], ['callee', r.callee]] as const) {
+    assert.equal(x.participants.length, 1, `${what} ${side}: one peer`);
+    assert.ok(x.participants[0].packetsReceived > 50, `${what} ${side}: heard ${x.participants[0].packetsReceived} packets`);
+    assert.equal(x.participants[0].decryptRejected, 0, `${what} ${side}: nothing failed to decrypt`);
+  }
+}
+
+describe('direct calls through the NAT lab', { skip: availability.ok ? false : availability.reason, concurrency: 3 }, () => {
+  after(() => {
+    for (const p of people) p.home.cleanup();
+  });
+
+  for (const a of NAT_MODES) {
+    for (const b of NAT_MODES) {
+      const direct = expectDirect(a, b);
+      it(`${a} calls ${b}: connects on the relay, ${direct ? 'goes direct' : 'stays on the relay'}`, async () => {
+        const [pa, pb] = await pair();
+        const r = await withLab({ kind: 'two-nat', a, b }, async (lab) => labCall(lab, { relay: await labRelay(lab), a: pa, b: pb, durationS: 3 }));
+        assertConnected(r, `${a} x ${b}`);
+        for (const [side, x] of [['caller', r.caller], ['callee', r.callee]] as const) {
+          assert.equal(x.path.attempted, true);
+          assert.equal(x.path.final, direct ? 'direct' : 'relay', `${a} x ${b} ${side}: ${describePath(x)}`);
+          assert.equal(x.path.timeline[0].event, 'answered');
+          assert.equal(x.path.timeline[0].path, 'relay', 'media starts on the relay');
+          if (direct) {
+            assert.ok(x.path.direct?.selected, `${side}: a selected pair`);
+            // The pair is reached through the NATs, not over the clients' private addresses.
+            assert.notEqual(x.path.direct.selected.types, 'host -> host', `${side}: ${describePath(x)}`);
+          }
+        }
+      });
+    }
+  }
+
+  it('two clients behind one NAT that does not hairpin go direct over their host addresses', async () => {
+    const [pa, pb] = await pair();
+    const r = await withLab({ kind: 'same-nat', mode: 'port-restricted' }, async (lab) => labCall(lab, { relay: await labRelay(lab), a: pa, b: pb, durationS: 3 }));
+    assertConnected(r, 'same-nat');
+    for (const x of [r.caller, r.callee]) {
+      assert.equal(x.path.final, 'direct', describePath(x));
+      assert.equal(x.path.direct?.selected?.types, 'host -> host', describePath(x));
+      assert.match(x.path.direct.selected.remoteAddress, /^10\.77\.1\.\d+:\d+$/);
+    }
+  });
+
+  it('an IPv6 pair goes direct over IPv6, past two symmetric IPv4 NATs', async () => {
+    const [pa, pb] = await pair();
+    const relayAddress = `[${P2P_NET.relay6}]:4433`;
+    const r = await withLab({ kind: 'two-nat', a: 'symmetric-random', b: 'symmetric-random', ipv6: true }, async (lab) =>
+      labCall(lab, { relay: await labRelay(lab, relayAddress), relayAddress, a: pa, b: pb, durationS: 3 }),
+    );
+    assertConnected(r, 'ipv6');
+    for (const x of [r.caller, r.callee]) {
+      assert.equal(x.path.final, 'direct', describePath(x));
+      assert.match(x.path.direct?.selected?.remoteAddress ?? '', /^\[2001:db8:[ab]:/, describePath(x));
+    }
+  });
+
+  it('a direct path cut mid-call falls back to the relay within ~1 s, and goes direct again when the cut is lifted', async () => {
+    const [pa, pb] = await pair();
+    const moments: { cutAt?: number; restoredAt?: number } = {};
+    const r = await withLab({ kind: 'two-nat', a: 'full-cone', b: 'port-restricted' }, async (lab) =>
+      labCall(lab, {
+        relay: await labRelay(lab),
+        a: pa,
+        b: pb,
+        durationS: 8,
+        during: async ({ answered }) => {
+          await answered;
+          await new Promise((resolve) => setTimeout(resolve, 2500));
+          await lab.cutDirect();
+          moments.cutAt = Date.now();
+          await new Promise((resolve) => setTimeout(resolve, 2500));
+          await lab.restoreDirect();
+          moments.restoredAt = Date.now();
+        },
+      }),
+    );
+    assertConnected(r, 'cut');
+    assert.ok(moments.cutAt && moments.restoredAt);
+    for (const [side, x] of [['caller', r.caller], ['callee', r.callee]] as const) {
+      const answered = Date.parse(x.path.answeredAt);
+      const cut = moments.cutAt - answered;
+      const restored = moments.restoredAt - answered;
+      const switches = x.path.timeline.filter((t) => t.event === 'switch');
+      const firstDirect = switches.find((t) => t.path === 'direct');
+      assert.ok(firstDirect && firstDirect.atMs < cut, `${side}: direct before the cut: ${describePath(x)}`);
+      const fallback = switches.find((t) => t.path === 'relay' && t.atMs > cut - 100);
+      assert.ok(fallback, `${side}: back to the relay after the cut at ${cut} ms: ${describePath(x)}`);
+      // ~1 s: the checks' staleAfterMs (1000) plus a keepalive interval and scheduling.
+      assert.ok(fallback.atMs - cut < 1600, `${side}: fell back ${fallback.atMs - cut} ms after the cut`);
+      assert.match(fallback.reason, /no answer on the direct path/);
+      const again = switches.find((t) => t.path === 'direct' && t.atMs > restored - 100);
+      assert.ok(again, `${side}: direct again after the restore at ${restored} ms: ${describePath(x)}`);
+      assert.equal(x.path.final, 'direct');
+      assert.ok(x.path.fallbacks >= 1);
+      // The audio went on through the relay: what was lost is about the second before the fallback.
+      const p = x.participants[0];
+      assert.ok(p.concealedFrames < 100, `${side}: ${p.concealedFrames} frames concealed in an 8 s call with a 2.5 s cut`);
+    }
+  });
+
+  it('--relay-only on the callee: no address of its leaves the machine and the call stays relayed', async () => {
+    const [pa, pb] = await pair();
+    const r = await withLab({ kind: 'two-nat', a: 'full-cone', b: 'full-cone' }, async (lab) =>
+      labCall(lab, { relay: await labRelay(lab), a: pa, b: pb, durationS: 3, listenerArgs: ['--relay-only'] }),
+    );
+    assertConnected(r, 'relay-only');
+    // What the caller received of the callee: no candidate, not even the relay's observation.
+    assert.deepEqual(r.caller.direct.peerCandidates, []);
+    assert.equal(r.caller.direct.relayCandidate, undefined);
+    assert.equal(r.callee.direct.candidates.length, 0);
+    assert.equal(r.caller.path.attempted, false);
+    assert.equal(r.caller.path.notAttempted, 'peer-relay-only');
+    assert.equal(r.callee.path.notAttempted, 'relay-only');
+    for (const x of [r.caller, r.callee]) assert.equal(x.path.final, 'relay');
+  });
+});
