@@ -64,3 +64,16 @@ export function audioFromFlags(f: AudioFlags): {
       : ({ kind: 'tone', hz: f.tone ?? 440 } as const);
   return { source, speaker: (f.playback ?? f.mic) ? { device: f['output-device'] } : undefined };
 }
+
+/**
+ * The direct path's port mapping for 1:1 calls (`wzp call --to`, `wzp listen`): on by default,
+ * as in netcheck; `--no-port-mapping` keeps the gateway out of it, `--gateway` names it.
+ */
+export const portMappingFlags = {
+  'port-mapping': Flags.boolean({
+    summary: 'For a 1:1 call, ask the gateway (PCP, NAT-PMP, UPnP) to map the call\'s port while the call lasts, as one more way in for the direct path; the mapping is deleted at hang-up.',
+    default: true,
+    allowNo: true,
+  }),
+  gateway: Flags.string({ summary: "The gateway's IPv4 address for the port mapping (default: the default route's)." }),
+};

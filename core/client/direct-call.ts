@@ -312,6 +312,8 @@ export interface DirectPathOptions {
   localCandidates: readonly P2pCandidate[];
   /** For watching the interfaces: host gathering's options (port: the socket's). */
   hostOptions?: DirectLinkOptions['hostOptions'];
+  /** Candidates still being gathered (a port mapping): sent to the peer as an update when they come. */
+  laterCandidates?: Promise<readonly P2pCandidate[]>;
   primeTtl?: number;
   allowLoopback?: boolean;
   checks?: DirectLinkOptions['checks'];
@@ -399,7 +401,8 @@ export async function runDirectMedia(
       localCandidates: d.localCandidates,
       peerCandidates: call.peerCandidates,
       ...(call.relayCandidate ? { relayCandidate: call.relayCandidate } : {}),
-      ...(d.hostOptions ? { hostOptions: d.hostOptions, keepCandidates: d.localCandidates, sendCandidates: (c) => void call.sendCandidates(c.map(toWireCandidate)) } : {}),
+      sendCandidates: (c) => void call.sendCandidates(c.map(toWireCandidate)),
+      ...(d.hostOptions ? { hostOptions: d.hostOptions, keepCandidates: d.localCandidates } : {}),
       ...(d.primeTtl === undefined ? {} : { primeTtl: d.primeTtl }),
       ...(d.allowLoopback ? { allowLoopback: true } : {}),
       ...(d.checks ? { checks: d.checks } : {}),
@@ -407,6 +410,10 @@ export async function runDirectMedia(
       onEvent: (e) => tracker.linkEvent(e),
     });
     call.onCandidateUpdate((c) => link?.addRemoteCandidates(c));
+    void d.laterCandidates?.then(
+      (c) => link?.addLocalCandidates(c),
+      () => undefined,
+    );
     const wrapped = new DirectCallSession(opts.session, link);
     tracker.watch(wrapped.mediaTransport);
     session = wrapped;

@@ -91,11 +91,14 @@ export interface DirectLinkOptions {
   peerCandidates: readonly unknown[];
   relayCandidate?: unknown;
   /**
-   * Send the peer our candidates again after a local address change. Without it, address
-   * changes are not watched (e.g. --relay-only, where no host candidate was ever sent).
+   * Send the peer our candidates again (a candidate update): after a local address change,
+   * or a candidate gathered late (a port mapping).
    */
   sendCandidates?(candidates: Candidate[]): void;
-  /** For re-gathering host candidates after an address change (the same as the first gathering's). */
+  /**
+   * For re-gathering host candidates after an address change (the same as the first
+   * gathering's). Without it (or sendCandidates) address changes are not watched.
+   */
   hostOptions?: Omit<HostCandidateOptions, 'port' | 'families'> & { port: number };
   /** The relay's observations of us, kept in a re-gathered list. */
   keepCandidates?: readonly Candidate[];
@@ -118,7 +121,7 @@ export type DirectLinkEvent =
   | { type: 'direct:down'; reason: 'stale' | 'restart' | 'address-change'; silentMs?: number }
   /** Every pair failed this round: the call stays on the relay. */
   | { type: 'direct:failed'; reason: string }
-  | { type: 'direct:candidates-sent'; count: number; reason: 'address-change' };
+  | { type: 'direct:candidates-sent'; count: number; reason: 'address-change' | 'late-candidate' };
 
 /** A pair as status lines and reports show it. */
 export interface PairSummary {
@@ -242,6 +245,27 @@ export class DirectLink {
   /** Our source id in the call's room: direct media carries it. */
   setSourceId(sourceId: number): void {
     this.transport.setSourceId(sourceId);
+  }
+
+  /**
+   * Candidates of ours found after the offer or answer (a port mapping made for the call):
+   * kept in the report and sent to the peer as a candidate update. Returns how many were new.
+   */
+  addLocalCandidates(list: readonly Candidate[]): number {
+    if (this.#closed) return 0;
+    // A new endpoint, or a known one as a better type (a mapping of the port the relay saw:
+    // the same address, but open to anyone, so announced as mapped).
+    const byKey = new Map(this.#local.map((c) => [endpointKey(c), c]));
+    const fresh = list.filter((c) => (byKey.get(endpointKey(c))?.priority ?? -1) < c.priority);
+    if (fresh.length === 0) return 0;
+    for (const c of fresh) byKey.set(endpointKey(c), c);
+    this.#local = [...byKey.values()].sort((a, b) => b.priority - a.priority).slice(0, 16);
+    if (this.#o.sendCandidates) {
+      this.#updatesSent++;
+      this.#o.sendCandidates(this.#local);
+      this.#emit({ type: 'direct:candidates-sent', count: this.#local.length, reason: 'late-candidate' });
+    }
+    return fresh.length;
   }
 
   /** The peer's candidates (an update); returns how many were new. */
@@ -380,7 +404,7 @@ export class DirectLink {
     const key = hostKeyOf(fresh);
     if (key === this.#hostKey) return;
     this.#hostKey = key;
-    const keep = (this.#o.keepCandidates ?? []).filter((c) => c.type !== 'host');
+    const keep = [...(this.#o.keepCandidates ?? []), ...this.#local].filter((c) => c.type !== 'host');
     const seen = new Set<string>();
     this.#local = [...fresh, ...keep].filter((c) => {
       const k = endpointKey(c);

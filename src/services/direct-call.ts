@@ -18,7 +18,8 @@ import {
   type DirectPathOptions,
   type EstablishedCall,
 } from '../../core/client/direct-call.js';
-import { candidatePriority, gatherCandidates, parseEndpoint, type Candidate as P2pCandidate } from '../../core/p2p/candidates.js';
+import { candidatePriority, createMappedCandidate, gatherCandidates, parseEndpoint, type Candidate as P2pCandidate } from '../../core/p2p/candidates.js';
+import { PortMapper } from '../../core/nat/portmap.js';
 import { DEFAULT_PRIME_TTL, primeTowards, socketFamilies, toWireCandidate, type SocketType } from '../../core/p2p/direct-link.js';
 import { PresenceClient, type PresenceDropReason, type PresenceEvent } from '../../core/client/presence.js';
 import type { RelaySession } from '../../core/client/relay-session.js';
@@ -36,6 +37,7 @@ import { openSpeaker } from './audio-devices.js';
 import { openSource, type CallRequest } from './call.js';
 import { checkOutputFile, writeFileAtomic } from './output-files.js';
 import { identityFile, knownMembersFile } from './paths.js';
+import { checkGatewayFlag } from './portmap.js';
 import { connectToRelay } from './relay-connect.js';
 import type { ReportMeta } from './report-meta.js';
 
@@ -63,6 +65,14 @@ export interface DirectMediaRequest {
   noiseSuppression?: boolean;
   /** Send no candidates, ask the relay not to pass on our address (docs/direct-calls.md). */
   relayOnly: boolean;
+  /**
+   * Ask the gateway (PCP, NAT-PMP, UPnP) for a port mapping for the call: a `mapped`
+   * candidate, sent when it is made, deleted at hang-up (default true; never with relayOnly
+   * or a loopback relay).
+   */
+  portMapping?: boolean;
+  /** The gateway to ask (default: the default route's). */
+  gateway?: string;
   registries: Registries;
   signal: AbortSignal;
   onEvent?(e: CallEvent): void;
@@ -94,6 +104,8 @@ export interface DirectCallInfo {
   peerCandidates: Candidate[];
   /** What the relay said it observed of the peer (unsigned: a hint). */
   relayCandidate?: Candidate;
+  /** The port mapping made for the call (a `mapped` candidate sent as an update), and its deletion at hang-up. */
+  portMapping: PortMappingInfo;
   /** Offer sent (or received) to answer, ms. */
   answerMs: number;
   /** Call signals dropped (unsigned, mis-bound, replayed, stale, for no call of ours). */
@@ -143,6 +155,7 @@ async function registerOn(req: DirectMediaRequest, opts: { receiveCalls: boolean
 
 function checkOutputs(req: DirectMediaRequest & { reportPath?: string }): void {
   parseDialTarget(req.relay);
+  checkGatewayFlag(req.gateway);
   if (req.reportPath) checkOutputFile(req.reportPath, 'the call report');
   if (req.record) checkOutputFile(req.record, 'the recording');
 }
@@ -153,10 +166,11 @@ export async function directCall(req: DirectCallRequest): Promise<DirectCallResu
   // A caller proves its identity without taking its incoming calls: a `wzp listen` of the
   // same identity on this relay keeps them.
   const reg = await registerOn(req, { receiveCalls: false, onPresence: (e) => presenceProgress(e, req) });
+  let gathered: GatheredForCall | undefined;
   try {
     if (req.to === reg.identity.fingerprint) throw new UsageError('--to is your own fingerprint: a call needs someone else');
     const peerKnown = reg.members.lookup(req.to) !== undefined;
-    const gathered = await gatherForCall(reg.session, req);
+    gathered = await gatherForCall(reg.session, req);
     const offeredAt = performance.now();
     const call = await placeCall(reg.presence, {
       to: req.to,
@@ -172,6 +186,8 @@ export async function directCall(req: DirectCallRequest): Promise<DirectCallResu
     if (req.reportPath) await writeFileAtomic(req.reportPath, `${JSON.stringify(result, null, 2)}\n`, 'the call report');
     return result;
   } finally {
+    // The call's port mapping is deleted whatever happened (declined, Ctrl-C, an error).
+    await gathered?.releaseMapping();
     await reg.members.save().catch(() => undefined);
     await reg.session.close().catch(() => undefined);
   }
@@ -226,6 +242,7 @@ async function runMedia(
       relayOnly: req.relayOnly,
       peerRelayOnly: call.peerRelayOnly,
       candidates: info.gathered.wire,
+      portMapping: await info.gathered.releaseMapping(),
       peerCandidates: call.peerCandidates,
       ...(call.relayCandidate ? { relayCandidate: call.relayCandidate } : {}),
       answerMs: info.answerMs,
@@ -301,6 +318,60 @@ interface GatheredForCall {
   wire: Candidate[];
   /** Absent with --relay-only: no direct path is tried. */
   direct?: DirectPathOptions;
+  /**
+   * Stop making or renewing the call's port mapping and delete it (idempotent; never throws;
+   * bounded by the gateway's timeouts). Says what became of it.
+   */
+  releaseMapping(): Promise<PortMappingInfo>;
+}
+
+export type PortMappingInfo =
+  | { status: 'off'; reason: 'relay-only' | 'loopback-relay' | 'disabled' }
+  /** No protocol answered in time (or the gateway gave an unusable address). */
+  | { status: 'failed'; error: string }
+  | { status: 'mapped'; protocol: string; external: string; lifetimeS: number; deleted: boolean; deleteError?: string };
+
+/** How long a port mapping for a call may take before the call goes on without one. */
+const PORT_MAPPING_WAIT_MS = 6_000;
+
+/**
+ * Start asking the gateway for a mapping of the call's socket port (in the background: the
+ * offer or answer does not wait; the candidate goes to the peer as an update when made).
+ */
+function startPortMapping(port: number, req: DirectMediaRequest): { candidates: Promise<readonly P2pCandidate[]>; release(): Promise<PortMappingInfo> } {
+  const stop = new AbortController();
+  const timer = setTimeout(() => stop.abort(), PORT_MAPPING_WAIT_MS);
+  timer.unref?.();
+  const onAbort = () => stop.abort();
+  req.signal.addEventListener('abort', onAbort, { once: true });
+  const made = createMappedCandidate(new PortMapper(req.gateway ? { gateway: req.gateway } : {}), { port, signal: stop.signal, description: 'wzp call' }).then(
+    (handle) => ({ handle }),
+    (error: unknown) => ({ error: errorMessage(error) }),
+  );
+  void made.finally(() => {
+    clearTimeout(timer);
+    req.signal.removeEventListener('abort', onAbort);
+  });
+  let released: Promise<PortMappingInfo> | undefined;
+  return {
+    candidates: made.then((m) => ('handle' in m ? [m.handle.candidate] : [])),
+    release: () =>
+      (released ??= (async (): Promise<PortMappingInfo> => {
+        stop.abort();
+        const m = await made;
+        if ('error' in m) return { status: 'failed', error: m.error };
+        const { mapping } = m.handle;
+        const outcome = await m.handle.release();
+        return {
+          status: 'mapped',
+          protocol: mapping.protocol,
+          external: `${mapping.externalAddress}:${mapping.externalPort}`,
+          lifetimeS: mapping.lifetimeS,
+          deleted: outcome.deleted,
+          ...(outcome.deleted ? {} : { deleteError: outcome.error }),
+        };
+      })()),
+  };
 }
 
 /** How long asking the relay for our reflexive address may hold up an offer or answer. */
@@ -313,7 +384,8 @@ const REFLECT_TIMEOUT_MS = 1000;
  * candidate is then the loopback address, and nothing is sent anywhere else.
  */
 async function gatherForCall(session: RelaySession, req: DirectMediaRequest): Promise<GatheredForCall> {
-  if (req.relayOnly) return { wire: [] };
+  const off = (reason: 'relay-only' | 'loopback-relay' | 'disabled') => () => Promise.resolve<PortMappingInfo>({ status: 'off', reason });
+  if (req.relayOnly) return { wire: [], releaseMapping: off('relay-only') };
   const socketType = session.socket.type as SocketType;
   const port = session.localAddress.port;
   const families = socketFamilies(socketType);
@@ -322,8 +394,13 @@ async function gatherForCall(session: RelaySession, req: DirectMediaRequest): Pr
     const address = relayHost.includes(':') ? '::1' : '127.0.0.1';
     const family = address === '::1' ? 'IPv6' : 'IPv4';
     const local: P2pCandidate[] = [{ type: 'host', address, port, family, priority: candidatePriority('host', family) }];
-    return { wire: local.map(toWireCandidate), direct: { demux: session.demux, socketType, localCandidates: local, allowLoopback: true, primeTtl: DEFAULT_PRIME_TTL } };
+    return {
+      wire: local.map(toWireCandidate),
+      direct: { demux: session.demux, socketType, localCandidates: local, allowLoopback: true, primeTtl: DEFAULT_PRIME_TTL },
+      releaseMapping: off('loopback-relay'),
+    };
   }
+  const mapping = req.portMapping === false || !families.includes('IPv4') ? undefined : startPortMapping(port, req);
   const observed = await session
     .reflect({ timeoutMs: REFLECT_TIMEOUT_MS, signal: req.signal })
     .then((text) => parseEndpoint(text))
@@ -332,7 +409,15 @@ async function gatherForCall(session: RelaySession, req: DirectMediaRequest): Pr
   const local = candidates.slice(0, MAX_CANDIDATES);
   return {
     wire: local.map(toWireCandidate),
-    direct: { demux: session.demux, socketType, localCandidates: local, hostOptions: { port }, primeTtl: DEFAULT_PRIME_TTL },
+    direct: {
+      demux: session.demux,
+      socketType,
+      localCandidates: local,
+      hostOptions: { port },
+      primeTtl: DEFAULT_PRIME_TTL,
+      ...(mapping ? { laterCandidates: mapping.candidates } : {}),
+    },
+    releaseMapping: mapping ? mapping.release : off('disabled'),
   };
 }
 
@@ -509,6 +594,21 @@ async function handleOffer(
     return { entry: { ...base, outcome: 'declined' } };
   }
   const gathered = await gatherForCall(reg.session, req);
+  try {
+    return await answerAndRun(req, reg, incoming, gathered, { base, pin, receivedAt, caller });
+  } finally {
+    await gathered.releaseMapping();
+  }
+}
+
+async function answerAndRun(
+  req: ListenRequest,
+  reg: Registered,
+  incoming: IncomingCall,
+  gathered: GatheredForCall,
+  o: { base: { callId: string; caller: string; at: string }; pin: ReturnType<KnownMembers['lookup']>; receivedAt: number; caller: string },
+): Promise<{ entry: ListenCallEntry; result?: DirectCallResult }> {
+  const { base, pin, receivedAt, caller } = o;
   const offer = incoming.offer;
   const call = await incoming.accept({
     relayOnly: req.relayOnly,
