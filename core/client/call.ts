@@ -254,11 +254,9 @@ class Call {
       send: (payload, to) => this.supervisor.session.roomSignal(payload, to, { timeoutMs: ROOM_SIGNAL_TIMEOUT_MS }),
       emit: (e) => this.emit(e),
       hooks: {
-        admitted: (m) => {
-          this.playout.add(m);
-          // The newcomer has no header context for our stream yet.
-          this.sender?.resync();
-        },
+        // A newcomer has no header context for our stream yet: the sender sets one up again
+        // with the key rotation that admits it (keyEpoch below), the first packets it can open.
+        admitted: (m) => this.playout.add(m),
         retired: (m) => this.playout.end(m),
         keyArrived: (m) => this.playout.keyArrived(m),
         heard: (m) => this.playout.heard(m),
@@ -314,6 +312,7 @@ class Call {
     if (!this.opts.receiveOnly) {
       this.sender = new MediaSender(this.settingsFor(this.tier), {
         seal: (h, p) => this.membership.encryptor().seal(h, p),
+        keyEpoch: () => this.membership.encryptor().epoch,
         vad: this.opts.vad,
         noiseSuppressor: this.opts.noiseSuppressor,
       });

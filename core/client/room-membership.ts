@@ -33,11 +33,14 @@ import type { MemberAnnouncementEntry, RoomParticipant } from '../wire/signal.js
 import { systemClock, type Clock } from './clock.js';
 
 /**
- * Our sender key rotates at most once per this interval. The first membership change after a
+ * Our sender key rotates for members at most once per this interval. The first membership change after a
  * quiet interval rotates at once (a newcomer's first audio waits for nothing more); changes
- * within the interval are taken together at its end. So this is also the bound on how long a
+ * within the interval are taken together at its end. Only keys wrapped for members count: the
+ * first member to join us in a room we were alone in gets its key at once (in a 1:1 call the
+ * caller joins just after the callee). So this is also the bound on how long a
  * member that left can still read what we send (docs/e2e-encryption.md), and a member joining
- * and leaving 50 times a second costs 4 rotations a second instead of 100.
+ * and leaving 50 times a second costs 4 rotations a second instead of 100 (8 if it is our only
+ * company: every other one is a key for nobody, which costs no messages).
  */
 export const ROTATION_INTERVAL_MS = 250;
 /** Members who left kept in the report; the rest are counted (participantsNotListed). */
@@ -594,9 +597,11 @@ export class RoomMembership {
   /** A new sender key wrapped for every current member, if the keyring needs one. */
   async #distributeKeys(): Promise<void> {
     if (!this.#keyring.needsRotation) return;
-    this.#lastRotationAt = this.#clock.now();
     this.#keyRotations++;
     const messages = this.#keyring.rotate();
+    // A key wrapped for nobody (our first, alone in the room, or after the last member left)
+    // costs no one anything: the next newcomer gets its key at once, not at the interval's end.
+    if (messages.length > 0) this.#lastRotationAt = this.#clock.now();
     const sends: Promise<void>[] = [];
     for (const m of messages) {
       const target = [...this.#current.values()].find((r) => r.session === m.toSession);

@@ -91,6 +91,12 @@ export interface SenderOptions {
   miniHeaders?: boolean;
   /** Encrypt each payload with the header bytes as associated data. */
   seal?: (header: Uint8Array, payload: Uint8Array) => Uint8Array;
+  /**
+   * The epoch of the key `seal` uses now. A new key starts a new mini-header context (full
+   * headers first): a receiver that was given only the new key (a member who just joined)
+   * could not open the packets that set up the old context.
+   */
+  keyEpoch?: () => number | undefined;
   /** Detect silence and send comfort-noise descriptions instead of codec frames. */
   vad?: boolean;
   /** Clean each frame before encoding (e.g. core/media/noise-suppression.ts). */
@@ -128,6 +134,9 @@ export class MediaSender {
   private pendingReport: QualityReport | undefined;
 
   private readonly seal: ((header: Uint8Array, payload: Uint8Array) => Uint8Array) | undefined;
+  private readonly keyEpoch: (() => number | undefined) | undefined;
+  /** The key epoch the mini-header context was set up under. */
+  private contextEpoch: number | undefined;
 
   /**
    * `seal` encrypts each payload end to end with the header bytes as associated data (calls
@@ -136,6 +145,7 @@ export class MediaSender {
   constructor(settings: StreamSettings, opts: SenderOptions = {}) {
     this.mini = opts.miniHeaders === false ? undefined : new MiniHeaderEncoder();
     this.seal = opts.seal;
+    this.keyEpoch = opts.keyEpoch;
     this.vad = opts.vad ? new VoiceActivityDetector() : undefined;
     this.noiseSuppressor = opts.noiseSuppressor;
     this.configure(settings);
@@ -305,6 +315,13 @@ export class MediaSender {
   private packetize(header: MediaHeader, payload: Uint8Array): Uint8Array {
     // Repair packets (with their layout extension) always travel with a full header, outside
     // the mini-header context; source packets use mini headers in steady state.
+    if (this.mini && this.keyEpoch) {
+      const epoch = this.keyEpoch();
+      if (epoch !== this.contextEpoch) {
+        this.contextEpoch = epoch;
+        this.mini.reset();
+      }
+    }
     const headerBytes = this.mini && !header.fec.repair ? this.mini.encodeHeader(header) : encodeMediaHeader(header);
     const body = this.seal ? this.seal(headerBytes, payload) : payload;
     const packet = new Uint8Array(headerBytes.byteLength + body.byteLength);

@@ -201,39 +201,47 @@ describe('room membership (no network)', () => {
     const { m, clock, sent } = setup();
     m.joined({ sourceId: 1, participants: [] });
     await settle();
-    // Our first key of the session (for nobody yet).
+    // Our first key of the session (for nobody yet)...
     assert.equal(m.keyRotations, 1);
     const peers = Array.from({ length: 6 }, (_, i) => peer(`p${i}`));
-    // Within the interval since: the newcomer waits for its end.
+    // ...does not hold back the first member to join us, however soon it comes (in a 1:1 call
+    // the caller joins a few ms after the callee).
+    clock.advance(10);
+    m.onPush(joinNotice(8, peer('first')));
+    await settle();
+    assert.equal(m.keyRotations, 2);
+    assert.ok(!m.rotationPending);
+    assert.equal(keysTo(sent, 8), 1);
+    // Within the interval since that key: the next newcomer waits for its end.
     m.onPush(joinNotice(9, peer('early')));
     await settle();
-    assert.equal(m.keyRotations, 1);
+    assert.equal(m.keyRotations, 2);
     assert.ok(m.rotationPending);
     clock.advance(ROTATION_INTERVAL_MS);
     await settle();
-    assert.equal(m.keyRotations, 2);
+    assert.equal(m.keyRotations, 3);
     assert.equal(keysTo(sent, 9), 1);
     // The first newcomer after a quiet interval: a rotation at once.
     clock.advance(ROTATION_INTERVAL_MS);
     m.onPush(joinNotice(10, peers[0]));
     await settle();
-    assert.equal(m.keyRotations, 3);
+    assert.equal(m.keyRotations, 4);
     assert.equal(keysTo(sent, 10), 1);
     // Five more within the interval, and one of them leaves again: nothing yet...
     clock.advance(10);
     for (let i = 1; i < 6; i++) m.onPush(joinNotice(10 + i, peers[i]));
     m.onPush({ type: 'room-update', room: roomId, participants: [], left: 13 });
     await settle();
-    assert.equal(m.keyRotations, 3);
+    assert.equal(m.keyRotations, 4);
     assert.ok(m.rotationPending);
-    assert.equal(m.members.size, 6);
+    assert.equal(m.members.size, 7);
     // ...then one rotation for all of it, when the interval ends, with a key for each current member.
     clock.advance(ROTATION_INTERVAL_MS - 11);
     await settle();
-    assert.equal(m.keyRotations, 3, 'not before the interval is over');
+    assert.equal(m.keyRotations, 4, 'not before the interval is over');
     clock.advance(1);
     await settle();
-    assert.equal(m.keyRotations, 4);
+    assert.equal(m.keyRotations, 5);
     assert.ok(!m.rotationPending);
     for (const id of [10, 11, 12, 14, 15]) assert.equal(keysTo(sent, id), id === 10 ? 2 : 1, `keys to ${id}`);
     assert.equal(keysTo(sent, 13), 0, 'the member that left within the interval never gets a key');
@@ -241,13 +249,13 @@ describe('room membership (no network)', () => {
     clock.advance(ROTATION_INTERVAL_MS);
     m.onPush({ type: 'room-update', room: roomId, participants: [], left: 15 });
     await settle();
-    assert.equal(m.keyRotations, 5);
+    assert.equal(m.keyRotations, 6);
     // After stop() nothing rotates any more.
     m.onPush({ type: 'room-update', room: roomId, participants: [], left: 14 });
     m.stop();
     clock.advance(ROTATION_INTERVAL_MS * 4);
     await settle();
-    assert.equal(m.keyRotations, 5);
+    assert.equal(m.keyRotations, 6);
     assert.equal(clock.pending, 0);
   });
 

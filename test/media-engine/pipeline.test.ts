@@ -245,6 +245,31 @@ describe('media pipeline', () => {
     assert.equal(receiver.stats.rejected, 2);
   });
 
+  test('a new key starts a new header context: a member given only the key that admitted it reads from its first packet', () => {
+    const context = { roomId: 'r'.repeat(32), senderFingerprint: 'sender' };
+    const encryptor = new MediaEncryptor(context);
+    encryptor.rotate(); // the key from before the newcomer, which it is never given
+    const sender = new MediaSender({ ...settings, r: 0, k: 1, depth: 1 }, { seal: (h, p) => encryptor.seal(h, p), keyEpoch: () => encryptor.epoch });
+    const decryptor = new MediaDecryptor(context);
+    const receiver = new MediaReceiver({
+      open: (h, sealed) => decryptor.open(h, sealed),
+      isKeyPending: (err) => err instanceof DecryptError && err.reason === 'unknown-epoch',
+      codecById: (id) => (id === pcm16Codec.codecId ? pcm16Codec : undefined),
+      fecById: (id) => (id === rsFecScheme.schemeId ? rsFecScheme : undefined),
+    });
+    for (let i = 0; i < 8; i++) sender.sendFrame(toneFrame(i)); // before it joined
+    // Admitted, while the rotation for it waits for the pace: what comes under the old key
+    // (full headers and then mini ones) reaches it but never opens.
+    for (let i = 8; i < 14; i++) for (const p of sender.sendFrame(toneFrame(i))) receiver.receive(p, i * 20);
+    assert.equal(receiver.stats.held, 6);
+    decryptor.install(encryptor.rotate());
+    const underNewKey = Array.from({ length: 10 }, (_, i) => sender.sendFrame(toneFrame(14 + i))[0]);
+    assert.equal(datagramKind(underNewKey[0]), 'full', 'the first packet under the new key carries a full header');
+    underNewKey.forEach((p, i) => receiver.receive(p, (14 + i) * 20));
+    assert.equal(receiver.stats.malformed, 0, 'every mini header under the new key expands');
+    assert.equal(receiver.stats.framesReceived, 10);
+  });
+
   test('forged full headers are rejected without displacing the mini-header contexts', () => {
     const context = { roomId: 'r'.repeat(32), senderFingerprint: 'sender' };
     const encryptor = new MediaEncryptor(context);
