@@ -387,7 +387,7 @@ describe('DirectLink over real UDP sockets on 127.0.0.1', () => {
       await startAndWaitUp(pair);
       await sleep(400);
       assert.equal(caller.link.transport.state, 'open');
-      const silentFrom = performance.now();
+      assert.ok(!caller.events.some((e) => e.type === 'direct:down'), 'up and answering before the silence');
       callee.deaf = true;
       // The checker's staleAfterMs is 1000: the caller falls back within 2.5 s of the silence.
       await until(() => caller.events.some((e) => e.type === 'direct:down'), 2_500, 'the caller goes down', () => caller.events);
@@ -395,7 +395,6 @@ describe('DirectLink over real UDP sockets on 127.0.0.1', () => {
       assert.ok(down?.type === 'direct:down');
       assert.equal(down.reason, 'stale');
       assert.ok((down.silentMs ?? 0) >= 1_000, `silentMs ${down.silentMs}`);
-      assert.ok(performance.now() - silentFrom >= 700, 'not before the silence could be stale');
       assert.notEqual(caller.link.transport.state, 'open');
       assert.equal(caller.link.transport.state, 'connecting');
       assert.equal(caller.link.up, false);
