@@ -381,9 +381,11 @@ export async function runDirectMedia(
     direct?: DirectPathOptions;
     /** We asked for --relay-only (no direct path either way). */
     relayOnly?: boolean;
+    /** When the answer was received (caller) or sent (callee), performance.now(): the path timeline's 0 (default: now). */
+    answeredAt?: number;
   },
 ): Promise<DirectMediaResult> {
-  const answeredAt = performance.now();
+  const answeredAt = opts.answeredAt ?? performance.now();
   const admitWithinMs = opts.admitWithinMs ?? DEFAULT_ADMIT_WITHIN_MS;
   const notAttempted = opts.relayOnly ? 'relay-only' : call.peerRelayOnly ? 'peer-relay-only' : opts.direct === undefined ? 'no-socket' : undefined;
   const tracker = new PathTracker(answeredAt);
@@ -570,9 +572,10 @@ class PathTracker {
   /** Concealed-frame counts of the last SWITCH_GAP_BEFORE_MS (time, count), newest last. */
   readonly #recentConcealed: [number, number][] = [];
   readonly #gapTimers = new Set<NodeJS.Timeout>();
-  readonly #answeredAtIso = new Date().toISOString();
+  readonly #answeredAtIso: string;
 
   constructor(private readonly answeredAt: number) {
+    this.#answeredAtIso = new Date(Date.now() - (performance.now() - answeredAt)).toISOString();
     this.#since = answeredAt;
     this.#add({ atMs: 0, event: 'answered', path: 'relay', reason: 'media through the relay at once' });
   }

@@ -180,9 +180,10 @@ export async function directCall(req: DirectCallRequest): Promise<DirectCallResu
       signal: req.signal,
       onRinging: () => req.onProgress?.(`ringing ${req.to}...`),
     });
-    const answerMs = Math.round(performance.now() - offeredAt);
+    const answeredAt = performance.now();
+    const answerMs = Math.round(answeredAt - offeredAt);
     req.onProgress?.(`${req.to} answered after ${(answerMs / 1000).toFixed(1)} s; media through the relay`);
-    const result = await runMedia(req, reg, call, { answerMs, peerKnown, gathered });
+    const result = await runMedia(req, reg, call, { answerMs, answeredAt, peerKnown, gathered });
     if (req.reportPath) await writeFileAtomic(req.reportPath, `${JSON.stringify(result, null, 2)}\n`, 'the call report');
     return result;
   } finally {
@@ -198,7 +199,7 @@ async function runMedia(
   req: DirectMediaRequest,
   reg: Registered,
   call: EstablishedCall,
-  info: { answerMs: number; peerKnown: boolean; gathered: GatheredForCall },
+  info: { answerMs: number; answeredAt: number; peerKnown: boolean; gathered: GatheredForCall },
 ): Promise<DirectCallResult> {
   const media = await openMedia(req);
   let outcome: DirectMediaResult;
@@ -222,6 +223,7 @@ async function runMedia(
       endWithSource: req.source.kind === 'file',
       signal: req.signal,
       relayOnly: req.relayOnly,
+      answeredAt: info.answeredAt,
       ...(info.gathered.direct ? { direct: info.gathered.direct } : {}),
       // The room's derived name is half of what admits to it: it is not shown.
       onEvent: (e) => req.onEvent?.(directCallEvent(e, call.peer, info.peerKnown)),
@@ -610,11 +612,13 @@ async function answerAndRun(
 ): Promise<{ entry: ListenCallEntry; result?: DirectCallResult }> {
   const { base, pin, receivedAt, caller } = o;
   const offer = incoming.offer;
+  let answeredAt = performance.now();
   const call = await incoming.accept({
     relayOnly: req.relayOnly,
     candidates: gathered.wire,
     // Our NAT is primed toward the caller before it can check us (primeTowards).
     beforeAnswer: ({ callId, keys }) => {
+      answeredAt = performance.now();
       const d = gathered.direct;
       if (!d || offer.relayOnly === true || d.primeTtl === undefined) return;
       primeTowards({ demux: d.demux, socketType: d.socketType, checkKey: keys.checkKey, callId, candidates: [...offer.candidates, ...(offer.relayCandidate ? [offer.relayCandidate] : [])], ttl: d.primeTtl });
@@ -622,7 +626,7 @@ async function answerAndRun(
   });
   const answerMs = Math.round(performance.now() - receivedAt);
   req.onAnswered?.({ caller, callId: call.callId });
-  const result = await runMedia(req, reg, call, { answerMs, peerKnown: pin !== undefined, gathered });
+  const result = await runMedia(req, reg, call, { answerMs, answeredAt, peerKnown: pin !== undefined, gathered });
   req.onProgress?.(`call with ${caller} ended (${result.endedBy}) after ${(result.durationMs / 1000).toFixed(1)} s`);
   return { entry: { ...base, outcome: 'answered', endedBy: result.endedBy, durationMs: result.durationMs }, result };
 }
