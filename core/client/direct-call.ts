@@ -193,7 +193,19 @@ export class IncomingCall {
    * `beforeAnswer` runs with the call's keys just before the answer is sent (the direct path
    * primes our NAT then: the caller starts checking as soon as it has the answer).
    */
-  async accept(opts: { relayOnly?: boolean; candidates?: Candidate[]; beforeAnswer?(call: { callId: string; keys: CallKeys }): void } = {}): Promise<EstablishedCall> {
+  async accept(
+    opts: {
+      relayOnly?: boolean;
+      candidates?: Candidate[];
+      beforeAnswer?(call: { callId: string; keys: CallKeys }): void;
+      /**
+       * Wait for the relay's `routed` (default true: an `offline` caller is a NetworkError). With
+       * false the call is returned as soon as the answer is sent, and a caller gone meanwhile
+       * ends it (`peerEnded`: peer-gone).
+       */
+      waitForRoute?: boolean;
+    } = {},
+  ): Promise<EstablishedCall> {
     if (this.answered) throw new Error('already answered');
     this.answered = true;
     const ephemeral = generateEphemeralKey();
@@ -216,18 +228,29 @@ export class IncomingCall {
     const hangup = onceAsync(async () => {
       await this.presence.send({ ...this.base, type: 'hangup' }, { timeoutMs: 1000 }).catch(() => undefined);
     });
-    try {
-      const routed = await this.presence.send({
-        ...this.base,
-        type: 'answer',
-        ephemeralKey: b64(ephemeral.publicKey),
-        candidates: relayOnly ? [] : (opts.candidates ?? []),
-        ...(relayOnly ? { relayOnly: true } : {}),
-      });
-      if (routed === 'offline') throw new NetworkError(`the caller ${this.offer.from} is no longer on the relay`);
-    } catch (err) {
-      this.untrack();
-      throw err;
+    const sent = this.presence.send({
+      ...this.base,
+      type: 'answer',
+      ephemeralKey: b64(ephemeral.publicKey),
+      candidates: relayOnly ? [] : (opts.candidates ?? []),
+      ...(relayOnly ? { relayOnly: true } : {}),
+    });
+    if (opts.waitForRoute === false) {
+      // The media starts now, a relay round trip sooner; a caller gone meanwhile ends the call
+      // as if its connection had closed.
+      void sent.then(
+        (routed) => {
+          if (routed === 'offline') this.ended.end('peer-gone');
+        },
+        () => this.ended.end('peer-gone'),
+      );
+    } else {
+      try {
+        if ((await sent) === 'offline') throw new NetworkError(`the caller ${this.offer.from} is no longer on the relay`);
+      } catch (err) {
+        this.untrack();
+        throw err;
+      }
     }
     const context = { callId: this.offer.callId, caller: this.offer.from, callee: this.presence.fingerprint };
     const send = (candidates: Candidate[]) =>
@@ -331,9 +354,10 @@ export interface PathTimelineEntry {
   /** For a switch to direct: the pair (`host -> srflx 192.0.2.2:4000`). */
   pair?: string;
   /**
-   * For a switch: frames concealed in what we played from SWITCH_GAP_BEFORE_MS before it to
-   * SWITCH_GAP_AFTER_MS after it (the peer moves at about the same moment): the audible gap
-   * of a switch. Absent when the call ended before the window did.
+   * For a switch: frames concealed in what we played from SWITCH_GAP_BEFORE_MS before it (but
+   * not before the first audio) to SWITCH_GAP_AFTER_MS after it (the peer moves at about the
+   * same moment): the audible gap of a switch. Absent when the call ended before the window
+   * did, or no audio had played yet (nothing to interrupt).
    */
   concealedFrames?: number;
 }
@@ -569,6 +593,7 @@ class PathTracker {
   #poll: NodeJS.Timeout | undefined;
   #stopped = false;
   #view: CallView | undefined;
+  #concealedAtFirstAudio: number | undefined;
   /** Concealed-frame counts of the last SWITCH_GAP_BEFORE_MS (time, count), newest last. */
   readonly #recentConcealed: [number, number][] = [];
   readonly #gapTimers = new Set<NodeJS.Timeout>();
@@ -605,6 +630,7 @@ class PathTracker {
   }
 
   firstAudio(): void {
+    this.#concealedAtFirstAudio = this.#view?.concealedFrames();
     this.#add({ atMs: this.#at(performance.now()), event: 'first-audio', path: this.#path, reason: `first audio played, via the ${this.#path === 'direct' ? 'direct path' : 'relay'}` });
   }
 
@@ -632,8 +658,10 @@ class PathTracker {
     };
     this.#add(entry);
     const view = this.#view;
-    if (view) {
-      const before = this.#recentConcealed[0]?.[1] ?? view.concealedFrames();
+    // Only a switch while audio plays can interrupt it; the window starts no earlier than the
+    // first audio (what the stream's start concealed is not the switch's).
+    if (view && this.#concealedAtFirstAudio !== undefined) {
+      const before = Math.max(this.#recentConcealed[0]?.[1] ?? 0, this.#concealedAtFirstAudio);
       const timer = setTimeout(() => {
         this.#gapTimers.delete(timer);
         entry.concealedFrames = view.concealedFrames() - before;

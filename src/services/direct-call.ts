@@ -167,10 +167,15 @@ export async function directCall(req: DirectCallRequest): Promise<DirectCallResu
   // same identity on this relay keeps them.
   const reg = await registerOn(req, { receiveCalls: false, onPresence: (e) => presenceProgress(e, req) });
   let gathered: GatheredForCall | undefined;
+  let media: OpenedMedia | undefined;
   try {
     if (req.to === reg.identity.fingerprint) throw new UsageError('--to is your own fingerprint: a call needs someone else');
     const peerKnown = reg.members.lookup(req.to) !== undefined;
     gathered = await gatherForCall(reg.session, req);
+    // A tone or file (no sound device) is opened while it rings, so the media starts at once
+    // once answered. Devices are opened after the answer: a microphone opened now would
+    // queue the ringing time's audio ahead of the call.
+    if (req.source.kind !== 'mic' && !req.speaker) media = await openMedia(req);
     const offeredAt = performance.now();
     const call = await placeCall(reg.presence, {
       to: req.to,
@@ -183,10 +188,14 @@ export async function directCall(req: DirectCallRequest): Promise<DirectCallResu
     const answeredAt = performance.now();
     const answerMs = Math.round(answeredAt - offeredAt);
     req.onProgress?.(`${req.to} answered after ${(answerMs / 1000).toFixed(1)} s; media through the relay`);
-    const result = await runMedia(req, reg, call, { answerMs, answeredAt, peerKnown, gathered });
+    const opened = media;
+    media = undefined; // runDirectMedia closes it from here on
+    const result = await runMedia(req, reg, call, { answerMs, answeredAt, peerKnown, gathered }, opened);
     if (req.reportPath) await writeFileAtomic(req.reportPath, `${JSON.stringify(result, null, 2)}\n`, 'the call report');
     return result;
   } finally {
+    // Not answered (declined, busy, Ctrl-C while ringing, ...): the audio opened for it is closed.
+    await media?.close();
     // The call's port mapping is deleted whatever happened (declined, Ctrl-C, an error).
     await gathered?.releaseMapping();
     await reg.members.save().catch(() => undefined);
@@ -200,8 +209,9 @@ async function runMedia(
   reg: Registered,
   call: EstablishedCall,
   info: { answerMs: number; answeredAt: number; peerKnown: boolean; gathered: GatheredForCall },
+  opened?: OpenedMedia,
 ): Promise<DirectCallResult> {
-  const media = await openMedia(req);
+  const media = opened ?? (await openMedia(req));
   let outcome: DirectMediaResult;
   try {
     reg.session.useMediaPath(req.mediaPath ?? 'auto');
@@ -276,6 +286,8 @@ interface OpenedMedia {
   noiseSuppressor: NoiseSuppressor | undefined;
   recording(): { recording?: { path: string; samples: number; durationMs: number } };
   discardEmptyRecording(): void;
+  /** Close everything unused (a call that was never answered); an empty recording is removed. */
+  close(): Promise<void>;
 }
 
 /** The source and sinks of one call (runDirectMedia closes them when the call ends). */
@@ -298,6 +310,12 @@ async function openMedia(req: DirectMediaRequest): Promise<OpenedMedia> {
     await source.close?.();
     throw err;
   }
+  const discardEmptyRecording = () => {
+    if (recorder && recorder.samplesWritten === 0) {
+      recorder.close();
+      rmSync(recorder.path, { force: true });
+    }
+  };
   return {
     source,
     sink: sinks.length === 0 ? undefined : sinks.length === 1 ? sinks[0] : new TeeSink(sinks),
@@ -306,11 +324,12 @@ async function openMedia(req: DirectMediaRequest): Promise<OpenedMedia> {
       recorder
         ? { recording: { path: recorder.path, samples: recorder.samplesWritten, durationMs: Math.round((recorder.samplesWritten / PIPELINE_SAMPLE_RATE) * 1000) } }
         : {},
-    discardEmptyRecording: () => {
-      if (recorder && recorder.samplesWritten === 0) {
-        recorder.close();
-        rmSync(recorder.path, { force: true });
-      }
+    discardEmptyRecording,
+    close: async () => {
+      discardEmptyRecording();
+      noiseSuppressor?.close();
+      for (const sink of sinks) await sink.close();
+      await source.close?.();
     },
   };
 }
@@ -616,6 +635,8 @@ async function answerAndRun(
   const call = await incoming.accept({
     relayOnly: req.relayOnly,
     candidates: gathered.wire,
+    // The media starts at once: the caller's join and ours then overlap.
+    waitForRoute: false,
     // Our NAT is primed toward the caller before it can check us (primeTowards).
     beforeAnswer: ({ callId, keys }) => {
       answeredAt = performance.now();
