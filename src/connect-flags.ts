@@ -66,10 +66,16 @@ export function audioFromFlags(f: AudioFlags): {
 }
 
 /**
- * The direct path's port mapping for 1:1 calls (`wzp call --to`, `wzp listen`): on by default,
- * as in netcheck; `--no-port-mapping` keeps the gateway out of it, `--gateway` names it.
+ * The direct path's candidates for 1:1 calls (`wzp call --to`, `wzp listen`): the port mapping
+ * is on by default, as in netcheck (`--no-port-mapping` keeps the gateway out of it,
+ * `--gateway` names it); `--stun` adds STUN servers' view of the call's socket.
  */
-export const portMappingFlags = {
+export const directPathFlags = {
+  stun: Flags.string({
+    summary: "For a 1:1 call, also ask these STUN servers (HOST:PORT, repeatable or comma-separated) for the call socket's public address; default: netcheck.json's.",
+    multiple: true,
+    delimiter: ',',
+  }),
   'port-mapping': Flags.boolean({
     summary: 'For a 1:1 call, ask the gateway (PCP, NAT-PMP, UPnP) to map the call\'s port while the call lasts, as one more way in for the direct path; the mapping is deleted at hang-up.',
     default: true,

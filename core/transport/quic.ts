@@ -244,6 +244,15 @@ function installGate(socket: QUICSocket, opts: QuicGateOptions): SocketGateStats
 const demuxes = new WeakMap<QUICSocket, Demux>();
 
 /**
+ * The node:dgram socket under a QUICSocket (undefined before start() or after stop()): for
+ * clients that send from it directly, e.g. a STUN client on a call's socket (its answers come
+ * back through the socket's demultiplexer). Reads the library's field (@matrixai/quic 2.0.9).
+ */
+export function socketUdp(socket: QUICSocket): import('node:dgram').Socket | undefined {
+  return (socket as unknown as { socket?: import('node:dgram').Socket }).socket;
+}
+
+/**
  * The socket's demultiplexer (./demux.ts): register packet classes on it, and send raw UDP
  * from it. Sockets from openSocket() and connectQuic() have one; a QUICSocket made elsewhere
  * gets one here (the first caller's).

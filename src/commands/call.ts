@@ -4,7 +4,7 @@ import type { TierName } from '../../core/media/quality.js';
 import { aliasProblem } from '../../core/crypto/sender-keys.js';
 import { UsageError } from '../../core/errors.js';
 import { mediaPathFlag, roomAdmissionFlags, WzpCommand, type WzpFlags } from '../base-command.js';
-import { audioFromFlags, portMappingFlags, secondsFlag, timeoutFlag, timeoutMs } from '../connect-flags.js';
+import { audioFromFlags, directPathFlags, secondsFlag, timeoutFlag, timeoutMs } from '../connect-flags.js';
 import { parseFingerprint } from '../../core/crypto/fingerprint.js';
 import { call, listAudioDevices, type CallResult } from '../services/call.js';
 import { directCall, type DirectCallResult } from '../services/direct-call.js';
@@ -57,7 +57,7 @@ With --to FINGERPRINT instead of --room, a 1:1 call to a person by identity: bot
     }),
     'ring-timeout': secondsFlag({ summary: 'With --to: give up after this many seconds without an answer (exit 14).', default: 30, min: 1, max: 120, name: 'ring-timeout' }),
     'relay-only': Flags.boolean({ summary: 'With --to: send no address candidates and ask the relay not to pass on your address; the call stays relayed.' }),
-    ...portMappingFlags,
+    ...directPathFlags,
     tone: Flags.integer({ summary: 'Send a sine tone of this frequency (Hz).', exclusive: ['file', 'mic'] }),
     file: Flags.file({ summary: 'Send this WAV file.', exclusive: ['tone', 'mic'] }),
     mic: Flags.boolean({ summary: 'Send the microphone and play what you hear on the speaker.', exclusive: ['tone', 'file'] }),
@@ -137,6 +137,7 @@ With --to FINGERPRINT instead of --room, a 1:1 call to a person by identity: bot
       relayOnly: f['relay-only'],
       portMapping: f['port-mapping'],
       gateway: f.gateway,
+      stun: f.stun,
       configDir: this.configDir(f),
       identityPath: f.identity,
       relayFingerprint: f['relay-fingerprint'],

@@ -4,7 +4,7 @@ import type { TierName } from '../../core/media/quality.js';
 import { aliasProblem } from '../../core/crypto/sender-keys.js';
 import { UsageError } from '../../core/errors.js';
 import { mediaPathFlag, WzpCommand } from '../base-command.js';
-import { audioFromFlags, portMappingFlags, timeoutFlag, timeoutMs } from '../connect-flags.js';
+import { audioFromFlags, directPathFlags, timeoutFlag, timeoutMs } from '../connect-flags.js';
 import { callEventRenderer } from '../services/call-events.js';
 import { listen, type ListenResult } from '../services/direct-call.js';
 import { listenSummary } from '../services/direct-call-text.js';
@@ -35,7 +35,7 @@ Parseable lines go to stderr even with --json: "wzp listen: registered as FINGER
     }),
     once: Flags.boolean({ summary: 'Stop after the first call (answered, declined or missed).' }),
     'relay-only': Flags.boolean({ summary: 'Answer without revealing your addresses: no candidates sent, the relay asked not to pass yours on.' }),
-    ...portMappingFlags,
+    ...directPathFlags,
     tone: Flags.integer({ summary: 'Send a sine tone of this frequency (Hz) in calls.', exclusive: ['file', 'mic'] }),
     file: Flags.file({ summary: 'Send this WAV file in calls.', exclusive: ['tone', 'mic'] }),
     mic: Flags.boolean({ summary: 'Send the microphone and play what you hear on the speaker.', exclusive: ['tone', 'file'] }),
@@ -66,6 +66,7 @@ Parseable lines go to stderr even with --json: "wzp listen: registered as FINGER
       relayOnly: flags['relay-only'],
       portMapping: flags['port-mapping'],
       gateway: flags.gateway,
+      stun: flags.stun,
       configDir: this.configDir(flags),
       identityPath: flags.identity,
       relayFingerprint: flags['relay-fingerprint'],

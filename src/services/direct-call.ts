@@ -18,7 +18,10 @@ import {
   type DirectPathOptions,
   type EstablishedCall,
 } from '../../core/client/direct-call.js';
-import { candidatePriority, createMappedCandidate, gatherCandidates, parseEndpoint, type Candidate as P2pCandidate } from '../../core/p2p/candidates.js';
+import { candidatePriority, createMappedCandidate, gatherCandidates, parseEndpoint, stunObservations, type Candidate as P2pCandidate } from '../../core/p2p/candidates.js';
+import { StunClient, type Endpoint } from '../../core/nat/stun.js';
+import { stunClass } from '../../core/transport/demux.js';
+import { isIP } from 'node:net';
 import { PortMapper } from '../../core/nat/portmap.js';
 import { DEFAULT_PRIME_TTL, primeTowards, socketFamilies, toWireCandidate, type SocketType } from '../../core/p2p/direct-link.js';
 import { PresenceClient, type PresenceDropReason, type PresenceEvent } from '../../core/client/presence.js';
@@ -31,12 +34,13 @@ import { NoiseSuppressor } from '../../core/media/noise-suppression.js';
 import type { TierName } from '../../core/media/quality.js';
 import { WavWriter } from '../../core/media/wav.js';
 import type { Registries } from '../../core/registry.js';
-import { parseDialTarget } from '../../core/transport/quic.js';
+import { parseDialTarget, socketUdp, unmapIPv4 } from '../../core/transport/quic.js';
 import { MAX_CANDIDATES, type Candidate } from '../../core/wire/candidate.js';
 import { openSpeaker } from './audio-devices.js';
 import { openSource, type CallRequest } from './call.js';
 import { checkOutputFile, writeFileAtomic } from './output-files.js';
 import { identityFile, knownMembersFile } from './paths.js';
+import { checkHostPort, loadNatConfig, resolveEndpoints } from './nat-config.js';
 import { checkGatewayFlag } from './portmap.js';
 import { connectToRelay } from './relay-connect.js';
 import type { ReportMeta } from './report-meta.js';
@@ -73,6 +77,11 @@ export interface DirectMediaRequest {
   portMapping?: boolean;
   /** The gateway to ask (default: the default route's). */
   gateway?: string;
+  /**
+   * STUN servers (HOST:PORT) asked for the call socket's reflexive address beside the relay's
+   * observation; default: netcheck.json's `stun` list (none configured: the relay's alone).
+   */
+  stun?: string[];
   registries: Registries;
   signal: AbortSignal;
   onEvent?(e: CallEvent): void;
@@ -156,6 +165,7 @@ async function registerOn(req: DirectMediaRequest, opts: { receiveCalls: boolean
 function checkOutputs(req: DirectMediaRequest & { reportPath?: string }): void {
   parseDialTarget(req.relay);
   checkGatewayFlag(req.gateway);
+  for (const server of req.stun ?? []) checkHostPort(server);
   if (req.reportPath) checkOutputFile(req.reportPath, 'the call report');
   if (req.record) checkOutputFile(req.record, 'the recording');
 }
@@ -422,11 +432,14 @@ async function gatherForCall(session: RelaySession, req: DirectMediaRequest): Pr
     };
   }
   const mapping = req.portMapping === false || !families.includes('IPv4') ? undefined : startPortMapping(port, req);
-  const observed = await session
-    .reflect({ timeoutMs: REFLECT_TIMEOUT_MS, signal: req.signal })
-    .then((text) => parseEndpoint(text))
-    .catch(() => undefined);
-  const { candidates } = gatherCandidates({ port, families, reflexive: observed ? [observed] : [] });
+  const [observed, stunned] = await Promise.all([
+    session
+      .reflect({ timeoutMs: REFLECT_TIMEOUT_MS, signal: req.signal })
+      .then((text) => parseEndpoint(text))
+      .catch(() => undefined),
+    stunReflexive(session, req, families),
+  ]);
+  const { candidates } = gatherCandidates({ port, families, reflexive: [...(observed ? [observed] : []), ...stunned] });
   const local = candidates.slice(0, MAX_CANDIDATES);
   return {
     wire: local.map(toWireCandidate),
@@ -440,6 +453,41 @@ async function gatherForCall(session: RelaySession, req: DirectMediaRequest): Pr
     },
     releaseMapping: mapping ? mapping.release : off('disabled'),
   };
+}
+
+/** How long the STUN servers may hold up an offer or answer. */
+const STUN_TIMEOUT_MS = 1000;
+
+/**
+ * The call socket's address as the configured STUN servers see it (`--stun`, else
+ * netcheck.json's): a STUN client on the socket itself, its answers taken from the socket's
+ * demultiplexer, so the mapping is the one the call uses. Servers that fail or are of a family
+ * the socket cannot send to are skipped; none configured: nothing asked.
+ */
+async function stunReflexive(session: RelaySession, req: DirectMediaRequest, families: readonly string[]): Promise<Endpoint[]> {
+  const servers = req.stun !== undefined ? req.stun : (await loadNatConfig(req.configDir).catch(() => undefined))?.config.stun ?? [];
+  if (servers.length === 0) return [];
+  const udp = socketUdp(session.socket);
+  if (!udp || session.demux.has('stun')) return [];
+  const resolved = (await Promise.all(servers.slice(0, 4).map((s) => resolveEndpoints(s).catch(() => [] as Endpoint[])))).flat();
+  const dualStack = session.socket.type === 'ipv4&ipv6';
+  const usable = resolved.filter((e) => families.includes(isIP(e.address) === 6 ? 'IPv6' : 'IPv4'));
+  if (usable.length === 0) return [];
+  const client = new StunClient(udp, { listen: false });
+  const unregister = session.demux.register(stunClass((data, from) => void client.handlePacket(data, { address: unmapIPv4(from.address), port: from.port })));
+  const stop = AbortSignal.any([req.signal, AbortSignal.timeout(STUN_TIMEOUT_MS)]);
+  try {
+    const target = (e: Endpoint): Endpoint => (dualStack && isIP(e.address) === 4 ? { address: `::ffff:${e.address}`, port: e.port } : e);
+    const { observations } = await stunObservations(
+      { binding: (server, o) => client.binding(target(server), o) },
+      usable,
+      { signal: stop },
+    ).catch(() => ({ observations: [] as Endpoint[] }));
+    return observations.map((o) => ({ address: unmapIPv4(o.address), port: o.port }));
+  } finally {
+    unregister();
+    client.close();
+  }
 }
 
 function isLoopbackHost(host: string): boolean {

@@ -40,8 +40,8 @@ async function pair(): Promise<[LabPerson, LabPerson]> {
   return [a, b];
 }
 
-async function withLab<T>(topology: P2pTopology, run: (lab: P2pLab) => Promise<T>): Promise<T> {
-  const lab = await P2pLab.create({ topology, coturn: false });
+async function withLab<T>(topology: P2pTopology, run: (lab: P2pLab) => Promise<T>, coturn = false): Promise<T> {
+  const lab = await P2pLab.create({ topology, coturn });
   try {
     return await run(lab);
   } finally {
@@ -151,6 +151,26 @@ describe('direct calls through the NAT lab', { skip: availability.ok ? false : a
       const p = x.participants[0];
       assert.ok(p.concealedFrames < 100, `${side}: ${p.concealedFrames} frames concealed in an 8 s call with a 2.5 s cut`);
     }
+  });
+
+  it('--stun: a STUN server asked from the call socket adds its own view (a symmetric NAT maps it to another port)', async () => {
+    const [pa, pb] = await pair();
+    const stun = `${P2P_NET.relay}:${P2P_NET.stunPort}`;
+    const r = await withLab(
+      { kind: 'two-nat', a: 'symmetric-sequential', b: 'full-cone' },
+      async (lab) => labCall(lab, { relay: await labRelay(lab), a: pa, b: pb, durationS: 2, callerArgs: ['--stun', stun] }),
+      true,
+    );
+    assertConnected(r, 'stun');
+    const srflx = (r.caller.direct.candidates as { type: string; address: string; port: number }[]).filter((c) => c.type === 'srflx');
+    assert.equal(srflx.length, 2, JSON.stringify(r.caller.direct.candidates));
+    assert.ok(srflx.every((c) => c.address === P2P_NET.sides.a.public));
+    assert.notEqual(srflx[0].port, srflx[1].port, 'the symmetric NAT gave the STUN server another port');
+    // The callee got both, signed.
+    assert.deepEqual(
+      r.callee.direct.peerCandidates.filter((c) => c.type === 'srflx').map((c) => c.port),
+      srflx.map((c) => c.port),
+    );
   });
 
   it('--relay-only on the callee: no address of its leaves the machine and the call stays relayed', async () => {
