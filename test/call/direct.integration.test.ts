@@ -112,7 +112,6 @@ describe('1:1 calls by identity through a relay process', () => {
       ['host 127.0.0.1'],
     );
     // The media started on the relay and moved to the direct path.
-    console.error(JSON.stringify(c.path, null, 1));
     assert.equal(c.path.attempted, true);
     assert.equal(c.path.final, 'direct', JSON.stringify(c.path.timeline));
     assert.deepEqual(
