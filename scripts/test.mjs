@@ -64,7 +64,10 @@ if (failures.length > 0) {
   console.log(`\n# npm test: ${failures.length} failed test(s):`);
   for (const f of failures) {
     console.log(`# FAILED: ${f.path.join(' > ')}`);
-    for (const detail of f.details.slice(0, 12)) console.log(`#   ${detail}`);
+    // An error's first lines say what failed; its last lines hold the end of a long message
+    // (a screen or a log) and the location. Both, within a bound a CI log's tail keeps.
+    const shown = f.details.length <= 70 ? f.details : [...f.details.slice(0, 10), `... (${f.details.length - 70} lines left out)`, ...f.details.slice(-60)];
+    for (const detail of shown) console.log(`#   ${detail}`);
   }
 }
 if (lintFailed) console.error('npm test: ESLint reported problems (above); run `npm run lint`');
