@@ -34,6 +34,7 @@ import { delay } from '../time.js';
 import { InternalError, ProtocolError, errorMessage } from '../errors.js';
 import type { FrameSink, FrameSource } from '../audio/sources.js';
 import type { Identity } from '../crypto/identity.js';
+import type { SeededKeys } from '../crypto/sender-keys.js';
 import { frameSamplesFor, PIPELINE_SAMPLE_RATE, type CodecFactory } from '../media/codec-types.js';
 import { impairmentFor, mos as eModelMos } from '../media/emodel.js';
 import type { FecSchemeFactory } from '../media/fec-types.js';
@@ -93,6 +94,8 @@ export interface CallOptions {
   roomSecret?: string;
   /** Admit only these identities (canonical fingerprints) and our own; absent: every member who proves it knows the name. */
   allow?: readonly string[];
+  /** A 1:1 call's first sender keys, derived by both sides from the call secret (RoomKeyringOptions.seeded). */
+  seededKeys?: SeededKeys;
   /** Who we have met before (known-members.json): members are `known` or `new`. Without it everyone is `new`. */
   members?: MemberDirectory;
   /** Voice activity detection: silence goes as comfort-noise descriptions. */
@@ -251,12 +254,17 @@ class Call {
       ...(opts.roomSecret === undefined ? {} : { roomSecret: opts.roomSecret }),
       ...(opts.allow === undefined ? {} : { allow: opts.allow }),
       ...(opts.members === undefined ? {} : { members: opts.members }),
+      ...(opts.seededKeys === undefined ? {} : { seeded: opts.seededKeys }),
       send: (payload, to) => this.supervisor.session.roomSignal(payload, to, { timeoutMs: ROOM_SIGNAL_TIMEOUT_MS }),
       emit: (e) => this.emit(e),
       hooks: {
         // A newcomer has no header context for our stream yet: the sender sets one up again
-        // with the key rotation that admits it (keyEpoch below), the first packets it can open.
-        admitted: (m) => this.playout.add(m),
+        // with the key rotation that admits it (keyEpoch below), the first packets it can open;
+        // a seeded peer (a 1:1 call's first keys) comes without a rotation, so resync here too.
+        admitted: (m) => {
+          this.sender?.resync();
+          this.playout.add(m);
+        },
         retired: (m) => this.playout.end(m),
         keyArrived: (m) => this.playout.keyArrived(m),
         heard: (m) => this.playout.heard(m),

@@ -499,6 +499,12 @@ export async function runDirectMedia(
       room: call.keys.roomName,
       roomSecret: call.keys.roomSecret,
       allow: [call.peer],
+      // Both first keys come from the call secret: no wrapped key on the way to first audio.
+      seededKeys: {
+        own: call.keys.firstSenderKeys[call.role],
+        peer: call.peer,
+        peerKey: call.keys.firstSenderKeys[call.role === 'caller' ? 'callee' : 'caller'],
+      },
       signal: stop.signal,
       onEvent,
     });

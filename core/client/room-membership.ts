@@ -26,7 +26,7 @@ import type { Identity } from '../crypto/identity.js';
 import type { Meeting } from '../crypto/known-members.js';
 import type { MediaDecryptor, MediaEncryptor } from '../crypto/media-crypto.js';
 import { deriveRoomKeys } from '../crypto/room-name.js';
-import { KeyExchangeError, MAX_ALIAS_CODE_POINTS, parseMemberAnnouncement, RoomKeyring, type MemberAnnouncement, type WrappedKeyMessage } from '../crypto/sender-keys.js';
+import { KeyExchangeError, MAX_ALIAS_CODE_POINTS, parseMemberAnnouncement, RoomKeyring, type MemberAnnouncement, type SeededKeys, type WrappedKeyMessage } from '../crypto/sender-keys.js';
 import { MAX_ROOM_PARTICIPANTS } from '../relay/rooms.js';
 import type { KnownSignal } from '../transport/signal-stream.js';
 import type { MemberAnnouncementEntry, RoomParticipant } from '../wire/signal.js';
@@ -149,6 +149,11 @@ export interface RoomMembershipOptions {
   hooks?: MembershipHooks;
   /** Paces rotations (default: the real clock). */
   clock?: Clock;
+  /**
+   * A 1:1 call's first sender keys, derived by both sides (RoomKeyringOptions.seeded): for
+   * the first room session only; a re-join after a lost relay exchanges keys as usual.
+   */
+  seeded?: SeededKeys;
 }
 
 /** A refusal membership itself decides (the keyring's are KeyExchangeErrors). */
@@ -201,7 +206,7 @@ export class RoomMembership {
     this.#clock = opts.clock ?? systemClock;
     ({ roomId: this.roomId, admissionKey: this.#admissionKey } = deriveRoomKeys(opts.room, opts.roomSecret));
     this.allow = opts.allow === undefined ? undefined : [...new Set(opts.allow)];
-    this.#keyring = this.#newKeyring();
+    this.#keyring = this.#newKeyring(undefined, opts.seeded);
   }
 
   /** Our relay slot in the current room session (0 before the join answer, and while the link is down). */
@@ -355,11 +360,12 @@ export class RoomMembership {
   }
 
   /** A keyring for a new room session (the first, or after getting back to a lost relay). */
-  #newKeyring(replaces?: string): RoomKeyring {
+  #newKeyring(replaces?: string, seeded?: SeededKeys): RoomKeyring {
     return new RoomKeyring(this.#opts.identity, this.roomId, {
       admissionKey: this.#admissionKey,
       alias: this.#opts.alias,
       ...(replaces === undefined ? {} : { replaces }),
+      ...(seeded === undefined ? {} : { seeded }),
       ...(this.allow === undefined ? {} : { allow: this.allow }),
     });
   }
@@ -500,7 +506,7 @@ export class RoomMembership {
       // One session is one member: the same announcement under a second relay slot is a replay.
       if (m.sourceId !== from && m.session === session) throw new AdmissionRefused('duplicate-session', `member ${from} announced the session of member ${m.sourceId}`);
     }
-    const { fingerprint, replaced, alias = '' } = this.#keyring.addMember(announcement);
+    const { fingerprint, replaced, alias = '', seeded } = this.#keyring.addMember(announcement);
     this.#refusedSlots.delete(from);
     const previous = replaced === undefined ? undefined : [...this.#current.values()].find((m) => m.session === replaced);
     if (previous) this.#retire(previous);
@@ -515,6 +521,8 @@ export class RoomMembership {
           ? { type: 'call:member-reconnected', alias, fingerprint, trust }
           : { type: 'call:member-joined', alias, fingerprint, trust, ...(firstSeen === undefined ? {} : { firstSeen }) },
       );
+      // A seeded peer's key came with its admission: its media opens from the first packet.
+      if (seeded) this.#opts.hooks?.keyArrived?.(member);
     } else if (existing.session !== session) {
       // The same member with a new session key replaces its old session, which may not read on.
       this.#keyring.removeMember(existing.session);

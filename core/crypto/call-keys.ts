@@ -21,6 +21,11 @@
  *       binds the direct path to this call: each direction's direct-media path tag is
  *       HMAC-SHA256(direct-path key, "wzp-direct-media-caller-v1" or "...-callee-v1"), first
  *       8 bytes (directMediaTags; core/wire/direct-media.ts).
+ *   first sender keys = HKDF(call secret, "wzp-call-first-sender-key-caller-v1" / "...-callee-v1", 32)
+ *       each side's epoch-0 media key in the call's room (RoomKeyringOptions.seeded): both are
+ *       known to both sides the moment the answer is signed and read, so neither side's first
+ *       packets wait for a wrapped key from the other (a round trip through the relay). Later
+ *       keys (a re-join, a rotation) are random and wrapped as in any room.
  *
  * exportCallKey(secret, label, length) derives anything else a later part needs, with a label
  * of its own ("wzp-call-...-vN").
@@ -35,6 +40,7 @@ export const CALL_ROOM_NAME_LABEL = 'wzp-call-room-name-v1';
 export const CALL_ROOM_SECRET_LABEL = 'wzp-call-room-secret-v1';
 export const CALL_CHECK_KEY_LABEL = 'wzp-call-check-key-v1';
 export const CALL_DIRECT_PATH_LABEL = 'wzp-call-direct-path-v1';
+export const CALL_FIRST_SENDER_KEY_LABELS = { caller: 'wzp-call-first-sender-key-caller-v1', callee: 'wzp-call-first-sender-key-callee-v1' } as const;
 export const CALL_SECRET_BYTES = 32;
 export const CALL_ID_BYTES = 16;
 
@@ -76,6 +82,8 @@ export interface CallKeys {
   checkKey: Uint8Array;
   /** Binds the direct path to this call (directMediaTags). */
   directPathKey: Uint8Array;
+  /** Each side's first (epoch 0) sender key in the call's room. */
+  firstSenderKeys: { caller: Uint8Array; callee: Uint8Array };
 }
 
 /**
@@ -121,6 +129,10 @@ export function deriveCallKeys(callSecret: Uint8Array): CallKeys {
     roomSecret: Buffer.from(exportCallKey(callSecret, CALL_ROOM_SECRET_LABEL, 32)).toString('hex'),
     checkKey: exportCallKey(callSecret, CALL_CHECK_KEY_LABEL, 32),
     directPathKey: exportCallKey(callSecret, CALL_DIRECT_PATH_LABEL, 32),
+    firstSenderKeys: {
+      caller: exportCallKey(callSecret, CALL_FIRST_SENDER_KEY_LABELS.caller, 32),
+      callee: exportCallKey(callSecret, CALL_FIRST_SENDER_KEY_LABELS.callee, 32),
+    },
   };
 }
 

@@ -286,6 +286,21 @@ export class MediaEncryptor {
     return senderKey;
   }
 
+  /**
+   * Starts with a sender key the peer already has (epoch 0), instead of rotate()'s random
+   * one: a 1:1 call's first keys, derived by both sides from the call secret
+   * (core/crypto/call-keys.ts). Only before the first key, so a key is never sealed with twice
+   * from counter 0. The caller wipes its copy.
+   */
+  start(senderKey: SenderKey): void {
+    if (this.#keys !== undefined || this.#epoch !== undefined) throw new InternalError('start() is for the first sender key only');
+    checkSenderKey(senderKey);
+    if (senderKey.epoch !== 0) throw new InternalError(`a first sender key has epoch 0, got ${senderKey.epoch}`);
+    this.#keys = deriveMediaKeys(senderKey, this.#context);
+    this.#epoch = 0;
+    this.#nextCounter = 0;
+  }
+
   /** The sealed payload (epoch, counter, ciphertext, tag) to send after `header`. */
   seal(header: Uint8Array, payload: Uint8Array): Uint8Array {
     const keys = this.#keys;

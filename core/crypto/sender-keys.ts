@@ -482,7 +482,25 @@ export type RoomKeyringOptions = MediaEncryptorOptions &
      * member. Others are refused with 'not-allowed'.
      */
     allow?: Iterable<string>;
+    /**
+     * A 1:1 call's first sender keys, which both sides derived from the call secret
+     * (call-keys.ts): we seal with `own` from the start, and `peer`'s first admitted session
+     * gets `peerKey` as its epoch 0 at once. Neither waits for a wrapped key, so the first
+     * packets either side sends can be opened on arrival. Only for a keyring's first room
+     * session (a re-join rotates to random keys as usual); copied, the caller wipes its own.
+     */
+    seeded?: SeededKeys;
   };
+
+/** See RoomKeyringOptions.seeded. */
+export interface SeededKeys {
+  /** Our first sender key (epoch 0). */
+  own: Uint8Array;
+  /** The one identity that derived it too (canonical fingerprint)... */
+  peer: string;
+  /** ...and its first sender key (epoch 0). */
+  peerKey: Uint8Array;
+}
 
 /** A member as admitted: whose identity, and which session of it. */
 export interface MemberSession {
@@ -517,6 +535,8 @@ export class RoomKeyring {
   /** Hex X25519 keys of members removed: never admitted again (the newest MAX_RETIRED_SESSIONS). */
   readonly #retiredKeys = new Set<string>();
   #membershipChanged = false;
+  /** The seeded peer's first key until its first session is admitted (RoomKeyringOptions.seeded). */
+  #seededPeer: { fingerprint: string; key: Uint8Array } | undefined;
 
   constructor(identity: Identity, roomId: string, options: RoomKeyringOptions) {
     const roomIdBytes = Buffer.byteLength(roomId, 'utf8');
@@ -540,6 +560,18 @@ export class RoomKeyring {
     });
     this.#encryptor = new MediaEncryptor({ roomId, senderFingerprint: identity.fingerprint }, options);
     this.#decryptorOptions = { graceMs: options.graceMs, now: options.now };
+    const seeded = options.seeded;
+    if (seeded !== undefined) {
+      if (seeded.peer === identity.fingerprint) throw new InternalError('seeded keys are shared with another identity, not our own');
+      const own = Uint8Array.from(seeded.own);
+      try {
+        this.#encryptor.start({ epoch: 0, key: own });
+      } finally {
+        own.fill(0);
+      }
+      if (seeded.peerKey.length !== SENDER_KEY_BYTES) throw new InternalError(`a sender key is ${SENDER_KEY_BYTES} bytes, got ${seeded.peerKey.length}`);
+      this.#seededPeer = { fingerprint: seeded.peer, key: Uint8Array.from(seeded.peerKey) };
+    }
   }
 
   /** True when the local sender must rotate(): no key yet, membership changed, or key exhausted. */
@@ -589,7 +621,7 @@ export class RoomKeyring {
    * for a malformed message, KeyExchangeError 'fingerprint-mismatch', 'bad-signature', 'self',
    * 'unproven', 'not-allowed', 'stale-announcement' or 'bad-key'.
    */
-  addMember(announcement: unknown): MemberSession {
+  addMember(announcement: unknown): MemberSession & { seeded?: true } {
     const parsed = this.checkAnnouncement(announcement);
     const identityPublicKey = fromBase64(parsed.identityPublicKey);
     const x25519PublicKey = fromBase64(parsed.x25519PublicKey);
@@ -609,14 +641,17 @@ export class RoomKeyring {
       admitted.replaced = old.session;
     }
     const context = { roomId: this.roomId, senderFingerprint: parsed.fingerprint };
-    this.#members.set(session, {
-      fingerprint: parsed.fingerprint,
-      session,
-      identityPublicKey,
-      x25519PublicKey,
-      sharedSecret,
-      decryptor: new MediaDecryptor(context, this.#decryptorOptions),
-    });
+    const decryptor = new MediaDecryptor(context, this.#decryptorOptions);
+    this.#members.set(session, { fingerprint: parsed.fingerprint, session, identityPublicKey, x25519PublicKey, sharedSecret, decryptor });
+    const seeded = this.#seededPeer;
+    if (seeded !== undefined && seeded.fingerprint === parsed.fingerprint) {
+      // The peer derived both first keys as we did: it reads our epoch 0 already, and we read
+      // its. Once only: a later session of it (it re-joined) gets a rotated key as anyone would.
+      this.#seededPeer = undefined;
+      decryptor.install({ epoch: 0, key: seeded.key });
+      seeded.key.fill(0);
+      return { ...admitted, seeded: true };
+    }
     this.#membershipChanged = true;
     return admitted;
   }

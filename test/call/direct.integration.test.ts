@@ -134,6 +134,15 @@ describe('1:1 calls by identity through a relay process', () => {
     assert.equal(ld.calls[0].caller, ana.fp);
     assert.equal(ld.call.endedBy, 'peer-hangup');
     assert.equal(ld.call.direct.callId, c.direct.callId);
+    // Both first keys came from the call secret: the caller wrapped no key (the callee rotated
+    // once when the caller left, a key for nobody), and every packet opened from the first (the
+    // peer was sent full headers on its admission, without a key rotation).
+    assert.equal(c.keyRotations, 0);
+    assert.ok(ld.call.keyRotations <= 1, `callee rotated ${ld.call.keyRotations} times`);
+    for (const r of [c, ld.call]) {
+      assert.equal(r.participants[0].malformed, 0);
+      assert.equal(r.participants[0].decryptRejected, 0);
+    }
     // Each heard the other's tone, not its own.
     for (const [wav, hears, own] of [[anaWav, 700, 440], [boWav, 440, 700]] as const) {
       const heard = decodeWav(readFileSync(wav)).samples;

@@ -58,8 +58,12 @@ describe('joining a call', () => {
   async function talkAndListen(
     room: string,
     during?: () => Promise<void>,
-    { talkMs = 3000, listenMs = 2000, listenPastDuring = false, wrap = (s: RelaySession): RoomCallSession => s } = {},
+    { talkMs = 3000, listenMs = 2000, listenPastDuring = false, wrap = (s: RelaySession): RoomCallSession => s, seeded = false } = {},
   ): Promise<{ report: CallReport; heardRms: number; warnings: string[] }> {
+    const [talkerId, listenerId] = [generateIdentity(), generateIdentity()];
+    // As a 1:1 call has them (runDirectMedia): each side's first key, known to both, and only the other admitted.
+    const [talkerKey, listenerKey] = [randomBytes(32), randomBytes(32)];
+    const seededFor = (own: Uint8Array, peer: string, peerKey: Uint8Array) => (seeded ? { seededKeys: { own, peer, peerKey }, allow: [peer] } : {});
     const open = () => RelaySession.open({ relay: relay.address, verify: expectFingerprint(fingerprint, 'relay') });
     const [a, b] = [await open(), await open()];
     let phase = 0;
@@ -79,15 +83,17 @@ describe('joining a call', () => {
     const hangUp = new AbortController();
     const talkerHangUp = new AbortController();
     const talker = runCall({
-      session: wrap(a), identity: generateIdentity(), room, alias: 'a', codecs: reg.codecs, fec: reg.fec, source: tone, durationMs: talkMs, adaptive: false,
+      session: wrap(a), identity: talkerId, room, alias: 'a', codecs: reg.codecs, fec: reg.fec, source: tone, durationMs: talkMs, adaptive: false,
       signal: talkerHangUp.signal,
+      ...seededFor(talkerKey, listenerId.fingerprint, listenerKey),
     });
     await new Promise((r) => setTimeout(r, 500));
     const listening = runCall({
       session: wrap(b),
-      identity: generateIdentity(),
+      identity: listenerId,
       room,
       alias: 'b',
+      ...seededFor(listenerKey, talkerId.fingerprint, talkerKey),
       codecs: reg.codecs,
       fec: reg.fec,
       source: { ended: false, read: (n) => new Int16Array(n) },
@@ -135,6 +141,20 @@ describe('joining a call', () => {
     assert.ok(report.participants[0].framesPlayed > 50, `played ${report.participants[0].framesPlayed} frames`);
     assert.ok(report.firstAudioMs !== undefined);
     // Most of 2 s of an 8000-amplitude tone (RMS ~5657) came out.
+    assert.ok(heardRms > 3000, `heard RMS ${heardRms.toFixed(0)}`);
+  });
+
+  test("a 1:1 call's seeded first keys: the late joiner opens the talker's packets from the first, with no key wrapped", async () => {
+    // The talker sent mini headers for 0.5 s before the listener came: it must start a header
+    // context for the listener on admitting it, though no key rotation marks the moment.
+    const { report, heardRms, warnings } = await talkAndListen('seeded-first-keys', undefined, { seeded: true });
+    assert.deepEqual(warnings, []);
+    assert.equal(report.keyRotations, 0);
+    const [talker] = report.participants;
+    assert.equal(talker.alias, 'a');
+    assert.equal(talker.malformed, 0, 'mini headers without a context');
+    assert.equal(talker.decryptRejected, 0);
+    assert.ok(talker.framesPlayed > 50, `played ${talker.framesPlayed} frames`);
     assert.ok(heardRms > 3000, `heard RMS ${heardRms.toFixed(0)}`);
   });
 

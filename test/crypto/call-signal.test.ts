@@ -165,7 +165,8 @@ describe('call keys', () => {
     const { a, b, context } = pair();
     const secret = deriveCallSecret(a.privateKey, b.publicKey, context);
     const k = deriveCallKeys(secret);
-    const hexes = [Buffer.from(k.callSecret).toString('hex'), k.roomName, k.roomSecret, Buffer.from(k.checkKey).toString('hex'), Buffer.from(k.directPathKey).toString('hex')];
+    const hexes = [k.callSecret, k.checkKey, k.directPathKey, k.firstSenderKeys.caller, k.firstSenderKeys.callee].map((b) => Buffer.from(b).toString('hex'));
+    hexes.push(k.roomName, k.roomSecret);
     assert.equal(new Set(hexes).size, hexes.length);
     assert.deepEqual(exportCallKey(secret, CALL_CHECK_KEY_LABEL), k.checkKey);
   });
