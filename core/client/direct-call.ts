@@ -365,6 +365,13 @@ export interface PathTimelineEntry {
 /** The window around a switch in which concealed frames are counted as its gap. */
 export const SWITCH_GAP_BEFORE_MS = 200;
 export const SWITCH_GAP_AFTER_MS = 1000;
+/**
+ * The call's start, for startConcealedFrames: from the answer to this many ms after it. It
+ * holds the first upgrade's gap window when the upgrade comes within 500 ms of the answer (as
+ * it does where both NATs map endpoint-independently), so a relay-only call's count is the
+ * background that gap is to be compared with.
+ */
+export const CALL_START_WINDOW_MS = 1500;
 
 export interface CallPathReport {
   /** When the call was answered (sent or received), ISO time: the timeline's 0. */
@@ -379,6 +386,13 @@ export interface CallPathReport {
   timelineNotListed: number;
   /** Answer to the first switch to direct, ms. */
   timeToDirectMs?: number;
+  /**
+   * Frames concealed from the first audio to CALL_START_WINDOW_MS after the answer, whatever
+   * the path (absent when the call ended before, or no audio had played by then). On a call
+   * that stays relayed this is the start's background concealment (late or lost packets, a
+   * busy machine), which a switch's concealedFrames also counts when it falls in its window.
+   */
+  startConcealedFrames?: number;
   /** Time on each path, ms. */
   relayMs: number;
   directMs: number;
@@ -604,6 +618,7 @@ class PathTracker {
   readonly #recentConcealed: [number, number][] = [];
   readonly #gapTimers = new Set<NodeJS.Timeout>();
   readonly #answeredAtIso: string;
+  #startConcealed: number | undefined;
 
   constructor(private readonly answeredAt: number) {
     this.#answeredAtIso = new Date(Date.now() - (performance.now() - answeredAt)).toISOString();
@@ -637,6 +652,17 @@ class PathTracker {
 
   firstAudio(): void {
     this.#concealedAtFirstAudio = this.#view?.concealedFrames();
+    const view = this.#view;
+    const wait = this.answeredAt + CALL_START_WINDOW_MS - performance.now();
+    if (view && this.#concealedAtFirstAudio !== undefined && wait > 0) {
+      const atFirst = this.#concealedAtFirstAudio;
+      const timer = setTimeout(() => {
+        this.#gapTimers.delete(timer);
+        this.#startConcealed = view.concealedFrames() - atFirst;
+      }, wait);
+      timer.unref?.();
+      this.#gapTimers.add(timer);
+    }
     this.#add({ atMs: this.#at(performance.now()), event: 'first-audio', path: this.#path, reason: `first audio played, via the ${this.#path === 'direct' ? 'direct path' : 'relay'}` });
   }
 
@@ -696,6 +722,7 @@ class PathTracker {
       timeline: this.#timeline,
       timelineNotListed: this.#notListed,
       ...(this.#firstDirectAt === undefined ? {} : { timeToDirectMs: this.#at(this.#firstDirectAt) }),
+      ...(this.#startConcealed === undefined ? {} : { startConcealedFrames: this.#startConcealed }),
       relayMs: Math.round(this.#relayMs),
       directMs: Math.round(this.#directMs),
       fallbacks: this.#fallbacks,

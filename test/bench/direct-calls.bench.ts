@@ -95,6 +95,10 @@ const totals = {
   firstAudio: [] as number[],
   toDirect: [] as number[],
   gap: [] as number[],
+  /** Frames concealed in the first 1.5 s of calls that went direct / stayed relayed (the control). */
+  startConcealedDirect: [] as number[],
+  startConcealedRelay: [] as number[],
+  unvalidatedDrops: 0,
   cutToRelay: [] as number[],
   cutGap: [] as number[],
   restoreToDirect: [] as number[],
@@ -189,8 +193,15 @@ async function directPair(spec: PairSpec): Promise<void> {
   const toDirect: number[] = [];
   const gap: number[] = [];
   const types: string[] = [];
+  // Context for the gap: what the call's first 1.5 s conceal (on relay-only pairs, with no
+  // switch in them, that is the background the gap compares with), and direct media a side
+  // dropped because it came from an address it had not validated yet (a switch's own loss).
+  const startConcealed: number[] = [];
+  let unvalidatedDrops = 0;
   for (const o of ok) {
     for (const [side, r] of [['caller', o.caller], ['callee', o.callee]] as const) {
+      if (r.path.startConcealedFrames !== undefined) startConcealed.push(r.path.startConcealedFrames);
+      unvalidatedDrops += r.path.direct?.media?.drops?.unknownSource ?? 0;
       const fa = r.path.timeline.find((t) => t.event === 'first-audio');
       if (fa) firstAudio.push(fa.atMs);
       if (fa) firstAudioBySide[side].push(fa.atMs);
@@ -218,6 +229,9 @@ async function directPair(spec: PairSpec): Promise<void> {
       `${`${direct.length}/${ok.length}`.padStart(6)} ${medMax(firstAudio).padStart(9)} ${medMax(toDirect).padStart(10)} ${medMax(gap).padStart(7)}  ${mostCommon(types)}${flag}`,
   );
   console.log(`      (first audio caller ${medMax(firstAudioBySide.caller)}, callee ${medMax(firstAudioBySide.callee)} ms; gaps [${gap.join(' ')}])`);
+  console.log(`      (concealed in the first 1.5 s ${medMax(startConcealed)} frames [${startConcealed.join(' ')}]; direct media from unvalidated addresses dropped: ${unvalidatedDrops})`);
+  (spec.expectDirect ? totals.startConcealedDirect : totals.startConcealedRelay).push(...startConcealed);
+  totals.unvalidatedDrops += unvalidatedDrops;
   printFailures(outcomes);
 }
 
@@ -311,6 +325,8 @@ function printTargets(): void {
   console.log(`     answer -> first audio:     median ${fmt(fa50)} ms, max ${fmt(faMax)} ms vs <= ${TARGET.firstAudioMs} ms (ratio median ${ratio(fa50, TARGET.firstAudioMs)}, max ${ratio(faMax, TARGET.firstAudioMs)}; ${t.firstAudio.length} sides)`);
   console.log(`     answer -> direct:          median ${fmt(td50)} ms, max ${fmt(t.toDirect.length ? Math.max(...t.toDirect) : Number.NaN)} ms vs median <= ${TARGET.toDirectMedianMs} ms (ratio ${ratio(td50, TARGET.toDirectMedianMs)}; ${t.toDirect.length} sides)`);
   console.log(`     gap at the upgrade:        median ${fmt(gap50)}, max ${fmt(gapMax)} concealed frames vs <= ${TARGET.gapFrames} (ratio max ${ratio(gapMax, TARGET.gapFrames)}; ${t.gap.length} switches)`);
+  const bg = (xs: number[]) => (xs.length ? `median ${fmt(percentile(xs, 50))}, max ${fmt(Math.max(...xs))}, ${xs.filter((x) => x > TARGET.gapFrames).length}/${xs.length} calls over ${TARGET.gapFrames}` : 'none');
+  console.log(`       control, first 1.5 s:    relayed calls (no switch) ${bg(t.startConcealedRelay)}; direct calls ${bg(t.startConcealedDirect)}; direct media dropped as unvalidated: ${t.unvalidatedDrops}`);
   if (t.cutToRelay.length + t.cutsNotSeen > 0) {
     console.log(
       `     cut -> relay:              median ${fmt(cut50)} ms, max ${fmt(cutMax)} ms vs <= ${TARGET.cutToRelayMs} ms (ratio max ${ratio(cutMax, TARGET.cutToRelayMs)}; ` +
