@@ -147,6 +147,8 @@ export interface DirectPathReport {
     /** Candidate updates: sent after an address change, and received. */
     updatesSent: number;
     updatesReceived: number;
+    /** Updates over MAX_CANDIDATE_UPDATES: dropped unread. */
+    updatesDropped: number;
   };
   /** Each pair checked and its outcome (highest priority first). */
   pairs: PairReport[];
@@ -178,6 +180,7 @@ export class DirectLink {
   #refused = 0;
   #updatesSent = 0;
   #updatesReceived = 0;
+  #updatesDropped = 0;
   #restarts = 0;
   #closed = false;
   #up = false;
@@ -272,7 +275,10 @@ export class DirectLink {
   addRemoteCandidates(list: readonly unknown[], opts: { initial?: boolean } = {}): number {
     if (this.#closed) return 0;
     if (!opts.initial) {
-      if (this.#updatesReceived >= MAX_CANDIDATE_UPDATES) return 0;
+      if (this.#updatesReceived >= MAX_CANDIDATE_UPDATES) {
+        this.#updatesDropped++;
+        return 0;
+      }
       this.#updatesReceived++;
     }
     const converted: Candidate[] = [];
@@ -320,6 +326,7 @@ export class DirectLink {
         ...(this.#relayObserved ? { relayObserved: this.#relayObserved } : {}),
         updatesSent: this.#updatesSent,
         updatesReceived: this.#updatesReceived,
+        updatesDropped: this.#updatesDropped,
       },
       pairs: [...checks.pairs],
       ...(selected ? { selected } : {}),

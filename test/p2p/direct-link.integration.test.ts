@@ -14,7 +14,8 @@ import { describe, it } from 'node:test';
 import { describeMediaTransportCompliance, type MediaTransportPair } from '../../core/compliance/media-transport.js';
 import { deriveCallKeys, directMediaTags } from '../../core/crypto/call-keys.js';
 import { type Candidate, candidatePriority } from '../../core/p2p/candidates.js';
-import { DirectLink, type DirectLinkEvent, type DirectLinkOptions, primeTowards } from '../../core/p2p/direct-link.js';
+import { CHECK_DEFAULTS } from '../../core/p2p/checks.js';
+import { DirectLink, type DirectLinkEvent, type DirectLinkOptions, MAX_CANDIDATE_UPDATES, primeTowards } from '../../core/p2p/direct-link.js';
 import { DIRECT_MAX_PAYLOAD } from '../../core/p2p/direct-path.js';
 import { DEFAULT_TTL, Demux } from '../../core/transport/demux.js';
 import { encodeDirectMedia } from '../../core/wire/direct-media.js';
@@ -428,6 +429,44 @@ describe('DirectLink over real UDP sockets on 127.0.0.1', () => {
       const d = payload(0x78, 0);
       assert.equal(caller.link.transport.send(d), true);
       await until(() => atCallee.includes(hex(withSource(caller.sourceId, d))), 3_000, 'media after recovery');
+    } finally {
+      pair.close();
+    }
+  });
+});
+
+describe('a flood of candidate updates (a hostile peer, or a relay replaying them)', () => {
+  it('takes MAX_CANDIDATE_UPDATES, drops and counts the rest, keeps its lists bounded, and the media keeps flowing', async () => {
+    const pair = await linkPair();
+    const { caller, callee } = pair;
+    try {
+      await startAndWaitUp(pair);
+      // 100 updates of 16 fresh candidates each (loopback ports nobody listens on: the checks
+      // they cause stay on this machine), as fast as they can come.
+      let port = 20_000;
+      for (let u = 0; u < 100; u++) {
+        const list = Array.from({ length: 16 }, () => ({ type: 'host', address: LOOPBACK, port: port++, priority: candidatePriority('host', 'IPv4', 1) }));
+        caller.link.addRemoteCandidates(list);
+      }
+      const r = caller.link.report();
+      assert.equal(r.candidates.updatesReceived, MAX_CANDIDATE_UPDATES);
+      assert.equal(r.candidates.updatesDropped, 100 - MAX_CANDIDATE_UPDATES);
+      assert.ok(r.candidates.received.length <= 64, `received list ${r.candidates.received.length}`);
+      assert.ok(r.pairs.length <= CHECK_DEFAULTS.maxRemoteCandidates + 2, `pairs ${r.pairs.length}`);
+      assert.ok(r.candidates.refused > 0, 'candidates over the limit are refused and counted');
+      // The new addresses made the caller check again; the real pair is found again and media flows.
+      await until(() => caller.link.transport.state === 'open' && callee.link.transport.state === 'open', 5_000, 'both open after the flood', () => caller.link.report().selected);
+      const atCallee = collect(callee);
+      const d = payload(0x79, 0);
+      await until(
+        () => {
+          caller.link.transport.send(d);
+          return atCallee.includes(hex(withSource(caller.sourceId, d)));
+        },
+        5_000,
+        'media after the flood',
+      );
+      assert.equal(caller.link.selected()?.remoteAddress, `${LOOPBACK}:${callee.port}`);
     } finally {
       pair.close();
     }
