@@ -15,15 +15,11 @@ import {
   runDirectMedia,
   type CallPathReport,
   type DirectMediaResult,
-  type DirectPathOptions,
   type EstablishedCall,
 } from '../../core/client/direct-call.js';
-import { candidatePriority, createMappedCandidate, gatherCandidates, parseEndpoint, stunObservations, type Candidate as P2pCandidate } from '../../core/p2p/candidates.js';
-import { StunClient, type Endpoint } from '../../core/nat/stun.js';
-import { stunClass } from '../../core/transport/demux.js';
-import { isIP } from 'node:net';
-import { PortMapper } from '../../core/nat/portmap.js';
-import { DEFAULT_PRIME_TTL, primeTowards, socketFamilies, toWireCandidate, type SocketType } from '../../core/p2p/direct-link.js';
+import { gatherForCall, type GatheredForCall, type PortMappingInfo } from '../../core/client/call-candidates.js';
+import type { Endpoint } from '../../core/nat/stun.js';
+import { primeTowards } from '../../core/p2p/direct-link.js';
 import { PresenceClient, type PresenceDropReason, type PresenceEvent } from '../../core/client/presence.js';
 import type { RelaySession } from '../../core/client/relay-session.js';
 import { loadOrCreateIdentity, type Identity } from '../../core/crypto/identity.js';
@@ -34,8 +30,8 @@ import { NoiseSuppressor } from '../../core/media/noise-suppression.js';
 import type { TierName } from '../../core/media/quality.js';
 import { WavWriter } from '../../core/media/wav.js';
 import type { Registries } from '../../core/registry.js';
-import { parseDialTarget, socketUdp, unmapIPv4 } from '../../core/transport/quic.js';
-import { MAX_CANDIDATES, type Candidate } from '../../core/wire/candidate.js';
+import { parseDialTarget } from '../../core/transport/quic.js';
+import type { Candidate } from '../../core/wire/candidate.js';
 import { openSpeaker } from './audio-devices.js';
 import { openSource, type CallRequest } from './call.js';
 import { checkOutputFile, writeFileAtomic } from './output-files.js';
@@ -181,7 +177,7 @@ export async function directCall(req: DirectCallRequest): Promise<DirectCallResu
   try {
     if (req.to === reg.identity.fingerprint) throw new UsageError('--to is your own fingerprint: a call needs someone else');
     const peerKnown = reg.members.lookup(req.to) !== undefined;
-    gathered = await gatherForCall(reg.session, req);
+    gathered = await gatherFor(reg.session, req);
     // A tone or file (no sound device) is opened while it rings, so the media starts at once
     // once answered. Devices are opened after the answer: a microphone opened now would
     // queue the ringing time's audio ahead of the call.
@@ -344,154 +340,22 @@ async function openMedia(req: DirectMediaRequest): Promise<OpenedMedia> {
   };
 }
 
-/** Our candidates for one call, as sent (wire) and as the direct path uses them. */
-interface GatheredForCall {
-  wire: Candidate[];
-  /** Absent with --relay-only: no direct path is tried. */
-  direct?: DirectPathOptions;
-  /**
-   * Stop making or renewing the call's port mapping and delete it (idempotent; never throws;
-   * bounded by the gateway's timeouts). Says what became of it.
-   */
-  releaseMapping(): Promise<PortMappingInfo>;
-}
-
-export type PortMappingInfo =
-  | { status: 'off'; reason: 'relay-only' | 'loopback-relay' | 'disabled' }
-  /** No protocol answered in time (or the gateway gave an unusable address). */
-  | { status: 'failed'; error: string }
-  | { status: 'mapped'; protocol: string; external: string; lifetimeS: number; deleted: boolean; deleteError?: string };
-
-/** How long a port mapping for a call may take before the call goes on without one. */
-const PORT_MAPPING_WAIT_MS = 6_000;
-
-/**
- * Start asking the gateway for a mapping of the call's socket port (in the background: the
- * offer or answer does not wait; the candidate goes to the peer as an update when made).
- */
-function startPortMapping(port: number, req: DirectMediaRequest): { candidates: Promise<readonly P2pCandidate[]>; release(): Promise<PortMappingInfo> } {
-  const stop = new AbortController();
-  const timer = setTimeout(() => stop.abort(), PORT_MAPPING_WAIT_MS);
-  timer.unref?.();
-  const onAbort = () => stop.abort();
-  req.signal.addEventListener('abort', onAbort, { once: true });
-  const made = createMappedCandidate(new PortMapper(req.gateway ? { gateway: req.gateway } : {}), { port, signal: stop.signal, description: 'wzp call' }).then(
-    (handle) => ({ handle }),
-    (error: unknown) => ({ error: errorMessage(error) }),
-  );
-  void made.finally(() => {
-    clearTimeout(timer);
-    req.signal.removeEventListener('abort', onAbort);
-  });
-  let released: Promise<PortMappingInfo> | undefined;
-  return {
-    candidates: made.then((m) => ('handle' in m ? [m.handle.candidate] : [])),
-    release: () =>
-      (released ??= (async (): Promise<PortMappingInfo> => {
-        stop.abort();
-        const m = await made;
-        if ('error' in m) return { status: 'failed', error: m.error };
-        const { mapping } = m.handle;
-        const outcome = await m.handle.release();
-        return {
-          status: 'mapped',
-          protocol: mapping.protocol,
-          external: `${mapping.externalAddress}:${mapping.externalPort}`,
-          lifetimeS: mapping.lifetimeS,
-          deleted: outcome.deleted,
-          ...(outcome.deleted ? {} : { deleteError: outcome.error }),
-        };
-      })()),
-  };
-}
-
-/** How long asking the relay for our reflexive address may hold up an offer or answer. */
-const REFLECT_TIMEOUT_MS = 1000;
-
-/**
- * Our candidates for a call on the relay connection's socket: none with --relay-only; host
- * candidates of our interfaces and the relay's observation of the socket otherwise. A relay
- * on loopback means both ends are on this machine (an embedded or test relay): the one host
- * candidate is then the loopback address, and nothing is sent anywhere else.
- */
-async function gatherForCall(session: RelaySession, req: DirectMediaRequest): Promise<GatheredForCall> {
-  const off = (reason: 'relay-only' | 'loopback-relay' | 'disabled') => () => Promise.resolve<PortMappingInfo>({ status: 'off', reason });
-  if (req.relayOnly) return { wire: [], releaseMapping: off('relay-only') };
-  const socketType = session.socket.type as SocketType;
-  const port = session.localAddress.port;
-  const families = socketFamilies(socketType);
-  const relayHost = parseDialTarget(req.relay).host;
-  if (isLoopbackHost(relayHost)) {
-    const address = relayHost.includes(':') ? '::1' : '127.0.0.1';
-    const family = address === '::1' ? 'IPv6' : 'IPv4';
-    const local: P2pCandidate[] = [{ type: 'host', address, port, family, priority: candidatePriority('host', family) }];
-    return {
-      wire: local.map(toWireCandidate),
-      direct: { demux: session.demux, socketType, localCandidates: local, allowLoopback: true, primeTtl: DEFAULT_PRIME_TTL },
-      releaseMapping: off('loopback-relay'),
-    };
-  }
-  const mapping = req.portMapping === false || !families.includes('IPv4') ? undefined : startPortMapping(port, req);
-  const [observed, stunned] = await Promise.all([
-    session
-      .reflect({ timeoutMs: REFLECT_TIMEOUT_MS, signal: req.signal })
-      .then((text) => parseEndpoint(text))
-      .catch(() => undefined),
-    stunReflexive(session, req, families),
-  ]);
-  const { candidates } = gatherCandidates({ port, families, reflexive: [...(observed ? [observed] : []), ...stunned] });
-  const local = candidates.slice(0, MAX_CANDIDATES);
-  return {
-    wire: local.map(toWireCandidate),
-    direct: {
-      demux: session.demux,
-      socketType,
-      localCandidates: local,
-      hostOptions: { port },
-      primeTtl: DEFAULT_PRIME_TTL,
-      ...(mapping ? { laterCandidates: mapping.candidates } : {}),
-    },
-    releaseMapping: mapping ? mapping.release : off('disabled'),
-  };
-}
-
-/** How long the STUN servers may hold up an offer or answer. */
-const STUN_TIMEOUT_MS = 1000;
-
-/**
- * The call socket's address as the configured STUN servers see it (`--stun`, else
- * netcheck.json's): a STUN client on the socket itself, its answers taken from the socket's
- * demultiplexer, so the mapping is the one the call uses. Servers that fail or are of a family
- * the socket cannot send to are skipped; none configured: nothing asked.
- */
-async function stunReflexive(session: RelaySession, req: DirectMediaRequest, families: readonly string[]): Promise<Endpoint[]> {
+/** The STUN servers a call asks (`--stun`, else netcheck.json's `stun`), resolved: at most 4 servers. */
+async function stunServersFor(req: DirectMediaRequest): Promise<Endpoint[]> {
   const servers = req.stun !== undefined ? req.stun : (await loadNatConfig(req.configDir).catch(() => undefined))?.config.stun ?? [];
-  if (servers.length === 0) return [];
-  const udp = socketUdp(session.socket);
-  if (!udp || session.demux.has('stun')) return [];
-  const resolved = (await Promise.all(servers.slice(0, 4).map((s) => resolveEndpoints(s).catch(() => [] as Endpoint[])))).flat();
-  const dualStack = session.socket.type === 'ipv4&ipv6';
-  const usable = resolved.filter((e) => families.includes(isIP(e.address) === 6 ? 'IPv6' : 'IPv4'));
-  if (usable.length === 0) return [];
-  const client = new StunClient(udp, { listen: false });
-  const unregister = session.demux.register(stunClass((data, from) => void client.handlePacket(data, { address: unmapIPv4(from.address), port: from.port })));
-  const stop = AbortSignal.any([req.signal, AbortSignal.timeout(STUN_TIMEOUT_MS)]);
-  try {
-    const target = (e: Endpoint): Endpoint => (dualStack && isIP(e.address) === 4 ? { address: `::ffff:${e.address}`, port: e.port } : e);
-    const { observations } = await stunObservations(
-      { binding: (server, o) => client.binding(target(server), o) },
-      usable,
-      { signal: stop },
-    ).catch(() => ({ observations: [] as Endpoint[] }));
-    return observations.map((o) => ({ address: unmapIPv4(o.address), port: o.port }));
-  } finally {
-    unregister();
-    client.close();
-  }
+  return (await Promise.all(servers.slice(0, 4).map((s) => resolveEndpoints(s).catch(() => [] as Endpoint[])))).flat();
 }
 
-function isLoopbackHost(host: string): boolean {
-  return host === '::1' || host.startsWith('127.') || host === 'localhost';
+/** Our candidates for a call on the relay connection's socket (core/client/call-candidates.ts). */
+function gatherFor(session: RelaySession, req: DirectMediaRequest): Promise<GatheredForCall> {
+  return gatherForCall(session, {
+    relayOnly: req.relayOnly,
+    relayHost: parseDialTarget(req.relay).host,
+    portMapping: req.portMapping,
+    gateway: req.gateway,
+    stunServers: () => stunServersFor(req),
+    signal: req.signal,
+  });
 }
 
 function presenceProgress(e: PresenceEvent, req: DirectMediaRequest): void {
@@ -662,7 +526,7 @@ async function handleOffer(
     await incoming.reject('declined');
     return { entry: { ...base, outcome: 'declined' } };
   }
-  const gathered = await gatherForCall(reg.session, req);
+  const gathered = await gatherFor(reg.session, req);
   try {
     return await answerAndRun(req, reg, incoming, gathered, { base, pin, receivedAt, caller });
   } finally {
