@@ -343,7 +343,12 @@ async function openMedia(req: DirectMediaRequest): Promise<OpenedMedia> {
 /** The STUN servers a call asks (`--stun`, else netcheck.json's `stun`), resolved: at most 4 servers. */
 async function stunServersFor(req: DirectMediaRequest): Promise<Endpoint[]> {
   const servers = req.stun !== undefined ? req.stun : (await loadNatConfig(req.configDir).catch(() => undefined))?.config.stun ?? [];
-  return (await Promise.all(servers.slice(0, 4).map((s) => resolveEndpoints(s).catch(() => [] as Endpoint[])))).flat();
+  // One that does not resolve is said and skipped: the call goes on with the others' view.
+  const unresolved = (s: string) => (err: unknown) => {
+    req.onProgress?.(`STUN server ${s} not asked: ${errorMessage(err)}`);
+    return [] as Endpoint[];
+  };
+  return (await Promise.all(servers.slice(0, 4).map((s) => resolveEndpoints(s).catch(unresolved(s))))).flat();
 }
 
 /** Our candidates for a call on the relay connection's socket (core/client/call-candidates.ts). */

@@ -50,6 +50,21 @@ describe('bad input to the commands that dial or read files', () => {
     }
   });
 
+  test('1:1 calls: a bad --stun or --gateway is a usage error naming the value, before any relay is dialled', async () => {
+    const fp = Array.from({ length: 16 }, () => 'ab12').join(':');
+    const relay = `127.0.0.1:${silent.port}`;
+    for (const [args, value] of [
+      [['call', relay, '--to', fp, '--stun', 'stun.example.net'], /stun\.example\.net/],
+      [['listen', relay, '--stun', '127.0.0.1:0'], /127\.0\.0\.1:0/],
+      [['call', relay, '--to', fp, '--gateway', 'notanip'], /notanip/],
+      [['listen', relay, '--gateway', 'notanip'], /notanip/],
+    ] as const) {
+      // The relay is a silent port: a command that dialled it first would wait out its timeout.
+      const doc = assertErrorDocument(await runCli([...args, '--timeout', '30', '--json'], home), 2, 'UsageError');
+      assert.match(doc.message, value, args.join(' '));
+    }
+  });
+
   test('a local file that is not a WAV is a ConfigError (exit 3) naming it, for call --file and sweep --input', async () => {
     const notWav = join(home.dir, 'passwd');
     writeFileSync(notWav, 'root:x:0:0:root:/root:/bin/bash\n');
