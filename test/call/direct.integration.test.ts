@@ -273,7 +273,7 @@ describe('1:1 calls by identity through a relay process', () => {
   test('on a terminal, a call rings with the caller shown: y answers, n declines', async () => {
     const [ana, bo] = [await person(), await person()];
     // `script` gives the listener a pseudo-terminal; what we write to its stdin is typed there.
-    const command = [process.execPath, BIN, 'listen', relay.address, '--tone', '700', ...pin()].map((a) => `'${a}'`).join(' ');
+    const command = 'exec ' + [process.execPath, BIN, 'listen', relay.address, '--tone', '700', ...pin()].map((a) => `'${a}'`).join(' ');
     const child = spawn('script', ['-qfec', command, '/dev/null'], { env: bo.home.env, stdio: ['pipe', 'pipe', 'pipe'] });
     let screen = '';
     child.stdout.on('data', (d) => (screen += d));
