@@ -13,7 +13,7 @@ const hasScript = spawnSync('script', ['--version']).status === 0;
 /** Run `wzp ...args` on a pseudo-terminal (util-linux `script`), so it draws its live status line. */
 function runOnTerminal(args: string[], home: CliHome, timeoutMs = 60_000): Promise<CliResult> {
   const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
-  const command = [process.execPath, BIN, ...args].map(quote).join(' ');
+  const command = `exec ${[process.execPath, BIN, ...args].map(quote).join(' ')}`;
   return new Promise((resolve, reject) => {
     const child = spawn('script', ['-q', '-e', '-c', command, '/dev/null'], { env: { ...home.env, COLUMNS: '200' }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
