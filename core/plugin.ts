@@ -27,7 +27,10 @@ export {
   type FecParams,
   type FecSchemeFactory,
 } from './media/fec-types.js';
-export type { EndpointObservation, NatStrategy, NatStrategyFactory, ProbePlan } from './nat/strategy-types.js';
+export { DEFAULT_STRATEGY_LIMITS, type NatProfile, type NatStrategy, type NatStrategyFactory, type ProbePlan, type StrategyContext, type StrategyLimits } from './nat/strategy-types.js';
+export type { Endpoint } from './nat/stun.js';
+export type { FilteringBehaviour, MappingBehaviour } from './nat/behaviour.js';
+export { advancePort, type PortAllocationKind } from './nat/port-allocation.js';
 
 // Building blocks: audio.
 export { createResampler, type Resampler } from './media/resample.js';

@@ -36,7 +36,6 @@ import { BlockList, isIP } from 'node:net';
 import { type NetworkInterfaceInfo, networkInterfaces } from 'node:os';
 import { DecodeError, UsageError, throwIfAborted } from '../errors.js';
 import type { PortMapping } from '../nat/portmap.js';
-import type { ProbePlan } from '../nat/strategy-types.js';
 
 export type CandidateType = 'host' | 'mapped' | 'srflx' | 'prflx' | 'predicted';
 export type CandidateFamily = 'IPv4' | 'IPv6';
@@ -549,24 +548,24 @@ export async function createMappedCandidate(mapper: CallPortMapper, options: Map
 // Predicted candidates (NAT-strategy plugins)
 
 /**
- * The contract between NAT-strategy plugins and the checks: turns a strategy's ProbePlan
- * into `predicted` remote candidates for PathChecker.addRemoteCandidates (they are guesses
+ * A strategy's plan targets (core/nat/strategy-types.ts ProbePlan, sent from the call's own
+ * socket) as `predicted` remote candidates for PathChecker.addRemoteCandidates (they are guesses
  * about the peer, never announced to anyone).
  *
  * Bounded and confined: at most `max` (default 32) targets, and only targets whose IP is one
  * of the peer's announced candidate addresses (DESIGN.md §6: hard-NAT tricks only toward the
  * peer's announced addresses; a plugin cannot aim probes at other hosts). Targets that do not
- * parse as IP:PORT (IPv6 in brackets) are dropped. Priorities fall with the plan's order.
- * `plan.localSockets` > 1 (the birthday technique) is not something one shared socket can do:
- * the next issue decides where those extra sockets live.
+ * parse as IP:PORT (IPv6 in brackets) or are not an Endpoint are dropped. Priorities fall
+ * with the plan's order. Plans with extra sockets (the birthday technique) are not candidates
+ * of the call's socket: the plan executor sends those.
  */
-export function predictedCandidates(plan: Pick<ProbePlan, 'targets'>, announced: readonly Endpoint[], options: { max?: number } = {}): Candidate[] {
+export function predictedCandidates(plan: { targets: readonly (Endpoint | string)[] }, announced: readonly Endpoint[], options: { max?: number } = {}): Candidate[] {
   const max = Math.max(0, Math.min(options.max ?? CANDIDATE_LIMITS.maxPredicted, CANDIDATE_LIMITS.maxPredicted));
   const allowed = new Set(announced.map((endpoint) => canonicalAddress(endpoint.address)).filter((address) => address !== undefined));
   const out: Omit<Candidate, 'priority'>[] = [];
   const seen = new Set<string>();
   for (const target of Array.isArray(plan.targets) ? plan.targets.slice(0, max * 4) : []) {
-    const endpoint = typeof target === 'string' ? parseEndpoint(target) : undefined;
+    const endpoint = typeof target === 'string' ? parseEndpoint(target) : isEndpointLike(target) ? target : undefined;
     const candidate = endpoint === undefined ? undefined : usableEndpoint(endpoint, 'predicted');
     if (candidate === undefined || !allowed.has(candidate.address)) continue;
     const key = endpointKey(candidate);
@@ -576,6 +575,11 @@ export function predictedCandidates(plan: Pick<ProbePlan, 'targets'>, announced:
     if (out.length >= max) break;
   }
   return rankCandidates(out);
+}
+
+function isEndpointLike(value: unknown): value is Endpoint {
+  const v = value as Partial<Endpoint> | null;
+  return typeof v === 'object' && v !== null && typeof v.address === 'string' && typeof v.port === 'number';
 }
 
 /** `1.2.3.4:5` or `[2001:db8::1]:5`; undefined otherwise. */
