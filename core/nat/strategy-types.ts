@@ -80,9 +80,12 @@ export const DEFAULT_STRATEGY_LIMITS: Readonly<StrategyLimits> = Object.freeze({
 /**
  * One side's half of a technique. The executor opens `sockets` extra sockets (0: the call's
  * own socket sends; otherwise only the extra ones do), waits `startAfterMs`, then sends probes round-robin: each target in
- * order from each sending socket, the list repeated, at most `ratePerSecond`, until a probe
- * is answered (the pair is then handed to the checks as validated), or `budget.packets` or
- * `budget.ms` is spent. Extra sockets are closed the moment the plan ends either way.
+ * order from each sending socket, the list repeated, at most `ratePerSecond`. Sending stops
+ * when `budget.packets` are sent; the plan ends when `budget.ms` is up (its sockets listen
+ * until then: the peer's half may still be aiming at their mappings) or at once when any
+ * pair succeeds. Extra sockets are closed when the plan ends, except one that carries the
+ * pair found. Both sides give a strategy the same time slot: the longer of the two halves'
+ * `budget.ms` (core/p2p/hard-nat.ts).
  */
 export interface ProbePlan {
   /** The strategy's name. */

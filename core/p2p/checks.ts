@@ -241,6 +241,9 @@ export interface PathCheckerStats {
   responsesSent: number;
   requestsReceived: number;
   responsesReceived: number;
+  /** Hard-NAT probes sent (probe(): outside the pacing and the check budget) and answered. */
+  probesSent: number;
+  probesAnswered: number;
   dropped: {
     malformed: number;
     unauthenticated: number;
@@ -304,7 +307,10 @@ interface Pair {
   triggeredQueued: boolean;
 }
 
-type TransactionKind = 'check' | 'prime' | 'triggered' | 'extra' | 'nominate' | 'keepalive' | 'warm';
+type TransactionKind = 'check' | 'prime' | 'triggered' | 'extra' | 'nominate' | 'keepalive' | 'warm' | 'probe';
+
+/** Probe transactions remembered at once (a plan sends at most a few hundred a second; answers come within transactionLifetimeMs). */
+export const MAX_PROBE_TRANSACTIONS = 4096;
 
 interface Transaction {
   readonly pair: Pair;
@@ -371,6 +377,8 @@ export class PathChecker {
     responsesSent: 0,
     requestsReceived: 0,
     responsesReceived: 0,
+    probesSent: 0,
+    probesAnswered: 0,
     dropped: {
       malformed: 0,
       unauthenticated: 0,
@@ -402,6 +410,8 @@ export class PathChecker {
   readonly #localKeys: Map<string, Candidate>;
   readonly #pairs = new Map<string, Pair>();
   readonly #pending = new Map<string, Transaction>();
+  /** Hard-NAT probes awaiting an answer: apart from #pending, so a plan's hundreds never evict the checks'. */
+  readonly #probes = new Map<string, Transaction>();
   readonly #seenRequests: BoundedSet;
   readonly #answered: BoundedSet;
   readonly #queue: QueuedCheck[] = [];
@@ -545,6 +555,45 @@ export class PathChecker {
   }
 
   /**
+   * A hard-NAT probe (./hard-nat.ts): one authenticated check request to `to`, which need not
+   * be a pair (a predicted port of the peer's NAT), outside the pacing and the check budget
+   * (the plan executor paces and bounds probes). `send` sends it from elsewhere than the
+   * shared socket (a side socket of the plan); default the checker's own. An answer from
+   * exactly `to` makes it a succeeded `predicted` pair (bounded like peer-reflexive ones); a
+   * request back from the peer makes a peer-reflexive pair as usual. Returns whether it left.
+   */
+  probe(to: Endpoint, send?: CheckSend): boolean {
+    if (this.#closed) return false;
+    const address = canonicalAddress(to?.address);
+    const family = address === undefined ? undefined : familyOf(address);
+    if (address === undefined || family === undefined || !this.#families.has(family) || !Number.isInteger(to.port) || to.port < 1 || to.port > 0xffff) return false;
+    const endpoint = { address, port: to.port };
+    const key = endpointKey(endpoint);
+    if (this.#localKeys.has(key)) return false;
+    const pair = this.#pairs.get(key) ?? this.#newPair({ type: 'predicted', address, port: to.port, family, priority: candidatePriority('predicted', family) });
+    const encoded = this.#encodeRequest(pair, 'probe');
+    if (encoded === undefined) return false;
+    const now = this.#timers.now();
+    if (send === undefined) {
+      if (!this.#transmit(encoded.bytes, endpoint, 'probe')) return false;
+    } else {
+      try {
+        send(encoded.bytes, address, to.port);
+      } catch {
+        this.stats.dropped.sendErrors++;
+        return false;
+      }
+    }
+    this.stats.probesSent++;
+    for (const [id, old] of this.#probes) {
+      if (now - old.sentAt <= this.#o.transactionLifetimeMs && this.#probes.size < MAX_PROBE_TRANSACTIONS) break;
+      this.#probes.delete(id);
+    }
+    this.#probes.set(encoded.id, { pair, kind: 'probe', sentAt: now });
+    return true;
+  }
+
+  /**
    * Offers one datagram that the demultiplexer classified as a path check. Never throws;
    * returns true when it was a valid check for this call (answered or matched).
    */
@@ -618,6 +667,7 @@ export class PathChecker {
     this.#closed = true;
     this.#clearTimer();
     this.#pending.clear();
+    this.#probes.clear();
     this.#queue.length = 0;
   }
 
@@ -704,8 +754,15 @@ export class PathChecker {
       }
       this.#signalledRemotes++;
     }
+    this.#pairs.set(key, this.#newPair(candidate));
+    this.#failedEmitted = false;
+    return true;
+  }
+
+  /** A pair record for `candidate` (not yet in #pairs). */
+  #newPair(candidate: Candidate): Pair {
     const pair: Pair = {
-      key,
+      key: endpointKey(candidate),
       remote: candidate,
       state: 'waiting',
       priority: 0n,
@@ -722,9 +779,7 @@ export class PathChecker {
       triggeredQueued: false,
     };
     pair.priority = this.#pairPriorityOf(pair);
-    this.#pairs.set(key, pair);
-    this.#failedEmitted = false;
-    return true;
+    return pair;
   }
 
   /** The local candidate a pair uses before an answer says otherwise: the family's base (host), else its best. */
@@ -818,22 +873,38 @@ export class PathChecker {
 
   #onResponse(message: PathCheckResponseMessage, source: Endpoint): boolean {
     const id = hex(message.transactionId);
-    const transaction = this.#pending.get(id);
+    const transaction = this.#pending.get(id) ?? this.#probes.get(id);
     if (transaction === undefined) {
       if (this.#answered.has(id)) this.stats.dropped.replayed++;
       else this.stats.dropped.unsolicited++;
       return false;
     }
     const now = this.#timers.now();
-    const pair = transaction.pair;
+    let pair = transaction.pair;
     if (endpointKey(source) !== pair.key || now - transaction.sentAt > this.#o.transactionLifetimeMs) {
       // RFC 8445 §7.2.5.2.1: an answer must come from where the request went.
       this.stats.dropped.unsolicited++;
       return false;
     }
     this.#pending.delete(id);
+    this.#probes.delete(id);
     this.#answered.add(id);
     this.stats.responsesReceived++;
+    if (transaction.kind === 'probe') {
+      this.stats.probesAnswered++;
+      const known = this.#pairs.get(pair.key);
+      if (known !== undefined) pair = known;
+      else {
+        // A predicted port that answered: a pair now, bounded like the peer-reflexive ones.
+        if (this.#prflxRemotes >= this.#o.maxPeerReflexive) {
+          this.stats.dropped.prflxOverLimit++;
+          return false;
+        }
+        this.#prflxRemotes++;
+        this.#pairs.set(pair.key, pair);
+        this.#failedEmitted = false;
+      }
+    }
 
     const rtt = now - transaction.sentAt;
     pair.responses++;
@@ -945,6 +1016,18 @@ export class PathChecker {
   /** Sends one request on `pair`; returns false if it could not be encoded or sent. */
   #sendRequest(pair: Pair, kind: TransactionKind, ttl?: number): boolean {
     const now = this.#timers.now();
+    const encoded = this.#encodeRequest(pair, kind);
+    if (encoded === undefined) return false;
+    this.#lastSendAt = now;
+    if (!this.#transmit(encoded.bytes, pair.remote, kind, ttl)) return false;
+    this.stats.requestsSent++;
+    this.#remember(encoded.id, { pair, kind, sentAt: now });
+    return true;
+  }
+
+  /** A request on `pair` with a fresh transaction id (counted on the pair); undefined if it cannot be encoded. */
+  #encodeRequest(pair: Pair, kind: TransactionKind): { bytes: Uint8Array; id: string } | undefined {
+    const now = this.#timers.now();
     const transactionId = this.#random(PATH_CHECK_TRANSACTION_BYTES);
     const nominate = this.role === 'controlling' && (kind === 'nominate' || (kind === 'keepalive' && this.#nominated === pair));
     let bytes: Uint8Array;
@@ -963,16 +1046,12 @@ export class PathChecker {
       );
     } catch {
       this.stats.dropped.sendErrors++;
-      return false;
+      return undefined;
     }
-    this.#lastSendAt = now;
     pair.attempts++;
     pair.firstSentAt ??= now;
     pair.lastSentAt = now;
-    if (!this.#transmit(bytes, pair.remote, kind, ttl)) return false;
-    this.stats.requestsSent++;
-    this.#remember(hex(transactionId), { pair, kind, sentAt: now });
-    return true;
+    return { bytes, id: hex(transactionId) };
   }
 
   #remember(id: string, transaction: Transaction): void {

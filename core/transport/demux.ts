@@ -33,6 +33,14 @@
  * packets), hardened as the relay's media sends are: a non-unicast destination or port 0 is
  * refused, a send queue already MAX_SOCKET_SEND_QUEUE deep drops the packet, and a send the
  * kernel refuses is counted, never thrown nor an 'error' event.
+ *
+ * Side sockets (hard-NAT strategies, core/p2p/hard-nat.ts): a technique may open more local
+ * sockets than the one (the birthday technique opens hundreds, each its own NAT mapping).
+ * What arrives on one is handed to `receiveSide()`: the registered classes only, never QUIC
+ * or STUN (the relay connection lives on the main socket; a QUIC packet on a side socket is
+ * noise). Once a side socket proves to reach a peer endpoint, `route()` sends everything for
+ * that endpoint through it (checks, keepalives, direct media), so the rest of the client
+ * keeps thinking in one socket.
  */
 import type { Socket as UdpSocket } from 'node:dgram';
 import { InternalError } from '../errors.js';
@@ -133,6 +141,8 @@ export class Demux {
   private readonly quicStats: PacketClassStats = { packets: 0, bytes: 0, errors: 0 };
   private readonly totals = { unclaimed: 0, unclaimedBytes: 0, sent: 0, sendRefused: 0, sendDropped: 0, sendErrors: 0 };
   private readonly errorLog = new LogLimiter(1, 5);
+  /** Endpoints whose packets leave through a side socket (key: unmapped address and port). */
+  private readonly routes = new Map<string, UdpSocket>();
 
   /**
    * @param udp the socket's node:dgram socket, for sends (a function: a QUICSocket creates it in start()).
@@ -230,6 +240,36 @@ export class Demux {
     return resolved;
   };
 
+  /**
+   * A packet that arrived on a side socket (see the top of this file): dispatched to the
+   * registered classes like one of the main socket's, except QUIC and STUN, which are only
+   * ever the main socket's (counted as unclaimed).
+   */
+  readonly receiveSide = (data: Buffer, from: UdpSource): void => {
+    if (data.length === 0 || this.quicBytes[data[0]] || this.byFirstByte[data[0]]?.cls.name === 'stun') {
+      void this.unclaimed(data);
+      return;
+    }
+    void this.receive(data, from);
+  };
+
+  /**
+   * Send what goes to `to` through `via` (a side socket that reaches it) instead of the main
+   * socket, until the returned function is called (or another route replaces this one).
+   */
+  route(to: { host: string; port: number }, via: UdpSocket): () => void {
+    const key = routeKey(to.host, to.port);
+    this.routes.set(key, via);
+    return () => {
+      if (this.routes.get(key) === via) this.routes.delete(key);
+    };
+  }
+
+  /** The side socket packets to `to` leave through, if any. */
+  routeOf(to: { host: string; port: number }): UdpSocket | undefined {
+    return this.routes.size === 0 ? undefined : this.routes.get(routeKey(to.host, to.port));
+  }
+
   private unclaimed(data: Buffer): Promise<void> {
     this.totals.unclaimed++;
     this.totals.unclaimedBytes += data.length;
@@ -256,7 +296,10 @@ export class Demux {
       this.totals.sendRefused++;
       return false;
     }
-    const udp = this.udp();
+    const side = this.routes.size === 0 ? undefined : this.routes.get(routeKey(to.host, to.port));
+    // A side socket is of the peer's family only (udp4 for IPv4): it gets the plain address.
+    if (side) to = { host: unmapped(to.host), port: to.port };
+    const udp = side ?? this.udp();
     if (!udp) {
       this.totals.sendDropped++;
       return false;
@@ -297,6 +340,14 @@ export class Demux {
   private readonly onSent = (err: Error | null): void => {
     if (err) this.totals.sendErrors++;
   };
+}
+
+function unmapped(host: string): string {
+  return host.startsWith('::ffff:') && host.includes('.') ? host.slice(7) : host;
+}
+
+function routeKey(host: string, port: number): string {
+  return `${unmapped(host)}|${port}`;
 }
 
 function hex(b: number): string {
