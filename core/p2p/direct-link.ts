@@ -39,6 +39,8 @@ import {
 } from './candidates.js';
 import { PathChecker, type CheckTimers, type PairReport, type PathCheckerOptions, type PathCheckerStats, type PathCheckEvent } from './checks.js';
 import { DirectMediaTransport, formatEndpoint, type DirectMediaDrops } from './direct-path.js';
+import { HardNatRunner, type HardNatOptions, type HardNatReport } from './hard-nat.js';
+import type { NatProfile, NatStrategy, StrategyLimits } from '../nat/strategy-types.js';
 
 /**
  * TTL of the priming packet before the first check to each remote candidate (PathChecker's
@@ -64,6 +66,12 @@ export const ADDRESS_POLL_MS = 2_000;
 const MAX_RTT_SAMPLES = 86_400;
 /** Path timeline entries kept (a flapping path is counted beyond). */
 export const MAX_TIMELINE = 200;
+/**
+ * How long the cheap candidates have to find a pair before the hard-NAT strategies start (or
+ * until every pair failed, if sooner). Easy pairs succeed within ~300 ms in the lab; a hard
+ * side's port prediction ages with every ms.
+ */
+export const HARD_NAT_AFTER_MS = 600;
 /** Candidate updates received and applied in one call at most (a peer cannot make us churn). */
 export const MAX_CANDIDATE_UPDATES = 32;
 
@@ -111,6 +119,21 @@ export interface DirectLinkOptions {
   checks?: Partial<Pick<PathCheckerOptions, 'paceMs' | 'staleAfterMs' | 'keepaliveIntervalMs' | 'maxDurationMs' | 'nominationWaitMs'>>;
   timers?: CheckTimers;
   addressPollMs?: number;
+  /**
+   * Hard-NAT strategies (./hard-nat.ts): both sides' NAT profiles (ours as measured, the
+   * peer's from its signed offer/answer) and the strategies to run in order, once the cheap
+   * candidates had `afterMs` (default HARD_NAT_AFTER_MS) without a pair, or every pair failed.
+   * Probes go only to addresses the peer announced (its candidates, the relay's observation
+   * of it, its profile's reflexive addresses). Absent: no strategy runs.
+   */
+  hardNat?: {
+    strategies: readonly NatStrategy[];
+    local: NatProfile;
+    remote: NatProfile;
+    limits?: Partial<StrategyLimits>;
+    afterMs?: number;
+    openSocket?: HardNatOptions['openSocket'];
+  };
   onEvent?(e: DirectLinkEvent): void;
 }
 
@@ -159,6 +182,8 @@ export interface DirectPathReport {
   media: { sent: number; received: number; drops: DirectMediaDrops };
   /** The checks' restarts (a stale path that did not come back, an address change). */
   restarts: number;
+  /** Hard-NAT strategies: consent, which applied, each plan as run and its outcome (absent: none configured). */
+  hardNat?: HardNatReport;
 }
 
 export interface WireCandidateRecord {
@@ -188,6 +213,10 @@ export class DirectLink {
   #pollTimer: NodeJS.Timeout | undefined;
   #rttTimer: NodeJS.Timeout | undefined;
   #hostKey: string;
+  #hardNat: HardNatRunner | undefined;
+  #hardNatTimer: NodeJS.Timeout | undefined;
+  /** IPs the peer announced (candidates, the relay's observation, its profile): where probes may go. */
+  readonly #peerAddresses = new Set<string>();
 
   constructor(options: DirectLinkOptions) {
     this.#o = options;
@@ -228,6 +257,8 @@ export class DirectLink {
       if (hint !== undefined && this.checker.addRemoteCandidates([hint]) > 0) this.#relayObserved = wireRecord(hint);
     }
     this.#hostKey = hostKeyOf(this.#local);
+    if (options.relayCandidate !== undefined) this.#notePeerAddress(toP2pCandidate(options.relayCandidate)?.address);
+    for (const r of options.hardNat?.remote.reflexive ?? []) this.#notePeerAddress(r?.address);
   }
 
   /** Start the checks (and the address watch, the round-trip samples). */
@@ -243,6 +274,35 @@ export class DirectLink {
       this.#pollTimer = setInterval(() => this.#pollAddresses(), this.#o.addressPollMs ?? ADDRESS_POLL_MS);
       this.#pollTimer.unref?.();
     }
+    if (this.#o.hardNat) {
+      this.#hardNatTimer = setTimeout(() => this.#startHardNat(), this.#o.hardNat.afterMs ?? HARD_NAT_AFTER_MS);
+      this.#hardNatTimer.unref?.();
+    }
+  }
+
+  /** The strategies' turn: only while no pair succeeded (a late cheap pair makes them moot). */
+  #startHardNat(): void {
+    clearTimeout(this.#hardNatTimer);
+    const h = this.#o.hardNat;
+    if (this.#closed || !h || this.#hardNat || this.checker.pairs().some((p) => p.state === 'succeeded')) return;
+    this.#hardNat = new HardNatRunner({
+      strategies: h.strategies,
+      local: h.local,
+      remote: h.remote,
+      remoteAddresses: [...this.#peerAddresses],
+      role: this.#o.role === 'caller' ? 'controlling' : 'controlled',
+      checker: this.checker,
+      demux: this.#o.demux,
+      families: socketFamilies(this.#o.socketType),
+      ...(h.limits ? { limits: h.limits } : {}),
+      ...(h.openSocket ? { openSocket: h.openSocket } : {}),
+    });
+    void this.#hardNat.run().catch(() => undefined);
+  }
+
+  #notePeerAddress(address: string | undefined): void {
+    const a = address === undefined ? undefined : canonicalAddress(address);
+    if (a !== undefined && this.#peerAddresses.size < 64) this.#peerAddresses.add(a);
   }
 
   /** Our source id in the call's room: direct media carries it. */
@@ -294,6 +354,7 @@ export class DirectLink {
     const added = this.checker.addRemoteCandidates(converted);
     this.#refused += this.checker.stats.dropped.refusedCandidate - before;
     for (const c of converted) if (this.#received.length < 64) this.#received.push(wireRecord(c));
+    for (const c of converted) this.#notePeerAddress(c.address);
     if (!opts.initial && added > 0 && this.checker.nominated !== undefined) {
       // A peer whose addresses changed: check everything again.
       this.#restart('address-change');
@@ -334,6 +395,7 @@ export class DirectLink {
       checks: checks.stats,
       media: { sent: media.sent, received: media.received, drops: { ...this.transport.drops } },
       restarts: this.#restarts,
+      ...(this.#o.hardNat ? { hardNat: this.#hardNat?.report() ?? { consent: { local: this.#o.hardNat.local.consent === true, remote: this.#o.hardNat.remote.consent === true }, notApplicable: [], attempts: [], sideSocketInUse: false } } : {}),
     };
   }
 
@@ -343,6 +405,8 @@ export class DirectLink {
     clearTimeout(this.#staleTimer);
     clearInterval(this.#pollTimer);
     clearInterval(this.#rttTimer);
+    clearTimeout(this.#hardNatTimer);
+    this.#hardNat?.close();
     this.checker.close();
     this.transport.close();
     this.#unregister();
@@ -375,6 +439,8 @@ export class DirectLink {
         return;
       case 'failed':
         this.#emit({ type: 'direct:failed', reason: e.reason });
+        // Every cheap pair failed: the strategies need not wait their turn.
+        if (this.#o.hardNat && !this.#hardNat) this.#startHardNat();
         return;
       default:
         return;
