@@ -44,6 +44,7 @@ import { type PortAllocationKind, type PortObservation, classifyPortAllocation, 
 import { type PortMapProtocol, PortMapper, type ProtocolProbe } from './portmap.js';
 import { type AddressFamily, type ReflectMapping, type ReflectRelay, classifyByDestination } from './reflect.js';
 import { type Endpoint, type NatProgressListener, StunClient, assertEndpoint, formatEndpoint, sameEndpoint } from './stun.js';
+import type { NatProfile, NatStrategy } from './strategy-types.js';
 import { closeUdpSocket, openUdpSocket, sourceAddressToward } from './udp.js';
 
 export const NETCHECK_TIMING = {
@@ -183,6 +184,12 @@ export interface Verdict {
   kind: VerdictKind;
   summary: string;
   reasons: string[];
+  /**
+   * The hard-NAT strategies (NAT-strategy plugins) that do something for this network, with
+   * what they do (NatStrategy.describeFor on the profile measured here); absent when none was
+   * given to netcheck or the network is not measured.
+   */
+  strategies?: { name: string; does: string }[];
 }
 
 export interface NetcheckResult {
@@ -228,6 +235,8 @@ export interface NetcheckOptions {
   /** The user's stop (Ctrl-C): the checks end and the result says `interrupted`. */
   signal?: AbortSignal;
   onProgress?: (event: NetcheckEvent) => void;
+  /** The hard-NAT strategies installed: the verdict names those that apply to this network. */
+  strategies?: readonly NatStrategy[];
 }
 
 type FamilyId = 'ipv4' | 'ipv6';
@@ -675,6 +684,25 @@ class Run {
       .sort((a, b) => a.medianMs - b.medianMs)[0];
     // The family behaviour was measured over, else the first that has an address.
     const main = behaviour.family === 'IPv6' ? ipv6 : behaviour.family === 'IPv4' ? ipv4 : ipv4.reflexiveAddress ? ipv4 : ipv6;
+    const verdict = netcheckVerdict({
+      udpWorks: udp.works,
+      serversAsked: [...this.asked],
+      interrupted: this.interrupted,
+      natDetected: behaviour.natDetected ?? main.natDetected,
+      mapping: behaviour.mapping,
+      filtering: behaviour.filtering,
+      hairpinning: behaviour.hairpinning,
+      acrossServers: main.acrossServers?.mapping ?? 'unknown',
+      allocation: allocation.kind,
+      portMapping: portMapping.available,
+      portMappingExternalAddress: portMapping.externalAddress,
+      publicAddress: main.reflexiveAddress,
+      relaysConfigured: relays.length,
+      relaysAnswered: relays.filter((r) => r.status === 'ok').length,
+    });
+    if (this.options.strategies && (verdict.kind === 'easy' || verdict.kind === 'hard' || verdict.kind === 'hard-predictable' || verdict.kind === 'no-nat')) {
+      verdict.strategies = strategiesForNetwork(this.options.strategies, netcheckProfile(behaviour, allocation, main));
+    }
     return {
       udp,
       ipv4,
@@ -684,22 +712,7 @@ class Run {
       portMapping,
       relays,
       preferredRelay: fastest && { relay: fastest.relay, medianMs: fastest.medianMs },
-      verdict: netcheckVerdict({
-        udpWorks: udp.works,
-        serversAsked: [...this.asked],
-        interrupted: this.interrupted,
-        natDetected: behaviour.natDetected ?? main.natDetected,
-        mapping: behaviour.mapping,
-        filtering: behaviour.filtering,
-        hairpinning: behaviour.hairpinning,
-        acrossServers: main.acrossServers?.mapping ?? 'unknown',
-        allocation: allocation.kind,
-        portMapping: portMapping.available,
-        portMappingExternalAddress: portMapping.externalAddress,
-        publicAddress: main.reflexiveAddress,
-        relaysConfigured: relays.length,
-        relaysAnswered: relays.filter((r) => r.status === 'ok').length,
-      }),
+      verdict,
       durationMs: elapsed(this.startedAt),
       ...(this.interrupted ? { interrupted: true as const } : {}),
     };
@@ -979,6 +992,40 @@ export function netcheckVerdict(input: VerdictInput): Verdict {
     'the NAT mapping could not be measured: configure an RFC 5780 STUN server (two IP addresses: a relay started with --stun-alternate, or coturn with two -L) or more servers on different IPs',
   );
   return verdict('unknown');
+}
+
+/**
+ * What netcheck measured, as the NatProfile a call would send (core/nat/strategy-types.ts):
+ * the mapping (RFC 5780, else the comparison across server addresses), the filtering, the
+ * port allocation walk, the public address.
+ */
+export function netcheckProfile(behaviour: BehaviourCheck, allocation: AllocationCheck, main: FamilyCheck): NatProfile {
+  const across = main.acrossServers?.mapping;
+  const mapping: MappingBehaviour =
+    behaviour.mapping !== 'unknown' ? behaviour.mapping : across === 'endpoint-independent' ? 'endpoint-independent' : across === 'symmetric' ? 'address-and-port-dependent' : 'unknown';
+  const ports = allocation.observations.map((o) => parseHostPort(o.mappedAddress).port).filter((p) => Number.isInteger(p) && p > 0);
+  const reflexive = main.reflexiveAddress ? [toEndpoint(main.reflexiveAddress)] : [];
+  return {
+    mapping,
+    filtering: behaviour.filtering,
+    allocation: { kind: allocation.kind, ...(allocation.delta === undefined ? {} : { delta: allocation.delta }), recentPorts: ports.slice(-16) },
+    reflexive,
+    consent: true,
+  };
+}
+
+/** Each strategy's line for this network; a strategy that throws says nothing (it is a plugin). */
+export function strategiesForNetwork(strategies: readonly NatStrategy[], profile: NatProfile): { name: string; does: string }[] {
+  const out: { name: string; does: string }[] = [];
+  for (const s of strategies) {
+    try {
+      const does = s.describeFor(profile);
+      if (typeof does === 'string' && does !== '') out.push({ name: s.name, does: does.slice(0, 300) });
+    } catch {
+      // A broken plugin does not break the verdict.
+    }
+  }
+  return out;
 }
 
 function hairpinReason(input: VerdictInput, reasons: string[]): void {

@@ -26,7 +26,7 @@
  */
 import dgram, { type Socket as UdpSocket } from 'node:dgram';
 import { errorMessage } from '../errors.js';
-import { DEFAULT_STRATEGY_LIMITS, type NatProfile, type NatStrategy, type ProbePlan, type StrategyContext, type StrategyLimits } from '../nat/strategy-types.js';
+import { DEFAULT_STRATEGY_LIMITS, type NatProfile, type NatStrategy, type NatStrategyFactory, type ProbePlan, type StrategyContext, type StrategyLimits } from '../nat/strategy-types.js';
 import type { Demux } from '../transport/demux.js';
 import { PATH_CHECK_MARKER } from '../wire/path-check.js';
 import { canonicalAddress, endpointKey, familyOf, type CandidateFamily, type Endpoint } from './candidates.js';
@@ -417,6 +417,23 @@ export class HardNatRunner {
       // already closed
     }
   }
+}
+
+/**
+ * One instance of each available strategy of a registry (core/registry.ts), in its order (by
+ * name). A factory that is unavailable here or throws is left out: a plugin's failure costs
+ * only its own technique.
+ */
+export function installedStrategies(registry: { list(): readonly { factory: NatStrategyFactory }[] }): NatStrategy[] {
+  const out: NatStrategy[] = [];
+  for (const { factory } of registry.list()) {
+    try {
+      if (factory.availability().available) out.push(factory.create());
+    } catch {
+      // left out
+    }
+  }
+  return out;
 }
 
 type RouteUndo = (() => void) & { key: string };

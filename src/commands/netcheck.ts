@@ -1,3 +1,4 @@
+import { installedStrategies } from '../../core/p2p/hard-nat.js';
 import { Flags } from '@oclif/core';
 import { Listr, ListrLogger, ProcessOutput } from 'listr2';
 import { type CheckStatus, type NetcheckCheckId, type NetcheckEvent, describeAllocation } from '../../core/nat/netcheck.js';
@@ -49,6 +50,7 @@ Relays answer STUN on their port, so --relay alone is enough: a relay gives the 
         meta: (schemaVersion) => this.reportMeta(schemaVersion, flags),
         signal: this.abortSignal,
         onProgress: tasks?.handle,
+        strategies: installedStrategies(this.registries.natStrategies),
       });
       const relays = new Set(report.servers.relays.map((r) => r.address));
       for (const u of report.servers.unresolved) this.warn(relays.has(u.server) ? `relay ${u.server}: ${u.error}` : `STUN server ${u.server} left out: ${u.error}`);
@@ -62,7 +64,12 @@ Relays answer STUN on their port, so --relay alone is enough: a relay gives the 
   }
 
   protected renderHuman(r: NetcheckReport): string {
-    const lines = [`verdict   ${r.verdict.summary}`, ...r.verdict.reasons.map((reason) => `          - ${reason}`), ''];
+    const lines = [
+      `verdict   ${r.verdict.summary}`,
+      ...r.verdict.reasons.map((reason) => `          - ${reason}`),
+      ...(r.verdict.strategies ?? []).map((s) => `          - hard-NAT strategy ${s.name}: ${s.does}`),
+      '',
+    ];
     // "Blocked" only when the verdict says so: one silent server may just be down.
     lines.push(`UDP       ${r.udp.works ? 'works' : r.verdict.kind === 'udp-blocked' ? 'BLOCKED' : 'no answer'} (${r.udp.evidence})`);
     for (const id of ['ipv4', 'ipv6'] as const) {

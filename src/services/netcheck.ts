@@ -6,6 +6,7 @@
  * this host's interface addresses and the servers used (docs/netcheck.md,
  * docs/schemas/netcheck-report.schema.json).
  */
+import type { NatStrategy } from '../../core/nat/strategy-types.js';
 import { networkInterfaces } from 'node:os';
 import { type NetcheckEvent, type NetcheckRelay, type NetcheckResult, runNetcheck } from '../../core/nat/netcheck.js';
 import type { Endpoint } from '../../core/nat/stun.js';
@@ -38,6 +39,8 @@ export interface NetcheckRequest {
   meta(schemaVersion: number): ReportMeta;
   signal?: AbortSignal;
   onProgress?: (event: NetcheckEvent) => void;
+  /** The installed hard-NAT strategies: the verdict names those that apply here. */
+  strategies?: readonly NatStrategy[];
 }
 
 /** One address of one of this host's interfaces (os.networkInterfaces()). */
@@ -118,6 +121,7 @@ export async function netcheck(req: NetcheckRequest): Promise<NetcheckReport> {
     signal: req.signal,
     onProgress: req.onProgress,
     relays,
+    ...(req.strategies ? { strategies: req.strategies } : {}),
   });
   // Always: the pins' lastSeen moved (save() writes only what changed, over what is on disk).
   if (trusts.length > 0) await pins.save();

@@ -1,7 +1,18 @@
 /** The netcheck verdict rules (core/nat/netcheck.ts netcheckVerdict) and the reflect classification. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { type VerdictInput, VERDICT_SUMMARIES, describeAllocation, netcheckVerdict } from '../../core/nat/netcheck.js';
+import {
+  type AllocationCheck,
+  type BehaviourCheck,
+  type FamilyCheck,
+  type VerdictInput,
+  VERDICT_SUMMARIES,
+  describeAllocation,
+  netcheckProfile,
+  netcheckVerdict,
+  strategiesForNetwork,
+} from '../../core/nat/netcheck.js';
+import type { NatStrategy } from '../../core/nat/strategy-types.js';
 import { classifyByDestination, classifyReflections } from '../../core/nat/reflect.js';
 
 const CONE: VerdictInput = {
@@ -153,5 +164,67 @@ describe('allocation in one line', () => {
     assert.equal(describeAllocation({ kind: 'port-preserving', prediction: { ports: [5000], confidence: 1 } }), 'port-preserving: a mapping keeps its local port');
     assert.equal(describeAllocation({ kind: 'fixed', prediction: { ports: [6000], confidence: 1 } }), 'fixed: one external port (6000) for every destination');
     assert.equal(describeAllocation({ kind: 'random', prediction: { ports: [], confidence: 0 } }), 'random: the next port cannot be predicted');
+  });
+});
+
+describe('the verdict names the hard-NAT strategies that apply', () => {
+  const behaviour = {
+    status: 'ok',
+    mapping: 'address-and-port-dependent',
+    filtering: 'address-and-port-dependent',
+    hairpinning: 'unknown',
+    notes: [],
+    durationMs: 1,
+  } as unknown as BehaviourCheck;
+  const allocation = {
+    status: 'ok',
+    kind: 'sequential',
+    delta: 2,
+    consistency: 1,
+    samples: 4,
+    explanation: '',
+    observations: ['198.51.100.7:40010', '198.51.100.7:40012', '198.51.100.7:40014', '198.51.100.7:40016'].map((m, i) => ({ server: `192.0.2.${i + 1}:3478`, mappedAddress: m })),
+    unanswered: [],
+    prediction: { ports: [40018], confidence: 1 },
+    durationMs: 1,
+  } as unknown as AllocationCheck;
+  const main = { status: 'ok', reflexiveAddress: '198.51.100.7:40016', servers: [], durationMs: 1 } as unknown as FamilyCheck;
+
+  it('the profile is what a call would send: mapping, filtering, allocation with its ports, the public address', () => {
+    assert.deepEqual(netcheckProfile(behaviour, allocation, main), {
+      mapping: 'address-and-port-dependent',
+      filtering: 'address-and-port-dependent',
+      allocation: { kind: 'sequential', delta: 2, recentPorts: [40010, 40012, 40014, 40016] },
+      reflexive: [{ address: '198.51.100.7', port: 40016 }],
+      consent: true,
+    });
+    // Mapping not measured (no RFC 5780 server): the comparison across servers stands in.
+    const unmeasured = { ...behaviour, mapping: 'unknown' } as BehaviourCheck;
+    assert.equal(netcheckProfile(unmeasured, allocation, { ...main, acrossServers: { mapping: 'symmetric', reason: '' } }).mapping, 'address-and-port-dependent');
+    assert.equal(netcheckProfile(unmeasured, allocation, main).mapping, 'unknown');
+  });
+
+  it('each strategy says what it does for this network; silent, empty and throwing ones are left out', () => {
+    const make = (name: string, describeFor: NatStrategy['describeFor']): NatStrategy => ({
+      name,
+      version: '1',
+      description: name,
+      applicable: () => false,
+      plan: () => undefined,
+      describeFor,
+    });
+    const profile = netcheckProfile(behaviour, allocation, main);
+    const lines = strategiesForNetwork(
+      [
+        make('predicts', (p) => (p.allocation.kind === 'sequential' ? `predicts the next ports (step ${p.allocation.delta})` : undefined)),
+        make('silent', () => undefined),
+        make('empty', () => ''),
+        make('broken', () => {
+          throw new Error('plugin bug');
+        }),
+      ],
+      profile,
+    );
+    assert.deepEqual(lines, [{ name: 'predicts', does: 'predicts the next ports (step 2)' }]);
   });
 });
