@@ -47,8 +47,8 @@ export function listenSummary(r: ListenResult): string {
 /** Both NAT profiles in one line: what a hard-NAT strategy had to go on. */
 function natLine(r: DirectCallResult): string {
   const n = r.path.nat;
-  const ours = n.local ? natText(n.local) : 'none sent';
-  const theirs = n.remote ? natText(n.remote) : n.remoteStatus === 'ignored' ? `ignored (${n.remoteProblem ?? '?'})` : 'none (no consent)';
+  const ours = n.local ? natText(n.local) : r.direct.relayOnly ? 'none sent (--relay-only)' : 'none measured (a relay on this machine)';
+  const theirs = n.remote ? natText(n.remote) : n.remoteStatus === 'ignored' ? `ignored, so no consent (${n.remoteProblem ?? '?'})` : 'none, so no consent';
   return `  NAT: ours ${ours}; the peer's ${theirs}`;
 }
 
