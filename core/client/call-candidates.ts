@@ -24,8 +24,8 @@ import { candidatePriority, createMappedCandidate, gatherCandidates, parseEndpoi
 import { DEFAULT_PRIME_TTL, socketFamilies, toWireCandidate, type SocketType } from '../p2p/direct-link.js';
 import { stunClass } from '../transport/demux.js';
 import { socketUdp, unmapIPv4 } from '../transport/quic.js';
-import { MAX_CANDIDATES, type Candidate } from '../wire/candidate.js';
-import { MAX_NAT_OBSERVED_AGO_MS } from '../wire/nat-profile.js';
+import { MAX_CANDIDATES, isWireAddress, isWirePort, type Candidate } from '../wire/candidate.js';
+import { MAX_NAT_OBSERVED_AGO_MS, natProfileProblem } from '../wire/nat-profile.js';
 import type { DirectPathOptions } from './direct-call.js';
 import type { RelaySession } from './relay-session.js';
 
@@ -125,11 +125,13 @@ export async function gatherForCall(session: RelaySession, o: CallCandidateOptio
     consent: o.hardNat !== false,
     now: natMeasuredAt,
   });
+  // Built only from validated answers, so always sendable; should that ever fail, the call goes
+  // on without a profile (no consent) rather than fail when the offer or answer is encoded.
+  const natProblem = natProfileProblem(nat.profile);
   return {
     wire: local.map(toWireCandidate),
-    natProfile: nat.profile,
-    natMeasuredAt,
-    natNotes: nat.notes,
+    ...(natProblem === undefined ? { natProfile: nat.profile, natMeasuredAt } : {}),
+    natNotes: natProblem === undefined ? nat.notes : [...nat.notes, `not sent: ${natProblem}`],
     direct: {
       demux: session.demux,
       socketType,
@@ -231,8 +233,12 @@ async function stunReflexive(session: RelaySession, o: CallCandidateOptions, fam
     const pending = usable.map((server) =>
       client.probe(target(server), { signal: stop }).then(
         (outcome): StunTransaction => {
-          const mapped = outcome.answered && outcome.message.cls === 'success' ? outcome.message.mappedAddress : undefined;
-          return { server, attempts: outcome.attempts, at: performance.now(), ...(mapped ? { mapped: { address: unmapIPv4(mapped.address), port: mapped.port } } : {}) };
+          const answer = outcome.answered && outcome.message.cls === 'success' ? outcome.message.mappedAddress : undefined;
+          const mapped = answer && { address: unmapIPv4(answer.address), port: answer.port };
+          // A server's answer is input like any other: an address a candidate could not carry
+          // (port 0, a zone id) counts as no answer.
+          const usable = mapped !== undefined && isWireAddress(mapped.address) && isWirePort(mapped.port);
+          return { server, attempts: outcome.attempts, at: performance.now(), ...(usable ? { mapped } : {}) };
         },
         // Out of time (the budget's abort), or the socket refused to send: unanswered.
         (): StunTransaction => ({ server, attempts: 0, at: performance.now() }),

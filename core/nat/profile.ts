@@ -109,7 +109,7 @@ export function buildNatProfile(input: NatProfileInput): MeasuredNatProfile {
   if (cut !== -1) {
     const t = sent[cut];
     notes.push(
-      `allocation from the first ${cut} of ${sent.length} STUN answers: ${formatEndpoint(t.server)} ${t.mapped === undefined ? 'did not answer' : `answered only after ${t.attempts} requests`}, so where its mapping falls in the order is unknown`,
+      `allocation from the first ${cut} of ${sent.length} STUN answers: ${formatEndpoint(t.server)} ${t.mapped === undefined ? 'gave no usable answer' : `answered only after ${t.attempts} requests`}, so where its mapping falls in the order is unknown`,
     );
   }
   const observations: PortObservation[] = sequence.map((t) => ({ server: t.server, localPort: input.localPort, mapped: t.mapped as Endpoint }));

@@ -27,13 +27,15 @@ interface NatStun {
   arrivals: number[];
   /** Drop the first request arriving at these servers (their client retransmits). */
   dropFirst: Set<number>;
+  /** These servers answer with mapped port 0 (a hostile or broken server). */
+  portZero: Set<number>;
   next: number;
   close(): Promise<void>;
 }
 
 async function natStun(first: number, ips: readonly string[], mapping: 'sequential' | 'fixed' = 'sequential'): Promise<NatStun> {
   const sockets: dgram.Socket[] = [];
-  const state: NatStun = { servers: [], arrivals: [], dropFirst: new Set(), next: first, close: async () => undefined };
+  const state: NatStun = { servers: [], arrivals: [], dropFirst: new Set(), portZero: new Set(), next: first, close: async () => undefined };
   const seen = new Set<number>();
   for (const [index, ip] of ips.entries()) {
     const s = dgram.createSocket('udp4');
@@ -45,7 +47,7 @@ async function natStun(first: number, ips: readonly string[], mapping: 'sequenti
         return;
       }
       const req = readStunMessage(msg);
-      const port = mapping === 'fixed' ? first : state.next++;
+      const port = state.portZero.has(index) ? 0 : mapping === 'fixed' ? first : state.next++;
       const mapped = { address: PUBLIC, port };
       const answer = encodeStunMessage(StunMessageType.BINDING_SUCCESS, req.transactionId, [{ type: StunAttribute.XOR_MAPPED_ADDRESS, value: encodeAddressValue(mapped, req.transactionId) }]);
       s.send(answer, rinfo.port, rinfo.address);
@@ -145,6 +147,18 @@ describe('the NAT profile of a call, measured on its socket', () => {
     assert.ok(g.natNotes?.some((x) => /first 1 of 3 STUN answers: 127\.0\.0\.3:\d+ answered only after 2 requests/.test(x)), JSON.stringify(g.natNotes));
     // All three answers still count as seen, the retransmitted one last.
     assert.deepEqual(g.natProfile?.allocation.recentPorts.slice(1), [43001, 43002, 43003]);
+  });
+
+  it('a server answering with port 0 counts as no answer: the profile stays sendable', async () => {
+    const n = await stunSet(47001);
+    n.portZero.add(2);
+    const g = await gatherForCall(await session(), gatherOptions(n));
+    const p = g.natProfile;
+    assert.ok(p);
+    assert.equal(natProfileProblem(p), undefined);
+    assert.ok(!p.allocation.recentPorts.includes(0));
+    assert.ok(!g.wire.some((c) => c.port === 0));
+    assert.ok(g.natNotes?.some((x) => /127\.0\.0\.4:\d+ gave no usable answer/.test(x)), JSON.stringify(g.natNotes));
   });
 
   it('--no-hard-nat: the profile is still measured and sent, saying no', async () => {
