@@ -82,4 +82,10 @@ export const directPathFlags = {
     allowNo: true,
   }),
   gateway: Flags.string({ summary: "The gateway's IPv4 address for the port mapping (default: the default route's)." }),
+  'hard-nat': Flags.boolean({
+    summary:
+      "For a 1:1 call, consent to hard-NAT probing (port prediction, many probes toward the peer's announced addresses) when plain checks cannot get through; --no-hard-nat says no in the NAT profile sent to the peer (docs/direct-calls.md).",
+    default: true,
+    allowNo: true,
+  }),
 };

@@ -12,13 +12,15 @@
  *   both derive the call secret; both join the room it names; media flows via the relay
  *   hangup ◄──────────────────────────────────────────────────────► (either side, any time)
  *
- * No candidates are gathered yet (a later part does): offers and answers carry an empty list;
- * `relayOnly` says the sender wants it to stay that way and asks the relay not to add its
- * observed address.
+ * Offers and answers carry the sender's candidates (./call-candidates.ts) and its NAT profile
+ * with its consent to hard-NAT probing (signed separately: core/crypto/call-signal.ts);
+ * `relayOnly` says the sender wants the call to stay relayed, sends neither, and asks the
+ * relay not to add its observed address.
  */
 import { CallDeclinedError, CalleeBusyError, CalleeOfflineError, AbortError, HandshakeError, NetworkError, NoAnswerError } from '../errors.js';
 import { deriveCallKeys, deriveCallSecret, generateEphemeralKey, type CallContext, type CallKeys, type EphemeralKeyPair } from '../crypto/call-keys.js';
-import { newCallId } from '../crypto/call-signal.js';
+import { natProfileFrom, newCallId, type PeerNatProfile } from '../crypto/call-signal.js';
+import type { NatProfile } from '../nat/strategy-types.js';
 import type { Candidate } from '../wire/candidate.js';
 import type { AnswerMessage, CallRole, OfferMessage } from '../wire/signal.js';
 import { runCall, type CallEvent, type CallOptions, type CallReport, type CallView } from './call.js';
@@ -35,6 +37,9 @@ export const MAX_RING_MS = 120_000;
 /** How long the peer has to show up, proven, in the call's room once both joined. */
 export const DEFAULT_ADMIT_WITHIN_MS = 10_000;
 
+/** What became of the peer's NAT profile (core/crypto/call-signal.ts natProfileFrom, without the profile). */
+export type PeerNatStatus = { status: 'verified' } | Exclude<PeerNatProfile, { status: 'verified' }>;
+
 /** What ended a call from the other side. */
 export type PeerEnd = 'peer-hangup' | 'peer-gone';
 
@@ -49,6 +54,18 @@ export interface EstablishedCall {
   peerCandidates: Candidate[];
   peerRelayOnly: boolean;
   relayCandidate?: Candidate;
+  /**
+   * The two NAT profiles of this call, as the hard-NAT strategies take them
+   * (StrategyContext `{ local: localNat, remote: peerNat }`): exactly what each side signed, so
+   * both sides run a strategy on the same pair. `localNat`: ours as sent in our offer or answer
+   * (absent: none sent, with --relay-only or a loopback relay). `peerNat`: the peer's, its
+   * signature verified (absent: none, or not usable: `peerNatStatus` says which). An absent
+   * profile means no consent from that side.
+   */
+  localNat?: NatProfile;
+  peerNat?: NatProfile;
+  /** What became of the peer's profile: verified, absent, or ignored (with the problem). */
+  peerNatStatus: PeerNatStatus;
   /** Resolves when the peer hangs up (signed) or the relay says its connection closed. */
   peerEnded: Promise<PeerEnd>;
   /** The peer's signed candidate updates (its addresses changed), from now on (replaces the previous listener). */
@@ -65,8 +82,10 @@ export interface PlaceCallOptions {
   to: string;
   /** Send no host or mapped candidates, and ask the relay not to add our address. */
   relayOnly?: boolean;
-  /** Our candidates (none are gathered yet; ignored with relayOnly). */
+  /** Our candidates (ignored with relayOnly). */
   candidates?: Candidate[];
+  /** Our NAT profile with our consent, signed into the offer (ignored with relayOnly). */
+  nat?: NatProfile;
   ringTimeoutMs: number;
   signal?: AbortSignal;
   onRinging?(): void;
@@ -123,9 +142,17 @@ export async function placeCall(presence: PresenceClient, opts: PlaceCallOptions
   const hangup = onceAsync(async () => {
     await presence.send({ ...base, type: 'hangup' }, { timeoutMs: 1000 }).catch(() => undefined);
   });
+  const nat = relayOnly ? undefined : opts.nat;
   try {
     const routed = await presence.send(
-      { ...base, type: 'offer', ephemeralKey: b64(ephemeral.publicKey), candidates: relayOnly ? [] : (opts.candidates ?? []), ...(relayOnly ? { relayOnly: true } : {}) },
+      {
+        ...base,
+        type: 'offer',
+        ephemeralKey: b64(ephemeral.publicKey),
+        candidates: relayOnly ? [] : (opts.candidates ?? []),
+        ...(relayOnly ? { relayOnly: true } : {}),
+        ...(nat ? { nat } : {}),
+      },
       { signal: opts.signal },
     );
     if (routed === 'offline') {
@@ -135,7 +162,7 @@ export async function placeCall(presence: PresenceClient, opts: PlaceCallOptions
     }
     const msg = await waitFor(answered, opts.ringTimeoutMs, opts.signal, opts.to);
     const send = (candidates: Candidate[]) => presence.send({ ...base, type: 'candidate-update', candidates }, { timeoutMs: 2000 }).then(() => undefined, () => undefined);
-    return established('caller', msg, ephemeral, { callId, caller: presence.fingerprint, callee: opts.to }, ended, hangup, untrack, updates, send);
+    return established('caller', msg, ephemeral, { callId, caller: presence.fingerprint, callee: opts.to }, nat, ended, hangup, untrack, updates, send);
   } catch (err) {
     // Any end before an answer (timeout, Ctrl-C) hangs up, so the callee stops ringing.
     if (!(err instanceof CalleeOfflineError) && !(err instanceof CallDeclinedError) && !(err instanceof CalleeBusyError)) await hangup();
@@ -197,6 +224,8 @@ export class IncomingCall {
     opts: {
       relayOnly?: boolean;
       candidates?: Candidate[];
+      /** Our NAT profile with our consent, signed into the answer (ignored with relayOnly). */
+      nat?: NatProfile;
       beforeAnswer?(call: { callId: string; keys: CallKeys }): void;
       /**
        * Wait for the relay's `routed` (default true: an `offline` caller is a NetworkError). With
@@ -210,6 +239,7 @@ export class IncomingCall {
     this.answered = true;
     const ephemeral = generateEphemeralKey();
     const relayOnly = opts.relayOnly === true;
+    const nat = relayOnly ? undefined : opts.nat;
     if (opts.beforeAnswer) {
       const peerKey = new Uint8Array(Buffer.from(this.offer.ephemeralKey, 'base64'));
       const context: CallContext = {
@@ -234,6 +264,7 @@ export class IncomingCall {
       ephemeralKey: b64(ephemeral.publicKey),
       candidates: relayOnly ? [] : (opts.candidates ?? []),
       ...(relayOnly ? { relayOnly: true } : {}),
+      ...(nat ? { nat } : {}),
     });
     if (opts.waitForRoute === false) {
       // The media starts now, a relay round trip sooner; a caller gone meanwhile ends the call
@@ -258,7 +289,7 @@ export class IncomingCall {
         () => undefined,
         () => undefined,
       );
-    return established('callee', this.offer, ephemeral, context, this.ended, hangup, this.untrack, this.updates, send);
+    return established('callee', this.offer, ephemeral, context, nat, this.ended, hangup, this.untrack, this.updates, send);
   }
 }
 
@@ -267,6 +298,7 @@ function established(
   peerMessage: OfferMessage | AnswerMessage,
   own: EphemeralKeyPair,
   ids: { callId: string; caller: string; callee: string },
+  localNat: NatProfile | undefined,
   ended: PeerEndWatch,
   hangup: () => Promise<void>,
   untrack: () => void,
@@ -282,6 +314,8 @@ function established(
     calleeEphemeralKey: role === 'caller' ? peerKey : own.publicKey,
   };
   const keys = deriveCallKeys(deriveCallSecret(own.privateKey, peerKey, context));
+  // The peer's message passed the CallSignalVerifier (PresenceClient.receive), so its key is its sender's.
+  const peerNat = natProfileFrom(peerMessage);
   return {
     callId: ids.callId,
     role,
@@ -290,6 +324,9 @@ function established(
     peerCandidates: peerMessage.candidates,
     peerRelayOnly: peerMessage.relayOnly === true,
     ...(peerMessage.relayCandidate ? { relayCandidate: peerMessage.relayCandidate } : {}),
+    ...(localNat ? { localNat } : {}),
+    ...(peerNat.status === 'verified' ? { peerNat: peerNat.profile } : {}),
+    peerNatStatus: peerNat.status === 'verified' ? { status: 'verified' } : peerNat,
     peerEnded: ended.promise,
     onCandidateUpdate: (listener) => updates.listen(listener),
     sendCandidates,
@@ -362,6 +399,19 @@ export interface PathTimelineEntry {
   concealedFrames?: number;
 }
 
+/** The call's two NAT profiles, for the report (EstablishedCall.localNat / peerNat). */
+export interface CallNatReport {
+  /** Ours, as measured on the call's socket and sent, signed (absent: --relay-only, a loopback relay). */
+  local?: NatProfile;
+  /** How ours was judged: why a field is unknown, what a judgement rests on. */
+  localNotes?: string[];
+  /** The peer's, as it signed it (absent: it sent none, or it was ignored). */
+  remote?: NatProfile;
+  /** verified; absent (an older peer, its --relay-only or loopback relay: no consent); ignored (treated as absent, see remoteProblem). */
+  remoteStatus: PeerNatProfile['status'];
+  remoteProblem?: string;
+}
+
 /** The window around a switch in which concealed frames are counted as its gap. */
 export const SWITCH_GAP_BEFORE_MS = 200;
 export const SWITCH_GAP_AFTER_MS = 1000;
@@ -398,6 +448,8 @@ export interface CallPathReport {
   directMs: number;
   /** Switches back to the relay (a direct path that stopped answering). */
   fallbacks: number;
+  /** Both sides' NAT profiles: why a hard-NAT strategy could apply, or could not. */
+  nat: CallNatReport;
   /** The relay leg's round trips (as the call report's relayRttMs) and the direct path's. */
   rttMs: { relay?: CallReport['relayRttMs']; direct?: DirectPathReport['rttMs'] };
   /** The checks, candidates and pairs (absent when not attempted). */
@@ -419,6 +471,8 @@ export async function runDirectMedia(
     direct?: DirectPathOptions;
     /** We asked for --relay-only (no direct path either way). */
     relayOnly?: boolean;
+    /** How our NAT profile (call.localNat) was judged, for the report (GatheredForCall.natNotes). */
+    natNotes?: readonly string[];
     /** When the answer was received (caller) or sent (callee), performance.now(): the path timeline's 0 (default: now). */
     answeredAt?: number;
   },
@@ -539,8 +593,19 @@ export async function runDirectMedia(
       suggestions: ['the call was hung up; try again (a relay that interferes with the call room shows this too)'],
     });
   }
-  const path = tracker.report(notAttempted, report.relayRttMs, link?.report());
+  const path = tracker.report(notAttempted, report.relayRttMs, link?.report(), natReport(call, opts.natNotes));
   return { report, endedBy: peerEnd ?? report.endedBy, path };
+}
+
+function natReport(call: EstablishedCall, notes: readonly string[] | undefined): CallNatReport {
+  const status = call.peerNatStatus;
+  return {
+    ...(call.localNat ? { local: call.localNat } : {}),
+    ...(call.localNat && notes?.length ? { localNotes: [...notes] } : {}),
+    ...(call.peerNat ? { remote: call.peerNat } : {}),
+    remoteStatus: status.status,
+    ...(status.status === 'ignored' ? { remoteProblem: status.problem } : {}),
+  };
 }
 
 /**
@@ -712,7 +777,7 @@ class PathTracker {
     for (const t of this.#gapTimers) clearTimeout(t);
   }
 
-  report(notAttempted: CallPathReport['notAttempted'], relayRtt: CallReport['relayRttMs'], direct: DirectPathReport | undefined): CallPathReport {
+  report(notAttempted: CallPathReport['notAttempted'], relayRtt: CallReport['relayRttMs'], direct: DirectPathReport | undefined, nat: CallNatReport): CallPathReport {
     this.stop();
     return {
       answeredAt: this.#answeredAtIso,
@@ -728,6 +793,7 @@ class PathTracker {
       fallbacks: this.#fallbacks,
       rttMs: { ...(relayRtt ? { relay: relayRtt } : {}), ...(direct?.rttMs ? { direct: direct.rttMs } : {}) },
       ...(direct ? { direct } : {}),
+      nat,
     };
   }
 

@@ -19,7 +19,22 @@
  *
  * where body is the canonical JSON of the type's own signed fields (offer and answer:
  * {ephemeralKey, candidates, relayOnly}; reject: {reason}; candidate-update: {candidates};
- * the others: empty). A relay-added `relayCandidate` is not signed. Receivers check, with
+ * the others: empty). A relay-added `relayCandidate` is not signed.
+ *
+ * An offer's or answer's NAT profile (`nat`, core/wire/nat-profile.ts) has a signature of its
+ * own, `natSignature`, over the same fields under another label with the profile's canonical
+ * JSON as the body:
+ *
+ *   labelled("wzp-call-nat-v1", type, call id, caller, callee, sender role, seq, ts,
+ *            sender identity key, canonical nat)
+ *
+ * so it is bound to exactly that signal, and cannot be moved to another, changed, or made up
+ * by anyone without the sender's key. It is not inside the main signature because receivers
+ * and relays of earlier versions drop fields they do not know: a main signature covering
+ * `nat` would fail there and lose the whole call, where a separate one loses only the
+ * profile (wire-format.md §5: new optional fields stay backward compatible). A relay can
+ * strip a profile (the receiver then sees no consent, as from an older peer), never forge or
+ * alter one: natProfileFrom() says which it was. Receivers check, with
  * CallSignalVerifier: addressed to them, the fingerprint is the key's hash, the role fits the
  * type, the timestamp is fresh, the signature verifies, the call's parties never change, and
  * the sequence number is newer than any seen from that sender in that call (an offer's call id
@@ -27,14 +42,17 @@
  */
 import { randomBytes } from 'node:crypto';
 import { InternalError } from '../errors.js';
-import type { CallRole, CallSignalMessage, CallSignalType, RegisterMessage } from '../wire/signal.js';
+import type { NatProfile } from '../nat/strategy-types.js';
+import type { AnswerMessage, CallRole, CallSignalMessage, CallSignalType, OfferMessage, RegisterMessage } from '../wire/signal.js';
 import { canonicalCandidate } from '../wire/candidate.js';
+import { canonicalNatProfile, natProfileProblem } from '../wire/nat-profile.js';
 import { sha256Fingerprint } from './fingerprint.js';
 import { Identity } from './identity.js';
 import { labelledFields } from './media-crypto.js';
 
 export const REGISTRATION_LABEL = 'wzp-presence-register-v1';
 export const CALL_SIGNAL_LABEL = 'wzp-call-signal-v1';
+export const CALL_NAT_LABEL = 'wzp-call-nat-v1';
 /** How far a call signal's timestamp may be from the receiver's clock (either way). */
 export const DEFAULT_MAX_SIGNAL_SKEW_MS = 60_000;
 /** Calls a verifier remembers (their parties and sequence numbers). */
@@ -81,9 +99,9 @@ export function registrationProblem(msg: RegisterMessage, relayFingerprint: stri
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 /** A call signal before signing: the sender's fingerprint and key come from its identity. */
-export type UnsignedCallSignal = DistributiveOmit<CallSignalMessage, 'from' | 'identityKey' | 'signature' | 'relayCandidate'>;
+export type UnsignedCallSignal = DistributiveOmit<CallSignalMessage, 'from' | 'identityKey' | 'signature' | 'relayCandidate' | 'natSignature'>;
 
-/** Signs a call signal as `identity` (its fingerprint becomes `from`). */
+/** Signs a call signal as `identity` (its fingerprint becomes `from`); an offer's or answer's `nat` gets its natSignature. */
 export function signCallSignal(identity: Identity, unsigned: UnsignedCallSignal): CallSignalMessage {
   const message = {
     ...unsigned,
@@ -92,6 +110,9 @@ export function signCallSignal(identity: Identity, unsigned: UnsignedCallSignal)
     signature: '',
   } as CallSignalMessage;
   message.signature = Buffer.from(identity.sign(callSignalTranscript(message))).toString('base64');
+  if ((message.type === 'offer' || message.type === 'answer') && message.nat !== undefined) {
+    message.natSignature = Buffer.from(identity.sign(natProfileTranscript(message, message.nat))).toString('base64');
+  }
   return message;
 }
 
@@ -102,11 +123,20 @@ export function callParties(msg: Pick<CallSignalMessage, 'from' | 'to' | 'role'>
 
 /** The byte string a call signal's signature covers (see the top of this file). */
 export function callSignalTranscript(msg: CallSignalMessage): Uint8Array {
+  return transcript(CALL_SIGNAL_LABEL, msg, signedBody(msg));
+}
+
+/** The byte string an offer's or answer's natSignature covers: `nat` bound to that signal (see the top of this file). */
+export function natProfileTranscript(msg: OfferMessage | AnswerMessage, nat: NatProfile): Uint8Array {
+  return transcript(CALL_NAT_LABEL, msg, JSON.stringify(canonicalNatProfile(nat)));
+}
+
+function transcript(label: string, msg: CallSignalMessage, body: string): Uint8Array {
   const { caller, callee } = callParties(msg);
   const ts = new Uint8Array(8);
   if (!Number.isSafeInteger(msg.ts) || msg.ts < 0) throw new InternalError(`call signal ts ${msg.ts} is not a timestamp`);
   new DataView(ts.buffer).setBigUint64(0, BigInt(msg.ts));
-  return labelledFields(CALL_SIGNAL_LABEL, [
+  return labelledFields(label, [
     msg.type,
     Buffer.from(msg.callId, 'hex'),
     caller,
@@ -115,8 +145,38 @@ export function callSignalTranscript(msg: CallSignalMessage): Uint8Array {
     msg.seq,
     ts,
     Buffer.from(msg.identityKey, 'base64'),
-    signedBody(msg),
+    body,
   ]);
+}
+
+/**
+ * The peer's NAT profile in an offer or answer, and what became of it:
+ * - `verified`: signed by the sender over this very signal;
+ * - `absent`: none sent (an older client, --relay-only, a loopback relay) or both fields
+ *   removed on the way: no consent to hard-NAT probing;
+ * - `ignored`: there was something, but not a profile to act on (a signature without a
+ *   profile: the profile was invalid and left out when decoded, or removed on the way; a
+ *   profile without a valid signature). Treated as absent; `problem` says why, for the report.
+ */
+export type PeerNatProfile = { status: 'verified'; profile: NatProfile } | { status: 'absent' } | { status: 'ignored'; problem: string };
+
+/**
+ * The NAT profile of an offer or answer that a CallSignalVerifier accepted (so its
+ * `identityKey` is its sender's): verified with natSignature, or why not.
+ */
+export function natProfileFrom(msg: OfferMessage | AnswerMessage): PeerNatProfile {
+  if (msg.nat === undefined) {
+    return msg.natSignature === undefined ? { status: 'absent' } : { status: 'ignored', problem: 'a NAT profile signature without a profile (the profile was invalid and left out, or removed on the way)' };
+  }
+  // Decoded messages are valid; a message built in memory may not be (never trust the caller here).
+  const problem = natProfileProblem(msg.nat);
+  if (problem !== undefined) return { status: 'ignored', problem };
+  if (msg.natSignature === undefined) return { status: 'ignored', problem: 'a NAT profile without its signature (invalid, or removed on the way)' };
+  const key = new Uint8Array(Buffer.from(msg.identityKey, 'base64'));
+  if (!Identity.verify(key, natProfileTranscript(msg, msg.nat), new Uint8Array(Buffer.from(msg.natSignature, 'base64')))) {
+    return { status: 'ignored', problem: 'the NAT profile signature does not verify (altered on the way, or signed for another signal)' };
+  }
+  return { status: 'verified', profile: canonicalNatProfile(msg.nat) };
 }
 
 function signedBody(msg: CallSignalMessage): string {

@@ -48,12 +48,23 @@ export function candidateProblem(value: unknown): string | undefined {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'a candidate is a JSON object';
   const c = value as Record<string, unknown>;
   if (typeof c.type !== 'string' || !(CANDIDATE_TYPES as readonly string[]).includes(c.type)) return `a candidate's type is one of ${CANDIDATE_TYPES.join(', ')}`;
-  if (typeof c.address !== 'string' || c.address.length > MAX_CANDIDATE_ADDRESS_LENGTH || !(isIPv4(c.address) || isIPv6(c.address)) || c.address.includes('%')) {
-    return "a candidate's address is an IPv4 or IPv6 literal";
-  }
-  if (!Number.isInteger(c.port) || (c.port as number) < 1 || (c.port as number) > 0xffff) return "a candidate's port is 1-65535";
+  if (!isWireAddress(c.address)) return "a candidate's address is an IPv4 or IPv6 literal";
+  if (!isWirePort(c.port)) return "a candidate's port is 1-65535";
   if (!Number.isInteger(c.priority) || (c.priority as number) < 0 || (c.priority as number) > 0xffff_ffff) return "a candidate's priority is a u32";
   return undefined;
+}
+
+/**
+ * An address as signalling carries it (candidates, NAT profiles): an IPv4 or IPv6 literal, no
+ * host name, no zone id, at most MAX_CANDIDATE_ADDRESS_LENGTH characters.
+ */
+export function isWireAddress(value: unknown): value is string {
+  return typeof value === 'string' && value.length <= MAX_CANDIDATE_ADDRESS_LENGTH && (isIPv4(value) || isIPv6(value)) && !value.includes('%');
+}
+
+/** A UDP port as signalling carries it: an integer 1-65535. */
+export function isWirePort(value: unknown): value is number {
+  return Number.isInteger(value) && (value as number) >= 1 && (value as number) <= 0xffff;
 }
 
 export function isCandidate(value: unknown): value is Candidate {

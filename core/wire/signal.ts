@@ -20,6 +20,9 @@
  * - An unknown `type` is not an error: it decodes to `{type: 'unknown', rawType}` for the
  *   caller to log and drop (forward compatibility). Unknown fields of known types are
  *   dropped, and `null` counts as absent for optional fields.
+ * - A few optional fields are advisory extensions whose absence is safe (offer and answer
+ *   `nat` and `natSignature`): an invalid one is left out when decoding instead of refusing
+ *   the whole message (see `tolerated()`). Encoding an invalid one is still a bug.
  * - The encoder writes the canonical form: `type` first, then the fields in schema order,
  *   absent optional fields left out, no whitespace. Canonical frames re-encode byte-exactly.
  *   Nested values with a canonical form (candidates: ./candidate.ts) are written in it.
@@ -31,7 +34,9 @@
 
 import { isIPv4, isIPv6 } from 'node:net';
 import { DecodeError, InternalError } from '../errors.js';
+import type { NatProfile } from '../nat/strategy-types.js';
 import { canonicalCandidate, isCandidate, isCandidateList, MAX_CANDIDATES, type Candidate } from './candidate.js';
+import { canonicalNatProfile, isWireNatProfile, MAX_NAT_RECENT_PORTS, MAX_NAT_REFLEXIVE } from './nat-profile.js';
 
 const FORMAT = 'signal';
 
@@ -247,6 +252,18 @@ export interface OfferMessage extends CallSignalFields {
   relayOnly?: boolean;
   /** Added by the relay (unsigned): the sender's address as the relay sees its connection. */
   relayCandidate?: Candidate;
+  /**
+   * The sender's NAT as it measured it on the call's socket, and its consent to hard-NAT
+   * probing (./nat-profile.ts). Absent (an older client, --relay-only, a loopback relay, or
+   * left out as invalid): no consent.
+   */
+  nat?: NatProfile;
+  /**
+   * The sender's Ed25519 signature over `nat` bound to this signal (padded base64, 64 bytes;
+   * core/crypto/call-signal.ts natProfileTranscript). Separate from `signature`, so that an
+   * older receiver or relay, which drops both fields, still verifies the offer.
+   */
+  natSignature?: string;
 }
 export interface RingingMessage extends CallSignalFields {
   type: 'ringing';
@@ -257,6 +274,9 @@ export interface AnswerMessage extends CallSignalFields {
   candidates: Candidate[];
   relayOnly?: boolean;
   relayCandidate?: Candidate;
+  /** As the offer's. */
+  nat?: NatProfile;
+  natSignature?: string;
 }
 export interface RejectMessage extends CallSignalFields {
   type: 'reject';
@@ -338,6 +358,11 @@ export interface FieldCheck<T> {
 
 export interface FieldRule<T> extends FieldCheck<T> {
   readonly required: boolean;
+  /**
+   * Decoding leaves an invalid value out instead of refusing the message (optional fields
+   * only, whose absence is the safe default; encoding one is still refused).
+   */
+  readonly tolerated?: boolean;
 }
 
 /** One rule per field of message M (other than `type`), required exactly when M's is. */
@@ -467,6 +492,11 @@ const candidate: FieldCheck<Candidate> = {
   accepts: (value): value is Candidate => isCandidate(value),
   canonical: canonicalCandidate,
 };
+const natProfile: FieldCheck<NatProfile> = {
+  expected: `a NAT profile {mapping, filtering, allocation {kind, delta?, recentPorts (≤ ${MAX_NAT_RECENT_PORTS}), observedAgoMs?}, reflexive (≤ ${MAX_NAT_REFLEXIVE}), consent}`,
+  accepts: (value): value is NatProfile => isWireNatProfile(value),
+  canonical: canonicalNatProfile,
+};
 
 function required<T>(check: FieldCheck<T>): FieldRule<T> & { readonly required: true } {
   return { ...check, required: true };
@@ -474,6 +504,17 @@ function required<T>(check: FieldCheck<T>): FieldRule<T> & { readonly required: 
 
 function optional<T>(check: FieldCheck<T>): FieldRule<T> & { readonly required: false } {
   return { ...check, required: false };
+}
+
+/**
+ * An optional field that a decoder leaves out when invalid, instead of refusing the message.
+ * Only for advisory extensions whose absence is the safe default (a NAT profile: absent means
+ * no consent to hard-NAT probing): a later version may widen their values (a new allocation
+ * kind), and a relay or receiver of this version must not drop that version's offers over it.
+ * Fields that change what a receiver may do (relayOnly, candidates) stay strict.
+ */
+function tolerated<T>(check: FieldCheck<T>): FieldRule<T> & { readonly required: false } {
+  return { ...check, required: false, tolerated: true };
 }
 
 /**
@@ -531,6 +572,8 @@ export const SIGNAL_SCHEMA: SignalSchema = {
     candidates: required(candidates),
     relayOnly: optional(flag),
     relayCandidate: optional(candidate),
+    nat: tolerated(natProfile),
+    natSignature: tolerated(signature64),
   },
   ringing: callSignalRules(),
   answer: {
@@ -539,6 +582,8 @@ export const SIGNAL_SCHEMA: SignalSchema = {
     candidates: required(candidates),
     relayOnly: optional(flag),
     relayCandidate: optional(candidate),
+    nat: tolerated(natProfile),
+    natSignature: tolerated(signature64),
   },
   reject: { ...callSignalRules(), reason: required(rejectReason) },
   hangup: callSignalRules(),
@@ -736,7 +781,7 @@ function parseMessage(object: Record<string, unknown>): SignalMessage {
   const type = ownField(object, 'type');
   if (typeof type !== 'string') throw new DecodeError(FORMAT, 'bad-type', 'message has no string type');
   if (!isKnownType(type)) return { type: 'unknown', rawType: type };
-  const message = pickFields(type, object, (problem) => new DecodeError(FORMAT, 'bad-field', problem));
+  const message = pickFields(type, object, (problem) => new DecodeError(FORMAT, 'bad-field', problem), { decoding: true });
   return message as unknown as KnownSignalMessage; // checked field by field against SIGNAL_SCHEMA
 }
 
@@ -744,15 +789,16 @@ function canonicalForm(message: KnownSignalMessage): Record<string, unknown> {
   const type: unknown = message.type;
   if (typeof type !== 'string' || !isKnownType(type)) throw new InternalError(`signal: cannot encode type ${String(type)}`);
   const source = message as unknown as Record<string, unknown>;
-  return pickFields(type, source, (problem) => new InternalError(`signal: ${problem}`));
+  return pickFields(type, source, (problem) => new InternalError(`signal: ${problem}`), { decoding: false });
 }
 
 /**
  * The message of this type built from `source`'s own fields, in schema order: required
  * fields present, every present field valid, unknown fields and absent (undefined or null)
- * optional ones left out. Throws what `fail` makes of the first problem.
+ * optional ones left out (and, when decoding, invalid tolerated ones). Throws what `fail`
+ * makes of the first problem.
  */
-function pickFields(type: KnownSignalType, source: Record<string, unknown>, fail: (problem: string) => Error): Record<string, unknown> {
+function pickFields(type: KnownSignalType, source: Record<string, unknown>, fail: (problem: string) => Error, o: { decoding: boolean }): Record<string, unknown> {
   const message: Record<string, unknown> = { type };
   const rules: Record<string, FieldRule<unknown>> = SIGNAL_SCHEMA[type];
   for (const [name, rule] of Object.entries(rules)) {
@@ -761,7 +807,10 @@ function pickFields(type: KnownSignalType, source: Record<string, unknown>, fail
       if (rule.required) throw fail(`${type}.${name} is missing`);
       continue;
     }
-    if (!rule.accepts(value)) throw fail(`${type}.${name} must be ${rule.expected}`);
+    if (!rule.accepts(value)) {
+      if (o.decoding && rule.tolerated) continue;
+      throw fail(`${type}.${name} must be ${rule.expected}`);
+    }
     message[name] = rule.canonical ? rule.canonical(value) : value;
   }
   return message;

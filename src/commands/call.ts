@@ -38,7 +38,7 @@ export default class Call extends WzpCommand<Result> {
 
 Only members who prove they know the room name (and --room-secret, if the room has one) are admitted: the relay, which sees only the room id, cannot join. Each member is shown with its full fingerprint and its trust: allowed (--allow), known (met in an earlier call; pinned in known-members.json) or new (first meeting: compare the fingerprint with them). With --allow, everyone else is refused. A guessable room name needs a --room-secret: the relay could guess the name from the room id.
 
-With --to FINGERPRINT instead of --room, a 1:1 call to a person by identity: both of you register on the relay as your identities (signed challenges), the callee runs \`wzp listen RELAY\`, and the offer, answer and hang-up are signed end to end. Once answered, the media flows through the relay in a room only the two of you can derive (an X25519 exchange in the signed offer and answer), with the callee as the only identity admitted. Outcomes: the callee hung up or you did (exit 0), callee offline (11), declined (12), busy in another call (13), no answer within --ring-timeout (14), the callee did not prove its identity in the call (5). --relay-only sends no address candidates and asks the relay not to pass on yours (docs/direct-calls.md).`;
+With --to FINGERPRINT instead of --room, a 1:1 call to a person by identity: both of you register on the relay as your identities (signed challenges), the callee runs \`wzp listen RELAY\`, and the offer, answer and hang-up are signed end to end. Once answered, the media flows through the relay in a room only the two of you can derive (an X25519 exchange in the signed offer and answer), with the callee as the only identity admitted. Outcomes: the callee hung up or you did (exit 0), callee offline (11), declined (12), busy in another call (13), no answer within --ring-timeout (14), the callee did not prove its identity in the call (5). --relay-only sends no address candidates and asks the relay not to pass on yours (docs/direct-calls.md). Each side measures its NAT on the call's socket and sends the profile, signed, with its consent to hard-NAT probing; --no-hard-nat withdraws that consent.`;
   static override examples = [
     '<%= config.bin %> <%= command.id %> relay.example.com:4433 --room team --mic',
     '<%= config.bin %> <%= command.id %> 127.0.0.1:4433 --room test --tone 440 --duration 10 --record heard.wav --json',
@@ -46,6 +46,7 @@ With --to FINGERPRINT instead of --room, a 1:1 call to a person by identity: bot
     '<%= config.bin %> <%= command.id %> relay.example.com:4433 --room team --room-secret-file ~/.team-secret --allow @team.txt --mic',
     '<%= config.bin %> <%= command.id %> relay.example.com:4433 --to 1a2b:3c4d:...:7e8f --mic',
     '<%= config.bin %> <%= command.id %> 127.0.0.1:4433 --to @ana.fp --tone 440 --ring-timeout 20 --relay-only --json',
+    '<%= config.bin %> <%= command.id %> relay.example.com:4433 --to @ana.fp --mic --no-hard-nat',
     '<%= config.bin %> <%= command.id %> --list-devices',
   ];
   static override args = { relay: Args.string({ description: 'Relay HOST:PORT.' }) };
@@ -87,6 +88,7 @@ With --to FINGERPRINT instead of --room, a 1:1 call to a person by identity: bot
     if (!args.relay) this.error('RELAY is required', { exit: 2 });
     if (flags.to !== undefined) return this.directCall(args.relay, flags);
     if (flags['relay-only']) throw new UsageError('--relay-only is for 1:1 calls (--to): a room call always goes through the relay');
+    if (!flags['hard-nat']) throw new UsageError('--no-hard-nat is for 1:1 calls (--to): a room call always goes through the relay');
     if (!flags.room) this.error('--room (a room call) or --to (a 1:1 call) is required', { exit: 2 });
     const { source, speaker } = audioFromFlags(flags);
     const aliasTrouble = flags.alias === undefined ? undefined : aliasProblem(flags.alias);
@@ -138,6 +140,7 @@ With --to FINGERPRINT instead of --room, a 1:1 call to a person by identity: bot
       portMapping: f['port-mapping'],
       gateway: f.gateway,
       stun: f.stun,
+      hardNat: f['hard-nat'],
       configDir: this.configDir(f),
       identityPath: f.identity,
       relayFingerprint: f['relay-fingerprint'],

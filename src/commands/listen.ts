@@ -18,13 +18,14 @@ export default class Listen extends WzpCommand<ListenResult> {
 
 An incoming call rings on a terminal: the caller's full fingerprint is shown with whether you have met it before, and y answers, n declines. With --accept-from, calls from those identities are answered at once and all others declined; without a terminal and without --accept-from, every call is declined. A call that comes while you are in one is told busy. Every call signal is signed end to end; anything unsigned, altered, replayed or stale is dropped and counted.
 
-Once answered, the media flows through the relay at once, end-to-end encrypted, in a room only you and the caller can derive. Ctrl-C hangs a call up (the caller ends with success) and stops listening; without --once, listening goes on after each call. --relay-only answers without revealing your addresses: no candidates are sent, and the relay is asked not to pass on the address it sees (docs/direct-calls.md).
+Once answered, the media flows through the relay at once, end-to-end encrypted, in a room only you and the caller can derive. Ctrl-C hangs a call up (the caller ends with success) and stops listening; without --once, listening goes on after each call. --relay-only answers without revealing your addresses: no candidates are sent, and the relay is asked not to pass on the address it sees (docs/direct-calls.md). Each answer carries your NAT's profile as measured on the call's socket, signed, with your consent to hard-NAT probing; --no-hard-nat withdraws that consent.
 
 Parseable lines go to stderr even with --json: "wzp listen: registered as FINGERPRINT on RELAY" once calls can come, and "wzp listen: answered FINGERPRINT; ..." for each answered call. The result lists every call (answered, declined, busy, missed, failed); with --once, the call's full report.`;
   static override examples = [
     '<%= config.bin %> <%= command.id %> relay.example.com:4433 --mic',
     '<%= config.bin %> <%= command.id %> 127.0.0.1:4433 --accept-from 1a2b:3c4d:...:7e8f --tone 700 --once --json',
     '<%= config.bin %> <%= command.id %> relay.example.com:4433 --accept-from @friends.txt --mic --relay-only',
+    '<%= config.bin %> <%= command.id %> relay.example.com:4433 --accept-from @friends.txt --mic --no-hard-nat',
   ];
   static override args = { relay: Args.string({ description: 'Relay HOST:PORT.', required: true }) };
   static override flags = {
@@ -67,6 +68,7 @@ Parseable lines go to stderr even with --json: "wzp listen: registered as FINGER
       portMapping: flags['port-mapping'],
       gateway: flags.gateway,
       stun: flags.stun,
+      hardNat: flags['hard-nat'],
       configDir: this.configDir(flags),
       identityPath: flags.identity,
       relayFingerprint: flags['relay-fingerprint'],

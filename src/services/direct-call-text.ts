@@ -1,4 +1,5 @@
 /** How `wzp call --to` and `wzp listen` summarise a 1:1 call and a listening session for humans. */
+import type { NatProfile } from '../../core/nat/strategy-types.js';
 import { mediaPathText } from './relay-connect.js';
 import type { DirectCallResult, ListenResult } from './direct-call.js';
 
@@ -19,6 +20,7 @@ export function directCallSummary(r: DirectCallResult): string {
     `call ${d.role === 'caller' ? 'to' : 'from'} ${d.peer} ended (${ENDED_BY[r.endedBy]}) after ${(r.durationMs / 1000).toFixed(1)} s, tier ${r.tier}`,
     `  answered after ${(d.answerMs / 1000).toFixed(1)} s; media through the relay at first (${mediaPathText(r.relay.mediaPath)})${d.relayOnly ? '; --relay-only: no address of yours was sent' : ''}`,
     ...pathLines(r),
+    natLine(r),
     `  sent ${r.sent.frames} frames in ${r.sent.packets} packets`,
   ];
   for (const p of r.participants) {
@@ -40,6 +42,19 @@ export function listenSummary(r: ListenResult): string {
   if (r.callsNotListed) lines.push(`  ... and ${r.callsNotListed} more`);
   if (r.call) lines.push(directCallSummary(r.call));
   return lines.join('\n');
+}
+
+/** Both NAT profiles in one line: what a hard-NAT strategy had to go on. */
+function natLine(r: DirectCallResult): string {
+  const n = r.path.nat;
+  const ours = n.local ? natText(n.local) : r.direct.relayOnly ? 'none sent (--relay-only)' : 'none measured (a relay on this machine)';
+  const theirs = n.remote ? natText(n.remote) : n.remoteStatus === 'ignored' ? `ignored, so no consent (${n.remoteProblem ?? '?'})` : 'none, so no consent';
+  return `  NAT: ours ${ours}; the peer's ${theirs}`;
+}
+
+function natText(p: NatProfile): string {
+  const a = p.allocation;
+  return `mapping ${p.mapping}, allocation ${a.kind}${a.delta === undefined ? '' : ` (step ${a.delta})`}, hard-NAT ${p.consent ? 'consented' : 'declined'}`;
 }
 
 /** Where the media went and why: the direct path's outcome, its switches, round trips per path. */

@@ -17,7 +17,7 @@ import {
   type DirectMediaResult,
   type EstablishedCall,
 } from '../../core/client/direct-call.js';
-import { gatherForCall, type GatheredForCall, type PortMappingInfo } from '../../core/client/call-candidates.js';
+import { gatherForCall, natProfileToSend, type GatheredForCall, type PortMappingInfo } from '../../core/client/call-candidates.js';
 import type { Endpoint } from '../../core/nat/stun.js';
 import { primeTowards } from '../../core/p2p/direct-link.js';
 import { PresenceClient, type PresenceDropReason, type PresenceEvent } from '../../core/client/presence.js';
@@ -78,6 +78,12 @@ export interface DirectMediaRequest {
    * observation; default: netcheck.json's `stun` list (none configured: the relay's alone).
    */
   stun?: string[];
+  /**
+   * Consent to hard-NAT probing in our calls (default true; false: --no-hard-nat). Sent in our
+   * NAT profile either way (the peer's report then says why no strategy ran); no profile at
+   * all with relayOnly.
+   */
+  hardNat?: boolean;
   registries: Registries;
   signal: AbortSignal;
   onEvent?(e: CallEvent): void;
@@ -187,6 +193,7 @@ export async function directCall(req: DirectCallRequest): Promise<DirectCallResu
       to: req.to,
       relayOnly: req.relayOnly,
       candidates: gathered.wire,
+      nat: natProfileToSend(gathered),
       ringTimeoutMs: req.ringTimeoutMs,
       signal: req.signal,
       onRinging: () => req.onProgress?.(`ringing ${req.to}...`),
@@ -240,6 +247,7 @@ async function runMedia(
       signal: req.signal,
       relayOnly: req.relayOnly,
       answeredAt: info.answeredAt,
+      ...(info.gathered.natNotes ? { natNotes: info.gathered.natNotes } : {}),
       ...(info.gathered.direct ? { direct: info.gathered.direct } : {}),
       // The room's derived name is half of what admits to it: it is not shown.
       onEvent: (e) => req.onEvent?.(directCallEvent(e, call.peer, info.peerKnown)),
@@ -359,6 +367,7 @@ function gatherFor(session: RelaySession, req: DirectMediaRequest): Promise<Gath
     portMapping: req.portMapping,
     gateway: req.gateway,
     stunServers: () => stunServersFor(req),
+    hardNat: req.hardNat !== false,
     signal: req.signal,
   });
 }
@@ -552,6 +561,7 @@ async function answerAndRun(
   const call = await incoming.accept({
     relayOnly: req.relayOnly,
     candidates: gathered.wire,
+    nat: natProfileToSend(gathered),
     // The media starts at once: the caller's join and ours then overlap.
     waitForRoute: false,
     // Our NAT is primed toward the caller before it can check us (primeTowards).

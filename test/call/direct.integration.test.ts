@@ -125,6 +125,8 @@ describe('1:1 calls by identity through a relay process', () => {
     assert.equal(c.participants[0].fingerprint, bo.fp);
     assert.equal(c.participants[0].trust, 'allowed');
     assert.ok(Object.values(c.direct.signalsDropped).every((n) => n === 0), JSON.stringify(c.direct.signalsDropped));
+    // A loopback relay: neither side measures or sends a NAT profile (no NAT between them).
+    assert.deepEqual(c.path.nat, { remoteStatus: 'absent' });
     const l = await listener.done;
     assert.equal(l.code, 0, l.stderr);
     const ld = doc(l).result;
@@ -157,9 +159,10 @@ describe('1:1 calls by identity through a relay process', () => {
 
   test('a listener without a terminal and without --accept-from declines (exit 12); --accept-from turns others away (exit 12)', async () => {
     const [ana, bo, cy] = [await person(), await person(), await person()];
-    const plain = spawnCli(['listen', relay.address, '--once', ...pin(), '--json'], bo.home);
+    // --no-hard-nat is a 1:1 call's flag on both commands (a room call refuses it: the CLI contract).
+    const plain = spawnCli(['listen', relay.address, '--once', '--no-hard-nat', ...pin(), '--json'], bo.home);
     await plain.when(/registered as/);
-    const r1 = await runCli(['call', relay.address, '--to', bo.fp, ...pin(), '--json'], ana.home);
+    const r1 = await runCli(['call', relay.address, '--to', bo.fp, '--no-hard-nat', ...pin(), '--json'], ana.home);
     assert.equal(r1.code, 12, r1.stderr);
     assert.equal(doc(r1).name, 'CallDeclinedError');
     const l1 = await plain.done;

@@ -73,6 +73,7 @@ export const CONTRACTS: Record<string, CommandContract> = {
       ['{relay}', '--to', OTHER_FP, '--room', 'contract', ...RELAY],
       ['{relay}', '--to', 'not-a-fingerprint', ...RELAY],
       ['{relay}', '--room', 'contract', '--relay-only', ...RELAY],
+      ['{relay}', '--room', 'contract', '--no-hard-nat', ...RELAY],
       ['{relay}', '--to', OTHER_FP, '--ring-timeout', '0', ...RELAY],
     ],
   },
@@ -94,7 +95,7 @@ export const CONTRACTS: Record<string, CommandContract> = {
     usage: [['--gateway', 'notanip', '--relay', '{relay}']],
   },
   listen: {
-    success: [['{relay}', ...RELAY], ['{relay}', '--accept-from', OTHER_FP, '--relay-only', ...RELAY]],
+    success: [['{relay}', ...RELAY], ['{relay}', '--accept-from', OTHER_FP, '--relay-only', ...RELAY], ['{relay}', '--no-hard-nat', ...RELAY]],
     stopWhen: /wzp listen: registered as/,
     addresses: [{ args: ['{addr}'], unreachable: SHORT }],
     usage: [['{relay}', '--accept-from', 'not-a-fingerprint', ...RELAY], ['{relay}', '--record', '{tmp}/x.wav', ...RELAY]],

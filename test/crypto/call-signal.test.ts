@@ -6,9 +6,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { CALL_CHECK_KEY_LABEL, deriveCallKeys, deriveCallSecret, exportCallKey, generateEphemeralKey, type CallContext } from '../../core/crypto/call-keys.js';
-import { CallSignalVerifier, newCallId, registrationProblem, signCallSignal, signRegistration, type UnsignedCallSignal } from '../../core/crypto/call-signal.js';
+import { CallSignalVerifier, natProfileFrom, newCallId, registrationProblem, signCallSignal, signRegistration, type UnsignedCallSignal } from '../../core/crypto/call-signal.js';
 import { generateIdentity } from '../../core/crypto/identity.js';
-import { decodeSignal, encodeSignal, type CallSignalMessage } from '../../core/wire/signal.js';
+import type { NatProfile } from '../../core/nat/strategy-types.js';
+import { decodeSignal, encodeSignal, type AnswerMessage, type CallSignalMessage, type OfferMessage } from '../../core/wire/signal.js';
 
 const caller = generateIdentity();
 const callee = generateIdentity();
@@ -141,6 +142,105 @@ describe('call signal verification', () => {
     now += 121_000; // the oldest can no longer be replayed fresh: forgotten for the new one
     assert.ok(v.check(wire(offer({ ts: now }))).ok);
     assert.equal(v.trackedCalls, 3);
+  });
+});
+
+describe('the NAT profile in an offer or answer: signed on its own', () => {
+  const nat: NatProfile = {
+    mapping: 'address-and-port-dependent',
+    filtering: 'unknown',
+    allocation: { kind: 'sequential', delta: 1, recentPorts: [40001, 40002, 40003], observedAgoMs: 20 },
+    reflexive: [{ address: '198.51.100.2', port: 40003 }],
+    consent: true,
+  };
+  const signedOffer = (over: Partial<UnsignedCallSignal> = {}) => wire(offer({ nat, ...over } as Partial<UnsignedCallSignal>) as OfferMessage);
+
+  it('a signed profile round-trips through the wire and verifies, beside a verifying offer; and in an answer', () => {
+    const m = signedOffer();
+    assert.match(m.natSignature ?? '', /^[A-Za-z0-9+/]{86}==$/);
+    assert.deepEqual(verifier().check(m), { ok: true });
+    assert.deepEqual(natProfileFrom(m), { status: 'verified', profile: nat });
+    const answer = wire(signCallSignal(callee, { type: 'answer', callId: m.callId, to: caller.fingerprint, role: 'callee', seq: 1, ts: NOW, ephemeralKey: KEY, candidates: [], nat: { ...nat, consent: false } }) as AnswerMessage);
+    assert.deepEqual(natProfileFrom(answer), { status: 'verified', profile: { ...nat, consent: false } });
+  });
+
+  it('every change to a signed profile is caught: the profile is ignored, the call goes on', () => {
+    const m = signedOffer();
+    const changes: [string, NatProfile][] = [
+      ['consent given where it was withheld (or the reverse)', { ...nat, consent: false }],
+      ['another mapping', { ...nat, mapping: 'endpoint-independent' }],
+      ['another delta', { ...nat, allocation: { ...nat.allocation, delta: 2 } }],
+      ['a recent port moved', { ...nat, allocation: { ...nat.allocation, recentPorts: [40001, 40002, 40004] } }],
+      ['an age changed', { ...nat, allocation: { ...nat.allocation, observedAgoMs: 21 } }],
+      ['a reflexive address swapped', { ...nat, reflexive: [{ address: '203.0.113.66', port: 40003 }] }],
+    ];
+    for (const [what, changed] of changes) {
+      const tampered = wire({ ...m, nat: changed });
+      // The main signature does not cover the profile: the offer itself still verifies ...
+      assert.deepEqual(verifier().check(tampered), { ok: true }, what);
+      // ... and the profile does not.
+      const r = natProfileFrom(tampered);
+      assert.equal(r.status, 'ignored', what);
+      assert.match(r.status === 'ignored' ? r.problem : '', /does not verify/, what);
+    }
+  });
+
+  it('a profile moved to another signal of the same sender (another call, seq, ts or type) does not verify', () => {
+    const m = signedOffer();
+    const same = { callId: m.callId, seq: m.seq, ts: m.ts };
+    const others: [string, OfferMessage | AnswerMessage][] = [
+      ['another call', signedOffer({ ...same, callId: newCallId() })],
+      ['another seq', signedOffer({ ...same, seq: 2 })],
+      ['another ts', signedOffer({ ...same, ts: NOW + 1 })],
+      ['an answer in the same call', wire(signCallSignal(caller, { type: 'answer', ...same, to: callee.fingerprint, role: 'callee', ephemeralKey: KEY, candidates: [], nat }) as AnswerMessage)],
+    ];
+    for (const [what, other] of others) {
+      assert.equal(natProfileFrom(other).status, 'verified', `${what}: its own signature verifies`);
+      assert.equal(natProfileFrom({ ...other, natSignature: m.natSignature }).status, 'ignored', what);
+    }
+    // The signature names the signal, not the rest of its body: on the signal it was made for it verifies.
+    assert.equal(natProfileFrom({ ...signedOffer({ ...same, candidates: [{ type: 'host', address: '10.0.0.1', port: 1, priority: 1 }] }), natSignature: m.natSignature }).status, 'verified');
+  });
+
+  it('stripped on the way: both fields gone is absent (as from an older peer), one of the two is ignored', () => {
+    const m = signedOffer();
+    const { nat: _n, natSignature: _s, ...bare } = m;
+    assert.deepEqual(natProfileFrom(wire(bare as OfferMessage)), { status: 'absent' });
+    const noProfile = natProfileFrom(wire({ ...m, nat: undefined }));
+    assert.equal(noProfile.status, 'ignored');
+    assert.match(noProfile.status === 'ignored' ? noProfile.problem : '', /signature without a profile/);
+    const unsigned = natProfileFrom(wire({ ...m, natSignature: undefined }));
+    assert.equal(unsigned.status, 'ignored');
+    assert.match(unsigned.status === 'ignored' ? unsigned.problem : '', /without its signature/);
+  });
+
+  it('an older peer (no profile) verifies as before: absent, no consent', () => {
+    const m = wire(offer() as OfferMessage);
+    assert.equal(m.nat, undefined);
+    assert.equal(m.natSignature, undefined);
+    assert.deepEqual(verifier().check(m), { ok: true });
+    assert.deepEqual(natProfileFrom(m), { status: 'absent' });
+  });
+
+  it('an older receiver or relay, which drops both fields, still verifies an offer that carried a profile', () => {
+    const m = signedOffer();
+    // What a decoder without the two fields in its schema hands on: the same message without them.
+    const { nat: _n, natSignature: _s, ...asOldSeesIt } = m;
+    assert.deepEqual(verifier().check(wire(asOldSeesIt as OfferMessage)), { ok: true });
+  });
+
+  it('a profile signed by someone else (a relay re-signing) does not verify against the sender', () => {
+    const m = signedOffer();
+    const byStranger = wire(offer({ nat: { ...nat, consent: false }, callId: m.callId } as Partial<UnsignedCallSignal>, stranger) as OfferMessage);
+    const r = natProfileFrom({ ...m, nat: byStranger.nat, natSignature: byStranger.natSignature });
+    assert.equal(r.status, 'ignored');
+  });
+
+  it('an invalid profile handed over in memory (not decoded) is ignored with its problem, not trusted', () => {
+    const m = signedOffer();
+    const r = natProfileFrom({ ...m, nat: { ...nat, allocation: { ...nat.allocation, recentPorts: [0] } } });
+    assert.equal(r.status, 'ignored');
+    assert.match(r.status === 'ignored' ? r.problem : '', /recentPorts/);
   });
 });
 

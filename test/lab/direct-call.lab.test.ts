@@ -10,12 +10,17 @@
  * hairpin go direct over host candidates; an IPv6 pair goes direct over IPv6 past two
  * symmetric IPv4 NATs; a direct path cut mid-call falls back to the relay within ~1 s and goes
  * direct again when the cut is lifted; --relay-only sends no address and the call stays relayed.
+ * With four STUN endpoints (the wan's coturn: two IPs x two ports) each side's NAT profile is
+ * measured on its call socket and reaches the other side signed: what each NAT mode looks like
+ * to a call (symmetric-sequential: sequential, step 1; symmetric-random: random), and
+ * --no-hard-nat's "no" arriving on the other side.
  *
  * One call per case (the benchmark, test/bench/direct-calls.bench.ts, repeats them and times
  * them). Durations (2 cores): a pair ~6 s (lab ~1.5 s, two CLI processes, a 3 s call).
  */
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
+import type { NatProfile } from '../../core/nat/strategy-types.js';
 import { NAT_MODES } from './netns.js';
 import { describePath, labCall, labPerson, labRelay, type LabCallOutcome, type LabPerson } from './direct-call-lab.js';
 import { P2P_NET, P2pLab, type P2pTopology, type SideMode, p2pLabAvailable } from './p2p-lab.js';
@@ -173,6 +178,64 @@ describe('direct calls through the NAT lab', { skip: availability.ok ? false : a
     );
   });
 
+  /** coturn in the wan answers on two IPs x two ports: four distinct endpoints for the allocation. */
+  const FOUR_STUN = ['--stun', [P2P_NET.relay, P2P_NET.alternate].flatMap((ip) => [P2P_NET.stunPort, P2P_NET.stunPort + 1].map((port) => `${ip}:${port}`)).join(',')];
+
+  /** What a side behind `mode` should have measured of its NAT. */
+  function assertProfileOf(mode: SideMode, p: NatProfile | undefined, publicAddress: string, what: string): void {
+    assert.ok(p, `${what}: a profile`);
+    const show = `${what} (${mode}): ${JSON.stringify(p)}`;
+    assert.equal(p.filtering, 'unknown', show);
+    assert.ok(p.reflexive.length >= 1 && p.reflexive.every((e) => e.address === publicAddress), show);
+    assert.ok(p.allocation.observedAgoMs !== undefined && p.allocation.observedAgoMs < 2000, show);
+    if (mode === 'symmetric-sequential') {
+      // Two ports of one coturn IP saw two mappings: the port mattered.
+      assert.equal(p.mapping, 'address-and-port-dependent', show);
+      assert.equal(p.allocation.kind, 'sequential', show);
+      assert.equal(p.allocation.delta, 1, show);
+      // The relay's mapping and the four STUN mappings.
+      assert.equal(p.allocation.recentPorts.length, 5, show);
+    } else if (mode === 'symmetric-random') {
+      assert.equal(p.mapping, 'address-and-port-dependent', show);
+      assert.equal(p.allocation.kind, 'random', show);
+      assert.equal(p.allocation.delta, undefined, show);
+    } else {
+      // Endpoint-independent mapping (the cone modes, or no NAT): the relay and the four
+      // endpoints saw one mapping, the local port kept where it was free.
+      assert.equal(p.mapping, 'endpoint-independent', show);
+      assert.ok(p.allocation.kind === 'port-preserving' || p.allocation.kind === 'fixed', show);
+      assert.equal(p.allocation.recentPorts.length, 1, show);
+    }
+  }
+
+  for (const [a, b] of [
+    ['port-restricted', 'symmetric-sequential'],
+    ['symmetric-random', 'full-cone'],
+    ['none', 'address-restricted'],
+  ] as const) {
+    it(`NAT profiles: ${a} calls ${b}; each side measures its own on the call socket and gets the other's, signed`, async () => {
+      const [pa, pb] = await pair();
+      const r = await withLab(
+        { kind: 'two-nat', a, b },
+        async (lab) => labCall(lab, { relay: await labRelay(lab), a: pa, b: pb, durationS: 2, callerArgs: FOUR_STUN, listenerArgs: [...FOUR_STUN, '--no-hard-nat'] }),
+        true,
+      );
+      assertConnected(r, `${a} x ${b}`);
+      const [publicA, publicB] = [P2P_NET.sides.a.public, P2P_NET.sides.b.public];
+      assertProfileOf(a, r.caller.path.nat.local, publicA, 'caller, its own');
+      assertProfileOf(b, r.callee.path.nat.local, publicB, 'callee, its own');
+      // What each sent is what the other got, verified.
+      assert.equal(r.caller.path.nat.remoteStatus, 'verified');
+      assert.equal(r.callee.path.nat.remoteStatus, 'verified');
+      assert.deepEqual(r.callee.path.nat.remote, r.caller.path.nat.local);
+      assert.deepEqual(r.caller.path.nat.remote, r.callee.path.nat.local);
+      // --no-hard-nat on the listener: its profile says no; the caller's says yes.
+      assert.equal(r.callee.path.nat.local?.consent, false);
+      assert.equal(r.caller.path.nat.local?.consent, true);
+      assert.ok(r.caller.path.nat.localNotes?.some((n) => /^allocation /.test(n)), JSON.stringify(r.caller.path.nat.localNotes));
+    });
+  }
+
   it('--relay-only on the callee: no address of its leaves the machine and the call stays relayed', async () => {
     const [pa, pb] = await pair();
     const r = await withLab({ kind: 'two-nat', a: 'full-cone', b: 'full-cone' }, async (lab) =>
@@ -186,6 +249,10 @@ describe('direct calls through the NAT lab', { skip: availability.ok ? false : a
     assert.equal(r.caller.path.attempted, false);
     assert.equal(r.caller.path.notAttempted, 'peer-relay-only');
     assert.equal(r.callee.path.notAttempted, 'relay-only');
+    // Nor its NAT profile: the caller saw none (no consent), the callee measured none.
+    assert.equal(r.caller.path.nat.remoteStatus, 'absent');
+    assert.equal(r.callee.path.nat.local, undefined);
+    assert.ok(r.caller.path.nat.local, 'the caller (not --relay-only) sent its own');
     for (const x of [r.caller, r.callee]) assert.equal(x.path.final, 'relay');
   });
 });

@@ -17,7 +17,8 @@ import type { RelayLimits } from '../../core/relay/limits.js';
 import { Relay } from '../../core/relay/relay.js';
 import { expectFingerprint } from '../../core/transport/quic.js';
 import type { KnownSignal } from '../../core/transport/signal-stream.js';
-import type { OfferMessage } from '../../core/wire/signal.js';
+import type { NatProfile } from '../../core/nat/strategy-types.js';
+import type { AnswerMessage, OfferMessage } from '../../core/wire/signal.js';
 import { waitFor } from '../helpers/wait.js';
 
 const relays: Relay[] = [];
@@ -195,6 +196,72 @@ describe('presence on a relay', () => {
     const t0 = performance.now();
     await assert.rejects(placeCall(alice, { to: bob.fingerprint, ringTimeoutMs: 10_000 }), { name: 'CalleeOfflineError' });
     assert.ok(performance.now() - t0 < 9000);
+  });
+
+  test('NAT profiles: each side gets the other\'s, signed and verified; an older peer sends none (no consent); a profile altered on the way is ignored, the call goes on', async () => {
+    const r = await startRelay();
+    const alice = await registered(r);
+    const bob = await registered(r);
+    const aliceNat: NatProfile = {
+      mapping: 'address-and-port-dependent',
+      filtering: 'unknown',
+      allocation: { kind: 'sequential', delta: 1, recentPorts: [40001, 40002, 40003], observedAgoMs: 30 },
+      reflexive: [{ address: '198.51.100.2', port: 40003 }],
+      consent: true,
+    };
+    const bobNat: NatProfile = { mapping: 'endpoint-independent', filtering: 'unknown', allocation: { kind: 'port-preserving', recentPorts: [5000] }, reflexive: [{ address: '192.0.2.2', port: 5000 }], consent: false };
+    const bobCalls: Awaited<ReturnType<IncomingCall['accept']>>[] = [];
+    let bobAnswers: (incoming: IncomingCall) => Promise<Awaited<ReturnType<IncomingCall['accept']>>> = (incoming) => incoming.accept({ nat: bobNat });
+    bob.onOffer((offer) => void bobAnswers(new IncomingCall(bob, offer)).then((c) => bobCalls.push(c)));
+
+    const call = await placeCall(alice, { to: bob.fingerprint, ringTimeoutMs: 5000, nat: aliceNat });
+    await waitFor(() => bobCalls.length === 1, 5000);
+    assert.deepEqual(call.localNat, aliceNat);
+    assert.deepEqual(call.peerNat, bobNat);
+    assert.deepEqual(call.peerNatStatus, { status: 'verified' });
+    assert.deepEqual(bobCalls[0].localNat, bobNat);
+    assert.deepEqual(bobCalls[0].peerNat, aliceNat);
+    await call.hangup();
+
+    // An older callee: its answer has no profile. The call works; no consent from it.
+    bobAnswers = (incoming) => incoming.accept();
+    const call2 = await placeCall(alice, { to: bob.fingerprint, ringTimeoutMs: 5000, nat: aliceNat });
+    await waitFor(() => bobCalls.length === 2, 5000);
+    assert.equal(call2.peerNat, undefined);
+    assert.deepEqual(call2.peerNatStatus, { status: 'absent' });
+    assert.equal(bobCalls[1].localNat, undefined);
+    await call2.hangup();
+
+    // --relay-only sends no profile even when given one.
+    bobAnswers = (incoming) => incoming.accept({ relayOnly: true, nat: bobNat });
+    const call3 = await placeCall(alice, { to: bob.fingerprint, ringTimeoutMs: 5000, relayOnly: true, nat: aliceNat });
+    await waitFor(() => bobCalls.length === 3, 5000);
+    assert.equal(call3.localNat, undefined);
+    assert.deepEqual(call3.peerNatStatus, { status: 'absent' });
+    assert.deepEqual(bobCalls[2].peerNatStatus, { status: 'absent' });
+    await call3.hangup();
+
+    // A relay that turns the callee's "no" into a "yes": the answer still counts, the profile does not.
+    const got = offers(bob);
+    const calling = placeCall(alice, { to: bob.fingerprint, ringTimeoutMs: 5000, nat: aliceNat });
+    await waitFor(() => got.length === 1, 3000);
+    const answer = signCallSignal(bob.identity, {
+      type: 'answer',
+      callId: got[0].callId,
+      to: alice.fingerprint,
+      role: 'callee',
+      seq: 100,
+      ts: Date.now(),
+      ephemeralKey: Buffer.alloc(32, 5).toString('base64'),
+      candidates: [],
+      nat: bobNat,
+    }) as AnswerMessage;
+    alice.receive({ ...answer, nat: { ...bobNat, consent: true } } as KnownSignal);
+    const altered = await calling;
+    assert.equal(altered.peerNat, undefined);
+    assert.equal(altered.peerNatStatus.status, 'ignored');
+    assert.match(altered.peerNatStatus.status === 'ignored' ? altered.peerNatStatus.problem : '', /does not verify/);
+    altered.close();
   });
 
   test('the clients drop what a tampering relay or a replay would give them', async () => {

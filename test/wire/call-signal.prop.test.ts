@@ -3,7 +3,10 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { DecodeError } from '../../core/errors.js';
+import { MAX_SEQUENTIAL_DELTA } from '../../core/nat/port-allocation.js';
+import type { NatProfile } from '../../core/nat/strategy-types.js';
 import { CANDIDATE_TYPES, MAX_CANDIDATES, type Candidate } from '../../core/wire/candidate.js';
+import { MAX_NAT_OBSERVED_AGO_MS, MAX_NAT_RECENT_PORTS, MAX_NAT_REFLEXIVE, NAT_DEPENDENCES, PORT_ALLOCATION_KINDS, natProfileProblem } from '../../core/wire/nat-profile.js';
 import { decodeSignal, encodeSignal, type CallSignalMessage, type KnownSignalMessage } from '../../core/wire/signal.js';
 import { decodeOrReject } from './helpers.js';
 
@@ -20,6 +23,28 @@ const candidateArb: fc.Arbitrary<Candidate> = fc.record(
   { noNullPrototype: true },
 );
 const candidatesArb = fc.array(candidateArb, { maxLength: MAX_CANDIDATES });
+const portArb = fc.integer({ min: 1, max: 65535 });
+const natProfileArb: fc.Arbitrary<NatProfile> = fc
+  .record(
+    {
+      mapping: fc.constantFrom(...NAT_DEPENDENCES),
+      filtering: fc.constantFrom(...NAT_DEPENDENCES),
+      kind: fc.constantFrom(...PORT_ALLOCATION_KINDS),
+      delta: fc.integer({ min: 1, max: MAX_SEQUENTIAL_DELTA }).chain((d) => fc.constantFrom(d, -d)),
+      recentPorts: fc.array(portArb, { maxLength: MAX_NAT_RECENT_PORTS }),
+      observedAgoMs: fc.option(fc.integer({ min: 0, max: MAX_NAT_OBSERVED_AGO_MS }), { nil: undefined }),
+      reflexive: fc.array(fc.record({ address: fc.oneof(fc.ipV4(), fc.ipV6()), port: portArb }, { noNullPrototype: true }), { maxLength: MAX_NAT_REFLEXIVE }),
+      consent: fc.boolean(),
+    },
+    { noNullPrototype: true },
+  )
+  .map(({ mapping, filtering, kind, delta, recentPorts, observedAgoMs, reflexive, consent }) => ({
+    mapping,
+    filtering,
+    allocation: { kind, ...(kind === 'sequential' ? { delta } : {}), recentPorts, ...(observedAgoMs === undefined ? {} : { observedAgoMs }) },
+    reflexive,
+    consent,
+  }));
 const commonArb = fc.record(
   {
     callId: hexArb(16),
@@ -35,14 +60,24 @@ const commonArb = fc.record(
 );
 const keyed = (type: 'offer' | 'answer') =>
   fc
-    .tuple(commonArb, b64Arb(32), candidatesArb, fc.option(fc.constant(true as const), { nil: undefined }), fc.option(candidateArb, { nil: undefined }))
-    .map(([c, ephemeralKey, candidates, relayOnly, relayCandidate]) => ({
+    .tuple(
+      commonArb,
+      b64Arb(32),
+      candidatesArb,
+      fc.option(fc.constant(true as const), { nil: undefined }),
+      fc.option(candidateArb, { nil: undefined }),
+      fc.option(natProfileArb, { nil: undefined }),
+      fc.option(b64Arb(64), { nil: undefined }),
+    )
+    .map(([c, ephemeralKey, candidates, relayOnly, relayCandidate, nat, natSignature]) => ({
       type,
       ...c,
       ephemeralKey,
       candidates,
       ...(relayOnly ? { relayOnly } : {}),
       ...(relayCandidate ? { relayCandidate } : {}),
+      ...(nat ? { nat } : {}),
+      ...(natSignature ? { natSignature } : {}),
     }));
 const callSignalArb: fc.Arbitrary<CallSignalMessage> = fc.oneof(
   keyed('offer'),
@@ -100,6 +135,23 @@ describe('call signal properties', () => {
         const decoded = decodeSignal(frame(new TextEncoder().encode(json)));
         assert.equal(decoded.type, 'candidate-update');
         assert.deepStrictEqual((decoded as Extract<CallSignalMessage, { type: 'candidate-update' }>).candidates, candidates);
+      }),
+    );
+  });
+
+  it('an offer or answer whose NAT profile has one field replaced by any JSON value always decodes: with the profile if it is still valid, else without it', () => {
+    const path = fc.constantFrom(['mapping'], ['filtering'], ['allocation'], ['allocation', 'kind'], ['allocation', 'delta'], ['allocation', 'recentPorts'], ['allocation', 'observedAgoMs'], ['reflexive'], ['consent']);
+    fc.assert(
+      fc.property(keyed('answer'), natProfileArb, path, fc.jsonValue(), (message, nat, [first, second], value) => {
+        const mutated = structuredClone(nat) as unknown as Record<string, Record<string, unknown>>;
+        if (second === undefined) (mutated as Record<string, unknown>)[first] = value;
+        else mutated[first][second] = value;
+        const decoded = decodeSignal(frame(new TextEncoder().encode(JSON.stringify({ ...message, nat: mutated })))) as Extract<CallSignalMessage, { type: 'answer' }>;
+        assert.equal(decoded.type, 'answer');
+        assert.equal(decoded.ephemeralKey, message.ephemeralKey);
+        if (natProfileProblem(mutated) === undefined) assert.ok(decoded.nat !== undefined);
+        else assert.equal(decoded.nat, undefined);
+        assert.deepStrictEqual(decodeSignal(encodeSignal(decoded)), decoded);
       }),
     );
   });
