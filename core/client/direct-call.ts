@@ -29,6 +29,7 @@ import type { PresenceClient } from './presence.js';
 import type { Candidate as P2pCandidate } from '../p2p/candidates.js';
 import { DirectLink, MAX_TIMELINE, toWireCandidate, type DirectLinkEvent, type DirectLinkOptions, type DirectPathReport, type SocketType } from '../p2p/direct-link.js';
 import type { Demux } from '../transport/demux.js';
+import type { NatStrategy } from '../nat/strategy-types.js';
 import { MediaPathSwitch } from '../transport/media-transport.js';
 import type { KnownSignal } from '../transport/signal-stream.js';
 
@@ -378,6 +379,20 @@ export interface DirectPathOptions {
   allowLoopback?: boolean;
   checks?: DirectLinkOptions['checks'];
   addressPollMs?: number;
+  /**
+   * The hard-NAT strategies to run (installed NAT-strategy plugins, in order) when the cheap
+   * candidates find no pair; they run only with both sides' signed profiles and consent
+   * (EstablishedCall.localNat / peerNat). Absent or empty: none.
+   */
+  strategies?: readonly NatStrategy[];
+  /** Tests: the strategies' limits, the start delay and the side sockets (DirectLinkOptions.hardNat). */
+  hardNat?: Partial<Pick<NonNullable<DirectLinkOptions['hardNat']>, 'limits' | 'afterMs' | 'openSocket'>>;
+}
+
+/** The direct link's hard-NAT part for this call: both signed profiles and the strategies, or undefined. */
+export function hardNatFor(call: Pick<EstablishedCall, 'localNat' | 'peerNat'>, d: DirectPathOptions): DirectLinkOptions['hardNat'] {
+  if (!d.strategies || d.strategies.length === 0 || !call.localNat || !call.peerNat) return undefined;
+  return { strategies: d.strategies, local: call.localNat, remote: call.peerNat, ...(d.hardNat ?? {}) };
 }
 
 /** One moment of the call's path: answered, first audio, or a switch between relay and direct. */
@@ -501,6 +516,7 @@ export async function runDirectMedia(
       ...(d.allowLoopback ? { allowLoopback: true } : {}),
       ...(d.checks ? { checks: d.checks } : {}),
       ...(d.addressPollMs === undefined ? {} : { addressPollMs: d.addressPollMs }),
+      ...(hardNatFor(call, d) ? { hardNat: hardNatFor(call, d) } : {}),
       onEvent: (e) => tracker.linkEvent(e),
     });
     call.onCandidateUpdate((c) => link?.addRemoteCandidates(c));

@@ -6,9 +6,9 @@
  * `timeoutMs`, or when either side hangs up; the report says what was tried and a plain
  * verdict. The tool a network admin runs with a colleague at another site.
  */
-import { DirectLink, toWireCandidate, type DirectLinkEvent, type DirectLinkOptions, type DirectPathReport, type PairSummary } from '../p2p/direct-link.js';
+import { DirectLink, toWireCandidate, type DirectLinkEvent, type DirectPathReport, type PairSummary } from '../p2p/direct-link.js';
 import type { NatProfile } from '../nat/strategy-types.js';
-import type { DirectPathOptions, EstablishedCall, PeerEnd } from './direct-call.js';
+import { hardNatFor, type DirectPathOptions, type EstablishedCall, type PeerEnd } from './direct-call.js';
 
 /** How long a selected pair must keep answering before the test calls it working. */
 export const DIRECT_TEST_CONFIRM_MS = 2_000;
@@ -17,8 +17,6 @@ export const DIRECT_TEST_TIMEOUT_MS = 20_000;
 
 export interface DirectTestOptions {
   direct: DirectPathOptions;
-  /** Both sides' NAT profiles and the strategies to run (absent: the checks alone). */
-  hardNat?: DirectLinkOptions['hardNat'];
   timeoutMs?: number;
   confirmMs?: number;
   signal?: AbortSignal;
@@ -48,6 +46,7 @@ export async function runDirectTest(call: EstablishedCall, opts: DirectTestOptio
   const timeoutMs = opts.timeoutMs ?? DIRECT_TEST_TIMEOUT_MS;
   const confirmMs = opts.confirmMs ?? DIRECT_TEST_CONFIRM_MS;
   const d = opts.direct;
+  const hardNat = hardNatFor(call, d);
   let timeToDirectMs: number | undefined;
   let confirmTimer: NodeJS.Timeout | undefined;
   let finish!: (why: DirectTestResult['endedBy']) => void;
@@ -66,7 +65,7 @@ export async function runDirectTest(call: EstablishedCall, opts: DirectTestOptio
     ...(d.primeTtl === undefined ? {} : { primeTtl: d.primeTtl }),
     ...(d.allowLoopback ? { allowLoopback: true } : {}),
     ...(d.checks ? { checks: d.checks } : {}),
-    ...(opts.hardNat ? { hardNat: opts.hardNat } : {}),
+    ...(hardNat ? { hardNat } : {}),
     onEvent: (e) => {
       if (e.type === 'direct:up') {
         timeToDirectMs ??= Math.round(performance.now() - started);
@@ -102,7 +101,7 @@ export async function runDirectTest(call: EstablishedCall, opts: DirectTestOptio
   link.close();
   if (endedBy !== 'peer-hangup' && endedBy !== 'peer-gone') await call.hangup();
   call.close();
-  const nat = { ...(opts.hardNat ? { local: opts.hardNat.local, remote: opts.hardNat.remote } : {}) };
+  const nat = { ...(call.localNat ? { local: call.localNat } : {}), ...(call.peerNat ? { remote: call.peerNat } : {}) };
   return {
     peer: call.peer,
     role: call.role,

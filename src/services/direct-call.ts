@@ -5,6 +5,7 @@
  * decides by --accept-from, and once answered the media flows through the relay in the call's
  * own room, run by the room-call engine.
  */
+import { installedStrategies } from '../../core/p2p/hard-nat.js';
 import { rmSync } from 'node:fs';
 import { TeeSink, type FrameSink, type FrameSource } from '../../core/audio/sources.js';
 import type { CallEvent, CallReport } from '../../core/client/call.js';
@@ -248,7 +249,7 @@ async function runMedia(
       relayOnly: req.relayOnly,
       answeredAt: info.answeredAt,
       ...(info.gathered.natNotes ? { natNotes: info.gathered.natNotes } : {}),
-      ...(info.gathered.direct ? { direct: info.gathered.direct } : {}),
+      ...(info.gathered.direct ? { direct: { ...info.gathered.direct, strategies: installedStrategies(req.registries.natStrategies) } } : {}),
       // The room's derived name is half of what admits to it: it is not shown.
       onEvent: (e) => req.onEvent?.(directCallEvent(e, call.peer, info.peerKnown)),
     });
