@@ -22,7 +22,7 @@ import { deriveCallKeys, deriveCallSecret, generateEphemeralKey, type CallContex
 import { natProfileFrom, newCallId, type PeerNatProfile } from '../crypto/call-signal.js';
 import type { NatProfile } from '../nat/strategy-types.js';
 import type { Candidate } from '../wire/candidate.js';
-import type { AnswerMessage, CallRole, OfferMessage } from '../wire/signal.js';
+import type { AnswerMessage, CallRole, OfferMessage, OfferPurpose } from '../wire/signal.js';
 import { runCall, type CallEvent, type CallOptions, type CallReport, type CallView } from './call.js';
 import type { RoomCallSession, RoomJoin, RoomJoinOptions } from './call-session.js';
 import type { PresenceClient } from './presence.js';
@@ -88,6 +88,8 @@ export interface PlaceCallOptions {
   /** Our NAT profile with our consent, signed into the offer (ignored with relayOnly). */
   nat?: NatProfile;
   ringTimeoutMs: number;
+  /** Not a call: a direct-path test (`wzp direct-test`; OfferMessage.purpose). */
+  purpose?: OfferPurpose;
   signal?: AbortSignal;
   onRinging?(): void;
 }
@@ -152,6 +154,7 @@ export async function placeCall(presence: PresenceClient, opts: PlaceCallOptions
         ephemeralKey: b64(ephemeral.publicKey),
         candidates: relayOnly ? [] : (opts.candidates ?? []),
         ...(relayOnly ? { relayOnly: true } : {}),
+        ...(opts.purpose ? { purpose: opts.purpose } : {}),
         ...(nat ? { nat } : {}),
       },
       { signal: opts.signal },

@@ -183,7 +183,14 @@ function signedBody(msg: CallSignalMessage): string {
   switch (msg.type) {
     case 'offer':
     case 'answer':
-      return JSON.stringify({ ephemeralKey: msg.ephemeralKey, candidates: msg.candidates.map(canonicalCandidate), relayOnly: msg.relayOnly === true });
+      // An offer's purpose is signed only when present: a plain offer's transcript is the one
+      // older peers compute, and a direct test can never be turned into a call (or back).
+      return JSON.stringify({
+        ephemeralKey: msg.ephemeralKey,
+        candidates: msg.candidates.map(canonicalCandidate),
+        relayOnly: msg.relayOnly === true,
+        ...(msg.type === 'offer' && msg.purpose !== undefined ? { purpose: msg.purpose } : {}),
+      });
     case 'reject':
       return JSON.stringify({ reason: msg.reason });
     case 'candidate-update':

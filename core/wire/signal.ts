@@ -250,6 +250,12 @@ export interface OfferMessage extends CallSignalFields {
   candidates: Candidate[];
   /** The sender sends no host or mapped candidates and wants the call to stay relayed. */
   relayOnly?: boolean;
+  /**
+   * What the offer is for when it is not a call: 'direct-test' (`wzp direct-test`: the
+   * connectivity checks and hard-NAT strategies only, no room, no audio). Signed when present;
+   * `wzp listen` declines it, `wzp direct-test --wait` takes nothing else.
+   */
+  purpose?: OfferPurpose;
   /** Added by the relay (unsigned): the sender's address as the relay sees its connection. */
   relayCandidate?: Candidate;
   /**
@@ -474,6 +480,12 @@ const callRole: FieldCheck<CallRole> = {
   expected: "'caller' or 'callee'",
   accepts: (value): value is CallRole => value === 'caller' || value === 'callee',
 };
+export type OfferPurpose = 'direct-test';
+const offerPurpose: FieldCheck<OfferPurpose> = {
+  expected: "'direct-test'",
+  accepts: (value): value is OfferPurpose => value === 'direct-test',
+};
+
 const rejectReason: FieldCheck<RejectReason> = {
   expected: "'declined' or 'busy'",
   accepts: (value): value is RejectReason => value === 'declined' || value === 'busy',
@@ -571,6 +583,7 @@ export const SIGNAL_SCHEMA: SignalSchema = {
     ephemeralKey: required(key32),
     candidates: required(candidates),
     relayOnly: optional(flag),
+    purpose: optional(offerPurpose),
     relayCandidate: optional(candidate),
     nat: tolerated(natProfile),
     natSignature: tolerated(signature64),

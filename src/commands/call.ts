@@ -5,32 +5,17 @@ import { aliasProblem } from '../../core/crypto/sender-keys.js';
 import { UsageError } from '../../core/errors.js';
 import { mediaPathFlag, roomAdmissionFlags, WzpCommand, type WzpFlags } from '../base-command.js';
 import { audioFromFlags, directPathFlags, secondsFlag, timeoutFlag, timeoutMs } from '../connect-flags.js';
-import { parseFingerprint } from '../../core/crypto/fingerprint.js';
 import { call, listAudioDevices, type CallResult } from '../services/call.js';
 import { directCall, type DirectCallResult } from '../services/direct-call.js';
 import { directCallSummary } from '../services/direct-call-text.js';
 import { callEventRenderer, membersSummary, type CallEventOutput } from '../services/call-events.js';
 import { pinFile } from '../services/paths.js';
-import { resolveAllowList, resolveRoomSecret } from '../services/room-admission.js';
+import { readFingerprintArg, resolveAllowList, resolveRoomSecret } from '../services/room-admission.js';
 import { mediaPathText, relayPinnedLine } from '../services/relay-connect.js';
 
 type Result = CallResult | DirectCallResult | Awaited<ReturnType<typeof listAudioDevices>>;
 
 type CallFlags = WzpFlags<typeof Call>;
-
-/** A fingerprint given on the command line, or `@FILE` holding it (the first non-comment line). */
-export async function readFingerprintArg(value: string, flag: string): Promise<string> {
-  if (!value.startsWith('@')) {
-    try {
-      return parseFingerprint(value);
-    } catch (err) {
-      throw new UsageError(`${flag} ${value}: ${(err as Error).message}`, { suggestions: ['give the full fingerprint (wzp identity shows yours), 64 hex digits'] });
-    }
-  }
-  const list = await resolveAllowList([value], flag);
-  if (!list || list.length !== 1) throw new UsageError(`${flag} ${value}: the file must hold exactly one fingerprint`);
-  return list[0];
-}
 
 export default class Call extends WzpCommand<Result> {
   static override summary = 'Join a room on a relay and talk: end-to-end encrypted, FEC-protected, adaptive.';

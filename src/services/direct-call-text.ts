@@ -1,7 +1,8 @@
-/** How `wzp call --to` and `wzp listen` summarise a 1:1 call and a listening session for humans. */
+/** How `wzp call --to`, `wzp listen` and `wzp direct-test` summarise a 1:1 call, a listening session and a test for humans. */
 import type { NatProfile } from '../../core/nat/strategy-types.js';
 import { mediaPathText } from './relay-connect.js';
 import type { DirectCallResult, ListenResult } from './direct-call.js';
+import type { DirectTestReport } from './direct-test.js';
 
 const ENDED_BY: Record<DirectCallResult['endedBy'], string> = {
   hangup: 'you hung up',
@@ -79,4 +80,30 @@ function pathLines(r: DirectCallResult): string[] {
   if (d) lines.push(`  candidates: ${d.candidates.sent} sent, ${d.candidates.received.length} received${d.candidates.relayObserved ? ', 1 from the relay' : ''}; checks ${d.checks.requestsSent} sent, ${d.checks.responsesReceived} answered`);
   for (const t of p.timeline.filter((x) => x.event === 'switch').slice(0, 10)) lines.push(`    ${t.atMs} ms: ${t.path}${t.pair ? ` (${t.pair})` : ''}: ${t.reason}`);
   return lines;
+}
+
+/** `wzp direct-test`'s human report: the verdict first, then what it rests on. */
+export function directTestSummary(r: DirectTestReport): string {
+  const lines = [`verdict     ${r.verdict.summary}`, ...r.verdict.reasons.map((reason) => `            - ${reason}`), ''];
+  lines.push(`peer        ${r.peer} (we ${r.role === 'caller' ? 'offered' : 'answered'} the test; ${r.endedBy}, ${(r.durationMs / 1000).toFixed(1)} s)`);
+  lines.push(`our NAT     ${r.nat.local ? natText(r.nat.local) : 'no profile (nothing measured)'}`);
+  lines.push(`their NAT   ${r.nat.remote ? natText(r.nat.remote) : 'no profile received (an older wzp, or left out as invalid): no hard-NAT probing'}`);
+  const d = r.direct;
+  const mapping = r.candidates.portMapping;
+  lines.push(
+    `candidates  ${d.candidates.sent} sent, ${d.candidates.received.length} received${d.candidates.refused ? ` (${d.candidates.refused} refused)` : ''}; port mapping ${mapping.status === 'mapped' ? `${mapping.protocol} ${mapping.external}` : mapping.status === 'failed' ? `failed (${mapping.error})` : `off (${mapping.reason})`}`,
+  );
+  const pairs = d.pairs.slice(0, 12).map((p) => `${p.localType} -> ${p.remote.type} ${p.remote.address}:${p.remote.port} ${p.state}${p.failReason ? ` (${p.failReason})` : ''}${p.rttMs === undefined ? '' : `, ${Math.round(p.rttMs)} ms`}`);
+  lines.push(`pairs       ${pairs.length ? pairs.join('\n            ') : 'none'}${d.pairs.length > 12 ? `\n            ... ${d.pairs.length - 12} more` : ''}`);
+  const h = d.hardNat;
+  if (h) {
+    const tried = h.attempts.map(
+      (a) =>
+        `${a.strategy}: ${a.outcome}${a.plan ? `, ${a.packetsSent}/${a.plan.budget.packets} probes, ${a.socketsOpened}/${a.plan.sockets} sockets, claims ${Math.round(a.plan.expectedSuccess * 100)}%` : ''}`,
+    );
+    const consent = `consent ours ${h.consent.local ? 'yes' : 'no'}, theirs ${h.consent.remote ? 'yes' : 'no'}`;
+    lines.push(`strategies  ${consent}${tried.length ? `\n            ${tried.join('\n            ')}` : ''}${h.notApplicable.length ? `\n            not for these NATs: ${h.notApplicable.join(', ')}` : ''}`);
+  }
+  lines.push(`checks      ${d.checks.requestsSent} requests sent, ${d.checks.responsesReceived} answered; ${d.checks.probesSent} probes sent, ${d.checks.probesAnswered} answered`);
+  return lines.join('\n');
 }

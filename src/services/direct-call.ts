@@ -47,23 +47,14 @@ export const DIRECT_CALL_SCHEMA_VERSION = 1;
 export const MAX_LISTED_CALLS = 100;
 
 /** What both commands need for the media of a call. */
-export interface DirectMediaRequest {
+/** What registering on the relay, gathering and signalling a 1:1 call need (calls and direct tests). */
+export interface SignallingRequest {
   relay: string;
   configDir: string;
   identityPath?: string;
   relayFingerprint?: string;
   timeoutMs?: number;
-  mediaPath?: 'auto' | 'quic';
   alias?: string;
-  tier: TierName;
-  adaptive: boolean;
-  source: CallRequest['source'];
-  speaker?: { device?: string };
-  record?: string;
-  /** Each call's length at most. */
-  durationMs?: number;
-  vad?: boolean;
-  noiseSuppression?: boolean;
   /** Send no candidates, ask the relay not to pass on our address (docs/direct-calls.md). */
   relayOnly: boolean;
   /**
@@ -87,11 +78,24 @@ export interface DirectMediaRequest {
   hardNat?: boolean;
   registries: Registries;
   signal: AbortSignal;
-  onEvent?(e: CallEvent): void;
   /** A line of progress for a human (ringing, answered, ...). */
   onProgress?(line: string): void;
   onConnected?(c: { relay: string; fingerprint: string; trust: string }): void;
   meta(schemaVersion: number): ReportMeta;
+}
+
+export interface DirectMediaRequest extends SignallingRequest {
+  mediaPath?: 'auto' | 'quic';
+  tier: TierName;
+  adaptive: boolean;
+  source: CallRequest['source'];
+  speaker?: { device?: string };
+  record?: string;
+  /** Each call's length at most. */
+  durationMs?: number;
+  vad?: boolean;
+  noiseSuppression?: boolean;
+  onEvent?(e: CallEvent): void;
 }
 
 export interface DirectCallRequest extends DirectMediaRequest {
@@ -136,7 +140,7 @@ export interface DirectCallResult extends Omit<CallReport, 'mediaPath' | 'endedB
 }
 
 /** The relay connection, identity, known members and registration both commands start with. */
-interface Registered {
+export interface Registered {
   session: RelaySession;
   relay: { address: string; fingerprint: string; trust: string };
   identity: Identity;
@@ -144,7 +148,7 @@ interface Registered {
   presence: PresenceClient;
 }
 
-async function registerOn(req: DirectMediaRequest, opts: { receiveCalls: boolean; onPresence?: (e: PresenceEvent) => void }): Promise<Registered> {
+export async function registerOn(req: SignallingRequest, opts: { receiveCalls: boolean; onPresence?: (e: PresenceEvent) => void }): Promise<Registered> {
   const { session, fingerprint, trust } = await connectToRelay({
     relay: req.relay,
     configDir: req.configDir,
@@ -165,7 +169,7 @@ async function registerOn(req: DirectMediaRequest, opts: { receiveCalls: boolean
   }
 }
 
-function checkOutputs(req: DirectMediaRequest & { reportPath?: string }): void {
+export function checkOutputs(req: DirectMediaRequest & { reportPath?: string }): void {
   parseDialTarget(req.relay);
   checkGatewayFlag(req.gateway);
   for (const server of req.stun ?? []) checkHostPort(server);
@@ -350,7 +354,7 @@ async function openMedia(req: DirectMediaRequest): Promise<OpenedMedia> {
 }
 
 /** The STUN servers a call asks (`--stun`, else netcheck.json's `stun`), resolved: at most 4 servers. */
-async function stunServersFor(req: DirectMediaRequest): Promise<Endpoint[]> {
+async function stunServersFor(req: SignallingRequest): Promise<Endpoint[]> {
   const servers = req.stun !== undefined ? req.stun : (await loadNatConfig(req.configDir).catch(() => undefined))?.config.stun ?? [];
   // One that does not resolve is said and skipped: the call goes on with the others' view.
   const unresolved = (s: string) => (err: unknown) => {
@@ -361,7 +365,7 @@ async function stunServersFor(req: DirectMediaRequest): Promise<Endpoint[]> {
 }
 
 /** Our candidates for a call on the relay connection's socket (core/client/call-candidates.ts). */
-function gatherFor(session: RelaySession, req: DirectMediaRequest): Promise<GatheredForCall> {
+export function gatherFor(session: RelaySession, req: SignallingRequest): Promise<GatheredForCall> {
   return gatherForCall(session, {
     relayOnly: req.relayOnly,
     relayHost: parseDialTarget(req.relay).host,
@@ -373,7 +377,7 @@ function gatherFor(session: RelaySession, req: DirectMediaRequest): Promise<Gath
   });
 }
 
-function presenceProgress(e: PresenceEvent, req: DirectMediaRequest): void {
+export function presenceProgress(e: PresenceEvent, req: SignallingRequest): void {
   if (e.type === 'presence:signal-dropped') req.onProgress?.(`dropped a ${e.signal} signal (${e.reason}: ${e.detail})`);
 }
 
@@ -514,6 +518,12 @@ async function handleOffer(
   const caller = incoming.caller;
   const base = { callId: incoming.callId, caller, at };
   const pin = reg.members.lookup(caller);
+  if (incoming.offer.purpose === 'direct-test') {
+    // A direct-path test is not a call: only `wzp direct-test --wait` takes one.
+    req.onProgress?.(`${caller} asked for a direct-path test: declined (they need you to run \`wzp direct-test RELAY --wait\`)`);
+    await incoming.reject('declined');
+    return { entry: { ...base, outcome: 'declined' } };
+  }
   let accept: boolean;
   if (req.acceptFrom !== undefined) {
     accept = req.acceptFrom.includes(caller);

@@ -98,3 +98,17 @@ function fingerprintOf(value: string, where: string): string {
     });
   }
 }
+
+/** A fingerprint given on the command line, or `@FILE` holding it (the first non-comment line). */
+export async function readFingerprintArg(value: string, flag: string): Promise<string> {
+  if (!value.startsWith('@')) {
+    try {
+      return parseFingerprint(value);
+    } catch (err) {
+      throw new UsageError(`${flag} ${value}: ${(err as Error).message}`, { suggestions: ['give the full fingerprint (wzp identity shows yours), 64 hex digits'] });
+    }
+  }
+  const list = await resolveAllowList([value], flag);
+  if (!list || list.length !== 1) throw new UsageError(`${flag} ${value}: the file must hold exactly one fingerprint`);
+  return list[0];
+}
