@@ -126,7 +126,7 @@ export interface NatStrategyTrialSummary {
   packets: Record<SimSide, { mean: number; max: number; budget: number }>;
   /** Extra sockets opened per side, and the largest plan's `sockets`. */
   sockets: Record<SimSide, { max: number; budget: number }>;
-  /** Trials in which a side sent more probes, opened more sockets or probed later than its plan (or the limits) allowed. */
+  /** Trials in which a side sent more probes, opened more sockets, probed faster or later than its plan (or the limits) allowed. */
   overBudget: number;
   /** Trials that could not run (a plan refused, applicable() disagreeing, a throw), first few. */
   errors: string[];
@@ -326,7 +326,9 @@ function trialsOf(strategy: NatStrategy, scenario: NatStrategyScenario, settings
       sockets.budget = Math.max(sockets.budget, plan?.sockets ?? 0);
       // Counted here from the simulator's per-side statistics, independently of its own guard.
       const late = stats.lastProbeAtMs !== undefined && stats.lastProbeAtMs >= (plan?.budget.ms ?? 0);
-      const overPlan = stats.probesSent > (plan?.budget.packets ?? 0) || stats.socketsOpened > (plan?.sockets ?? 0) || late;
+      // Paced at ratePerSecond from startAfterMs to budget.ms: at most ceil(span × rate) probes.
+      const byRate = plan === undefined ? 0 : Math.ceil(((plan.budget.ms - plan.startAfterMs) * plan.ratePerSecond) / 1000 - 1e-9);
+      const overPlan = stats.probesSent > Math.min(plan?.budget.packets ?? 0, byRate) || stats.socketsOpened > (plan?.sockets ?? 0) || late;
       const overLimits = stats.probesSent > settings.limits.maxPackets || stats.socketsOpened > settings.limits.maxSockets;
       if (overPlan || overLimits) summary.overBudget++;
     }
@@ -600,7 +602,7 @@ function checkBudgets(summaries: NatStrategyTrialSummary[]): void {
   // The simulator refuses plans over their limits and holds its own execution to each plan (an
   // InternalError); this recounts from its statistics, so a regression in either is caught.
   const problems = summaries.flatMap((s) => [
-    ...(s.overBudget > 0 ? [`${s.scenario}: ${s.overBudget} calls sent more probes, opened more sockets or probed later than planned`] : []),
+    ...(s.overBudget > 0 ? [`${s.scenario}: ${s.overBudget} calls sent more probes, opened more sockets, or probed faster or later than planned`] : []),
     ...s.errors.filter((e) => e.includes('InternalError')).map((e) => `${s.scenario}: ${e}`),
   ]);
   failWith('simulated calls went over a plan’s budget', problems);

@@ -43,6 +43,9 @@
  *     until then) or at the first answered probe on either side, which ends both plans;
  *  5. every socket (call socket always, extra sockets while their plan runs) answers a probe
  *     from itself to the probe's source, as a connectivity-check response.
+ * The plans run even when the plain checks got through (the checker would not start them
+ * then): a plan's success is measured on its own, in the NAT state the checks left; the result
+ * reports both.
  * Plans outside the limits they were given or their own budget, or aiming at an address the
  * peer did not announce, are refused (PluginError): the simulator is also the reference for
  * "a plan never exceeds its budget", and it checks its own counters against each plan.
