@@ -130,10 +130,18 @@ const key = (e: Endpoint): string => `${e.address}:${e.port}`;
 // Virtual clock
 // ---------------------------------------------------------------------------------------------
 
+/** A packet on the wire, kept in its arrival event (no closure per packet: most events are these). */
+interface InFlight {
+  from: Endpoint;
+  to: Endpoint;
+  payload: Payload;
+}
+
 interface SimEvent {
   at: number;
   seq: number;
-  run: () => void;
+  run: (() => void) | undefined;
+  packet: InFlight | undefined;
 }
 
 /** A binary min-heap on (time, insertion order): equal times run first-in first-out, so runs reproduce. */
@@ -149,9 +157,9 @@ class EventQueue {
     return this.heap[0]?.at ?? Infinity;
   }
 
-  push(at: number, run: () => void): void {
+  push(at: number, run: (() => void) | undefined, packet?: InFlight): void {
     const heap = this.heap;
-    const event = { at, seq: this.seq++, run };
+    const event: SimEvent = { at, seq: this.seq++, run, packet };
     let i = heap.push(event) - 1;
     while (i > 0) {
       const parent = (i - 1) >> 1;
@@ -308,7 +316,8 @@ export class SimNat {
       this.stats.droppedHairpin++;
       return undefined;
     }
-    const mappingKey = this.mappingKey(internal, remote);
+    const remoteKey = key(remote);
+    const mappingKey = this.mappingKey(internal, remote, remoteKey);
     let mapping = this.live(this.byKey.get(mappingKey), now);
     if (mapping === undefined) {
       const port = this.allocate(internal.port, now);
@@ -323,7 +332,7 @@ export class SimNat {
       else this.stats.mappings++;
     }
     mapping.lastOutboundAt = now;
-    const permit = this.permitKey(remote);
+    const permit = this.permitKey(remote, remoteKey);
     if (permit !== undefined) mapping.permits.add(permit);
     return { address: this.publicIp, port: mapping.external };
   }
@@ -357,7 +366,7 @@ export class SimNat {
 
   /** The external port of the live mapping `internal` → `remote` would use, without creating one. */
   mappingFor(now: number, internal: Endpoint, remote: Endpoint): number | undefined {
-    return this.live(this.byKey.get(this.mappingKey(internal, remote)), now)?.external;
+    return this.live(this.byKey.get(this.mappingKey(internal, remote, key(remote))), now)?.external;
   }
 
   /** Live mappings (ours and other hosts'). */
@@ -366,7 +375,7 @@ export class SimNat {
     return this.byPort.size;
   }
 
-  private mappingKey(internal: Endpoint, remote: Endpoint): string {
+  private mappingKey(internal: Endpoint, remote: Endpoint, remoteKey: string): string {
     const from = key(internal);
     switch (this.config.mapping) {
       case 'endpoint-independent':
@@ -374,18 +383,18 @@ export class SimNat {
       case 'address-dependent':
         return `${from}>${remote.address}`;
       case 'address-and-port-dependent':
-        return `${from}>${key(remote)}`;
+        return `${from}>${remoteKey}`;
     }
   }
 
-  private permitKey(remote: Endpoint): string | undefined {
+  private permitKey(remote: Endpoint, remoteKey = key(remote)): string | undefined {
     switch (this.config.filtering) {
       case 'endpoint-independent':
         return undefined;
       case 'address-dependent':
         return remote.address;
       case 'address-and-port-dependent':
-        return key(remote);
+        return remoteKey;
     }
   }
 
@@ -471,6 +480,8 @@ type Payload =
 interface SimSocket {
   readonly side: SimSide;
   readonly port: number;
+  /** Its private endpoint (one object per socket: the NAT sees it on every packet). */
+  readonly internal: Endpoint;
   readonly kind: 'call' | 'aux' | 'extra';
   /** The extra socket's index in its plan (0-based); -1 otherwise. */
   readonly index: number;
@@ -496,7 +507,7 @@ class SimHost {
       if (i >= span) throw new InternalError('NAT simulator: a host ran out of local ports');
       port = port === EPHEMERAL.max ? EPHEMERAL.min : port + 1;
     }
-    const socket: SimSocket = { side: this.side, port, kind, index, open: true };
+    const socket: SimSocket = { side: this.side, port, internal: { address: this.privateIp, port }, kind, index, open: true };
     this.sockets.set(port, socket);
     return socket;
   }
@@ -579,7 +590,8 @@ class SimWorld {
       if (event === undefined) break;
       this.now = event.at;
       if (++this.events > SIM_BOUNDS.maxEvents) throw new InternalError(`NAT simulator: more than ${SIM_BOUNDS.maxEvents} events in one simulation`);
-      event.run();
+      if (event.packet !== undefined) this.arrive(event.packet.from, event.packet.to, event.packet.payload);
+      else event.run?.();
     }
     if (!stop() && until !== Infinity) this.now = Math.max(this.now, until);
   }
@@ -587,8 +599,7 @@ class SimWorld {
   /** A packet from a host's socket, through its NAT, into the wan. */
   send(socket: SimSocket, to: Endpoint, payload: Payload): void {
     if (!socket.open) return;
-    const internal = { address: this.hosts[socket.side].privateIp, port: socket.port };
-    const source = this.nats[socket.side].outbound(this.now, internal, to);
+    const source = this.nats[socket.side].outbound(this.now, socket.internal, to);
     if (source !== undefined) this.transmit(source, to, payload, socket.side);
   }
 
@@ -617,7 +628,7 @@ class SimWorld {
       this.wan.lost++;
       return;
     }
-    this.at(this.now + this.latencyMs, () => this.arrive(source, to, payload));
+    this.queue.push(this.now + this.latencyMs, undefined, { from: source, to, payload });
   }
 
   private arrive(from: Endpoint, to: Endpoint, payload: Payload): void {
@@ -1170,16 +1181,19 @@ export function simulateCall(config: SimulationConfig, options: SimulateCallOpti
       run.senders = plan.sockets > 0 ? run.extra : [host.call];
       const gapMs = 1000 / plan.ratePerSecond;
       const firstAt = plansStartAtMs + plan.startAfterMs;
-      const probe = (k: number) => {
+      // Probe k goes out at firstAt + k × gap (computed from k: no drift); one closure per plan.
+      let k = 0;
+      const probe = () => {
         if (!run.running || k >= plan.budget.packets || world.now >= run.endsAt) return;
         const order = probeOrder(k, plan.sockets, plan.targets.length);
         world.send(run.senders[order.socket], plan.targets[order.target], { kind: 'probe', tx: nextTx++ });
         sides[side].probesSent++;
         sides[side].lastProbeAtMs = world.now - plansStartAtMs;
-        const nextAt = firstAt + (k + 1) * gapMs;
-        if (nextAt < run.endsAt) world.at(nextAt, () => probe(k + 1));
+        k++;
+        const nextAt = firstAt + k * gapMs;
+        if (nextAt < run.endsAt) world.at(nextAt, probe);
       };
-      if (plan.targets.length > 0 && plan.budget.packets > 0 && firstAt < run.endsAt) world.at(firstAt, () => probe(0));
+      if (plan.targets.length > 0 && plan.budget.packets > 0 && firstAt < run.endsAt) world.at(firstAt, probe);
     });
     world.at(run.endsAt, () => endPlan(side));
   }
