@@ -36,11 +36,13 @@
  *  3. the ordinary connectivity checks: each call socket sends `checks.packets` rounds to every
  *     reflexive endpoint the peer announced (on symmetric NATs these open new mappings, as in
  *     real life); any socket answers a check from itself to the check's source;
- *  4. each side's ProbePlan, executed as the checker will (contract in strategy-types.ts):
- *     `sockets` extra sockets opened at the plan's start (0: the call socket sends), the first
- *     probe `startAfterMs` later, then round-robin (probeOrder) paced at `ratePerSecond`,
- *     until `budget.packets` are sent; the plan ends `budget.ms` after its start (listening
- *     until then) or at the first answered probe on either side, which ends both plans;
+ *  4. each side's ProbePlan, executed as the checker's executor does (core/p2p/hard-nat.ts):
+ *     `sockets` extra sockets opened at the plan's start (0: the call socket sends); the
+ *     targets without duplicates; from `startAfterMs` on, a batch every PROBE_BATCH_MS sends
+ *     what `ratePerSecond` has earned, round-robin (probeOrder), while inside `budget.ms` and
+ *     until `budget.packets` are sent; the sockets listen until the strategy's time slot ends
+ *     (the longer of the two halves' `budget.ms`, both sides alike) or the first probe is
+ *     answered on either side, which ends both plans;
  *  5. every socket (call socket always, extra sockets while their plan runs) answers a probe
  *     from itself to the probe's source, as a connectivity-check response.
  * The plans run even when the plain checks got through (the checker would not start them
@@ -58,6 +60,7 @@ import { InternalError, PluginError, UsageError } from '../errors.js';
 import { Prng } from '../media/prng.js';
 import { answerWindowMs, classifyFiltering, classifyMapping, type NatDependence } from './behaviour.js';
 import { classifyPortAllocation, rfc5780Endpoints, type PortObservation } from './port-allocation.js';
+import { MAX_PLAN_TARGETS, PROBE_BATCH_MS } from '../p2p/hard-nat.js';
 import { DEFAULT_STRATEGY_LIMITS, type NatProfile, type NatStrategy, type ProbePlan, type StrategyContext, type StrategyLimits } from './strategy-types.js';
 import type { Endpoint } from './stun.js';
 
@@ -97,8 +100,8 @@ export const SIM_BOUNDS = Object.freeze({
   maxSockets: 4_096,
   maxMs: 120_000,
   maxRatePerSecond: 10_000,
-  /** Targets in one plan (a list longer than any budget is a bug, not a technique). */
-  maxTargets: 65_536,
+  /** Targets in one plan: the executor's MAX_PLAN_TARGETS (it cuts the rest). */
+  maxTargets: MAX_PLAN_TARGETS,
   /** Events one simulation may process: a guard against a runaway, far above any bounded plan. */
   maxEvents: 5_000_000,
 });
@@ -887,7 +890,7 @@ export function planViolations(plan: ProbePlan, context: Pick<StrategyContext, '
   if (!Array.isArray(plan.targets)) {
     problems.push('targets must be an array of endpoints');
   } else if (plan.targets.length > SIM_BOUNDS.maxTargets) {
-    problems.push(`${plan.targets.length} targets is more than ${SIM_BOUNDS.maxTargets}`);
+    problems.push(`${plan.targets.length} targets: the checker probes at most ${SIM_BOUNDS.maxTargets} (core/p2p/hard-nat.ts), the rest never`);
   } else {
     const allowed = new Set(context.remoteAddresses);
     const outside = new Set<string>();
@@ -963,7 +966,7 @@ export interface SimSideStats {
   socketsOpened: number;
   /** When the last probe went out, ms after the plan's start. */
   lastProbeAtMs?: number;
-  /** When the plan ended (budget.ms or a success), ms after the plans' start. */
+  /** When the plan ended (the strategy's slot, or a success), ms after the plans' start. */
   planEndedAtMs?: number;
 }
 
@@ -1005,9 +1008,14 @@ export interface CallSimulation {
 
 interface PlanRun {
   plan: ProbePlan;
+  /** The plan's targets as the executor keeps them: duplicates dropped, first occurrence first. */
+  targets: Endpoint[];
   senders: SimSocket[];
   extra: SimSocket[];
   running: boolean;
+  /** Sending stops here (the plan's budget.ms). */
+  sendUntil: number;
+  /** The strategy's time slot ends here (sockets listen until then). */
   endsAt: number;
 }
 
@@ -1167,33 +1175,47 @@ export function simulateCall(config: SimulationConfig, options: SimulateCallOpti
   }
   // Plans run after the checks had their round trip (the checker tries hard-NAT tricks last).
   const plansStartAtMs = exchangedAtMs + (checkCfg.packets > 0 ? checkCfg.skewMs + checkCfg.packets * checkCfg.intervalMs + 2 * world.latencyMs : 0);
+  // Both sides give the strategy the same slot: the longer of the two halves' budget.ms.
+  const slotMs = Math.min(limits.maxMs, Math.max(plans.a?.budget.ms ?? 0, plans.b?.budget.ms ?? 0));
 
   for (const side of ['a', 'b'] as const) {
     const plan = plans[side];
     if (plan === undefined) continue;
     const host = world.hosts[side];
-    const run: PlanRun = { plan, senders: [], extra: [], running: true, endsAt: plansStartAtMs + plan.budget.ms };
+    const seen = new Set<string>();
+    const targets: Endpoint[] = [];
+    for (const target of plan.targets) {
+      if (seen.has(key(target))) continue;
+      seen.add(key(target));
+      targets.push(target);
+    }
+    const run: PlanRun = { plan, targets, senders: [], extra: [], running: true, sendUntil: plansStartAtMs + plan.budget.ms, endsAt: plansStartAtMs + slotMs };
     runs[side] = run;
     world.at(plansStartAtMs, () => {
       if (!run.running) return;
       for (let i = 0; i < plan.sockets; i++) run.extra.push(host.open('extra', i));
       sides[side].socketsOpened = run.extra.length;
       run.senders = plan.sockets > 0 ? run.extra : [host.call];
-      const gapMs = 1000 / plan.ratePerSecond;
+      // Paced as the executor does (core/p2p/hard-nat.ts): from startAfterMs, a batch every
+      // PROBE_BATCH_MS sends what the rate has earned since (floor(elapsed × rate), none at
+      // once), while the batch is inside budget.ms. One closure per plan.
       const firstAt = plansStartAtMs + plan.startAfterMs;
-      // Probe k goes out at firstAt + k × gap (computed from k: no drift); one closure per plan.
+      let batch = 0;
       let k = 0;
-      const probe = () => {
-        if (!run.running || k >= plan.budget.packets || world.now >= run.endsAt) return;
-        const order = probeOrder(k, plan.sockets, plan.targets.length);
-        world.send(run.senders[order.socket], plan.targets[order.target], { kind: 'probe', tx: nextTx++ });
-        sides[side].probesSent++;
-        sides[side].lastProbeAtMs = world.now - plansStartAtMs;
-        k++;
-        const nextAt = firstAt + k * gapMs;
-        if (nextAt < run.endsAt) world.at(nextAt, probe);
+      const send = () => {
+        batch++;
+        if (!run.running || world.now >= run.sendUntil) return;
+        const due = Math.min(plan.budget.packets, Math.floor((batch * PROBE_BATCH_MS * plan.ratePerSecond) / 1000 + 1e-9));
+        for (; k < due && run.running; k++) {
+          const order = probeOrder(k, plan.sockets, targets.length);
+          world.send(run.senders[order.socket], targets[order.target], { kind: 'probe', tx: nextTx++ });
+          sides[side].probesSent++;
+          sides[side].lastProbeAtMs = world.now - plansStartAtMs;
+        }
+        const nextAt = firstAt + (batch + 1) * PROBE_BATCH_MS;
+        if (k < plan.budget.packets && nextAt < run.sendUntil) world.at(nextAt, send);
       };
-      if (plan.targets.length > 0 && plan.budget.packets > 0 && firstAt < run.endsAt) world.at(firstAt, probe);
+      if (targets.length > 0 && plan.budget.packets > 0 && firstAt + PROBE_BATCH_MS < run.sendUntil) world.at(firstAt + PROBE_BATCH_MS, send);
     });
     world.at(run.endsAt, () => endPlan(side));
   }

@@ -321,13 +321,15 @@ describe('NAT simulator: calls and plans', () => {
     assert.throws(() => probeOrder(0, 1, 0), { name: 'UsageError' });
   });
 
-  it('a plan never exceeds its budget: packets, time, sockets; paced at its rate', () => {
+  it('a plan never exceeds its budget: packets, time, sockets; paced at its rate in 10 ms batches', () => {
     // Probes to the peer's host address die in the wan: nothing answers, the budget runs out.
+    // The executor's batches: at startAfterMs + 10 j (j ≥ 1, inside budget.ms), floor(10 j × rate) probes in all.
     const cases = [
-      { packets: 50, ms: 300, rate: 100, sockets: 0, expected: 30 },
-      { packets: 12, ms: 5000, rate: 400, sockets: 5, expected: 12 },
-      { packets: 100, ms: 1000, rate: 50, sockets: 2, expected: 50, startAfterMs: 0 },
-      { packets: 100, ms: 1000, rate: 50, sockets: 2, expected: 25, startAfterMs: 500 },
+      { packets: 50, ms: 300, rate: 100, sockets: 0, expected: 29, lastAt: 290 },
+      { packets: 12, ms: 5000, rate: 400, sockets: 5, expected: 12, lastAt: 30 },
+      { packets: 100, ms: 1000, rate: 50, sockets: 2, expected: 49, lastAt: 980, startAfterMs: 0 },
+      { packets: 100, ms: 1000, rate: 50, sockets: 2, expected: 24, lastAt: 980, startAfterMs: 500 },
+      { packets: 100, ms: 1000, rate: 30, sockets: 0, expected: 29, lastAt: 970 },
     ];
     for (const c of cases) {
       const call = simulateCall(
@@ -346,8 +348,7 @@ describe('NAT simulator: calls and plans', () => {
       assert.ok((a.lastProbeAtMs ?? Infinity) < c.ms);
       assert.equal(a.planEndedAtMs, c.ms);
       assert.equal(call.sides.b.probesSent, 0);
-      // Paced: the last probe left (n - 1) gaps after the first.
-      assert.equal(a.lastProbeAtMs, (c.startAfterMs ?? 0) + ((c.expected - 1) * 1000) / c.rate);
+      assert.equal(a.lastProbeAtMs, c.lastAt, JSON.stringify(c));
       assert.equal(call.timeline.endedAtMs, call.timeline.plansStartAtMs + c.ms);
     }
   });
@@ -417,7 +418,29 @@ describe('NAT simulator: calls and plans', () => {
     assert.ok(successes >= 18, `${successes} of 20`);
   });
 
-  it('extra sockets answer probes; closed sockets do not', () => {
+  it('sockets listen through the strategy’s slot (the longer half’s budget.ms), not only their own', () => {
+    // a (sequential) opens 2 sockets and sends one probe each toward b within its 200 ms; b
+    // aims at a's next ports only after 1000 ms, when a's own budget is long spent.
+    const plans = (side: 'a' | 'b', c: StrategyContext): ProbePlan => {
+      if (side === 'a') return plan({ sockets: 2, targets: [c.remote.reflexive[0]], ratePerSecond: 100, budget: { packets: 2, ms: 200 } });
+      const last = c.remote.allocation.recentPorts.at(-1) ?? 0;
+      const targets = Array.from({ length: 10 }, (_, i) => ({ address: c.remote.reflexive[0].address, port: last + 1 + i }));
+      return plan({ targets, startAfterMs: 1000, ratePerSecond: 100, budget: { packets: 10, ms: 1500 } });
+    };
+    const call = simulateCall({ a: SYMMETRIC_SEQUENTIAL, b: PORT_RESTRICTED }, { seed: 4, plans });
+    assert.equal(call.success, true);
+    assert.equal(call.pair?.side, 'b');
+    assert.ok((call.msToSuccess ?? 0) > 1000, `answered at ${call.msToSuccess} ms`);
+    assert.ok((call.sides.a.lastProbeAtMs ?? Infinity) < 200);
+    assert.equal(call.sides.a.planEndedAtMs, call.msToSuccess);
+    // Without an answer both halves end with the slot.
+    const silent = simulateCall({ a: SYMMETRIC_SEQUENTIAL, b: PORT_RESTRICTED }, { seed: 4, plans: (side, c) => (side === 'a' ? plans('a', c) : { ...plans('b', c), targets: [{ address: c.remoteAddresses[0], port: 9 }] }) });
+    assert.equal(silent.success, false);
+    assert.deepEqual([silent.sides.a.planEndedAtMs, silent.sides.b.planEndedAtMs], [1500, 1500]);
+    assert.equal(silent.timeline.endedAtMs, silent.timeline.plansStartAtMs + 1500);
+  });
+
+  it('extra sockets send probes, and the answer comes back to the socket that sent', () => {
     // Side b opens 4 sockets and sends one probe each to a's reflexive (full cone): a answers.
     const call = simulateCall(
       { a: FULL_CONE, b: SYMMETRIC_RANDOM, checks: { packets: 0 } },
