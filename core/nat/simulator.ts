@@ -1019,6 +1019,25 @@ interface PlanRun {
   endsAt: number;
 }
 
+/** The targets without repeats, first occurrence first (numeric keys: plans list thousands). */
+function withoutDuplicates(targets: readonly Endpoint[]): Endpoint[] {
+  const addressIds = new Map<string, number>();
+  const seen = new Set<number>();
+  const out: Endpoint[] = [];
+  for (const target of targets) {
+    let id = addressIds.get(target.address);
+    if (id === undefined) {
+      id = addressIds.size;
+      addressIds.set(target.address, id);
+    }
+    const k = id * 65_536 + target.port;
+    if (seen.has(k)) continue;
+    seen.add(k);
+    out.push(target);
+  }
+  return out;
+}
+
 /** A side's announced addresses: its public (reflexive) IPs and its host candidate's private IP. */
 function announcedAddresses(side: SimSide, profile: NatProfile): string[] {
   return [...new Set([...profile.reflexive.map((e) => e.address), PRIVATE_IP[side]])];
@@ -1182,13 +1201,7 @@ export function simulateCall(config: SimulationConfig, options: SimulateCallOpti
     const plan = plans[side];
     if (plan === undefined) continue;
     const host = world.hosts[side];
-    const seen = new Set<string>();
-    const targets: Endpoint[] = [];
-    for (const target of plan.targets) {
-      if (seen.has(key(target))) continue;
-      seen.add(key(target));
-      targets.push(target);
-    }
+    const targets = withoutDuplicates(plan.targets);
     const run: PlanRun = { plan, targets, senders: [], extra: [], running: true, sendUntil: plansStartAtMs + plan.budget.ms, endsAt: plansStartAtMs + slotMs };
     runs[side] = run;
     world.at(plansStartAtMs, () => {
