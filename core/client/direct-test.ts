@@ -97,7 +97,8 @@ export async function runDirectTest(call: EstablishedCall, opts: DirectTestOptio
     opts.signal?.removeEventListener('abort', onAbort);
   }
   const direct = link.report();
-  const selected = link.up ? link.selected() : undefined;
+  // No media here (no room, no source id): the selected pair answering is what counts, not the media path's state.
+  const selected = link.checker.nominated !== undefined && !link.checker.stale ? link.selected() : undefined;
   link.close();
   if (endedBy !== 'peer-hangup' && endedBy !== 'peer-gone') await call.hangup();
   call.close();

@@ -87,7 +87,7 @@ export function directTestSummary(r: DirectTestReport): string {
   const lines = [`verdict     ${r.verdict.summary}`, ...r.verdict.reasons.map((reason) => `            - ${reason}`), ''];
   lines.push(`peer        ${r.peer} (we ${r.role === 'caller' ? 'offered' : 'answered'} the test; ${r.endedBy}, ${(r.durationMs / 1000).toFixed(1)} s)`);
   lines.push(`our NAT     ${r.nat.local ? natText(r.nat.local) : 'no profile (nothing measured)'}`);
-  lines.push(`their NAT   ${r.nat.remote ? natText(r.nat.remote) : 'no profile received (an older wzp, or left out as invalid): no hard-NAT probing'}`);
+  lines.push(`their NAT   ${r.nat.remote ? natText(r.nat.remote) : 'none received (a relay on this machine, --relay-only, an older wzp, or left out as invalid): no hard-NAT probing'}`);
   const d = r.direct;
   const mapping = r.candidates.portMapping;
   lines.push(

@@ -178,3 +178,47 @@ export function relayProcessForSuite(prefix: string): { relay: RunningRelay; hom
   });
   return suite;
 }
+
+/** A CLI process left running: its end, signals, and a wait for a line on stderr. */
+export interface RunningCli {
+  done: Promise<CliResult>;
+  kill(sig: NodeJS.Signals): void;
+  stderr(): string;
+  /** Resolves once stderr matches. */
+  when(pattern: RegExp, timeoutMs?: number): Promise<void>;
+}
+
+export function spawnCli(args: string[], home: CliHome): RunningCli {
+  // stdin is not a terminal (ignored): a listener without --accept-from declines every call.
+  const child = spawn(process.execPath, [BIN, ...args], { env: home.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  const waiters: { pattern: RegExp; resolve(): void }[] = [];
+  child.stdout.on('data', (d) => (stdout += d));
+  child.stderr.on('data', (d) => {
+    stderr += d;
+    for (const w of [...waiters]) if (w.pattern.test(stderr)) w.resolve();
+  });
+  const done = new Promise<CliResult>((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })));
+  return {
+    done,
+    kill: (sig) => child.kill(sig),
+    stderr: () => stderr,
+    when: (pattern, timeoutMs = 20_000) =>
+      new Promise<void>((resolve, reject) => {
+        if (pattern.test(stderr)) return resolve();
+        const timer = setTimeout(() => reject(new Error(`no ${pattern} on stderr in ${timeoutMs} ms:\n${stderr}`)), timeoutMs);
+        void done.then(() => {
+          clearTimeout(timer);
+          if (!pattern.test(stderr)) reject(new Error(`exited without ${pattern} on stderr:\n${stderr}`));
+        });
+        waiters.push({
+          pattern,
+          resolve: () => {
+            clearTimeout(timer);
+            resolve();
+          },
+        });
+      }),
+  };
+}
