@@ -96,6 +96,14 @@ export interface ProbePlan {
   targets: Endpoint[];
   /** Delay before the first probe (e.g. the easy side waits for the hard side's mappings). */
   startAfterMs: number;
+  /**
+   * The probes only open our own NAT (its mappings, and its filter toward the targets); they
+   * need not arrive. The executor sends them with the link's priming TTL, so they die before
+   * the peer's NAT: on Linux conntrack NATs an unsolicited packet arriving before the peer sent
+   * anything leaves state that moves the peer's own later mapping (FACTS.md's hole-punching
+   * note), which would break the other half. The hard side's half is typically this.
+   */
+  openOnly?: boolean;
   ratePerSecond: number;
   budget: { packets: number; ms: number };
   /** The chance the two halves find a pair within the budget, 0..1, as the strategy claims it; the compliance suite holds it to it. */

@@ -296,6 +296,7 @@ export class DirectLink {
       families: socketFamilies(this.#o.socketType),
       ...(h.limits ? { limits: h.limits } : {}),
       ...(h.openSocket ? { openSocket: h.openSocket } : {}),
+      ...(this.#o.primeTtl === undefined ? {} : { primeTtl: this.#o.primeTtl }),
     });
     void this.#hardNat.run().catch(() => undefined);
   }

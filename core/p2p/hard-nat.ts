@@ -27,7 +27,7 @@
 import dgram, { type Socket as UdpSocket } from 'node:dgram';
 import { errorMessage } from '../errors.js';
 import { DEFAULT_STRATEGY_LIMITS, type NatProfile, type NatStrategy, type NatStrategyFactory, type ProbePlan, type StrategyContext, type StrategyLimits } from '../nat/strategy-types.js';
-import type { Demux } from '../transport/demux.js';
+import { DEFAULT_TTL, type Demux } from '../transport/demux.js';
 import { PATH_CHECK_MARKER } from '../wire/path-check.js';
 import { canonicalAddress, endpointKey, familyOf, type CandidateFamily, type Endpoint } from './candidates.js';
 import type { PathChecker } from './checks.js';
@@ -51,6 +51,8 @@ export interface HardNatOptions {
   limits?: Partial<StrategyLimits>;
   /** Randomness for the plans (default Math.random). */
   random?: () => number;
+  /** The priming TTL for plans that only open our NAT (ProbePlan.openOnly); absent: they go with the default TTL. */
+  primeTtl?: number;
   /** Opens and binds one side socket (default: node:dgram on an ephemeral port of the wildcard address). */
   openSocket?: (family: CandidateFamily) => Promise<UdpSocket>;
   onEvent?(e: HardNatEvent): void;
@@ -66,7 +68,7 @@ export interface StrategyAttemptReport {
   strategy: string;
   rationale: string;
   /** The plan as run (cut to the limits), or absent when our side had nothing to do. */
-  plan?: { sockets: number; targets: number; startAfterMs: number; ratePerSecond: number; budget: { packets: number; ms: number }; expectedSuccess: number };
+  plan?: { sockets: number; targets: number; startAfterMs: number; ratePerSecond: number; budget: { packets: number; ms: number }; expectedSuccess: number; openOnly: boolean; ttl?: number };
   /** What the cut took: targets not on the peer's addresses (or malformed, or beyond MAX_PLAN_TARGETS), and which limits applied. */
   refusedTargets: number;
   clamped: string[];
@@ -93,6 +95,8 @@ export interface HardNatReport {
 
 /** A plan as run: cut to the limits and to the peer's addresses. */
 interface CutPlan {
+  /** The TTL probes go with (openOnly plans, when the link primes); undefined: the default. */
+  ttl?: number;
   sockets: number;
   targets: Endpoint[];
   family: CandidateFamily;
@@ -256,6 +260,8 @@ export class HardNatRunner {
       ratePerSecond: cut.rate,
       budget: { packets: cut.packets, ms: cut.ms },
       expectedSuccess: Number.isFinite(plan.expectedSuccess) ? Math.min(1, Math.max(0, plan.expectedSuccess)) : 0,
+      openOnly: cut.ttl !== undefined || plan.openOnly === true,
+      ...(cut.ttl === undefined ? {} : { ttl: cut.ttl }),
     };
     this.#o.onEvent?.({ type: 'hard-nat:plan', strategy: strategy.name, sockets: cut.sockets, targets: cut.targets.length, rationale: attempt.rationale });
     const began = performance.now();
@@ -310,7 +316,9 @@ export class HardNatRunner {
     const family = targets[0] ? (familyOf(targets[0].address) as CandidateFamily) : 'IPv4';
     const sockets = limit('sockets', plan.sockets, this.#limits.maxSockets);
     const ms = limit('budget.ms', plan.budget?.ms, this.#limits.maxMs);
+    const ttl = plan.openOnly === true ? this.#o.primeTtl : undefined;
     return {
+      ...(ttl === undefined ? {} : { ttl }),
       sockets,
       // Side sockets are of one family: targets of the other cannot be reached from them.
       targets: sockets > 0 ? targets.filter((t) => familyOf(t.address) === family) : targets,
@@ -384,7 +392,10 @@ export class HardNatRunner {
         const side = senders[index % senders.length];
         index = (index + 1) % total;
         if (side?.closed) continue;
-        const sent = side === undefined ? this.#o.checker.probe(target) : this.#o.checker.probe(target, (bytes, address, port) => side.socket.send(bytes, port, address));
+        const sent =
+          side === undefined
+            ? this.#o.checker.probe(target, cut.ttl === undefined ? undefined : (bytes, address, port) => void this.#o.demux.send(bytes, { host: address, port }, { ttl: cut.ttl }))
+            : this.#o.checker.probe(target, (bytes, address, port) => sendFrom(side.socket, bytes, address, port, cut.ttl));
         if (sent) attempt.packetsSent++;
       }
       await this.#wait(PROBE_BATCH_MS);
@@ -442,6 +453,22 @@ function routeUndo(demux: Demux, to: { host: string; port: number }, via: UdpSoc
   const undo = demux.route(to, via) as RouteUndo;
   undo.key = key;
   return undo;
+}
+
+/** One datagram from a side socket, with a TTL for this packet only (restored once it has left, as Demux.send does). */
+function sendFrom(socket: UdpSocket, bytes: Uint8Array, address: string, port: number, ttl: number | undefined): void {
+  if (ttl === undefined) {
+    socket.send(bytes, port, address);
+    return;
+  }
+  socket.setTTL(ttl);
+  socket.send(bytes, port, address, () => {
+    try {
+      socket.setTTL(DEFAULT_TTL);
+    } catch {
+      // closed meanwhile
+    }
+  });
 }
 
 function budgetMs(plan: ProbePlan | undefined): number {
