@@ -30,7 +30,17 @@ export {
 export { DEFAULT_STRATEGY_LIMITS, type NatProfile, type NatStrategy, type NatStrategyFactory, type ProbePlan, type StrategyContext, type StrategyLimits } from './nat/strategy-types.js';
 export type { Endpoint } from './nat/stun.js';
 export type { FilteringBehaviour, MappingBehaviour } from './nat/behaviour.js';
-export { advancePort, type PortAllocationKind } from './nat/port-allocation.js';
+export { MAX_SEQUENTIAL_DELTA, WRAP_FLOOR_PORT, advancePort, type PortAllocationKind } from './nat/port-allocation.js';
+export {
+  MAX_OBSERVED_AGO_MS,
+  MAX_RECENT_PORTS,
+  MAX_REFLEXIVE_ENDPOINTS,
+  NAT_PORT_POOL,
+  checkNatProfile,
+  ipFamily,
+  isPort,
+  sharedFamily,
+} from './nat/strategy-input.js';
 
 // Building blocks: audio.
 export { createResampler, type Resampler } from './media/resample.js';
