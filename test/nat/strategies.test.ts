@@ -348,9 +348,15 @@ describe('nat-sequential', () => {
     const small = sequential().plan(easySide, { ...limits, maxPackets: 24 })!;
     assert.equal(small.targets.length, 8, 'a third of the packets: three passes');
     assert.ok(small.expectedSuccess < full / 2, `${small.expectedSuccess}`);
-    const onePass = sequential().plan(easySide, { ...limits, maxPackets: 2 })!;
-    assert.equal(onePass.targets.length, 2);
-    assert.ok(onePass.expectedSuccess < small.expectedSuccess);
+    // Two ports, probed once: under 5%, not worth the packets; both halves make no plan.
+    for (const context of sides(seqHard(), easy())) assert.equal(sequential().plan(context, { ...limits, maxPackets: 2 }), undefined);
+    // A single pass is discounted (a probe that came too early is not repeated): a preserved
+    // port probed once against probed three times.
+    const [, towardPreserving] = sides(preserving([HARD_IP]), easy());
+    const once = sequential().plan(towardPreserving, { ...limits, maxPackets: 1 })!;
+    const thrice = sequential().plan(towardPreserving, { ...limits, maxPackets: 3 })!;
+    assert.equal(windowSchedule(preserving([HARD_IP]), { ...limits, maxPackets: 1 })!.passes, 1);
+    assert.ok(once.expectedSuccess < thrice.expectedSuccess, `${once.expectedSuccess} vs ${thrice.expectedSuccess}`);
   });
 });
 
@@ -389,7 +395,7 @@ describe('nat-birthday', () => {
   it('the claim is the formula of the numbers used, and falls when the limits shrink', () => {
     const [hardSide, easySide] = sides(randomHard(), easy());
     const full = birthday().plan(easySide, limits)!.expectedSuccess;
-    for (const shrunk of [{ maxSockets: 64 }, { maxPackets: 600 }, { maxMs: 3000 }, { maxRatePerSecond: 100 }, { maxSockets: 1, maxPackets: 50 }]) {
+    for (const shrunk of [{ maxSockets: 64 }, { maxPackets: 600 }, { maxMs: 3000 }, { maxRatePerSecond: 100 }, { maxSockets: 8, maxPackets: 500 }]) {
       const l = { ...limits, ...shrunk };
       const hard = birthday().plan(hardSide, l)!;
       const probe = birthday().plan(easySide, l)!;
@@ -397,6 +403,8 @@ describe('nat-birthday', () => {
       assert.ok(Math.abs(probe.expectedSuccess - birthdaySuccess(hard.sockets, probe.targets.length)) < 1e-12, JSON.stringify(shrunk));
       assert.equal(hard.expectedSuccess, probe.expectedSuccess);
     }
+    // One socket and 50 probes: 0.08%, not worth it; neither half makes a plan.
+    for (const context of sides(randomHard(), easy())) assert.equal(birthday().plan(context, { ...limits, maxSockets: 1, maxPackets: 50 }), undefined);
     assert.equal(birthdaySuccess(0, 1024), 0);
     assert.equal(birthdaySuccess(64512, 1), 1);
   });
@@ -459,18 +467,22 @@ describe('both strategies', () => {
     { maxPackets: Number.NaN, maxSockets: -1, maxMs: Infinity, maxRatePerSecond: 400 },
     { maxPackets: 1e9, maxSockets: 1e6, maxMs: 1e9, maxRatePerSecond: 1e6 },
     { maxPackets: 333.7, maxSockets: 17.9, maxMs: 4321.5, maxRatePerSecond: 77.7 },
+    { maxPackets: 700, maxSockets: 100, maxMs: 4000, maxRatePerSecond: 300 },
   ];
 
   it('every plan stays within its limits and on the peer\'s announced addresses (tiny and odd limits too)', () => {
     for (const [label, strategy, a, b] of pairs) {
+      let planned = 0;
       for (const limits of limitSets) {
         for (const context of sides(a, b)) {
           assert.equal(strategy.applicable(context), true, label);
           const plan = strategy.plan(context, limits);
           if (plan === undefined) continue;
+          planned++;
           assertWithin(plan, limits, context, `${label} ${JSON.stringify(limits)}`);
         }
       }
+      assert.ok(planned >= 6, `${label}: only ${planned} plans to check`);
       // Huge limits are not a licence: the technique's own numbers bound the plan.
       for (const context of sides(a, b)) {
         const plan = strategy.plan(context, limitSets[6])!;

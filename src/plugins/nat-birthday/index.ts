@@ -54,6 +54,8 @@ export const MAX_RATE = 400;
 export const START_MARGIN_MS = 250;
 /** The hard side's sockets stay open this long after the last probe, for its answer to come back. */
 export const LINGER_MS = 500;
+/** Below this chance a plan is not worth its sockets and packets: none is made (limits too small). */
+export const NOT_WORTH_BELOW = 0.05;
 
 /** 1 - (1 - sockets/pool)^probes: the chance that one of `probes` random ports is one of `sockets` mappings. */
 export function birthdaySuccess(sockets: number, probes: number, pool: number = NAT_PORT_POOL.size): number {
@@ -126,7 +128,7 @@ export function birthdaySchedule(rawLimits: StrategyLimits): BirthdaySchedule | 
       best = { sockets, probes: lo, rate: hardRateFor(sockets, lo, easyRate, limits) };
     }
   }
-  if (!best) return undefined;
+  if (!best || birthdaySuccess(best.sockets, best.probes) < NOT_WORTH_BELOW) return undefined;
   const easyStartMs = Math.ceil((best.sockets * 1000) / best.rate) + START_MARGIN_MS;
   const ms = Math.min(limits.maxMs, easyStartMs + Math.ceil((best.probes * 1000) / easyRate) + LINGER_MS);
   return {

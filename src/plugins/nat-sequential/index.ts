@@ -92,6 +92,8 @@ export const MAX_PLAN_MS = 20_000;
 export const MIN_PASSES = 3;
 /** The most this strategy claims: NAT quirks the model leaves out (a pool smaller than 1024..65535 wrapping early, a step that changes). */
 export const CEILING = 0.95;
+/** Below this chance a plan is not worth its packets: none is made (limits too small, a profile too old). */
+export const NOT_WORTH_BELOW = 0.05;
 /** Discount when the budget allows a single pass: a probe that came too early is not repeated. */
 export const SINGLE_PASS_FACTOR = 0.8;
 /**
@@ -333,11 +335,13 @@ export function createSequentialStrategy(): NatStrategy {
         const theirs = windowSchedule(remote, limits);
         if (!mine || !theirs) return undefined;
         const expected = CEILING * hitChance(mine) * hitChance(theirs);
+        if (expected < NOT_WORTH_BELOW) return undefined;
         return probePlan(remote, pair.family, context, limits, expected, `both NATs map per address with predictable ports: probing ${describeWindow(remote)} on the peer's IP while the peer probes ours`);
       }
       const schedule = windowSchedule(pair.hard, limits);
       if (!schedule) return undefined;
       const expected = CEILING * hitChance(schedule);
+      if (expected < NOT_WORTH_BELOW) return undefined;
       if (pair.hard === local) {
         // The hard half: make the mapping (and open the filter) toward the peer's one
         // endpoint, and keep it open for as long as the peer probes.
