@@ -29,15 +29,19 @@ interface Expected {
   allocation: string;
   verdict: string;
   reflect: string;
+  /** The built-in hard-NAT strategies the verdict names (docs/plugins.md): both for an endpoint-independent NAT, one for each symmetric kind. */
+  strategies: string[];
 }
 
+const BOTH = ['birthday', 'sequential'];
+
 const EXPECTED: Record<LabTopology, Expected> = {
-  none: { mapping: EIM, filtering: EIM, allocation: 'port-preserving', verdict: 'no-nat', reflect: EIM },
-  'full-cone': { mapping: EIM, filtering: EIM, allocation: 'port-preserving', verdict: 'easy', reflect: EIM },
-  'address-restricted': { mapping: EIM, filtering: AD, allocation: 'port-preserving', verdict: 'easy', reflect: EIM },
-  'port-restricted': { mapping: EIM, filtering: APD, allocation: 'port-preserving', verdict: 'easy', reflect: EIM },
-  'symmetric-random': { mapping: APD, filtering: APD, allocation: 'random', verdict: 'hard', reflect: 'symmetric' },
-  'symmetric-sequential': { mapping: APD, filtering: APD, allocation: 'sequential', verdict: 'hard-predictable', reflect: 'symmetric' },
+  none: { mapping: EIM, filtering: EIM, allocation: 'port-preserving', verdict: 'no-nat', reflect: EIM, strategies: BOTH },
+  'full-cone': { mapping: EIM, filtering: EIM, allocation: 'port-preserving', verdict: 'easy', reflect: EIM, strategies: BOTH },
+  'address-restricted': { mapping: EIM, filtering: AD, allocation: 'port-preserving', verdict: 'easy', reflect: EIM, strategies: BOTH },
+  'port-restricted': { mapping: EIM, filtering: APD, allocation: 'port-preserving', verdict: 'easy', reflect: EIM, strategies: BOTH },
+  'symmetric-random': { mapping: APD, filtering: APD, allocation: 'random', verdict: 'hard', reflect: 'symmetric', strategies: ['birthday'] },
+  'symmetric-sequential': { mapping: APD, filtering: APD, allocation: 'sequential', verdict: 'hard-predictable', reflect: 'symmetric', strategies: ['sequential'] },
 };
 
 /** The issue's target for the checks themselves (process start-up is measured, not bounded). */
@@ -101,6 +105,11 @@ describe('NAT lab: wzp netcheck, predict-ports and reflect from a client namespa
         }
         assert.equal(report.portMapping.available.length, 0, 'no port-mapping daemon in this lab');
         assert.equal(report.verdict.kind, expected.verdict, report.verdict.reasons.join('; '));
+        assert.deepEqual(
+          (report.verdict.strategies ?? []).map((s) => s.name),
+          expected.strategies,
+          JSON.stringify(report.verdict.strategies),
+        );
         for (const relay of report.relays) {
           assert.equal(relay.status, 'ok', relay.error?.message);
           assert.equal(relay.pingsMs.length, 3);
