@@ -20,6 +20,12 @@
  * from the numbers it actually uses (limits can shrink S and N). Distinct probes do slightly
  * better than this with-replacement formula; the excess is left as margin.
  *
+ * On a NAT that keeps state from unsolicited inbound packets (Linux conntrack, as in the
+ * two-NAT lab) the hard side's packets must not reach the easy side's NAT before its probes
+ * have left it: each one that does takes the tuple a probe aims at, and the probe leaves from
+ * another port that no hard mapping admits. The hard half's packets only need to open its own
+ * NAT: the executor should send them with its priming TTL (nat-sequential measured this).
+ *
  * Random symmetric facing random symmetric needs ~65,536 probes per side for 64%: not
  * applicable (the pair stays on the relay). Facing a sequential symmetric NAT neither: every
  * probe from that side leaves from a new mapping, never the endpoint H's sockets opened their

@@ -24,6 +24,17 @@
  * the window is sized to cover it with a margin, and the claimed success is the chance (a
  * Poisson model of the background) that it does.
  *
+ * A NAT that keeps state from an unsolicited inbound packet (Linux conntrack with nothing
+ * dropping it first, as in the two-NAT lab) breaks this if the hard side's packets reach the
+ * easy side's NAT before the easy side has probed the mapping they come from: that packet's
+ * entry takes the tuple, and the easy side's probe to it leaves from another port (Linux then
+ * keeps that port for its later flows too). Measured in the lab (port-restricted x
+ * symmetric-sequential, plain UDP): these halves as planned, 0 of 1; the same with the easy
+ * side's first pass at TTL 2, or with the hard side's packets at TTL 2 only, 1 of 1; after
+ * full-TTL packets from the hard side's call socket (as its connectivity checks send), 0 of 1
+ * even primed. A plan cannot ask for a TTL: the executor has to send the hard half's packets
+ * with its priming TTL, and the checks must not have reached the easy side first.
+ *
  * Both sides symmetric-sequential: each probe to a predicted port opens a new mapping on the
  * prober's own NAT, so each side's probing moves the ports the other side predicted, and on a
  * Linux (conntrack) NAT a probe arriving before the matching mapping exists moves that very
