@@ -20,7 +20,7 @@ import {
 } from '../../core/plugin.js';
 import { createRegistries } from '../../core/registry.js';
 import natBirthdayHook, { DEFAULT_PROBES, DEFAULT_SOCKETS, birthdayNatStrategy, birthdaySuccess, drawPorts } from '../../src/plugins/nat-birthday/index.js';
-import natSequentialHook, { CEILING, OWN_MAPPINGS, sequentialNatStrategy, windowSchedule } from '../../src/plugins/nat-sequential/index.js';
+import natSequentialHook, { CEILING, OWN_MAPPINGS, latticeStep, sequentialNatStrategy, windowSchedule } from '../../src/plugins/nat-sequential/index.js';
 
 // ---------------------------------------------------------------------------------------------
 // Profiles and contexts
@@ -241,6 +241,22 @@ describe('nat-sequential', () => {
     );
     for (const plan of [up, down]) assert.ok(plan.targets.every((t) => t.port >= 1024 && t.port <= 65535));
     assert.equal(new Set(up.targets.map((t) => t.port)).size, up.targets.length, 'no port twice');
+  });
+
+  it('a jitter that is not a multiple of delta: the window steps by their gcd (a busy step-1 NAT the classifier read as step 2)', () => {
+    // Steps +2, +1, +2: the classifier says delta 2 with one jitter; the NAT steps by 1 and
+    // other hosts took two ports. Its next mapping is as likely odd as even.
+    const recentPorts = [54656, 54658, 54659, 54661];
+    assert.equal(latticeStep(recentPorts, 2), 1);
+    assert.equal(latticeStep([40000, 40002, 40004, 40010], 2), 2, 'all even: stays 2');
+    assert.equal(latticeStep([40010, 40007, 40004, 40001], -3), -3);
+    assert.equal(latticeStep([65534, 1024, 1026], 2), 2, 'across the wrap');
+    assert.equal(latticeStep([40254, 40255, 40000, 40002], 2), 1, 'a small pool wrapping is left out, the +1 counts');
+    const hard = seqHard(2, 54661, { allocation: { kind: 'sequential', delta: 2, recentPorts, observedAgoMs: 400 } });
+    const plan = sequential().plan(sides(hard, easy())[1], limits)!;
+    const ports = plan.targets.map((t) => t.port);
+    for (const port of [54662, 54663, 54664, 54665, 54700]) assert.ok(ports.includes(port), `${port} not probed`);
+    assert.match(plan.rationale, /steps of 1/);
   });
 
   it('a busy NAT (jitter in the walk) gets a wider window, reaching the background it implies', () => {

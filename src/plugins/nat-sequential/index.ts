@@ -157,19 +157,45 @@ function sane(limits: StrategyLimits): StrategyLimits {
   return { maxPackets: n(limits.maxPackets), maxSockets: n(limits.maxSockets), maxMs: n(limits.maxMs), maxRatePerSecond: n(limits.maxRatePerSecond) };
 }
 
-/** Background allocations per second the profile's walk suggests (other hosts' new mappings between its steps). */
-export function backgroundPerSecond(recentPorts: readonly number[], delta: number): number {
+/**
+ * The walk's steps as distances travelled in the direction of allocation (`delta`'s sign),
+ * across a wrap of the full pool (65535 -> 1024); 0 for a reused mapping. A step against the
+ * direction that is not a full-pool wrap (a smaller pool wrapping) lands far away: it is
+ * left out (undefined), as it says nothing about the step or the rate.
+ */
+function forwardSteps(recentPorts: readonly number[], delta: number): (number | undefined)[] {
+  const size = NAT_PORT_POOL.size;
+  return recentPorts.slice(1).map((port, i) => {
+    const forward = ((((port - recentPorts[i]) * Math.sign(delta)) % size) + size) % size;
+    return forward <= MAX_JITTER_PORTS ? forward : undefined;
+  });
+}
+
+function gcd(a: number, b: number): number {
+  return b === 0 ? a : gcd(b, a % b);
+}
+
+/**
+ * The step the window walks: the greatest common divisor of delta and every step the walk
+ * saw, with delta's sign. The classifier takes the most frequent step as delta, so a busy NAT
+ * stepping by 1 whose walk went +2, +1, +2 is reported as delta 2 with one jitter; its next
+ * port is as likely odd as even, and a window stepping by 2 would miss half of them (measured
+ * in the NAT simulator: 88% against a claimed 95%).
+ */
+export function latticeStep(recentPorts: readonly number[], delta: number): number {
+  let step = Math.abs(delta);
+  for (const forward of forwardSteps(recentPorts, delta)) if (forward !== undefined && forward > 0) step = gcd(step, forward);
+  return Math.sign(delta) * step;
+}
+
+/** Background allocations per second the profile's walk suggests (other hosts' new mappings between its steps, `step` apart). */
+export function backgroundPerSecond(recentPorts: readonly number[], step: number): number {
   let extra = 0;
   let steps = 0;
-  for (let i = 1; i < recentPorts.length; i++) {
-    const step = recentPorts[i] - recentPorts[i - 1];
-    if (step === 0) continue; // a reused mapping, not a step
+  for (const forward of forwardSteps(recentPorts, step)) {
+    if (forward === 0) continue; // a reused mapping, not a step
     steps++;
-    // Distance travelled in the direction of allocation, across a wrap of the full pool
-    // (65535 -> 1024). A step against the direction that is not a full-pool wrap (a smaller
-    // pool wrapping) lands far away and is left out: it says nothing about the rate.
-    const forward = (((step * Math.sign(delta)) % NAT_PORT_POOL.size) + NAT_PORT_POOL.size) % NAT_PORT_POOL.size;
-    if (forward <= MAX_JITTER_PORTS) extra += Math.max(0, Math.round(forward / Math.abs(delta)) - 1);
+    if (forward !== undefined) extra += Math.max(0, Math.round(forward / Math.abs(step)) - 1);
   }
   const perSecond = steps === 0 ? 0 : (extra * 1000) / (steps * WALK_STEP_MS);
   return Math.min(BACKGROUND_CAP_PER_S, Math.max(BACKGROUND_FLOOR_PER_S, perSecond));
@@ -244,7 +270,7 @@ export function windowSchedule(hard: NatProfile, rawLimits: StrategyLimits): Win
     ports = [last];
     coverage = PRESERVING_CLAIM;
   } else {
-    const delta = hard.allocation.delta ?? 1;
+    const delta = latticeStep(hard.allocation.recentPorts, hard.allocation.delta ?? 1);
     const ageMs = hard.allocation.observedAgoMs ?? UNKNOWN_AGE_MS;
     backgroundMean = (backgroundPerSecond(hard.allocation.recentPorts, delta) * (ageMs + MAPPING_DELAY_MS)) / 1000;
     // Positions beyond the pool's size would repeat ports.
@@ -322,8 +348,7 @@ function probePlan(hard: NatProfile, family: 4 | 6, context: StrategyContext, li
 function describeWindow(hard: NatProfile): string {
   if (hard.allocation.kind === 'port-preserving') return `the preserved port ${hard.allocation.recentPorts[0]}`;
   const last = hard.allocation.recentPorts[hard.allocation.recentPorts.length - 1];
-  const delta = hard.allocation.delta ?? 1;
-  return `the ports after ${last} in steps of ${delta}`;
+  return `the ports after ${last} in steps of ${latticeStep(hard.allocation.recentPorts, hard.allocation.delta ?? 1)}`;
 }
 
 export function createSequentialStrategy(): NatStrategy {
