@@ -86,8 +86,25 @@ export const BACKGROUND_FLOOR_PER_S = 2;
 export const BACKGROUND_CAP_PER_S = 1000;
 /** Largest same-direction step counted as background (the classifier's MAX_JITTER_DELTA); larger ones are left out. */
 const MAX_JITTER_PORTS = 256;
-/** Time from the profile being sent to the hard side's first packet toward the peer (signalling, answer, checks). */
+/**
+ * Time from the hard side's profile being signed to its first packet toward the peer, when the
+ * hard side is the callee: its profile goes out with the answer, and it primes toward the
+ * caller's candidates as it answers; signalling and the first checks fit in this.
+ */
 export const MAPPING_DELAY_MS = 3_000;
+/**
+ * The same when the hard side is the caller: its profile went out with the offer, and it
+ * learns where to send only from the answer, after the ringing (10 s assumed; --ring-timeout
+ * allows up to 30 by default). Longer means a wider window on a busy NAT, not a missed one.
+ */
+export const CALLER_MAPPING_DELAY_MS = 13_000;
+/**
+ * A walk step implying more other hosts' mappings than this is left out of the rate: such a
+ * step is not one round trip of the walk but an older mapping at the head of recentPorts (a
+ * call's profile starts with the relay's mapping, made when the connection was), and a NAT
+ * really that busy (>300/s) shows it in its other steps too.
+ */
+export const MAX_EXTRA_PER_STEP = 16;
 /** Age assumed for a profile that does not say how old its ports are. */
 export const UNKNOWN_AGE_MS = 10_000;
 /** Smallest window probed: cheap (0.3 s a pass at 400/s), and covers a quiet NAT's own mappings and seconds of light background. */
@@ -194,8 +211,11 @@ export function backgroundPerSecond(recentPorts: readonly number[], step: number
   let steps = 0;
   for (const forward of forwardSteps(recentPorts, step)) {
     if (forward === 0) continue; // a reused mapping, not a step
+    if (forward === undefined) continue;
+    const others = Math.max(0, Math.round(forward / Math.abs(step)) - 1);
+    if (others > MAX_EXTRA_PER_STEP) continue;
     steps++;
-    if (forward !== undefined) extra += Math.max(0, Math.round(forward / Math.abs(step)) - 1);
+    extra += others;
   }
   const perSecond = steps === 0 ? 0 : (extra * 1000) / (steps * WALK_STEP_MS);
   return Math.min(BACKGROUND_CAP_PER_S, Math.max(BACKGROUND_FLOOR_PER_S, perSecond));
@@ -244,10 +264,11 @@ export interface WindowSchedule {
 
 /**
  * The window for `hard` (a checked, predictable profile) and how it is probed within
- * `limits`. Both sides compute this from the same profile (the hard side to know how long to
- * keep its mapping open), so both claim the same rate.
+ * `limits`. Both sides compute this from the same profile and know which of them called
+ * (`hardIsCaller`; the hard side also needs it, to keep its mapping open as long as the peer
+ * probes), so both claim the same rate.
  */
-export function windowSchedule(hard: NatProfile, rawLimits: StrategyLimits): WindowSchedule | undefined {
+export function windowSchedule(hard: NatProfile, rawLimits: StrategyLimits, hardIsCaller = false): WindowSchedule | undefined {
   const limits = sane(rawLimits);
   limits.maxMs = Math.min(limits.maxMs, MAX_PLAN_MS);
   const preserving = hard.allocation.kind === 'port-preserving';
@@ -272,7 +293,8 @@ export function windowSchedule(hard: NatProfile, rawLimits: StrategyLimits): Win
   } else {
     const delta = latticeStep(hard.allocation.recentPorts, hard.allocation.delta ?? 1);
     const ageMs = hard.allocation.observedAgoMs ?? UNKNOWN_AGE_MS;
-    backgroundMean = (backgroundPerSecond(hard.allocation.recentPorts, delta) * (ageMs + MAPPING_DELAY_MS)) / 1000;
+    const delayMs = hardIsCaller ? CALLER_MAPPING_DELAY_MS : MAPPING_DELAY_MS;
+    backgroundMean = (backgroundPerSecond(hard.allocation.recentPorts, delta) * (ageMs + delayMs)) / 1000;
     // Positions beyond the pool's size would repeat ports.
     const positions = Math.min(maxWindow, Math.floor(NAT_PORT_POOL.size / Math.abs(delta)));
     const needed = 1 + OWN_MAPPINGS + poissonQuantile(0.999, backgroundMean, MAX_WINDOW);
@@ -317,10 +339,8 @@ function hardIps(hard: NatProfile, family: 4 | 6, max: number): string[] {
   return ips;
 }
 
-/** The probing half against `hard`: its window on its IP(s), only those the peer announced. */
-function probePlan(hard: NatProfile, family: 4 | 6, context: StrategyContext, limits: StrategyLimits, expected: number, why: string): ProbePlan | undefined {
-  const schedule = windowSchedule(hard, limits);
-  if (!schedule) return undefined;
+/** The probing half against `hard`, whose window `schedule` is: on its IP(s), only those the peer announced. */
+function probePlan(hard: NatProfile, schedule: WindowSchedule, family: 4 | 6, context: StrategyContext, expected: number, why: string): ProbePlan | undefined {
   const announced = new Set(context.remoteAddresses);
   let targets: Endpoint[];
   if (hard.allocation.kind === 'port-preserving') {
@@ -364,17 +384,18 @@ export function createSequentialStrategy(): NatStrategy {
       const remote = checkNatProfile(context.remote);
       const pair = pairing(local, remote);
       if (!pair) return undefined;
+      const localIsCaller = context.role === 'controlling';
       if (pair.mode === 'address-dependent-both') {
         // Each side's single mapping toward the other's IP carries all its probes; both
         // windows must hold the truth.
-        const mine = windowSchedule(local, limits);
-        const theirs = windowSchedule(remote, limits);
+        const mine = windowSchedule(local, limits, localIsCaller);
+        const theirs = windowSchedule(remote, limits, !localIsCaller);
         if (!mine || !theirs) return undefined;
         const expected = CEILING * hitChance(mine) * hitChance(theirs);
         if (expected < NOT_WORTH_BELOW) return undefined;
-        return probePlan(remote, pair.family, context, limits, expected, `both NATs map per address with predictable ports: probing ${describeWindow(remote)} on the peer's IP while the peer probes ours`);
+        return probePlan(remote, theirs, pair.family, context, expected, `both NATs map per address with predictable ports: probing ${describeWindow(remote)} on the peer's IP while the peer probes ours`);
       }
-      const schedule = windowSchedule(pair.hard, limits);
+      const schedule = windowSchedule(pair.hard, limits, (pair.hard === local) === localIsCaller);
       if (!schedule) return undefined;
       const expected = CEILING * hitChance(schedule);
       if (expected < NOT_WORTH_BELOW) return undefined;
@@ -397,9 +418,9 @@ export function createSequentialStrategy(): NatStrategy {
       }
       return probePlan(
         remote,
+        schedule,
         pair.family,
         context,
-        limits,
         expected,
         `the peer's NAT gives each new destination a predictable port: probing ${describeWindow(remote)}, ${schedule.ports.length} port(s) repeated ${schedule.passes}x`,
       );
