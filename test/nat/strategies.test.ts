@@ -216,7 +216,9 @@ describe('nat-sequential', () => {
       const [, easySide] = sides(hard, easy());
       const plan = sequential().plan(easySide, limits)!;
       const ports = new Set(plan.targets.map((t) => t.port));
-      assert.equal(plan.targets[0].port, advancePort(40007, delta), 'the next port first');
+      // The hard half has a fresh socket: the window from its far end, the next port last.
+      assert.equal(plan.targets.at(-1)!.port, advancePort(40007, delta), 'the next port last');
+      assert.equal(plan.targets[0].port, advancePort(40007, delta * plan.targets.length), 'the farthest first');
       for (let own = 0; own <= OWN_MAPPINGS; own++) {
         for (const background of [0, 1, 5, 20, 60, 100]) {
           const port = nextMapping(40007, delta, own, background);
@@ -228,6 +230,8 @@ describe('nat-sequential', () => {
   });
 
   it('wraps from 65535 to 1024 (and down from 1024 to 65535)', () => {
+    // No extra socket allowed: the hard half sends from the call socket, the window nearest first.
+    const limits = { ...DEFAULT_STRATEGY_LIMITS, maxSockets: 0 };
     const up = sequential().plan(sides(seqHard(3, 65530), easy())[1], limits)!;
     assert.deepEqual(
       up.targets.slice(0, 4).map((t) => t.port),
@@ -241,6 +245,25 @@ describe('nat-sequential', () => {
     );
     for (const plan of [up, down]) assert.ok(plan.targets.every((t) => t.port >= 1024 && t.port <= 65535));
     assert.equal(new Set(up.targets.map((t) => t.port)).size, up.targets.length, 'no port twice');
+    // With a socket allowed: the same ports, farthest first.
+    const farthestFirst = sequential().plan(sides(seqHard(3, 65530), easy())[1], DEFAULT_STRATEGY_LIMITS)!;
+    assert.deepEqual(
+      farthestFirst.targets.map((t) => t.port),
+      up.targets.map((t) => t.port).reverse(),
+    );
+  });
+
+  it('the hard half: a fresh socket when one is allowed (its mapping after the checks\' one), the call socket otherwise', () => {
+    const [easySide, hardSide] = sides(easy(), seqHard());
+    assert.equal(sequential().plan(hardSide, limits)!.sockets, 1);
+    assert.match(sequential().plan(easySide, limits)!.rationale, /farthest first/);
+    const noSockets = { ...limits, maxSockets: 0 };
+    assert.equal(sequential().plan(hardSide, noSockets)!.sockets, 0);
+    const probe = sequential().plan(easySide, noSockets)!;
+    assert.equal(probe.targets[0].port, 40008, 'nearest first');
+    assert.doesNotMatch(probe.rationale, /farthest/);
+    // A preserved port is the call socket's own: no fresh socket.
+    assert.equal(sequential().plan(sides(easy(), preserving([HARD_IP]))[1], limits)!.sockets, 0);
   });
 
   it('a jitter that is not a multiple of delta: the window steps by their gcd (a busy step-1 NAT the classifier read as step 2)', () => {
@@ -340,13 +363,15 @@ describe('nat-sequential', () => {
     assert.ok(claimed / trials > 0.9, `claimed ${claimed / trials}`);
   });
 
-  it('the hard side keeps sending from the call socket to the easy side, as long as the easy side probes', () => {
+  it('the hard side keeps sending (open-only) to the easy side, as long as the easy side probes', () => {
     const [easySide, hardSide] = sides(easy(), seqHard());
     const hard = sequential().plan(hardSide, limits)!;
     const probe = sequential().plan(easySide, limits)!;
-    assert.equal(hard.sockets, 0);
+    assert.equal(hard.sockets, 1);
     assert.deepEqual(hard.targets, [{ address: EASY_IP, port: 5000 }]);
     assert.equal(hard.startAfterMs, 0);
+    assert.equal(hard.openOnly, true, 'the hard half only opens its NAT (sent with the priming TTL)');
+    assert.notEqual(probe.openOnly, true, 'the probes must arrive');
     assert.ok(probe.startAfterMs > 0, 'the easy side waits for the mapping');
     assert.equal(probe.sockets, 0);
     assert.ok(Math.min(hard.budget.ms, (hard.budget.packets * 1000) / hard.ratePerSecond) >= probe.budget.ms - 100, 'hard side still sending while probes arrive');
@@ -409,6 +434,8 @@ describe('nat-birthday', () => {
     assert.equal(hard.sockets, DEFAULT_SOCKETS);
     assert.deepEqual(hard.targets, [{ address: EASY_IP, port: 5000 }]);
     assert.equal(hard.startAfterMs, 0);
+    assert.equal(hard.openOnly, true, 'the sockets only open their mappings (sent with the priming TTL)');
+    assert.notEqual(probe.openOnly, true, 'the probes must arrive');
     assert.equal(probe.sockets, 0);
     assert.equal(probe.targets.length, DEFAULT_PROBES);
     assert.ok(Math.abs(probe.expectedSuccess - FORMULA) < 1e-12, `${probe.expectedSuccess} vs ${FORMULA}`);
@@ -579,7 +606,7 @@ describe('both strategies', () => {
     const newest = Array.from({ length: 16 }, (_, i) => 39992 + i);
     const long = { ...seqHard(), allocation: { kind: 'sequential' as const, delta: 1, recentPorts: [...new Array(100_000).fill(-1), ...newest] } };
     const plan = sequential().plan(sides(long, easy())[1], DEFAULT_STRATEGY_LIMITS)!;
-    assert.equal(plan.targets[0].port, 40008);
+    assert.equal(plan.targets.at(-1)!.port, 40008);
   });
 
   it('describeFor: a line for the profiles each strategy helps, nothing otherwise', () => {

@@ -67,7 +67,9 @@ async function runPair(strategy: NatStrategy, hardProfile: (port: number) => Nat
     consent: true,
   };
   const hard = hardProfile(b.port);
-  const common = { strategies: [strategy], remoteAddresses: ['127.0.0.1'], families: ['IPv4' as const], openSocket: loopbackSocket, ...(limits ? { limits } : {}) };
+  // The link's priming TTL, as calls give it: open-only halves go with it (on loopback a
+  // packet is delivered whatever its TTL).
+  const common = { strategies: [strategy], remoteAddresses: ['127.0.0.1'], families: ['IPv4' as const], openSocket: loopbackSocket, primeTtl: 2, ...(limits ? { limits } : {}) };
   const runnerA = new HardNatRunner({ ...common, local: easy, remote: hard, role: 'controlling', checker: a.checker, demux: a.demux });
   const runnerB = new HardNatRunner({ ...common, local: hard, remote: easy, role: 'controlled', checker: b.checker, demux: b.demux });
   try {
@@ -107,6 +109,8 @@ describe("wzp's strategies through the plan executor (127.0.0.1)", () => {
     // schedule takes somewhat fewer (the best product that fits).
     assert.ok((hard.plan?.sockets ?? 0) >= 200 && (hard.plan?.sockets ?? 0) <= 256, `${hard.plan?.sockets} sockets`);
     assert.equal(hard.socketsOpened, hard.plan?.sockets);
+    assert.equal(hard.plan?.ttl, 2, 'the hard half goes with the priming TTL');
+    assert.equal(easy.plan?.openOnly, false);
     assert.equal(r.hard.sideSocketInUse, true, 'one of its side sockets carries the direct path');
     assert.deepEqual(easy.clamped, []);
     assert.equal(easy.refusedTargets, 0);
@@ -116,11 +120,12 @@ describe("wzp's strategies through the plan executor (127.0.0.1)", () => {
     assert.equal(hard.plan?.expectedSuccess, easy.plan?.expectedSuccess);
   });
 
-  it('sequential: the hard half sends from the call socket and finds the pair; both halves run uncut', async () => {
+  it('sequential: the hard half sends from a fresh socket and finds the pair; both halves run uncut', async () => {
     const r = await runPair(sequentialNatStrategy.create(), (port) => ({
       mapping: 'address-and-port-dependent',
       filtering: 'address-and-port-dependent',
-      // The walk ended one below B's socket: the easy half's first probe would be B's socket itself.
+      // The walk ended one below B's socket: the easy half's window covers B's ports; the pair
+      // is found (B's fresh socket reaching A) before it would start.
       allocation: { kind: 'sequential', delta: 1, recentPorts: [port - 3, port - 2, port - 1], observedAgoMs: 100 },
       reflexive: [{ address: '127.0.0.1', port: port - 1 }],
       consent: true,
@@ -131,11 +136,15 @@ describe("wzp's strategies through the plan executor (127.0.0.1)", () => {
     assert.equal(hard.outcome, 'succeeded', JSON.stringify(hard));
     assert.deepEqual(hard.clamped, []);
     assert.equal(hard.refusedTargets, 0);
-    assert.equal(hard.plan?.sockets, 0);
+    assert.equal(hard.plan?.sockets, 1, 'a fresh socket');
+    assert.equal(hard.socketsOpened, 1);
     assert.equal(hard.plan?.targets, 1);
+    assert.equal(hard.plan?.openOnly, true);
+    assert.equal(hard.plan?.ttl, 2, 'the hard half goes with the priming TTL');
+    assert.equal(easy.plan?.openOnly, false);
     assert.deepEqual(easy.clamped, []);
     assert.equal(easy.refusedTargets, 0);
     assert.equal(easy.plan?.targets, 128);
-    assert.ok(easy.packetsSent <= 1, `${easy.packetsSent} probes: at most the one to B's own socket`);
+    assert.equal(easy.packetsSent, 0, 'the pair was found before the easy half started');
   });
 });

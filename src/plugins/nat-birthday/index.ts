@@ -20,11 +20,12 @@
  * from the numbers it actually uses (limits can shrink S and N). Distinct probes do slightly
  * better than this with-replacement formula; the excess is left as margin.
  *
- * On a NAT that keeps state from unsolicited inbound packets (Linux conntrack, as in the
- * two-NAT lab) the hard side's packets must not reach the easy side's NAT before its probes
- * have left it: each one that does takes the tuple a probe aims at, and the probe leaves from
- * another port that no hard mapping admits. The hard half's packets only need to open its own
- * NAT: the executor should send them with its priming TTL (nat-sequential measured this).
+ * The hard half is open-only (sent with the link's priming TTL): on a NAT that keeps state
+ * from unsolicited inbound packets (Linux conntrack, as in the two-NAT lab), a hard socket's
+ * packet reaching the easy side's NAT before the probe for its port has left would take the
+ * probe's tuple, and the probe would leave from another port that no hard mapping admits.
+ * Measured in the lab with real calls (port-restricted and symmetric-random, both orders):
+ * 10 of 11 direct, 1.7-2.4 s after the answer; 0 of 2 before the hard half was open-only.
  *
  * Random symmetric facing random symmetric needs ~65,536 probes per side for 64%: not
  * applicable (the pair stays on the relay). Facing a sequential symmetric NAT neither: every
@@ -243,6 +244,9 @@ export function createBirthdayStrategy(): NatStrategy {
           sockets: schedule.sockets,
           targets: [target],
           startAfterMs: 0,
+          // Each socket's packets only need to open its mapping and filter: arriving at the
+          // peer's NAT before the probe for that port left, they would take the probe's tuple.
+          openOnly: true,
           ratePerSecond: schedule.hardRate,
           budget: { packets: schedule.hardPackets, ms: schedule.ms },
           expectedSuccess: schedule.expectedSuccess,

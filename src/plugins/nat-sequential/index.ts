@@ -4,36 +4,38 @@
  * peer with endpoint-independent mapping.
  *
  * The two halves (H: the symmetric side, E: the endpoint-independent side), each computed by
- * its own side from the same two profiles:
- * - H keeps sending from the call's socket to E's reflexive endpoint. Its NAT gives that new
- *   destination a new mapping, at the next port of its sequence, and opens its filter for
- *   exactly E's endpoint (the strictest filtering, address-and-port-dependent, included).
+ * its own side from the same two profiles and limits:
+ * - H opens one extra socket and keeps sending from it to E's reflexive endpoint, open-only
+ *   (with the link's priming TTL: the packets open H's NAT and die before E's). Its NAT gives
+ *   that new socket's first destination a new mapping, at the next port of its sequence, and
+ *   opens its filter for exactly E's endpoint (address-and-port-dependent filtering included).
  * - E, whose packets all leave from that one endpoint (endpoint-independent mapping), probes
- *   H's public IP at the ports the sequence gives next: lastPort + delta·k, k = 1..W, wrapping
- *   within 1024..65535 (advancePort), most likely (smallest k) first. The probe that reaches
- *   the mapping passes H's filter and opens E's for it; from then on either side's packets
- *   are answered. E starts a little after H (the mapping must exist first) and repeats the
- *   window within its budget, since a probe that arrives before the mapping is lost.
+ *   H's public IP at the ports the sequence gives next: lastPort + step·k, k = 1..W, wrapping
+ *   within 1024..65535 (advancePort). The probe that reaches the mapping passes H's filter and
+ *   opens E's for it; H's answer comes back through it. E starts a little after H (the mapping
+ *   must exist first) and repeats the window within its budget.
+ *
+ * Why a fresh socket, open-only packets and the farthest ports first: a NAT that keeps state
+ * from an unsolicited inbound packet (Linux conntrack with nothing dropping it first, as in
+ * the two-NAT lab) gives a tuple away to the first packet that arrives for it. H's ordinary
+ * checks have already sent, at full TTL, from the call socket's mapping toward E (k near 1):
+ * E's NAT holds that tuple, and E's probe to that port leaves from another external port;
+ * Linux then keeps the new port for E's later flows too, so every probe after it misses H's
+ * filter. The fresh socket's mapping comes after the checks' (a larger k), H's packets for it
+ * never reach E's NAT (open-only), and E walks the window from its far end, so it reaches the
+ * fresh mapping before the poisoned one. Measured in the lab (port-restricted x
+ * symmetric-sequential, plain UDP, after full-TTL packets from H's call socket): nearest
+ * first, 0 of 1; a fresh open-only socket and farthest first, 3 of 3. With no extra socket
+ * allowed (limits.maxSockets 0), H sends from the call socket and E walks nearest first.
  *
  * The window is one-sided: the mapping toward E is a NEW mapping, after every port in the
  * profile, and the k it lands on is 1 + the hard side's own other new mappings since the
- * profile (its checks to the peer's other candidates) + mappings other hosts behind the same
- * NAT took in between (background traffic). Both only push it forward. The background rate
- * is estimated from the jitter the profile's own walk saw (a step of 3·delta means two ports
- * went to someone else), over the time since the walk (observedAgoMs) plus the call set-up;
- * the window is sized to cover it with a margin, and the claimed success is the chance (a
- * Poisson model of the background) that it does.
- *
- * A NAT that keeps state from an unsolicited inbound packet (Linux conntrack with nothing
- * dropping it first, as in the two-NAT lab) breaks this if the hard side's packets reach the
- * easy side's NAT before the easy side has probed the mapping they come from: that packet's
- * entry takes the tuple, and the easy side's probe to it leaves from another port (Linux then
- * keeps that port for its later flows too). Measured in the lab (port-restricted x
- * symmetric-sequential, plain UDP): these halves as planned, 0 of 1; the same with the easy
- * side's first pass at TTL 2, or with the hard side's packets at TTL 2 only, 1 of 1; after
- * full-TTL packets from the hard side's call socket (as its connectivity checks send), 0 of 1
- * even primed. A plan cannot ask for a TTL: the executor has to send the hard half's packets
- * with its priming TTL, and the checks must not have reached the easy side first.
+ * profile (its checks to the peer's candidates) + mappings other hosts behind the same NAT
+ * took in between (background traffic). Both only push it forward. The background rate is
+ * estimated from the jitter the profile's own walk saw (a step of 3·step means two ports went
+ * to someone else), over the time since the walk (observedAgoMs) plus the call set-up; the
+ * window is sized to cover it with a margin, and the claimed success is the chance (a Poisson
+ * model of the background) that it does.
  *
  * Both sides symmetric-sequential: each probe to a predicted port opens a new mapping on the
  * prober's own NAT, so each side's probing moves the ports the other side predicted, and on a
@@ -130,6 +132,8 @@ export const SINGLE_PASS_FACTOR = 0.8;
  * address pool), and the IP a new destination gets need not be one the profile saw.
  */
 export const PRESERVING_CLAIM = 0.8;
+/** Extra sockets of the hard half (sequential): one fresh mapping that no full-TTL packet of ours has used. */
+export const HARD_SOCKETS = 1;
 /** Hard-side IPs probed at the preserved port (a pool's addresses as the profile saw them). */
 export const MAX_PRESERVING_IPS = 4;
 /** Probe rate at a preserved port: a handful of endpoints need no hundreds of packets a second. */
@@ -248,8 +252,10 @@ function poissonQuantile(q: number, mean: number, limit: number): number {
 
 /** What the probing side does against one predictable profile, under given limits. */
 export interface WindowSchedule {
-  /** The ports, most likely first (lattice positions k = 1..W, or the preserved port). */
+  /** The ports in the order probed (lattice positions k = 1..W, farthest first when the hard half has its own socket; or the preserved port). */
   ports: number[];
+  /** Extra sockets of the hard half: its mapping is a fresh one (sequential, when the limits allow a socket). */
+  hardSockets: number;
   /** Chance the mapping toward the peer is among `ports` (before the single-pass discount). */
   coverage: number;
   rate: number;
@@ -268,8 +274,11 @@ export interface WindowSchedule {
  * (`hardIsCaller`; the hard side also needs it, to keep its mapping open as long as the peer
  * probes), so both claim the same rate.
  */
-export function windowSchedule(hard: NatProfile, rawLimits: StrategyLimits, hardIsCaller = false): WindowSchedule | undefined {
+export function windowSchedule(hard: NatProfile, rawLimits: StrategyLimits, hardIsCaller = false, freshSocket = true): WindowSchedule | undefined {
   const limits = sane(rawLimits);
+  // The hard half opens a fresh socket (sequential allocation, an extra socket allowed, and
+  // not the both-address-dependent pairing, where each side probes from its call socket).
+  const fresh = freshSocket && hard.allocation.kind === 'sequential' && limits.maxSockets >= HARD_SOCKETS;
   limits.maxMs = Math.min(limits.maxMs, MAX_PLAN_MS);
   const preserving = hard.allocation.kind === 'port-preserving';
   const rate = Math.min(preserving ? PRESERVING_RATE : MAX_RATE, limits.maxRatePerSecond);
@@ -300,6 +309,9 @@ export function windowSchedule(hard: NatProfile, rawLimits: StrategyLimits, hard
     const needed = 1 + OWN_MAPPINGS + poissonQuantile(0.999, backgroundMean, MAX_WINDOW);
     const size = Math.max(1, Math.min(positions, Math.max(needed, MIN_WINDOW)));
     ports = Array.from({ length: size }, (_, i) => advancePort(last, delta * (i + 1)));
+    // With a fresh hard socket, the far end first (module comment: the near ports may be
+    // held by the hard side's checks on a conntrack NAT, and probing one moves our mapping).
+    if (fresh) ports.reverse();
     // k = 1 + m + b: m own new mappings (taken as uniform on 0..OWN_MAPPINGS: how many of the
     // peer's candidates came first is not known here), b ~ Poisson(backgroundMean).
     let sum = 0;
@@ -309,6 +321,7 @@ export function windowSchedule(hard: NatProfile, rawLimits: StrategyLimits, hard
   const passes = Math.floor(packets / ports.length);
   return {
     ports,
+    hardSockets: fresh ? HARD_SOCKETS : 0,
     coverage,
     rate,
     startAfterMs,
@@ -388,8 +401,8 @@ export function createSequentialStrategy(): NatStrategy {
       if (pair.mode === 'address-dependent-both') {
         // Each side's single mapping toward the other's IP carries all its probes; both
         // windows must hold the truth.
-        const mine = windowSchedule(local, limits, localIsCaller);
-        const theirs = windowSchedule(remote, limits, !localIsCaller);
+        const mine = windowSchedule(local, limits, localIsCaller, false);
+        const theirs = windowSchedule(remote, limits, !localIsCaller, false);
         if (!mine || !theirs) return undefined;
         const expected = CEILING * hitChance(mine) * hitChance(theirs);
         if (expected < NOT_WORTH_BELOW) return undefined;
@@ -407,13 +420,16 @@ export function createSequentialStrategy(): NatStrategy {
         const rate = Math.min(KEEP_OPEN_RATE, schedule.rate);
         return {
           strategy: NAME,
-          sockets: 0,
+          sockets: schedule.hardSockets,
           targets: [target],
           startAfterMs: 0,
+          // Our packets only need to open our NAT: arriving at the peer's NAT before its probe
+          // left, they would take the very tuple the probe aims at (conntrack NATs).
+          openOnly: true,
           ratePerSecond: rate,
           budget: { packets: Math.max(1, Math.min(sane(limits).maxPackets, Math.ceil((rate * schedule.ms) / 1000))), ms: schedule.ms },
           expectedSuccess: expected,
-          rationale: `our NAT gives each new destination a predictable port: sending to the peer's endpoint opens the mapping it probes (${describeWindow(local)})`,
+          rationale: `our NAT gives each new destination a predictable port: ${schedule.hardSockets > 0 ? 'a fresh socket sending' : 'sending'} to the peer's endpoint (open-only) opens the mapping it probes (${describeWindow(local)})`,
         };
       }
       return probePlan(
@@ -422,7 +438,7 @@ export function createSequentialStrategy(): NatStrategy {
         pair.family,
         context,
         expected,
-        `the peer's NAT gives each new destination a predictable port: probing ${describeWindow(remote)}, ${schedule.ports.length} port(s) repeated ${schedule.passes}x`,
+        `the peer's NAT gives each new destination a predictable port: probing ${describeWindow(remote)}${schedule.hardSockets > 0 ? ', farthest first' : ''}, ${schedule.ports.length} port(s) repeated ${schedule.passes}x`,
       );
     },
     describeFor(profile) {
