@@ -5,8 +5,11 @@
  * ./p2p-lab.lab.test.ts, now with the real checks): both sides with endpoint-independent
  * mapping in any filtering combination, and a symmetric side with a full-cone or
  * address-restricted peer (its checks to the symmetric side's reflexive IP open the filter;
- * the peer-reflexive candidate does the rest). Symmetric with symmetric or port-restricted
- * stays on the relay (the hard-NAT issue). Also: two clients behind one NAT that does not
+ * the peer-reflexive candidate does the rest). With the hard-NAT strategies (issue 17; both
+ * sides ask the wan's STUN endpoints, so their NAT profiles are measured) a port-restricted
+ * side facing a symmetric one goes direct too: sequential ports predicted (nat-sequential),
+ * random ones met by the birthday technique (nat-birthday). Symmetric with symmetric stays on
+ * the relay. Also: two clients behind one NAT that does not
  * hairpin go direct over host candidates; an IPv6 pair goes direct over IPv6 past two
  * symmetric IPv4 NATs; a direct path cut mid-call falls back to the relay within ~1 s and goes
  * direct again when the cut is lifted; --relay-only sends no address and the call stays relayed.
@@ -36,6 +39,22 @@ export function expectDirect(a: SideMode, b: SideMode): boolean {
   if (!eim(a) && !eim(b)) return false;
   return OPENABLE_BY_ADDRESS.includes(eim(a) ? a : b);
 }
+
+/**
+ * The hard-NAT strategy that takes the pair direct where the checks alone cannot (issue 17):
+ * a port-restricted side facing a symmetric one, sequential ports predicted (nat-sequential)
+ * or random ones met by chance (nat-birthday). Symmetric with symmetric stays relayed.
+ */
+export function expectStrategy(a: SideMode, b: SideMode): 'sequential' | 'birthday' | undefined {
+  const pair = [a, b];
+  if (!pair.includes('port-restricted')) return undefined;
+  if (pair.includes('symmetric-sequential')) return 'sequential';
+  if (pair.includes('symmetric-random')) return 'birthday';
+  return undefined;
+}
+
+/** coturn in the wan answers on two IPs x two ports: four distinct endpoints for the allocation. */
+const FOUR_STUN = ['--stun', [P2P_NET.relay, P2P_NET.alternate].flatMap((ip) => [P2P_NET.stunPort, P2P_NET.stunPort + 1].map((port) => `${ip}:${port}`)).join(',')];
 
 const people: LabPerson[] = [];
 async function pair(): Promise<[LabPerson, LabPerson]> {
@@ -70,11 +89,24 @@ describe('direct calls through the NAT lab', { skip: availability.ok ? false : a
 
   for (const a of NAT_MODES) {
     for (const b of NAT_MODES) {
-      const direct = expectDirect(a, b);
-      it(`${a} calls ${b}: connects on the relay, ${direct ? 'goes direct' : 'stays on the relay'}`, async () => {
+      const strategy = expectStrategy(a, b);
+      const direct = expectDirect(a, b) || strategy !== undefined;
+      it(`${a} calls ${b}: connects on the relay, ${direct ? `goes direct${strategy ? ` (${strategy})` : ''}` : 'stays on the relay'}`, async () => {
         const [pa, pb] = await pair();
-        const r = await withLab({ kind: 'two-nat', a, b }, async (lab) => labCall(lab, { relay: await labRelay(lab), a: pa, b: pb, durationS: 3 }));
+        // Both sides ask the wan's four STUN endpoints: their NAT profiles are measured, and the
+        // strategies have what they need. A strategy's pair comes ~1.5-2.5 s after the answer.
+        const r = await withLab(
+          { kind: 'two-nat', a, b },
+          async (lab) => labCall(lab, { relay: await labRelay(lab), a: pa, b: pb, durationS: strategy ? 6 : 3, callerArgs: FOUR_STUN, listenerArgs: FOUR_STUN }),
+          true,
+        );
         assertConnected(r, `${a} x ${b}`);
+        if (strategy) {
+          for (const [side, x] of [['caller', r.caller], ['callee', r.callee]] as const) {
+            const won = x.path.direct?.hardNat?.attempts.find((t) => t.outcome === 'succeeded');
+            assert.equal(won?.strategy, strategy, `${a} x ${b} ${side}: ${JSON.stringify(x.path.direct?.hardNat)}`);
+          }
+        }
         for (const [side, x] of [['caller', r.caller], ['callee', r.callee]] as const) {
           assert.equal(x.path.attempted, true);
           assert.equal(x.path.final, direct ? 'direct' : 'relay', `${a} x ${b} ${side}: ${describePath(x)}`);
@@ -178,8 +210,6 @@ describe('direct calls through the NAT lab', { skip: availability.ok ? false : a
     );
   });
 
-  /** coturn in the wan answers on two IPs x two ports: four distinct endpoints for the allocation. */
-  const FOUR_STUN = ['--stun', [P2P_NET.relay, P2P_NET.alternate].flatMap((ip) => [P2P_NET.stunPort, P2P_NET.stunPort + 1].map((port) => `${ip}:${port}`)).join(',')];
 
   /** What a side behind `mode` should have measured of its NAT. */
   function assertProfileOf(mode: SideMode, p: NatProfile | undefined, publicAddress: string, what: string): void {
