@@ -8,6 +8,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CallPathReport } from '../../core/client/direct-call.js';
+import type { DirectTestReport } from '../../src/services/direct-test.js';
 import { BIN, makeHome, runCli, type CliHome } from '../helpers/cli.js';
 import type { LabRelay, P2pLab } from './p2p-lab.js';
 
@@ -160,3 +161,26 @@ export function describePath(r: LabCallResult): string {
   return `final ${p.final}, timeToDirect ${p.timeToDirectMs ?? '-'} ms, switches [${p.timeline.map((t) => `${t.atMs}:${t.event}:${t.path}`).join(' ')}], pairs [${pairs}], checks ${d ? `${d.checks.requestsSent} sent/${d.checks.responsesReceived} answered` : '-'}`;
 }
 
+
+/** Both reports of one `wzp direct-test` between the lab's clients: A offers (--to), B waits. */
+export async function labDirectTest(lab: P2pLab, o: { relay: LabRelay; a: LabPerson; b: LabPerson; args?: string[]; timeoutMs?: number }): Promise<{ tester: DirectTestReport; waiter: DirectTestReport }> {
+  const timeoutMs = o.timeoutMs ?? 60_000;
+  const pin = ['--relay-fingerprint', o.relay.fingerprint];
+  const waiter = wzpProcess(lab, 'b', ['direct-test', o.relay.address, '--wait', '--accept-from', o.a.fingerprint, ...pin, ...(o.args ?? []), '--json'], o.b.home);
+  const timer = setTimeout(() => waiter.kill(), timeoutMs);
+  try {
+    await waiter.when(/registered as/, 20_000);
+    const tester = wzpProcess(lab, 'a', ['direct-test', o.relay.address, '--to', o.b.fingerprint, ...pin, ...(o.args ?? []), '--json'], o.a.home);
+    const killTester = setTimeout(() => tester.kill(), timeoutMs);
+    try {
+      const [t, w] = await Promise.all([tester.done, waiter.done]);
+      return { tester: resultOf(t, 'the tester') as unknown as DirectTestReport, waiter: resultOf(w, 'the waiter') as unknown as DirectTestReport };
+    } finally {
+      clearTimeout(killTester);
+      tester.kill();
+    }
+  } finally {
+    clearTimeout(timer);
+    waiter.kill();
+  }
+}
