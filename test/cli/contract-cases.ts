@@ -52,6 +52,12 @@ export interface CommandContract {
   isolated?: boolean;
   /** A command that runs until stopped: SIGINT once this appears on stderr (a clean stop, exit 0). */
   stopWhen?: RegExp;
+  /**
+   * Success cases that need someone at the other end: this process (its own home and identity,
+   * its fingerprint as {partnerFp} in the case's arguments) is started first and the case runs
+   * once `readyWhen` appears on its stderr; it is killed after the case.
+   */
+  partner?: { args: string[]; readyWhen: RegExp };
 }
 
 const RELAY = ['--relay-fingerprint', '{fp}'];
@@ -75,6 +81,19 @@ export const CONTRACTS: Record<string, CommandContract> = {
       ['{relay}', '--room', 'contract', '--relay-only', ...RELAY],
       ['{relay}', '--room', 'contract', '--no-hard-nat', ...RELAY],
       ['{relay}', '--to', OTHER_FP, '--ring-timeout', '0', ...RELAY],
+    ],
+  },
+  'direct-test': {
+    success: [['{relay}', '--to', '{partnerFp}', '--test-for', '5', ...RELAY]],
+    partner: { args: ['direct-test', '{relay}', '--wait', '--wait-for', '30', ...RELAY], readyWhen: /wzp direct-test: registered as/ },
+    addresses: [{ args: ['{addr}', '--wait', '--wait-for', '1'], unreachable: SHORT }],
+    files: [{ what: '--report', output: true, args: ['{relay}', '--to', OTHER_FP, '--report', '{file}', ...RELAY] }],
+    usage: [
+      ['{relay}', ...RELAY],
+      ['{relay}', '--to', OTHER_FP, '--wait', ...RELAY],
+      ['{relay}', '--to', 'not-a-fingerprint', ...RELAY],
+      ['{relay}', '--to', OTHER_FP, '--accept-from', OTHER_FP, ...RELAY],
+      ['{relay}', '--wait', '--test-for', '0.5', ...RELAY],
     ],
   },
   'echo-test': {

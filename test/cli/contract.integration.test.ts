@@ -28,7 +28,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { encodeWav } from '../../core/media/wav.js';
-import { BIN, REPO_ROOT, makeHome, startRelayProcess, type CliHome, type RunningRelay } from '../helpers/cli.js';
+import { BIN, REPO_ROOT, makeHome, runCli, startRelayProcess, type CliHome, type RunningRelay } from '../helpers/cli.js';
 import { isolatedCommand } from '../helpers/isolated-gateway.js';
 import { CONTRACTS, type CommandContract } from './contract-cases.js';
 
@@ -77,6 +77,7 @@ interface Case {
   expect: Expect;
   isolated?: boolean;
   stopWhen?: RegExp;
+  partner?: CommandContract['partner'];
 }
 
 interface Outcome {
@@ -106,7 +107,13 @@ function casesFor(c: ManifestCommand, contract: CommandContract | undefined): Ca
   }
   if (!contract) return out;
   contract.success.forEach((args, i) =>
-    out.push({ title: `success${contract.success.length > 1 ? ` #${i + 1}` : ''}: ${args.join(' ')}`, argv: [...cmd, ...args, '--json'], expect: { kind: 'json', status: 0 }, ...base }),
+    out.push({
+      title: `success${contract.success.length > 1 ? ` #${i + 1}` : ''}: ${args.join(' ')}`,
+      argv: [...cmd, ...args, '--json'],
+      expect: { kind: 'json', status: 0 },
+      ...base,
+      ...(contract.partner ? { partner: contract.partner } : {}),
+    }),
   );
   for (const input of contract.addresses ?? []) {
     const at = input.args.indexOf('{addr}');
@@ -185,7 +192,47 @@ function fill(argv: string[], env: Env, tmp: string): string[] {
   );
 }
 
-function runCase(c: Case, env: Env, home: CliHome, tmp: string): Promise<Outcome> {
+/** The partner of a case (CommandContract.partner): started, ready, and how to stop it. */
+async function startPartner(partner: NonNullable<Case['partner']>, env: Env, tmp: string): Promise<{ fingerprint: string; stop(): void }> {
+  const home = makeHome('wzp-contract-partner-');
+  const id = await runCli(['identity', '--json'], home);
+  const fingerprint = (JSON.parse(id.stdout) as { result: { fingerprint: string } }).result.fingerprint;
+  const child = spawn(process.execPath, [BIN, ...fill(partner.args, env, tmp)], { env: home.env, stdio: ['ignore', 'ignore', 'pipe'] });
+  const stop = () => {
+    child.kill('SIGKILL');
+    home.cleanup();
+  };
+  let stderr = '';
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`the partner never printed ${partner.readyWhen}:\n${stderr}`)), 20_000);
+    child.stderr.on('data', (d) => {
+      stderr += d;
+      if (partner.readyWhen.test(stderr)) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    child.on('close', () => {
+      clearTimeout(timer);
+      reject(new Error(`the partner exited before ${partner.readyWhen}:\n${stderr}`));
+    });
+  }).catch((err: unknown) => {
+    stop();
+    throw err;
+  });
+  return { fingerprint, stop };
+}
+
+async function runCase(c: Case, env: Env, home: CliHome, tmp: string): Promise<Outcome> {
+  const partner = c.partner ? await startPartner(c.partner, env, tmp) : undefined;
+  try {
+    return await runOne({ ...c, argv: c.argv.map((a) => (partner ? a.replaceAll('{partnerFp}', partner.fingerprint) : a)) }, env, home, tmp);
+  } finally {
+    partner?.stop();
+  }
+}
+
+function runOne(c: Case, env: Env, home: CliHome, tmp: string): Promise<Outcome> {
   const argv = fill(c.argv, env, tmp);
   const started = performance.now();
   const direct = { command: process.execPath, args: [BIN, ...argv] };
