@@ -392,6 +392,40 @@ export interface DirectPathOptions {
   hardNat?: Partial<Pick<NonNullable<DirectLinkOptions['hardNat']>, 'limits' | 'afterMs' | 'openSocket'>>;
 }
 
+/**
+ * The direct link of an answered call (not started): its keys and the peer's candidates, our
+ * gathering, the strategies, and the peer's candidate updates and our late candidates fed in.
+ * `watchAddresses`: re-gather on a local address change (a call; a short test need not).
+ */
+export function directLinkFor(call: EstablishedCall, d: DirectPathOptions, o: { watchAddresses: boolean; onEvent(e: DirectLinkEvent): void }): DirectLink {
+  const hardNat = hardNatFor(call, d);
+  const link = new DirectLink({
+    role: call.role,
+    callId: call.callId,
+    checkKey: call.keys.checkKey,
+    directPathKey: call.keys.directPathKey,
+    demux: d.demux,
+    socketType: d.socketType,
+    localCandidates: d.localCandidates,
+    peerCandidates: call.peerCandidates,
+    ...(call.relayCandidate ? { relayCandidate: call.relayCandidate } : {}),
+    sendCandidates: (c) => void call.sendCandidates(c.map(toWireCandidate)),
+    ...(o.watchAddresses && d.hostOptions ? { hostOptions: d.hostOptions, keepCandidates: d.localCandidates } : {}),
+    ...(d.primeTtl === undefined ? {} : { primeTtl: d.primeTtl }),
+    ...(d.allowLoopback ? { allowLoopback: true } : {}),
+    ...(d.checks ? { checks: d.checks } : {}),
+    ...(d.addressPollMs === undefined ? {} : { addressPollMs: d.addressPollMs }),
+    ...(hardNat ? { hardNat } : {}),
+    onEvent: o.onEvent,
+  });
+  call.onCandidateUpdate((c) => link.addRemoteCandidates(c));
+  void d.laterCandidates?.then(
+    (c) => link.addLocalCandidates(c),
+    () => undefined,
+  );
+  return link;
+}
+
 /** The direct link's hard-NAT part for this call: both signed profiles and the strategies, or undefined. */
 export function hardNatFor(call: Pick<EstablishedCall, 'localNat' | 'peerNat'>, d: DirectPathOptions): DirectLinkOptions['hardNat'] {
   if (!d.strategies || d.strategies.length === 0 || !call.localNat || !call.peerNat) return undefined;
@@ -503,30 +537,7 @@ export async function runDirectMedia(
   let session: RoomCallSession = opts.session;
   if (notAttempted === undefined && opts.direct !== undefined) {
     const d = opts.direct;
-    link = new DirectLink({
-      role: call.role,
-      callId: call.callId,
-      checkKey: call.keys.checkKey,
-      directPathKey: call.keys.directPathKey,
-      demux: d.demux,
-      socketType: d.socketType,
-      localCandidates: d.localCandidates,
-      peerCandidates: call.peerCandidates,
-      ...(call.relayCandidate ? { relayCandidate: call.relayCandidate } : {}),
-      sendCandidates: (c) => void call.sendCandidates(c.map(toWireCandidate)),
-      ...(d.hostOptions ? { hostOptions: d.hostOptions, keepCandidates: d.localCandidates } : {}),
-      ...(d.primeTtl === undefined ? {} : { primeTtl: d.primeTtl }),
-      ...(d.allowLoopback ? { allowLoopback: true } : {}),
-      ...(d.checks ? { checks: d.checks } : {}),
-      ...(d.addressPollMs === undefined ? {} : { addressPollMs: d.addressPollMs }),
-      ...(hardNatFor(call, d) ? { hardNat: hardNatFor(call, d) } : {}),
-      onEvent: (e) => tracker.linkEvent(e),
-    });
-    call.onCandidateUpdate((c) => link?.addRemoteCandidates(c));
-    void d.laterCandidates?.then(
-      (c) => link?.addLocalCandidates(c),
-      () => undefined,
-    );
+    link = directLinkFor(call, d, { watchAddresses: true, onEvent: (e) => tracker.linkEvent(e) });
     const wrapped = new DirectCallSession(opts.session, link);
     tracker.watch(wrapped.mediaTransport);
     session = wrapped;

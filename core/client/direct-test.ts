@@ -6,9 +6,9 @@
  * `timeoutMs`, or when either side hangs up; the report says what was tried and a plain
  * verdict. The tool a network admin runs with a colleague at another site.
  */
-import { DirectLink, toWireCandidate, type DirectLinkEvent, type DirectPathReport, type PairSummary } from '../p2p/direct-link.js';
+import type { DirectLinkEvent, DirectPathReport, PairSummary } from '../p2p/direct-link.js';
 import type { NatProfile } from '../nat/strategy-types.js';
-import { hardNatFor, type DirectPathOptions, type EstablishedCall, type PeerEnd } from './direct-call.js';
+import { directLinkFor, type DirectPathOptions, type EstablishedCall, type PeerEnd } from './direct-call.js';
 
 /** How long a selected pair must keep answering before the test calls it working. */
 export const DIRECT_TEST_CONFIRM_MS = 2_000;
@@ -46,26 +46,12 @@ export async function runDirectTest(call: EstablishedCall, opts: DirectTestOptio
   const timeoutMs = opts.timeoutMs ?? DIRECT_TEST_TIMEOUT_MS;
   const confirmMs = opts.confirmMs ?? DIRECT_TEST_CONFIRM_MS;
   const d = opts.direct;
-  const hardNat = hardNatFor(call, d);
   let timeToDirectMs: number | undefined;
   let confirmTimer: NodeJS.Timeout | undefined;
   let finish!: (why: DirectTestResult['endedBy']) => void;
   const ended = new Promise<DirectTestResult['endedBy']>((resolve) => (finish = resolve));
-  const link = new DirectLink({
-    role: call.role,
-    callId: call.callId,
-    checkKey: call.keys.checkKey,
-    directPathKey: call.keys.directPathKey,
-    demux: d.demux,
-    socketType: d.socketType,
-    localCandidates: d.localCandidates,
-    peerCandidates: call.peerCandidates,
-    ...(call.relayCandidate ? { relayCandidate: call.relayCandidate } : {}),
-    sendCandidates: (c) => void call.sendCandidates(c.map(toWireCandidate)),
-    ...(d.primeTtl === undefined ? {} : { primeTtl: d.primeTtl }),
-    ...(d.allowLoopback ? { allowLoopback: true } : {}),
-    ...(d.checks ? { checks: d.checks } : {}),
-    ...(hardNat ? { hardNat } : {}),
+  const link = directLinkFor(call, d, {
+    watchAddresses: false,
     onEvent: (e) => {
       if (e.type === 'direct:up') {
         timeToDirectMs ??= Math.round(performance.now() - started);
@@ -77,11 +63,6 @@ export async function runDirectTest(call: EstablishedCall, opts: DirectTestOptio
       opts.onEvent?.(e);
     },
   });
-  call.onCandidateUpdate((c) => link.addRemoteCandidates(c));
-  void d.laterCandidates?.then(
-    (c) => link.addLocalCandidates(c),
-    () => undefined,
-  );
   const timeout = setTimeout(() => finish('timeout'), timeoutMs);
   const onAbort = () => finish('hangup');
   if (opts.signal?.aborted) onAbort();
