@@ -9,7 +9,8 @@
  * winning attempts the packets and sockets each side used next to its plan's budget. The pairs
  * a strategy should take direct (a port-restricted side facing a symmetric one) and the
  * sequential x sequential pair get WZP_BENCH_HARDNAT_CALLS calls each (default 20) of 8 s;
- * the others WZP_BENCH_HARDNAT_OTHER_CALLS (default 4) of 3 s, for "every call connects".
+ * the others WZP_BENCH_HARDNAT_OTHER_CALLS (default 20) of 3 s, for "every call connects"
+ * (the whole matrix at the defaults takes about an hour on the 2-core VM).
  *
  * Targets: sequential x port-restricted >= 95% direct; symmetric-random x port-restricted
  * >= 95% direct within 10 s of the answer (calls last 8 s: later counts as not direct);
@@ -28,7 +29,7 @@ export const name = 'hard-nat: the 5 x 5 NAT matrix with the hard-NAT strategies
 
 const count = (v: string | undefined, d: number) => Math.max(1, Number(v ?? d) || d);
 const CALLS = count(process.env.WZP_BENCH_HARDNAT_CALLS, 20);
-const OTHER_CALLS = count(process.env.WZP_BENCH_HARDNAT_OTHER_CALLS, 4);
+const OTHER_CALLS = count(process.env.WZP_BENCH_HARDNAT_OTHER_CALLS, 20);
 const FILTERS = (process.env.WZP_BENCH_HARDNAT_PAIRS ?? '')
   .split(',')
   .map((s) => s.trim())
