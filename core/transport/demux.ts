@@ -95,6 +95,8 @@ export interface DemuxStats {
   sendDropped: number;
   /** Raw sends the kernel refused. */
   sendErrors: number;
+  /** Side-socket routes refused over MAX_ROUTES. */
+  routesRefused: number;
 }
 
 export interface DemuxOptions {
@@ -121,6 +123,9 @@ export const MAX_SOCKET_SEND_QUEUE = 512;
 /** The TTL (IPv6: unicast hop limit) a socket sends with when no low TTL is asked for (Linux's default). */
 export const DEFAULT_TTL = 64;
 
+/** Peer endpoints routed through side sockets at once (a call has one peer; a few of its addresses). */
+export const MAX_ROUTES = 64;
+
 type QuicHandler = (data: Buffer, from: UdpSource) => Promise<void>;
 
 interface Owner {
@@ -139,7 +144,7 @@ export class Demux {
   private readonly registered = new Map<string, PacketClass>();
   private readonly counters = new Map<string, PacketClassStats>();
   private readonly quicStats: PacketClassStats = { packets: 0, bytes: 0, errors: 0 };
-  private readonly totals = { unclaimed: 0, unclaimedBytes: 0, sent: 0, sendRefused: 0, sendDropped: 0, sendErrors: 0 };
+  private readonly totals = { unclaimed: 0, unclaimedBytes: 0, sent: 0, sendRefused: 0, sendDropped: 0, sendErrors: 0, routesRefused: 0 };
   private readonly errorLog = new LogLimiter(1, 5);
   /** Endpoints whose packets leave through a side socket (key: unmapped address and port). */
   private readonly routes = new Map<string, UdpSocket>();
@@ -259,6 +264,12 @@ export class Demux {
    */
   route(to: { host: string; port: number }, via: UdpSocket): () => void {
     const key = routeKey(to.host, to.port);
+    // Bounded: a peer that answers from many source ports must not grow the table (refused
+    // routes are counted; their packets keep leaving through the main socket).
+    if (!this.routes.has(key) && this.routes.size >= MAX_ROUTES) {
+      this.totals.routesRefused++;
+      return () => undefined;
+    }
     this.routes.set(key, via);
     return () => {
       if (this.routes.get(key) === via) this.routes.delete(key);

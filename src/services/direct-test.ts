@@ -34,6 +34,8 @@ export interface DirectTestRequest extends Omit<SignallingRequest, 'relayOnly'> 
 }
 
 export interface DirectTestReport extends DirectTestResult {
+  /** Ctrl-C stopped the test: the report holds what it had measured (exit 130). */
+  interrupted?: true;
   meta: ReportMeta;
   fingerprint: string;
   relay: Registered['relay'];
@@ -84,6 +86,8 @@ export async function directTest(req: DirectTestRequest): Promise<DirectTestRepo
     });
     const mapping = await gathered.releaseMapping();
     const report: DirectTestReport = {
+      // Ctrl-C during the test: what was measured is kept, and the exit code says interrupted (130).
+      ...(result.endedBy === 'hangup' ? { interrupted: true as const } : {}),
       meta: req.meta(DIRECT_TEST_SCHEMA_VERSION),
       fingerprint: reg.identity.fingerprint,
       relay: reg.relay,
@@ -131,7 +135,15 @@ async function waitForTest(req: DirectTestRequest, reg: Registered, full: Signal
       taken = true;
       req.onProgress?.(`direct-path test from ${offer.from}: answering`);
       void (async () => {
-        const gathered = await gatherFor(reg.session, full);
+        let gathered: GatheredForCall;
+        try {
+          gathered = await gatherFor(reg.session, full);
+        } catch (err) {
+          // Not answered: the tester is told, and this side reports why.
+          void incoming.reject('declined');
+          done(() => reject(err));
+          return;
+        }
         try {
           const call = await incoming.accept({
             candidates: gathered.wire,

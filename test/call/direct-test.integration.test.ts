@@ -81,6 +81,25 @@ describe('wzp direct-test through a relay process', () => {
     assert.equal(doc(wr).name, 'AbortError');
   });
 
+  test('Ctrl-C during a test keeps what it measured: the verdict and pairs are printed, exit 130', async () => {
+    const [ana, bo] = [await person(), await person()];
+    const waiter = spawnCli(['direct-test', relay.address, '--wait', '--accept-from', ana.fp, ...pin(), '--json'], bo.home);
+    await waiter.when(/wzp direct-test: registered as/);
+    // Human output: the progress line says when the pair is up (confirmation takes 2 s more).
+    const tester = spawnCli(['direct-test', relay.address, '--to', bo.fp, ...pin()], ana.home);
+    await tester.when(/confirming\.\.\./);
+    tester.kill('SIGINT');
+    const t = await tester.done;
+    assert.equal(t.code, 130, t.stderr);
+    assert.match(t.stdout, /^verdict +direct calls work between these two networks/m);
+    assert.match(t.stdout, /^pairs +host -> host 127\.0\.0\.1:\d+ succeeded/m);
+    assert.match(t.stdout, /\(we offered the test; hangup/);
+    // The other side learns at once that the test ended.
+    const w = await waiter.done;
+    assert.equal(w.code, 0, w.stderr);
+    assert.equal(doc(w).result.endedBy, 'peer-hangup');
+  });
+
   test('usage: --to or --wait is needed, not both; --accept-from only with --wait; nothing is dialled', async () => {
     const home = makeHome('wzp-dtest-usage-');
     homes.push(home);

@@ -9,6 +9,7 @@ import { createSocket, type Socket } from 'node:dgram';
 import { describe, it } from 'node:test';
 import {
   Demux,
+  MAX_ROUTES,
   MAX_SOCKET_SEND_QUEUE,
   QUIC_CLASS,
   mediaPathClass,
@@ -265,5 +266,42 @@ describe('Demux.send', () => {
     const demux = new Demux(() => fake as unknown as Socket, () => Promise.resolve());
     assert.equal(demux.send(Buffer.of(1), { host: '127.0.0.1', port: 9 }), true);
     await waitFor(() => demux.stats.sendErrors === 1);
+  });
+});
+
+describe('Demux side-socket routes', () => {
+  it('send goes through the routed side socket (plain IPv4 for a mapped address); routes are bounded, refused ones counted, and a side socket never feeds QUIC or STUN', async () => {
+    const [own, side, peer] = [await loopbackSocket(), await loopbackSocket(), await loopbackSocket()];
+    let quic = 0;
+    let stun = 0;
+    const demux = new Demux(() => own, () => {
+      quic++;
+      return Promise.resolve();
+    });
+    demux.register(stunClass(() => stun++));
+    const got: number[] = [];
+    peer.on('message', (_d, rinfo) => got.push(rinfo.port));
+    try {
+      const to = { host: '127.0.0.1', port: peer.address().port };
+      const undo = demux.route({ host: '::ffff:127.0.0.1', port: to.port }, side);
+      assert.equal(demux.routeOf(to), side);
+      assert.equal(demux.send(Buffer.of(0x30), to), true);
+      await waitFor(() => got.length === 1);
+      assert.equal(got[0], side.address().port, 'left through the side socket');
+      undo();
+      assert.equal(demux.send(Buffer.of(0x30), to), true);
+      await waitFor(() => got.length === 2);
+      assert.equal(got[1], own.address().port, 'back on the main socket once unrouted');
+      // A peer answering from ever new ports cannot grow the table.
+      for (let port = 1; port <= MAX_ROUTES + 50; port++) demux.route({ host: '127.0.0.1', port }, side);
+      assert.equal(demux.stats.routesRefused, 50);
+      assert.equal(demux.routeOf({ host: '127.0.0.1', port: MAX_ROUTES + 1 }), undefined);
+      // QUIC (0x40-0x7F, 0xC0-0xFF) and STUN arriving on a side socket are dropped as unclaimed.
+      demux.receiveSide(Buffer.of(0x41, 1, 2), { address: '127.0.0.1', port: 9 });
+      demux.receiveSide(Buffer.of(0x00, 1), { address: '127.0.0.1', port: 9 });
+      assert.deepEqual([quic, stun, demux.stats.unclaimed], [0, 0, 2]);
+    } finally {
+      for (const s of [own, side, peer]) s.close();
+    }
   });
 });
