@@ -109,6 +109,16 @@ export class Presence {
   }
 
   /**
+   * The limits changed (Relay.setLimits: `opts.limits` is the relay's own object, changed in
+   * place, and every other limit here is read where it is used): give each connection's offer
+   * budget the new rate and burst.
+   */
+  limitsChanged(): void {
+    const l = this.opts.limits;
+    for (const s of this.states.values()) s.offers.reconfigure(l.offersPerMinute / 60, l.offerBurst);
+  }
+
+  /**
    * The identity a connection proved, if any (it keeps it when a newer registration takes its
    * incoming calls: it may still hang up the calls it has).
    */

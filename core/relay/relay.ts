@@ -21,7 +21,7 @@ import { encodeSignal, isCallSignal, MAX_ANNOUNCEMENT_BYTES, MAX_REQUEST_PAYLOAD
 import { verifyAnnouncement, type MemberAnnouncement } from '../crypto/sender-keys.js';
 import { RelayMediaPath, type RelayRoute } from '../transport/udp-media.js';
 import { mediaPathClass, pathCheckClass, stunClass, type Demux, type DemuxStats } from '../transport/demux.js';
-import { rawUdpSocket } from '../transport/quic.js';
+import { rawUdpSocket, setSocketGateLimits } from '../transport/quic.js';
 import { REFUSAL_REASONS, resolveRelayLimits, type RefusalReason, type RelayLimits } from './limits.js';
 import { STUN_DROP_REASONS, StunServer, type StunDropReason, type StunServerLimits } from '../nat/stun-server.js';
 import type { Endpoint } from '../nat/stun.js';
@@ -281,6 +281,45 @@ export class Relay {
   /** The limits in force. */
   get currentLimits(): Readonly<RelayLimits> {
     return this.limits;
+  }
+
+  /**
+   * Change limits while running (`wzp relay` reloading its config file on SIGHUP); the ones
+   * left out keep their values. All are checked first (resolveRelayLimits: a bad one throws a
+   * UsageError and nothing changes). Returns the names of the limits whose value changed.
+   *
+   * Every limit applies from now on, to open connections too: the per-connection and
+   * per-address token buckets (joins, signals, signal bytes, member media, call offers) take
+   * the new rate and burst and keep the tokens they hold, capped at the new burst; the gate's
+   * connection, handshake and Retry limits apply to the next datagram; counts (connections or
+   * members per address, room size, registrations, calls, the signal memory budget) are
+   * compared with the new value at the next request. A lower limit closes nothing that is
+   * already open: a room over a lowered size keeps its members, an address over a lowered
+   * connection limit keeps its connections, and only new ones are refused. One exception:
+   * signalBufferBytes (unfinished signal frames per connection) is handed to a connection's
+   * signal reader when it opens, so it applies to new connections only.
+   */
+  setLimits(partial: Partial<RelayLimits>): (keyof RelayLimits)[] {
+    const merged: Partial<RelayLimits> = { ...this.limits };
+    for (const [name, value] of Object.entries(partial) as [keyof RelayLimits, number | undefined][]) if (value !== undefined) merged[name] = value;
+    const next = resolveRelayLimits(merged);
+    const changed = (Object.keys(next) as (keyof RelayLimits)[]).filter((k) => next[k] !== this.limits[k]);
+    if (changed.length === 0) return changed;
+    // In place: Presence holds this same object and reads it where each limit is used.
+    Object.assign(this.limits, next);
+    const l = this.limits;
+    this.signalBudget.limit = l.signalBufferTotalBytes;
+    for (const peer of this.peers) {
+      peer.joins.reconfigure(l.joinsPerMinute / 60, l.joinBurst);
+      peer.signals.reconfigure(l.signalsPerSecond, l.signalBurst);
+      peer.signalBytes.reconfigure(l.signalBytesPerSecond, 4 * l.signalBytesPerSecond);
+      peer.mediaPackets.reconfigure(l.memberPacketsPerSecond, l.memberPacketsPerSecond);
+      peer.mediaBytes.reconfigure((l.memberKbps * 1000) / 8, (l.memberKbps * 1000) / 8);
+    }
+    for (const bucket of this.joinsBySource.values()) bucket.reconfigure(l.sourceJoinsPerMinute / 60, l.sourceJoinBurst);
+    this.presence.limitsChanged();
+    if (this.server) setSocketGateLimits(this.server.socket, l);
+    return changed;
   }
 
   /** Every address that answers STUN (the relay's own first; four in RFC 5780 mode). */

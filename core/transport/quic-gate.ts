@@ -186,7 +186,11 @@ function isUnicastIPv4(address: string): boolean {
  * Wrap the library's socket handler `next` with the gate. Returns the gated handler and its
  * live counters.
  */
-export function quicGate(next: Handler, ids: ConnectionIdLookup, opts: QuicGateOptions = {}): { handler: Handler; stats: QuicGateStats } {
+export function quicGate(
+  next: Handler,
+  ids: ConnectionIdLookup,
+  opts: QuicGateOptions = {},
+): { handler: Handler; stats: QuicGateStats; setLimits(limits: Partial<QuicGateLimits>): void } {
   const limits = { ...DEFAULT_GATE_LIMITS, ...opts.limits };
   const stats: QuicGateStats = {
     passed: 0,
@@ -195,7 +199,7 @@ export function quicGate(next: Handler, ids: ConnectionIdLookup, opts: QuicGateO
     dropped: Object.fromEntries(GATE_DROP_REASONS.map((r) => [r, 0])) as Record<GateDropReason, number>,
     errors: 0,
   };
-  const retryLimiter = new KeyedWindowLimiter(limits.retriesPerSourcePerSecond, limits.retriesPerSecond);
+  let retryLimiter = new KeyedWindowLimiter(limits.retriesPerSourcePerSecond, limits.retriesPerSecond);
   const handshakesBySource = new Map<string, number>();
   let handshakesInProgress = 0;
 
@@ -278,7 +282,17 @@ export function quicGate(next: Handler, ids: ConnectionIdLookup, opts: QuicGateO
       else handshakesBySource.set(source, n);
     });
   };
-  return { handler, stats };
+  /**
+   * New limits from the next datagram on (a relay's config reload). Handshakes already in
+   * progress are not cut short by a lower limit; the Retry rate starts a fresh window.
+   */
+  const setLimits = (next: Partial<QuicGateLimits>): void => {
+    for (const [name, value] of Object.entries(next) as [keyof QuicGateLimits, number | undefined][]) {
+      if (value !== undefined && name in DEFAULT_GATE_LIMITS) limits[name] = value;
+    }
+    retryLimiter = new KeyedWindowLimiter(limits.retriesPerSourcePerSecond, limits.retriesPerSecond);
+  };
+  return { handler, stats, setLimits };
 }
 
 /**

@@ -13,7 +13,7 @@ import { fingerprintsEqual, sha256Fingerprint } from '../crypto/fingerprint.js';
 import { AbortError, FingerprintMismatchError, HandshakeError, InternalError, NetworkError, UsageError, errorMessage } from '../errors.js';
 import { attachDatagrams, directReceiveHandler, type DatagramChannel } from './datagrams.js';
 import { Demux, mediaPathClass, type DemuxOptions } from './demux.js';
-import { hardenSocketSends, quicGate, type QuicGateOptions, type QuicGateStats } from './quic-gate.js';
+import { hardenSocketSends, quicGate, type QuicGateLimits, type QuicGateOptions, type QuicGateStats } from './quic-gate.js';
 import type { RawPath } from './udp-media.js';
 
 export interface TlsMaterial {
@@ -185,10 +185,18 @@ export interface SocketGateStats extends QuicGateStats {
 }
 
 const gateStats = new WeakMap<QUICSocket, SocketGateStats>();
+const gateLimitSetters = new WeakMap<QUICSocket, (limits: Partial<QuicGateLimits>) => void>();
 
 /** The gate's counters of a socket opened with `gate`, live (undefined for other sockets). */
 export function socketGateStats(socket: QUICSocket): SocketGateStats | undefined {
   return gateStats.get(socket);
+}
+
+/** Change the gate's limits of a socket opened with `gate`, live (false: the socket has no gate). */
+export function setSocketGateLimits(socket: QUICSocket, limits: Partial<QuicGateLimits>): boolean {
+  const set = gateLimitSetters.get(socket);
+  set?.(limits);
+  return set !== undefined;
 }
 
 /** The node:dgram socket inside a QUICSocket, for raw sends on the shared port (STUN, punching). */
@@ -234,8 +242,9 @@ function installGate(socket: QUICSocket, opts: QuicGateOptions): SocketGateStats
   };
   const map = s.connectionMap;
   const ids = { has: (hex: string) => map.serverConnections.has(hex) || map.clientConnections.has(hex) };
-  const { handler, stats } = quicGate(s.handleSocketMessage, ids, opts);
+  const { handler, stats, setLimits } = quicGate(s.handleSocketMessage, ids, opts);
   s.handleSocketMessage = handler;
+  gateLimitSetters.set(socket, setLimits);
   const withSends: SocketGateStats = Object.assign(stats, { sendErrors: 0 });
   gateStats.set(socket, withSends);
   return withSends;

@@ -4,6 +4,15 @@ import { WzpCommand } from '../base-command.js';
 import { explainListenError } from '../services/listen-error.js';
 import { relayIdentityFile } from '../services/paths.js';
 import { relayLimitOverrides, runRelay, RELAY_LIMIT_FLAGS, type RelayRunReport } from '../services/relay.js';
+import {
+  checkConfigCreatable,
+  DEFAULT_RELAY_LISTEN,
+  readRelayConfig,
+  RelayConfigReloader,
+  relaySettings,
+  writeRelayConfigExample,
+  type RelayFlagSettings,
+} from '../services/relay-config.js';
 
 /** One integer flag per relay limit (docs/relay-limits.md), in the LIMITS help group. */
 const limitFlags = Object.fromEntries(
@@ -18,19 +27,29 @@ Members' media moves from QUIC datagrams to the UDP media path once it is confir
 
 Hostile input is the normal case: a gate in front of QUIC drops what the library mishandles and answers nothing larger than what it received from an unvalidated address; every per-client resource (connections and handshakes per address, joins and signals per connection, room size and members per address, each member's forwarded media, unfinished signal frames) has a limit (the LIMITS flags; docs/relay-limits.md), and what goes over is refused, counted in the summary's "refused" and logged (rate-limited) with -v.
 
-The relay's identity (and so its certificate fingerprint, which clients pin) is kept in a file and survives restarts. --stats N prints a line of load figures to stderr every N seconds. Stop it with Ctrl-C or SIGTERM; a summary is printed on exit (a JSON document with --json).`;
+The relay's identity (and so its certificate fingerprint, which clients pin) is kept in a file and survives restarts. --stats N prints a line of load figures to stderr every N seconds. Stop it with Ctrl-C or SIGTERM; a summary is printed on exit (a JSON document with --json).
+
+--config FILE reads the settings from a TOML file (flags given on the command line override it); if FILE does not exist the relay writes a commented example there, with every option, its default, and this relay's address and fingerprint, and runs with it. SIGHUP reloads the file: [limits], [auth] and [[rooms]] change at once and each change is logged; a file with an error is refused whole and the running config stays (docs/relay-operations.md).`;
   static override examples = [
     '<%= config.bin %> <%= command.id %> --listen 0.0.0.0:4433',
     '<%= config.bin %> <%= command.id %> --listen 127.0.0.1:4433 --identity ./relay.json',
     '<%= config.bin %> <%= command.id %> --listen 203.0.113.1:4433 --stun-alternate 203.0.113.2',
+    {
+      description: 'Run from a config file (written with every option documented if it does not exist); reload it with kill -HUP',
+      command: '<%= config.bin %> <%= command.id %> --config /etc/wzp/relay.toml',
+    },
   ];
   static override flags = {
-    listen: Flags.string({ summary: 'UDP address to listen on, HOST:PORT.', default: '0.0.0.0:4433' }),
-    identity: Flags.file({ summary: 'Relay identity file (created if missing). Default: relay-identity.json in the config dir.' }),
+    config: Flags.string({
+      char: 'c',
+      summary: 'TOML config file (written as a commented example if missing; SIGHUP reloads it). Flags given here override it.',
+    }),
+    // No oclif default: a default would look given and override the config file (applied in relaySettings).
+    listen: Flags.string({ summary: `UDP address to listen on, HOST:PORT. Default: ${DEFAULT_RELAY_LISTEN}.` }),
+    identity: Flags.file({ char: 'i', summary: 'Relay identity file (created if missing). Default: relay-identity.json in the config dir.' }),
     verbose: Flags.boolean({ char: 'v', summary: 'Log connections, joins, leaves and dropped signals to stderr.' }),
     'udp-media': Flags.boolean({
-      summary: 'Offer members the UDP media path (media outside QUIC, still end-to-end encrypted).',
-      default: true,
+      summary: 'Offer members the UDP media path (media outside QUIC, still end-to-end encrypted). Default: on.',
       allowNo: true,
     }),
     stats: Flags.integer({ summary: 'Every this many seconds, print connections, rooms and datagrams forwarded per second to stderr.', min: 1 }),
@@ -43,27 +62,50 @@ The relay's identity (and so its certificate fingerprint, which clients pin) is 
 
   public async run(): Promise<RelayRunReport> {
     const { flags } = await this.parse(RelayCommand);
+    const configPath = flags.config;
+    const given: RelayFlagSettings = {
+      listen: flags.listen,
+      identity: flags.identity,
+      udpMedia: flags['udp-media'],
+      stunAlternate: flags['stun-alternate'],
+      statsSeconds: flags.stats,
+      limits: relayLimitOverrides(flags),
+    };
+    const file = configPath === undefined ? undefined : await readRelayConfig(configPath);
+    if (configPath !== undefined && !file) await checkConfigCreatable(configPath);
+    const settings = relaySettings(file?.config, given, { identityPath: relayIdentityFile(this.configDir(flags)) });
+    const reloader =
+      configPath === undefined ? undefined : new RelayConfigReloader({ path: configPath, flags: given, baseline: file?.config ?? { limits: {}, rooms: [] }, log: (line) => logText(line) });
+    // SIGHUP reloads the config file; without one it is logged and ignored (rather than
+    // ending the relay, as it would by default). Removed when the relay stops.
+    const onHangup = () => (reloader ? reloader.request() : logText('relay:reload-failed no config file to reload (start the relay with --config FILE)'));
+    process.on('SIGHUP', onHangup);
     try {
       return await runRelay({
-        listen: flags.listen,
-        identityPath: flags.identity ?? relayIdentityFile(this.configDir(flags)),
-        udpMedia: flags['udp-media'],
-        limits: relayLimitOverrides(flags),
-        stunAlternate: flags['stun-alternate'],
+        ...settings,
         signal: this.abortSignal,
-        onStarted: (s) => {
+        onStarted: async (s) => {
           if (s.identityCreated) this.progress(`created relay identity ${s.identityPath}`);
           // One parseable line on stderr, even with --json, so scripts can find the address.
           process.stderr.write(`wzp relay listening on ${s.address} fingerprint ${s.fingerprint}\n`);
           if (s.stunEndpoints.length > 1) this.progress(`answering STUN (RFC 5780) on ${s.stunEndpoints.join(', ')}`);
+          if (configPath !== undefined && !file) {
+            // Written now that the address (a port 0 is resolved) and fingerprint are known.
+            const example = await writeRelayConfigExample(configPath, { listen: s.address, identity: s.identityPath, fingerprint: s.fingerprint });
+            reloader?.setBaseline(example.config);
+            this.progress(`created relay config ${configPath} (every option documented; edit it and send SIGHUP to reload)`);
+          }
         },
+        onRunning: (relay) => reloader?.attach(relay),
         onEvent: flags.verbose ? (e) => logLine(e.type, { ...e, type: undefined }) : undefined,
-        statsIntervalMs: flags.stats === undefined ? undefined : flags.stats * 1000,
         onStats: (s) => logLine('relay:stats', s),
       });
     } catch (err) {
       // The transport words every bind failure alike; say which one it was.
-      throw explainListenError(err, flags.listen);
+      throw explainListenError(err, settings.listen);
+    } finally {
+      process.off('SIGHUP', onHangup);
+      await reloader?.idle();
     }
   }
 
@@ -84,6 +126,11 @@ The relay's identity (and so its certificate fingerprint, which clients pin) is 
 /** One timestamped line on stderr: `ISO-time type {json}` (the -v log and --stats share it). */
 function logLine(type: string, fields: object): void {
   process.stderr.write(`${new Date().toISOString()} ${type} ${JSON.stringify(fields)}\n`);
+}
+
+/** One timestamped line of text on stderr: `ISO-time type words` (the config reload's log). */
+function logText(line: string): void {
+  process.stderr.write(`${new Date().toISOString()} ${line}\n`);
 }
 
 /** "12 join-rate, 3 small-initial" (largest first), or "nothing". */

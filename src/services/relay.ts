@@ -21,8 +21,21 @@ export interface RelayRunOptions {
    * (core/nat/stun-server.ts). Without it the relay answers plain Binding requests on its port.
    */
   stunAlternate?: string;
+  /** HOST:PORT of the HTTP metrics server (issue 18, metrics part). */
+  metrics?: string;
+  /** Ask this service before admitting a client (issue 18, auth part). */
+  auth?: { url: string; failOpen: boolean; cacheSeconds: number };
+  /** Rooms only the listed identities may join (issue 18, auth part). */
+  roomAcls?: { name?: string; id?: string; allow: string[] }[];
+  /** How long a stopping relay waits for calls to end (issue 18, drain part). */
+  drainTimeoutMs?: number;
+  /** ROOM name, room id or '*' (issue 18, debug tap part). */
+  debugTap?: string;
   signal: AbortSignal;
-  onStarted(info: { address: string; fingerprint: string; identityPath: string; identityCreated: boolean; stunEndpoints: string[] }): void;
+  /** Once listening. If it throws (or rejects), the relay stops and runRelay rethrows. */
+  onStarted(info: { address: string; fingerprint: string; identityPath: string; identityCreated: boolean; stunEndpoints: string[] }): void | Promise<void>;
+  /** The running relay, once onStarted returned: for live changes (a config reload, src/services/relay-config.ts). */
+  onRunning?(relay: Relay): void;
   onEvent?(event: RelayEvent): void;
   /** Call onStats this often (ms) while running; 0 or absent: never. */
   statsIntervalMs?: number;
@@ -240,7 +253,14 @@ export async function runRelay(opts: RelayRunOptions): Promise<RelayRunReport> {
   const started = performance.now();
   const address = formatHostPort(relay.address);
   const stunEndpoints = relay.stunEndpoints.map((e) => formatHostPort({ host: e.address, port: e.port }));
-  opts.onStarted({ address, fingerprint: tls.fingerprint, identityPath: opts.identityPath, identityCreated: created, stunEndpoints });
+  try {
+    await opts.onStarted({ address, fingerprint: tls.fingerprint, identityPath: opts.identityPath, identityCreated: created, stunEndpoints });
+  } catch (err) {
+    stopTrimming();
+    await relay.stop();
+    throw err;
+  }
+  opts.onRunning?.(relay);
   let statsTimer: NodeJS.Timeout | undefined;
   const { statsIntervalMs, onStats } = opts;
   if (statsIntervalMs && onStats) {
