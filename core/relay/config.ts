@@ -153,7 +153,7 @@ export function parseRelayConfig(text: string, opts: { file: string; limitKeys: 
     const limits = table(doc.limits, 'limits', fail);
     const byKey = new Map(opts.limitKeys.map((k) => [k.key, k]));
     checkKeys(limits, 'limits', [...byKey.keys()], fail);
-    for (const [key, value] of Object.entries(limits)) {
+    for (const key of Object.keys(limits)) {
       const spec = byKey.get(key) as ConfigLimitKey;
       const max = spec.limit === 'roomSize' ? MAX_ROOM_PARTICIPANTS : Math.floor(Number.MAX_SAFE_INTEGER / spec.scale);
       const n = optionalInteger(limits, key, 1, max, unitOf(spec), fail, 'limits');
