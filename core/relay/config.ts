@@ -14,7 +14,7 @@
  * so the file and the flags cannot drift apart.
  */
 import { parse, TomlError } from 'smol-toml';
-import { UsageError } from '../errors.js';
+import { ConfigError, UsageError } from '../errors.js';
 import { parseHostPort } from '../transport/quic.js';
 import { DEFAULT_RELAY_LIMITS, type RelayLimits } from './limits.js';
 import { MAX_ROOM_PARTICIPANTS } from './rooms.js';
@@ -90,9 +90,9 @@ function configError(file: string, line: number | undefined, key: string, proble
 }
 
 /**
- * Parse and check a relay config document. `file` names it in errors. Throws UsageError:
- * for TOML syntax with the line and column smol-toml found; for a key the schema does not
- * know or a bad value with the key's path and line.
+ * Parse and check a relay config document. `file` names it in errors. Throws ConfigError
+ * for TOML syntax, with the line and column smol-toml found; UsageError for a key the schema
+ * does not know or a bad value, with the key's path and line.
  */
 export function parseRelayConfig(text: string, opts: { file: string; limitKeys: readonly ConfigLimitKey[] }): ParsedRelayConfig {
   const { file } = opts;
@@ -103,7 +103,9 @@ export function parseRelayConfig(text: string, opts: { file: string; limitKeys: 
   } catch (err) {
     if (err instanceof TomlError) {
       const reason = err.message.replace(/^Invalid TOML document: /, '').split('\n')[0];
-      throw new UsageError(`${file}:${err.line}:${err.column}: invalid TOML: ${reason}\n${err.codeblock.trimEnd()}`, {
+      // Not TOML at all is a corrupt file (ConfigError, exit 3, as for every other file wzp
+      // reads); a TOML document with a bad key or value is a usage error (exit 2).
+      throw new ConfigError(`${file}:${err.line}:${err.column}: invalid TOML: ${reason}\n${err.codeblock.trimEnd()}`, {
         suggestions: ['TOML: key = value, strings in double quotes, [table] headers (https://toml.io)'],
       });
     }

@@ -156,7 +156,10 @@ export const CONTRACTS: Record<string, CommandContract> = {
     success: [['--listen', '127.0.0.1:0']],
     stopWhen: /listening on/,
     addresses: [{ args: ['--listen', '{addr}'], portZeroValid: true }],
-    files: [{ what: '--identity', createdIfMissing: true, args: ['--listen', '127.0.0.1:0', '--identity', '{file}'] }],
+    files: [
+      { what: '--identity', createdIfMissing: true, args: ['--listen', '127.0.0.1:0', '--identity', '{file}'] },
+      { what: '--config', createdIfMissing: true, args: ['--listen', '127.0.0.1:0', '--config', '{file}'] },
+    ],
   },
   sweep: {
     success: [['--loss', '0,5', '--tier', 'GOOD', '--duration', '1'], ['--loss', '0', '--tier', 'GOOD', '--duration', '1', '--input', '{wav}', '--plot', '{tmp}/chart.svg']],

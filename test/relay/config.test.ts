@@ -135,11 +135,21 @@ describe('relay config: every error names the key and its line', () => {
     assert.deepEqual(err.suggestions, ['did you mean limits.max_room_size?']);
   });
 
-  test('a TOML syntax error gives line and column, and shows the line', () => {
-    const err = errorOf('listen = "0.0.0.0:4433"\n[limits]\nmax_room_size = = 3\n');
-    assert.match(err.message, /^relay\.toml:3:\d+: invalid TOML: /);
-    assert.match(err.message, /max_room_size = = 3/);
-    assert.match(errorOf('stats = 1\nstats = 2\n').message, /^relay\.toml:2:\d+: invalid TOML/);
+  test('a TOML syntax error (a corrupt file: ConfigError, exit 3) gives line and column, and shows the line', () => {
+    const syntax = (text: string) => {
+      try {
+        parse(text);
+      } catch (err) {
+        assert.equal((err as Error).name, 'ConfigError', String(err));
+        return (err as Error).message;
+      }
+      assert.fail('parsed');
+    };
+    const message = syntax('listen = "0.0.0.0:4433"\n[limits]\nmax_room_size = = 3\n');
+    assert.match(message, /^relay\.toml:3:\d+: invalid TOML: /);
+    assert.match(message, /max_room_size = = 3/);
+    assert.match(syntax('stats = 1\nstats = 2\n'), /^relay\.toml:2:\d+: invalid TOML/);
+    assert.match(syntax('root:x:0:0:root:/root:/bin/bash\n'), /^relay\.toml:1:\d+: invalid TOML/);
   });
 
   test('a secret in the auth URL never appears in an error', () => {
