@@ -388,12 +388,12 @@ export interface ConfigChange {
   key: string;
   from: string;
   to: string;
-  /** Applied while running (the [limits], [auth] and [[rooms]] keys); the others need a restart. */
+  /** Applied while running (`stats` and the [limits], [auth] and [[rooms]] keys); the others need a restart. */
   live: boolean;
 }
 
 /** The keys a reload cannot apply: the relay reads them when it starts. */
-export const RESTART_KEYS = ['listen', 'identity', 'udp_media', 'stun_alternate', 'stats', 'metrics', 'debug_tap', 'drain_timeout'] as const;
+export const RESTART_KEYS = ['listen', 'identity', 'udp_media', 'stun_alternate', 'metrics', 'debug_tap', 'drain_timeout'] as const;
 
 /** What changed from `before` to `after`, one entry per key (rooms by their name or id). */
 export function diffRelayConfigs(before: RelayConfig, after: RelayConfig, limitKeys: readonly ConfigLimitKey[]): ConfigChange[] {
@@ -409,7 +409,7 @@ export function diffRelayConfigs(before: RelayConfig, after: RelayConfig, limitK
     ['debug_tap', before.debugTap, after.debugTap],
     ['drain_timeout', before.drainTimeoutSeconds, after.drainTimeoutSeconds],
   ];
-  for (const [key, a, b] of top) if (a !== b) changes.push({ key, from: show(a), to: show(b), live: false });
+  for (const [key, a, b] of top) if (a !== b) changes.push({ key, from: show(a), to: show(b), live: !(RESTART_KEYS as readonly string[]).includes(key) });
   for (const spec of limitKeys) {
     const a = before.limits[spec.limit];
     const b = after.limits[spec.limit];
@@ -475,9 +475,10 @@ export function relayConfigExample(facts: ConfigExampleFacts): string {
     '# wzp relay configuration (TOML: https://toml.io). docs/relay-operations.md explains each key.',
     '#',
     '# A key left out or commented out keeps its default (shown); a flag on the command line',
-    '# overrides this file. Send the relay SIGHUP (kill -HUP <pid>) to reload it: [limits],',
-    '# [auth] and [[rooms]] change at once (the relay logs each change); the other keys need a',
-    '# restart. A file with an error is refused whole and the relay keeps its running config.',
+    '# overrides this file. Send the relay SIGHUP (kill -HUP <pid>) to reload it: stats,',
+    '# [limits], [auth] and [[rooms]] change at once (the relay logs each change); the other',
+    '# keys need a restart. A file with an error is refused whole and the relay keeps its',
+    '# running config.',
     '#',
     `# This relay listens on ${facts.listen}`,
     `# Its certificate fingerprint (clients pin it): ${facts.fingerprint}`,

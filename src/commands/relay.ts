@@ -29,7 +29,7 @@ Hostile input is the normal case: a gate in front of QUIC drops what the library
 
 The relay's identity (and so its certificate fingerprint, which clients pin) is kept in a file and survives restarts. --stats N prints a line of load figures to stderr every N seconds. Stop it with Ctrl-C or SIGTERM; a summary is printed on exit (a JSON document with --json).
 
---config FILE reads the settings from a TOML file (flags given on the command line override it); if FILE does not exist the relay writes a commented example there, with every option, its default, and this relay's address and fingerprint, and runs with it. SIGHUP reloads the file: [limits], [auth] and [[rooms]] change at once and each change is logged; a file with an error is refused whole and the running config stays (docs/relay-operations.md).`;
+--config FILE reads the settings from a TOML file (flags given on the command line override it); if FILE does not exist the relay writes a commented example there, with every option, its default, and this relay's address and fingerprint, and runs with it. SIGHUP reloads the file: stats, [limits], [auth] and [[rooms]] change at once and each change is logged; a file with an error is refused whole and the running config stays (docs/relay-operations.md).`;
   static override examples = [
     '<%= config.bin %> <%= command.id %> --listen 0.0.0.0:4433',
     '<%= config.bin %> <%= command.id %> --listen 127.0.0.1:4433 --identity ./relay.json',
@@ -96,7 +96,7 @@ The relay's identity (and so its certificate fingerprint, which clients pin) is 
             this.progress(`created relay config ${configPath} (every option documented; edit it and send SIGHUP to reload)`);
           }
         },
-        onRunning: (relay) => reloader?.attach(relay),
+        onRunning: (relay, live) => reloader?.attach(relay, live),
         onEvent: flags.verbose ? (e) => logLine(e.type, { ...e, type: undefined }) : undefined,
         onStats: (s) => logLine('relay:stats', s),
       });

@@ -19,7 +19,7 @@ import {
 import { ConfigError, errorMessage, InternalError, UsageError } from '../../core/errors.js';
 import { DEFAULT_RELAY_LIMITS, type RelayLimits } from '../../core/relay/limits.js';
 import type { Relay } from '../../core/relay/relay.js';
-import { parseStunAlternate, RELAY_LIMIT_FLAGS, type RelayRunOptions } from './relay.js';
+import { parseStunAlternate, RELAY_LIMIT_FLAGS, type RelayRunLive, type RelayRunOptions } from './relay.js';
 
 /** The [limits] keys: each limit flag of `wzp relay` in snake_case, in the flag's units. */
 export const CONFIG_LIMIT_KEYS: readonly ConfigLimitKey[] = RELAY_LIMIT_FLAGS.map((f) => ({
@@ -188,13 +188,15 @@ export interface RelayConfigReloaderOptions {
 
 /**
  * Reloads the config file on request (SIGHUP): what can change live is applied to the relay
- * (limits through Relay.setLimits, auth and room access lists through applyAccess), one log
+ * (limits through Relay.setLimits, the stats interval through the run, auth and room access
+ * lists through applyAccess), one log
  * line per changed key (old -> new, secrets hidden), one line naming the changed keys that
  * need a restart. A file that does not read or check is refused whole: the error is logged
  * and the running config stays. Requests during a reload are folded into one more reload.
  */
 export class RelayConfigReloader {
   private relay?: Relay;
+  private live?: RelayRunLive;
   private current: RelayConfig;
   private busy?: Promise<void>;
   private again = false;
@@ -208,8 +210,9 @@ export class RelayConfigReloader {
     this.current = config;
   }
 
-  attach(relay: Relay): void {
+  attach(relay: Relay, live: RelayRunLive): void {
     this.relay = relay;
+    this.live = live;
   }
 
   /** A SIGHUP: reload now, or once more after the reload in progress. */
@@ -258,6 +261,8 @@ export class RelayConfigReloader {
       log(`relay:reload-failed ${path}: ${message}; keeping the running config`);
       return { ok: false, changes: [], error: message };
     }
+    const statsSeconds = this.opts.flags.statsSeconds ?? next.statsSeconds;
+    if (changes.some((c) => c.key === 'stats')) this.live?.setStatsIntervalMs(statsSeconds === undefined ? undefined : statsSeconds * 1000);
     const accessChanged = changes.some((c) => c.key === 'auth' || c.key.startsWith('auth.') || c.key.startsWith('rooms['));
     const accessApplied = accessChanged ? applyAccess(relay, { auth: next.auth, roomAcls: next.rooms }) : true;
     const restart: string[] = [];
@@ -268,7 +273,7 @@ export class RelayConfigReloader {
       }
       const flag = overridingFlag(c.key, this.opts.flags);
       if (flag) log(`relay:reload ${c.key}: ${c.from} -> ${c.to} in the file, but ${flag} on the command line overrides it`);
-      else if (!accessApplied && !c.key.startsWith('limits.')) log(`relay:reload ${c.key}: ${c.from} -> ${c.to} not applied: this relay has no auth or room access control`);
+      else if (!accessApplied && (c.key === 'auth' || c.key.startsWith('auth.') || c.key.startsWith('rooms['))) log(`relay:reload ${c.key}: ${c.from} -> ${c.to} not applied: this relay has no auth or room access control`);
       else log(`relay:reload ${c.key}: ${c.from} -> ${c.to}`);
     }
     if (restart.length > 0) log(`relay:reload changed in the file but need a restart: ${restart.join(', ')}`);
@@ -278,8 +283,9 @@ export class RelayConfigReloader {
   }
 }
 
-/** `--max-room-size 5` if a limit flag given on the command line decides this key. */
+/** `--max-room-size 5` if a flag given on the command line decides this live key. */
 function overridingFlag(key: string, flags: RelayFlagSettings): string | undefined {
+  if (key === 'stats') return flags.statsSeconds === undefined ? undefined : `--stats ${flags.statsSeconds}`;
   if (!key.startsWith('limits.')) return undefined;
   const spec = CONFIG_LIMIT_KEYS.find((k) => `limits.${k.key}` === key);
   const value = spec ? flags.limits[spec.limit] : undefined;

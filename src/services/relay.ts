@@ -34,12 +34,21 @@ export interface RelayRunOptions {
   signal: AbortSignal;
   /** Once listening. If it throws (or rejects), the relay stops and runRelay rethrows. */
   onStarted(info: { address: string; fingerprint: string; identityPath: string; identityCreated: boolean; stunEndpoints: string[] }): void | Promise<void>;
-  /** The running relay, once onStarted returned: for live changes (a config reload, src/services/relay-config.ts). */
-  onRunning?(relay: Relay): void;
+  /**
+   * The running relay, once onStarted returned, and the run's own live settings: for live
+   * changes (a config reload, src/services/relay-config.ts).
+   */
+  onRunning?(relay: Relay, live: RelayRunLive): void;
   onEvent?(event: RelayEvent): void;
   /** Call onStats this often (ms) while running; 0 or absent: never. */
   statsIntervalMs?: number;
   onStats?(stats: RelayStats): void;
+}
+
+/** What a running relay's run can change live (besides the Relay's own setters). */
+export interface RelayRunLive {
+  /** Call onStats this often from now on (ms); 0 or undefined: stop. Ignored once the relay stops. */
+  setStatsIntervalMs(ms: number | undefined): void;
 }
 
 /** What a relay did over the last stats interval, and its state now. */
@@ -260,10 +269,13 @@ export async function runRelay(opts: RelayRunOptions): Promise<RelayRunReport> {
     await relay.stop();
     throw err;
   }
-  opts.onRunning?.(relay);
   let statsTimer: NodeJS.Timeout | undefined;
-  const { statsIntervalMs, onStats } = opts;
-  if (statsIntervalMs && onStats) {
+  let stopped = false;
+  const { onStats } = opts;
+  const setStatsIntervalMs = (ms: number | undefined): void => {
+    if (statsTimer) clearInterval(statsTimer);
+    statsTimer = undefined;
+    if (stopped || !ms || !onStats) return;
     let last = relay.metrics;
     let lastAt = performance.now();
     statsTimer = setInterval(() => {
@@ -272,13 +284,16 @@ export async function runRelay(opts: RelayRunOptions): Promise<RelayRunReport> {
       onStats(relayStats(last, now, at - lastAt));
       last = now;
       lastAt = at;
-    }, statsIntervalMs);
-  }
+    }, ms);
+  };
+  setStatsIntervalMs(opts.statsIntervalMs);
+  opts.onRunning?.(relay, { setStatsIntervalMs });
   await new Promise<void>((resolve) => {
     if (opts.signal.aborted) resolve();
     else opts.signal.addEventListener('abort', () => resolve(), { once: true });
   });
-  if (statsTimer) clearInterval(statsTimer);
+  setStatsIntervalMs(undefined);
+  stopped = true;
   stopTrimming();
   await relay.stop();
   return {

@@ -126,6 +126,13 @@ describe('wzp relay --config', () => {
       await relay.cli.when(/relay:reload limits\.max_room_size: 3 -> 4\n/);
       await members.join(room, 'd');
       assert.equal(count(relay.cli.stderr(), /relay:reload limits\.max_room_size/g), 2, 'one line per change');
+
+      // stats is live: load lines start at the new interval.
+      assert.doesNotMatch(relay.cli.stderr(), /relay:stats/);
+      writeFileSync(path, `listen = "127.0.0.1:1"\nstats = 1\n\n[limits]\nmax_room_size = 4\nmax_joins_per_minute = 40\n`);
+      relay.cli.kill('SIGHUP');
+      await relay.cli.when(/relay:reload stats: \(default\) -> 1\n/);
+      await relay.cli.when(/relay:stats \{"intervalMs"/);
       assert.ok(relay.cli.stderr().split('\n').every((l) => !/relay:reload/.test(l) || l.length < 400), 'reload lines stay one line each');
     } finally {
       await members.close();

@@ -268,11 +268,14 @@ describe('relay config: what a reload reports', () => {
   const base = parse(FULL).config;
   const with_ = (text: string): RelayConfig => parse(text).config;
 
-  test('one change per key, limits live in flag units, listen needs a restart', () => {
-    const next = with_(FULL.replace('max_room_size = 3', 'max_room_size = 4').replace('listen = "127.0.0.1:4433"', 'listen = "127.0.0.1:4434"').replace('max_signal_kib_per_second = 8\n', ''));
+  test('one change per key, limits and stats live (limits in flag units), listen needs a restart', () => {
+    const next = with_(
+      FULL.replace('max_room_size = 3', 'max_room_size = 4').replace('listen = "127.0.0.1:4433"', 'listen = "127.0.0.1:4434"').replace('max_signal_kib_per_second = 8\n', '').replace('stats = 30', 'stats = 5'),
+    );
     const changes = diffRelayConfigs(base, next, CONFIG_LIMIT_KEYS);
     assert.deepEqual(changes, [
       { key: 'listen', from: '"127.0.0.1:4433"', to: '"127.0.0.1:4434"', live: false },
+      { key: 'stats', from: '30', to: '5', live: true },
       { key: 'limits.max_signal_kib_per_second', from: '8', to: '(default 32)', live: true },
       { key: 'limits.max_room_size', from: '3', to: '4', live: true },
     ]);
