@@ -224,7 +224,12 @@ export class RelayConfigReloader {
     this.busy = (async () => {
       do {
         this.again = false;
-        await this.reload();
+        try {
+          await this.reload();
+        } catch (err) {
+          // Nothing a reload does may end the relay (a signal handler's rejection would).
+          this.opts.log(`relay:reload-failed ${errorMessage(err)}; the running config may be partly changed`);
+        }
       } while (this.again);
       this.busy = undefined;
     })();
