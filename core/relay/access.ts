@@ -16,7 +16,7 @@ import { UsageError, isWzpError } from '../errors.js';
 export interface RoomAcl {
   /** The room's name (rooms without a secret)... */
   name?: string;
-  /** ...or its 32-hex-digit id (required for a room with a secret: `wzp call -v` shows it). */
+  /** ...or its 32-hex-digit id (required for a room with a secret: the call report's `roomId`). */
   id?: string;
   /** Identity fingerprints admitted (any spelling parseFingerprint accepts). */
   allow: string[];
