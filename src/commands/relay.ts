@@ -71,6 +71,11 @@ The relay's identity (and so its certificate fingerprint, which clients pin) is 
           // One parseable line on stderr, even with --json, so scripts can find the address.
           process.stderr.write(`wzp relay listening on ${s.address} fingerprint ${s.fingerprint}\n`);
           if (s.stunEndpoints.length > 1) this.progress(`answering STUN (RFC 5780) on ${s.stunEndpoints.join(', ')}`);
+          if (flags['auth-url'] !== undefined) {
+            const u = new URL(flags['auth-url']); // checked by now; its query (which may hold a key) is not shown
+            this.progress(`admitting clients whose token ${u.origin}${u.pathname} accepts (fail ${flags['auth-fail-open'] ? 'open' : 'closed'})`);
+          }
+          if (flags.acl?.length) this.progress(`${flags.acl.length} room(s) restricted to listed identities`);
         },
         onEvent: flags.verbose ? (e) => logLine(e.type, { ...e, type: undefined }) : undefined,
         statsIntervalMs: flags.stats === undefined ? undefined : flags.stats * 1000,
