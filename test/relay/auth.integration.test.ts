@@ -317,6 +317,46 @@ describe('auth settings and tokens', () => {
     assert.match(tokenProblem('x'.repeat(5000)) ?? '', /at most 2048/);
   });
 
+  test('answers expire after cacheSeconds; errors are never cached', async () => {
+    const svc = await service();
+    const v = new AuthValidator({ url: svc.url, failOpen: false, cacheSeconds: 1 });
+    assert.equal((await v.check(GOOD)).result, 'ok');
+    assert.deepEqual(await v.check(GOOD), { result: 'ok', cached: true, fingerprint: 'fc-user-1', alias: 'ana' });
+    assert.equal(svc.requests.length, 1);
+    await new Promise((r) => setTimeout(r, 1100));
+    assert.deepEqual(await v.check(GOOD), { result: 'ok', cached: false, fingerprint: 'fc-user-1', alias: 'ana' });
+    assert.equal(svc.requests.length, 2);
+    v.close();
+  });
+
+  test('a declared Content-Length over 4 KiB is not read; a redirect is not followed; other statuses are errors', async () => {
+    let mode = '';
+    const hits: string[] = [];
+    const server = createServer((req, res) => {
+      hits.push(req.url ?? '');
+      req.resume();
+      if (mode === 'long') res.writeHead(200, { 'content-length': String(MAX_REPLY_BYTES + 1) }).end('{"valid":true}'.padEnd(MAX_REPLY_BYTES + 1, ' '));
+      else if (mode === 'redirect') res.writeHead(302, { location: '/elsewhere' }).end();
+      else res.writeHead(500).end('{"valid":true}');
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const v = new AuthValidator({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v`, failOpen: false, cacheSeconds: 0 });
+      mode = 'long';
+      assert.match(JSON.stringify(await v.check('t1')), /longer than 4096 bytes/);
+      mode = 'redirect';
+      assert.match(JSON.stringify(await v.check('t2')), /HTTP 302/);
+      mode = 'error';
+      assert.match(JSON.stringify(await v.check('t3')), /HTTP 500/);
+      assert.deepEqual(hits, ['/v', '/v', '/v']);
+      assert.equal(v.stats.error, 3);
+      v.close();
+    } finally {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+
   test('concurrent checks of one token share one request', async () => {
     const svc = await service({ delayMs: 200 });
     const v = new AuthValidator({ url: svc.url, failOpen: false, cacheSeconds: 0 });
