@@ -85,6 +85,16 @@ describe('a relay with token auth and a room ACL (real processes)', () => {
     assert.ok(!human.stderr.includes('nope'));
   });
 
+  test('listen and direct-test (presence) send the token too: without one "token required", with a bad one refused, exit 15', async () => {
+    const base = (cmd: string[]) => [...cmd, relay.address, '--relay-fingerprint', relay.fingerprint, '--identity', ids.ana.path, '--json'];
+    const none = await runCli([...base(['listen']), '--once'], home);
+    assert.equal(none.code, 15, none.stderr);
+    assert.match((parseJsonDocument(none) as any).message, /refused: token required/);
+    const bad = await runCli([...base(['direct-test']), '--wait', '--token', 'wrong'], home);
+    assert.equal(bad.code, 15, bad.stderr);
+    assert.match((parseJsonDocument(bad) as any).message, /refused: token rejected by the auth service/);
+  });
+
   test('two listed identities call each other in the restricted room; an unlisted one is refused with exit 16', async () => {
     const callArgs = (who: 'ana' | 'bob' | 'eve', tone: string) => [
       'call', relay.address, '--relay-fingerprint', relay.fingerprint, '--room', 'team', '--tone', tone, '--duration', '3', '--reconnect', '0',
