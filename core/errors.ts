@@ -35,6 +35,10 @@ export const ExitCode = {
   CALLEE_BUSY: 13,
   /** A 1:1 call: the callee did not answer in time. */
   NO_ANSWER: 14,
+  /** The relay requires a token and ours is missing, refused, or could not be checked. */
+  AUTH_REFUSED: 15,
+  /** The room is restricted on the relay (an ACL) and our identity is not on its list. */
+  ACCESS_DENIED: 16,
   /** Interrupted by the user (SIGINT). */
   INTERRUPTED: 130,
   /** A bug in wzp. */
@@ -187,6 +191,25 @@ export class NoAnswerError extends WzpError {
   constructor(message: string, options: WzpErrorOptions = {}) {
     super(message, ExitCode.NO_ANSWER, options);
     this.name = 'NoAnswerError';
+  }
+}
+
+/**
+ * The relay requires a token (`wzp relay --auth-url`) and ours is missing ("token required"),
+ * was refused by its auth service, or could not be checked ("auth service unavailable").
+ */
+export class AuthError extends WzpError {
+  constructor(message: string, options: WzpErrorOptions = {}) {
+    super(message, ExitCode.AUTH_REFUSED, options);
+    this.name = 'AuthError';
+  }
+}
+
+/** The room is restricted on the relay (its operator's ACL) and our identity is not on its list. */
+export class RoomRestrictedError extends WzpError {
+  constructor(message: string, options: WzpErrorOptions = {}) {
+    super(message, ExitCode.ACCESS_DENIED, options);
+    this.name = 'RoomRestrictedError';
   }
 }
 

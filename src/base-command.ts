@@ -73,7 +73,7 @@ export const roomAdmissionFlags = {
 };
 
 /** Flags whose values never go into a report (reportMeta). */
-const SECRET_FLAGS = new Set(['room-secret']);
+const SECRET_FLAGS = new Set(['room-secret', 'token']);
 
 /** Warnings a JSON document lists; the rest are counted in a last entry. */
 const MAX_WARNINGS = 200;

@@ -6,7 +6,7 @@
 import * as Flags from '@oclif/core/flags';
 import { UsageError } from '../core/errors.js';
 import { QUIC_DEFAULTS } from '../core/transport/quic.js';
-import { MAX_CONNECT_TIMEOUT_S, parseTimeoutSeconds } from './services/relay-connect.js';
+import { MAX_CONNECT_TIMEOUT_S, parseTimeoutSeconds, TOKEN_ENV } from './services/relay-connect.js';
 
 /**
  * A `--timeout SECONDS` flag (every wzp command's timeout is in seconds, fractions allowed).
@@ -35,6 +35,16 @@ export function secondsFlag(opts: { summary: string; default: number; min?: numb
 export const timeoutFlag = secondsFlag({
   summary: `Seconds to wait for the relay to answer when connecting (fractions allowed, up to ${MAX_CONNECT_TIMEOUT_S}).`,
   default: QUIC_DEFAULTS.connectTimeoutMs / 1000,
+});
+
+/**
+ * `--token TOKEN` (env WZP_TOKEN): the access token for a relay that requires one (`wzp relay
+ * --auth-url`); sent in the hello, never written to a report or a log.
+ */
+export const tokenFlag = Flags.string({
+  summary: 'Access token for a relay that requires one (wzp relay --auth-url); default: the WZP_TOKEN environment variable.',
+  helpValue: 'TOKEN',
+  env: TOKEN_ENV,
 });
 
 /** `--timeout`'s seconds as the milliseconds the connection takes. */

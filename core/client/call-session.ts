@@ -7,6 +7,7 @@ import type { KnownSignal } from '../transport/signal-stream.js';
 import type { MediaTransport } from '../transport/media-transport.js';
 import type { SupervisedLink } from './link-supervisor.js';
 import type { RoomJoin } from './relay-session.js';
+import type { Identity } from '../crypto/identity.js';
 
 export type { RoomJoin };
 
@@ -15,6 +16,10 @@ export interface RoomJoinOptions {
   fingerprint?: string;
   /** Our signed announcement: the relay hands it to the members with the join notice. */
   announcement?: Record<string, unknown>;
+  /** Proves it to a relay that restricts the room to listed identities (when the relay asks). */
+  identity?: Identity;
+  /** The room's name, for a refusal's message (the relay knows only the id). */
+  roomName?: string;
   timeoutMs?: number;
   signal?: AbortSignal;
 }

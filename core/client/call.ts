@@ -387,6 +387,8 @@ class Call {
       alias: this.opts.alias,
       fingerprint: this.opts.identity.fingerprint,
       announcement: { ...this.membership.localAnnouncement() },
+      identity: this.opts.identity,
+      roomName: this.opts.room,
       signal: this.supervisor.signal,
     });
     onAnswer?.();

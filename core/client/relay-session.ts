@@ -4,7 +4,10 @@
  * channel for media.
  */
 import type { QUICSocket } from '@matrixai/quic';
-import { ProtocolError, RefusedError } from '../errors.js';
+import { AuthError, ProtocolError, RefusedError, RoomRestrictedError } from '../errors.js';
+import { signRegistration } from '../crypto/call-signal.js';
+import type { Identity } from '../crypto/identity.js';
+import { AUTH_TIMEOUT_MS } from '../relay/auth.js';
 import { delay } from '../time.js';
 import type { DatagramChannel } from '../transport/datagrams.js';
 import { ClientMediaChannel, type MediaPathStats, type RawPath } from '../transport/udp-media.js';
@@ -25,6 +28,8 @@ export interface RelaySessionOptions {
   /** Accept or refuse the relay's certificate fingerprint; throw to refuse. */
   verify(certFingerprint: string): void;
   alias?: string;
+  /** An access token for a relay that requires one (sent in the hello; others ignore it). */
+  token?: string;
   socket?: QUICSocket;
   timeoutMs?: number;
   signal?: AbortSignal;
@@ -167,7 +172,10 @@ export class RelaySession implements RoomCallSession {
       },
     });
     try {
-      const ack = await session.ask({ type: 'hello', version: CLIENT_PROTOCOL_VERSION, alias: opts.alias, client: 'wzp' }, opts);
+      // With a token the relay answers once its auth service has (which may take it up to
+      // AUTH_TIMEOUT_MS): wait for that rather than give up first.
+      const helloOpts = opts.token === undefined ? opts : { ...opts, timeoutMs: Math.max(opts.timeoutMs ?? 0, AUTH_TIMEOUT_MS + 2_000) };
+      const ack = await session.ask({ type: 'hello', version: CLIENT_PROTOCOL_VERSION, alias: opts.alias, client: 'wzp', token: opts.token }, helloOpts);
       if (ack.type !== 'hello-ack') throw new ProtocolError(`relay answered hello with "${ack.type}"`);
     } catch (err) {
       // A relay that refuses us (over one of its limits) closes at once with its reason.
@@ -301,21 +309,34 @@ export class RelaySession implements RoomCallSession {
    */
   async joinRoom(
     room: string,
-    opts: RequestOptions & { alias?: string; fingerprint?: string; announcement?: Record<string, unknown> } = {},
+    opts: RequestOptions & { alias?: string; fingerprint?: string; announcement?: Record<string, unknown>; identity?: Identity; roomName?: string } = {},
   ): Promise<RoomJoin> {
     this.stopMediaPath();
-    const reply = await this.ask(
-      {
-        type: 'join',
-        mode: 'room',
-        room,
-        alias: opts.alias,
-        fingerprint: opts.fingerprint,
-        announcement: opts.announcement,
-        ...this.pathRequest(),
-      },
-      opts,
-    );
+    const join: KnownSignal = {
+      type: 'join',
+      mode: 'room',
+      room,
+      alias: opts.alias,
+      fingerprint: opts.fingerprint,
+      announcement: opts.announcement,
+      ...this.pathRequest(),
+    };
+    let reply = await request(this.client.connection, join, opts);
+    if (reply.type === 'error' && reply.code === 'identity-required' && opts.identity !== undefined) {
+      // A room its operator restricted to listed identities: prove ours on this connection (a
+      // signed challenge, as presence registers, taking no calls) and ask again, once.
+      await this.proveIdentity(opts.identity, opts);
+      reply = await request(this.client.connection, join, opts);
+    }
+    if (reply.type === 'error') {
+      if (reply.code === 'room-restricted' || reply.code === 'identity-required') {
+        const who = opts.identity ? ` your identity ${opts.identity.fingerprint} is not on its list` : ' it admits only listed identities';
+        throw new RoomRestrictedError(`room ${opts.roomName ?? room} is restricted on relay ${this.label};${who}`, {
+          suggestions: ['ask the relay operator to add your fingerprint (wzp identity shows it) to the room\'s allow list'],
+        });
+      }
+      throw relayError(this.label, join.type, reply);
+    }
     if (reply.type !== 'joined' || reply.mode !== 'room' || reply.sourceId === undefined) {
       throw new ProtocolError(`relay answered join with "${reply.type}"`);
     }
@@ -326,6 +347,17 @@ export class RelaySession implements RoomCallSession {
       participants: reply.participants ?? [],
       ...(reply.announcements === undefined ? {} : { announcements: reply.announcements }),
     };
+  }
+
+  /**
+   * Prove `identity` on this connection: sign the relay's challenge (core/crypto/call-signal.ts
+   * registration, receiveCalls false: it takes no incoming calls).
+   */
+  async proveIdentity(identity: Identity, opts: RequestOptions = {}): Promise<void> {
+    const challenge = await this.ask({ type: 'register-challenge' }, opts);
+    if (challenge.type !== 'challenge') throw new ProtocolError(`relay answered register-challenge with "${challenge.type}"`);
+    const reply = await this.ask({ ...signRegistration(identity, this.relayFingerprint, challenge.nonce), receiveCalls: false }, opts);
+    if (reply.type !== 'registered' || reply.fingerprint !== identity.fingerprint) throw new ProtocolError(`relay answered register with "${reply.type}"`);
   }
 
   /** Send an opaque payload to one room member (by source id) or to all others. */
@@ -353,9 +385,21 @@ export class RelaySession implements RoomCallSession {
 /** `error` codes with which a relay refuses on purpose (a limit), not for a broken request. */
 export const RELAY_REFUSAL_CODES: ReadonlySet<string> = new Set(['rate-limited', 'room-full', 'too-large']);
 
+/** `error` codes with which a relay that requires a token refuses (./relay/relay.ts hello). */
+export const RELAY_AUTH_CODES: ReadonlySet<string> = new Set(['token-required', 'token-rejected', 'auth-unavailable']);
+
 function relayError(label: string, request: string, reply: { code: string; message: string }): Error {
+  if (RELAY_AUTH_CODES.has(reply.code)) {
+    return new AuthError(`relay ${label} refused: ${reply.message}`, { suggestions: authSuggestions(reply.code) });
+  }
   const text = `relay ${label} refused "${request}": ${reply.message} (${reply.code})`;
   return RELAY_REFUSAL_CODES.has(reply.code) ? new RefusedError(text) : new ProtocolError(text);
+}
+
+function authSuggestions(code: string): string[] {
+  if (code === 'token-required') return ['this relay admits only clients with a token: give it with --token TOKEN or the WZP_TOKEN environment variable'];
+  if (code === 'token-rejected') return ['get a new token from the service the relay operator uses, and check that it is the one for this relay'];
+  return ['the relay cannot check tokens right now: try again later, or tell its operator'];
 }
 
 /** The relay's refusal, if it closed the connection with one (waits briefly for the close to arrive). */

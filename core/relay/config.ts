@@ -13,6 +13,7 @@
  * Which limits exist is the caller's: the CLI passes its limit flags (src/services/relay-config.ts),
  * so the file and the flags cannot drift apart.
  */
+import { DEFAULT_AUTH_CACHE_SECONDS } from './auth.js';
 import { parse, TomlError } from 'smol-toml';
 import { ConfigError, UsageError } from '../errors.js';
 import { parseHostPort } from '../transport/quic.js';
@@ -74,7 +75,8 @@ export interface ParsedRelayConfig {
 }
 
 /** Defaults the example documents for keys whose default lives elsewhere (kept here, in one place). */
-export const AUTH_CACHE_SECONDS_DEFAULT = 60;
+/** The auth check's own default (core/relay/auth.ts). */
+export const AUTH_CACHE_SECONDS_DEFAULT = DEFAULT_AUTH_CACHE_SECONDS;
 export const DRAIN_TIMEOUT_SECONDS_DEFAULT = 30;
 const MAX_DRAIN_TIMEOUT_SECONDS = 24 * 3600;
 

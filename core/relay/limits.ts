@@ -121,6 +121,9 @@ export type RefusalReason =
   | 'pending-calls'
   | 'calls-full'
   | 'unknown-call'
+  // Access (./auth.ts, ./access.ts): a token missing, refused or not checkable; a room's ACL.
+  | 'auth'
+  | 'acl'
   // Media.
   | 'media-rate';
 
@@ -149,6 +152,8 @@ export const REFUSAL_REASONS: readonly RefusalReason[] = [
   'pending-calls',
   'calls-full',
   'unknown-call',
+  'auth',
+  'acl',
   'media-rate',
 ];
 

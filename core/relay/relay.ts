@@ -25,6 +25,8 @@ import { rawUdpSocket, setSocketGateLimits } from '../transport/quic.js';
 import { REFUSAL_REASONS, resolveRelayLimits, type RefusalReason, type RelayLimits } from './limits.js';
 import { STUN_DROP_REASONS, StunServer, type StunDropReason, type StunServerLimits } from '../nat/stun-server.js';
 import type { Endpoint } from '../nat/stun.js';
+import { AuthValidator, tokenProblem, type AuthSettings, type AuthStats } from './auth.js';
+import { resolveRoomAcls, type RoomAcl, type RoomAclTable } from './access.js';
 
 export const RELAY_PROTOCOL_VERSION = 1;
 
@@ -47,6 +49,10 @@ export interface RelayOptions {
    * RFC 5780 server on four addresses.
    */
   stun?: false | { alternate?: { address: string; port?: number }; limits?: Partial<StunServerLimits> };
+  /** Require a token every client has an auth service validate (./auth.ts); unset: no tokens. */
+  auth?: AuthSettings;
+  /** Rooms restricted to listed identities (./access.ts). */
+  roomAcls?: RoomAcl[];
   /**
    * Namespaced events for logs: 'relay:connection-open', 'relay:refused', ... Events about
    * dropped or refused input are rate-limited (an attacker must not be able to turn each
@@ -62,6 +68,11 @@ export type RelayEvent =
   | { type: 'relay:leave'; peer: string; room: string; sourceId: number }
   /** A connection registered as an identity (presence), replacing an older registration or not. */
   | { type: 'relay:registered'; peer: string; fingerprint: string; replaced: boolean }
+  /**
+   * A connection's token was accepted (`via` the service, the cache, or fail-open when the
+   * service was unavailable); fingerprint and alias are what the service said, if anything.
+   */
+  | { type: 'relay:authenticated'; peer: string; via: 'service' | 'cache' | 'fail-open'; fingerprint?: string; alias?: string; detail?: string }
   | { type: 'relay:signal-dropped'; peer: string; reason: string; detail: string; suppressed?: number }
   | { type: 'relay:refused'; peer: string; reason: RefusalReason; detail: string; suppressed?: number }
   /** Handling one datagram failed inside the QUIC library; the relay kept serving. */
@@ -111,12 +122,25 @@ export interface RelayMetrics {
   stunDropped: Record<StunDropReason, number>;
   /** Registrations and call signalling (./presence.ts). */
   presence: PresenceStats;
+  /** Token validations by result (./auth.ts); all 0 without --auth-url. */
+  auth: AuthStats;
 }
 
 const ROOM_ID_RE = /^[0-9a-f]{32}$/;
 const FINGERPRINT_RE = /^[0-9a-f]{4}(?::[0-9a-f]{4}){15}$/;
 
 type Mode = 'none' | 'echo' | 'room';
+
+/** Token checks one connection may ask for (each hello with a token is one). */
+const MAX_TOKEN_ATTEMPTS = 3;
+
+/** Where a connection stands with the relay's token auth. */
+interface PeerAuth {
+  state: 'none' | 'checking' | 'ok' | 'refused';
+  attempts: number;
+  /** Why its token was refused (repeated to what it asks for next). */
+  refusal?: { code: string; message: string };
+}
 
 interface Peer {
   readonly connection: QUICConnection;
@@ -134,6 +158,7 @@ interface Peer {
   readonly mediaBytes: TokenBucket;
   /** This connection as presence sees it (registration and call signalling). */
   readonly presence: PresencePeer;
+  readonly auth: PeerAuth;
 }
 
 /** Counters the hot paths increment; `metrics` assembles them with the gate's and rooms'. */
@@ -196,9 +221,18 @@ export class Relay {
   private readonly errorLog = new LogLimiter(1, 5);
   private stun?: StunServer;
   private readonly presence: Presence;
+  /** The token checker (kept when auth is turned off, for its counters). */
+  private authValidator?: AuthValidator;
+  private authEnabled = false;
+  private roomAcls: RoomAclTable;
 
   private constructor(private readonly opts: RelayOptions) {
     this.limits = resolveRelayLimits(opts.limits);
+    this.roomAcls = resolveRoomAcls(opts.roomAcls);
+    if (opts.auth) {
+      this.authValidator = new AuthValidator(opts.auth);
+      this.authEnabled = true;
+    }
     this.presence = new Presence({
       limits: this.limits,
       relayFingerprint: opts.fingerprint,
@@ -275,6 +309,35 @@ export class Relay {
       stunErrors: this.stun?.stats.errors ?? 0,
       stunDropped: { ...(this.stun?.stats.dropped ?? EMPTY_STUN_DROPS) },
       presence: this.presence.stats,
+      auth: { ...(this.authValidator?.stats ?? { ok: 0, refused: 0, error: 0, cached: 0, busy: 0 }) },
+    };
+  }
+
+  /**
+   * Change token auth and room ACLs while running (SIGHUP). `auth`: new settings, or false to
+   * stop requiring tokens; `roomAcls`: the whole new list ([] lifts every restriction). Both are
+   * checked before either applies (a bad one changes nothing: UsageError). They apply to what
+   * connections ask from then on: connections already admitted stay admitted, and members
+   * already in a room stay until they leave (a member no longer allowed is refused when it
+   * joins again, a reconnect included).
+   */
+  setAccess(access: { auth?: AuthSettings | false; roomAcls?: RoomAcl[] }): void {
+    const acls = access.roomAcls === undefined ? undefined : resolveRoomAcls(access.roomAcls);
+    if (access.auth !== undefined && access.auth !== false) {
+      if (this.authValidator) this.authValidator.update(access.auth);
+      else this.authValidator = new AuthValidator(access.auth);
+      this.authEnabled = true;
+    } else if (access.auth === false) {
+      this.authEnabled = false;
+    }
+    if (acls !== undefined) this.roomAcls = acls;
+  }
+
+  /** Token auth in force (undefined: none) and the restricted rooms' ids. */
+  get access(): { auth?: Readonly<AuthSettings>; restrictedRooms: string[] } {
+    return {
+      ...(this.authEnabled && this.authValidator ? { auth: { ...this.authValidator.current } } : {}),
+      restrictedRooms: [...this.roomAcls.keys()],
     };
   }
 
@@ -366,6 +429,7 @@ export class Relay {
   async stop(): Promise<void> {
     const server = this.server;
     this.server = undefined;
+    this.authValidator?.close();
     await this.stun?.close();
     await server?.stop();
     this.peers.clear();
@@ -440,6 +504,7 @@ export class Relay {
         observed: () => ({ address: connection.remoteHost, port: connection.remotePort }),
         push: (frame) => void pushFrame(connection, frame),
       },
+      auth: { state: 'none', attempts: 0 },
     };
     this.peers.add(peer);
     this.counters.connectionsOpen++;
@@ -495,7 +560,7 @@ export class Relay {
     return [{ type: 'error', code, message }];
   }
 
-  private onSignal(peer: Peer, msg: KnownSignal, payloadBytes: number): KnownSignal[] {
+  private onSignal(peer: Peer, msg: KnownSignal, payloadBytes: number): KnownSignal[] | Promise<KnownSignal[]> {
     this.counters.signalsReceived++;
     const now = performance.now();
     if (!peer.signals.take(now)) {
@@ -504,9 +569,15 @@ export class Relay {
     if (!peer.signalBytes.take(now, payloadBytes)) {
       return this.refusal(peer, 'signal-bytes', 'rate-limited', `more than ${this.limits.signalBytesPerSecond} bytes of requests a second`);
     }
+    // Before a token is accepted, a connection may say hello, ping, reflect and leave: nothing
+    // that holds anything on the relay or reaches anyone else.
+    if (msg.type === 'join' || msg.type === 'room-signal' || msg.type === 'register-challenge' || msg.type === 'register' || isCallSignal(msg)) {
+      const denied = this.accessDenied(peer);
+      if (denied) return denied;
+    }
     switch (msg.type) {
       case 'hello':
-        return [{ type: 'hello-ack', version: RELAY_PROTOCOL_VERSION, relayFingerprint: this.opts.fingerprint }];
+        return this.hello(peer, msg);
       case 'ping':
         return [{ type: 'pong', nonce: msg.nonce }];
       case 'reflect':
@@ -553,6 +624,62 @@ export class Relay {
     }
   }
 
+  /**
+   * Answer a hello. Without auth, or without a token, at once (a connection without a token
+   * may still ping and reflect: it is refused what needs one). With a token, once the auth
+   * service (or the cache) has answered: a refused token is an error answer.
+   */
+  private async hello(peer: Peer, msg: Extract<KnownSignal, { type: 'hello' }>): Promise<KnownSignal[]> {
+    const ack: KnownSignal[] = [{ type: 'hello-ack', version: RELAY_PROTOCOL_VERSION, relayFingerprint: this.opts.fingerprint }];
+    const validator = this.authValidator;
+    if (!this.authEnabled || !validator || msg.token === undefined || peer.auth.state === 'ok') return ack;
+    const problem = tokenProblem(msg.token);
+    if (problem !== undefined) return this.authRefusal(peer, 'token-rejected', `token rejected: ${problem}`);
+    if (peer.auth.state === 'checking') return this.refusal(peer, 'auth', 'rate-limited', 'one token check at a time');
+    if (peer.auth.attempts >= MAX_TOKEN_ATTEMPTS) return this.refusal(peer, 'auth', 'rate-limited', `at most ${MAX_TOKEN_ATTEMPTS} token checks per connection`);
+    peer.auth.attempts++;
+    peer.auth.state = 'checking';
+    const verdict = await validator.check(msg.token);
+    if (!this.peers.has(peer)) return [];
+    switch (verdict.result) {
+      case 'ok':
+        this.admit(peer, verdict.cached ? 'cache' : 'service', { fingerprint: verdict.fingerprint, alias: verdict.alias });
+        return ack;
+      case 'refused':
+        return this.authRefusal(peer, 'token-rejected', 'token rejected by the auth service');
+      case 'error':
+        if (validator.current.failOpen) {
+          this.admit(peer, 'fail-open', { detail: verdict.detail });
+          return ack;
+        }
+        return this.authRefusal(peer, 'auth-unavailable', 'auth service unavailable', verdict.detail);
+      case 'busy':
+        peer.auth.state = 'none';
+        return this.refusal(peer, 'auth', 'auth-unavailable', 'auth service busy: too many token checks at once, try again');
+    }
+  }
+
+  private admit(peer: Peer, via: 'service' | 'cache' | 'fail-open', info: { fingerprint?: string; alias?: string; detail?: string }): void {
+    peer.auth.state = 'ok';
+    peer.auth.refusal = undefined;
+    const extra = Object.fromEntries(Object.entries(info).filter(([, v]) => v !== undefined));
+    this.emit({ type: 'relay:authenticated', peer: peer.label, via, ...extra });
+  }
+
+  private authRefusal(peer: Peer, code: string, message: string, detail = message): KnownSignal[] {
+    peer.auth.state = 'refused';
+    peer.auth.refusal = { code, message };
+    this.refuse(peer.label, 'auth', detail);
+    return [{ type: 'error', code, message }];
+  }
+
+  /** The refusal for a connection that may not do this yet (auth on, no accepted token), if any. */
+  private accessDenied(peer: Peer): KnownSignal[] | undefined {
+    if (!this.authEnabled || peer.auth.state === 'ok') return undefined;
+    const r = peer.auth.refusal ?? { code: 'token-required', message: 'token required' };
+    return this.refusal(peer, 'auth', r.code, r.message);
+  }
+
   /** One join or leave from this connection's budget and its source's. */
   private takeJoin(peer: Peer, now: number): boolean {
     return peer.joins.take(now) && (this.joinsBySource.get(peer.source)?.take(now) ?? true);
@@ -566,6 +693,18 @@ export class Relay {
     if (msg.room === undefined || !ROOM_ID_RE.test(msg.room)) {
       this.refuse(peer.label, 'bad-room', 'not a room id');
       return { type: 'error', code: 'bad-room', message: 'room must be the 32-hex-digit hash of the room name' };
+    }
+    const allowed = this.roomAcls.get(msg.room);
+    if (allowed !== undefined) {
+      // The identity this connection proved (a signed challenge), never the one the join claims.
+      const proved = this.presence.fingerprintOf(peer.presence);
+      if (proved === undefined) {
+        return { type: 'error', code: 'identity-required', message: 'this room is restricted on this relay: prove your identity (register-challenge, register) and join again' };
+      }
+      if (!allowed.has(proved)) {
+        this.refuse(peer.label, 'acl', `room ${msg.room}: ${proved} is not on its list`);
+        return { type: 'error', code: 'room-restricted', message: `this room is restricted on this relay; your identity ${proved} is not on its list` };
+      }
     }
     if (msg.announcement !== undefined && Buffer.byteLength(JSON.stringify(msg.announcement)) > MAX_ANNOUNCEMENT_BYTES) {
       // Bounded so that a full room's announcements fit in one `joined` answer.

@@ -133,7 +133,8 @@ async function serveStream(
     stream.cancel(err);
   };
   const timeoutMs = limits.readTimeoutMs ?? STREAM_READ_TIMEOUT_MS;
-  const timer = setTimeout(() => abort('timeout', 'signal stream not finished in time', new ProtocolError('signal stream timed out')), timeoutMs);
+  const onTimeout = () => abort('timeout', 'signal stream not finished in time', new ProtocolError('signal stream timed out'));
+  let timer = setTimeout(onTimeout, timeoutMs);
   /** Bytes of this stream's unfinished frame counted in the connection's and the budget's use. */
   let held = 0;
   const account = (now: number): boolean => {
@@ -176,7 +177,11 @@ async function serveStream(
           hooks.onDropped?.('unknown-type', msg.rawType);
           continue;
         }
+        // The timeout bounds the requester's writing, not our answer (a relay's token check may
+        // wait up to 5 s for its auth service): paused while handling, restarted after.
+        clearTimeout(timer);
         const replies = await hooks.handle(msg, payloadBytes);
+        timer = setTimeout(onTimeout, timeoutMs);
         for (const reply of replies) await writer.write(encodeReply(reply, hooks));
       }
     }

@@ -51,6 +51,11 @@ export interface HelloMessage {
   version: number;
   alias?: string;
   client?: string;
+  /**
+   * An access token for a relay that requires one (`wzp relay --auth-url`; the client's
+   * `--token` / WZP_TOKEN). Relays that require none ignore it, as older relays drop it.
+   */
+  token?: string;
 }
 export interface HelloAckMessage {
   type: 'hello-ack';
@@ -534,7 +539,7 @@ function tolerated<T>(check: FieldCheck<T>): FieldRule<T> & { readonly required:
  * to KnownSignalMessage, and add its rules here (the compiler insists on all three).
  */
 export const SIGNAL_SCHEMA: SignalSchema = {
-  hello: { version: required(uint32), alias: optional(text), client: optional(text) },
+  hello: { version: required(uint32), alias: optional(text), client: optional(text), token: optional(text) },
   'hello-ack': { version: required(uint32), relayFingerprint: required(text) },
   ping: { nonce: required(nonce) },
   pong: { nonce: required(nonce) },

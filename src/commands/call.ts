@@ -4,7 +4,7 @@ import type { TierName } from '../../core/media/quality.js';
 import { aliasProblem } from '../../core/crypto/sender-keys.js';
 import { UsageError } from '../../core/errors.js';
 import { mediaPathFlag, roomAdmissionFlags, WzpCommand, type WzpFlags } from '../base-command.js';
-import { audioFromFlags, directPathFlags, secondsFlag, timeoutFlag, timeoutMs } from '../connect-flags.js';
+import { audioFromFlags, directPathFlags, secondsFlag, timeoutFlag, timeoutMs, tokenFlag } from '../connect-flags.js';
 import { call, listAudioDevices, type CallResult } from '../services/call.js';
 import { directCall, type DirectCallResult } from '../services/direct-call.js';
 import { directCallSummary } from '../services/direct-call-text.js';
@@ -62,6 +62,7 @@ With --to FINGERPRINT instead of --room, a 1:1 call to a person by identity: bot
     'noise-suppression': Flags.boolean({ summary: 'Remove background noise (RNNoise) before encoding.' }),
     identity: Flags.file({ summary: 'Identity file to use instead of the one in the config dir.' }),
     'relay-fingerprint': Flags.string({ summary: 'Trust only this relay certificate fingerprint.' }),
+    token: tokenFlag,
     'media-path': mediaPathFlag,
     report: Flags.string({ summary: 'Also write the JSON call report to this file (checked before the call starts, written atomically at the end).' }),
     timeout: timeoutFlag,
@@ -86,6 +87,7 @@ With --to FINGERPRINT instead of --room, a 1:1 call to a person by identity: bot
       configDir: this.configDir(flags),
       identityPath: flags.identity,
       relayFingerprint: flags['relay-fingerprint'],
+      token: flags.token,
       timeoutMs: timeoutMs(flags.timeout),
       mediaPath: flags['media-path'],
       alias: flags.alias,
@@ -129,6 +131,7 @@ With --to FINGERPRINT instead of --room, a 1:1 call to a person by identity: bot
       configDir: this.configDir(f),
       identityPath: f.identity,
       relayFingerprint: f['relay-fingerprint'],
+      token: f.token,
       timeoutMs: timeoutMs(f.timeout),
       mediaPath: f['media-path'],
       alias: f.alias,

@@ -3,7 +3,7 @@ import * as Flags from '@oclif/core/flags';
 import { aliasProblem } from '../../core/crypto/sender-keys.js';
 import { UsageError } from '../../core/errors.js';
 import { WzpCommand } from '../base-command.js';
-import { directPathFlags, secondsFlag, timeoutFlag, timeoutMs } from '../connect-flags.js';
+import { directPathFlags, secondsFlag, timeoutFlag, timeoutMs, tokenFlag } from '../connect-flags.js';
 import { directTestSummary } from '../services/direct-call-text.js';
 import { directTest, type DirectTestReport } from '../services/direct-test.js';
 import { pinFile } from '../services/paths.js';
@@ -38,6 +38,7 @@ Both sides print the same kind of report: the two NAT profiles, the candidates, 
     alias: Flags.string({ summary: 'Name shown to the relay (signed: up to 64 characters, no control characters).' }),
     identity: Flags.file({ summary: 'Identity file to use instead of the one in the config dir.' }),
     'relay-fingerprint': Flags.string({ summary: 'Trust only this relay certificate fingerprint.' }),
+    token: tokenFlag,
     report: Flags.string({ summary: 'Also write the JSON report to this file (checked before the test starts, written atomically at the end).' }),
     timeout: timeoutFlag,
   };
@@ -62,6 +63,7 @@ Both sides print the same kind of report: the two NAT profiles, the candidates, 
       configDir: this.configDir(flags),
       identityPath: flags.identity,
       relayFingerprint: flags['relay-fingerprint'],
+      token: flags.token,
       timeoutMs: timeoutMs(flags.timeout),
       alias: flags.alias,
       reportPath: flags.report,

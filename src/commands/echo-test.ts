@@ -6,7 +6,7 @@ import { mediaPathFlag, WzpCommand, type ReportMeta } from '../base-command.js';
 import { echoTest, type EchoTestReport } from '../services/echo-test.js';
 import { pinFile } from '../services/paths.js';
 import { mediaPathText, relayPinnedLine } from '../services/relay-connect.js';
-import { timeoutFlag, timeoutMs } from '../connect-flags.js';
+import { timeoutFlag, timeoutMs, tokenFlag } from '../connect-flags.js';
 
 export const ECHO_TEST_SCHEMA_VERSION = 1;
 
@@ -39,6 +39,7 @@ Without RELAY an embedded relay is started on loopback in this process, which ch
     }),
     bitrate: Flags.integer({ summary: 'Codec bitrate in bits/s, for codecs that take one.', min: 500, max: 512000 }),
     'relay-fingerprint': Flags.string({ summary: 'Trust only this relay certificate fingerprint (overrides the stored pin).' }),
+    token: tokenFlag,
     'media-path': mediaPathFlag,
     'min-snr': Flags.integer({ summary: 'Exit with status 1 if the decoded echo SNR is below this (dB); the measurements are printed (and in the JSON document) either way.' }),
     timeout: timeoutFlag,
@@ -51,6 +52,7 @@ Without RELAY an embedded relay is started on loopback in this process, which ch
       relay: args.relay,
       configDir: this.configDir(flags),
       relayFingerprint: flags['relay-fingerprint'],
+      token: flags.token,
       timeoutMs: timeoutMs(flags.timeout),
       mediaPath: flags['media-path'],
       codec: flags.codec,

@@ -4,7 +4,7 @@ import type { TierName } from '../../core/media/quality.js';
 import { aliasProblem } from '../../core/crypto/sender-keys.js';
 import { UsageError } from '../../core/errors.js';
 import { mediaPathFlag, WzpCommand } from '../base-command.js';
-import { audioFromFlags, directPathFlags, timeoutFlag, timeoutMs } from '../connect-flags.js';
+import { audioFromFlags, directPathFlags, timeoutFlag, timeoutMs, tokenFlag } from '../connect-flags.js';
 import { callEventRenderer } from '../services/call-events.js';
 import { listen, type ListenResult } from '../services/direct-call.js';
 import { listenSummary } from '../services/direct-call-text.js';
@@ -50,6 +50,7 @@ Parseable lines go to stderr even with --json: "wzp listen: registered as FINGER
     adaptive: Flags.boolean({ summary: 'Move between tiers as the network changes.', default: true, allowNo: true }),
     identity: Flags.file({ summary: 'Identity file to use instead of the one in the config dir.' }),
     'relay-fingerprint': Flags.string({ summary: 'Trust only this relay certificate fingerprint.' }),
+    token: tokenFlag,
     'media-path': mediaPathFlag,
     timeout: timeoutFlag,
   };
@@ -72,6 +73,7 @@ Parseable lines go to stderr even with --json: "wzp listen: registered as FINGER
       configDir: this.configDir(flags),
       identityPath: flags.identity,
       relayFingerprint: flags['relay-fingerprint'],
+      token: flags.token,
       timeoutMs: timeoutMs(flags.timeout),
       mediaPath: flags['media-path'],
       alias: flags.alias,

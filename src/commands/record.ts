@@ -3,7 +3,7 @@ import * as Flags from '@oclif/core/flags';
 import { aliasProblem } from '../../core/crypto/sender-keys.js';
 import { UsageError } from '../../core/errors.js';
 import { mediaPathFlag, roomAdmissionFlags, WzpCommand } from '../base-command.js';
-import { timeoutFlag, timeoutMs } from '../connect-flags.js';
+import { timeoutFlag, timeoutMs, tokenFlag } from '../connect-flags.js';
 import { call, type CallResult } from '../services/call.js';
 import { callEventRenderer, membersSummary } from '../services/call-events.js';
 import { pinFile } from '../services/paths.js';
@@ -30,6 +30,7 @@ export default class Record extends WzpCommand<CallResult> {
     ...roomAdmissionFlags,
     identity: Flags.file({ summary: 'Identity file to use instead of the one in the config dir.' }),
     'relay-fingerprint': Flags.string({ summary: 'Trust only this relay certificate fingerprint.' }),
+    token: tokenFlag,
     'media-path': mediaPathFlag,
     timeout: timeoutFlag,
   };
@@ -46,6 +47,7 @@ export default class Record extends WzpCommand<CallResult> {
       configDir: this.configDir(flags),
       identityPath: flags.identity,
       relayFingerprint: flags['relay-fingerprint'],
+      token: flags.token,
       timeoutMs: timeoutMs(flags.timeout),
       mediaPath: flags['media-path'],
       alias: flags.alias,

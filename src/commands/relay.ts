@@ -13,6 +13,8 @@ import {
   writeRelayConfigExample,
   type RelayFlagSettings,
 } from '../services/relay-config.js';
+import { DEFAULT_AUTH_CACHE_SECONDS } from '../../core/relay/auth.js';
+import { parseAclFlag } from '../../core/relay/access.js';
 
 /** One integer flag per relay limit (docs/relay-limits.md), in the LIMITS help group. */
 const limitFlags = Object.fromEntries(
@@ -57,6 +59,17 @@ The relay's identity (and so its certificate fingerprint, which clients pin) is 
       summary:
         "A second address of this host, IP[:PORT] (port default: the relay's + 1), for RFC 5780 STUN: with it netcheck learns the NAT's mapping and filtering from this relay alone. Needs --listen on one address.",
     }),
+    'auth-url': Flags.string({
+      summary: 'Require a token from every client, checked by POST to this URL with "Authorization: Bearer TOKEN" (featherChat-compatible; docs/relay-operations.md).',
+      helpGroup: 'ACCESS',
+    }),
+    'auth-fail-open': Flags.boolean({ summary: 'Admit clients when the auth service is down, slow or answers garbage (default: refuse them).', helpGroup: 'ACCESS', dependsOn: ['auth-url'] }),
+    'auth-cache-seconds': Flags.integer({ summary: `Keep the auth service's answers this many seconds (0: ask every time). Default: ${DEFAULT_AUTH_CACHE_SECONDS}.`, helpGroup: 'ACCESS', min: 0 }),
+    acl: Flags.string({
+      summary: 'Restrict a room to these identities: ROOM=FINGERPRINT[,FINGERPRINT...] (id:HEX for a room with a secret); repeatable. Members prove their identity to the relay.',
+      helpGroup: 'ACCESS',
+      multiple: true,
+    }),
     ...limitFlags,
   };
 
@@ -70,6 +83,10 @@ The relay's identity (and so its certificate fingerprint, which clients pin) is 
       stunAlternate: flags['stun-alternate'],
       statsSeconds: flags.stats,
       limits: relayLimitOverrides(flags),
+      ...(flags['auth-url'] === undefined
+        ? {}
+        : { auth: { url: flags['auth-url'], ...(flags['auth-fail-open'] ? { failOpen: true } : {}), ...(flags['auth-cache-seconds'] === undefined ? {} : { cacheSeconds: flags['auth-cache-seconds'] }) } }),
+      ...(flags.acl === undefined ? {} : { roomAcls: flags.acl.map(parseAclFlag) }),
     };
     const file = configPath === undefined ? undefined : await readRelayConfig(configPath);
     if (configPath !== undefined && !file) await checkConfigCreatable(configPath);
@@ -95,6 +112,11 @@ The relay's identity (and so its certificate fingerprint, which clients pin) is 
             reloader?.setBaseline(example.config);
             this.progress(`created relay config ${configPath} (every option documented; edit it and send SIGHUP to reload)`);
           }
+          if (settings.auth !== undefined) {
+            const u = new URL(settings.auth.url); // checked by now; its query (which may hold a key) is not shown
+            this.progress(`admitting clients whose token ${u.origin}${u.pathname} accepts (fail ${settings.auth.failOpen ? 'open' : 'closed'})`);
+          }
+          if (settings.roomAcls?.length) this.progress(`${settings.roomAcls.length} room(s) restricted to listed identities`);
         },
         onRunning: (relay, live) => reloader?.attach(relay, live),
         onEvent: flags.verbose ? (e) => logLine(e.type, { ...e, type: undefined }) : undefined,
@@ -116,6 +138,9 @@ The relay's identity (and so its certificate fingerprint, which clients pin) is 
       `  datagrams: ${m.datagramsReceived} received (${m.datagramsOnUdpPath} on the UDP media path), ${m.datagramsForwarded} forwarded in rooms, ${m.datagramsEchoed} echoed, ` +
         `${m.datagramsPurged} purged as stale, ${m.datagramsDropped} dropped, ${m.datagramsUnexpected} unexpected, ${m.udpPathRejected} refused UDP packets`,
       `  signals: ${m.signalsReceived} received, ${m.signalsMalformed} malformed and ${m.signalsUnknown} unknown dropped`,
+      ...(Object.values(m.auth).some((n) => n > 0)
+        ? [`  auth: ${m.auth.ok} tokens accepted, ${m.auth.refused} refused, ${m.auth.error} not checkable, ${m.auth.cached} answered from the cache, ${m.auth.busy} over the check limit`]
+        : []),
       `  presence: ${m.presence.registrationsTotal} registrations (${m.presence.registrationsReplaced} replaced an older one), ${m.presence.callSignalsRouted} call signals routed, ${m.presence.callSignalsOffline} answered offline`,
       `  STUN: ${m.stunRequests} received, ${m.stunAnswered} answered, ${m.stunErrors} refused with an error answer; dropped: ${refusedText(m.stunDropped)}`,
       `  refused: ${refusedText(m.refused)}; ${m.socketErrors} datagrams the QUIC library failed on, ${m.sendErrors} sends the kernel refused`,

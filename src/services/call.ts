@@ -30,6 +30,8 @@ export interface CallRequest {
   configDir: string;
   identityPath?: string;
   relayFingerprint?: string;
+  /** Access token for a relay that requires one (`--token` / WZP_TOKEN). */
+  token?: string;
   /** How long to wait for the relay when connecting, ms (default 5 s). */
   timeoutMs?: number;
   /** Media on the UDP media path when the relay offers it, or always in QUIC datagrams. */
@@ -94,6 +96,7 @@ export async function call(req: CallRequest): Promise<CallResult> {
     relay: req.relay,
     configDir: req.configDir,
     relayFingerprint: req.relayFingerprint,
+    token: req.token,
     alias: req.alias,
     timeoutMs: req.timeoutMs,
     signal: AbortSignal.any([req.signal, setupFailed.signal]),
@@ -196,6 +199,7 @@ export async function call(req: CallRequest): Promise<CallResult> {
               RelaySession.open({
                 relay: parseDialTarget(req.relay),
                 alias: req.alias,
+                token: req.token,
                 signal,
                 verify: expectFingerprint(fingerprint, req.relay),
                 mediaPath,

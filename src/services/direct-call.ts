@@ -53,6 +53,8 @@ export interface SignallingRequest {
   configDir: string;
   identityPath?: string;
   relayFingerprint?: string;
+  /** Access token for a relay that requires one (`--token` / WZP_TOKEN). */
+  token?: string;
   timeoutMs?: number;
   alias?: string;
   /** Send no candidates, ask the relay not to pass on our address (docs/direct-calls.md). */
@@ -153,6 +155,7 @@ export async function registerOn(req: SignallingRequest, opts: { receiveCalls: b
     relay: req.relay,
     configDir: req.configDir,
     relayFingerprint: req.relayFingerprint,
+    token: req.token,
     alias: req.alias,
     timeoutMs: req.timeoutMs,
     signal: req.signal,

@@ -16,6 +16,8 @@ export interface EchoTestRequest {
   relay?: string;
   configDir: string;
   relayFingerprint?: string;
+  /** Access token for a relay that requires one (`--token` / WZP_TOKEN). */
+  token?: string;
   /** How long to wait for the relay when connecting, ms (default 5 s). */
   timeoutMs?: number;
   /** Media on the UDP media path when the relay offers it, or always in QUIC datagrams. */
@@ -86,6 +88,7 @@ export async function echoTest(req: EchoTestRequest): Promise<EchoTestReport> {
         relay: req.relay,
         configDir: req.configDir,
         relayFingerprint: req.relayFingerprint,
+        token: req.token,
         timeoutMs: req.timeoutMs,
         signal: req.signal,
       });

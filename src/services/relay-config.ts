@@ -19,6 +19,7 @@ import {
 import { ConfigError, errorMessage, InternalError, UsageError } from '../../core/errors.js';
 import { DEFAULT_RELAY_LIMITS, type RelayLimits } from '../../core/relay/limits.js';
 import type { Relay } from '../../core/relay/relay.js';
+import { DEFAULT_AUTH_CACHE_SECONDS } from '../../core/relay/auth.js';
 import { parseStunAlternate, RELAY_LIMIT_FLAGS, type RelayRunLive, type RelayRunOptions } from './relay.js';
 
 /** The [limits] keys: each limit flag of `wzp relay` in snake_case, in the flag's units. */
@@ -39,6 +40,10 @@ export interface RelayFlagSettings {
   stunAlternate?: string;
   statsSeconds?: number;
   limits: Partial<RelayLimits>;
+  /** --auth-url (and its --auth-fail-open, --auth-cache-seconds when given): replaces the file's [auth]. */
+  auth?: { url: string; failOpen?: boolean; cacheSeconds?: number };
+  /** --acl: replaces the file's [[rooms]]. */
+  roomAcls?: NonNullable<RelayRunOptions['roomAcls']>;
 }
 
 /** The options a config file and flags decide. */
@@ -93,11 +98,23 @@ export function relaySettings(file: RelayConfig | undefined, flags: RelayFlagSet
   if (stunAlternate !== undefined) settings.stunAlternate = stunAlternate;
   if (statsSeconds !== undefined) settings.statsIntervalMs = statsSeconds * 1000;
   if (f.metrics !== undefined) settings.metrics = f.metrics;
-  if (f.auth !== undefined) settings.auth = { ...f.auth };
-  if (f.rooms.length > 0) settings.roomAcls = f.rooms.map((r) => ({ ...r, allow: [...r.allow] }));
+  const auth = effectiveAuth(f, flags);
+  if (auth !== undefined) settings.auth = auth;
+  const roomAcls = flags.roomAcls ?? f.rooms;
+  if (roomAcls.length > 0) settings.roomAcls = roomAcls.map((r) => ({ ...r, allow: [...r.allow] }));
   if (f.drainTimeoutSeconds !== undefined) settings.drainTimeoutMs = Math.round(f.drainTimeoutSeconds * 1000);
   if (f.debugTap !== undefined) settings.debugTap = f.debugTap;
   return settings;
+}
+
+/** The flags' auth over the file's: --auth-url replaces [auth]; its other flags default to the file's, then the defaults. */
+function effectiveAuth(file: RelayConfig, flags: RelayFlagSettings): RelayRunOptions['auth'] {
+  if (flags.auth === undefined) return file.auth === undefined ? undefined : { ...file.auth };
+  return {
+    url: flags.auth.url,
+    failOpen: flags.auth.failOpen ?? file.auth?.failOpen ?? false,
+    cacheSeconds: flags.auth.cacheSeconds ?? file.auth?.cacheSeconds ?? DEFAULT_AUTH_CACHE_SECONDS,
+  };
 }
 
 function effectiveLimitOverrides(file: RelayConfig, flags: RelayFlagSettings): Partial<RelayLimits> {
@@ -158,15 +175,13 @@ export async function writeRelayConfigExample(path: string, facts: { listen: str
 }
 
 /**
- * Hand the auth settings and room access lists to the running relay: THE place where the
- * auth part of issue 18 plugs in (its `Relay.setAccess`). Until a relay has it, nothing is
- * applied and the reload says so. Both fields are always given: `auth` undefined means no
+ * Hand the auth settings and room access lists to the running relay (`Relay.setAccess`,
+ * core/relay/auth.ts and access.ts). Both fields are always given: `auth` undefined means no
  * auth, `roomAcls` empty means every room is open.
  */
 export function applyAccess(relay: Relay, access: { auth?: RelayRunOptions['auth']; roomAcls: NonNullable<RelayRunOptions['roomAcls']> }): boolean {
-  const r = relay as Relay & { setAccess?(access: { auth?: RelayRunOptions['auth']; roomAcls?: RelayRunOptions['roomAcls'] }): void };
-  if (typeof r.setAccess !== 'function') return false;
-  r.setAccess(access);
+  // No [auth] (any more): tokens are off. (Leaving `auth` out would keep the current setting.)
+  relay.setAccess({ auth: access.auth ?? false, roomAcls: access.roomAcls });
   return true;
 }
 
@@ -269,7 +284,9 @@ export class RelayConfigReloader {
     const statsSeconds = this.opts.flags.statsSeconds ?? next.statsSeconds;
     if (changes.some((c) => c.key === 'stats')) this.live?.setStatsIntervalMs(statsSeconds === undefined ? undefined : statsSeconds * 1000);
     const accessChanged = changes.some((c) => c.key === 'auth' || c.key.startsWith('auth.') || c.key.startsWith('rooms['));
-    const accessApplied = accessChanged ? applyAccess(relay, { auth: next.auth, roomAcls: next.rooms }) : true;
+    const accessApplied = accessChanged
+      ? applyAccess(relay, { auth: effectiveAuth(next, this.opts.flags), roomAcls: this.opts.flags.roomAcls ?? next.rooms })
+      : true;
     const restart: string[] = [];
     for (const c of changes) {
       if (!c.live) {
@@ -291,6 +308,8 @@ export class RelayConfigReloader {
 /** `--max-room-size 5` if a flag given on the command line decides this live key. */
 function overridingFlag(key: string, flags: RelayFlagSettings): string | undefined {
   if (key === 'stats') return flags.statsSeconds === undefined ? undefined : `--stats ${flags.statsSeconds}`;
+  if ((key === 'auth' || key.startsWith('auth.')) && flags.auth !== undefined) return '--auth-url';
+  if (key.startsWith('rooms[') && flags.roomAcls !== undefined) return '--acl';
   if (!key.startsWith('limits.')) return undefined;
   const spec = CONFIG_LIMIT_KEYS.find((k) => `limits.${k.key}` === key);
   const value = spec ? flags.limits[spec.limit] : undefined;

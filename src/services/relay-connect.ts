@@ -18,6 +18,8 @@ export interface RelayConnectOptions {
   /** Explicit pin (`--relay-fingerprint`); overrides and replaces a stored pin. */
   relayFingerprint?: string;
   alias?: string;
+  /** Access token for a relay that requires one (`--token` / WZP_TOKEN), sent in the hello. */
+  token?: string;
   /** How long to wait for the relay's handshake and hello (default QUIC_DEFAULTS.connectTimeoutMs). */
   timeoutMs?: number;
   signal?: AbortSignal;
@@ -53,6 +55,7 @@ async function openRelay(opts: RelayConnectOptions): Promise<OpenedRelay> {
   const session = await RelaySession.open({
     relay: address,
     alias: opts.alias,
+    token: opts.token,
     socket: opts.socket,
     timeoutMs: opts.timeoutMs,
     signal: opts.signal,
@@ -124,8 +127,9 @@ export interface FlagSpec {
 const SPECULATE_FOR = new Set(['call', 'record']);
 let speculation: { key: string; opened: Promise<OpenedRelay>; abort: AbortController } | undefined;
 
-function speculationKey(o: { relay: string; configDir: string; relayFingerprint?: string; alias?: string; timeoutMs?: number }): string {
-  return JSON.stringify([o.relay, o.configDir, o.relayFingerprint ?? null, o.alias ?? null, o.timeoutMs ?? QUIC_DEFAULTS.connectTimeoutMs]);
+function speculationKey(o: { relay: string; configDir: string; relayFingerprint?: string; alias?: string; token?: string; timeoutMs?: number }): string {
+  // In memory only (the token is never written anywhere).
+  return JSON.stringify([o.relay, o.configDir, o.relayFingerprint ?? null, o.alias ?? null, o.token ?? null, o.timeoutMs ?? QUIC_DEFAULTS.connectTimeoutMs]);
 }
 
 /**
@@ -194,6 +198,8 @@ export function speculate(commandId: string | undefined, argv: string[], flags: 
     configDir,
     relayFingerprint: optionOrDefault('relay-fingerprint'),
     alias: optionOrDefault('alias'),
+    // As the --token flag reads it: the flag, else its environment variable.
+    token: flags.token === undefined ? undefined : (line.options.get('token') ?? process.env[TOKEN_ENV]),
     ...(timeoutMs === undefined ? {} : { timeoutMs }),
   };
   try {
@@ -250,6 +256,9 @@ function abortable(opened: Promise<OpenedRelay>, signal: AbortSignal | undefined
     );
   });
 }
+
+/** The environment variable the `--token` flag falls back to. */
+export const TOKEN_ENV = 'WZP_TOKEN';
 
 /** Longest `--timeout` a command that connects takes, in seconds. */
 export const MAX_CONNECT_TIMEOUT_S = 300;

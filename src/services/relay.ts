@@ -5,6 +5,7 @@ import { loadOrCreateIdentity } from '../../core/crypto/identity.js';
 import { deriveTlsCertificate } from '../../core/crypto/tls-cert.js';
 import { Relay, type RelayEvent, type RelayMetrics } from '../../core/relay/relay.js';
 import type { RelayLimits } from '../../core/relay/limits.js';
+import type { RoomAcl } from '../../core/relay/access.js';
 import { isIP } from 'node:net';
 import { UsageError } from '../../core/errors.js';
 import { formatHostPort, parseHostPort } from '../../core/transport/quic.js';
@@ -21,12 +22,16 @@ export interface RelayRunOptions {
    * (core/nat/stun-server.ts). Without it the relay answers plain Binding requests on its port.
    */
   stunAlternate?: string;
+  /**
+   * Require a token from every client, validated by POST to `url` (core/relay/auth.ts;
+   * docs/relay-operations.md "Token auth"). `failOpen`: admit clients when the service is
+   * unavailable. `cacheSeconds`: how long answers are kept (0: never).
+   */
+  auth?: { url: string; failOpen: boolean; cacheSeconds: number };
+  /** Rooms restricted to listed identities (core/relay/access.ts; "Room ACLs"). */
+  roomAcls?: RoomAcl[];
   /** HOST:PORT of the HTTP metrics server (issue 18, metrics part). */
   metrics?: string;
-  /** Ask this service before admitting a client (issue 18, auth part). */
-  auth?: { url: string; failOpen: boolean; cacheSeconds: number };
-  /** Rooms only the listed identities may join (issue 18, auth part). */
-  roomAcls?: { name?: string; id?: string; allow: string[] }[];
   /** How long a stopping relay waits for calls to end (issue 18, drain part). */
   drainTimeoutMs?: number;
   /** ROOM name, room id or '*' (issue 18, debug tap part). */
@@ -252,6 +257,8 @@ export async function runRelay(opts: RelayRunOptions): Promise<RelayRunReport> {
     onEvent: opts.onEvent,
     udpMedia: opts.udpMedia !== false,
     ...(opts.limits ? { limits: opts.limits } : {}),
+    ...(opts.auth ? { auth: opts.auth } : {}),
+    ...(opts.roomAcls?.length ? { roomAcls: opts.roomAcls } : {}),
     stun: { alternate },
   });
   const stopTrimming = trimHeapAfterBursts(() => {
