@@ -10,7 +10,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { diffRelayConfigs, parseRelayConfig, relayConfigExample, type RelayConfig } from '../../core/relay/config.js';
+import { AUTH_CACHE_SECONDS_DEFAULT, diffRelayConfigs, parseRelayConfig, relayConfigExample, type RelayConfig } from '../../core/relay/config.js';
 import { DEFAULT_RELAY_LIMITS } from '../../core/relay/limits.js';
 import { CONFIG_LIMIT_KEYS, readRelayConfig, relaySettings, writeRelayConfigExample } from '../../src/services/relay-config.js';
 
@@ -83,7 +83,7 @@ describe('relay config: parsing', () => {
 
   test('an empty file sets nothing; [auth] without fail_open/cache_seconds gets their defaults', () => {
     assert.deepEqual(parse('').config, { limits: {}, rooms: [] });
-    assert.deepEqual(parse('[auth]\nurl = "http://127.0.0.1:8080/check"\n').config.auth, { url: 'http://127.0.0.1:8080/check', failOpen: false, cacheSeconds: 60 });
+    assert.deepEqual(parse('[auth]\nurl = "http://127.0.0.1:8080/check"\n').config.auth, { url: 'http://127.0.0.1:8080/check', failOpen: false, cacheSeconds: AUTH_CACHE_SECONDS_DEFAULT });
   });
 
   test('every [limits] key is a limit flag of wzp relay, in snake_case', () => {
@@ -239,7 +239,7 @@ describe('relay config: the generated example', () => {
     const { config } = parse(uncommented);
     for (const k of CONFIG_LIMIT_KEYS) assert.equal(config.limits[k.limit], DEFAULT_RELAY_LIMITS[k.limit], k.key);
     assert.equal(config.auth?.failOpen, false);
-    assert.equal(config.auth?.cacheSeconds, 60);
+    assert.equal(config.auth?.cacheSeconds, AUTH_CACHE_SECONDS_DEFAULT);
   });
 
   test('still parses with a [[rooms]] block and a pasted peer snippet appended', () => {
