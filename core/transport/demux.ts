@@ -223,6 +223,20 @@ export class Demux {
    * relay. QUIC packets return the QUIC handler's promise, as the library's own handler does.
    */
   readonly receive = (data: Buffer, from: UdpSource): Promise<void> => {
+    this.arrivedAt = performance.now();
+    const done = this.dispatch(data, from);
+    this.arrivedAt = 0;
+    return done;
+  };
+
+  /**
+   * When the packet being handled now reached the socket (performance.now()), while its
+   * handlers run in the same turn; 0 otherwise. The relay's forwarding latency reads it
+   * (core/relay/metrics.ts): work the QUIC library defers to a later turn sees 0.
+   */
+  arrivedAt = 0;
+
+  private dispatch(data: Buffer, from: UdpSource): Promise<void> {
     if (data.length === 0) return this.unclaimed(data);
     const first = data[0];
     if (this.quicBytes[first]) {
@@ -243,7 +257,7 @@ export class Demux {
       this.reportError(cls.name, err, from);
     }
     return resolved;
-  };
+  }
 
   /**
    * A packet that arrived on a side socket (see the top of this file): dispatched to the

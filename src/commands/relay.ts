@@ -23,6 +23,7 @@ The relay's identity (and so its certificate fingerprint, which clients pin) is 
     '<%= config.bin %> <%= command.id %> --listen 0.0.0.0:4433',
     '<%= config.bin %> <%= command.id %> --listen 127.0.0.1:4433 --identity ./relay.json',
     '<%= config.bin %> <%= command.id %> --listen 203.0.113.1:4433 --stun-alternate 203.0.113.2',
+    '<%= config.bin %> <%= command.id %> --listen 0.0.0.0:4433 --metrics 127.0.0.1:9464',
   ];
   static override flags = {
     listen: Flags.string({ summary: 'UDP address to listen on, HOST:PORT.', default: '0.0.0.0:4433' }),
@@ -38,6 +39,9 @@ The relay's identity (and so its certificate fingerprint, which clients pin) is 
       summary:
         "A second address of this host, IP[:PORT] (port default: the relay's + 1), for RFC 5780 STUN: with it netcheck learns the NAT's mapping and filtering from this relay alone. Needs --listen on one address.",
     }),
+    metrics: Flags.string({
+      summary: 'Serve Prometheus metrics (/metrics), /healthz and /readyz over HTTP on HOST:PORT, e.g. 127.0.0.1:9464 (docs/relay-operations.md).',
+    }),
     ...limitFlags,
   };
 
@@ -50,9 +54,12 @@ The relay's identity (and so its certificate fingerprint, which clients pin) is 
         udpMedia: flags['udp-media'],
         limits: relayLimitOverrides(flags),
         stunAlternate: flags['stun-alternate'],
+        ...(flags.metrics === undefined ? {} : { metrics: flags.metrics }),
         signal: this.abortSignal,
         onStarted: (s) => {
           if (s.identityCreated) this.progress(`created relay identity ${s.identityPath}`);
+          // Before the "listening" line: a script that waits for that line has the URL too.
+          if (s.metricsUrl !== undefined) process.stderr.write(`wzp relay metrics on ${s.metricsUrl} (/healthz, /readyz)\n`);
           // One parseable line on stderr, even with --json, so scripts can find the address.
           process.stderr.write(`wzp relay listening on ${s.address} fingerprint ${s.fingerprint}\n`);
           if (s.stunEndpoints.length > 1) this.progress(`answering STUN (RFC 5780) on ${s.stunEndpoints.join(', ')}`);

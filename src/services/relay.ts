@@ -8,6 +8,7 @@ import type { RelayLimits } from '../../core/relay/limits.js';
 import { isIP } from 'node:net';
 import { UsageError } from '../../core/errors.js';
 import { formatHostPort, parseHostPort } from '../../core/transport/quic.js';
+import { parseMetricsListen, startMetricsServer, type RunningMetricsServer } from '../../core/relay/metrics-server.js';
 
 export interface RelayRunOptions {
   listen: string;
@@ -21,8 +22,13 @@ export interface RelayRunOptions {
    * (core/nat/stun-server.ts). Without it the relay answers plain Binding requests on its port.
    */
   stunAlternate?: string;
+  /**
+   * `--metrics HOST:PORT`: serve Prometheus metrics, /healthz and /readyz over HTTP there
+   * (core/relay/metrics-server.ts; docs/relay-operations.md#metrics).
+   */
+  metrics?: string;
   signal: AbortSignal;
-  onStarted(info: { address: string; fingerprint: string; identityPath: string; identityCreated: boolean; stunEndpoints: string[] }): void;
+  onStarted(info: { address: string; fingerprint: string; identityPath: string; identityCreated: boolean; stunEndpoints: string[]; metricsUrl?: string }): void;
   onEvent?(event: RelayEvent): void;
   /** Call onStats this often (ms) while running; 0 or absent: never. */
   statsIntervalMs?: number;
@@ -223,6 +229,8 @@ export async function runRelay(opts: RelayRunOptions): Promise<RelayRunReport> {
   const alternate = opts.stunAlternate === undefined ? undefined : parseStunAlternate(opts.stunAlternate);
   const { identity, created } = await loadOrCreateIdentity(opts.identityPath, { create: true });
   const tls = await deriveTlsCertificate(identity.seed);
+  // A bad --metrics value is a usage error before anything binds.
+  if (opts.metrics !== undefined) parseMetricsListen(opts.metrics);
   const relay = await Relay.start({
     listen,
     tls,
@@ -237,10 +245,27 @@ export async function runRelay(opts: RelayRunOptions): Promise<RelayRunReport> {
     const closed = m.connectionsTotal - m.connectionsOpen;
     return (m.connectionsTotal + closed) * CONNECTION_WEIGHT + totalRefused(m);
   });
+  let metricsServer: RunningMetricsServer | undefined;
+  if (opts.metrics !== undefined) {
+    try {
+      metricsServer = await serveRelayMetrics(relay, opts.metrics);
+    } catch (err) {
+      stopTrimming();
+      await relay.stop();
+      throw err;
+    }
+  }
   const started = performance.now();
   const address = formatHostPort(relay.address);
   const stunEndpoints = relay.stunEndpoints.map((e) => formatHostPort({ host: e.address, port: e.port }));
-  opts.onStarted({ address, fingerprint: tls.fingerprint, identityPath: opts.identityPath, identityCreated: created, stunEndpoints });
+  opts.onStarted({
+    address,
+    fingerprint: tls.fingerprint,
+    identityPath: opts.identityPath,
+    identityCreated: created,
+    stunEndpoints,
+    ...(metricsServer ? { metricsUrl: metricsServer.url } : {}),
+  });
   let statsTimer: NodeJS.Timeout | undefined;
   const { statsIntervalMs, onStats } = opts;
   if (statsIntervalMs && onStats) {
@@ -261,6 +286,7 @@ export async function runRelay(opts: RelayRunOptions): Promise<RelayRunReport> {
   if (statsTimer) clearInterval(statsTimer);
   stopTrimming();
   await relay.stop();
+  await metricsServer?.close();
   return {
     address,
     stunEndpoints,
@@ -270,6 +296,26 @@ export async function runRelay(opts: RelayRunOptions): Promise<RelayRunReport> {
     limits: { ...relay.currentLimits },
     metrics: relay.metrics,
   };
+}
+
+/**
+ * The relay's metrics endpoint on `listen` (core/relay/metrics-server.ts): its registry's
+ * exposition, heartbeats that read its stats and check it still serves (`address` throws once
+ * stopped), and 503 on /readyz while it drains (the `draining` getter, where the relay has one).
+ */
+export function serveRelayMetrics(relay: Relay, listen: string, timing: { heartbeatMs?: number; staleAfterMs?: number } = {}): Promise<RunningMetricsServer> {
+  const registry = relay.metricsRegistry.prometheus();
+  return startMetricsServer({
+    listen,
+    metrics: () => registry.metrics(),
+    contentType: registry.contentType,
+    refresh: () => {
+      void relay.metrics;
+      void relay.address;
+    },
+    isDraining: () => (relay as { readonly draining?: boolean }).draining === true,
+    ...timing,
+  });
 }
 
 /** `IP` or `IP:PORT` (`[IPv6]:PORT`; a bare IPv6 address has no port). */
