@@ -270,14 +270,13 @@ export class RelayMetricsRegistry {
   prometheus(): Registry {
     if (this.registry) return this.registry;
     const registry = new Registry();
-    const owner = this;
     const registers = [registry];
     // One snapshot per scrape: the labelled series below share it.
     let scrape: { m: RelayMetrics; drops: Record<DropReason, number> } | undefined;
     const now = (): { m: RelayMetrics; drops: Record<DropReason, number> } => {
       if (!scrape) {
-        const m = owner.snapshot();
-        scrape = { m, drops: owner.drops(m) };
+        const m = this.snapshot();
+        scrape = { m, drops: this.drops(m) };
         // Dropped after this scrape's synchronous collection (prom-client collects all metrics in one pass).
         queueMicrotask(() => (scrape = undefined));
       }
@@ -319,34 +318,34 @@ export class RelayMetricsRegistry {
     gauge('wzp_relay_connections_open', 'QUIC connections open now.', (m) => m.connectionsOpen);
     counter('wzp_relay_connections_total', 'QUIC connections accepted since start.', () => now().m.connectionsTotal);
     gauge('wzp_relay_rooms_open', 'Rooms with at least one member now.', (m) => m.roomsOpen);
-    gauge('wzp_relay_room_members', 'Members in all rooms now.', () => owner.sources?.roomMembers() ?? 0);
+    gauge('wzp_relay_room_members', 'Members in all rooms now.', () => this.sources?.roomMembers() ?? 0);
     gauge('wzp_relay_registrations_open', 'Identities registered for calls now (presence).', (m) => m.presence.registrationsOpen);
     gauge('wzp_relay_calls_open', 'Calls the relay tracks now (ringing or answered).', (m) => m.presence.callsOpen);
     labelled('wzp_relay_datagrams_received_total', 'Media datagrams received from members, by path (QUIC datagrams or the UDP media path).', 'path', () => ({
-      quic: owner.quicReceived,
-      udp: owner.udpReceived,
+      quic: this.quicReceived,
+      udp: this.udpReceived,
     }));
     labelled('wzp_relay_bytes_received_total', "Bytes of media datagrams received, by path (the sender's datagram, without QUIC or path headers).", 'path', () => ({
-      quic: owner.quicBytesReceived,
-      udp: owner.udpBytesReceived,
+      quic: this.quicBytesReceived,
+      udp: this.udpBytesReceived,
     }));
     labelled('wzp_relay_datagrams_forwarded_total', 'Media datagrams sent to members (room forwards, one per receiving member, and echoes), by path.', 'path', () => ({
-      quic: owner.mediaPath.sentInQuic,
-      udp: owner.mediaPath.sent,
+      quic: this.mediaPath.sentInQuic,
+      udp: this.mediaPath.sent,
     }));
     labelled('wzp_relay_bytes_forwarded_total', 'Bytes of media datagrams sent to members (with the room source tag, without QUIC or path headers), by path.', 'path', () => ({
-      quic: owner.mediaPath.bytesSentInQuic,
-      udp: owner.mediaPath.bytesSent,
+      quic: this.mediaPath.bytesSentInQuic,
+      udp: this.mediaPath.bytesSent,
     }));
     counter('wzp_relay_signals_total', 'Signalling requests received.', () => now().m.signalsReceived);
     labelled('wzp_relay_refusals_total', 'Input refused by a limit or the QUIC gate, by reason (docs/relay-limits.md).', 'reason', () => now().m.refused);
     labelled('wzp_relay_drops_total', 'Input or output dropped that no limit refused, by reason (docs/relay-operations.md).', 'reason', () => now().drops);
     labelled('wzp_relay_handshakes_total', 'QUIC handshakes of new connections, by result (failed: timed out, or TLS or the library refused).', 'result', () => ({
-      ok: owner.handshakesOk,
-      failed: owner.handshakesFailed(),
+      ok: this.handshakesOk,
+      failed: this.handshakesFailed(),
     }));
     counter('wzp_relay_retries_total', 'QUIC Retry packets sent (address validation).', () => now().m.retriesSent);
-    labelled('wzp_relay_auth_total', 'Access checks of joins, by result.', 'result', () => owner.auth);
+    labelled('wzp_relay_auth_total', 'Access checks of joins, by result.', 'result', () => this.auth);
     labelled('wzp_relay_stun_total', 'STUN packets, by outcome.', 'result', () => {
       const m = now().m;
       return { received: m.stunRequests, answered: m.stunAnswered, error: m.stunErrors };

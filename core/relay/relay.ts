@@ -16,7 +16,7 @@ import { sourceKey, type GateDropReason } from '../transport/quic-gate.js';
 import { formatHostPort, startQuicServer, type HostPort, type RunningQuicServer, type SocketGateStats, type TlsMaterial } from '../transport/quic.js';
 import { pushFrame, serveSignals, SignalMemoryBudget, type KnownSignal, type SignalDropReason } from '../transport/signal-stream.js';
 import { RoomManager, type RoomMember } from './rooms.js';
-import { Presence, type PresencePeer, type PresenceStats } from './presence.js';
+import { Presence, type PresencePeer } from './presence.js';
 import { encodeSignal, isCallSignal, MAX_ANNOUNCEMENT_BYTES, MAX_REQUEST_PAYLOAD_BYTES, MAX_ROOM_SIGNAL_BYTES, RELAY_CLOSE_REFUSED } from '../wire/signal.js';
 import { verifyAnnouncement, type MemberAnnouncement } from '../crypto/sender-keys.js';
 import { RelayMediaPath, type RelayRoute } from '../transport/udp-media.js';
