@@ -94,6 +94,8 @@ export interface RelayRunReport {
   uptimeMs: number;
   /** The limits in force (defaults and flags). */
   limits: RelayLimits;
+  /** Where /metrics was served (`--metrics`), if it was. */
+  metricsUrl?: string;
   metrics: RelayMetrics;
 }
 
@@ -294,6 +296,7 @@ export async function runRelay(opts: RelayRunOptions): Promise<RelayRunReport> {
     identityPath: opts.identityPath,
     uptimeMs: Math.round(performance.now() - started),
     limits: { ...relay.currentLimits },
+    ...(metricsServer ? { metricsUrl: metricsServer.url } : {}),
     metrics: relay.metrics,
   };
 }
