@@ -17,10 +17,12 @@
  * Forwarding latency: from the moment the relay's socket handed it a datagram (the
  * demultiplexer's arrival stamp, core/transport/demux.ts) to the moment the forward to the
  * room's other members returned (their sends handed to quiche or to the UDP socket). It is
- * sampled, one room datagram in LATENCY_SAMPLE_EVERY, and only for datagrams handled in the
- * same turn as their packet's arrival (the QUIC library's slow path, before a peer is
- * verified or after it migrated, delivers later: those are not measured rather than measured
- * wrong). `npm run bench relay-ops` prints what the stamp and the sampling cost per packet.
+ * sampled: the demultiplexer stamps about one packet in LATENCY_SAMPLE_EVERY, picked by a
+ * cheap pseudo-random generator (a counter would alias with periodic traffic, e.g. media
+ * packets alternating with ACKs), and only datagrams handled in the same turn as their
+ * packet's arrival are measured (the QUIC library's slow path, before a peer is verified or
+ * after it migrated, delivers later: those are not measured rather than measured wrong).
+ * `npm run bench relay-ops` prints what the sampling costs per packet.
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { SocketGateStats } from '../transport/quic.js';
@@ -159,12 +161,11 @@ export class RelayMetricsRegistry {
   readonly mediaPath: RelayMediaPathStats = { received: 0, sent: 0, probes: 0, rejected: 0, dropped: 0, bytesSent: 0, sentInQuic: 0, bytesSentInQuic: 0 };
 
   private sources?: RelayMetricSources;
-  private latencyTick = 0;
   /** The last failed-handshake count exported (kept monotonic: see handshakesFailed()). */
   private failedSeen = 0;
   private readonly latency = new Histogram({
     name: 'wzp_relay_forwarding_latency_seconds',
-    help: "Time from a room datagram's arrival at the relay's socket to its forward to the other members returning (sampled, one in 8).",
+    help: "Time from a room datagram's arrival at the relay's socket to its forward to the other members returning (sampled, about one packet in 8).",
     buckets: LATENCY_BUCKETS,
     registers: [],
   });
@@ -183,14 +184,6 @@ export class RelayMetricsRegistry {
   /** The outcome of one access check (the auth helper calls this). */
   authResult(result: AuthResult): void {
     this.auth[result]++;
-  }
-
-  /**
-   * Whether to measure this room datagram's forwarding (one in LATENCY_SAMPLE_EVERY): a
-   * counter and a mask, nothing else.
-   */
-  sampleLatency(): boolean {
-    return (++this.latencyTick & (LATENCY_SAMPLE_EVERY - 1)) === 0;
   }
 
   /** A sampled forwarding latency, milliseconds. */

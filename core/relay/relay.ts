@@ -23,7 +23,7 @@ import { RelayMediaPath, type RelayRoute } from '../transport/udp-media.js';
 import { mediaPathClass, pathCheckClass, stunClass, type Demux, type DemuxStats } from '../transport/demux.js';
 import { rawUdpSocket } from '../transport/quic.js';
 import { resolveRelayLimits, type RefusalReason, type RelayLimits } from './limits.js';
-import { RelayMetricsRegistry, type RelayMetrics } from './metrics.js';
+import { LATENCY_SAMPLE_EVERY, RelayMetricsRegistry, type RelayMetrics } from './metrics.js';
 import { StunServer, type StunServerLimits } from '../nat/stun-server.js';
 import type { Endpoint } from '../nat/stun.js';
 
@@ -219,6 +219,7 @@ export class Relay {
     const demux = this.server?.demux;
     if (!demux) throw new Error('relay not started');
     this.demux = demux;
+    demux.sampleArrivals = LATENCY_SAMPLE_EVERY;
     if (this.opts.udpMedia !== false) demux.register(mediaPathClass((data, from) => this.mediaPath.handle(data, from)));
     // Registered before the STUN server is up (it binds its other sockets first): until then its packets are stray.
     if (this.opts.stun !== false) demux.register(stunClass((data, from) => (this.stun ? this.stun.handle(data, from) : this.counters.strayUdp++)));
@@ -555,8 +556,8 @@ export class Relay {
       return;
     }
     if (peer.mode === 'room' && peer.room) {
-      // Sampled: the arrival stamp of the packet being handled now (0 if not in its turn).
-      const arrived = this.counters.sampleLatency() ? (this.demux?.arrivedAt ?? 0) : 0;
+      // The arrival stamp of the packet being handled now, if the socket sampled it (./metrics.ts).
+      const arrived = this.demux?.arrivedAt ?? 0;
       this.rooms.forward(peer.room.id, peer.room.sourceId, payload);
       if (arrived > 0) this.counters.observeForwardingMs(performance.now() - arrived);
       return;

@@ -13,6 +13,7 @@ import { MAX_CONCURRENT_SCRAPES, parseMetricsListen, Readiness, startMetricsServ
 import { REFUSAL_REASONS } from '../../core/relay/limits.js';
 import type { SocketGateStats } from '../../core/transport/quic.js';
 import { GATE_DROP_REASONS } from '../../core/transport/quic-gate.js';
+import { Demux } from '../../core/transport/demux.js';
 
 function gateStats(): SocketGateStats {
   return {
@@ -103,11 +104,35 @@ describe('relay metrics owner', () => {
     assert.equal(m.handshakesFailed(), 6);
   });
 
-  test('latency is sampled one datagram in LATENCY_SAMPLE_EVERY', () => {
-    const m = new RelayMetricsRegistry();
-    let sampled = 0;
-    for (let i = 0; i < LATENCY_SAMPLE_EVERY * 10; i++) if (m.sampleLatency()) sampled++;
-    assert.equal(sampled, 10);
+  test('the socket stamps about one packet in LATENCY_SAMPLE_EVERY, with no aliasing, and only while it is handled', () => {
+    const stamped = { a: 0, other: 0 };
+    let seen = 0;
+    const demux = new Demux(
+      () => undefined,
+      () => {
+        if (demux.arrivedAt > 0) stamped.other++;
+        return Promise.resolve();
+      },
+    );
+    demux.register({
+      name: 'a',
+      firstBytes: [[0x20, 0x20]],
+      handle: () => {
+        seen++;
+        if (demux.arrivedAt > 0) stamped.a++;
+      },
+    });
+    const a = Buffer.from([0x20, 1]);
+    const quic = Buffer.from([0xc0, 1]);
+    const from = { address: '127.0.0.1', port: 1 };
+    for (let i = 0; i < 8000; i++) void demux.receive(a, from);
+    assert.equal(stamped.a, 0, 'off by default');
+    demux.sampleArrivals = LATENCY_SAMPLE_EVERY;
+    // Packets of two kinds alternating: a counter would stamp only one kind.
+    for (let i = 0; i < 16000; i++) void demux.receive(i % 2 === 0 ? a : quic, from);
+    assert.equal(seen, 16000);
+    for (const n of [stamped.a, stamped.other]) assert.ok(n > 8000 / LATENCY_SAMPLE_EVERY / 2 && n < (8000 / LATENCY_SAMPLE_EVERY) * 2, `stamped ${n} of 8000`);
+    assert.equal(demux.arrivedAt, 0, 'no stamp outside a packet\'s handling');
   });
 
   test('the Prometheus text has every wzp_relay series with the counted values, and process metrics', async () => {
