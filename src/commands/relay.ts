@@ -18,7 +18,7 @@ Members' media moves from QUIC datagrams to the UDP media path once it is confir
 
 Hostile input is the normal case: a gate in front of QUIC drops what the library mishandles and answers nothing larger than what it received from an unvalidated address; every per-client resource (connections and handshakes per address, joins and signals per connection, room size and members per address, each member's forwarded media, unfinished signal frames) has a limit (the LIMITS flags; docs/relay-limits.md), and what goes over is refused, counted in the summary's "refused" and logged (rate-limited) with -v.
 
-The relay's identity (and so its certificate fingerprint, which clients pin) is kept in a file and survives restarts. --stats N prints a line of load figures to stderr every N seconds. Stop it with Ctrl-C or SIGTERM; a summary is printed on exit (a JSON document with --json).`;
+The relay's identity (and so its certificate fingerprint, which clients pin) is kept in a file and survives restarts. --stats N prints a line of load figures to stderr every N seconds; --metrics HOST:PORT serves Prometheus metrics, /healthz and /readyz over HTTP (docs/relay-operations.md). Stop it with Ctrl-C or SIGTERM; a summary is printed on exit (a JSON document with --json).`;
   static override examples = [
     '<%= config.bin %> <%= command.id %> --listen 0.0.0.0:4433',
     '<%= config.bin %> <%= command.id %> --listen 127.0.0.1:4433 --identity ./relay.json',

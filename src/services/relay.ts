@@ -229,10 +229,10 @@ export async function runRelay(opts: RelayRunOptions): Promise<RelayRunReport> {
   limitYoungGeneration();
   const listen = parseHostPort(opts.listen, '0.0.0.0');
   const alternate = opts.stunAlternate === undefined ? undefined : parseStunAlternate(opts.stunAlternate);
+  // A bad --metrics value is a usage error before anything is created or bound.
+  if (opts.metrics !== undefined) parseMetricsListen(opts.metrics);
   const { identity, created } = await loadOrCreateIdentity(opts.identityPath, { create: true });
   const tls = await deriveTlsCertificate(identity.seed);
-  // A bad --metrics value is a usage error before anything binds.
-  if (opts.metrics !== undefined) parseMetricsListen(opts.metrics);
   const relay = await Relay.start({
     listen,
     tls,
