@@ -6,10 +6,10 @@
  */
 import assert from 'node:assert/strict';
 import { request as httpRequest } from 'node:http';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { describe, test } from 'node:test';
 import { AUTH_RESULTS, DROP_REASONS, LATENCY_SAMPLE_EVERY, RelayMetricsRegistry } from '../../core/relay/metrics.js';
-import { MAX_CONCURRENT_SCRAPES, parseMetricsListen, Readiness, startMetricsServer } from '../../core/relay/metrics-server.js';
+import { MAX_CONCURRENT_SCRAPES, MAX_METRICS_CONNECTIONS, parseMetricsListen, Readiness, startMetricsServer } from '../../core/relay/metrics-server.js';
 import { REFUSAL_REASONS } from '../../core/relay/limits.js';
 import type { SocketGateStats } from '../../core/transport/quic.js';
 import { GATE_DROP_REASONS } from '../../core/transport/quic-gate.js';
@@ -336,6 +336,36 @@ describe('metrics HTTP endpoint', () => {
       assert.match(garbage, /^HTTP\/1\.1 400/);
       assert.equal((await get(`${base}/healthz`)).status, 200);
     } finally {
+      await server.close();
+    }
+  });
+
+  test('connections at once are bounded: one over MAX_METRICS_CONNECTIONS is closed unanswered', async () => {
+    const server = await startMetricsServer({ listen: '127.0.0.1:0', metrics: async () => '', contentType: 'text/plain', refresh: () => undefined });
+    const held: Socket[] = [];
+    try {
+      for (let i = 0; i < MAX_METRICS_CONNECTIONS; i++) {
+        held.push(await new Promise<Socket>((resolve, reject) => {
+          const s = connect(server.address.port, '127.0.0.1', () => resolve(s));
+          s.on('error', reject);
+        }));
+      }
+      // Each held connection is accepted (a request on it is answered) ...
+      const first = held[0];
+      const answered = new Promise<string>((resolve) => first.once('data', (d) => resolve(String(d))));
+      first.write('GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n');
+      assert.match(await answered, /^HTTP\/1\.1 200/);
+      // ... and the one over the bound is closed without an answer.
+      const extra = await new Promise<string>((resolve) => {
+        let text = '';
+        const s = connect(server.address.port, '127.0.0.1', () => s.write('GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n'));
+        s.on('data', (d) => (text += d));
+        s.on('close', () => resolve(text));
+        s.on('error', () => resolve(text));
+      });
+      assert.equal(extra, '');
+    } finally {
+      for (const s of held) s.destroy();
       await server.close();
     }
   });
