@@ -16,14 +16,15 @@ import { sourceKey, type GateDropReason } from '../transport/quic-gate.js';
 import { formatHostPort, startQuicServer, type HostPort, type RunningQuicServer, type SocketGateStats, type TlsMaterial } from '../transport/quic.js';
 import { pushFrame, serveSignals, SignalMemoryBudget, type KnownSignal, type SignalDropReason } from '../transport/signal-stream.js';
 import { RoomManager, type RoomMember } from './rooms.js';
-import { Presence, type PresencePeer, type PresenceStats } from './presence.js';
+import { Presence, type PresencePeer } from './presence.js';
 import { encodeSignal, isCallSignal, MAX_ANNOUNCEMENT_BYTES, MAX_REQUEST_PAYLOAD_BYTES, MAX_ROOM_SIGNAL_BYTES, RELAY_CLOSE_REFUSED } from '../wire/signal.js';
 import { verifyAnnouncement, type MemberAnnouncement } from '../crypto/sender-keys.js';
 import { RelayMediaPath, type RelayRoute } from '../transport/udp-media.js';
 import { mediaPathClass, pathCheckClass, stunClass, type Demux, type DemuxStats } from '../transport/demux.js';
 import { rawUdpSocket, setSocketGateLimits } from '../transport/quic.js';
-import { REFUSAL_REASONS, resolveRelayLimits, type RefusalReason, type RelayLimits } from './limits.js';
-import { STUN_DROP_REASONS, StunServer, type StunDropReason, type StunServerLimits } from '../nat/stun-server.js';
+import { resolveRelayLimits, type RefusalReason, type RelayLimits } from './limits.js';
+import { LATENCY_SAMPLE_EVERY, RelayMetricsRegistry, type RelayMetrics } from './metrics.js';
+import { StunServer, type StunServerLimits } from '../nat/stun-server.js';
 import type { Endpoint } from '../nat/stun.js';
 import { AuthValidator, tokenProblem, type AuthSettings, type AuthStats } from './auth.js';
 import { resolveRoomAcls, type RoomAcl, type RoomAclTable } from './access.js';
@@ -78,53 +79,8 @@ export type RelayEvent =
   /** Handling one datagram failed inside the QUIC library; the relay kept serving. */
   | { type: 'relay:socket-error'; peer: string; error: string; suppressed?: number };
 
-export interface RelayMetrics {
-  connectionsOpen: number;
-  connectionsTotal: number;
-  signalsReceived: number;
-  signalsMalformed: number;
-  signalsUnknown: number;
-  datagramsReceived: number;
-  datagramsEchoed: number;
-  /** Datagrams from a connection that has not joined a media mode. */
-  datagramsUnexpected: number;
-  /** Datagrams we could not send (queue full, too large, closed). */
-  datagramsDropped: number;
-  /** Room datagrams forwarded to members (one per receiving member). */
-  datagramsForwarded: number;
-  /** Stale queued datagrams purged for congested members. */
-  datagramsPurged: number;
-  /** Of datagramsReceived, those that came on the UDP media path (the rest in QUIC). */
-  datagramsOnUdpPath: number;
-  /**
-   * UDP packets refused that were not QUIC: media path packets with an unknown token, not
-   * from the member's address or malformed, direct-path checks (peers', never the relay's),
-   * and anything no packet class takes (core/transport/demux.ts).
-   */
-  udpPathRejected: number;
-  roomsOpen: number;
-  /** Input refused or dropped by a limit or the QUIC gate, by reason (./limits.ts). */
-  refused: Record<RefusalReason, number>;
-  /** Datagrams whose handling failed inside the QUIC library (the relay kept serving). */
-  socketErrors: number;
-  /** UDP sends the kernel refused (each a lost packet). */
-  sendErrors: number;
-  /** QUIC handshakes started (Initials with a valid-looking token for a new connection). */
-  handshakesStarted: number;
-  /** Retry packets sent (each to an Initial of at least 1200 bytes). */
-  retriesSent: number;
-  /** STUN packets received on the relay's port (and, in RFC 5780 mode, its other STUN addresses). */
-  stunRequests: number;
-  /** STUN Binding answers sent: successes, and errors (400, 420) to requests the server refuses. */
-  stunAnswered: number;
-  stunErrors: number;
-  /** STUN packets dropped unanswered, by reason (core/nat/stun-server.ts). */
-  stunDropped: Record<StunDropReason, number>;
-  /** Registrations and call signalling (./presence.ts). */
-  presence: PresenceStats;
-  /** Token validations by result (./auth.ts); all 0 without --auth-url. */
-  auth: AuthStats;
-}
+/** The relay's counters as one document (`Relay.metrics`; ./metrics.ts owns them). */
+export type { RelayMetrics } from './metrics.js';
 
 const ROOM_ID_RE = /^[0-9a-f]{32}$/;
 const FINGERPRINT_RE = /^[0-9a-f]{4}(?::[0-9a-f]{4}){15}$/;
@@ -161,23 +117,6 @@ interface Peer {
   readonly auth: PeerAuth;
 }
 
-/** Counters the hot paths increment; `metrics` assembles them with the gate's and rooms'. */
-interface Counters {
-  connectionsOpen: number;
-  connectionsTotal: number;
-  signalsReceived: number;
-  signalsMalformed: number;
-  signalsUnknown: number;
-  datagramsReceived: number;
-  datagramsEchoed: number;
-  datagramsUnexpected: number;
-  echoDropped: number;
-  datagramsOnUdpPath: number;
-  /** Non-QUIC packets that are not media path packets either (or the path is off). */
-  strayUdp: number;
-  refused: Record<RefusalReason, number>;
-}
-
 /** Signal-stream drops that are refusals of a limit, and the reason they count under. */
 const SIGNAL_REFUSALS: Partial<Record<SignalDropReason, RefusalReason>> = {
   'too-large': 'signal-too-large',
@@ -186,28 +125,14 @@ const SIGNAL_REFUSALS: Partial<Record<SignalDropReason, RefusalReason>> = {
   timeout: 'signal-timeout',
 };
 
-const EMPTY_STUN_DROPS = Object.fromEntries(STUN_DROP_REASONS.map((r) => [r, 0])) as Record<StunDropReason, number>;
-
 export class Relay {
-  private readonly counters: Counters = {
-    connectionsOpen: 0,
-    connectionsTotal: 0,
-    signalsReceived: 0,
-    signalsMalformed: 0,
-    signalsUnknown: 0,
-    datagramsReceived: 0,
-    datagramsEchoed: 0,
-    datagramsUnexpected: 0,
-    echoDropped: 0,
-    datagramsOnUdpPath: 0,
-    strayUdp: 0,
-    refused: Object.fromEntries(REFUSAL_REASONS.map((r) => [r, 0])) as Record<RefusalReason, number>,
-  };
+  /** Every counter of this relay, and its Prometheus export (./metrics.ts). */
+  private readonly counters = new RelayMetricsRegistry();
   private readonly peers = new Set<Peer>();
   private readonly connectionsBySource = new Map<string, number>();
   /** Join/leave budget of each source with open connections (dropped with its last connection). */
   private readonly joinsBySource = new Map<string, TokenBucket>();
-  private readonly rooms = new RoomManager();
+  private readonly rooms = new RoomManager(this.counters.rooms);
   private server?: RunningQuicServer;
   /** The gate's counters (kept after stop() for the exit summary). */
   private gate?: SocketGateStats;
@@ -243,6 +168,15 @@ export class Relay {
     this.mediaPath = new RelayMediaPath(() => {
       if (!this.server) throw new Error('relay not started');
       return rawUdpSocket(this.server.socket);
+    }, this.counters.mediaPath);
+    this.counters.attach({
+      gate: () => this.gate,
+      stun: () => this.stun?.stats,
+      demuxDropped: () => this.droppedByDemux(),
+      roomsOpen: () => this.rooms.roomCount,
+      roomMembers: () => this.rooms.memberCount,
+      presence: () => this.presence.stats,
+      auth: () => this.authValidator?.stats,
     });
   }
 
@@ -279,38 +213,12 @@ export class Relay {
 
   /** A snapshot of the relay's counters. */
   get metrics(): RelayMetrics {
-    const c = this.counters;
-    const rooms = this.rooms.stats;
-    const gate = this.gate;
-    const refused = { ...c.refused };
-    if (gate) for (const [reason, n] of Object.entries(gate.dropped) as [GateDropReason, number][]) refused[reason] += n;
-    return {
-      connectionsOpen: c.connectionsOpen,
-      connectionsTotal: c.connectionsTotal,
-      signalsReceived: c.signalsReceived,
-      signalsMalformed: c.signalsMalformed,
-      signalsUnknown: c.signalsUnknown,
-      datagramsReceived: c.datagramsReceived,
-      datagramsEchoed: c.datagramsEchoed,
-      datagramsUnexpected: c.datagramsUnexpected,
-      datagramsDropped: rooms.dropped + c.echoDropped,
-      datagramsForwarded: rooms.forwarded,
-      datagramsPurged: rooms.purged,
-      datagramsOnUdpPath: c.datagramsOnUdpPath,
-      udpPathRejected: this.mediaPath.stats.rejected + c.strayUdp + this.droppedByDemux(),
-      roomsOpen: this.rooms.roomCount,
-      refused,
-      socketErrors: gate?.errors ?? 0,
-      sendErrors: gate?.sendErrors ?? 0,
-      handshakesStarted: gate?.handshakes ?? 0,
-      retriesSent: gate?.retries ?? 0,
-      stunRequests: this.stun?.stats.received ?? 0,
-      stunAnswered: this.stun?.stats.answered ?? 0,
-      stunErrors: this.stun?.stats.errors ?? 0,
-      stunDropped: { ...(this.stun?.stats.dropped ?? EMPTY_STUN_DROPS) },
-      presence: this.presence.stats,
-      auth: { ...(this.authValidator?.stats ?? { ok: 0, refused: 0, error: 0, cached: 0, busy: 0 }) },
-    };
+    return this.counters.snapshot();
+  }
+
+  /** The owner of the relay's counters and its Prometheus registry. */
+  get metricsRegistry(): RelayMetricsRegistry {
+    return this.counters;
   }
 
   /**
@@ -411,6 +319,7 @@ export class Relay {
     const demux = this.server?.demux;
     if (!demux) throw new Error('relay not started');
     this.demux = demux;
+    demux.sampleArrivals = LATENCY_SAMPLE_EVERY;
     if (this.opts.udpMedia !== false) demux.register(mediaPathClass((data, from) => this.mediaPath.handle(data, from)));
     // Registered before the STUN server is up (it binds its other sockets first): until then its packets are stray.
     if (this.opts.stun !== false) demux.register(stunClass((data, from) => (this.stun ? this.stun.handle(data, from) : this.counters.strayUdp++)));
@@ -444,7 +353,7 @@ export class Relay {
 
   /** Count a refusal, and report it if the log budget allows. */
   private refuse(peer: string, reason: RefusalReason, detail: string): void {
-    this.counters.refused[reason]++;
+    this.counters.refuse(reason);
     this.reportDrop(() => ({ type: 'relay:refused', peer, reason, detail }));
   }
 
@@ -467,6 +376,7 @@ export class Relay {
   }
 
   private accept(connection: QUICConnection, datagrams: DatagramChannel): void {
+    this.counters.handshakesOk++;
     const label = formatHostPort({ host: connection.remoteHost, port: connection.remotePort });
     const source = sourceKey(connection.remoteHost);
     const fromSource = this.connectionsBySource.get(source) ?? 0;
@@ -486,7 +396,8 @@ export class Relay {
       datagrams: this.mediaPath.route(datagrams, {
         remote: () => ({ host: connection.remoteHost, port: connection.remotePort }),
         onMedia: (payload) => {
-          this.counters.datagramsOnUdpPath++;
+          this.counters.udpReceived++;
+          this.counters.udpBytesReceived += payload.byteLength;
           this.onDatagram(peer, payload);
         },
       }),
@@ -511,7 +422,11 @@ export class Relay {
     this.counters.connectionsTotal++;
     this.emit({ type: 'relay:connection-open', peer: peer.label });
 
-    datagrams.onDatagram((payload) => this.onDatagram(peer, payload));
+    datagrams.onDatagram((payload) => {
+      this.counters.quicReceived++;
+      this.counters.quicBytesReceived += payload.byteLength;
+      this.onDatagram(peer, payload);
+    });
     serveSignals(
       connection,
       {
@@ -805,7 +720,6 @@ export class Relay {
   }
 
   private onDatagram(peer: Peer, payload: Uint8Array): void {
-    this.counters.datagramsReceived++;
     if (peer.mode === 'none') {
       this.counters.datagramsUnexpected++;
       return;
@@ -813,12 +727,15 @@ export class Relay {
     // One member's media is capped before it is fanned out (both media paths come here).
     const now = performance.now();
     if (!peer.mediaPackets.take(now) || !peer.mediaBytes.take(now, payload.byteLength)) {
-      this.counters.refused['media-rate']++;
+      this.counters.refuse('media-rate');
       if (this.opts.onEvent) this.reportDrop(() => ({ type: 'relay:refused', peer: peer.label, reason: 'media-rate', detail: 'over the member media cap' }));
       return;
     }
     if (peer.mode === 'room' && peer.room) {
+      // The arrival stamp of the packet being handled now, if the socket sampled it (./metrics.ts).
+      const arrived = this.demux?.arrivedAt ?? 0;
       this.rooms.forward(peer.room.id, peer.room.sourceId, payload);
+      if (arrived > 0) this.counters.observeForwardingMs(performance.now() - arrived);
       return;
     }
     if (peer.mode === 'echo') {

@@ -92,10 +92,19 @@ export class Room {
 export class RoomManager {
   private readonly rooms = new Map<string, Room>();
   private nextSourceId = 1;
-  readonly stats: ForwardStats = { forwarded: 0, dropped: 0, purged: 0 };
+
+  /** `stats`: where forwarding is counted (the relay passes its metrics owner's: ./metrics.ts). */
+  constructor(readonly stats: ForwardStats = { forwarded: 0, dropped: 0, purged: 0 }) {}
 
   get roomCount(): number {
     return this.rooms.size;
+  }
+
+  /** Members in all rooms (a loop over the rooms: for scrapes, not per packet). */
+  get memberCount(): number {
+    let n = 0;
+    for (const room of this.rooms.values()) n += room.members.size;
+    return n;
   }
 
   /** Allocate a source id unique on this relay (1-65535, skipping ids in use). */

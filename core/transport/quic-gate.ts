@@ -114,6 +114,8 @@ export interface QuicGateStats {
   retries: number;
   /** Handshakes started (Initials with a token for a new connection). */
   handshakes: number;
+  /** Of those, in progress now (the rest ended: a connection, or a failure). */
+  inProgress: number;
   /** Datagrams dropped, by reason. */
   dropped: Record<GateDropReason, number>;
   /** The library's handling of one datagram threw or rejected (the socket kept serving). */
@@ -196,6 +198,7 @@ export function quicGate(
     passed: 0,
     retries: 0,
     handshakes: 0,
+    inProgress: 0,
     dropped: Object.fromEntries(GATE_DROP_REASONS.map((r) => [r, 0])) as Record<GateDropReason, number>,
     errors: 0,
   };
@@ -273,10 +276,12 @@ export function quicGate(
     handshakesBySource.set(source, fromSource + 1);
     handshakesInProgress++;
     stats.handshakes++;
+    stats.inProgress = handshakesInProgress;
     // The library's promise for this datagram settles when the handshake does (it awaits the
     // new connection's start, bounded by the server's handshake timeout).
     return pass(data, rinfo).finally(() => {
       handshakesInProgress--;
+      stats.inProgress = handshakesInProgress;
       const n = (handshakesBySource.get(source) ?? 1) - 1;
       if (n <= 0) handshakesBySource.delete(source);
       else handshakesBySource.set(source, n);

@@ -392,6 +392,11 @@ export interface RelayMediaPathStats {
   rejected: number;
   /** Path packets not sent: the socket's send queue was full, or the kernel refused them. */
   dropped: number;
+  /** Payload bytes of the datagrams sent to members on the path (without the path's header byte). */
+  bytesSent: number;
+  /** Datagrams members' routes sent in QUIC datagrams instead (path not confirmed or not asked for), and their bytes. */
+  sentInQuic: number;
+  bytesSentInQuic: number;
 }
 
 /**
@@ -400,10 +405,13 @@ export interface RelayMediaPathStats {
  * confirmed it (QUIC datagrams until then).
  */
 export class RelayMediaPath {
-  readonly stats: RelayMediaPathStats = { received: 0, sent: 0, probes: 0, rejected: 0, dropped: 0 };
   private readonly byToken = new Map<string, RelayRoute>();
 
-  constructor(private readonly udp: () => UdpSocket) {}
+  /** `stats`: where the path's packets are counted (the relay passes its metrics owner's, core/relay/metrics.ts). */
+  constructor(
+    private readonly udp: () => UdpSocket,
+    readonly stats: RelayMediaPathStats = { received: 0, sent: 0, probes: 0, rejected: 0, dropped: 0, bytesSent: 0, sentInQuic: 0, bytesSentInQuic: 0 },
+  ) {}
 
   /** A channel for one connection: its QUIC datagrams, and the path once enabled. */
   route(quic: DatagramChannel, peer: RelayPathPeer): RelayRoute {
@@ -458,6 +466,17 @@ export class RelayMediaPath {
     if (err) this.stats.dropped++;
   };
 
+  /** @internal A route sent a datagram of `bytes` to its member, on the path or in QUIC. */
+  countSent(bytes: number, onPath: boolean): void {
+    if (onPath) {
+      this.stats.sent++;
+      this.stats.bytesSent += bytes;
+    } else {
+      this.stats.sentInQuic++;
+      this.stats.bytesSentInQuic += bytes;
+    }
+  }
+
   /** @internal Send one packet (or its parts) to a member's QUIC address; false if dropped. */
   send(data: Uint8Array | readonly Uint8Array[], to: { host: string; port: number }): boolean {
     const udp = this.udp();
@@ -509,10 +528,12 @@ export class RelayRoute implements DatagramChannel {
     if (this.confirmed) {
       if (!this.path.send([MEDIA_TO_CLIENT_HEADER, payload], this.peer.remote())) return false;
       this.sentOnPath++;
-      this.path.stats.sent++;
+      this.path.countSent(payload.byteLength, true);
       return true;
     }
-    return this.quic.send(payload);
+    if (!this.quic.send(payload)) return false;
+    this.path.countSent(payload.byteLength, false);
+    return true;
   }
 
   onDatagram(handler: (payload: Uint8Array) => void): void {

@@ -29,13 +29,14 @@ Members' media moves from QUIC datagrams to the UDP media path once it is confir
 
 Hostile input is the normal case: a gate in front of QUIC drops what the library mishandles and answers nothing larger than what it received from an unvalidated address; every per-client resource (connections and handshakes per address, joins and signals per connection, room size and members per address, each member's forwarded media, unfinished signal frames) has a limit (the LIMITS flags; docs/relay-limits.md), and what goes over is refused, counted in the summary's "refused" and logged (rate-limited) with -v.
 
-The relay's identity (and so its certificate fingerprint, which clients pin) is kept in a file and survives restarts. --stats N prints a line of load figures to stderr every N seconds. Stop it with Ctrl-C or SIGTERM; a summary is printed on exit (a JSON document with --json).
+The relay's identity (and so its certificate fingerprint, which clients pin) is kept in a file and survives restarts. --stats N prints a line of load figures to stderr every N seconds; --metrics HOST:PORT serves Prometheus metrics, /healthz and /readyz over HTTP (docs/relay-operations.md). Stop it with Ctrl-C or SIGTERM; a summary is printed on exit (a JSON document with --json).
 
 --config FILE reads the settings from a TOML file (flags given on the command line override it); if FILE does not exist the relay writes a commented example there, with every option, its default, and this relay's address and fingerprint, and runs with it. SIGHUP reloads the file: stats, [limits], [auth] and [[rooms]] change at once and each change is logged; a file with an error is refused whole and the running config stays (docs/relay-operations.md).`;
   static override examples = [
     '<%= config.bin %> <%= command.id %> --listen 0.0.0.0:4433',
     '<%= config.bin %> <%= command.id %> --listen 127.0.0.1:4433 --identity ./relay.json',
     '<%= config.bin %> <%= command.id %> --listen 203.0.113.1:4433 --stun-alternate 203.0.113.2',
+    '<%= config.bin %> <%= command.id %> --listen 0.0.0.0:4433 --metrics 127.0.0.1:9464',
     {
       description: 'Run from a config file (written with every option documented if it does not exist); reload it with kill -HUP',
       command: '<%= config.bin %> <%= command.id %> --config /etc/wzp/relay.toml',
@@ -70,6 +71,9 @@ The relay's identity (and so its certificate fingerprint, which clients pin) is 
       helpGroup: 'ACCESS',
       multiple: true,
     }),
+    metrics: Flags.string({
+      summary: 'Serve Prometheus metrics (/metrics), /healthz and /readyz over HTTP on HOST:PORT, e.g. 127.0.0.1:9464 (docs/relay-operations.md).',
+    }),
     ...limitFlags,
   };
 
@@ -83,6 +87,7 @@ The relay's identity (and so its certificate fingerprint, which clients pin) is 
       stunAlternate: flags['stun-alternate'],
       statsSeconds: flags.stats,
       limits: relayLimitOverrides(flags),
+      ...(flags.metrics === undefined ? {} : { metrics: flags.metrics }),
       ...(flags['auth-url'] === undefined
         ? {}
         : { auth: { url: flags['auth-url'], ...(flags['auth-fail-open'] ? { failOpen: true } : {}), ...(flags['auth-cache-seconds'] === undefined ? {} : { cacheSeconds: flags['auth-cache-seconds'] }) } }),
@@ -103,6 +108,8 @@ The relay's identity (and so its certificate fingerprint, which clients pin) is 
         signal: this.abortSignal,
         onStarted: async (s) => {
           if (s.identityCreated) this.progress(`created relay identity ${s.identityPath}`);
+          // Before the "listening" line: a script that waits for that line has the URL too.
+          if (s.metricsUrl !== undefined) process.stderr.write(`wzp relay metrics on ${s.metricsUrl} (/healthz, /readyz)\n`);
           // One parseable line on stderr, even with --json, so scripts can find the address.
           process.stderr.write(`wzp relay listening on ${s.address} fingerprint ${s.fingerprint}\n`);
           if (s.stunEndpoints.length > 1) this.progress(`answering STUN (RFC 5780) on ${s.stunEndpoints.join(', ')}`);

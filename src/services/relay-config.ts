@@ -40,6 +40,7 @@ export interface RelayFlagSettings {
   stunAlternate?: string;
   statsSeconds?: number;
   limits: Partial<RelayLimits>;
+  metrics?: string;
   /** --auth-url (and its --auth-fail-open, --auth-cache-seconds when given): replaces the file's [auth]. */
   auth?: { url: string; failOpen?: boolean; cacheSeconds?: number };
   /** --acl: replaces the file's [[rooms]]. */
@@ -97,7 +98,8 @@ export function relaySettings(file: RelayConfig | undefined, flags: RelayFlagSet
   const stunAlternate = flags.stunAlternate ?? f.stunAlternate;
   if (stunAlternate !== undefined) settings.stunAlternate = stunAlternate;
   if (statsSeconds !== undefined) settings.statsIntervalMs = statsSeconds * 1000;
-  if (f.metrics !== undefined) settings.metrics = f.metrics;
+  const metrics = flags.metrics ?? f.metrics;
+  if (metrics !== undefined) settings.metrics = metrics;
   const auth = effectiveAuth(f, flags);
   if (auth !== undefined) settings.auth = auth;
   const roomAcls = flags.roomAcls ?? f.rooms;

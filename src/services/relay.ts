@@ -9,6 +9,7 @@ import type { RoomAcl } from '../../core/relay/access.js';
 import { isIP } from 'node:net';
 import { UsageError } from '../../core/errors.js';
 import { formatHostPort, parseHostPort } from '../../core/transport/quic.js';
+import { parseMetricsListen, startMetricsServer, type RunningMetricsServer } from '../../core/relay/metrics-server.js';
 
 export interface RelayRunOptions {
   listen: string;
@@ -30,7 +31,10 @@ export interface RelayRunOptions {
   auth?: { url: string; failOpen: boolean; cacheSeconds: number };
   /** Rooms restricted to listed identities (core/relay/access.ts; "Room ACLs"). */
   roomAcls?: RoomAcl[];
-  /** HOST:PORT of the HTTP metrics server (issue 18, metrics part). */
+  /**
+   * `--metrics HOST:PORT`: serve Prometheus metrics, /healthz and /readyz over HTTP there
+   * (core/relay/metrics-server.ts; docs/relay-operations.md#metrics).
+   */
   metrics?: string;
   /** How long a stopping relay waits for calls to end (issue 18, drain part). */
   drainTimeoutMs?: number;
@@ -38,7 +42,7 @@ export interface RelayRunOptions {
   debugTap?: string;
   signal: AbortSignal;
   /** Once listening. If it throws (or rejects), the relay stops and runRelay rethrows. */
-  onStarted(info: { address: string; fingerprint: string; identityPath: string; identityCreated: boolean; stunEndpoints: string[] }): void | Promise<void>;
+  onStarted(info: { address: string; fingerprint: string; identityPath: string; identityCreated: boolean; stunEndpoints: string[]; metricsUrl?: string }): void | Promise<void>;
   /**
    * The running relay, once onStarted returned, and the run's own live settings: for live
    * changes (a config reload, src/services/relay-config.ts).
@@ -115,6 +119,8 @@ export interface RelayRunReport {
   uptimeMs: number;
   /** The limits in force (defaults and flags). */
   limits: RelayLimits;
+  /** Where /metrics was served (`--metrics`), if it was. */
+  metricsUrl?: string;
   metrics: RelayMetrics;
 }
 
@@ -248,6 +254,8 @@ export async function runRelay(opts: RelayRunOptions): Promise<RelayRunReport> {
   limitYoungGeneration();
   const listen = parseHostPort(opts.listen, '0.0.0.0');
   const alternate = opts.stunAlternate === undefined ? undefined : parseStunAlternate(opts.stunAlternate);
+  // A bad --metrics value is a usage error before anything is created or bound.
+  if (opts.metrics !== undefined) parseMetricsListen(opts.metrics);
   const { identity, created } = await loadOrCreateIdentity(opts.identityPath, { create: true });
   const tls = await deriveTlsCertificate(identity.seed);
   const relay = await Relay.start({
@@ -266,13 +274,31 @@ export async function runRelay(opts: RelayRunOptions): Promise<RelayRunReport> {
     const closed = m.connectionsTotal - m.connectionsOpen;
     return (m.connectionsTotal + closed) * CONNECTION_WEIGHT + totalRefused(m);
   });
+  let metricsServer: RunningMetricsServer | undefined;
+  if (opts.metrics !== undefined) {
+    try {
+      metricsServer = await serveRelayMetrics(relay, opts.metrics);
+    } catch (err) {
+      stopTrimming();
+      await relay.stop();
+      throw err;
+    }
+  }
   const started = performance.now();
   const address = formatHostPort(relay.address);
   const stunEndpoints = relay.stunEndpoints.map((e) => formatHostPort({ host: e.address, port: e.port }));
   try {
-    await opts.onStarted({ address, fingerprint: tls.fingerprint, identityPath: opts.identityPath, identityCreated: created, stunEndpoints });
+    await opts.onStarted({
+      address,
+      fingerprint: tls.fingerprint,
+      identityPath: opts.identityPath,
+      identityCreated: created,
+      stunEndpoints,
+      ...(metricsServer ? { metricsUrl: metricsServer.url } : {}),
+    });
   } catch (err) {
     stopTrimming();
+    await metricsServer?.close();
     await relay.stop();
     throw err;
   }
@@ -303,6 +329,7 @@ export async function runRelay(opts: RelayRunOptions): Promise<RelayRunReport> {
   stopped = true;
   stopTrimming();
   await relay.stop();
+  await metricsServer?.close();
   return {
     address,
     stunEndpoints,
@@ -310,8 +337,29 @@ export async function runRelay(opts: RelayRunOptions): Promise<RelayRunReport> {
     identityPath: opts.identityPath,
     uptimeMs: Math.round(performance.now() - started),
     limits: { ...relay.currentLimits },
+    ...(metricsServer ? { metricsUrl: metricsServer.url } : {}),
     metrics: relay.metrics,
   };
+}
+
+/**
+ * The relay's metrics endpoint on `listen` (core/relay/metrics-server.ts): its registry's
+ * exposition, heartbeats that read its stats and check it still serves (`address` throws once
+ * stopped), and 503 on /readyz while it drains (the `draining` getter, where the relay has one).
+ */
+export function serveRelayMetrics(relay: Relay, listen: string, timing: { heartbeatMs?: number; staleAfterMs?: number } = {}): Promise<RunningMetricsServer> {
+  const registry = relay.metricsRegistry.prometheus();
+  return startMetricsServer({
+    listen,
+    metrics: () => registry.metrics(),
+    contentType: registry.contentType,
+    refresh: () => {
+      void relay.metrics;
+      void relay.address;
+    },
+    isDraining: () => (relay as { readonly draining?: boolean }).draining === true,
+    ...timing,
+  });
 }
 
 /** `IP` or `IP:PORT` (`[IPv6]:PORT`; a bare IPv6 address has no port). */

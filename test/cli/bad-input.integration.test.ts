@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { createSocket, type Socket } from 'node:dgram';
 import { writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { makeHome, parseJsonDocument, runCli, runCliIsolated, type CliHome, type CliResult } from '../helpers/cli.js';
@@ -130,5 +131,19 @@ describe('bad input to the commands that dial or read files', () => {
 
     const taken = assertErrorDocument(await runCli(['relay', '--listen', `127.0.0.1:${silent.port}`, '--json'], home), 4, 'NetworkError');
     assert.match(taken.message, /another process is using that port/);
+  });
+
+  test('relay --metrics: a value that is not HOST:PORT, and a port in use, each name the flag', async () => {
+    const bad = assertErrorDocument(await runCli(['relay', '--listen', '127.0.0.1:0', '--metrics', 'nonsense', '--json'], home), 2, 'UsageError');
+    assert.match(bad.message, /^--metrics "nonsense" is not HOST:PORT/);
+    const tcp = createServer();
+    await new Promise<void>((resolve) => tcp.listen(0, '127.0.0.1', resolve));
+    const port = (tcp.address() as { port: number }).port;
+    try {
+      const taken = assertErrorDocument(await runCli(['relay', '--listen', '127.0.0.1:0', '--metrics', `127.0.0.1:${port}`, '--json'], home), 4, 'NetworkError');
+      assert.equal(taken.message, `cannot serve metrics on --metrics 127.0.0.1:${port}: another process is using that port (EADDRINUSE)`);
+    } finally {
+      tcp.close();
+    }
   });
 });

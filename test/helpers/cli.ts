@@ -103,6 +103,8 @@ export interface RunningRelay {
   address: string;
   fingerprint: string;
   child: ChildProcess;
+  /** What it wrote to stderr so far (its start-up lines: the metrics URL with --metrics). */
+  stderr(): string;
   /** Send SIGTERM (or another signal) and wait for the exit. */
   stop(signal?: NodeJS.Signals): Promise<CliResult>;
 }
@@ -144,6 +146,7 @@ export function startRelayProcess(args: string[], home: CliHome, timeoutMs = 20_
           address: m[1],
           fingerprint: m[2],
           child,
+          stderr: () => stderr,
           stop: (signal: NodeJS.Signals = 'SIGTERM') => {
             if (child.exitCode === null && child.signalCode === null) child.kill(signal);
             return exited;
