@@ -207,6 +207,17 @@ describe('relay config: precedence', () => {
     assert.equal(s.roomAcls?.length, 2);
     assert.equal(s.stunAlternate, '203.0.113.2:3479');
   });
+
+  test('--metrics, --auth-url and --acl over the file\'s metrics, [auth] and [[rooms]]', () => {
+    const full = parse(FULL).config;
+    const s = relaySettings(full, { limits: {}, metrics: '127.0.0.1:9999', auth: { url: 'http://127.0.0.1:1/check' }, roomAcls: [{ name: 'ops', allow: [FP1] }] }, defaults);
+    assert.equal(s.metrics, '127.0.0.1:9999');
+    // The flag's URL; fail_open and cache_seconds not given as flags keep the file's.
+    assert.deepEqual(s.auth, { url: 'http://127.0.0.1:1/check', failOpen: true, cacheSeconds: 5 });
+    assert.deepEqual(s.roomAcls, [{ name: 'ops', allow: [FP1] }]);
+    const noFile = relaySettings(undefined, { limits: {}, auth: { url: 'http://127.0.0.1:1/check', cacheSeconds: 0 } }, defaults);
+    assert.deepEqual(noFile.auth, { url: 'http://127.0.0.1:1/check', failOpen: false, cacheSeconds: 0 });
+  });
 });
 
 describe('relay config: the generated example', () => {
