@@ -122,7 +122,9 @@ export type RefusalReason =
   | 'calls-full'
   | 'unknown-call'
   // Media.
-  | 'media-rate';
+  | 'media-rate'
+  // A join, registration or call offer while the relay drains (shutting down: docs/relay-operations.md).
+  | 'draining';
 
 export const REFUSAL_REASONS: readonly RefusalReason[] = [
   ...GATE_DROP_REASONS,
@@ -150,6 +152,7 @@ export const REFUSAL_REASONS: readonly RefusalReason[] = [
   'calls-full',
   'unknown-call',
   'media-rate',
+  'draining',
 ];
 
 /** Limits with every value checked (positive integers; room size within the hard cap). */

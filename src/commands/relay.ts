@@ -4,6 +4,7 @@ import { WzpCommand } from '../base-command.js';
 import { explainListenError } from '../services/listen-error.js';
 import { relayIdentityFile } from '../services/paths.js';
 import { relayLimitOverrides, runRelay, RELAY_LIMIT_FLAGS, type RelayRunReport } from '../services/relay.js';
+import { DEFAULT_DRAIN_TIMEOUT_MS, MAX_DRAIN_TIMEOUT_MS } from '../services/relay-drain.js';
 
 /** One integer flag per relay limit (docs/relay-limits.md), in the LIMITS help group. */
 const limitFlags = Object.fromEntries(
@@ -18,11 +19,12 @@ Members' media moves from QUIC datagrams to the UDP media path once it is confir
 
 Hostile input is the normal case: a gate in front of QUIC drops what the library mishandles and answers nothing larger than what it received from an unvalidated address; every per-client resource (connections and handshakes per address, joins and signals per connection, room size and members per address, each member's forwarded media, unfinished signal frames) has a limit (the LIMITS flags; docs/relay-limits.md), and what goes over is refused, counted in the summary's "refused" and logged (rate-limited) with -v.
 
-The relay's identity (and so its certificate fingerprint, which clients pin) is kept in a file and survives restarts. --stats N prints a line of load figures to stderr every N seconds. Stop it with Ctrl-C or SIGTERM; a summary is printed on exit (a JSON document with --json).`;
+The relay's identity (and so its certificate fingerprint, which clients pin) is kept in a file and survives restarts. --stats N prints a line of load figures to stderr every N seconds. Ctrl-C stops it at once. SIGTERM drains it first: it refuses new joins, registrations and call offers (reason "draining"), tells every client so that those given several relays move to the next one at once, and stops when its rooms and calls are empty or after --drain-timeout seconds; a second SIGTERM stops it at once (docs/relay-operations.md). A summary is printed on exit (a JSON document with --json; exit 0 in every case).`;
   static override examples = [
     '<%= config.bin %> <%= command.id %> --listen 0.0.0.0:4433',
     '<%= config.bin %> <%= command.id %> --listen 127.0.0.1:4433 --identity ./relay.json',
     '<%= config.bin %> <%= command.id %> --listen 203.0.113.1:4433 --stun-alternate 203.0.113.2',
+    '<%= config.bin %> <%= command.id %> --listen 0.0.0.0:4433 --drain-timeout 120',
   ];
   static override flags = {
     listen: Flags.string({ summary: 'UDP address to listen on, HOST:PORT.', default: '0.0.0.0:4433' }),
@@ -38,8 +40,23 @@ The relay's identity (and so its certificate fingerprint, which clients pin) is 
       summary:
         "A second address of this host, IP[:PORT] (port default: the relay's + 1), for RFC 5780 STUN: with it netcheck learns the NAT's mapping and filtering from this relay alone. Needs --listen on one address.",
     }),
+    'drain-timeout': Flags.integer({
+      summary: `On SIGTERM, wait this many seconds for the rooms and calls to end before stopping (default ${DEFAULT_DRAIN_TIMEOUT_MS / 1000}; 0: stop right after telling the clients).`,
+      min: 0,
+      max: MAX_DRAIN_TIMEOUT_MS / 1000,
+      helpValue: 'SECONDS',
+    }),
     ...limitFlags,
   };
+
+  /** Aborted by the first SIGTERM: the relay drains (a second SIGTERM, or Ctrl-C, stops it at once). */
+  private readonly drainRequest = new AbortController();
+
+  protected override interceptSignal(sig: NodeJS.Signals): boolean {
+    if (sig !== 'SIGTERM' || this.drainRequest.signal.aborted || this.abortSignal.aborted) return false;
+    this.drainRequest.abort(new Error(`received ${sig}`));
+    return true;
+  }
 
   public async run(): Promise<RelayRunReport> {
     const { flags } = await this.parse(RelayCommand);
@@ -51,6 +68,14 @@ The relay's identity (and so its certificate fingerprint, which clients pin) is 
         limits: relayLimitOverrides(flags),
         stunAlternate: flags['stun-alternate'],
         signal: this.abortSignal,
+        drain: this.drainRequest.signal,
+        drainTimeoutMs: flags['drain-timeout'] === undefined ? undefined : flags['drain-timeout'] * 1000,
+        onDraining: (d) => {
+          // Always on stderr (as the listening line): operators and scripts watch for it.
+          process.stderr.write(
+            `wzp relay draining: refusing new sessions, ${d.sessions} in progress on ${d.connections} connections; stopping when they end or in ${d.timeoutMs / 1000} s (SIGTERM again to stop now)\n`,
+          );
+        },
         onStarted: (s) => {
           if (s.identityCreated) this.progress(`created relay identity ${s.identityPath}`);
           // One parseable line on stderr, even with --json, so scripts can find the address.
@@ -77,9 +102,12 @@ The relay's identity (and so its certificate fingerprint, which clients pin) is 
       `  presence: ${m.presence.registrationsTotal} registrations (${m.presence.registrationsReplaced} replaced an older one), ${m.presence.callSignalsRouted} call signals routed, ${m.presence.callSignalsOffline} answered offline`,
       `  STUN: ${m.stunRequests} received, ${m.stunAnswered} answered, ${m.stunErrors} refused with an error answer; dropped: ${refusedText(m.stunDropped)}`,
       `  refused: ${refusedText(m.refused)}; ${m.socketErrors} datagrams the QUIC library failed on, ${m.sendErrors} sends the kernel refused`,
+      ...(r.drain ? [`  drained for ${(r.drain.durationMs / 1000).toFixed(1)} s (${DRAIN_ENDINGS[r.drain.endedBy]}): ${r.drain.sessionsAtStart} sessions at the start, ${r.drain.sessionsLeft} left at the stop`] : []),
     ].join('\n');
   }
 }
+
+const DRAIN_ENDINGS = { empty: 'every room and call ended', timeout: 'the drain timeout passed', stopped: 'stopped at once' } as const;
 
 /** One timestamped line on stderr: `ISO-time type {json}` (the -v log and --stats share it). */
 function logLine(type: string, fields: object): void {

@@ -8,6 +8,7 @@ import type { RelayLimits } from '../../core/relay/limits.js';
 import { isIP } from 'node:net';
 import { UsageError } from '../../core/errors.js';
 import { formatHostPort, parseHostPort } from '../../core/transport/quic.js';
+import { drainRelay, resolveDrainTimeoutMs, type DrainReport } from './relay-drain.js';
 
 export interface RelayRunOptions {
   listen: string;
@@ -21,7 +22,17 @@ export interface RelayRunOptions {
    * (core/nat/stun-server.ts). Without it the relay answers plain Binding requests on its port.
    */
   stunAlternate?: string;
+  /** Stop at once (Ctrl-C, a second SIGTERM): the summary is still returned. */
   signal: AbortSignal;
+  /**
+   * Start draining (the first SIGTERM; ./relay-drain.ts): no new sessions, the drain notice to
+   * every client, then stop once the rooms and calls are empty or after drainTimeoutMs.
+   */
+  drain?: AbortSignal;
+  /** How long a draining relay waits for its sessions to end, ms (default 30 s; 0: stop right after the notice). */
+  drainTimeoutMs?: number;
+  /** Draining started (told before waiting). */
+  onDraining?(info: { timeoutMs: number; sessions: number; connections: number }): void;
   onStarted(info: { address: string; fingerprint: string; identityPath: string; identityCreated: boolean; stunEndpoints: string[] }): void;
   onEvent?(event: RelayEvent): void;
   /** Call onStats this often (ms) while running; 0 or absent: never. */
@@ -89,6 +100,8 @@ export interface RelayRunReport {
   /** The limits in force (defaults and flags). */
   limits: RelayLimits;
   metrics: RelayMetrics;
+  /** Present when the relay drained before it stopped (SIGTERM). */
+  drain?: DrainReport;
 }
 
 /**
@@ -219,6 +232,7 @@ async function releaseNativeHeap(): Promise<void> {
 
 export async function runRelay(opts: RelayRunOptions): Promise<RelayRunReport> {
   limitYoungGeneration();
+  const drainTimeoutMs = resolveDrainTimeoutMs(opts.drainTimeoutMs);
   const listen = parseHostPort(opts.listen, '0.0.0.0');
   const alternate = opts.stunAlternate === undefined ? undefined : parseStunAlternate(opts.stunAlternate);
   const { identity, created } = await loadOrCreateIdentity(opts.identityPath, { create: true });
@@ -254,10 +268,17 @@ export async function runRelay(opts: RelayRunOptions): Promise<RelayRunReport> {
       lastAt = at;
     }, statsIntervalMs);
   }
-  await new Promise<void>((resolve) => {
-    if (opts.signal.aborted) resolve();
-    else opts.signal.addEventListener('abort', () => resolve(), { once: true });
+  const how = await new Promise<'stop' | 'drain'>((resolve) => {
+    if (opts.signal.aborted) return resolve('stop');
+    if (opts.drain?.aborted) return resolve('drain');
+    opts.signal.addEventListener('abort', () => resolve('stop'), { once: true });
+    opts.drain?.addEventListener('abort', () => resolve('drain'), { once: true });
   });
+  let drain: DrainReport | undefined;
+  if (how === 'drain') {
+    opts.onDraining?.({ timeoutMs: drainTimeoutMs, sessions: relay.sessionsInProgress, connections: relay.metrics.connectionsOpen });
+    drain = await drainRelay(relay, { timeoutMs: drainTimeoutMs, stop: opts.signal, startedAt: started });
+  }
   if (statsTimer) clearInterval(statsTimer);
   stopTrimming();
   await relay.stop();
@@ -269,6 +290,7 @@ export async function runRelay(opts: RelayRunOptions): Promise<RelayRunReport> {
     uptimeMs: Math.round(performance.now() - started),
     limits: { ...relay.currentLimits },
     metrics: relay.metrics,
+    ...(drain ? { drain } : {}),
   };
 }
 
