@@ -4,7 +4,7 @@
  * channel for media.
  */
 import type { QUICSocket } from '@matrixai/quic';
-import { ProtocolError, RefusedError } from '../errors.js';
+import { ProtocolError, RefusedError, RelayDrainingError } from '../errors.js';
 import { delay } from '../time.js';
 import type { DatagramChannel } from '../transport/datagrams.js';
 import { ClientMediaChannel, type MediaPathStats, type RawPath } from '../transport/udp-media.js';
@@ -350,11 +350,16 @@ export class RelaySession implements RoomCallSession {
   }
 }
 
-/** `error` codes with which a relay refuses on purpose (a limit), not for a broken request. */
-export const RELAY_REFUSAL_CODES: ReadonlySet<string> = new Set(['rate-limited', 'room-full', 'too-large']);
+/** `error` codes with which a relay refuses on purpose (a limit, or draining), not for a broken request. */
+export const RELAY_REFUSAL_CODES: ReadonlySet<string> = new Set(['rate-limited', 'room-full', 'too-large', 'draining']);
 
 function relayError(label: string, request: string, reply: { code: string; message: string }): Error {
   const text = `relay ${label} refused "${request}": ${reply.message} (${reply.code})`;
+  if (reply.code === 'draining') {
+    return new RelayDrainingError(`relay ${label} is draining (shutting down) and refused "${request}": ${reply.message}`, {
+      suggestions: ['use another relay, or give several (RELAY1,RELAY2): the call moves to the next one when a relay drains or is lost'],
+    });
+  }
   return RELAY_REFUSAL_CODES.has(reply.code) ? new RefusedError(text) : new ProtocolError(text);
 }
 

@@ -170,6 +170,12 @@ export async function registerOn(req: SignallingRequest, opts: { receiveCalls: b
 }
 
 export function checkOutputs(req: DirectMediaRequest & { reportPath?: string }): void {
+  if (req.relay.includes(',')) {
+    // Moving along several relays (./relay-list.ts) is for room calls and recordings so far.
+    throw new UsageError(`RELAY "${req.relay}": 1:1 calls (--to) and wzp listen take one relay`, {
+      suggestions: ['give one HOST:PORT; several relays (RELAY1,RELAY2) work for room calls (--room) and wzp record'],
+    });
+  }
   parseDialTarget(req.relay);
   checkGatewayFlag(req.gateway);
   for (const server of req.stun ?? []) checkHostPort(server);
