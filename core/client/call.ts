@@ -121,6 +121,8 @@ export interface CallOptions {
    * is only reported: the call stays until the relay stops, then gets back as to a lost one.
    */
   moveOnDrain?: boolean;
+  /** The relay the last reconnect attempt went to, for its warning (with several relays). */
+  reconnectTarget?(): string | undefined;
   /** How long to keep trying to get back to the relay (default DEFAULT_RECONNECT_FOR_MS). */
   reconnectForMs?: number;
 }
@@ -302,6 +304,7 @@ class Call {
       session: opts.session,
       ...(opts.reconnect === undefined ? {} : { reconnect: (signal, cause) => opts.reconnect!(signal, cause) }),
       ...(opts.reconnectForMs === undefined ? {} : { reconnectForMs: opts.reconnectForMs }),
+      ...(opts.reconnectTarget === undefined ? {} : { reconnectTarget: opts.reconnectTarget }),
       rejoin: (session) => this.join(session),
       onLost: (reason, reconnecting) => {
         this.emit({ type: 'call:relay-lost', reason, reconnecting });

@@ -84,6 +84,8 @@ export interface LinkSupervisorOptions<S extends SupervisedLink> {
   reconnect?(signal: AbortSignal, cause: LinkLossCause): Promise<S>;
   /** How long to keep trying (default DEFAULT_RECONNECT_FOR_MS). */
   reconnectForMs?: number;
+  /** Where the attempt just made went (a relay's HOST:PORT), named in its warning when it fails. */
+  reconnectTarget?(): string | undefined;
   /** Join again on a new link (it is current already); returns how many were there. */
   rejoin(session: S): Promise<number>;
   /** The link was lost (after the state changed: `reconnecting` says whether we try to get back). */
@@ -309,7 +311,8 @@ export class LinkSupervisor<S extends SupervisedLink> {
         const wait = RECONNECT_BACKOFF_MS[Math.min(attempt - 1, RECONNECT_BACKOFF_MS.length - 1)];
         const why = err instanceof AbortError || attemptLimit.signal.aborted ? `no answer within ${Math.round(Math.min(RECONNECT_ATTEMPT_MS, left) / 100) / 10} s` : errorMessage(err);
         lastError = why;
-        this.#opts.onWarning?.(`reconnect attempt ${attempt} failed: ${why}`);
+        const target = this.#opts.reconnectTarget?.();
+        this.#opts.onWarning?.(`reconnect attempt ${attempt}${target === undefined ? '' : ` (${target})`} failed: ${why}`);
         // Another certificate at the relay's address is not a network fault: trying again
         // cannot make it the relay we were talking to.
         if (err instanceof FingerprintMismatchError) break;

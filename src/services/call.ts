@@ -201,7 +201,8 @@ export async function call(req: CallRequest): Promise<CallResult> {
         ? {}
         : (() => {
             const rotation = relayRotation({ relays, fingerprints, current: index, currentFingerprint: fingerprint, configDir: req.configDir, alias: req.alias, mediaPath });
-            return { reconnect: (signal: AbortSignal) => rotation.next(signal), moveOnDrain: relays.length > 1 };
+            if (relays.length === 1) return { reconnect: (signal: AbortSignal) => rotation.next(signal) };
+            return { reconnect: (signal: AbortSignal) => rotation.next(signal), moveOnDrain: true, reconnectTarget: () => rotation.current };
           })()),
       reconnectForMs: req.reconnectForMs,
     });

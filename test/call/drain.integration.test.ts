@@ -174,6 +174,58 @@ describe('relay drain (SIGTERM)', () => {
 });
 
 describe('calls given two relays move between them', () => {
+  test('a call whose first relay is already draining starts by moving to the next', async () => {
+    const relayA = await relay(['--drain-timeout', '20']);
+    const relayB = await relay();
+    // Someone stays on A, so that it drains instead of stopping at once.
+    const stayer = member(relayA.address, 'late-room', 300, 12, ['--relay-fingerprint', relayA.fingerprint, '--reconnect', '0']);
+    await stayer.run.when(/joined room/);
+    const draining = stderrLine(relayA, /wzp relay draining/);
+    relayA.child.kill('SIGTERM');
+    await draining;
+    const m = member(`${relayA.address},${relayB.address}`, 'late-room', 440, 4, ['--relay-fingerprint', `${relayA.fingerprint},${relayB.fingerprint}`]);
+    const { code, report, stderr } = await m.report();
+    assert.equal(code, 0, stderr);
+    assert.match(stderr, /is draining .*moving to the next relay/);
+    assert.equal(report.relay.address, relayA.address);
+    assert.deepEqual(report.reconnects.map((c: any) => [c.reason, c.relay]), [['drain', relayB.address]]);
+    assert.equal(report.endedBy, 'duration');
+    await stayer.run.done;
+  });
+
+  test('when every relay is gone the call ends as relay-lost within --reconnect, saying so', async () => {
+    const relayA = await relay();
+    const relayB = await relay();
+    const m = member(`${relayA.address},${relayB.address}`, 'gone-room', 440, 60, ['--relay-fingerprint', `${relayA.fingerprint},${relayB.fingerprint}`, '--reconnect', '9']);
+    await m.run.when(/joined room/);
+    const killedAt = Date.now();
+    await Promise.all([relayA.stop('SIGKILL'), relayB.stop('SIGKILL')]);
+    const { code, report, stderr } = await m.report();
+    const endedAfter = Date.now() - killedAt;
+    assert.equal(code, 0, stderr);
+    assert.equal(report.endedBy, 'relay-lost');
+    assert.match(stderr, /gave up getting back to a relay: \d attempts in 9\.\d s, the last: /);
+    // Attempts alternate between the two (each waits up to 4 s for an answer) and back off: a handful, not a spin.
+    const attempts = [...stderr.matchAll(/reconnect attempt \d+ \((\S+)\) failed/g)].map((x) => x[1]);
+    assert.deepEqual(attempts.slice(0, 2), [relayB.address, relayA.address], stderr);
+    assert.ok(attempts.length >= 2 && attempts.length <= 6, stderr);
+    // ~4.5 s to notice the silence, 9 s of attempts.
+    assert.ok(endedAfter < 20_000, `ended ${endedAfter} ms after the relays died`);
+  });
+
+  test('a list of relays that all fail at the start is one clear error naming each', async () => {
+    const a = await relay();
+    const b = await relay();
+    await Promise.all([a.stop('SIGKILL'), b.stop('SIGKILL')]);
+    const t0 = Date.now();
+    const r = await runCli(['call', `${a.address},${b.address}`, '--room', 'none', '--tone', '440', '--duration', '2', '--timeout', '1', '--json'], home(), 30_000);
+    const doc = parseJsonDocument(r) as any;
+    assert.notEqual(r.code, 0);
+    assert.equal(doc.status, r.code);
+    assert.match(doc.message, new RegExp(`no relay of ${a.address}, ${b.address} could be used: ${a.address}: .*; ${b.address}: `));
+    assert.ok(Date.now() - t0 < 10_000);
+  });
+
   for (const how of ['drain', 'lost'] as const) {
     test(`A ${how === 'drain' ? 'drains (SIGTERM)' : 'is killed (SIGKILL)'}: both members move to B and hear each other there`, async () => {
       const relayA = await relay(['--drain-timeout', '20']);
