@@ -287,6 +287,12 @@ export class RelaySession implements RoomCallSession {
   }
 
   private deliverPush(msg: KnownSignal): void {
+    // The drain notice concerns both: a registration (no new calls come) and a call in progress.
+    if (msg.type === 'draining' && this.callSignalListener) {
+      this.callSignalListener(msg);
+      this.pushListener?.(msg);
+      return;
+    }
     if (this.callSignalListener && (isCallSignal(msg) || msg.type === 'presence-replaced' || msg.type === 'call-gone')) this.callSignalListener(msg);
     else if (this.pushListener) this.pushListener(msg);
     // Bounded: a relay may push to a session that never listens (echo-test, reflect).

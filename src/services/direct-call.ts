@@ -383,8 +383,15 @@ export function gatherFor(session: RelaySession, req: SignallingRequest): Promis
   });
 }
 
-export function presenceProgress(e: PresenceEvent, req: SignallingRequest): void {
+export function presenceProgress(e: PresenceEvent, req: SignallingRequest & { onEvent?(e: CallEvent): void }): void {
   if (e.type === 'presence:signal-dropped') req.onProgress?.(`dropped a ${e.signal} signal (${e.reason}: ${e.detail})`);
+  if (e.type === 'presence:relay-draining') {
+    // 1:1 calls and listeners do not move between relays yet (docs/relay-operations.md): say what it means.
+    req.onEvent?.({
+      type: 'call:warning',
+      message: `relay ${req.relay} is draining (stopping within ${Math.round(e.deadlineMs / 1000)} s): it passes on no new calls; listen or call on another relay`,
+    });
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

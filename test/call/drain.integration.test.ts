@@ -150,6 +150,23 @@ describe('relay drain (SIGTERM)', () => {
     }
   });
 
+  test('a registered listener is told; with no call in progress the relay stops at once', async () => {
+    const r = await relay(['--drain-timeout', '30']);
+    const l = spawnCli(['listen', r.address, '--relay-fingerprint', r.fingerprint], home());
+    await l.when(/wzp listen: registered as/);
+    const termAt = Date.now();
+    r.child.kill('SIGTERM');
+    await l.when(/is draining \(stopping within 30 s\): it passes on no new calls/, 10_000);
+    const exit = await relayExit(r, termAt);
+    assert.equal(exit.result.code, 0, exit.result.stderr);
+    // A registration is no session to wait for.
+    assert.equal(exit.report.drain.endedBy, 'empty');
+    assert.equal(exit.report.drain.sessionsAtStart, 0);
+    assert.ok(exit.afterMs < 3000, `exited ${exit.afterMs} ms after SIGTERM`);
+    l.kill('SIGINT');
+    await l.done;
+  });
+
   test('a second SIGTERM stops a draining relay at once, with its summary', async () => {
     const r = await relay(['--drain-timeout', '120']);
     const a = member(r.address, 'twice-room', 440, 30, ['--relay-fingerprint', r.fingerprint, '--reconnect', '0']);
