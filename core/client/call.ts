@@ -368,7 +368,6 @@ class Call {
     const setupMs = this.started - t0;
     if (participants !== undefined) this.emit({ type: 'call:joined', room: this.opts.room, sourceId: this.membership.sourceId, participants });
 
-
     let endedBy: CallReport['endedBy'] = 'hangup';
     try {
       endedBy = await this.clock();

@@ -16,7 +16,7 @@ import { WavWriter } from '../../core/media/wav.js';
 import type { Registries } from '../../core/registry.js';
 import { identityFile, knownMembersFile } from './paths.js';
 import type { ReportMeta } from './report-meta.js';
-import { connectFirstRelay, parseRelayList, relayFingerprints, relayRotation } from './relay-list.js';
+import { callMoves, connectFirstRelay, parseRelayList, relayFingerprints, relayRotation } from './relay-list.js';
 import { openMic, openSpeaker } from './audio-devices.js';
 import { checkOutputFile, writeFileAtomic } from './output-files.js';
 
@@ -199,11 +199,7 @@ export async function call(req: CallRequest): Promise<CallResult> {
       // time; or, given several, on to the next (./relay-list.ts).
       ...(req.reconnectForMs === 0
         ? {}
-        : (() => {
-            const rotation = relayRotation({ relays, fingerprints, current: index, currentFingerprint: fingerprint, configDir: req.configDir, alias: req.alias, mediaPath });
-            if (relays.length === 1) return { reconnect: (signal: AbortSignal) => rotation.next(signal) };
-            return { reconnect: (signal: AbortSignal) => rotation.next(signal), moveOnDrain: true, reconnectTarget: () => rotation.current };
-          })()),
+        : callMoves(relayRotation({ relays, fingerprints, current: index, currentFingerprint: fingerprint, configDir: req.configDir, alias: req.alias, mediaPath }))),
       reconnectForMs: req.reconnectForMs,
     });
     const result: CallResult = {

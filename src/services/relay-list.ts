@@ -10,6 +10,7 @@ import { UsageError, errorMessage } from '../../core/errors.js';
 import { parseFingerprint } from '../../core/crypto/fingerprint.js';
 import { RelaySession } from '../../core/client/relay-session.js';
 import { RelayRotation } from '../../core/client/relay-rotation.js';
+import type { CallOptions } from '../../core/client/call.js';
 import { expectFingerprint, parseDialTarget } from '../../core/transport/quic.js';
 import { connectToRelay, type RelayConnection } from './relay-connect.js';
 
@@ -137,4 +138,14 @@ export function relayRotation(opts: {
       return session;
     },
   });
+}
+
+/**
+ * What a room call needs to move along `rotation`: reconnect to the next relay; with several,
+ * move at a drain notice and name the relay in each failed attempt's warning.
+ */
+export function callMoves(rotation: RelayRotation<RelaySession>): Pick<CallOptions, 'reconnect' | 'moveOnDrain' | 'reconnectTarget'> {
+  const reconnect = (signal: AbortSignal) => rotation.next(signal);
+  if (rotation.relays.length === 1) return { reconnect };
+  return { reconnect, moveOnDrain: true, reconnectTarget: () => rotation.current };
 }
