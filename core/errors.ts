@@ -162,6 +162,18 @@ export class RefusedError extends WzpError {
   }
 }
 
+/**
+ * The relay is draining (shutting down, docs/relay-operations.md): it refused a new join,
+ * registration or call offer. Same exit code as any refusal; its own name so that a client
+ * that knows other relays moves on instead of failing.
+ */
+export class RelayDrainingError extends WzpError {
+  constructor(message: string, options: WzpErrorOptions = {}) {
+    super(message, ExitCode.REFUSED, options);
+    this.name = 'RelayDrainingError';
+  }
+}
+
 /** A 1:1 call (`wzp call --to`): nobody is registered as the callee on the relay. */
 export class CalleeOfflineError extends WzpError {
   constructor(message: string, options: WzpErrorOptions = {}) {

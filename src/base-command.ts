@@ -92,12 +92,21 @@ export abstract class WzpCommand<T extends object> extends Command {
   private warningsNotKept = 0;
   private readonly abortController = new AbortController();
   private readonly onSignal = (sig: NodeJS.Signals) => {
+    if (this.interceptSignal(sig)) return;
     if (this.abortController.signal.aborted) {
       // A second Ctrl-C means "now": skip the graceful path.
       process.exit(ExitCode.INTERRUPTED);
     }
     this.abortController.abort(new Error(`received ${sig}`));
   };
+
+  /**
+   * A command that gives SIGINT or SIGTERM a meaning of its own (the relay: the first SIGTERM
+   * drains) handles it here and returns true; otherwise the signal aborts abortSignal.
+   */
+  protected interceptSignal(_sig: NodeJS.Signals): boolean {
+    return false;
+  }
 
   /** Turn a result into the human-readable text printed without --json. */
   protected abstract renderHuman(result: T): string;

@@ -31,7 +31,7 @@
  * until it arrives.
  */
 import { delay } from '../time.js';
-import { InternalError, ProtocolError, errorMessage } from '../errors.js';
+import { InternalError, ProtocolError, RelayDrainingError, errorMessage } from '../errors.js';
 import type { FrameSink, FrameSource } from '../audio/sources.js';
 import type { Identity } from '../crypto/identity.js';
 import type { SeededKeys } from '../crypto/sender-keys.js';
@@ -46,7 +46,7 @@ import { untagRoomDatagram } from '../relay/rooms.js';
 import type { Registry } from '../registry.js';
 import { quantizeQualityReport } from '../wire/media-header.js';
 import type { RoomCallSession } from './call-session.js';
-import { DEFAULT_RECONNECT_FOR_MS, LinkSupervisor, PROBE_TIMEOUT_MS, RTT_PING_INTERVAL_MS, STALL_MS } from './link-supervisor.js';
+import { DEFAULT_RECONNECT_FOR_MS, LinkSupervisor, PROBE_TIMEOUT_MS, RTT_PING_INTERVAL_MS, STALL_MS, type LinkLossCause } from './link-supervisor.js';
 import { PLAYOUT_PERIOD_MS, PLAYOUT_PERIOD_SAMPLES, Playout, TALKING_RMS } from './playout.js';
 import {
   MAX_DEPARTED_REPORTED,
@@ -110,10 +110,19 @@ export interface CallOptions {
   /** Told once, at the start, how to read the call's live counters (e.g. to time a path switch's audio gap). */
   observe?(view: CallView): void;
   /**
-   * Open a new session to the same relay (same certificate) after the link was lost. Without
-   * it, losing the relay ends the call (`relay-lost`).
+   * Open a new session after the link was lost (`cause` lost) or its relay drains (`drain`):
+   * to the same relay (same certificate), or the next of the call's relays
+   * (core/client/relay-rotation.ts). Without it, losing the relay ends the call (`relay-lost`).
    */
-  reconnect?(signal: AbortSignal): Promise<RoomCallSession>;
+  reconnect?(signal: AbortSignal, cause: LinkLossCause): Promise<RoomCallSession>;
+  /**
+   * The call has other relays to go to: on a relay's drain notice (or a drain refusal of our
+   * first join) it moves at once (reconnect with cause `drain`). Without it a drain notice
+   * is only reported: the call stays until the relay stops, then gets back as to a lost one.
+   */
+  moveOnDrain?: boolean;
+  /** The relay the last reconnect attempt went to, for its warning (with several relays). */
+  reconnectTarget?(): string | undefined;
   /** How long to keep trying to get back to the relay (default DEFAULT_RECONNECT_FOR_MS). */
   reconnectForMs?: number;
 }
@@ -127,7 +136,10 @@ export type CallEvent =
   | { type: 'call:status'; status: CallStatus }
   | { type: 'call:warning'; message: string }
   | { type: 'call:relay-lost'; reason: string; reconnecting: boolean }
-  | { type: 'call:reconnected'; outageMs: number; attempts: number; participants: number };
+  /** The relay sent its drain notice: it stops within deadlineMs; `moving`: we leave for another relay now. */
+  | { type: 'call:relay-draining'; relay?: string; deadlineMs: number; moving: boolean }
+  /** Back in the room (`relay`: where; `reason`: why we had left, lost or drain). */
+  | { type: 'call:reconnected'; outageMs: number; attempts: number; participants: number; reason: LinkLossCause; relay?: string };
 
 /** Live counters of a running call. */
 export interface CallView {
@@ -210,8 +222,11 @@ export interface CallReport {
   admission: { roomSecret: boolean; allow?: string[] };
   /** Times our sender key rotated (membership changes are taken together: ROTATION_INTERVAL_MS). */
   keyRotations: number;
-  /** Each time the relay was lost and got back: when (ms into the call), for how long, after how many attempts. */
-  reconnects: { atMs: number; outageMs: number; attempts: number }[];
+  /**
+   * Each time the relay was lost or drained and the call got back: when (ms into the call),
+   * the gap, after how many attempts, why (lost or drain), and the relay it landed on.
+   */
+  reconnects: { atMs: number; outageMs: number; attempts: number; reason: LinkLossCause; relay?: string }[];
   /** Round trips to the relay on the media's path, one a second (RTT_PING_INTERVAL_MS): absent if none was measured. */
   relayRttMs?: { p50: number; p95: number; max: number; mean: number; samples: number };
   endedBy: 'duration' | 'source-ended' | 'hangup' | 'relay-lost';
@@ -287,20 +302,26 @@ class Call {
     });
     this.supervisor = new LinkSupervisor<RoomCallSession>({
       session: opts.session,
-      ...(opts.reconnect === undefined ? {} : { reconnect: (signal) => opts.reconnect!(signal) }),
+      ...(opts.reconnect === undefined ? {} : { reconnect: (signal, cause) => opts.reconnect!(signal, cause) }),
       ...(opts.reconnectForMs === undefined ? {} : { reconnectForMs: opts.reconnectForMs }),
+      ...(opts.reconnectTarget === undefined ? {} : { reconnectTarget: opts.reconnectTarget }),
       rejoin: (session) => this.join(session),
       onLost: (reason, reconnecting) => {
         this.emit({ type: 'call:relay-lost', reason, reconnecting });
         // Everyone we had is gone with the link; whoever is still there is met again on re-joining.
         if (reconnecting) this.membership.linkLost();
       },
-      onReconnected: ({ outageMs, attempts, participants }) => {
+      onReconnected: (e) => {
         // The others meet a new member: our header context starts afresh for them.
         this.sender?.resync();
-        this.emit({ type: 'call:reconnected', outageMs, attempts, participants });
+        this.emit({ type: 'call:reconnected', ...e });
       },
       onWarning: (message) => this.emit({ type: 'call:warning', message }),
+      onGaveUp: ({ attempts, forMs, lastError }) =>
+        this.emit({
+          type: 'call:warning',
+          message: `gave up getting back to ${opts.moveOnDrain ? 'a relay' : 'the relay'}: ${attempts} attempt${attempts === 1 ? '' : 's'} in ${(forMs / 1000).toFixed(1)} s, the last: ${lastError}`,
+        }),
       ...(opts.signal ? { signal: opts.signal } : {}),
     });
     this.tier = opts.tier ?? 'GOOD';
@@ -325,25 +346,27 @@ class Call {
         noiseSuppressor: this.opts.noiseSuppressor,
       });
     }
-    let participants: number;
+    let participants: number | undefined;
     try {
       participants = await this.join(this.opts.session, () => {
         this.started = performance.now();
         this.supervisor.started(this.started);
       });
     } catch (err) {
-      // The call never started: what it was given to run is released as at a hang-up.
-      this.supervisor.stop();
-      this.membership.stop();
-      this.sender?.close();
-      this.opts.noiseSuppressor?.close();
-      await this.opts.sink?.close();
-      await this.opts.source.close?.();
-      throw err;
+      if (err instanceof RelayDrainingError && this.opts.moveOnDrain && this.opts.reconnect) {
+        // Our first relay is draining: the call starts by moving to the next one.
+        this.started = performance.now();
+        this.supervisor.started(this.started);
+        this.emit({ type: 'call:warning', message: `${errorMessage(err)}; moving to the next relay` });
+        this.supervisor.lost(`${relayName(this.opts.session)} is draining`, 'drain');
+      } else {
+        await this.abandon();
+        throw err;
+      }
     }
     this.supervisor.watch(this.opts.session);
     const setupMs = this.started - t0;
-    this.emit({ type: 'call:joined', room: this.opts.room, sourceId: this.membership.sourceId, participants });
+    if (participants !== undefined) this.emit({ type: 'call:joined', room: this.opts.room, sourceId: this.membership.sourceId, participants });
 
     let endedBy: CallReport['endedBy'] = 'hangup';
     try {
@@ -366,6 +389,27 @@ class Call {
     return this.report(setupMs, endedBy);
   }
 
+  /** The call never started: what it was given to run is released as at a hang-up. */
+  private async abandon(): Promise<void> {
+    this.supervisor.stop();
+    this.membership.stop();
+    this.sender?.close();
+    this.opts.noiseSuppressor?.close();
+    await this.opts.sink?.close();
+    await this.opts.source.close?.();
+  }
+
+  /**
+   * The relay of `session` drains: with other relays, leave it now for the next (the others in
+   * the room, told too, move as well and meet us there); otherwise say so and stay.
+   */
+  private onDrainNotice(session: RoomCallSession, deadlineMs: number): void {
+    if (!this.supervisor.isCurrent(session) || this.supervisor.link !== 'up') return;
+    const moving = this.opts.moveOnDrain === true && this.opts.reconnect !== undefined;
+    this.emit({ type: 'call:relay-draining', ...(session.label === undefined ? {} : { relay: session.label }), deadlineMs, moving });
+    if (moving) this.supervisor.lost(`${relayName(session)} is draining`, 'drain');
+  }
+
   /**
    * Join the room on `session` as a new room session: membership admits the members whose
    * announcements came with the answer, sends them our key and announces us. `onAnswer` runs
@@ -376,7 +420,8 @@ class Call {
     session.onPush((msg) => {
       if (!this.supervisor.isCurrent(session)) return;
       this.supervisor.heard(session);
-      this.membership.onPush(msg);
+      if (msg.type === 'draining') this.onDrainNotice(session, msg.deadlineMs);
+      else this.membership.onPush(msg);
     });
     session.mediaTransport.onDatagram((d) => {
       if (!this.supervisor.isCurrent(session)) return;
@@ -588,6 +633,11 @@ class Call {
       mos: played ? this.mosEstimate(concealPct, jb.currentDelayMs) : undefined,
     };
   }
+}
+
+/** "relay HOST:PORT", or "the relay" for a link without a label. */
+function relayName(session: RoomCallSession): string {
+  return session.label === undefined ? 'the relay' : `relay ${session.label}`;
 }
 
 /** Milliseconds to 0.1 ms. */

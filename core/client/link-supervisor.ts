@@ -11,6 +11,10 @@
  *   (each attempt limited to RECONNECT_ATTEMPT_MS, back-off RECONNECT_BACKOFF_MS between
  *   failures) for up to `reconnectForMs`, and `join` re-joins on the new one. A relay that
  *   answers with another certificate is not retried.
+ * - Moved: a relay that drains (its `draining` notice) is left the same way (`lost(reason,
+ *   'drain')`) when the call has other relays to go to; `reconnect` is told why and picks
+ *   the relay (core/client/relay-rotation.ts). Each move is recorded with its reason and the
+ *   relay it landed on.
  *
  * Time comes from a Clock (the real one by default) so all of this runs under a test's
  * manual clock.
@@ -44,13 +48,23 @@ export interface SupervisedLink {
   /** Resolves when the link is gone. */
   readonly closed: Promise<void>;
   close(): Promise<void>;
+  /** The relay's address, HOST:PORT (RelaySession has it), for the record of moves. */
+  readonly label?: string;
 }
+
+/** Why the link was left: lost (closed, or silent), or the relay drains (its notice). */
+export type LinkLossCause = 'lost' | 'drain';
 
 export interface ReconnectRecord {
   /** When the link was lost, ms into the call. */
   atMs: number;
+  /** The gap: from losing the link to being back in the room, ms. */
   outageMs: number;
   attempts: number;
+  /** Why the link was left. */
+  reason: LinkLossCause;
+  /** The relay we got back on (HOST:PORT; absent for a link without a label). */
+  relay?: string;
 }
 
 export interface RttSummary {
@@ -63,15 +77,22 @@ export interface RttSummary {
 
 export interface LinkSupervisorOptions<S extends SupervisedLink> {
   session: S;
-  /** Open a new link to the same relay; without it a lost link ends the call. */
-  reconnect?(signal: AbortSignal): Promise<S>;
+  /**
+   * Open a new link (to the same relay, or the next of the call's relays); without it a lost
+   * link ends the call. `cause`: why the last one was left.
+   */
+  reconnect?(signal: AbortSignal, cause: LinkLossCause): Promise<S>;
   /** How long to keep trying (default DEFAULT_RECONNECT_FOR_MS). */
   reconnectForMs?: number;
+  /** Where the attempt just made went (a relay's HOST:PORT), named in its warning when it fails. */
+  reconnectTarget?(): string | undefined;
   /** Join again on a new link (it is current already); returns how many were there. */
   rejoin(session: S): Promise<number>;
   /** The link was lost (after the state changed: `reconnecting` says whether we try to get back). */
   onLost?(reason: string, reconnecting: boolean): void;
-  onReconnected?(e: { outageMs: number; attempts: number; participants: number }): void;
+  onReconnected?(e: { outageMs: number; attempts: number; participants: number; reason: LinkLossCause; relay?: string }): void;
+  /** Getting back failed for good: every attempt in reconnectForMs (or a relay with another certificate). */
+  onGaveUp?(e: { attempts: number; forMs: number; lastError: string }): void;
   onWarning?(message: string): void;
   /** The call's hang-up: stops reconnecting. */
   signal?: AbortSignal;
@@ -98,6 +119,7 @@ export class LinkSupervisor<S extends SupervisedLink> {
   readonly #ending = new AbortController();
   readonly #stop: AbortSignal;
   #lostAt = 0;
+  #lostCause: LinkLossCause = 'lost';
   #startedAt = 0;
   #gaveUp = false;
   readonly #reconnects: ReconnectRecord[] = [];
@@ -182,8 +204,11 @@ export class LinkSupervisor<S extends SupervisedLink> {
     return { p50: roundMs(s.p50), p95: roundMs(s.p95), max: roundMs(this.#maxRtt), mean: roundMs(s.mean), samples: this.#rttSamples.length };
   }
 
-  /** The link is gone: end the call, or start getting back to it. */
-  lost(reason: string): void {
+  /**
+   * The link is gone (or, cause `drain`, its relay is draining and we leave it): end the
+   * call, or start getting back to a relay.
+   */
+  lost(reason: string, cause: LinkLossCause = 'lost'): void {
     if (this.#link !== 'up' || this.#stop.aborted) return;
     const reconnecting = this.#opts.reconnect !== undefined;
     if (!reconnecting) {
@@ -193,6 +218,7 @@ export class LinkSupervisor<S extends SupervisedLink> {
     }
     this.#link = 'reconnecting';
     this.#lostAt = this.#clock.now();
+    this.#lostCause = cause;
     // The next link's leg is timed afresh.
     this.#recentRtts.length = 0;
     void this.#session.close().catch(() => undefined);
@@ -250,14 +276,17 @@ export class LinkSupervisor<S extends SupervisedLink> {
     const reconnect = this.#opts.reconnect!;
     const deadline = this.#lostAt + (this.#opts.reconnectForMs ?? DEFAULT_RECONNECT_FOR_MS);
     const stop = this.#stop;
+    let lastError = 'no attempt fitted in the time left';
+    let attempts = 0;
     for (let attempt = 1; !stop.aborted; attempt++) {
       const left = deadline - this.#clock.now();
       if (left <= 0) break;
       let session: S | undefined;
       const attemptMs = Math.max(1, Math.floor(Math.min(left, RECONNECT_ATTEMPT_MS)));
       const attemptLimit = this.#timeout(attemptMs);
+      attempts = attempt;
       try {
-        session = await reconnect(AbortSignal.any([stop, attemptLimit.signal]));
+        session = await reconnect(AbortSignal.any([stop, attemptLimit.signal]), this.#lostCause);
         if (stop.aborted) {
           await session.close();
           return;
@@ -266,11 +295,13 @@ export class LinkSupervisor<S extends SupervisedLink> {
         this.#lastHeardAt = this.#clock.now();
         const participants = await this.#opts.rejoin(session);
         const outageMs = Math.round(this.#clock.now() - this.#lostAt);
-        this.#reconnects.push({ atMs: Math.round(this.#lostAt - this.#startedAt), outageMs, attempts: attempt });
+        const reason = this.#lostCause;
+        const relay = session.label;
+        this.#reconnects.push({ atMs: Math.round(this.#lostAt - this.#startedAt), outageMs, attempts: attempt, reason, ...(relay === undefined ? {} : { relay }) });
         this.#link = 'up';
         this.#lastHeardAt = this.#clock.now();
         this.watch(session);
-        this.#opts.onReconnected?.({ outageMs, attempts: attempt, participants });
+        this.#opts.onReconnected?.({ outageMs, attempts: attempt, participants, reason, ...(relay === undefined ? {} : { relay }) });
         return;
       } catch (err) {
         // A link that connected but could not join is closed; it stays current (and
@@ -279,7 +310,9 @@ export class LinkSupervisor<S extends SupervisedLink> {
         if (stop.aborted) return;
         const wait = RECONNECT_BACKOFF_MS[Math.min(attempt - 1, RECONNECT_BACKOFF_MS.length - 1)];
         const why = err instanceof AbortError || attemptLimit.signal.aborted ? `no answer within ${Math.round(Math.min(RECONNECT_ATTEMPT_MS, left) / 100) / 10} s` : errorMessage(err);
-        this.#opts.onWarning?.(`reconnect attempt ${attempt} failed: ${why}`);
+        lastError = why;
+        const target = this.#opts.reconnectTarget?.();
+        this.#opts.onWarning?.(`reconnect attempt ${attempt}${target === undefined ? '' : ` (${target})`} failed: ${why}`);
         // Another certificate at the relay's address is not a network fault: trying again
         // cannot make it the relay we were talking to.
         if (err instanceof FingerprintMismatchError) break;
@@ -288,7 +321,10 @@ export class LinkSupervisor<S extends SupervisedLink> {
         attemptLimit.clear();
       }
     }
-    if (!stop.aborted) this.#gaveUp = true;
+    if (!stop.aborted) {
+      this.#gaveUp = true;
+      this.#opts.onGaveUp?.({ attempts, forMs: Math.round(this.#clock.now() - this.#lostAt), lastError });
+    }
   }
 
   /** An AbortSignal that aborts after `ms` on our clock. */

@@ -19,7 +19,9 @@ export type PresenceDropReason = CallSignalDropReason | 'unknown-call';
 export type PresenceEvent =
   | { type: 'presence:signal-dropped'; signal: string; reason: PresenceDropReason; detail: string }
   /** Another session registered as this identity on the relay: this one no longer receives calls. */
-  | { type: 'presence:replaced' };
+  | { type: 'presence:replaced' }
+  /** The relay is draining (its notice): it passes on no new offers, and stops within deadlineMs. */
+  | { type: 'presence:relay-draining'; deadlineMs: number };
 
 /** What a handler of one call receives: its verified signals, and the relay's hint that the other side's connection closed. */
 export type CallSignalHandler = (msg: CallSignalMessage | CallGoneMessage) => void;
@@ -128,6 +130,10 @@ export class PresenceClient {
    * tampering relay would.
    */
   receive(msg: KnownSignal): void {
+    if (msg.type === 'draining') {
+      this.onEvent?.({ type: 'presence:relay-draining', deadlineMs: msg.deadlineMs });
+      return;
+    }
     if (msg.type === 'presence-replaced') {
       if (msg.fingerprint === this.fingerprint) {
         this.onEvent?.({ type: 'presence:replaced' });

@@ -4,7 +4,7 @@
  * channel for media.
  */
 import type { QUICSocket } from '@matrixai/quic';
-import { AuthError, ProtocolError, RefusedError, RoomRestrictedError } from '../errors.js';
+import { AuthError, ProtocolError, RefusedError, RelayDrainingError, RoomRestrictedError } from '../errors.js';
 import { signRegistration } from '../crypto/call-signal.js';
 import type { Identity } from '../crypto/identity.js';
 import { AUTH_TIMEOUT_MS } from '../relay/auth.js';
@@ -295,6 +295,12 @@ export class RelaySession implements RoomCallSession {
   }
 
   private deliverPush(msg: KnownSignal): void {
+    // The drain notice concerns both: a registration (no new calls come) and a call in progress.
+    if (msg.type === 'draining' && this.callSignalListener) {
+      this.callSignalListener(msg);
+      this.pushListener?.(msg);
+      return;
+    }
     if (this.callSignalListener && (isCallSignal(msg) || msg.type === 'presence-replaced' || msg.type === 'call-gone')) this.callSignalListener(msg);
     else if (this.pushListener) this.pushListener(msg);
     // Bounded: a relay may push to a session that never listens (echo-test, reflect).
@@ -382,8 +388,8 @@ export class RelaySession implements RoomCallSession {
   }
 }
 
-/** `error` codes with which a relay refuses on purpose (a limit), not for a broken request. */
-export const RELAY_REFUSAL_CODES: ReadonlySet<string> = new Set(['rate-limited', 'room-full', 'too-large']);
+/** `error` codes with which a relay refuses on purpose (a limit, or draining), not for a broken request. */
+export const RELAY_REFUSAL_CODES: ReadonlySet<string> = new Set(['rate-limited', 'room-full', 'too-large', 'draining']);
 
 /** `error` codes with which a relay that requires a token refuses (./relay/relay.ts hello). */
 export const RELAY_AUTH_CODES: ReadonlySet<string> = new Set(['token-required', 'token-rejected', 'auth-unavailable']);
@@ -393,6 +399,11 @@ function relayError(label: string, request: string, reply: { code: string; messa
     return new AuthError(`relay ${label} refused: ${reply.message}`, { suggestions: authSuggestions(reply.code) });
   }
   const text = `relay ${label} refused "${request}": ${reply.message} (${reply.code})`;
+  if (reply.code === 'draining') {
+    return new RelayDrainingError(`relay ${label} is draining (shutting down) and refused "${request}": ${reply.message}`, {
+      suggestions: ['use another relay, or give several (RELAY1,RELAY2): the call moves to the next one when a relay drains or is lost'],
+    });
+  }
   return RELAY_REFUSAL_CODES.has(reply.code) ? new RefusedError(text) : new ProtocolError(text);
 }
 

@@ -78,7 +78,7 @@ export interface ParsedRelayConfig {
 /** The auth check's own default (core/relay/auth.ts). */
 export const AUTH_CACHE_SECONDS_DEFAULT = DEFAULT_AUTH_CACHE_SECONDS;
 export const DRAIN_TIMEOUT_SECONDS_DEFAULT = 30;
-const MAX_DRAIN_TIMEOUT_SECONDS = 24 * 3600;
+const MAX_DRAIN_TIMEOUT_SECONDS = 3600;
 
 const FINGERPRINT_RE = /^[0-9a-f]{4}(?::[0-9a-f]{4}){15}$/;
 const ROOM_ID_RE = /^[0-9a-f]{32}$/;

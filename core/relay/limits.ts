@@ -125,7 +125,9 @@ export type RefusalReason =
   | 'auth'
   | 'acl'
   // Media.
-  | 'media-rate';
+  | 'media-rate'
+  // A join, registration or call offer while the relay drains (shutting down: docs/relay-operations.md).
+  | 'draining';
 
 export const REFUSAL_REASONS: readonly RefusalReason[] = [
   ...GATE_DROP_REASONS,
@@ -155,6 +157,7 @@ export const REFUSAL_REASONS: readonly RefusalReason[] = [
   'auth',
   'acl',
   'media-rate',
+  'draining',
 ];
 
 /** Limits with every value checked (positive integers; room size within the hard cap). */

@@ -77,7 +77,9 @@ export type RelayEvent =
   | { type: 'relay:signal-dropped'; peer: string; reason: string; detail: string; suppressed?: number }
   | { type: 'relay:refused'; peer: string; reason: RefusalReason; detail: string; suppressed?: number }
   /** Handling one datagram failed inside the QUIC library; the relay kept serving. */
-  | { type: 'relay:socket-error'; peer: string; error: string; suppressed?: number };
+  | { type: 'relay:socket-error'; peer: string; error: string; suppressed?: number }
+  /** Draining started (startDrain): every connection was sent the drain notice. */
+  | { type: 'relay:draining'; deadlineMs: number; connections: number; sessions: number };
 
 /** The relay's counters as one document (`Relay.metrics`; ./metrics.ts owns them). */
 export type { RelayMetrics } from './metrics.js';
@@ -150,6 +152,8 @@ export class Relay {
   private authValidator?: AuthValidator;
   private authEnabled = false;
   private roomAcls: RoomAclTable;
+  /** When draining started (performance.now()); undefined while the relay takes new sessions. */
+  private drainingSince: number | undefined;
 
   private constructor(private readonly opts: RelayOptions) {
     this.limits = resolveRelayLimits(opts.limits);
@@ -324,6 +328,46 @@ export class Relay {
     // Registered before the STUN server is up (it binds its other sockets first): until then its packets are stray.
     if (this.opts.stun !== false) demux.register(stunClass((data, from) => (this.stun ? this.stun.handle(data, from) : this.counters.strayUdp++)));
     demux.register(pathCheckClass());
+  }
+
+  /**
+   * The relay is draining (startDrain): it refuses new joins, registrations and call offers
+   * (reason `draining`) and lets the sessions it has go on. `/readyz` reads it.
+   */
+  get draining(): boolean {
+    return this.drainingSince !== undefined;
+  }
+
+  /**
+   * What a draining relay waits for: connections in a room or an echo test, and 1:1 calls it
+   * tracks (ringing or answered). A connection that is only registered (a listener) holds
+   * nothing: it was told to move and may go with the relay.
+   */
+  get sessionsInProgress(): number {
+    let n = this.presence.stats.callsOpen;
+    for (const peer of this.peers) if (peer.mode !== 'none') n++;
+    return n;
+  }
+
+  /**
+   * Stop taking new sessions: from now on joins, registrations and call offers are refused
+   * with `draining`, and every connected client is sent the drain notice (a `draining` push
+   * with `deadlineMs`, when the relay will stop at the latest) so that one that knows
+   * another relay moves there now. The sessions in progress go on. Once only; the caller
+   * (src/services/relay-drain.ts) decides when to stop.
+   */
+  startDrain(deadlineMs: number): void {
+    if (this.drainingSince !== undefined) return;
+    this.drainingSince = performance.now();
+    const deadline = Math.max(0, Math.min(0xffff_ffff, Math.round(deadlineMs)));
+    const frame = encodeSignal({ type: 'draining', deadlineMs: deadline });
+    for (const peer of this.peers) void pushFrame(peer.connection, frame);
+    this.emit({ type: 'relay:draining', deadlineMs: deadline, connections: this.peers.size, sessions: this.sessionsInProgress });
+  }
+
+  /** Refuse what starts a new session while draining (a join, a registration, a call offer). */
+  private drainRefusal(peer: Peer, what: string): KnownSignal[] {
+    return this.refusal(peer, 'draining', 'draining', `relay is draining (shutting down): no new ${what}; use another relay`);
   }
 
   get address(): HostPort {
@@ -503,6 +547,7 @@ export class Relay {
           },
         ];
       case 'join':
+        if (this.draining) return this.drainRefusal(peer, 'joins');
         if (!this.takeJoin(peer, now)) return this.joinRateRefusal(peer);
         this.leaveRoom(peer);
         peer.datagrams.disable();
@@ -527,10 +572,14 @@ export class Relay {
         this.rooms.relaySignal(peer.room.id, peer.room.sourceId, msg.to, msg.payload);
         return [];
       case 'register-challenge':
+        if (this.draining) return this.drainRefusal(peer, 'registrations');
         return [this.presence.challenge(peer.presence)];
       case 'register':
+        if (this.draining) return this.drainRefusal(peer, 'registrations');
         return [this.presence.register(peer.presence, msg)];
       default:
+        // A call in progress goes on (its answer, hang-up, candidates); a new one is refused.
+        if (msg.type === 'offer' && this.draining) return this.drainRefusal(peer, 'calls');
         if (isCallSignal(msg)) return [this.presence.route(peer.presence, msg)];
         // A known message that a relay does not accept from clients (e.g. pong): ignore.
         this.counters.signalsUnknown++;

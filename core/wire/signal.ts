@@ -179,6 +179,16 @@ export interface ErrorMessage {
   code: string;
   message: string;
 }
+/**
+ * Relay -> every connected client (push): the relay is shutting down. It takes no new joins,
+ * registrations or call offers (refused with error `draining`) and stops within `deadlineMs`
+ * ms (or sooner once its rooms and calls are empty): a client that knows another relay
+ * moves there now. Older clients drop it as an unknown type.
+ */
+export interface DrainingMessage {
+  type: 'draining';
+  deadlineMs: number;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Presence (docs/direct-calls.md): a client registers on a relay as its identity.
@@ -339,6 +349,7 @@ export type KnownSignalMessage =
   | RelayedMessage
   | LeaveMessage
   | ErrorMessage
+  | DrainingMessage
   | RegisterChallengeMessage
   | ChallengeMessage
   | RegisterMessage
@@ -572,6 +583,7 @@ export const SIGNAL_SCHEMA: SignalSchema = {
   relayed: { room: required(text), from: required(sourceId), payload: required(jsonObject) },
   leave: {},
   error: { code: required(text), message: required(text) },
+  draining: { deadlineMs: required(uint32) },
   'register-challenge': {},
   challenge: { nonce: required(challengeNonce) },
   register: {

@@ -8,7 +8,7 @@ import { audioFromFlags, directPathFlags, secondsFlag, timeoutFlag, timeoutMs, t
 import { call, listAudioDevices, type CallResult } from '../services/call.js';
 import { directCall, type DirectCallResult } from '../services/direct-call.js';
 import { directCallSummary } from '../services/direct-call-text.js';
-import { callEventRenderer, membersSummary, type CallEventOutput } from '../services/call-events.js';
+import { callEventRenderer, membersSummary, reconnectLines, type CallEventOutput } from '../services/call-events.js';
 import { pinFile } from '../services/paths.js';
 import { readFingerprintArg, resolveAllowList, resolveRoomSecret } from '../services/room-admission.js';
 import { mediaPathText, relayPinnedLine } from '../services/relay-connect.js';
@@ -19,7 +19,7 @@ type CallFlags = WzpFlags<typeof Call>;
 
 export default class Call extends WzpCommand<Result> {
   static override summary = 'Join a room on a relay and talk: end-to-end encrypted, FEC-protected, adaptive.';
-  static override description = `Sources: --tone HZ (default 440 Hz), --file in.wav (any rate/channels), or --mic. Sinks: the speaker with --mic (unless --no-playback), and --record out.wav. Ctrl-C hangs up cleanly: the others see you leave at once and the recording is complete. A lost relay (closed, or silent for ~4.5 s) is reconnected to and the room re-joined, for up to --reconnect seconds. A call report (per participant: packets, loss, concealment, jitter buffer, tier changes, MOS) is printed at the end (--json) or written with --report.
+  static override description = `Sources: --tone HZ (default 440 Hz), --file in.wav (any rate/channels), or --mic. Sinks: the speaker with --mic (unless --no-playback), and --record out.wav. Ctrl-C hangs up cleanly: the others see you leave at once and the recording is complete. A lost relay (closed, or silent for ~4.5 s) is reconnected to and the room re-joined, for up to --reconnect seconds. RELAY may be several, comma-separated (relay1:4433,relay2:4433): the call starts on the first that answers, and when its relay drains (shuts down) or is lost it moves to the next, round robin, and re-joins the room there, where the other members, moving too, meet it again (docs/relay-operations.md); each relay is pinned on its own, and --relay-fingerprint takes one fingerprint per relay in the same order. A call report (per participant: packets, loss, concealment, jitter buffer, tier changes, MOS) is printed at the end (--json) or written with --report.
 
 Only members who prove they know the room name (and --room-secret, if the room has one) are admitted: the relay, which sees only the room id, cannot join. Each member is shown with its full fingerprint and its trust: allowed (--allow), known (met in an earlier call; pinned in known-members.json) or new (first meeting: compare the fingerprint with them). With --allow, everyone else is refused. A guessable room name needs a --room-secret: the relay could guess the name from the room id.
 
@@ -32,9 +32,10 @@ With --to FINGERPRINT instead of --room, a 1:1 call to a person by identity: bot
     '<%= config.bin %> <%= command.id %> relay.example.com:4433 --to 1a2b:3c4d:...:7e8f --mic',
     '<%= config.bin %> <%= command.id %> 127.0.0.1:4433 --to @ana.fp --tone 440 --ring-timeout 20 --relay-only --json',
     '<%= config.bin %> <%= command.id %> relay.example.com:4433 --to @ana.fp --mic --no-hard-nat',
+    '<%= config.bin %> <%= command.id %> relay1.example.com:4433,relay2.example.com:4433 --room team --mic',
     '<%= config.bin %> <%= command.id %> --list-devices',
   ];
-  static override args = { relay: Args.string({ description: 'Relay HOST:PORT.' }) };
+  static override args = { relay: Args.string({ description: 'Relay HOST:PORT, or several comma-separated (room calls move along them when one drains or is lost).' }) };
   static override flags = {
     room: Flags.string({ summary: 'Room name: the relay sees only an id derived from it, and members admit only those who prove they know it.' }),
     to: Flags.string({
@@ -61,7 +62,7 @@ With --to FINGERPRINT instead of --room, a 1:1 call to a person by identity: bot
     vad: Flags.boolean({ summary: 'Voice activity detection: send comfort-noise descriptions instead of silence.' }),
     'noise-suppression': Flags.boolean({ summary: 'Remove background noise (RNNoise) before encoding.' }),
     identity: Flags.file({ summary: 'Identity file to use instead of the one in the config dir.' }),
-    'relay-fingerprint': Flags.string({ summary: 'Trust only this relay certificate fingerprint.' }),
+    'relay-fingerprint': Flags.string({ summary: 'Trust only this relay certificate fingerprint (with several relays: one per relay, comma-separated, in the same order).' }),
     token: tokenFlag,
     'media-path': mediaPathFlag,
     report: Flags.string({ summary: 'Also write the JSON call report to this file (checked before the call starts, written atomically at the end).' }),
@@ -194,7 +195,7 @@ With --to FINGERPRINT instead of --room, a 1:1 call to a person by identity: bot
       ),
     );
     for (const t of r.tierChanges) lines.push(`  at ${(t.atMs / 1000).toFixed(1)} s: ${t.from} -> ${t.to} (${t.reason})`);
-    for (const c of r.reconnects) lines.push(`  at ${(c.atMs / 1000).toFixed(1)} s: lost the relay, back after ${(c.outageMs / 1000).toFixed(1)} s`);
+    lines.push(...reconnectLines(r));
     if (r.recording) lines.push(`recorded ${(r.recording.durationMs / 1000).toFixed(1)} s to ${r.recording.path}`);
     return lines.join('\n');
   }

@@ -5,7 +5,7 @@ import { UsageError } from '../../core/errors.js';
 import { mediaPathFlag, roomAdmissionFlags, WzpCommand } from '../base-command.js';
 import { timeoutFlag, timeoutMs, tokenFlag } from '../connect-flags.js';
 import { call, type CallResult } from '../services/call.js';
-import { callEventRenderer, membersSummary } from '../services/call-events.js';
+import { callEventRenderer, membersSummary, reconnectLines } from '../services/call-events.js';
 import { pinFile } from '../services/paths.js';
 import { relayPinnedLine } from '../services/relay-connect.js';
 import { resolveAllowList, resolveRoomSecret } from '../services/room-admission.js';
@@ -13,13 +13,14 @@ import { resolveAllowList, resolveRoomSecret } from '../services/room-admission.
 export default class Record extends WzpCommand<CallResult> {
   static override summary = 'Join a room as a listener and record what is said to a WAV file.';
   static override description =
-    'A receive-only member: it mixes everyone it hears into one 48 kHz mono WAV. The file is valid at every moment, so Ctrl-C, a killed relay or a killed process still leave a playable recording. Admission works as for `wzp call`: only members who prove they know the room name (and --room-secret) are heard, and with --allow only those listed; each is shown with its fingerprint and trust.';
+    'A receive-only member: it mixes everyone it hears into one 48 kHz mono WAV. The file is valid at every moment, so Ctrl-C, a killed relay or a killed process still leave a playable recording. Given several relays (comma-separated) it moves to the next when its relay drains or is lost, as `wzp call` does. Admission works as for `wzp call`: only members who prove they know the room name (and --room-secret) are heard, and with --allow only those listed; each is shown with its fingerprint and trust.';
   static override examples = [
     '<%= config.bin %> <%= command.id %> 127.0.0.1:4433 --room team meeting.wav',
     '<%= config.bin %> <%= command.id %> 127.0.0.1:4433 --room team --room-secret-file ~/.team-secret --allow @team.txt meeting.wav',
+    '<%= config.bin %> <%= command.id %> relay1.example.com:4433,relay2.example.com:4433 --room team meeting.wav',
   ];
   static override args = {
-    relay: Args.string({ description: 'Relay HOST:PORT.', required: true }),
+    relay: Args.string({ description: 'Relay HOST:PORT, or several comma-separated (the recorder moves along them when one drains or is lost).', required: true }),
     file: Args.string({ description: 'WAV file to write.', required: true }),
   };
   static override flags = {
@@ -29,7 +30,7 @@ export default class Record extends WzpCommand<CallResult> {
     alias: Flags.string({ summary: 'Name shown to the others (signed: up to 64 characters, no control characters).', default: 'recorder' }),
     ...roomAdmissionFlags,
     identity: Flags.file({ summary: 'Identity file to use instead of the one in the config dir.' }),
-    'relay-fingerprint': Flags.string({ summary: 'Trust only this relay certificate fingerprint.' }),
+    'relay-fingerprint': Flags.string({ summary: 'Trust only this relay certificate fingerprint (with several relays: one per relay, comma-separated, in the same order).' }),
     token: tokenFlag,
     'media-path': mediaPathFlag,
     timeout: timeoutFlag,
@@ -82,6 +83,7 @@ export default class Record extends WzpCommand<CallResult> {
     return [
       `${this.interactive ? '\n' : ''}recorded ${((r.recording?.durationMs ?? 0) / 1000).toFixed(1)} s from ${members} member(s) to ${r.recording?.path} (${r.endedBy}${back})`,
       ...membersSummary(r),
+      ...reconnectLines(r),
     ].join('\n');
   }
 }

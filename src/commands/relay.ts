@@ -15,6 +15,7 @@ import {
 } from '../services/relay-config.js';
 import { DEFAULT_AUTH_CACHE_SECONDS } from '../../core/relay/auth.js';
 import { parseAclFlag } from '../../core/relay/access.js';
+import { DEFAULT_DRAIN_TIMEOUT_MS, MAX_DRAIN_TIMEOUT_MS } from '../services/relay-drain.js';
 
 /** One integer flag per relay limit (docs/relay-limits.md), in the LIMITS help group. */
 const limitFlags = Object.fromEntries(
@@ -29,7 +30,7 @@ Members' media moves from QUIC datagrams to the UDP media path once it is confir
 
 Hostile input is the normal case: a gate in front of QUIC drops what the library mishandles and answers nothing larger than what it received from an unvalidated address; every per-client resource (connections and handshakes per address, joins and signals per connection, room size and members per address, each member's forwarded media, unfinished signal frames) has a limit (the LIMITS flags; docs/relay-limits.md), and what goes over is refused, counted in the summary's "refused" and logged (rate-limited) with -v.
 
-The relay's identity (and so its certificate fingerprint, which clients pin) is kept in a file and survives restarts. --stats N prints a line of load figures to stderr every N seconds; --metrics HOST:PORT serves Prometheus metrics, /healthz and /readyz over HTTP (docs/relay-operations.md). Stop it with Ctrl-C or SIGTERM; a summary is printed on exit (a JSON document with --json).
+The relay's identity (and so its certificate fingerprint, which clients pin) is kept in a file and survives restarts. --stats N prints a line of load figures to stderr every N seconds; --metrics HOST:PORT serves Prometheus metrics, /healthz and /readyz over HTTP (docs/relay-operations.md). Ctrl-C stops it at once. SIGTERM drains it first: it refuses new joins, registrations and call offers (reason "draining"), tells every client so that those given several relays move to the next one at once, and stops when its rooms and calls are empty or after --drain-timeout seconds; a second SIGTERM stops it at once (docs/relay-operations.md). A summary is printed on exit (a JSON document with --json; exit 0 in every case).
 
 --config FILE reads the settings from a TOML file (flags given on the command line override it); if FILE does not exist the relay writes a commented example there, with every option, its default, and this relay's address and fingerprint, and runs with it. SIGHUP reloads the file: stats, [limits], [auth] and [[rooms]] change at once and each change is logged; a file with an error is refused whole and the running config stays (docs/relay-operations.md).`;
   static override examples = [
@@ -41,6 +42,7 @@ The relay's identity (and so its certificate fingerprint, which clients pin) is 
       description: 'Run from a config file (written with every option documented if it does not exist); reload it with kill -HUP',
       command: '<%= config.bin %> <%= command.id %> --config /etc/wzp/relay.toml',
     },
+    '<%= config.bin %> <%= command.id %> --listen 0.0.0.0:4433 --drain-timeout 120',
   ];
   static override flags = {
     config: Flags.string({
@@ -74,8 +76,23 @@ The relay's identity (and so its certificate fingerprint, which clients pin) is 
     metrics: Flags.string({
       summary: 'Serve Prometheus metrics (/metrics), /healthz and /readyz over HTTP on HOST:PORT, e.g. 127.0.0.1:9464 (docs/relay-operations.md).',
     }),
+    'drain-timeout': Flags.integer({
+      summary: `On SIGTERM, wait this many seconds for the rooms and calls to end before stopping (default ${DEFAULT_DRAIN_TIMEOUT_MS / 1000}; 0: stop right after telling the clients).`,
+      min: 0,
+      max: MAX_DRAIN_TIMEOUT_MS / 1000,
+      helpValue: 'SECONDS',
+    }),
     ...limitFlags,
   };
+
+  /** Aborted by the first SIGTERM: the relay drains (a second SIGTERM, or Ctrl-C, stops it at once). */
+  private readonly drainRequest = new AbortController();
+
+  protected override interceptSignal(sig: NodeJS.Signals): boolean {
+    if (sig !== 'SIGTERM' || this.drainRequest.signal.aborted || this.abortSignal.aborted) return false;
+    this.drainRequest.abort(new Error(`received ${sig}`));
+    return true;
+  }
 
   public async run(): Promise<RelayRunReport> {
     const { flags } = await this.parse(RelayCommand);
@@ -88,6 +105,7 @@ The relay's identity (and so its certificate fingerprint, which clients pin) is 
       statsSeconds: flags.stats,
       limits: relayLimitOverrides(flags),
       ...(flags.metrics === undefined ? {} : { metrics: flags.metrics }),
+      ...(flags['drain-timeout'] === undefined ? {} : { drainTimeoutSeconds: flags['drain-timeout'] }),
       ...(flags['auth-url'] === undefined
         ? {}
         : { auth: { url: flags['auth-url'], ...(flags['auth-fail-open'] ? { failOpen: true } : {}), ...(flags['auth-cache-seconds'] === undefined ? {} : { cacheSeconds: flags['auth-cache-seconds'] }) } }),
@@ -106,6 +124,13 @@ The relay's identity (and so its certificate fingerprint, which clients pin) is 
       return await runRelay({
         ...settings,
         signal: this.abortSignal,
+        drain: this.drainRequest.signal,
+        onDraining: (d) => {
+          // Always on stderr (as the listening line): operators and scripts watch for it.
+          process.stderr.write(
+            `wzp relay draining: refusing new sessions, ${d.sessions} in progress on ${d.connections} connections; stopping when they end or in ${d.timeoutMs / 1000} s (SIGTERM again to stop now)\n`,
+          );
+        },
         onStarted: async (s) => {
           if (s.identityCreated) this.progress(`created relay identity ${s.identityPath}`);
           // Before the "listening" line: a script that waits for that line has the URL too.
@@ -151,9 +176,12 @@ The relay's identity (and so its certificate fingerprint, which clients pin) is 
       `  presence: ${m.presence.registrationsTotal} registrations (${m.presence.registrationsReplaced} replaced an older one), ${m.presence.callSignalsRouted} call signals routed, ${m.presence.callSignalsOffline} answered offline`,
       `  STUN: ${m.stunRequests} received, ${m.stunAnswered} answered, ${m.stunErrors} refused with an error answer; dropped: ${refusedText(m.stunDropped)}`,
       `  refused: ${refusedText(m.refused)}; ${m.socketErrors} datagrams the QUIC library failed on, ${m.sendErrors} sends the kernel refused`,
+      ...(r.drain ? [`  drained for ${(r.drain.durationMs / 1000).toFixed(1)} s (${DRAIN_ENDINGS[r.drain.endedBy]}): ${r.drain.sessionsAtStart} sessions at the start, ${r.drain.sessionsLeft} left at the stop`] : []),
     ].join('\n');
   }
 }
+
+const DRAIN_ENDINGS = { empty: 'every room and call ended', timeout: 'the drain timeout passed', stopped: 'stopped at once' } as const;
 
 /** One timestamped line on stderr: `ISO-time type {json}` (the -v log and --stats share it). */
 function logLine(type: string, fields: object): void {

@@ -27,11 +27,12 @@ export function callEventRenderer(out: CallEventOutput): (e: CallEvent) => void 
       if (out.interactive) out.rewriteLine(statusLine(e.status));
       return;
     }
-    if (e.type === 'call:warning' || e.type === 'call:member-refused') {
+    if (e.type === 'call:warning' || e.type === 'call:member-refused' || (e.type === 'call:relay-draining' && !e.moving)) {
       if (out.interactive) out.rewriteLine('');
-      out.warn(e.message);
+      out.warn(e.type === 'call:relay-draining' ? drainingText(e) : e.message);
       return;
     }
+      if (out.interactive) out.rewriteLine('');
     const line = eventLine(e);
     if (line === undefined) return;
     if (out.interactive) out.rewriteLine('');
@@ -94,13 +95,36 @@ export function memberLine(e: CallEvent): string | undefined {
   }
 }
 
-/** The lines for losing and regaining the relay. */
+/** The lines for losing, leaving (drain) and regaining the relay. */
 export function relayLine(e: CallEvent): string | undefined {
-  if (e.type === 'call:relay-lost') return `lost the relay: ${e.reason}${e.reconnecting ? '; reconnecting' : ''}`;
+  if (e.type === 'call:relay-lost') return `${e.reason.endsWith('is draining') ? 'leaving' : 'lost'} the relay: ${e.reason}${e.reconnecting ? '; reconnecting' : ''}`;
+  if (e.type === 'call:relay-draining') return drainingText(e);
   if (e.type === 'call:reconnected') {
-    return `back on the relay after ${(e.outageMs / 1000).toFixed(1)} s (${e.attempts} attempt${e.attempts === 1 ? '' : 's'}, ${e.participants} in room)`;
+    const detail = `${e.attempts} attempt${e.attempts === 1 ? '' : 's'}, ${e.participants} in room`;
+    return e.relay === undefined
+      ? `back on the relay after ${(e.outageMs / 1000).toFixed(1)} s (${detail})`
+      : `on relay ${e.relay} after ${(e.outageMs / 1000).toFixed(1)} s (${e.reason === 'drain' ? 'moved: the last one drained' : 'the last one was lost'}; ${detail})`;
   }
   return undefined;
+}
+
+/** A relay's drain notice, as a line: moving on now, or staying until it stops. */
+function drainingText(e: Extract<CallEvent, { type: 'call:relay-draining' }>): string {
+  const which = e.relay === undefined ? 'the relay' : `relay ${e.relay}`;
+  const within = `${Math.round(e.deadlineMs / 1000)} s`;
+  return e.moving
+    ? `${which} is draining (stopping within ${within}): moving to the next relay`
+    : `${which} is draining (stopping within ${within}); this call has no other relay: it stays until the relay stops, then tries to get back (give several relays, RELAY1,RELAY2, to move on)`;
+}
+
+/** One summary line per move or reconnection of a call (call and record summaries). */
+export function reconnectLines(r: CallResult): string[] {
+  return r.reconnects.map((c) => {
+    const at = `  at ${(c.atMs / 1000).toFixed(1)} s: `;
+    const gap = `${(c.outageMs / 1000).toFixed(1)} s`;
+    if (c.reason === 'drain') return `${at}the relay drained: moved to ${c.relay ?? 'the next relay'} (gap ${gap})`;
+    return `${at}lost the relay, back${c.relay !== undefined && r.relays.length > 1 ? ` on ${c.relay}` : ''} after ${gap}`;
+  });
 }
 
 /** The summary's lines for the members (with their trust and fingerprint) and those refused. */

@@ -6,7 +6,6 @@
 import { rmSync } from 'node:fs';
 import { FileSource, SilenceSource, TeeSink, ToneSource, type FrameSink, type FrameSource } from '../../core/audio/sources.js';
 import { runCall, type CallEvent, type CallReport } from '../../core/client/call.js';
-import { RelaySession } from '../../core/client/relay-session.js';
 import { loadOrCreateIdentity } from '../../core/crypto/identity.js';
 import { KnownMembers } from '../../core/crypto/known-members.js';
 import { UsageError, errorMessage } from '../../core/errors.js';
@@ -15,20 +14,21 @@ import { NoiseSuppressor } from '../../core/media/noise-suppression.js';
 import type { TierName } from '../../core/media/quality.js';
 import { WavWriter } from '../../core/media/wav.js';
 import type { Registries } from '../../core/registry.js';
-import { expectFingerprint, parseDialTarget } from '../../core/transport/quic.js';
 import { identityFile, knownMembersFile } from './paths.js';
 import type { ReportMeta } from './report-meta.js';
-import { connectToRelay } from './relay-connect.js';
+import { callMoves, connectFirstRelay, parseRelayList, relayFingerprints, relayRotation } from './relay-list.js';
 import { openMic, openSpeaker } from './audio-devices.js';
 import { checkOutputFile, writeFileAtomic } from './output-files.js';
 
 export { listAudioDevices } from './audio-devices.js';
 
 export interface CallRequest {
+  /** HOST:PORT, or several comma-separated: the call moves along them (./relay-list.ts). */
   relay: string;
   room: string;
   configDir: string;
   identityPath?: string;
+  /** One fingerprint, or one per relay of the list (comma-separated; an empty entry: by its pin). */
   relayFingerprint?: string;
   /** Access token for a relay that requires one (`--token` / WZP_TOKEN). */
   token?: string;
@@ -76,6 +76,11 @@ export interface CallResult extends Omit<CallReport, 'mediaPath'> {
    * was trusted (`pinned-new`, `match`, `explicit`).
    */
   relay: { address: string; fingerprint: string; trust: string; mediaPath: 'udp' | 'quic' };
+  /**
+   * The relays the call was given (RELAY1,RELAY2...), in order: `relay` is the one it
+   * started on, `reconnects` each move (reason drain or lost, and the relay it landed on).
+   */
+  relays: string[];
   recording?: { path: string; samples: number; durationMs: number };
 }
 
@@ -84,7 +89,8 @@ export const CALL_REPORT_SCHEMA_VERSION = 3;
 export async function call(req: CallRequest): Promise<CallResult> {
   // What the command line names is checked before anything starts: the relay's address, and
   // the files written at the end (a typo must not cost a whole call).
-  parseDialTarget(req.relay);
+  const relays = parseRelayList(req.relay);
+  const fingerprints = relayFingerprints(req.relayFingerprint, relays);
   if (req.reportPath) checkOutputFile(req.reportPath, 'the call report');
   if (req.record) checkOutputFile(req.record, 'the recording');
   // The relay connection is mostly waiting on the network (a QUIC handshake with a Retry
@@ -92,14 +98,15 @@ export async function call(req: CallRequest): Promise<CallResult> {
   // source and sinks meanwhile. Errors keep their order: set-up errors first (the connection
   // attempt is then aborted, or closed if it was up), connection errors after.
   const setupFailed = new AbortController();
-  const connecting = connectToRelay({
-    relay: req.relay,
+  const connecting = connectFirstRelay({
+    relays,
+    fingerprints,
     configDir: req.configDir,
-    relayFingerprint: req.relayFingerprint,
     token: req.token,
     alias: req.alias,
     timeoutMs: req.timeoutMs,
     signal: AbortSignal.any([req.signal, setupFailed.signal]),
+    onWarning: (message) => req.onEvent?.({ type: 'call:warning', message }),
   });
   connecting.catch(() => undefined); // awaited below; until then its rejection is not unhandled
   const abandonConnection = async () => {
@@ -128,7 +135,7 @@ export async function call(req: CallRequest): Promise<CallResult> {
     await source.close?.();
     throw err;
   }
-  const { session, fingerprint, trust } = await connecting.catch(async (err) => {
+  const { session, fingerprint, trust, index } = await connecting.catch(async (err) => {
     noiseSuppressor?.close();
     for (const s of sinks) await s.close();
     await source.close?.();
@@ -191,19 +198,11 @@ export async function call(req: CallRequest): Promise<CallResult> {
       endWithSource: req.source.kind === 'file',
       signal: req.signal,
       onEvent: req.onEvent,
-      // Back to the same relay, which must present the certificate it presented the first time.
-      reconnect:
-        req.reconnectForMs === 0
-          ? undefined
-          : (signal) =>
-              RelaySession.open({
-                relay: parseDialTarget(req.relay),
-                alias: req.alias,
-                token: req.token,
-                signal,
-                verify: expectFingerprint(fingerprint, req.relay),
-                mediaPath,
-              }),
+      // Back to the same relay, which must present the certificate it presented the first
+      // time; or, given several, on to the next (./relay-list.ts).
+      ...(req.reconnectForMs === 0
+        ? {}
+        : callMoves(relayRotation({ relays, fingerprints, current: index, currentFingerprint: fingerprint, configDir: req.configDir, alias: req.alias, token: req.token, mediaPath }))),
       reconnectForMs: req.reconnectForMs,
     });
     const result: CallResult = {
@@ -211,6 +210,7 @@ export async function call(req: CallRequest): Promise<CallResult> {
       ...report,
       joinSentSinceStartMs,
       relay: { address: session.label, fingerprint, trust, mediaPath: pathTaken },
+      relays,
       ...(recorder
         ? {
             recording: {

@@ -173,6 +173,12 @@ export async function registerOn(req: SignallingRequest, opts: { receiveCalls: b
 }
 
 export function checkOutputs(req: DirectMediaRequest & { reportPath?: string }): void {
+  if (req.relay.includes(',')) {
+    // Moving along several relays (./relay-list.ts) is for room calls and recordings so far.
+    throw new UsageError(`RELAY "${req.relay}": 1:1 calls (--to) and wzp listen take one relay`, {
+      suggestions: ['give one HOST:PORT; several relays (RELAY1,RELAY2) work for room calls (--room) and wzp record'],
+    });
+  }
   parseDialTarget(req.relay);
   checkGatewayFlag(req.gateway);
   for (const server of req.stun ?? []) checkHostPort(server);
@@ -380,8 +386,15 @@ export function gatherFor(session: RelaySession, req: SignallingRequest): Promis
   });
 }
 
-export function presenceProgress(e: PresenceEvent, req: SignallingRequest): void {
+export function presenceProgress(e: PresenceEvent, req: SignallingRequest & { onEvent?(e: CallEvent): void }): void {
   if (e.type === 'presence:signal-dropped') req.onProgress?.(`dropped a ${e.signal} signal (${e.reason}: ${e.detail})`);
+  if (e.type === 'presence:relay-draining') {
+    // 1:1 calls and listeners do not move between relays yet (docs/relay-operations.md): say what it means.
+    req.onEvent?.({
+      type: 'call:warning',
+      message: `relay ${req.relay} is draining (stopping within ${Math.round(e.deadlineMs / 1000)} s): it passes on no new calls; listen or call on another relay`,
+    });
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ export interface RelayFlagSettings {
   statsSeconds?: number;
   limits: Partial<RelayLimits>;
   metrics?: string;
+  drainTimeoutSeconds?: number;
   /** --auth-url (and its --auth-fail-open, --auth-cache-seconds when given): replaces the file's [auth]. */
   auth?: { url: string; failOpen?: boolean; cacheSeconds?: number };
   /** --acl: replaces the file's [[rooms]]. */
@@ -104,7 +105,8 @@ export function relaySettings(file: RelayConfig | undefined, flags: RelayFlagSet
   if (auth !== undefined) settings.auth = auth;
   const roomAcls = flags.roomAcls ?? f.rooms;
   if (roomAcls.length > 0) settings.roomAcls = roomAcls.map((r) => ({ ...r, allow: [...r.allow] }));
-  if (f.drainTimeoutSeconds !== undefined) settings.drainTimeoutMs = Math.round(f.drainTimeoutSeconds * 1000);
+  const drainTimeoutSeconds = flags.drainTimeoutSeconds ?? f.drainTimeoutSeconds;
+  if (drainTimeoutSeconds !== undefined) settings.drainTimeoutMs = Math.round(drainTimeoutSeconds * 1000);
   if (f.debugTap !== undefined) settings.debugTap = f.debugTap;
   return settings;
 }

@@ -10,6 +10,7 @@ import { isIP } from 'node:net';
 import { UsageError } from '../../core/errors.js';
 import { formatHostPort, parseHostPort } from '../../core/transport/quic.js';
 import { parseMetricsListen, startMetricsServer, type RunningMetricsServer } from '../../core/relay/metrics-server.js';
+import { drainRelay, resolveDrainTimeoutMs, type DrainReport } from './relay-drain.js';
 
 export interface RelayRunOptions {
   listen: string;
@@ -36,11 +37,19 @@ export interface RelayRunOptions {
    * (core/relay/metrics-server.ts; docs/relay-operations.md#metrics).
    */
   metrics?: string;
-  /** How long a stopping relay waits for calls to end (issue 18, drain part). */
-  drainTimeoutMs?: number;
   /** ROOM name, room id or '*' (issue 18, debug tap part). */
   debugTap?: string;
+  /** Stop at once (Ctrl-C, a second SIGTERM): the summary is still returned. */
   signal: AbortSignal;
+  /**
+   * Start draining (the first SIGTERM; ./relay-drain.ts): no new sessions, the drain notice to
+   * every client, then stop once the rooms and calls are empty or after drainTimeoutMs.
+   */
+  drain?: AbortSignal;
+  /** How long a draining relay waits for its sessions to end, ms (default 30 s; 0: stop right after the notice). */
+  drainTimeoutMs?: number;
+  /** Draining started (told before waiting). */
+  onDraining?(info: { timeoutMs: number; sessions: number; connections: number }): void;
   /** Once listening. If it throws (or rejects), the relay stops and runRelay rethrows. */
   onStarted(info: { address: string; fingerprint: string; identityPath: string; identityCreated: boolean; stunEndpoints: string[]; metricsUrl?: string }): void | Promise<void>;
   /**
@@ -122,6 +131,8 @@ export interface RelayRunReport {
   /** Where /metrics was served (`--metrics`), if it was. */
   metricsUrl?: string;
   metrics: RelayMetrics;
+  /** Present when the relay drained before it stopped (SIGTERM). */
+  drain?: DrainReport;
 }
 
 /**
@@ -252,6 +263,7 @@ async function releaseNativeHeap(): Promise<void> {
 
 export async function runRelay(opts: RelayRunOptions): Promise<RelayRunReport> {
   limitYoungGeneration();
+  const drainTimeoutMs = resolveDrainTimeoutMs(opts.drainTimeoutMs);
   const listen = parseHostPort(opts.listen, '0.0.0.0');
   const alternate = opts.stunAlternate === undefined ? undefined : parseStunAlternate(opts.stunAlternate);
   // A bad --metrics value is a usage error before anything is created or bound.
@@ -321,10 +333,17 @@ export async function runRelay(opts: RelayRunOptions): Promise<RelayRunReport> {
   };
   setStatsIntervalMs(opts.statsIntervalMs);
   opts.onRunning?.(relay, { setStatsIntervalMs });
-  await new Promise<void>((resolve) => {
-    if (opts.signal.aborted) resolve();
-    else opts.signal.addEventListener('abort', () => resolve(), { once: true });
+  const how = await new Promise<'stop' | 'drain'>((resolve) => {
+    if (opts.signal.aborted) return resolve('stop');
+    if (opts.drain?.aborted) return resolve('drain');
+    opts.signal.addEventListener('abort', () => resolve('stop'), { once: true });
+    opts.drain?.addEventListener('abort', () => resolve('drain'), { once: true });
   });
+  let drain: DrainReport | undefined;
+  if (how === 'drain') {
+    opts.onDraining?.({ timeoutMs: drainTimeoutMs, sessions: relay.sessionsInProgress, connections: relay.metrics.connectionsOpen });
+    drain = await drainRelay(relay, { timeoutMs: drainTimeoutMs, stop: opts.signal, startedAt: started });
+  }
   setStatsIntervalMs(undefined);
   stopped = true;
   stopTrimming();
@@ -339,6 +358,7 @@ export async function runRelay(opts: RelayRunOptions): Promise<RelayRunReport> {
     limits: { ...relay.currentLimits },
     ...(metricsServer ? { metricsUrl: metricsServer.url } : {}),
     metrics: relay.metrics,
+    ...(drain ? { drain } : {}),
   };
 }
 

@@ -214,6 +214,58 @@ describe('link supervision (manual clock)', () => {
     assert.equal(warnings.length, 1);
   });
 
+  test('a drain is left like a lost link: reconnect is told why, and the move is recorded with its reason and relay', async () => {
+    const causes: string[] = [];
+    const b = Object.assign(new FakeLink('b'), { label: '127.0.0.1:5002' });
+    const links = [b, Object.assign(new FakeLink('a again'), { label: '127.0.0.1:5001' })];
+    const gaveUp: unknown[] = [];
+    const { s, clock, first, lost, reconnected } = setup({
+      reconnect: async (_signal, cause) => {
+        causes.push(cause);
+        return links.shift()!;
+      },
+      onGaveUp: (e) => gaveUp.push(e),
+    });
+    await run(clock, s, 500);
+    s.lost('relay 127.0.0.1:5001 is draining', 'drain');
+    assert.equal(first.closes, 1, 'the draining relay is left at once');
+    await run(clock, s, 50);
+    assert.deepEqual(causes, ['drain']);
+    assert.equal(lost[0].reconnecting, true);
+    assert.equal(s.session, b);
+    assert.deepEqual(
+      s.reconnects.map((r) => [r.reason, r.relay, r.attempts]),
+      [['drain', '127.0.0.1:5002', 1]],
+    );
+    assert.equal((reconnected[0] as { reason?: string }).reason, 'drain');
+    // A later loss of b is a plain one.
+    b.drop();
+    await run(clock, s, 50);
+    assert.deepEqual(causes, ['drain', 'lost']);
+    assert.deepEqual([s.reconnects[1].reason, s.reconnects[1].relay], ['lost', '127.0.0.1:5001']);
+    assert.deepEqual(gaveUp, []);
+    s.stop();
+  });
+
+  test('giving up is reported once, with the attempts, the time and the last error', async () => {
+    const gaveUp: { attempts: number; forMs: number; lastError: string }[] = [];
+    const { s, clock, first } = setup({
+      reconnectForMs: 3000,
+      reconnect: async () => {
+        throw new NetworkError('connection refused');
+      },
+      onGaveUp: (e) => gaveUp.push(e),
+    });
+    first.drop();
+    await run(clock, s, 5000, 10);
+    assert.ok(s.gaveUp);
+    assert.equal(gaveUp.length, 1);
+    // 250 + 500 + 1000 ms of back-off between attempts, then the rest of the 3 s.
+    assert.ok(gaveUp[0].attempts >= 4 && gaveUp[0].attempts <= 5, JSON.stringify(gaveUp));
+    assert.ok(gaveUp[0].forMs >= 3000 && gaveUp[0].forMs < 3100, JSON.stringify(gaveUp));
+    assert.match(gaveUp[0].lastError, /connection refused/);
+  });
+
   test('without reconnect: a closed link ends the call at once, and a quiet one is not pinged', async () => {
     const { s, clock, first, lost } = setup();
     await run(clock, s, STALL_MS + PROBE_TIMEOUT_MS + 100, 50);

@@ -106,6 +106,7 @@ export const knownSignalArb: fc.Arbitrary<KnownSignalMessage> = fc.oneof(
   ),
   fc.constant({ type: 'leave' as const }),
   fc.record({ type: fc.constant('error' as const), code: textArb, message: textArb }, { noNullPrototype: true }),
+  fc.record({ type: fc.constant('draining' as const), deadlineMs: u32 }, { noNullPrototype: true }),
 );
 
 /** Cuts `bytes` into chunks at the given fractional positions. */

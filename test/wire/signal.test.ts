@@ -66,6 +66,8 @@ const CANONICAL: [string, KnownSignalMessage][] = [
   ['{"type":"leave"}', { type: 'leave' }],
   ['{"type":"error","code":"room-full","message":"room \\"ops\\" is full"}', { type: 'error', code: 'room-full', message: 'room "ops" is full' }],
   ['{"type":"error","code":"x","message":"\\ud800"}', { type: 'error', code: 'x', message: '\ud800' }],
+  ['{"type":"draining","deadlineMs":30000}', { type: 'draining', deadlineMs: 30000 }],
+  ['{"type":"draining","deadlineMs":0}', { type: 'draining', deadlineMs: 0 }],
 ];
 
 /** Accepted but not canonical: they decode to the message (which re-encodes canonically). */
@@ -104,6 +106,9 @@ const INVALID_PAYLOADS: [string, string | Uint8Array, string][] = [
   ['an announcement entry without its announcement', '{"type":"joined","mode":"room","announcements":[{"sourceId":1}]}', 'bad-field'],
   ['an announcement entry with source id 0', '{"type":"joined","mode":"room","announcements":[{"sourceId":0,"announcement":{}}]}', 'bad-field'],
   ['a missing error message', '{"type":"error","code":"x"}', 'bad-field'],
+  ['a drain notice without its deadline', '{"type":"draining"}', 'bad-field'],
+  ['a negative drain deadline', '{"type":"draining","deadlineMs":-1}', 'bad-field'],
+  ['a drain deadline as a string', '{"type":"draining","deadlineMs":"30000"}', 'bad-field'],
   ...[
     'example.com:80',
     '203.0.113.7',
