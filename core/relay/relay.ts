@@ -15,11 +15,12 @@ import type { DatagramChannel } from '../transport/datagrams.js';
 import { sourceKey, type GateDropReason } from '../transport/quic-gate.js';
 import { formatHostPort, startQuicServer, type HostPort, type RunningQuicServer, type SocketGateStats, type TlsMaterial } from '../transport/quic.js';
 import { pushFrame, serveSignals, SignalMemoryBudget, type KnownSignal, type SignalDropReason } from '../transport/signal-stream.js';
-import { RoomManager, type RoomMember } from './rooms.js';
+import { RoomManager, SOURCE_ID_BYTES, type RoomMember } from './rooms.js';
 import { Presence, type PresencePeer, type PresenceStats } from './presence.js';
 import { encodeSignal, isCallSignal, MAX_ANNOUNCEMENT_BYTES, MAX_REQUEST_PAYLOAD_BYTES, MAX_ROOM_SIGNAL_BYTES, RELAY_CLOSE_REFUSED } from '../wire/signal.js';
 import { verifyAnnouncement, type MemberAnnouncement } from '../crypto/sender-keys.js';
-import { RelayMediaPath, type RelayRoute } from '../transport/udp-media.js';
+import { RelayMediaPath, RelayRoute } from '../transport/udp-media.js';
+import { DebugTap, type DebugTapOptions } from './debug-tap.js';
 import { mediaPathClass, pathCheckClass, stunClass, type Demux, type DemuxStats } from '../transport/demux.js';
 import { rawUdpSocket } from '../transport/quic.js';
 import { REFUSAL_REASONS, resolveRelayLimits, type RefusalReason, type RelayLimits } from './limits.js';
@@ -47,6 +48,11 @@ export interface RelayOptions {
    * RFC 5780 server on four addresses.
    */
   stun?: false | { alternate?: { address: string; port?: number }; limits?: Partial<StunServerLimits> };
+  /**
+   * Log every media packet of a room (or all rooms) with its header metadata, rate-limited
+   * (./debug-tap.ts). Off (absent), it costs one check per media packet.
+   */
+  debugTap?: DebugTapOptions;
   /**
    * Namespaced events for logs: 'relay:connection-open', 'relay:refused', ... Events about
    * dropped or refused input are rate-limited (an attacker must not be able to turn each
@@ -196,9 +202,12 @@ export class Relay {
   private readonly errorLog = new LogLimiter(1, 5);
   private stun?: StunServer;
   private readonly presence: Presence;
+  /** The debug tap, if on (./debug-tap.ts). */
+  private readonly tap: DebugTap | undefined;
 
   private constructor(private readonly opts: RelayOptions) {
     this.limits = resolveRelayLimits(opts.limits);
+    this.tap = opts.debugTap ? new DebugTap(opts.debugTap) : undefined;
     this.presence = new Presence({
       limits: this.limits,
       relayFingerprint: opts.fingerprint,
@@ -384,7 +393,7 @@ export class Relay {
         remote: () => ({ host: connection.remoteHost, port: connection.remotePort }),
         onMedia: (payload) => {
           this.counters.datagramsOnUdpPath++;
-          this.onDatagram(peer, payload);
+          this.onDatagram(peer, payload, 'udp');
         },
       }),
       label,
@@ -407,7 +416,7 @@ export class Relay {
     this.counters.connectionsTotal++;
     this.emit({ type: 'relay:connection-open', peer: peer.label });
 
-    datagrams.onDatagram((payload) => this.onDatagram(peer, payload));
+    datagrams.onDatagram((payload) => this.onDatagram(peer, payload, 'quic'));
     serveSignals(
       connection,
       {
@@ -626,7 +635,23 @@ export class Relay {
     this.emit({ type: 'relay:leave', peer: peer.label, room: id, sourceId });
   }
 
-  private onDatagram(peer: Peer, payload: Uint8Array): void {
+  /** Tell the debug tap about a member's packet and the copies forwarded (only called with the tap on). */
+  private tapPacket(room: { id: string; sourceId: number }, payload: Uint8Array, path: 'udp' | 'quic', sent: number, refused?: string): void {
+    const tap = this.tap;
+    if (tap === undefined || !tap.matches(room.id)) return;
+    const members = this.rooms.room(room.id)?.members;
+    const others = members ? Math.max(0, members.size - 1) : 0;
+    tap.packetIn({ roomId: room.id, sourceId: room.sourceId, path, datagram: payload, fanout: sent, dropped: refused === undefined ? others - sent : 0, ...(refused === undefined ? {} : { refused }) });
+    if (refused !== undefined || !members || sent === 0) return;
+    for (const [to, member] of members) {
+      if (to === room.sourceId) continue;
+      const onPath = member.datagrams instanceof RelayRoute && member.datagrams.confirmed;
+      tap.packetOut({ roomId: room.id, sourceId: room.sourceId, to, path: onPath ? 'udp' : 'quic', size: payload.byteLength + SOURCE_ID_BYTES, datagram: payload });
+    }
+  }
+
+  /** A media datagram from a peer, on the UDP media path or in QUIC (`path`): the relay's hot path. */
+  private onDatagram(peer: Peer, payload: Uint8Array, path: 'udp' | 'quic'): void {
     this.counters.datagramsReceived++;
     if (peer.mode === 'none') {
       this.counters.datagramsUnexpected++;
@@ -637,10 +662,13 @@ export class Relay {
     if (!peer.mediaPackets.take(now) || !peer.mediaBytes.take(now, payload.byteLength)) {
       this.counters.refused['media-rate']++;
       if (this.opts.onEvent) this.reportDrop(() => ({ type: 'relay:refused', peer: peer.label, reason: 'media-rate', detail: 'over the member media cap' }));
+      if (this.tap !== undefined && peer.room) this.tapPacket(peer.room, payload, path, 0, 'media-rate');
       return;
     }
     if (peer.mode === 'room' && peer.room) {
-      this.rooms.forward(peer.room.id, peer.room.sourceId, payload);
+      const sent = this.rooms.forward(peer.room.id, peer.room.sourceId, payload);
+      // The debug tap (./debug-tap.ts): off, this check is all it costs.
+      if (this.tap !== undefined) this.tapPacket(peer.room, payload, path, sent);
       return;
     }
     if (peer.mode === 'echo') {

@@ -192,24 +192,33 @@ export class RoomManager {
     for (const m of room.members.values()) m.push(frame);
   }
 
-  /** Forward one member's datagram to every other member of its room. */
-  forward(roomId: string, from: number, datagram: Uint8Array): void {
+  /** The room, if it has members (for the relay's debug tap: ./debug-tap.ts). */
+  room(roomId: string): Room | undefined {
+    return this.rooms.get(roomId);
+  }
+
+  /** Forward one member's datagram to every other member of its room; returns the copies sent. */
+  forward(roomId: string, from: number, datagram: Uint8Array): number {
     const room = this.rooms.get(roomId);
-    if (!room || room.members.size < 2) return;
+    if (!room || room.members.size < 2) return 0;
     if (datagram.byteLength < 1 || datagram.byteLength > MAX_DATAGRAM_BYTES) {
       // Nothing a member could use (an empty or oversized QUIC datagram from a hostile client).
       this.stats.dropped += room.members.size - 1;
-      return;
+      return 0;
     }
     // One buffer for every receiver: the path packet, and the tagged datagram as a view of it.
     const { packet, tagged } = encodeRoomMediaToClient(from, datagram);
+    let sent = 0;
     for (const [id, member] of room.members) {
       if (id === from) continue;
       const channel = member.datagrams;
       this.stats.purged += channel.purgeIfQueued(MAX_QUEUED_DATAGRAMS);
-      if (channel.sendRoomMedia ? channel.sendRoomMedia(packet, tagged) : channel.send(tagged)) this.stats.forwarded++;
-      else this.stats.dropped++;
+      if (channel.sendRoomMedia ? channel.sendRoomMedia(packet, tagged) : channel.send(tagged)) {
+        this.stats.forwarded++;
+        sent++;
+      } else this.stats.dropped++;
     }
+    return sent;
   }
 
   /** Relay a member's signalling payload to one member (`to`) or all others. */

@@ -38,6 +38,10 @@ The relay's identity (and so its certificate fingerprint, which clients pin) is 
       summary:
         "A second address of this host, IP[:PORT] (port default: the relay's + 1), for RFC 5780 STUN: with it netcheck learns the NAT's mapping and filtering from this relay alone. Needs --listen on one address.",
     }),
+    'debug-tap': Flags.string({
+      summary:
+        "Log each media packet of this room (its name, or its 32-hex-digit id for a room with a secret) or of every room (*) to stderr: header metadata only (source, sequence, codec, tier, FEC, size, fan-out, path), never payload; at most 50 lines a second (docs/relay-operations.md#debug-tap).",
+    }),
     ...limitFlags,
   };
 
@@ -60,6 +64,7 @@ The relay's identity (and so its certificate fingerprint, which clients pin) is 
         onEvent: flags.verbose ? (e) => logLine(e.type, { ...e, type: undefined }) : undefined,
         statsIntervalMs: flags.stats === undefined ? undefined : flags.stats * 1000,
         onStats: (s) => logLine('relay:stats', s),
+        ...(flags['debug-tap'] === undefined ? {} : { debugTap: flags['debug-tap'], onTap: (fields: Record<string, unknown>) => logLine('relay:tap', fields) }),
       });
     } catch (err) {
       // The transport words every bind failure alike; say which one it was.

@@ -4,6 +4,7 @@ import { runInNewContext } from 'node:vm';
 import { loadOrCreateIdentity } from '../../core/crypto/identity.js';
 import { deriveTlsCertificate } from '../../core/crypto/tls-cert.js';
 import { Relay, type RelayEvent, type RelayMetrics } from '../../core/relay/relay.js';
+import { parseDebugTapTarget } from '../../core/relay/debug-tap.js';
 import type { RelayLimits } from '../../core/relay/limits.js';
 import { isIP } from 'node:net';
 import { UsageError } from '../../core/errors.js';
@@ -21,6 +22,14 @@ export interface RelayRunOptions {
    * (core/nat/stun-server.ts). Without it the relay answers plain Binding requests on its port.
    */
   stunAlternate?: string;
+  /**
+   * `--debug-tap ROOM|*`: log each media packet of that room (a name, hashed as clients hash
+   * it, or a 32-hex room id) or of every room (`*`) through onTap, rate-limited
+   * (core/relay/debug-tap.ts). Header metadata only: nothing is decrypted.
+   */
+  debugTap?: string;
+  /** Where tap lines go (the CLI: stderr as `ISO-time relay:tap {json}`); needed with debugTap. */
+  onTap?(fields: Record<string, unknown>): void;
   signal: AbortSignal;
   onStarted(info: { address: string; fingerprint: string; identityPath: string; identityCreated: boolean; stunEndpoints: string[] }): void;
   onEvent?(event: RelayEvent): void;
@@ -221,6 +230,7 @@ export async function runRelay(opts: RelayRunOptions): Promise<RelayRunReport> {
   limitYoungGeneration();
   const listen = parseHostPort(opts.listen, '0.0.0.0');
   const alternate = opts.stunAlternate === undefined ? undefined : parseStunAlternate(opts.stunAlternate);
+  const tapTarget = opts.debugTap === undefined ? undefined : parseDebugTapTarget(opts.debugTap);
   const { identity, created } = await loadOrCreateIdentity(opts.identityPath, { create: true });
   const tls = await deriveTlsCertificate(identity.seed);
   const relay = await Relay.start({
@@ -230,6 +240,7 @@ export async function runRelay(opts: RelayRunOptions): Promise<RelayRunReport> {
     onEvent: opts.onEvent,
     udpMedia: opts.udpMedia !== false,
     ...(opts.limits ? { limits: opts.limits } : {}),
+    ...(tapTarget ? { debugTap: { target: tapTarget, write: opts.onTap ?? (() => undefined) } } : {}),
     stun: { alternate },
   });
   const stopTrimming = trimHeapAfterBursts(() => {

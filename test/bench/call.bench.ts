@@ -252,6 +252,8 @@ async function plainUdpForwarding(pairs: number): Promise<{ perCore: number; p99
  * - WZP_BENCH_CALL=forwarding: only the UDP-path forwarding against the plain forwarder,
  *   WZP_BENCH_ROUNDS times (default 3) in turn, each round's ratio printed (the machine's
  *   speed drifts: compare ratios measured in the same run), then the median ratio;
+ * - WZP_BENCH_BASELINE_BIN=PATH/bin/run.js (with forwarding): another build's relay measured
+ *   in the same rounds, each against its own plain-forwarder run (before/after on a drifting machine);
  * - WZP_BENCH_PAIRS: 1:1 calls in the forwarding load (default 25);
  * - WZP_BENCH_RELAY_PROF=DIR: the relay process writes a V8 CPU profile there (--cpu-prof);
  * - WZP_BENCH_RELAY_NODE_ARGS: more node flags for the relay process (e.g. --perf-basic-prof,
@@ -267,17 +269,45 @@ async function forwardingOnly(relay: RunningRelay, pairs: number): Promise<void>
   const rounds = Math.max(1, Math.min(20, Number(process.env.WZP_BENCH_ROUNDS ?? 3)));
   console.log(`   (relay pid ${relay.child.pid})`);
   const ratios: number[] = [];
-  for (let r = 0; r < rounds; r++) {
-    const wzp = await relayForwarding(relay, pairs, 'auto', 3000);
-    const plain = await plainUdpForwarding(pairs);
-    ratios.push(wzp.perCore / plain.perCore);
-    console.log(
-      `   round ${r + 1}: wzp relay ${wzp.perCore.toFixed(0)} packets/s per core (${(1e6 / wzp.perCore).toFixed(1)} us each, ${(100 * wzp.systemShare).toFixed(0)}% in the kernel, ` +
-        `p99 one-way ${wzp.p99.toFixed(2)} ms; idle with the calls set up: ${(100 * (wzp.idleCpu ?? 0)).toFixed(1)}% of a core); ` +
-        `plain ${plain.perCore.toFixed(0)} (${(1e6 / plain.perCore).toFixed(1)} us, ${(100 * plain.systemShare).toFixed(0)}% in the kernel, p99 ${plain.p99.toFixed(2)} ms); ratio ${(wzp.perCore / plain.perCore).toFixed(2)}`,
-    );
+  // Another build's relay measured in the same rounds (its bin/run.js): a before/after on a
+  // machine whose speed drifts.
+  const baselineBin = process.env.WZP_BENCH_BASELINE_BIN;
+  const baselineHome = baselineBin ? makeHome('wzp-bench-baseline-') : undefined;
+  const baseline = baselineBin && baselineHome ? await startRelayProcess(['--listen', '127.0.0.1:0', ...MANY_CLIENTS_ONE_ADDRESS], baselineHome, 20_000, [], baselineBin) : undefined;
+  const baselineRatios: number[] = [];
+  try {
+    for (let r = 0; r < rounds; r++) {
+      if (!baseline) break;
+      const before = await relayForwarding(baseline, pairs, 'auto', 3000);
+      const plain = await plainUdpForwarding(pairs);
+      baselineRatios.push(before.perCore / plain.perCore);
+      console.log(
+        `   round ${r + 1}, baseline relay (${baselineBin}): ${before.perCore.toFixed(0)} packets/s per core (${(1e6 / before.perCore).toFixed(1)} us each, p99 one-way ${before.p99.toFixed(2)} ms; ` +
+          `idle ${(100 * (before.idleCpu ?? 0)).toFixed(1)}% of a core); plain ${plain.perCore.toFixed(0)} (${(1e6 / plain.perCore).toFixed(1)} us); ratio ${(before.perCore / plain.perCore).toFixed(2)}`,
+      );
+      await forwardingRound(relay, pairs, r, ratios);
+    }
+  } finally {
+    await baseline?.stop('SIGTERM');
+    baselineHome?.cleanup();
   }
+  if (baseline) {
+    console.log(`   baseline relay: median ratio ${percentile(baselineRatios, 50).toFixed(2)}; this relay: median ratio ${percentile(ratios, 50).toFixed(2)} (same rounds)`);
+    return;
+  }
+  for (let r = 0; r < rounds; r++) await forwardingRound(relay, pairs, r, ratios);
   console.log(`   relay forwarding, ${pairs} 1:1 calls, UDP media path: median ratio ${percentile(ratios, 50).toFixed(2)} over ${rounds} rounds`);
+}
+
+async function forwardingRound(relay: RunningRelay, pairs: number, r: number, ratios: number[]): Promise<void> {
+  const wzp = await relayForwarding(relay, pairs, 'auto', 3000);
+  const plain = await plainUdpForwarding(pairs);
+  ratios.push(wzp.perCore / plain.perCore);
+  console.log(
+    `   round ${r + 1}: wzp relay ${wzp.perCore.toFixed(0)} packets/s per core (${(1e6 / wzp.perCore).toFixed(1)} us each, ${(100 * wzp.systemShare).toFixed(0)}% in the kernel, ` +
+      `p99 one-way ${wzp.p99.toFixed(2)} ms; idle with the calls set up: ${(100 * (wzp.idleCpu ?? 0)).toFixed(1)}% of a core); ` +
+      `plain ${plain.perCore.toFixed(0)} (${(1e6 / plain.perCore).toFixed(1)} us, ${(100 * plain.systemShare).toFixed(0)}% in the kernel, p99 ${plain.p99.toFixed(2)} ms); ratio ${(wzp.perCore / plain.perCore).toFixed(2)}`,
+  );
 }
 
 export async function run(): Promise<void> {
