@@ -539,12 +539,7 @@ export function attachDatagrams(connection: QUICConnection): DatagramChannel {
     // A peer's close (draining) goes through the library, which reports it.
     if (!c.secureEstablished || c.conn.isDraining()) return originalSend();
     if (!direct && !goDirect()) return originalSend();
-    // A packet with neither stream data nor datagrams (a keep-alive PING, an ACK) while no
-    // datagram's ACK is pending is acknowledged, if it needs it, at once: on a connection
-    // whose media is elsewhere (the UDP media path) nothing would come for the ACK to ride
-    // on, and the delay timer per keep-alive was a third of a relay's upkeep for silent
-    // connections (docs/transport.md#what-it-costs). An ACK-only packet makes quiche write nothing.
-    let ackNow = afterReceive === 'stream' || (afterReceive === 'other' && receivedSinceFlush === 0);
+    let ackNow = afterReceive === 'stream';
     if (afterReceive === 'datagram') {
       receivedSinceFlush++;
       datagramPackets++;

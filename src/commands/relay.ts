@@ -64,7 +64,9 @@ The relay's identity (and so its certificate fingerprint, which clients pin) is 
         onEvent: flags.verbose ? (e) => logLine(e.type, { ...e, type: undefined }) : undefined,
         statsIntervalMs: flags.stats === undefined ? undefined : flags.stats * 1000,
         onStats: (s) => logLine('relay:stats', s),
-        ...(flags['debug-tap'] === undefined ? {} : { debugTap: flags['debug-tap'], onTap: (fields: Record<string, unknown>) => logLine('relay:tap', fields) }),
+        ...(flags['debug-tap'] === undefined ? {} : { debugTap: flags['debug-tap'] }),
+        // Always given, so a tap set another way (a config file) logs the same way.
+        onTap: (fields) => logLine('relay:tap', fields),
       });
     } catch (err) {
       // The transport words every bind failure alike; say which one it was.

@@ -12,11 +12,13 @@
  * What the UDP-path figure measures: the relay process's whole CPU (user and kernel, from
  * /proc) over the load, divided by the packets forwarded. That includes what the calls cost
  * the relay at rest: their QUIC connections' keep-alives and timers, which the forwarding
- * run prints as "idle with the calls set up". In issue 18 that upkeep, not the forwarding,
- * was most of the gap to the plain forwarder: 2-2.7% of a core for 50 silent connections,
- * 8-10 µs per forwarded packet at this load; the forwarding itself (receive, token lookup,
- * media caps, fan-out, send) costs what the plain forwarder's receive and send cost plus a
- * few µs of JavaScript. docs/transport.md#what-it-costs has the profile and what was changed.
+ * run prints as "idle with the calls set up". In issue 18 that upkeep was the largest part
+ * of the gap to the plain forwarder we could find: 2-2.7% of a core for 50 silent
+ * connections, 8-10 µs per forwarded packet at this load; the forwarding itself (receive,
+ * token lookup, media caps, fan-out, send) costs what the plain forwarder's receive and send
+ * cost plus a few µs of JavaScript. The figure also drifts with the machine by more than
+ * that: compare builds in the same run (WZP_BENCH_BASELINE_BIN below).
+ * docs/transport.md#what-it-costs has the profile, what was changed and the numbers.
  */
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
