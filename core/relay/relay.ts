@@ -15,11 +15,12 @@ import type { DatagramChannel } from '../transport/datagrams.js';
 import { sourceKey, type GateDropReason } from '../transport/quic-gate.js';
 import { formatHostPort, startQuicServer, type HostPort, type RunningQuicServer, type SocketGateStats, type TlsMaterial } from '../transport/quic.js';
 import { pushFrame, serveSignals, SignalMemoryBudget, type KnownSignal, type SignalDropReason } from '../transport/signal-stream.js';
-import { RoomManager, type RoomMember } from './rooms.js';
+import { RoomManager, SOURCE_ID_BYTES, type RoomMember } from './rooms.js';
 import { Presence, type PresencePeer } from './presence.js';
 import { encodeSignal, isCallSignal, MAX_ANNOUNCEMENT_BYTES, MAX_REQUEST_PAYLOAD_BYTES, MAX_ROOM_SIGNAL_BYTES, RELAY_CLOSE_REFUSED } from '../wire/signal.js';
 import { verifyAnnouncement, type MemberAnnouncement } from '../crypto/sender-keys.js';
-import { RelayMediaPath, type RelayRoute } from '../transport/udp-media.js';
+import { RelayMediaPath, RelayRoute } from '../transport/udp-media.js';
+import { DebugTap, type DebugTapOptions } from './debug-tap.js';
 import { mediaPathClass, pathCheckClass, stunClass, type Demux, type DemuxStats } from '../transport/demux.js';
 import { rawUdpSocket, setSocketGateLimits } from '../transport/quic.js';
 import { resolveRelayLimits, type RefusalReason, type RelayLimits } from './limits.js';
@@ -54,6 +55,11 @@ export interface RelayOptions {
   auth?: AuthSettings;
   /** Rooms restricted to listed identities (./access.ts). */
   roomAcls?: RoomAcl[];
+  /**
+   * Log every media packet of a room (or all rooms) with its header metadata, rate-limited
+   * (./debug-tap.ts). Off (absent), it costs one check per media packet.
+   */
+  debugTap?: DebugTapOptions;
   /**
    * Namespaced events for logs: 'relay:connection-open', 'relay:refused', ... Events about
    * dropped or refused input are rate-limited (an attacker must not be able to turn each
@@ -155,8 +161,12 @@ export class Relay {
   /** When draining started (performance.now()); undefined while the relay takes new sessions. */
   private drainingSince: number | undefined;
 
+  /** The debug tap, if on (./debug-tap.ts). */
+  private readonly tap: DebugTap | undefined;
+
   private constructor(private readonly opts: RelayOptions) {
     this.limits = resolveRelayLimits(opts.limits);
+    this.tap = opts.debugTap ? new DebugTap(opts.debugTap) : undefined;
     this.roomAcls = resolveRoomAcls(opts.roomAcls);
     if (opts.auth) {
       this.authValidator = new AuthValidator(opts.auth);
@@ -442,7 +452,7 @@ export class Relay {
         onMedia: (payload) => {
           this.counters.udpReceived++;
           this.counters.udpBytesReceived += payload.byteLength;
-          this.onDatagram(peer, payload);
+          this.onDatagram(peer, payload, 'udp');
         },
       }),
       label,
@@ -469,7 +479,7 @@ export class Relay {
     datagrams.onDatagram((payload) => {
       this.counters.quicReceived++;
       this.counters.quicBytesReceived += payload.byteLength;
-      this.onDatagram(peer, payload);
+      this.onDatagram(peer, payload, 'quic');
     });
     serveSignals(
       connection,
@@ -768,7 +778,23 @@ export class Relay {
     this.emit({ type: 'relay:leave', peer: peer.label, room: id, sourceId });
   }
 
-  private onDatagram(peer: Peer, payload: Uint8Array): void {
+  /** Tell the debug tap about a member's packet and the copies forwarded (only called with the tap on). */
+  private tapPacket(room: { id: string; sourceId: number }, payload: Uint8Array, path: 'udp' | 'quic', sent: number, refused?: string): void {
+    const tap = this.tap;
+    if (tap === undefined || !tap.matches(room.id)) return;
+    const members = this.rooms.room(room.id)?.members;
+    const others = members ? Math.max(0, members.size - 1) : 0;
+    tap.packetIn({ roomId: room.id, sourceId: room.sourceId, path, datagram: payload, fanout: sent, dropped: refused === undefined ? others - sent : 0, ...(refused === undefined ? {} : { refused }) });
+    if (refused !== undefined || !members || sent === 0) return;
+    for (const [to, member] of members) {
+      if (to === room.sourceId) continue;
+      const onPath = member.datagrams instanceof RelayRoute && member.datagrams.confirmed;
+      tap.packetOut({ roomId: room.id, sourceId: room.sourceId, to, path: onPath ? 'udp' : 'quic', size: payload.byteLength + SOURCE_ID_BYTES, datagram: payload });
+    }
+  }
+
+  /** A media datagram from a peer, on the UDP media path or in QUIC (`path`): the relay's hot path. */
+  private onDatagram(peer: Peer, payload: Uint8Array, path: 'udp' | 'quic'): void {
     if (peer.mode === 'none') {
       this.counters.datagramsUnexpected++;
       return;
@@ -778,13 +804,16 @@ export class Relay {
     if (!peer.mediaPackets.take(now) || !peer.mediaBytes.take(now, payload.byteLength)) {
       this.counters.refuse('media-rate');
       if (this.opts.onEvent) this.reportDrop(() => ({ type: 'relay:refused', peer: peer.label, reason: 'media-rate', detail: 'over the member media cap' }));
+      if (this.tap !== undefined && peer.room) this.tapPacket(peer.room, payload, path, 0, 'media-rate');
       return;
     }
     if (peer.mode === 'room' && peer.room) {
       // The arrival stamp of the packet being handled now, if the socket sampled it (./metrics.ts).
       const arrived = this.demux?.arrivedAt ?? 0;
-      this.rooms.forward(peer.room.id, peer.room.sourceId, payload);
+      const sent = this.rooms.forward(peer.room.id, peer.room.sourceId, payload);
       if (arrived > 0) this.counters.observeForwardingMs(performance.now() - arrived);
+      // The debug tap (./debug-tap.ts): off, this check is all it costs.
+      if (this.tap !== undefined) this.tapPacket(peer.room, payload, path, sent);
       return;
     }
     if (peer.mode === 'echo') {

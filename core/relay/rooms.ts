@@ -22,7 +22,8 @@
 import { DecodeError } from '../errors.js';
 import type { DatagramChannel } from '../transport/datagrams.js';
 import { MAX_DATAGRAM_BYTES } from '../wire/datagram.js';
-import { decodeRoomDatagram, encodeRoomDatagram, type TaggedDatagram } from '../wire/room-source.js';
+import { encodeRoomMediaToClient } from '../wire/media-path.js';
+import { decodeRoomDatagram, type TaggedDatagram } from '../wire/room-source.js';
 import { encodeSignal, type KnownSignalMessage } from '../wire/signal.js';
 
 /** Bytes the relay prepends to every forwarded room datagram (core/wire/room-source.ts). */
@@ -39,12 +40,19 @@ export interface RoomMember {
   readonly alias: string;
   /** Identity fingerprint the client claims (authenticated end to end by the members). */
   readonly fingerprint: string;
-  readonly datagrams: DatagramChannel;
+  readonly datagrams: RoomChannel;
   /** The signed announcement the member joined with (opaque to the relay), if any. */
   readonly announcement?: Record<string, unknown>;
   /** Deliver a signalling message, already encoded (encodeSignal), to this member (relay push). */
   push(frame: Uint8Array): void;
 }
+
+/**
+ * A member's datagrams. A channel that can also take the UDP media path's packet (the relay's
+ * RelayRoute, core/transport/udp-media.ts) gets both forms of a forwarded datagram, built
+ * once for all receivers (encodeRoomMediaToClient), and sends the one its path needs.
+ */
+export type RoomChannel = DatagramChannel & { sendRoomMedia?(packet: Uint8Array, tagged: Uint8Array): boolean };
 
 /** A member as the roster names it. */
 export interface RoomParticipantEntry {
@@ -193,22 +201,33 @@ export class RoomManager {
     for (const m of room.members.values()) m.push(frame);
   }
 
-  /** Forward one member's datagram to every other member of its room. */
-  forward(roomId: string, from: number, datagram: Uint8Array): void {
+  /** The room, if it has members (for the relay's debug tap: ./debug-tap.ts). */
+  room(roomId: string): Room | undefined {
+    return this.rooms.get(roomId);
+  }
+
+  /** Forward one member's datagram to every other member of its room; returns the copies sent. */
+  forward(roomId: string, from: number, datagram: Uint8Array): number {
     const room = this.rooms.get(roomId);
-    if (!room || room.members.size < 2) return;
+    if (!room || room.members.size < 2) return 0;
     if (datagram.byteLength < 1 || datagram.byteLength > MAX_DATAGRAM_BYTES) {
       // Nothing a member could use (an empty or oversized QUIC datagram from a hostile client).
       this.stats.dropped += room.members.size - 1;
-      return;
+      return 0;
     }
-    const tagged = encodeRoomDatagram(from, datagram);
+    // One buffer for every receiver: the path packet, and the tagged datagram as a view of it.
+    const { packet, tagged } = encodeRoomMediaToClient(from, datagram);
+    let sent = 0;
     for (const [id, member] of room.members) {
       if (id === from) continue;
-      this.stats.purged += member.datagrams.purgeIfQueued(MAX_QUEUED_DATAGRAMS);
-      if (member.datagrams.send(tagged)) this.stats.forwarded++;
-      else this.stats.dropped++;
+      const channel = member.datagrams;
+      this.stats.purged += channel.purgeIfQueued(MAX_QUEUED_DATAGRAMS);
+      if (channel.sendRoomMedia ? channel.sendRoomMedia(packet, tagged) : channel.send(tagged)) {
+        this.stats.forwarded++;
+        sent++;
+      } else this.stats.dropped++;
     }
+    return sent;
   }
 
   /** Relay a member's signalling payload to one member (`to`) or all others. */

@@ -46,7 +46,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Socket as UdpSocket } from 'node:dgram';
-import { DecodeError } from '../errors.js';
+import { DecodeError, InternalError } from '../errors.js';
 import {
   MEDIA_TOKEN_BYTES,
   MEDIA_TO_CLIENT_HEADER,
@@ -55,7 +55,9 @@ import {
   encodeAck,
   encodeConfirm,
   encodeProbe,
+  mediaToRelayDatagram,
   mediaToRelayHeader,
+  OFFSET_MEDIA_PATH_TOKEN,
 } from '../wire/media-path.js';
 import { MAX_DATAGRAM_PAYLOAD, type DatagramChannel, type DatagramStats, type PathStatsSnapshot } from './datagrams.js';
 import {
@@ -400,12 +402,33 @@ export interface RelayMediaPathStats {
 }
 
 /**
+ * The key a token is found by: its first 30 bits, a small integer (a V8 Smi), so the receive
+ * path builds no string and allocates nothing to find a route. The relay makes the tokens and
+ * keeps these keys unique (RelayRoute.enable); a packet's whole token is then compared, so a
+ * blind attacker still has to guess all 64 bits.
+ */
+function tokenKey(buf: Uint8Array, at: number): number {
+  return (buf[at] << 22) | (buf[at + 1] << 14) | (buf[at + 2] << 6) | (buf[at + 3] >>> 2);
+}
+
+/** Whether buf[at, at + MEDIA_TOKEN_BYTES) is `token` (no early exit). */
+function sameToken(buf: Uint8Array, at: number, token: Uint8Array): boolean {
+  let diff = 0;
+  for (let i = 0; i < MEDIA_TOKEN_BYTES; i++) diff |= buf[at + i] ^ token[i];
+  return diff === 0;
+}
+
+/**
  * The relay's end: tokens of the members that asked for the path, the handler for the
  * socket's path packets, and per-connection channels that send on the path once the member
  * confirmed it (QUIC datagrams until then).
+ *
+ * The media packet's way through here is the relay's hot path (docs/transport.md#what-it-costs):
+ * it is parsed in place, its route found by an integer key, and nothing is allocated for it
+ * but the datagram's view; probes and confirms take the general decoder.
  */
 export class RelayMediaPath {
-  private readonly byToken = new Map<string, RelayRoute>();
+  private readonly byToken = new Map<number, RelayRoute>();
 
   /** `stats`: where the path's packets are counted (the relay passes its metrics owner's, core/relay/metrics.ts). */
   constructor(
@@ -418,18 +441,48 @@ export class RelayMediaPath {
     return new RelayRoute(quic, peer, this);
   }
 
-  /** @internal */
-  register(route: RelayRoute, token: string): void {
-    this.byToken.set(token, route);
+  /** @internal A fresh token no live route's key collides with (bounded tries: the keys are 30 bits, a relay holds far fewer). */
+  newToken(): Buffer {
+    for (let tries = 0; tries < 64; tries++) {
+      const token = randomBytes(MEDIA_TOKEN_BYTES);
+      if (!this.byToken.has(tokenKey(token, 0))) return token;
+    }
+    throw new InternalError('no free media path token key');
   }
 
   /** @internal */
-  unregister(token: string): void {
-    this.byToken.delete(token);
+  register(route: RelayRoute, token: Uint8Array): void {
+    this.byToken.set(tokenKey(token, 0), route);
+  }
+
+  /** @internal */
+  unregister(route: RelayRoute, token: Uint8Array): void {
+    const key = tokenKey(token, 0);
+    if (this.byToken.get(key) === route) this.byToken.delete(key);
+  }
+
+  /** The live route whose token `buf` carries at OFFSET_MEDIA_PATH_TOKEN, if any. */
+  private routeOf(buf: Uint8Array): RelayRoute | undefined {
+    const route = this.byToken.get(tokenKey(buf, OFFSET_MEDIA_PATH_TOKEN));
+    return route?.token !== undefined && sameToken(buf, OFFSET_MEDIA_PATH_TOKEN, route.token) ? route : undefined;
   }
 
   /** A packet the socket's 'media-path' class took (first byte 0x21-0x24). */
   handle(data: Buffer, from: { address: string; port: number }): void {
+    // Media first, parsed in place: this runs for every packet a member sends.
+    const datagram = mediaToRelayDatagram(data);
+    if (datagram !== undefined) {
+      const route = this.routeOf(data);
+      const remote = route?.peer.remote();
+      if (route === undefined || remote === undefined || remote.host !== from.address || remote.port !== from.port) {
+        this.stats.rejected++;
+        return;
+      }
+      this.stats.received++;
+      route.confirmed = true;
+      route.peer.onMedia(datagram);
+      return;
+    }
     let packet;
     try {
       packet = decodeToRelay(data);
@@ -438,7 +491,7 @@ export class RelayMediaPath {
       this.stats.rejected++;
       return;
     }
-    const route = this.byToken.get(Buffer.from(packet.token.buffer, packet.token.byteOffset, packet.token.byteLength).toString('latin1'));
+    const route = this.routeOf(data);
     const remote = route?.peer.remote();
     if (route === undefined || remote === undefined || remote.host !== from.address || remote.port !== from.port) {
       this.stats.rejected++;
@@ -446,6 +499,7 @@ export class RelayMediaPath {
     }
     switch (packet.type) {
       case 'media':
+        // Not reached: media decodeToRelay accepts is taken above.
         this.stats.received++;
         route.confirmed = true;
         route.peer.onMedia(packet.datagram);
@@ -497,7 +551,8 @@ export class RelayMediaPath {
 
 
 export class RelayRoute implements DatagramChannel {
-  private token?: string;
+  /** @internal The path token while enabled (the relay's lookup compares it whole). */
+  token?: Buffer;
   /** The member proved the path works both ways: its media goes out on the path. */
   confirmed = false;
   private sentOnPath = 0;
@@ -511,15 +566,15 @@ export class RelayRoute implements DatagramChannel {
   /** Hand out a fresh token (hex) for the path; any earlier one stops working. */
   enable(): string {
     this.disable();
-    const token = randomBytes(MEDIA_TOKEN_BYTES);
-    this.token = token.toString('latin1');
-    this.path.register(this, this.token);
+    const token = this.path.newToken();
+    this.token = token;
+    this.path.register(this, token);
     return token.toString('hex');
   }
 
   /** The path is closed for this connection (left the room, connection gone). */
   disable(): void {
-    if (this.token !== undefined) this.path.unregister(this.token);
+    if (this.token !== undefined) this.path.unregister(this, this.token);
     this.token = undefined;
     this.confirmed = false;
   }
@@ -533,6 +588,22 @@ export class RelayRoute implements DatagramChannel {
     }
     if (!this.quic.send(payload)) return false;
     this.path.countSent(payload.byteLength, false);
+    return true;
+  }
+
+  /**
+   * A room datagram built by encodeRoomMediaToClient (core/wire/media-path.ts): `packet` as it
+   * goes out on the path (one buffer, nothing concatenated per receiver), `tagged` in QUIC.
+   */
+  sendRoomMedia(packet: Uint8Array, tagged: Uint8Array): boolean {
+    if (this.confirmed) {
+      if (!this.path.send(packet, this.peer.remote())) return false;
+      this.sentOnPath++;
+      this.path.countSent(tagged.byteLength, true);
+      return true;
+    }
+    if (!this.quic.send(tagged)) return false;
+    this.path.countSent(tagged.byteLength, false);
     return true;
   }
 

@@ -34,7 +34,7 @@
 
 import { DecodeError, InternalError } from '../errors.js';
 import { MAX_DATAGRAM_BYTES } from './datagram.js';
-import { SOURCE_ID_BYTES } from './room-source.js';
+import { MAX_SOURCE_ID, MIN_SOURCE_ID, OFFSET_SOURCE_ID, SOURCE_ID_BYTES } from './room-source.js';
 
 const FORMAT = 'media-path';
 
@@ -133,6 +133,41 @@ export function encodeToClient(packet: MediaPathToClient): Uint8Array {
   out[OFFSET_MEDIA_PATH_TYPE] = MEDIA_PATH_MEDIA;
   out.set(packet.datagram, MEDIA_TO_CLIENT_HEADER_BYTES);
   return out;
+}
+
+/**
+ * A room member's datagram as the relay fans it out, built once for every receiver: the
+ * media path packet `0x24 | source id (u16) | datagram` (`packet`), and the source-id tagged
+ * datagram (./room-source.ts) that QUIC receivers get (`tagged`, a view of `packet` past its
+ * first byte). Same bytes as encodeToClient({type: 'media', datagram: encodeRoomDatagram(...)}),
+ * without the second buffer, and from Node's buffer pool (Buffer.allocUnsafe, filled in full
+ * here): a relay makes one per forwarded packet, and a typed array of its own per packet
+ * (a separate backing store, tracked by the GC) was measurable there. Throws InternalError
+ * for a source id outside 1-65535 or a datagram that is empty or over MAX_DATAGRAM_BYTES.
+ */
+export function encodeRoomMediaToClient(sourceId: number, datagram: Uint8Array): { packet: Uint8Array; tagged: Uint8Array } {
+  if (!Number.isInteger(sourceId) || sourceId < MIN_SOURCE_ID || sourceId > MAX_SOURCE_ID) {
+    throw new InternalError(`room source id ${sourceId}, must be ${MIN_SOURCE_ID}-${MAX_SOURCE_ID}`);
+  }
+  checkDatagram(datagram, MAX_DATAGRAM_BYTES);
+  const packet = Buffer.allocUnsafe(MEDIA_TO_CLIENT_HEADER_BYTES + SOURCE_ID_BYTES + datagram.length);
+  packet[OFFSET_MEDIA_PATH_TYPE] = MEDIA_PATH_MEDIA;
+  packet[MEDIA_TO_CLIENT_HEADER_BYTES + OFFSET_SOURCE_ID] = sourceId >>> 8;
+  packet[MEDIA_TO_CLIENT_HEADER_BYTES + OFFSET_SOURCE_ID + 1] = sourceId & 0xff;
+  packet.set(datagram, MEDIA_TO_CLIENT_HEADER_BYTES + SOURCE_ID_BYTES);
+  return { packet, tagged: packet.subarray(MEDIA_TO_CLIENT_HEADER_BYTES) };
+}
+
+/**
+ * The datagram of a media packet sent to the relay, checked as decodeToRelay checks it, or
+ * undefined if `buf` is not one (another type, or a size decodeToRelay refuses: the caller
+ * then decodes it for the reason). The relay's receive path for media: no decoded object,
+ * only the datagram's view. The token is buf[OFFSET_MEDIA_PATH_TOKEN, +MEDIA_TOKEN_BYTES).
+ */
+export function mediaToRelayDatagram(buf: Buffer): Buffer | undefined {
+  if (buf.length <= MEDIA_TO_RELAY_HEADER_BYTES || buf.length > MEDIA_TO_RELAY_HEADER_BYTES + MAX_MEDIA_TO_RELAY_DATAGRAM) return undefined;
+  if (buf[OFFSET_MEDIA_PATH_TYPE] !== MEDIA_PATH_MEDIA) return undefined;
+  return buf.subarray(MEDIA_TO_RELAY_HEADER_BYTES);
 }
 
 function requireControl(buf: Uint8Array, name: string): Uint8Array {

@@ -82,6 +82,10 @@ The relay's identity (and so its certificate fingerprint, which clients pin) is 
       max: MAX_DRAIN_TIMEOUT_MS / 1000,
       helpValue: 'SECONDS',
     }),
+    'debug-tap': Flags.string({
+      summary:
+        "Log each media packet of this room (its name, or its 32-hex-digit id for a room with a secret) or of every room (*) to stderr: header metadata only (source, sequence, codec, tier, FEC, size, fan-out, path), never payload; at most 50 lines a second (docs/relay-operations.md#debug-tap).",
+    }),
     ...limitFlags,
   };
 
@@ -105,6 +109,7 @@ The relay's identity (and so its certificate fingerprint, which clients pin) is 
       statsSeconds: flags.stats,
       limits: relayLimitOverrides(flags),
       ...(flags.metrics === undefined ? {} : { metrics: flags.metrics }),
+      ...(flags['debug-tap'] === undefined ? {} : { debugTap: flags['debug-tap'] }),
       ...(flags['drain-timeout'] === undefined ? {} : { drainTimeoutSeconds: flags['drain-timeout'] }),
       ...(flags['auth-url'] === undefined
         ? {}
@@ -153,6 +158,8 @@ The relay's identity (and so its certificate fingerprint, which clients pin) is 
         onRunning: (relay, live) => reloader?.attach(relay, live),
         onEvent: flags.verbose ? (e) => logLine(e.type, { ...e, type: undefined }) : undefined,
         onStats: (s) => logLine('relay:stats', s),
+        // Always given, so a tap set another way (a config file) logs the same way.
+        onTap: (fields) => logLine('relay:tap', fields),
       });
     } catch (err) {
       // The transport words every bind failure alike; say which one it was.

@@ -41,6 +41,7 @@ export interface RelayFlagSettings {
   statsSeconds?: number;
   limits: Partial<RelayLimits>;
   metrics?: string;
+  debugTap?: string;
   drainTimeoutSeconds?: number;
   /** --auth-url (and its --auth-fail-open, --auth-cache-seconds when given): replaces the file's [auth]. */
   auth?: { url: string; failOpen?: boolean; cacheSeconds?: number };
@@ -107,7 +108,8 @@ export function relaySettings(file: RelayConfig | undefined, flags: RelayFlagSet
   if (roomAcls.length > 0) settings.roomAcls = roomAcls.map((r) => ({ ...r, allow: [...r.allow] }));
   const drainTimeoutSeconds = flags.drainTimeoutSeconds ?? f.drainTimeoutSeconds;
   if (drainTimeoutSeconds !== undefined) settings.drainTimeoutMs = Math.round(drainTimeoutSeconds * 1000);
-  if (f.debugTap !== undefined) settings.debugTap = f.debugTap;
+  const debugTap = flags.debugTap ?? f.debugTap;
+  if (debugTap !== undefined) settings.debugTap = debugTap;
   return settings;
 }
 

@@ -4,6 +4,7 @@ import { runInNewContext } from 'node:vm';
 import { loadOrCreateIdentity } from '../../core/crypto/identity.js';
 import { deriveTlsCertificate } from '../../core/crypto/tls-cert.js';
 import { Relay, type RelayEvent, type RelayMetrics } from '../../core/relay/relay.js';
+import { parseDebugTapTarget } from '../../core/relay/debug-tap.js';
 import type { RelayLimits } from '../../core/relay/limits.js';
 import type { RoomAcl } from '../../core/relay/access.js';
 import { isIP } from 'node:net';
@@ -37,8 +38,14 @@ export interface RelayRunOptions {
    * (core/relay/metrics-server.ts; docs/relay-operations.md#metrics).
    */
   metrics?: string;
-  /** ROOM name, room id or '*' (issue 18, debug tap part). */
+  /**
+   * `--debug-tap ROOM|*`: log each media packet of that room (a name, hashed as clients hash
+   * it, or a 32-hex room id) or of every room (`*`) through onTap, rate-limited
+   * (core/relay/debug-tap.ts). Header metadata only: nothing is decrypted.
+   */
   debugTap?: string;
+  /** Where tap lines go (the CLI: stderr as `ISO-time relay:tap {json}`); needed with debugTap. */
+  onTap?(fields: Record<string, unknown>): void;
   /** Stop at once (Ctrl-C, a second SIGTERM): the summary is still returned. */
   signal: AbortSignal;
   /**
@@ -268,6 +275,7 @@ export async function runRelay(opts: RelayRunOptions): Promise<RelayRunReport> {
   const alternate = opts.stunAlternate === undefined ? undefined : parseStunAlternate(opts.stunAlternate);
   // A bad --metrics value is a usage error before anything is created or bound.
   if (opts.metrics !== undefined) parseMetricsListen(opts.metrics);
+  const tapTarget = opts.debugTap === undefined ? undefined : parseDebugTapTarget(opts.debugTap);
   const { identity, created } = await loadOrCreateIdentity(opts.identityPath, { create: true });
   const tls = await deriveTlsCertificate(identity.seed);
   const relay = await Relay.start({
@@ -279,6 +287,7 @@ export async function runRelay(opts: RelayRunOptions): Promise<RelayRunReport> {
     ...(opts.limits ? { limits: opts.limits } : {}),
     ...(opts.auth ? { auth: opts.auth } : {}),
     ...(opts.roomAcls?.length ? { roomAcls: opts.roomAcls } : {}),
+    ...(tapTarget ? { debugTap: { target: tapTarget, write: opts.onTap ?? (() => undefined) } } : {}),
     stun: { alternate },
   });
   const stopTrimming = trimHeapAfterBursts(() => {

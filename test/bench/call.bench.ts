@@ -8,6 +8,17 @@
  *   each, with p99 added latency, against a plain Node UDP forwarder as the ceiling
  *   (aim: >= 0.5 of it); on the UDP media path members take by default, and with media
  *   kept in QUIC datagrams (`--media-path quic`, or behind a middlebox that passes only QUIC).
+ *
+ * What the UDP-path figure measures: the relay process's whole CPU (user and kernel, from
+ * /proc) over the load, divided by the packets forwarded. That includes what the calls cost
+ * the relay at rest: their QUIC connections' keep-alives and timers, which the forwarding
+ * run prints as "idle with the calls set up". In issue 18 that upkeep was the largest part
+ * of the gap to the plain forwarder we could find: 2-2.7% of a core for 50 silent
+ * connections, 8-10 µs per forwarded packet at this load; the forwarding itself (receive,
+ * token lookup, media caps, fan-out, send) costs what the plain forwarder's receive and send
+ * cost plus a few µs of JavaScript. The figure also drifts with the machine by more than
+ * that: compare builds in the same run (WZP_BENCH_BASELINE_BIN below).
+ * docs/transport.md#what-it-costs has the profile, what was changed and the numbers.
  */
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -38,9 +49,11 @@ async function registries(): Promise<Registries> {
   return r;
 }
 
-function cpuTicks(pid: number): number {
+function cpuTicks(pid: number, which: 'both' | 'user' | 'system' = 'both'): number {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return Number(fields[11]) + Number(fields[12]);
+  const user = Number(fields[11]);
+  const system = Number(fields[12]);
+  return which === 'user' ? user : which === 'system' ? system : user + system;
 }
 
 async function session(relay: RunningRelay, mediaPath: 'auto' | 'quic' = 'auto'): Promise<RelaySession> {
@@ -143,7 +156,7 @@ async function callSetup(relay: RunningRelay): Promise<void> {
 }
 
 /** N 1:1 pairs, each side 50 packets/s of 100 bytes, through the relay; CPU and one-way latency. */
-async function relayForwarding(relay: RunningRelay, pairs: number, mediaPath: 'auto' | 'quic'): Promise<{ perCore: number; p99: number }> {
+async function relayForwarding(relay: RunningRelay, pairs: number, mediaPath: 'auto' | 'quic', idleMs = 0): Promise<{ perCore: number; p99: number; systemShare: number; idleCpu?: number }> {
   const sessions: RelaySession[] = [];
   const latencies: number[] = [];
   for (let p = 0; p < pairs; p++) {
@@ -163,7 +176,17 @@ async function relayForwarding(relay: RunningRelay, pairs: number, mediaPath: 'a
     if (performance.now() > deadline) throw new Error(`sessions did not all take the ${want} media path`);
     await new Promise((r) => setTimeout(r, 20));
   }
-  return measureLoad(relay.child.pid!, latencies, (tick) => {
+  // The relay's CPU with every call set up and silent (QUIC timers, keep-alives): a share of
+  // a core, spent whether media flows or not.
+  let idleCpu: number | undefined;
+  if (idleMs > 0) {
+    const t0 = performance.now();
+    const c0 = cpuTicks(relay.child.pid!);
+    await new Promise((r) => setTimeout(r, idleMs));
+    idleCpu = (cpuTicks(relay.child.pid!) - c0) / 100 / ((performance.now() - t0) / 1000);
+  }
+  if (process.env.WZP_BENCH_RELAY_NODE_ARGS) console.log(`   (load from ${new Date().toISOString()})`);
+  const measured = measureLoad(relay.child.pid!, latencies, (tick) => {
     for (const s of sessions) {
       const b = new Uint8Array(100);
       new DataView(b.buffer).setFloat64(0, performance.now());
@@ -171,11 +194,13 @@ async function relayForwarding(relay: RunningRelay, pairs: number, mediaPath: 'a
     }
     return tick;
   }).finally(() => Promise.all(sessions.map((s) => s.close())));
+  return { ...(await measured), ...(idleCpu === undefined ? {} : { idleCpu }) };
 }
 
-async function measureLoad(pid: number, latencies: number[], sendTick: (tick: number) => number): Promise<{ perCore: number; p99: number }> {
+async function measureLoad(pid: number, latencies: number[], sendTick: (tick: number) => number): Promise<{ perCore: number; p99: number; systemShare: number }> {
   const SECONDS = 5;
   const cpu0 = cpuTicks(pid);
+  const sys0 = cpuTicks(pid, 'system');
   const received0 = latencies.length;
   const start = performance.now();
   for (let tick = 0; tick < SECONDS * 50; tick++) {
@@ -186,12 +211,13 @@ async function measureLoad(pid: number, latencies: number[], sendTick: (tick: nu
   await new Promise((r) => setTimeout(r, 300));
   const elapsed = (performance.now() - start) / 1000;
   const cpuSeconds = (cpuTicks(pid) - cpu0) / 100;
+  const systemShare = (cpuTicks(pid, 'system') - sys0) / 100 / Math.max(cpuSeconds, 0.01);
   const forwarded = latencies.length - received0;
-  return { perCore: forwarded / Math.max(cpuSeconds, 0.01), p99: percentile(latencies.slice(received0), 99), ...{ elapsed } };
+  return { perCore: forwarded / Math.max(cpuSeconds, 0.01), p99: percentile(latencies.slice(received0), 99), systemShare, ...{ elapsed } };
 }
 
 /** The ceiling: a plain Node UDP forwarder in its own process, pairs forwarding to each other. */
-async function plainUdpForwarding(pairs: number): Promise<{ perCore: number; p99: number }> {
+async function plainUdpForwarding(pairs: number): Promise<{ perCore: number; p99: number; systemShare: number }> {
   const forwarder = spawn(process.execPath, ['--input-type=module', '-e', `
     import { createSocket } from 'node:dgram';
     const s = createSocket('udp4'); const peers = new Map(); const waiting = [];
@@ -232,14 +258,82 @@ async function plainUdpForwarding(pairs: number): Promise<{ perCore: number; p99
   return result;
 }
 
+/**
+ * Options (environment, for profiling the relay's forwarding without the rest):
+ * - WZP_BENCH_CALL=forwarding: only the UDP-path forwarding against the plain forwarder,
+ *   WZP_BENCH_ROUNDS times (default 3) in turn, each round's ratio printed (the machine's
+ *   speed drifts: compare ratios measured in the same run), then the median ratio;
+ * - WZP_BENCH_BASELINE_BIN=PATH/bin/run.js (with forwarding): another build's relay measured
+ *   in the same rounds, each against its own plain-forwarder run (before/after on a drifting machine);
+ * - WZP_BENCH_PAIRS: 1:1 calls in the forwarding load (default 25);
+ * - WZP_BENCH_RELAY_PROF=DIR: the relay process writes a V8 CPU profile there (--cpu-prof);
+ * - WZP_BENCH_RELAY_NODE_ARGS: more node flags for the relay process (e.g. --perf-basic-prof,
+ *   to read `perf record -p PID` of it: the pid is printed).
+ */
+function relayNodeArgs(): string[] {
+  const dir = process.env.WZP_BENCH_RELAY_PROF;
+  const extra = (process.env.WZP_BENCH_RELAY_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  return [...(dir ? ['--cpu-prof', '--cpu-prof-interval=100', `--cpu-prof-dir=${dir}`] : []), ...extra];
+}
+
+async function forwardingOnly(relay: RunningRelay, pairs: number): Promise<void> {
+  const rounds = Math.max(1, Math.min(20, Number(process.env.WZP_BENCH_ROUNDS ?? 3)));
+  console.log(`   (relay pid ${relay.child.pid})`);
+  const ratios: number[] = [];
+  // Another build's relay measured in the same rounds (its bin/run.js): a before/after on a
+  // machine whose speed drifts.
+  const baselineBin = process.env.WZP_BENCH_BASELINE_BIN;
+  const baselineHome = baselineBin ? makeHome('wzp-bench-baseline-') : undefined;
+  const baseline = baselineBin && baselineHome ? await startRelayProcess(['--listen', '127.0.0.1:0', ...MANY_CLIENTS_ONE_ADDRESS], baselineHome, 20_000, [], baselineBin) : undefined;
+  const baselineRatios: number[] = [];
+  try {
+    for (let r = 0; r < rounds; r++) {
+      if (!baseline) break;
+      const before = await relayForwarding(baseline, pairs, 'auto', 3000);
+      const plain = await plainUdpForwarding(pairs);
+      baselineRatios.push(before.perCore / plain.perCore);
+      console.log(
+        `   round ${r + 1}, baseline relay (${baselineBin}): ${before.perCore.toFixed(0)} packets/s per core (${(1e6 / before.perCore).toFixed(1)} us each, p99 one-way ${before.p99.toFixed(2)} ms; ` +
+          `idle ${(100 * (before.idleCpu ?? 0)).toFixed(1)}% of a core); plain ${plain.perCore.toFixed(0)} (${(1e6 / plain.perCore).toFixed(1)} us); ratio ${(before.perCore / plain.perCore).toFixed(2)}`,
+      );
+      await forwardingRound(relay, pairs, r, ratios);
+    }
+  } finally {
+    await baseline?.stop('SIGTERM');
+    baselineHome?.cleanup();
+  }
+  if (baseline) {
+    console.log(`   baseline relay: median ratio ${percentile(baselineRatios, 50).toFixed(2)}; this relay: median ratio ${percentile(ratios, 50).toFixed(2)} (same rounds)`);
+    return;
+  }
+  for (let r = 0; r < rounds; r++) await forwardingRound(relay, pairs, r, ratios);
+  console.log(`   relay forwarding, ${pairs} 1:1 calls, UDP media path: median ratio ${percentile(ratios, 50).toFixed(2)} over ${rounds} rounds`);
+}
+
+async function forwardingRound(relay: RunningRelay, pairs: number, r: number, ratios: number[]): Promise<void> {
+  const wzp = await relayForwarding(relay, pairs, 'auto', 3000);
+  const plain = await plainUdpForwarding(pairs);
+  ratios.push(wzp.perCore / plain.perCore);
+  console.log(
+    `   round ${r + 1}: wzp relay ${wzp.perCore.toFixed(0)} packets/s per core (${(1e6 / wzp.perCore).toFixed(1)} us each, ${(100 * wzp.systemShare).toFixed(0)}% in the kernel, ` +
+      `p99 one-way ${wzp.p99.toFixed(2)} ms; idle with the calls set up: ${(100 * (wzp.idleCpu ?? 0)).toFixed(1)}% of a core); ` +
+      `plain ${plain.perCore.toFixed(0)} (${(1e6 / plain.perCore).toFixed(1)} us, ${(100 * plain.systemShare).toFixed(0)}% in the kernel, p99 ${plain.p99.toFixed(2)} ms); ratio ${(wzp.perCore / plain.perCore).toFixed(2)}`,
+  );
+}
+
 export async function run(): Promise<void> {
   const home = makeHome('wzp-bench-relay-');
-  const relay = await startRelayProcess(['--listen', '127.0.0.1:0', ...MANY_CLIENTS_ONE_ADDRESS], home);
+  const relay = await startRelayProcess(['--listen', '127.0.0.1:0', ...MANY_CLIENTS_ONE_ADDRESS], home, 20_000, relayNodeArgs());
   try {
+    const pairs = Math.max(1, Math.min(200, Number(process.env.WZP_BENCH_PAIRS ?? 25)));
+    if (process.env.WZP_BENCH_CALL === 'forwarding') {
+      await forwardingOnly(relay, pairs);
+      return;
+    }
     const reg = await registries();
     await mouthToEar(relay, reg);
     await callSetup(relay);
-    const PAIRS = 25;
+    const PAIRS = pairs;
     const wzp = await relayForwarding(relay, PAIRS, 'auto');
     const inQuic = await relayForwarding(relay, PAIRS, 'quic');
     const plain = await plainUdpForwarding(PAIRS);

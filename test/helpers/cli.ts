@@ -123,10 +123,13 @@ export const MANY_CLIENTS_ONE_ADDRESS = [
   '--max-source-joins-per-minute', '1000000',
 ];
 
-/** Start `wzp relay ...args` in the background and wait for its "listening on" line. */
-export function startRelayProcess(args: string[], home: CliHome, timeoutMs = 20_000): Promise<RunningRelay> {
+/**
+ * Start `wzp relay ...args` in the background (`nodeArgs`: node's own, e.g. --cpu-prof; `bin`:
+ * another build's bin/run.js, for a benchmark's before/after) and wait for its "listening on" line.
+ */
+export function startRelayProcess(args: string[], home: CliHome, timeoutMs = 20_000, nodeArgs: string[] = [], bin = BIN): Promise<RunningRelay> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, 'relay', ...args], { env: home.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...nodeArgs, bin, 'relay', ...args], { env: home.env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     let started = false;

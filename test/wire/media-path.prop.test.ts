@@ -11,11 +11,15 @@ import {
   MEDIA_TO_RELAY_HEADER_BYTES,
   decodeToClient,
   decodeToRelay,
+  encodeRoomMediaToClient,
   encodeToClient,
   encodeToRelay,
+  mediaToRelayDatagram,
   type MediaPathToClient,
   type MediaPathToRelay,
 } from '../../core/wire/media-path.js';
+import { MAX_DATAGRAM_BYTES } from '../../core/wire/datagram.js';
+import { MAX_SOURCE_ID, MIN_SOURCE_ID, encodeRoomDatagram } from '../../core/wire/room-source.js';
 import { decodeOrReject, toHex } from './helpers.js';
 
 const tokenArb = fc.uint8Array({ minLength: 8, maxLength: 8 });
@@ -125,5 +129,52 @@ describe('media path properties', () => {
       }),
       { numRuns: 2000 },
     );
+  });
+});
+
+describe('the relay\'s fan-out and receive helpers agree with the codec', () => {
+  it('encodeRoomMediaToClient: the path packet is encodeToClient of the tagged datagram, and `tagged` is encodeRoomDatagram', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: MIN_SOURCE_ID, max: MAX_SOURCE_ID }), fc.uint8Array({ minLength: 1, maxLength: MAX_DATAGRAM_BYTES }), (sourceId, datagram) => {
+        const { packet, tagged } = encodeRoomMediaToClient(sourceId, datagram);
+        const expected = encodeRoomDatagram(sourceId, datagram);
+        assert.equal(toHex(tagged), toHex(expected));
+        assert.equal(toHex(packet), toHex(encodeToClient({ type: 'media', datagram: expected })));
+        // One buffer: the tagged datagram is a view of the packet past its first byte.
+        assert.equal(tagged.buffer, packet.buffer);
+        assert.equal(tagged.byteOffset, packet.byteOffset + MEDIA_TO_CLIENT_HEADER_BYTES);
+      }),
+    );
+  });
+
+  it('encodeRoomMediaToClient refuses what encodeRoomDatagram refuses', () => {
+    for (const [sourceId, length] of [[0, 1], [0x10000, 1], [1.5, 1], [1, 0], [1, MAX_DATAGRAM_BYTES + 1]]) {
+      assert.throws(() => encodeRoomMediaToClient(sourceId, new Uint8Array(length)), { name: 'InternalError' });
+    }
+  });
+
+  it('mediaToRelayDatagram takes exactly the media packets decodeToRelay accepts, with the same datagram', () => {
+    fc.assert(
+      fc.property(fc.oneof(toRelayArb.map((p) => encodeToRelay(p)), pathLikeBytes, fc.uint8Array({ maxLength: MEDIA_TO_RELAY_HEADER_BYTES + MAX_MEDIA_TO_RELAY_DATAGRAM + 2 })), (bytes) => {
+        const buf = Buffer.from(bytes);
+        const fast = mediaToRelayDatagram(buf);
+        let decoded: MediaPathToRelay | undefined;
+        try {
+          decoded = decodeToRelay(buf);
+        } catch (err) {
+          assert.ok(err instanceof DecodeError);
+        }
+        if (decoded?.type === 'media') assert.equal(toHex(fast ?? new Uint8Array()), toHex(decoded.datagram));
+        else assert.equal(fast, undefined);
+      }),
+    );
+  });
+
+  it('mediaToRelayDatagram: the size limits at their edges', () => {
+    const media = (n: number): Buffer => Buffer.concat([Buffer.of(MEDIA_PATH_MEDIA), Buffer.alloc(8, 7), Buffer.alloc(n, 1)]);
+    assert.equal(mediaToRelayDatagram(media(0)), undefined);
+    assert.equal(mediaToRelayDatagram(media(1))?.length, 1);
+    assert.equal(mediaToRelayDatagram(media(MAX_MEDIA_TO_RELAY_DATAGRAM))?.length, MAX_MEDIA_TO_RELAY_DATAGRAM);
+    assert.equal(mediaToRelayDatagram(media(MAX_MEDIA_TO_RELAY_DATAGRAM + 1)), undefined);
   });
 });
