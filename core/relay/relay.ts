@@ -27,7 +27,7 @@ import { resolveRelayLimits, type RefusalReason, type RelayLimits } from './limi
 import { LATENCY_SAMPLE_EVERY, RelayMetricsRegistry, type RelayMetrics } from './metrics.js';
 import { StunServer, type StunServerLimits } from '../nat/stun-server.js';
 import type { Endpoint } from '../nat/stun.js';
-import { AuthValidator, tokenProblem, type AuthSettings, type AuthStats } from './auth.js';
+import { AuthValidator, tokenProblem, type AuthSettings } from './auth.js';
 import { resolveRoomAcls, type RoomAcl, type RoomAclTable } from './access.js';
 
 export const RELAY_PROTOCOL_VERSION = 1;
