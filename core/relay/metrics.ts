@@ -24,7 +24,8 @@
  * after it migrated, delivers later: those are not measured rather than measured wrong).
  * `npm run bench relay-ops` prints what the sampling costs per packet.
  */
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { registerProcessMetrics } from './process-metrics.js';
 import type { SocketGateStats } from '../transport/quic.js';
 import type { RelayMediaPathStats } from '../transport/udp-media.js';
 import { STUN_DROP_REASONS, type StunDropReason, type StunServerStats } from '../nat/stun-server.js';
@@ -259,7 +260,7 @@ export class RelayMetricsRegistry {
   /**
    * This relay's prom-client Registry (made on first use): the `wzp_relay_*` series, read
    * from the owner at scrape time, the forwarding latency histogram, and prom-client's
-   * default process and Node.js metrics (CPU, RSS, heap, event loop lag, GC).
+   * process and Node.js metrics (CPU, RSS, heap, event loop delay: ./process-metrics.ts).
    */
   prometheus(): Registry {
     if (this.registry) return this.registry;
@@ -345,7 +346,7 @@ export class RelayMetricsRegistry {
       return { received: m.stunRequests, answered: m.stunAnswered, error: m.stunErrors };
     });
     registry.registerMetric(this.latency);
-    collectDefaultMetrics({ register: registry });
+    registerProcessMetrics(registry);
     this.registry = registry;
     return registry;
   }

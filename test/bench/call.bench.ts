@@ -284,7 +284,13 @@ async function forwardingOnly(relay: RunningRelay, pairs: number): Promise<void>
   // machine whose speed drifts.
   const baselineBin = process.env.WZP_BENCH_BASELINE_BIN;
   const baselineHome = baselineBin ? makeHome('wzp-bench-baseline-') : undefined;
-  const baseline = baselineBin && baselineHome ? await startRelayProcess(['--listen', '127.0.0.1:0', ...MANY_CLIENTS_ONE_ADDRESS], baselineHome, 20_000, [], baselineBin) : undefined;
+  const metrics = process.env.WZP_BENCH_METRICS !== 'off';
+  const baseline =
+    baselineBin && baselineHome
+      ? await startRelayProcess(['--listen', '127.0.0.1:0', ...(metrics ? ['--metrics', '127.0.0.1:0'] : []), ...MANY_CLIENTS_ONE_ADDRESS], baselineHome, 20_000, [], baselineBin)
+      : undefined;
+  // Scraped as this build's relay is.
+  const baselineScraper = baseline && metrics && process.env.WZP_BENCH_METRICS !== 'unscraped' ? scrapeMetrics(baseline) : undefined;
   const baselineRatios: number[] = [];
   try {
     for (let r = 0; r < rounds; r++) {
@@ -299,6 +305,7 @@ async function forwardingOnly(relay: RunningRelay, pairs: number): Promise<void>
       await forwardingRound(relay, pairs, r, ratios);
     }
   } finally {
+    baselineScraper?.stop();
     await baseline?.stop('SIGTERM');
     baselineHome?.cleanup();
   }
