@@ -397,6 +397,8 @@ export function attachDatagrams(connection: QUICConnection): DatagramChannel {
   const originalSend = c.send.bind(connection);
   let direct = false;
   let receivedSinceFlush = 0;
+  /** When flushPackets last wrote a packet (performance.now()). */
+  let lastWriteAt = 0;
   /** Received packets that carried datagrams, on the direct path. */
   let datagramPackets = 0;
   /** When the pending ACK must go out (performance.now() ms), 0 when none is pending. */
@@ -505,6 +507,7 @@ export function attachDatagrams(connection: QUICConnection): DatagramChannel {
       udp.send(packet, 0, length, info.to.port, info.to.host, ignoreSendError);
       written++;
     }
+    if (written > 0) lastWriteAt = performance.now();
     receivedSinceFlush = 0;
     ackDueAt = 0;
     armConnTimer();
@@ -539,7 +542,11 @@ export function attachDatagrams(connection: QUICConnection): DatagramChannel {
     // A peer's close (draining) goes through the library, which reports it.
     if (!c.secureEstablished || c.conn.isDraining()) return originalSend();
     if (!direct && !goDirect()) return originalSend();
-    let ackNow = afterReceive === 'stream';
+    // A packet with neither stream data nor datagrams (a keep-alive PING, most often) on a
+    // connection we have not written to for ACK_DELAY_MS: nothing is on its way for the ACK
+    // to ride on, so it goes now rather than from a timer (on a relay, a timer and a wake-up
+    // per member and keep-alive interval: most of what idle members cost it).
+    let ackNow = afterReceive === 'stream' || (afterReceive === 'other' && performance.now() - lastWriteAt > ACK_DELAY_MS);
     if (afterReceive === 'datagram') {
       receivedSinceFlush++;
       datagramPackets++;

@@ -176,6 +176,14 @@ async function relayForwarding(relay: RunningRelay, pairs: number, mediaPath: 'a
     if (performance.now() > deadline) throw new Error(`sessions did not all take the ${want} media path`);
     await new Promise((r) => setTimeout(r, 20));
   }
+  // Steady state: what setting up 50 connections leaves behind is not forwarding. The relay
+  // collects its heap after a burst of connections (src/services/relay.ts: two full
+  // collections 5-15 s after it), and those collections take the previous round's
+  // connections with them, which deoptimizes the hot path's code that had them inlined
+  // (V8's "weak objects") and compiles it again. Measured in the window, both moved a
+  // round's figure by up to a third.
+  const settleMs = idleMs > 0 ? Math.max(0, Number(process.env.WZP_BENCH_SETTLE_MS ?? 16_000)) : 0;
+  if (settleMs > 0) await new Promise((r) => setTimeout(r, settleMs));
   // The relay's CPU with every call set up and silent (QUIC timers, keep-alives): a share of
   // a core, spent whether media flows or not.
   let idleCpu: number | undefined;
@@ -197,8 +205,21 @@ async function relayForwarding(relay: RunningRelay, pairs: number, mediaPath: 'a
   return { ...(await measured), ...(idleCpu === undefined ? {} : { idleCpu }) };
 }
 
+/**
+ * The load, then its measurement: WARMUP_SECONDS of it first, not measured (the process under
+ * test compiles its hot path meanwhile: in the first measured round, TurboFan's compile
+ * threads' CPU was counted as forwarding), then SECONDS measured.
+ */
 async function measureLoad(pid: number, latencies: number[], sendTick: (tick: number) => number): Promise<{ perCore: number; p99: number; systemShare: number }> {
   const SECONDS = 5;
+  const WARMUP_SECONDS = 1;
+  const warmStart = performance.now();
+  for (let tick = 0; tick < WARMUP_SECONDS * 50; tick++) {
+    const wait = warmStart + tick * 20 - performance.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    sendTick(tick);
+  }
+  await new Promise((r) => setTimeout(r, 20));
   const cpu0 = cpuTicks(pid);
   const sys0 = cpuTicks(pid, 'system');
   const received0 = latencies.length;
