@@ -13,6 +13,8 @@ import {
   relayConfigExample,
   type ConfigChange,
   type ConfigLimitKey,
+  type GlobalRoomConfig,
+  type PeerRelayConfig,
   type ParsedRelayConfig,
   type RelayConfig,
 } from '../../core/relay/config.js';
@@ -47,12 +49,16 @@ export interface RelayFlagSettings {
   auth?: { url: string; failOpen?: boolean; cacheSeconds?: number };
   /** --acl: replaces the file's [[rooms]]. */
   roomAcls?: NonNullable<RelayRunOptions['roomAcls']>;
+  /** --peer, --trusted, --global-room: each replaces the file's list ([[peers]], [[trusted]], [[global_rooms]]). */
+  peers?: PeerRelayConfig[];
+  trusted?: string[];
+  globalRooms?: GlobalRoomConfig[];
 }
 
 /** The options a config file and flags decide. */
 export type RelaySettings = Pick<
   RelayRunOptions,
-  'listen' | 'identityPath' | 'udpMedia' | 'limits' | 'stunAlternate' | 'statsIntervalMs' | 'metrics' | 'auth' | 'roomAcls' | 'drainTimeoutMs' | 'debugTap'
+  'listen' | 'identityPath' | 'udpMedia' | 'limits' | 'stunAlternate' | 'statsIntervalMs' | 'metrics' | 'auth' | 'roomAcls' | 'drainTimeoutMs' | 'debugTap' | 'federation'
 >;
 
 /**
@@ -110,6 +116,12 @@ export function relaySettings(file: RelayConfig | undefined, flags: RelayFlagSet
   if (drainTimeoutSeconds !== undefined) settings.drainTimeoutMs = Math.round(drainTimeoutSeconds * 1000);
   const debugTap = flags.debugTap ?? f.debugTap;
   if (debugTap !== undefined) settings.debugTap = debugTap;
+  const federation = {
+    peers: (flags.peers ?? f.peers ?? []).map((p) => ({ ...p })),
+    trusted: [...(flags.trusted ?? f.trusted ?? [])],
+    globalRooms: (flags.globalRooms ?? f.globalRooms ?? []).map((r) => ({ ...r })),
+  };
+  if (federation.peers.length > 0 || federation.trusted.length > 0 || federation.globalRooms.length > 0) settings.federation = federation;
   return settings;
 }
 
