@@ -397,7 +397,8 @@ export class Relay {
     this.drainingSince = performance.now();
     const deadline = Math.max(0, Math.min(0xffff_ffff, Math.round(deadlineMs)));
     const frame = encodeSignal({ type: 'draining', deadlineMs: deadline });
-    for (const peer of this.peers) void pushFrame(peer.connection, frame);
+    // Not to relay links: their members leave through them as they go.
+    for (const peer of this.peers) if (!peer.link) void pushFrame(peer.connection, frame);
     this.emit({ type: 'relay:draining', deadlineMs: deadline, connections: this.peers.size, sessions: this.sessionsInProgress });
   }
 

@@ -11,6 +11,7 @@
  */
 import assert from 'node:assert/strict';
 import { createSocket } from 'node:dgram';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { RelaySession } from '../../core/client/relay-session.js';
@@ -127,6 +128,30 @@ describe('federation across relay processes', () => {
 
   const rosterSize = (m: Member): number => m.roster;
 
+  /**
+   * Until every member has heard every other sender (routes settle a moment after the roster
+   * is complete: a relay may first hear of a member over a longer path, and switching routes
+   * may lose a datagram, never duplicate one), then forget what was heard.
+   */
+  async function warmUp(members: Member[], senders: number[]): Promise<void> {
+    const heardAll = () => members.every((m, i) => senders.every((s) => s === i || m.got.some(([, from]) => from === s)));
+    for (let k = 0; k < 150 && !heardAll(); k++) {
+      for (const i of senders) members[i].session.datagrams.send(Uint8Array.of(0xee, i, 100 + k));
+      await sleep(25);
+    }
+    assert.ok(heardAll(), 'every member hears every other sender');
+    await sleep(300);
+    // Even while routes settle, nothing arrives twice.
+    members.forEach((m, i) => {
+      const seen = new Set<string>();
+      for (const [, from, k] of m.got) {
+        assert.ok(!seen.has(`${from}/${k}`), `member ${i} got warm-up datagram ${k} of member ${from} twice`);
+        seen.add(`${from}/${k}`);
+      }
+    });
+    for (const m of members) m.got.length = 0;
+  }
+
   /** Each member sends `n` numbered datagrams, paced; returns once all had time to arrive. */
   async function talk(members: Member[], senders: number[], n: number): Promise<void> {
     for (let k = 0; k < n; k++) {
@@ -156,15 +181,59 @@ describe('federation across relay processes', () => {
 
   async function groupCall(n: number, links: [number, number][], label: string): Promise<void> {
     const { relays } = await federation(n, links);
+    await callAcross(relays, label);
+  }
+
+  /** One member on each relay; every member gets the others' datagrams exactly once. */
+  async function callAcross(relays: RunningRelay[], label: string): Promise<void> {
+    const n = relays.length;
     const members: Member[] = [];
     for (let i = 0; i < n; i++) members.push(await member(relays[i], i));
     await waitFor(() => members.every((m) => rosterSize(m) === n), 10_000);
     const senders = members.map((_, i) => i);
+    await warmUp(members, senders);
     await talk(members, senders, 40);
     await waitFor(() => members.every((m) => m.got.length >= 40 * (n - 1)), 10_000).catch(() => undefined);
     await sleep(300);
     assertExactlyOnce(members, senders, 40, label);
   }
+
+  test('three relays started from generated configs with pasted [[peers]] snippets carry a 3-relay group call', async () => {
+    const paths: string[] = [];
+    const started: RunningRelay[] = [];
+    for (let i = 0; i < 3; i++) {
+      const home = makeHome('wzp-fed-cfg-');
+      homes.push(home);
+      const path = join(home.dir, 'relay.toml');
+      paths.push(path);
+      const r = await startRelayProcess(['-c', path, '--listen', '127.0.0.1:0'], home);
+      running.push(r);
+      started.push(r);
+      await waitFor(() => /created relay config/.test(r.stderr()), 10_000);
+      (r as RunningRelay & { home: CliHome }).home = home;
+    }
+    await Promise.all(started.map((r) => r.stop('SIGKILL')));
+    const texts = paths.map((p) => readFileSync(p, 'utf8'));
+    const snippet = (text: string): string => {
+      const lines = text.split('\n');
+      const at = lines.indexOf('#   [[peers]]');
+      assert.ok(at > 0, 'the generated config has a [[peers]] snippet');
+      return lines.slice(at, at + 3).map((l) => l.replace(/^# {3}/, '')).join('\n');
+    };
+    const fingerprintOf = (text: string) => /^# {3}fingerprint = "(.*)"$/m.exec(text)?.[1] ?? '';
+    const global = `\n[[global_rooms]]\nname = "${ROOM_NAME}"\n`;
+    // B (1) dials A and C with their pasted snippets; A and C trust B.
+    writeFileSync(paths[1], `${texts[1]}\n${snippet(texts[0])}\n\n${snippet(texts[2])}\n${global}`);
+    for (const i of [0, 2]) writeFileSync(paths[i], `${texts[i]}\n[[trusted]]\nfingerprint = "${fingerprintOf(texts[1])}"\n${global}`);
+    const relays: RunningRelay[] = [];
+    for (let i = 0; i < 3; i++) {
+      const r = await startRelayProcess(['-c', paths[i]], (started[i] as RunningRelay & { home: CliHome }).home);
+      running.push(r);
+      relays.push(r);
+    }
+    await waitFor(() => count(relays[1].stderr(), /federation:link-up/) >= 2, 20_000);
+    await callAcross(relays, 'from generated configs');
+  });
 
   test('a chain of three relays: each member hears the other two exactly once and not itself', async () => {
     await groupCall(3, [[1, 0], [1, 2]], 'chain of 3');
@@ -184,6 +253,7 @@ describe('federation across relay processes', () => {
     const [a1, a2, b, c1] = [await member(relays[0], 0), await member(relays[0], 1), await member(relays[1], 2), await member(relays[2], 3)];
     const members = [a1, a2, b, c1];
     await waitFor(() => rosterSize(a1) === 4 && rosterSize(c1) === 4, 10_000);
+    await warmUp(members, [0, 1, 2, 3]);
     await talk(members, [0, 1, 2, 3], 10);
     await sleep(300);
     assertExactlyOnce(members, [0, 1, 2, 3], 10, 'before');
@@ -204,7 +274,7 @@ describe('federation across relay processes', () => {
     const b2 = await member(b2relay, 2);
     const again = [a1, a2, b2, c1];
     await waitFor(() => rosterSize(a1) === 4 && rosterSize(c1) === 4, 10_000);
-    for (const m of again) m.got.length = 0;
+    await warmUp(again, [0, 1, 2, 3]);
     await talk(again, [0, 1, 2, 3], 10);
     await sleep(300);
     assertExactlyOnce(again, [0, 1, 2, 3], 10, 'after');
