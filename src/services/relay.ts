@@ -285,10 +285,11 @@ export async function runRelay(opts: RelayRunOptions): Promise<RelayRunReport> {
   // A bad --metrics value is a usage error before anything is created or bound.
   if (opts.metrics !== undefined) parseMetricsListen(opts.metrics);
   const tapTarget = opts.debugTap === undefined ? undefined : parseDebugTapTarget(opts.debugTap);
-  const { identity, created } = await loadOrCreateIdentity(opts.identityPath, { create: true });
-  const tls = await deriveTlsCertificate(identity.seed);
+  // Bad federation entries are usage errors before anything is created or bound.
   const f = opts.federation;
   const federation = f && (f.peers.length > 0 || f.trusted.length > 0 || f.globalRooms.length > 0) ? resolveFederation(f) : undefined;
+  const { identity, created } = await loadOrCreateIdentity(opts.identityPath, { create: true });
+  const tls = await deriveTlsCertificate(identity.seed);
   const onEvent =
     opts.onFederationEvent === undefined
       ? opts.onEvent
