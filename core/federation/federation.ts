@@ -141,8 +141,8 @@ const NO_CHANNEL: RoomMember['datagrams'] = {
 
 export class Federation {
   private readonly self: string;
-  private readonly allowed = new Set<string>();
-  private readonly globalRooms: Set<string>;
+  private allowed = new Set<string>();
+  private globalRooms = new Set<string>();
   private readonly links = new Map<string, Link>();
   private readonly counters = new Map<string, LinkCounters>();
   private readonly members = new Map<string, FedMember>();
@@ -152,28 +152,89 @@ export class Federation {
   private readonly stopper = new AbortController();
   private readonly refuseLog = new LogLimiter(2, 10);
   private refusedCount = 0;
-  private readonly peers: FederationPeer[] = [];
+  /** The peers being dialled, each with its own loop (stopped when it leaves the config). */
+  private readonly dialers = new Map<string, { peer: FederationPeer; stop: AbortController }>();
+  private started = false;
+  /** Whether the self-peer entry was reported (once per relay run). */
+  private selfReported = false;
 
   constructor(private readonly opts: FederationOptions) {
     this.self = opts.credentials.fingerprint;
-    this.globalRooms = new Set(opts.globalRooms);
-    for (const fp of opts.trusted) if (fp !== this.self) this.allowed.add(fp);
-    for (const p of opts.peers) {
-      if (p.fingerprint === this.self) {
-        // Logged once: a config pasted into every relay of a federation names each one too.
-        opts.onEvent?.({ type: 'federation:self-peer', address: formatHostPort(p.address), fingerprint: p.fingerprint });
-        continue;
-      }
-      if (this.peers.some((q) => q.fingerprint === p.fingerprint)) continue;
-      this.peers.push(p);
-      this.allowed.add(p.fingerprint);
-    }
-    for (const fp of this.allowed) this.counters.set(fp, emptyLinkCounters(fp));
+    this.configure(opts);
   }
 
-  /** Start dialling the peers (each in its own loop until stop()). */
+  /** Start dialling the peers (each in its own loop until stop(), or until it leaves the config). */
   start(): void {
-    for (const p of this.peers) void this.dialLoop(p);
+    this.started = true;
+    for (const d of this.dialers.values()) void this.dialLoop(d.peer, AbortSignal.any([this.stopper.signal, d.stop.signal]));
+  }
+
+  /**
+   * Change the peers, trusted relays and global rooms while running (a config reload). A peer
+   * that left (or whose address changed) is no longer dialled; a link to a relay no longer in
+   * [[peers]] or [[trusted]] is closed (what it carried leaves); a new peer is dialled. A room
+   * that stops being global is withdrawn from the links and its remote members leave; one
+   * that becomes global is announced with the members it has here.
+   */
+  update(next: { peers: FederationPeer[]; trusted: string[]; globalRooms: string[] }): void {
+    this.configure(next);
+  }
+
+  private configure(next: { peers: FederationPeer[]; trusted: string[]; globalRooms: string[] }): void {
+    const peers: FederationPeer[] = [];
+    for (const p of next.peers) {
+      if (p.fingerprint === this.self) {
+        // Logged once: a config pasted into every relay of a federation names each one too.
+        if (!this.selfReported) this.emit({ type: 'federation:self-peer', address: formatHostPort(p.address), fingerprint: p.fingerprint });
+        this.selfReported = true;
+        continue;
+      }
+      if (!peers.some((q) => q.fingerprint === p.fingerprint)) peers.push(p);
+    }
+    const byFp = new Map(peers.map((p) => [p.fingerprint, p]));
+    for (const [fp, d] of [...this.dialers]) {
+      const n = byFp.get(fp);
+      if (n === undefined || formatHostPort(n.address) !== formatHostPort(d.peer.address)) {
+        d.stop.abort();
+        this.dialers.delete(fp);
+      }
+    }
+    this.allowed = new Set([...next.trusted.filter((fp) => fp !== this.self), ...byFp.keys()]);
+    for (const fp of this.allowed) this.countersOf(fp);
+    for (const link of [...this.links.values()]) if (!this.allowed.has(link.peer)) this.closeLink(link, 'no longer in [[peers]] or [[trusted]]');
+    for (const p of peers) {
+      if (this.dialers.has(p.fingerprint)) continue;
+      const d = { peer: p, stop: new AbortController() };
+      this.dialers.set(p.fingerprint, d);
+      if (this.started) void this.dialLoop(p, AbortSignal.any([this.stopper.signal, d.stop.signal]));
+    }
+    const rooms = new Set(next.globalRooms);
+    for (const room of this.globalRooms) if (!rooms.has(room)) this.dropRoom(room);
+    const added = [...rooms].filter((r) => !this.globalRooms.has(r));
+    this.globalRooms = rooms;
+    for (const room of added) {
+      for (const member of this.opts.rooms.room(room)?.members.values() ?? []) if (member.remote !== true) this.localJoined(room, member);
+    }
+  }
+
+  /** A room is no longer global: withdraw its members from the links, and its remote members leave here. */
+  private dropRoom(room: string): void {
+    for (const m of [...this.members.values()]) {
+      if (m.room !== room) continue;
+      if (m.local) {
+        if (m.localId !== undefined) this.byLocal.delete(m.localId);
+        m.localId = undefined;
+      } else {
+        if (m.best) adjust(m.best.roomRoutes, room, -1);
+        m.best = undefined;
+        this.removeHere(m);
+        for (const [link, r] of m.routes) if (link.rx.get(r.sid) === m) link.rx.delete(r.sid);
+        m.routes.clear();
+      }
+      m.downstream.clear();
+      this.advertise(m);
+      this.members.delete(m.mid);
+    }
   }
 
   /** Whether `roomId` is a global room here (cheap: the relay asks per join). */
@@ -206,15 +267,14 @@ export class Federation {
 
   // --- links: dialling ---------------------------------------------------------------
 
-  private async dialLoop(peer: FederationPeer): Promise<void> {
-    const signal = this.stopper.signal;
+  private async dialLoop(peer: FederationPeer, signal: AbortSignal): Promise<void> {
     const address = formatHostPort(peer.address);
     let attempt = 0;
     let lastError = '';
     while (!signal.aborted) {
       if (this.links.has(peer.fingerprint)) {
         // Linked (possibly dialled by the peer): wait for it to drop.
-        await this.linkDown(peer.fingerprint);
+        await this.linkDown(peer.fingerprint, signal);
         attempt = 0;
         if (signal.aborted) return;
         await sleep(jitter(LINK_BACKOFF.initialMs), signal);
@@ -241,12 +301,14 @@ export class Federation {
     }
   }
 
-  private linkDown(fp: string): Promise<void> {
-    if (!this.links.has(fp)) return Promise.resolve();
+  /** Resolves when the link to `fp` is down (or `signal` aborts). */
+  private linkDown(fp: string, signal: AbortSignal): Promise<void> {
+    if (!this.links.has(fp) || signal.aborted) return Promise.resolve();
     return new Promise((resolve) => {
       const list = this.downWaiters.get(fp) ?? [];
       list.push(resolve);
       this.downWaiters.set(fp, list);
+      signal.addEventListener('abort', () => resolve(), { once: true });
     });
   }
 
@@ -544,7 +606,8 @@ export class Federation {
       return [];
     }
     if (msg.type === 'link-signal') {
-      this.onRoomSignal(link, msg);
+      if (link.roomSignals.take(performance.now())) this.onRoomSignal(link, msg);
+      else link.counters.drops['signal-rate']++;
       return [];
     }
     link.counters.drops['unexpected-signal']++;

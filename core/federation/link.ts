@@ -19,6 +19,7 @@ import { MAX_DATAGRAM_BYTES } from '../wire/datagram.js';
 import { encodeLinkFrame, LINK_ENTRY_OVERHEAD, LINK_FRAME_HEADER_BYTES, MAX_LINK_FRAME_ENTRIES, type LinkEntry } from '../wire/link-frame.js';
 import { MAX_LINK_UPDATE_ENTRIES, type LinkSignalMessage, type LinkUpdateMessage } from '../wire/signal.js';
 import { errorMessage } from '../errors.js';
+import { TokenBucket } from '../net/rate-limit.js';
 
 /** Why something on a link was dropped (wzp_relay_federation_drops_total{reason}). */
 export type LinkDropReason =
@@ -47,7 +48,9 @@ export type LinkDropReason =
   /** A link-signal from or to a member this relay does not know. */
   | 'unknown-member'
   /** A signalling message on a link that is not a link message. */
-  | 'unexpected-signal';
+  | 'unexpected-signal'
+  /** Room signals from a link over its rate (LINK_LIMITS.roomSignalsPerSecond). */
+  | 'signal-rate';
 export const LINK_DROP_REASONS: readonly LinkDropReason[] = [
   'malformed-frame',
   'unknown-source',
@@ -62,6 +65,7 @@ export const LINK_DROP_REASONS: readonly LinkDropReason[] = [
   'malformed-signal',
   'unknown-member',
   'unexpected-signal',
+  'signal-rate',
 ];
 
 /** What each link may make the relay hold. */
@@ -76,6 +80,8 @@ export const LINK_LIMITS = {
   messageTimeoutMs: 10_000,
   /** Link frames left queued in QUIC before stale ones are purged (as for members: ./rooms.ts). */
   queuedDatagrams: 64,
+  /** Room signals a link may bring per second (burst: twice that); a member's own relay caps each member's far lower. */
+  roomSignalsPerSecond: 500,
 } as const;
 
 /** Per peer relay, across its links (kept while the relay runs). */
@@ -132,6 +138,8 @@ export class Link {
   readonly told = new Map<string, string>();
   /** Members of each room whose chosen route is this link (media goes here only if > 0). */
   readonly roomRoutes = new Map<string, number>();
+  /** The peer's room signals, rate-limited. */
+  readonly roomSignals = new TokenBucket(LINK_LIMITS.roomSignalsPerSecond, 2 * LINK_LIMITS.roomSignalsPerSecond, performance.now());
   closed = false;
   private readonly queue: Outgoing[] = [];
   private sending = false;

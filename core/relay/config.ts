@@ -479,12 +479,12 @@ export interface ConfigChange {
   key: string;
   from: string;
   to: string;
-  /** Applied while running (`stats` and the [limits], [auth] and [[rooms]] keys); the others need a restart. */
+  /** Applied while running (`stats`, [limits], [auth], [[rooms]] and the federation lists); the others need a restart. */
   live: boolean;
 }
 
 /** The keys a reload cannot apply: the relay reads them when it starts. */
-export const RESTART_KEYS = ['listen', 'identity', 'udp_media', 'stun_alternate', 'metrics', 'debug_tap', 'drain_timeout', 'peers', 'trusted', 'global_rooms'] as const;
+export const RESTART_KEYS = ['listen', 'identity', 'udp_media', 'stun_alternate', 'metrics', 'debug_tap', 'drain_timeout'] as const;
 
 /** What changed from `before` to `after`, one entry per key (rooms by their name or id). */
 export function diffRelayConfigs(before: RelayConfig, after: RelayConfig, limitKeys: readonly ConfigLimitKey[]): ConfigChange[] {
@@ -501,7 +501,7 @@ export function diffRelayConfigs(before: RelayConfig, after: RelayConfig, limitK
     ['drain_timeout', before.drainTimeoutSeconds, after.drainTimeoutSeconds],
   ];
   for (const [key, a, b] of top) if (a !== b) changes.push({ key, from: show(a), to: show(b), live: !(RESTART_KEYS as readonly string[]).includes(key) });
-  // Federation lists: read when the relay starts (a change needs a restart).
+  // Federation lists: applied live (Relay.setFederation).
   const lists: [string, string[], string[], string][] = [
     ['peers', (before.peers ?? []).map((p) => `${p.address}=${p.fingerprint}`), (after.peers ?? []).map((p) => `${p.address}=${p.fingerprint}`), 'relay'],
     ['trusted', before.trusted ?? [], after.trusted ?? [], 'fingerprint'],
@@ -512,7 +512,7 @@ export function diffRelayConfigs(before: RelayConfig, after: RelayConfig, limitK
     const now = new Set(b);
     const added = b.filter((x) => !was.has(x)).length;
     const removed = a.filter((x) => !now.has(x)).length;
-    if (added || removed) changes.push({ key, from: `${a.length} ${noun}${a.length === 1 ? '' : 's'}`, to: `${b.length} ${noun}${b.length === 1 ? '' : 's'} (${added} added, ${removed} removed)`, live: false });
+    if (added || removed) changes.push({ key, from: `${a.length} ${noun}${a.length === 1 ? '' : 's'}`, to: `${b.length} ${noun}${b.length === 1 ? '' : 's'} (${added} added, ${removed} removed)`, live: true });
   }
   for (const spec of limitKeys) {
     const a = before.limits[spec.limit];
@@ -580,9 +580,9 @@ export function relayConfigExample(facts: ConfigExampleFacts): string {
     '#',
     '# A key left out or commented out keeps its default (shown); a flag on the command line',
     '# overrides this file. Send the relay SIGHUP (kill -HUP <pid>) to reload it: stats,',
-    '# [limits], [auth] and [[rooms]] change at once (the relay logs each change); the other',
-    '# keys need a restart. A file with an error is refused whole and the relay keeps its',
-    '# running config.',
+    '# [limits], [auth], [[rooms]], [[peers]], [[trusted]] and [[global_rooms]] change at once',
+    '# (the relay logs each change); the other keys need a restart. A file with an error is',
+    '# refused whole and the relay keeps its running config.',
     '#',
     `# This relay listens on ${facts.listen}`,
     `# Its certificate fingerprint (clients pin it): ${facts.fingerprint}`,
@@ -651,7 +651,7 @@ export function relayConfigExample(facts: ConfigExampleFacts): string {
     '# ]',
     '',
     '# Relay federation (docs/federation.md): links to other relays, and rooms shared over them.',
-    '# These lists are read at start: a change needs a restart. Default: none of each.',
+    '# SIGHUP applies changes to these lists (links to relays no longer listed close). Default: none.',
     '#',
     '# Relays this one dials: where each listens and its certificate fingerprint (its config',
     '# header prints the snippet to paste). It accepts links from them too.',

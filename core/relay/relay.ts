@@ -281,6 +281,29 @@ export class Relay {
     if (acls !== undefined) this.roomAcls = acls;
   }
 
+  /**
+   * Change the federation while running (SIGHUP): peers to dial, relays to accept, global
+   * rooms (core/federation/federation.ts `update`). All empty with no federation yet: nothing
+   * to do; the first non-empty one starts it.
+   */
+  setFederation(next: { peers: FederationPeer[]; trusted: string[]; globalRooms: string[] }): void {
+    if (this.federation) {
+      this.federation.update(next);
+      return;
+    }
+    if (next.peers.length === 0 && next.trusted.length === 0 && next.globalRooms.length === 0) return;
+    this.federation = new Federation({
+      credentials: linkCredentials(this.opts.tls),
+      peers: [],
+      trusted: [],
+      globalRooms: [],
+      rooms: this.rooms,
+      ...(this.opts.onEvent ? { onEvent: this.opts.onEvent } : {}),
+    });
+    this.federation.start();
+    this.federation.update(next);
+  }
+
   /** Token auth in force (undefined: none) and the restricted rooms' ids. */
   get access(): { auth?: Readonly<AuthSettings>; restrictedRooms: string[] } {
     return {

@@ -23,6 +23,7 @@ import { DEFAULT_RELAY_LIMITS, type RelayLimits } from '../../core/relay/limits.
 import type { Relay } from '../../core/relay/relay.js';
 import { DEFAULT_AUTH_CACHE_SECONDS } from '../../core/relay/auth.js';
 import { parseStunAlternate, RELAY_LIMIT_FLAGS, type RelayRunLive, type RelayRunOptions } from './relay.js';
+import { resolveFederation, type FederationSettings } from './relay-federation.js';
 
 /** The [limits] keys: each limit flag of `wzp relay` in snake_case, in the flag's units. */
 export const CONFIG_LIMIT_KEYS: readonly ConfigLimitKey[] = RELAY_LIMIT_FLAGS.map((f) => ({
@@ -291,6 +292,18 @@ export class RelayConfigReloader {
       return { ok: false, changes: [], error: message };
     }
     const changes = diffRelayConfigs(this.current, next, CONFIG_LIMIT_KEYS);
+    // The federation lists, checked before anything is applied (docs/federation.md).
+    const federationChanged = changes.some((c) => FEDERATION_KEYS.includes(c.key));
+    let federation: ReturnType<typeof resolveFederation> | undefined;
+    if (federationChanged) {
+      try {
+        federation = resolveFederation(effectiveFederation(next, this.opts.flags));
+      } catch (err) {
+        const message = errorMessage(err);
+        log(`relay:reload-failed ${path}: ${message}; keeping the running config`);
+        return { ok: false, changes: [], error: message };
+      }
+    }
     try {
       relay.setLimits({ ...DEFAULT_RELAY_LIMITS, ...effectiveLimitOverrides(next, this.opts.flags) });
     } catch (err) {
@@ -305,6 +318,7 @@ export class RelayConfigReloader {
     const accessApplied = accessChanged
       ? applyAccess(relay, { auth: effectiveAuth(next, this.opts.flags), roomAcls: this.opts.flags.roomAcls ?? next.rooms })
       : true;
+    if (federation) relay.setFederation(federation);
     const restart: string[] = [];
     for (const c of changes) {
       if (!c.live) {
@@ -323,8 +337,22 @@ export class RelayConfigReloader {
   }
 }
 
+const FEDERATION_KEYS = ['peers', 'trusted', 'global_rooms'];
+
+/** The federation lists in force: each flag's list over the file's. */
+function effectiveFederation(file: RelayConfig, flags: RelayFlagSettings): FederationSettings {
+  return {
+    peers: flags.peers ?? file.peers ?? [],
+    trusted: flags.trusted ?? file.trusted ?? [],
+    globalRooms: flags.globalRooms ?? file.globalRooms ?? [],
+  };
+}
+
 /** `--max-room-size 5` if a flag given on the command line decides this live key. */
 function overridingFlag(key: string, flags: RelayFlagSettings): string | undefined {
+  if (key === 'peers' && flags.peers !== undefined) return '--peer';
+  if (key === 'trusted' && flags.trusted !== undefined) return '--trusted';
+  if (key === 'global_rooms' && flags.globalRooms !== undefined) return '--global-room';
   if (key === 'stats') return flags.statsSeconds === undefined ? undefined : `--stats ${flags.statsSeconds}`;
   if ((key === 'auth' || key.startsWith('auth.')) && flags.auth !== undefined) return '--auth-url';
   if (key.startsWith('rooms[') && flags.roomAcls !== undefined) return '--acl';

@@ -202,6 +202,38 @@ describe('relay links', () => {
     assert.equal(a.metrics.federation?.remoteMembers, 0);
   });
 
+  test('live changes (a reload): a new peer is dialled, a room that becomes global is announced, one that stops is withdrawn, a dropped peer is unlinked', async () => {
+    const [ta, tb] = [await newTls(), await newTls()];
+    const b = await relay(tb, { peers: [], peerTls: [], trusted: [ta.fingerprint] });
+    const a = await relay(ta);
+    const join = async (r: Relay) => {
+      const s = await RelaySession.open({ relay: r.address, verify: expectFingerprint(r.fingerprint, 'relay') });
+      closers.push(() => s.close());
+      const pushes: KnownSignal[] = [];
+      s.onPush((p) => pushes.push(p));
+      const j = await s.joinRoom(ROOM, {});
+      return { s, pushes, roster: () => (pushes.filter((p) => p.type === 'room-update').at(-1) as { participants: unknown[] } | undefined)?.participants.length ?? j.participants.length };
+    };
+    const [ma, mb] = [await join(a), await join(b)];
+    assert.equal(mb.roster(), 1);
+    // A had no federation: the first non-empty settings start it; its member already in the room is announced.
+    a.setFederation({ peers: [{ address: b.address, fingerprint: tb.fingerprint }], trusted: [], globalRooms: [ROOM] });
+    await waitFor(() => a.metrics.federation?.linksUp === 1, 10_000);
+    await waitFor(() => mb.roster() === 2 && ma.roster() === 2, 5000);
+    // The room stops being global on A: each side sees the other's member leave; the link stays.
+    a.setFederation({ peers: [{ address: b.address, fingerprint: tb.fingerprint }], trusted: [], globalRooms: [] });
+    await waitFor(() => mb.roster() === 1 && ma.roster() === 1, 5000);
+    assert.equal(a.metrics.federation?.linksUp, 1);
+    // Global again, then B leaves A's peers: the link closes, and stays closed.
+    a.setFederation({ peers: [{ address: b.address, fingerprint: tb.fingerprint }], trusted: [], globalRooms: [ROOM] });
+    await waitFor(() => mb.roster() === 2, 5000);
+    a.setFederation({ peers: [], trusted: [], globalRooms: [ROOM] });
+    await waitFor(() => a.metrics.federation?.linksUp === 0 && mb.roster() === 1, 10_000);
+    await sleep(1500);
+    assert.equal(a.metrics.federation?.linksUp, 0, 'not dialled again');
+    assert.equal(b.metrics.federation?.linksUp, 0);
+  });
+
   test('an end-to-end encrypted group call across a chain of three relays', async () => {
     const tls = [await newTls(), await newTls(), await newTls()];
     const ra = await relay(tls[0], { peers: [], peerTls: [], trusted: [tls[1].fingerprint] });

@@ -280,6 +280,24 @@ describe('federation across relay processes', () => {
     assertExactlyOnce(again, [0, 1, 2, 3], 10, 'after');
   });
 
+  test('SIGHUP: a peer added to the config file is dialled at once, and unlinked when removed', async () => {
+    const { home, ids } = await identities(2);
+    await start(home, ids, 0, [], [1]);
+    const path = join(home.dir, 'relay-1.toml');
+    const base = `listen = "127.0.0.1:${ids[1].port}"\nidentity = "${ids[1].path}"\n\n[[global_rooms]]\nname = "${ROOM_NAME}"\n`;
+    writeFileSync(path, base);
+    const r1 = await startRelayProcess(['-c', path], home);
+    running.push(r1);
+    writeFileSync(path, `${base}\n[[peers]]\naddress = "127.0.0.1:${ids[0].port}"\nfingerprint = "${ids[0].fingerprint}"\n`);
+    r1.child.kill('SIGHUP');
+    await waitFor(() => /federation:link-up/.test(r1.stderr()), 10_000);
+    assert.match(r1.stderr(), /relay:reload peers: 0 relays -> 1 relay \(1 added, 0 removed\)/);
+    writeFileSync(path, base);
+    r1.child.kill('SIGHUP');
+    await waitFor(() => /federation:link-down/.test(r1.stderr()), 10_000);
+    assert.doesNotMatch(r1.stderr(), /need a restart/);
+  });
+
   test('no link for a relay that is not trusted, or that pins another fingerprint; a relay listed as its own peer is skipped', async () => {
     const { home, ids } = await identities(3);
     // 0 trusts nobody; 1 dials 0 (right fingerprint, not trusted); 2 dials 0 pinning 1's fingerprint; 0 lists itself.

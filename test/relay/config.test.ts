@@ -325,11 +325,11 @@ describe('relay config: federation keys', () => {
     assert.equal(relaySettings(undefined, { limits: {} }, { identityPath: '/x' }).federation, undefined, 'none: no federation');
   });
 
-  test('a change to the federation lists is reported and needs a restart', () => {
+  test('a change to the federation lists is reported and applied live', () => {
     const before = parse(FED).config;
     const after_ = parse(FED.replace(`[[trusted]]\nfingerprint = "${FP2}"\n`, '')).config;
     const changes = diffRelayConfigs(before, after_, CONFIG_LIMIT_KEYS);
-    assert.deepEqual(changes, [{ key: 'trusted', from: '1 fingerprint', to: '0 fingerprints (0 added, 1 removed)', live: false }]);
+    assert.deepEqual(changes, [{ key: 'trusted', from: '1 fingerprint', to: '0 fingerprints (0 added, 1 removed)', live: true }]);
   });
 });
 
