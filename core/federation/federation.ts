@@ -56,6 +56,9 @@ export { LINK_DROP_REASONS, LINK_LIMITS, type LinkCounters, type LinkDropReason 
 export const LINK_PROTOCOL_VERSION = 1;
 /** Reconnect back-off: the first retry after ~initialMs, doubling to maxMs, each jittered to 50-100%. */
 export const LINK_BACKOFF = { initialMs: 500, maxMs: 30_000 } as const;
+/** How long a member that left is remembered (its late announcements ignored), and how many at most. */
+const TOMBSTONE_MS = 60_000;
+const MAX_TOMBSTONES = 65_536;
 /** QUIC application close code of a link closed on purpose (duplicate, refused, failed). */
 export const LINK_CLOSE_CODE = 0x5746;
 
@@ -498,8 +501,60 @@ export class Federation {
     if (!m || !m.local) return;
     this.byLocal.delete(sourceId);
     m.localId = undefined;
-    this.advertise(m);
     this.members.delete(m.mid);
+    // Final: the member is gone for good (its id is never used again), so every relay may
+    // forget it at once instead of trying other routes to it (see onFinal).
+    this.tombstone(m.mid);
+    for (const link of this.links.values()) {
+      link.told.delete(m.mid);
+      link.sendEntry({ mid: m.mid, gone: true, final: true });
+    }
+  }
+
+  /**
+   * Members that left for good, remembered for TOMBSTONE_MS (bounded): a final withdrawal is
+   * flooded once to every link, and later announcements of that member are ignored.
+   *
+   * Why: without it, a member's leave would be learned as a plain withdrawal, and relays
+   * that had other (longer) routes to it would try those, announcing it to each other with
+   * growing hop counts until MAX_LINK_HOPS (distance vectors' count to infinity): measured
+   * 1.3 s until a leave was seen everywhere in a full mesh of five relays. A relay's own
+   * failure is still learned that way (bounded by MAX_LINK_HOPS).
+   */
+  private readonly tombstones = new Map<string, number>();
+
+  private tombstone(mid: string): void {
+    const now = performance.now();
+    for (const [old, at] of this.tombstones) {
+      if (now - at < TOMBSTONE_MS && this.tombstones.size < MAX_TOMBSTONES) break;
+      this.tombstones.delete(old);
+    }
+    this.tombstones.set(mid, now);
+  }
+
+  private isTombstoned(mid: string): boolean {
+    const at = this.tombstones.get(mid);
+    return at !== undefined && performance.now() - at < TOMBSTONE_MS;
+  }
+
+  /** A member's final withdrawal, from `from`: forget it everywhere here, and pass it on once. */
+  private onFinal(from: Link, mid: string): void {
+    if (this.isTombstoned(mid)) return;
+    this.tombstone(mid);
+    const m = this.members.get(mid);
+    if (m && !m.local) {
+      if (m.best) adjust(m.best.roomRoutes, m.room, -1);
+      m.best = undefined;
+      this.removeHere(m);
+      for (const [link, r] of m.routes) if (link.rx.get(r.sid) === m) link.rx.delete(r.sid);
+      m.routes.clear();
+      m.downstream.clear();
+      this.members.delete(mid);
+    }
+    for (const link of this.links.values()) {
+      link.told.delete(mid);
+      if (link !== from) link.sendEntry({ mid, gone: true, final: true });
+    }
   }
 
   private reachable(m: FedMember): boolean {
@@ -618,6 +673,9 @@ export class Federation {
     const drop = (reason: LinkDropReason) => void link.counters.drops[reason]++;
     if (typeof e.mid !== 'string' || !MID_RE.test(e.mid)) return drop('malformed-update');
     const mid = e.mid;
+    if (e.final !== undefined && (e.final !== true || e.gone !== true)) return drop('malformed-update');
+    if (e.final === true) return this.onFinal(link, mid);
+    if (this.isTombstoned(mid)) return;
     if (e.gone === true) {
       const m = this.members.get(mid);
       if (!m) return;

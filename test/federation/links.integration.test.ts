@@ -234,6 +234,49 @@ describe('relay links', () => {
     assert.equal(b.metrics.federation?.linksUp, 0);
   });
 
+  test('a full mesh of four relays: every datagram once, and a leave is final (no count to infinity over the other routes)', async () => {
+    const tls = [await newTls(), await newTls(), await newTls(), await newTls()];
+    const mesh: Relay[] = [];
+    for (let i = 0; i < 4; i++) mesh.push(await relay(tls[i], { peers: mesh.slice(), peerTls: tls.slice(0, i), trusted: tls.map((t) => t.fingerprint) }));
+    await waitFor(() => mesh.every((r) => r.metrics.federation?.linksUp === 3), 10_000);
+    const members: { s: RelaySession; roster: number; got: string[] }[] = [];
+    for (let i = 0; i < 4; i++) {
+      const s = await RelaySession.open({ relay: mesh[i].address, verify: expectFingerprint(mesh[i].fingerprint, 'relay') });
+      closers.push(() => s.close());
+      const m = { s, roster: 0, got: [] as string[] };
+      s.onPush((p) => {
+        if (p.type === 'room-update') m.roster = p.participants.length;
+      });
+      s.datagrams.onDatagram((d) => {
+        const t = untagRoomDatagram(d);
+        if (t) m.got.push(`${t.datagram[0]}/${t.datagram[1]}`);
+      });
+      await s.joinRoom(ROOM, {});
+      members.push(m);
+    }
+    await waitFor(() => members.every((m) => m.roster === 4), 10_000);
+    await sleep(300);
+    for (let k = 0; k < 20; k++) {
+      members.forEach((m, i) => m.s.datagrams.send(Uint8Array.of(i, k)));
+      await sleep(5);
+    }
+    await waitFor(() => members.every((m) => m.got.length >= 60), 5000);
+    await sleep(200);
+    members.forEach((m, i) => {
+      assert.equal(m.got.length, 60, `member ${i}: ${m.got.length} datagrams`);
+      assert.equal(new Set(m.got).size, 60, `member ${i}: no duplicates`);
+    });
+    const sent = () => mesh.reduce((n, r) => n + (r.metrics.federation?.links.reduce((k, l) => k + l.messagesOut, 0) ?? 0), 0);
+    const before = sent();
+    await members[0].s.leave();
+    await waitFor(() => members.slice(1).every((m) => m.roster === 3), 5000);
+    await sleep(1000);
+    assert.ok(members.slice(1).every((m) => m.roster === 3), 'the member that left is not brought back over another route');
+    assert.deepEqual(mesh.map((r) => r.metrics.federation?.remoteMembers), [3, 2, 2, 2]);
+    // Its final withdrawal is flooded once per link (12 directed links), not counted to infinity.
+    assert.ok(sent() - before <= 12, `${sent() - before} link messages after one leave`);
+  });
+
   test('an end-to-end encrypted group call across a chain of three relays', async () => {
     const tls = [await newTls(), await newTls(), await newTls()];
     const ra = await relay(tls[0], { peers: [], peerTls: [], trusted: [tls[1].fingerprint] });
