@@ -58,6 +58,8 @@ export const LINK_PROTOCOL_VERSION = 1;
 export const LINK_BACKOFF = { initialMs: 500, maxMs: 30_000 } as const;
 /** How long a member that left is remembered (its late announcements ignored), and how many at most. */
 const TOMBSTONE_MS = 60_000;
+/** How long a stopping relay waits for its final withdrawals to be handled. */
+const STOP_FLUSH_MS = 1_000;
 const MAX_TOMBSTONES = 65_536;
 /** QUIC application close code of a link closed on purpose (duplicate, refused, failed). */
 export const LINK_CLOSE_CODE = 0x5746;
@@ -261,8 +263,20 @@ export class Federation {
     return { links: [...this.counters.values()], linksUp: this.links.size, localMembers: local, remoteMembers: remote, refused: this.refusedCount };
   }
 
+  /**
+   * Stop: this relay's members leave the other relays' rooms at once (final withdrawals,
+   * given up to STOP_FLUSH_MS to be handled), rather than when the links time out and
+   * by counting to infinity over the routes that remain; then the links close.
+   */
   async stop(): Promise<void> {
     this.stopper.abort();
+    const local = [...this.members.values()].filter((m) => m.local);
+    if (local.length > 0 && this.links.size > 0) {
+      for (const m of local) {
+        for (const link of this.links.values()) link.sendEntry({ mid: m.mid, gone: true, final: true });
+      }
+      await Promise.race([Promise.all([...this.links.values()].map((l) => l.idle())), new Promise((r) => setTimeout(r, STOP_FLUSH_MS))]);
+    }
     for (const link of [...this.links.values()]) this.closeLink(link, 'relay stopping');
     for (const waiters of this.downWaiters.values()) for (const w of waiters) w();
     this.downWaiters.clear();

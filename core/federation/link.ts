@@ -178,6 +178,11 @@ export class Link {
     if (!this.sending) void this.pump();
   }
 
+  /** Resolves once every queued message was handled by the peer (or the link failed). */
+  async idle(): Promise<void> {
+    while (this.sending && !this.closed) await new Promise((r) => setTimeout(r, 5));
+  }
+
   private async pump(): Promise<void> {
     this.sending = true;
     try {
