@@ -17,7 +17,7 @@ import { RelaySession } from '../../core/client/relay-session.js';
 import { generateIdentity } from '../../core/crypto/identity.js';
 import { hashRoomName } from '../../core/crypto/room-name.js';
 import { deriveTlsCertificate, type TlsCertificate } from '../../core/crypto/tls-cert.js';
-import { LINK_PROTOCOL_VERSION } from '../../core/federation/federation.js';
+import { LINK_LIMITS, LINK_PROTOCOL_VERSION } from '../../core/federation/federation.js';
 import { linkCredentials, signLinkProof } from '../../core/federation/proof.js';
 import { createRegistries, type Registries } from '../../core/registry.js';
 import { Relay } from '../../core/relay/relay.js';
@@ -194,12 +194,19 @@ describe('relay links', () => {
     assert.match(text, new RegExp(`wzp_relay_federation_drops_total\\{peer="${short}",reason="malformed-frame"\\} 2`));
     assert.match(text, new RegExp(`wzp_relay_federation_link_up\\{peer="${short}"\\} 1`));
     assert.match(text, /wzp_relay_federation_members\{where="remote"\} 1/);
+    // The link's member bound: entries past LINK_LIMITS.membersPerLink are dropped and counted.
+    const limit = LINK_LIMITS.membersPerLink;
+    for (let sent = 1; sent < limit + 64; sent += 64) {
+      const entries = Array.from({ length: 64 }, (_, i) => ({ mid: (0x1000 + sent + i).toString(16).padStart(16, '0'), room: ROOM, sid: 100 + sent + i, hops: 1, via: false, fingerprint: '' }));
+      await request(c.connection, { type: 'link-update', entries }).catch(() => undefined);
+    }
+    await waitFor(() => (drops()?.['member-limit'] ?? 0) > 0);
+    assert.equal(a.metrics.federation?.links.find((l) => l.peer === tf.fingerprint)?.members, limit, 'the link holds its bound, no more');
+    assert.ok((drops()?.['room-full'] ?? 0) > 0, 'the room does not grow past its size');
     // Still serving: the member pings, and the link dropping makes the remote member leave.
     assert.ok((await s.ping()) >= 0);
-    const left = new Promise<void>((resolve) => s.onPush((p) => p.type === 'room-update' && p.left !== undefined && resolve()));
     await c.close();
-    await left;
-    assert.equal(a.metrics.federation?.remoteMembers, 0);
+    await waitFor(() => a.metrics.federation?.remoteMembers === 0 && a.metrics.federation?.linksUp === 0, 10_000);
   });
 
   test('live changes (a reload): a new peer is dialled, a room that becomes global is announced, one that stops is withdrawn, a dropped peer is unlinked', async () => {
