@@ -152,6 +152,8 @@ export class Federation {
   private readonly counters = new Map<string, LinkCounters>();
   private readonly members = new Map<string, FedMember>();
   private readonly byLocal = new Map<number, FedMember>();
+  /** Local members per global room: a datagram from a link is handed to the room only if it has some. */
+  private readonly localCount = new Map<string, number>();
   private readonly inbound = new WeakMap<object, InboundHello>();
   private readonly downWaiters = new Map<string, (() => void)[]>();
   private readonly stopper = new AbortController();
@@ -229,6 +231,7 @@ export class Federation {
       if (m.local) {
         if (m.localId !== undefined) this.byLocal.delete(m.localId);
         m.localId = undefined;
+        adjust(this.localCount, room, -1);
       } else {
         if (m.best) adjust(m.best.roomRoutes, room, -1);
         m.best = undefined;
@@ -505,6 +508,7 @@ export class Federation {
     };
     this.members.set(m.mid, m);
     this.byLocal.set(member.sourceId, m);
+    adjust(this.localCount, roomId, +1);
     this.advertise(m);
   }
 
@@ -516,6 +520,7 @@ export class Federation {
     this.byLocal.delete(sourceId);
     m.localId = undefined;
     this.members.delete(m.mid);
+    adjust(this.localCount, roomId, -1);
     // Final: the member is gone for good (its id is never used again), so every relay may
     // forget it at once instead of trying other routes to it (see onFinal).
     this.tombstone(m.mid);
@@ -786,7 +791,7 @@ export class Federation {
         c.drops['not-on-route']++;
         continue;
       }
-      this.opts.rooms.forward(m.room, id, e.datagram);
+      if (this.localCount.has(m.room)) this.opts.rooms.forward(m.room, id, e.datagram);
       for (const next of m.downstream) {
         if (next === link || (next.roomRoutes.get(m.room) ?? 0) === 0) continue;
         if (e.hops <= 1) {

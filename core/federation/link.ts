@@ -146,6 +146,7 @@ export class Link {
   private batch: LinkEntry[] = [];
   private batchBytes = LINK_FRAME_HEADER_BYTES;
   private flushScheduled = false;
+  private batchMax: number = MAX_DATAGRAM_BYTES;
 
   constructor(
     /** The peer relay's fingerprint. */
@@ -221,13 +222,18 @@ export class Link {
   /** Queue one member datagram for the peer, sent in this turn's link frame. */
   sendMedia(sourceId: number, hops: number, datagram: Uint8Array): void {
     if (this.closed) return;
-    const max = Math.min(this.channel.maxPayload() ?? MAX_DATAGRAM_BYTES, MAX_DATAGRAM_BYTES);
+    // The link's datagram limit, asked of QUIC once per batch (a native call).
+    if (this.batch.length === 0) this.batchMax = Math.min(this.channel.maxPayload() ?? MAX_DATAGRAM_BYTES, MAX_DATAGRAM_BYTES);
+    const max = this.batchMax;
     const size = LINK_ENTRY_OVERHEAD + datagram.byteLength;
     if (LINK_FRAME_HEADER_BYTES + size > max) {
       this.counters.drops['too-large']++;
       return;
     }
-    if (this.batchBytes + size > max || this.batch.length >= MAX_LINK_FRAME_ENTRIES) this.flush();
+    if (this.batchBytes + size > max || this.batch.length >= MAX_LINK_FRAME_ENTRIES) {
+      this.flush();
+      this.batchMax = max;
+    }
     this.batch.push({ sourceId, hops, datagram });
     this.batchBytes += size;
     if (!this.flushScheduled) {
@@ -243,8 +249,7 @@ export class Link {
     if (batch.length === 0 || this.closed) return;
     this.batch = [];
     this.batchBytes = LINK_FRAME_HEADER_BYTES;
-    const max = Math.min(this.channel.maxPayload() ?? MAX_DATAGRAM_BYTES, MAX_DATAGRAM_BYTES);
-    const frame = encodeLinkFrame(batch, max);
+    const frame = encodeLinkFrame(batch, this.batchMax);
     this.channel.purgeIfQueued(LINK_LIMITS.queuedDatagrams);
     if (this.channel.send(frame)) {
       this.counters.framesOut++;
