@@ -101,6 +101,26 @@ describe('relay links', () => {
     assert.equal(linkA.direction, lowerDialled, 'the link kept is the one the lower fingerprint dialled');
   });
 
+  test('a peer that is not up yet is dialled again with back-off (first retry after 0.25-0.5 s, one log line), and linked once it starts', async () => {
+    const [ta, tb] = [await newTls(), await newTls()];
+    const pb = await freePort();
+    const events: { type: string; retryMs?: number }[] = [];
+    const a = await Relay.start({
+      listen: { host: '127.0.0.1', port: 0 },
+      tls: ta,
+      fingerprint: ta.fingerprint,
+      federation: { peers: [{ address: { host: '127.0.0.1', port: pb }, fingerprint: tb.fingerprint }], trusted: [], globalRooms: [ROOM] },
+      onEvent: (e) => events.push(e),
+    });
+    relays.push(a);
+    await waitFor(() => events.some((e) => e.type === 'federation:dial-failed'), 15_000);
+    const first = events.find((e) => e.type === 'federation:dial-failed');
+    assert.ok(first?.retryMs !== undefined && first.retryMs >= 250 && first.retryMs <= 500, `first retry in ${first?.retryMs} ms`);
+    const b = await relay(tb, { peers: [], peerTls: [], trusted: [ta.fingerprint] }, pb);
+    await waitFor(() => a.metrics.federation?.linksUp === 1 && b.metrics.federation?.linksUp === 1, 30_000);
+    assert.equal(events.filter((e) => e.type === 'federation:dial-failed').length, 1, 'the same failure logged once');
+  });
+
   test('a hello claiming a trusted fingerprint without its key, a wrong version, or no hello gets no link', async () => {
     const [ta, trustedTls, impostorTls] = [await newTls(), await newTls(), await newTls()];
     const a = await relay(ta, { peers: [], peerTls: [], trusted: [trustedTls.fingerprint] });
