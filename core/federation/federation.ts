@@ -415,6 +415,8 @@ export class Federation {
     const hello = this.inbound.get(conn);
     if (!hello) return { replies: this.refuseLink(label, 'link-no-hello', 'send link-hello first') };
     this.inbound.delete(conn);
+    // Checked again: a reload may have removed it since its hello.
+    if (!this.allowed.has(hello.claimed)) return { replies: this.refuseLink(label, 'link-not-trusted', `${hello.claimed} is not in this relay's [[peers]] or [[trusted]]`) };
     const problem = linkProofProblem({ certificateBase64: hello.certificate, claimed: hello.claimed, nonceHex: hello.nonce, acceptor: this.self, signatureBase64: msg.signature });
     if (problem !== undefined) return { replies: this.refuseLink(label, 'link-proof', `link proof refused: ${problem}`) };
     const link = new Link(hello.claimed, hello.claimed, 'in', connection, datagrams, this.countersOf(hello.claimed), (l, reason) => this.closeLink(l, reason));
