@@ -6,6 +6,9 @@
  *   [limits]    one key per limit flag of `wzp relay`, in snake_case and the flag's units
  *   [auth]      url, fail_open, cache_seconds
  *   [[rooms]]   name or id (32 hex digits), allow = [fingerprint, ...]
+ *   [[peers]]   address (HOST:PORT), fingerprint: relays this one dials (docs/federation.md)
+ *   [[trusted]] fingerprint: relays this one accepts links from
+ *   [[global_rooms]] name or id: rooms shared with the federation
  *
  * This module checks a document against that schema (every unknown key and bad value is a
  * UsageError naming the key and its line), writes the commented example a relay creates when
@@ -25,6 +28,9 @@ export const MAX_CONFIG_BYTES = 1024 * 1024;
 /** Rooms with an access list, and fingerprints in one list: bounds on what a file can make the relay hold. */
 export const MAX_CONFIG_ROOMS = 10_000;
 export const MAX_ROOM_ALLOW = 1_000;
+/** Peer and trusted relays, and global rooms, a file may list. */
+export const MAX_CONFIG_PEERS = 256;
+export const MAX_CONFIG_GLOBAL_ROOMS = 1_024;
 /** Longest string value (a path, a URL, a room name). */
 const MAX_STRING_CHARS = 4096;
 
@@ -43,6 +49,18 @@ export interface RoomAcl {
   id?: string;
   /** Fingerprints (lowercase) of the identities that may join it. */
   allow: string[];
+}
+
+/** A relay to dial ([[peers]]): its address and its certificate fingerprint (lowercase). */
+export interface PeerRelayConfig {
+  address: string;
+  fingerprint: string;
+}
+
+/** A global room ([[global_rooms]]): by name, or by id for a room with a secret. */
+export interface GlobalRoomConfig {
+  name?: string;
+  id?: string;
 }
 
 export interface RelayAuthConfig {
@@ -66,6 +84,10 @@ export interface RelayConfig {
   limits: Partial<RelayLimits>;
   auth?: RelayAuthConfig;
   rooms: RoomAcl[];
+  /** Relay federation (docs/federation.md); absent when the file lists none. */
+  peers?: PeerRelayConfig[];
+  trusted?: string[];
+  globalRooms?: GlobalRoomConfig[];
 }
 
 export interface ParsedRelayConfig {
@@ -82,7 +104,10 @@ const MAX_DRAIN_TIMEOUT_SECONDS = 3600;
 
 const FINGERPRINT_RE = /^[0-9a-f]{4}(?::[0-9a-f]{4}){15}$/;
 const ROOM_ID_RE = /^[0-9a-f]{32}$/;
-const TOP_KEYS = ['listen', 'identity', 'udp_media', 'stun_alternate', 'stats', 'metrics', 'debug_tap', 'drain_timeout', 'limits', 'auth', 'rooms'] as const;
+const TOP_KEYS = ['listen', 'identity', 'udp_media', 'stun_alternate', 'stats', 'metrics', 'debug_tap', 'drain_timeout', 'limits', 'auth', 'rooms', 'peers', 'trusted', 'global_rooms'] as const;
+const PEER_KEYS = ['address', 'fingerprint'] as const;
+const TRUSTED_KEYS = ['fingerprint'] as const;
+const GLOBAL_ROOM_KEYS = ['name', 'id'] as const;
 const AUTH_KEYS = ['url', 'fail_open', 'cache_seconds'] as const;
 const ROOM_KEYS = ['name', 'id', 'allow'] as const;
 
@@ -217,6 +242,70 @@ export function parseRelayConfig(text: string, opts: { file: string; limitKeys: 
         return normal as string;
       });
       config.rooms.push({ ...(name !== undefined ? { name } : { id }), allow });
+    });
+  }
+  const tables = (key: string, max: number, what: string): Record<string, unknown>[] => {
+    const v = doc[key];
+    if (!Array.isArray(v)) fail(key, `must be [[${key}]] tables (${what})`);
+    const list = v as unknown[];
+    if (list.length > max) fail(key, `at most ${max} entries, not ${list.length}`);
+    return list.map((entry, i) => table(entry, `${key}[${i}]`, fail));
+  };
+  const fingerprintAt = (t: Record<string, unknown>, at: string): string => {
+    const v = t.fingerprint;
+    if (v === undefined) fail(at, 'needs fingerprint = "xxxx:xxxx:..." (the relay\'s certificate fingerprint: its "listening on" line and config header show it)');
+    const normal = typeof v === 'string' ? v.trim().toLowerCase() : undefined;
+    if (normal === undefined || !FINGERPRINT_RE.test(normal)) fail(`${at}.fingerprint`, `${describe(v)} is not a fingerprint (16 groups of 4 hex digits: xxxx:xxxx:...)`);
+    return normal as string;
+  };
+  if (doc.peers !== undefined) {
+    const seen = new Set<string>();
+    config.peers = tables('peers', MAX_CONFIG_PEERS, 'each with address and fingerprint').map((peer, i) => {
+      const at = `peers[${i}]`;
+      checkKeys(peer, at, PEER_KEYS, fail);
+      const address = optionalString(peer, 'address', fail, at);
+      if (address === undefined) fail(at, 'needs address = "HOST:PORT" (where the other relay listens)');
+      let port = 0;
+      try {
+        port = parseHostPort(address as string, '').port;
+        if (parseHostPort(address as string, '').host === '') throw new Error('no host');
+      } catch {
+        fail(`${at}.address`, `"${address}" is not HOST:PORT (e.g. "relay2.example.org:4433" or "[2001:db8::2]:4433")`);
+      }
+      if (port === 0) fail(`${at}.address`, `"${address}" has port 0: give the port the other relay listens on`);
+      const fingerprint = fingerprintAt(peer, at);
+      if (seen.has(fingerprint)) fail(at, `a second [[peers]] entry for ${fingerprint}: give each relay one entry`);
+      seen.add(fingerprint);
+      return { address: address as string, fingerprint };
+    });
+  }
+  if (doc.trusted !== undefined) {
+    const seen = new Set<string>();
+    config.trusted = tables('trusted', MAX_CONFIG_PEERS, 'each with fingerprint').map((t, i) => {
+      const at = `trusted[${i}]`;
+      checkKeys(t, at, TRUSTED_KEYS, fail);
+      const fingerprint = fingerprintAt(t, at);
+      if (seen.has(fingerprint)) fail(at, `a second [[trusted]] entry for ${fingerprint}`);
+      seen.add(fingerprint);
+      return fingerprint;
+    });
+  }
+  if (doc.global_rooms !== undefined) {
+    const seen = new Set<string>();
+    config.globalRooms = tables('global_rooms', MAX_CONFIG_GLOBAL_ROOMS, 'each with name or id').map((room, i) => {
+      const at = `global_rooms[${i}]`;
+      checkKeys(room, at, GLOBAL_ROOM_KEYS, fail);
+      const name = optionalString(room, 'name', fail, at);
+      let id = optionalString(room, 'id', fail, at);
+      if ((name === undefined) === (id === undefined)) fail(at, 'needs exactly one of name = "..." or id = "<32 hex digits>"');
+      if (id !== undefined) {
+        id = id.toLowerCase();
+        if (!ROOM_ID_RE.test(id)) fail(`${at}.id`, `"${id}" is not a room id (32 hex digits)`);
+      }
+      const label = name !== undefined ? `name "${name}"` : `id ${id}`;
+      if (seen.has(label)) fail(at, `a second [[global_rooms]] entry for ${label}`);
+      seen.add(label);
+      return name !== undefined ? { name } : { id };
     });
   }
   // Keys the file leaves out are absent, not undefined (a reader can list what the file sets).
@@ -390,7 +479,7 @@ export interface ConfigChange {
   key: string;
   from: string;
   to: string;
-  /** Applied while running (`stats` and the [limits], [auth] and [[rooms]] keys); the others need a restart. */
+  /** Applied while running (`stats`, [limits], [auth], [[rooms]] and the federation lists); the others need a restart. */
   live: boolean;
 }
 
@@ -412,6 +501,19 @@ export function diffRelayConfigs(before: RelayConfig, after: RelayConfig, limitK
     ['drain_timeout', before.drainTimeoutSeconds, after.drainTimeoutSeconds],
   ];
   for (const [key, a, b] of top) if (a !== b) changes.push({ key, from: show(a), to: show(b), live: !(RESTART_KEYS as readonly string[]).includes(key) });
+  // Federation lists: applied live (Relay.setFederation).
+  const lists: [string, string[], string[], string][] = [
+    ['peers', (before.peers ?? []).map((p) => `${p.address}=${p.fingerprint}`), (after.peers ?? []).map((p) => `${p.address}=${p.fingerprint}`), 'relay'],
+    ['trusted', before.trusted ?? [], after.trusted ?? [], 'fingerprint'],
+    ['global_rooms', (before.globalRooms ?? []).map((r) => r.name ?? `id:${r.id}`), (after.globalRooms ?? []).map((r) => r.name ?? `id:${r.id}`), 'room'],
+  ];
+  for (const [key, a, b, noun] of lists) {
+    const was = new Set(a);
+    const now = new Set(b);
+    const added = b.filter((x) => !was.has(x)).length;
+    const removed = a.filter((x) => !now.has(x)).length;
+    if (added || removed) changes.push({ key, from: `${a.length} ${noun}${a.length === 1 ? '' : 's'}`, to: `${b.length} ${noun}${b.length === 1 ? '' : 's'} (${added} added, ${removed} removed)`, live: true });
+  }
   for (const spec of limitKeys) {
     const a = before.limits[spec.limit];
     const b = after.limits[spec.limit];
@@ -478,14 +580,18 @@ export function relayConfigExample(facts: ConfigExampleFacts): string {
     '#',
     '# A key left out or commented out keeps its default (shown); a flag on the command line',
     '# overrides this file. Send the relay SIGHUP (kill -HUP <pid>) to reload it: stats,',
-    '# [limits], [auth] and [[rooms]] change at once (the relay logs each change); the other',
-    '# keys need a restart. A file with an error is refused whole and the relay keeps its',
-    '# running config.',
+    '# [limits], [auth], [[rooms]], [[peers]], [[trusted]] and [[global_rooms]] change at once',
+    '# (the relay logs each change); the other keys need a restart. A file with an error is',
+    '# refused whole and the relay keeps its running config.',
     '#',
     `# This relay listens on ${facts.listen}`,
     `# Its certificate fingerprint (clients pin it): ${facts.fingerprint}`,
     '#',
-    "# To name this relay in a peer's config (relay federation, not implemented yet), paste:",
+    "# To link another relay to this one (relay federation: docs/federation.md), paste this",
+    "# into that relay's config (with an address of this host that relay can reach, if the",
+    '# address below is 0.0.0.0 or [::]), and list that relay here under [[peers]] or [[trusted]]:',
+    '#',
+    '#   [[peers]]',
     `#   address = ${q(facts.listen)}`,
     `#   fingerprint = ${q(facts.fingerprint)}`,
     '',
@@ -543,6 +649,24 @@ export function relayConfigExample(facts: ConfigExampleFacts): string {
     '# allow = [',
     '#   "0123:4567:89ab:cdef:0123:4567:89ab:cdef:0123:4567:89ab:cdef:0123:4567:89ab:cdef",',
     '# ]',
+    '',
+    '# Relay federation (docs/federation.md): links to other relays, and rooms shared over them.',
+    '# SIGHUP applies changes to these lists (links to relays no longer listed close). Default: none.',
+    '#',
+    '# Relays this one dials: where each listens and its certificate fingerprint (its config',
+    '# header prints the snippet to paste). It accepts links from them too.',
+    '# [[peers]]',
+    '# address = "relay2.example.org:4433"',
+    '# fingerprint = "0123:4567:89ab:cdef:0123:4567:89ab:cdef:0123:4567:89ab:cdef:0123:4567:89ab:cdef"',
+    '#',
+    '# Relays this one accepts links from without dialling them (they list this one in [[peers]]).',
+    '# [[trusted]]',
+    '# fingerprint = "89ab:cdef:0123:4567:89ab:cdef:0123:4567:89ab:cdef:0123:4567:89ab:cdef:0123:4567"',
+    '#',
+    '# Rooms whose members on every relay of the federation are one room (by name, or id for a',
+    '# room with a secret). Every relay that carries the room must list it, relays in between too.',
+    '# [[global_rooms]]',
+    '# name = "all-hands"',
     '',
   ].join('\n');
 }

@@ -127,7 +127,9 @@ export type RefusalReason =
   // Media.
   | 'media-rate'
   // A join, registration or call offer while the relay drains (shutting down: docs/relay-operations.md).
-  | 'draining';
+  | 'draining'
+  /** A relay link refused: federation off here, or a link hello on a connection already in use (core/federation/). */
+  | 'link';
 
 export const REFUSAL_REASONS: readonly RefusalReason[] = [
   ...GATE_DROP_REASONS,
@@ -158,6 +160,7 @@ export const REFUSAL_REASONS: readonly RefusalReason[] = [
   'acl',
   'media-rate',
   'draining',
+  'link',
 ];
 
 /** Limits with every value checked (positive integers; room size within the hard cap). */

@@ -33,6 +33,8 @@ import { REFUSAL_REASONS, type RefusalReason } from './limits.js';
 import type { PresenceStats } from './presence.js';
 import type { AuthStats } from './auth.js';
 import type { ForwardStats } from './rooms.js';
+import type { FederationStats } from '../federation/federation.js';
+import { LINK_DROP_REASONS } from '../federation/link.js';
 
 export interface RelayMetrics {
   connectionsOpen: number;
@@ -80,6 +82,8 @@ export interface RelayMetrics {
   presence: PresenceStats;
   /** Token validations by result (./auth.ts); all 0 without --auth-url. */
   auth: AuthStats;
+  /** Relay links and global rooms (core/federation/); absent without federation. */
+  federation?: FederationStats;
 }
 
 /** How a token check ended (core/relay/auth.ts counts them; `cached`: answered from its cache, `busy`: over its cap). */
@@ -132,6 +136,8 @@ export interface RelayMetricSources {
   presence(): PresenceStats;
   /** Token checks by result (./auth.ts); undefined without token auth. */
   auth(): AuthStats | undefined;
+  /** Relay links (core/federation/); undefined without federation. */
+  federation?(): FederationStats | undefined;
 }
 
 const EMPTY_STUN_DROPS = Object.fromEntries(STUN_DROP_REASONS.map((r) => [r, 0])) as Record<StunDropReason, number>;
@@ -238,6 +244,7 @@ export class RelayMetricsRegistry {
       stunDropped: { ...(stun?.dropped ?? EMPTY_STUN_DROPS) },
       presence: s ? { ...s.presence() } : { ...EMPTY_PRESENCE },
       auth: { ...(s?.auth() ?? EMPTY_AUTH) },
+      ...federationSnapshot(s?.federation?.()),
     };
   }
 
@@ -345,14 +352,102 @@ export class RelayMetricsRegistry {
       const m = now().m;
       return { received: m.stunRequests, answered: m.stunAnswered, error: m.stunErrors };
     });
+    this.federationSeries(registers, () => now().m.federation);
     registry.registerMetric(this.latency);
     registerProcessMetrics(registry);
     this.registry = registry;
     return registry;
   }
 
+  /**
+   * The wzp_relay_federation_* series (docs/federation.md, "Metrics"): per peer relay
+   * (`peer`: its short fingerprint), link state, transitions, member datagrams, link frames
+   * and their bytes, link messages, drops by reason, and members learned. Without federation
+   * only the totals exist, at 0.
+   */
+  private federationSeries(registers: Registry[], stats: () => FederationStats | undefined): void {
+    const links = () => stats()?.links ?? [];
+    const peer = (fp: string) => fp.split(':').slice(0, 4).join(':');
+    new Gauge({
+      name: 'wzp_relay_federation_links_up',
+      help: 'Relay links up now.',
+      registers,
+      collect() {
+        this.set(stats()?.linksUp ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'wzp_relay_federation_members',
+      help: 'Members of global rooms, by where they are: on this relay (local) or reached over a link (remote).',
+      labelNames: ['where'],
+      registers,
+      collect() {
+        const s = stats();
+        this.set({ where: 'local' }, s?.localMembers ?? 0);
+        this.set({ where: 'remote' }, s?.remoteMembers ?? 0);
+      },
+    });
+    new Counter({
+      name: 'wzp_relay_federation_link_refusals_total',
+      help: 'Link hellos refused (not trusted, bad proof, wrong version, self, duplicate).',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(stats()?.refused ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'wzp_relay_federation_link_up',
+      help: 'Whether the link to a peer relay is up (1) or not (0).',
+      labelNames: ['peer'],
+      registers,
+      collect() {
+        this.reset();
+        for (const l of links()) this.set({ peer: peer(l.peer) }, l.up ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'wzp_relay_federation_link_members',
+      help: 'Members announced by a peer relay over its link now.',
+      labelNames: ['peer'],
+      registers,
+      collect() {
+        this.reset();
+        for (const l of links()) this.set({ peer: peer(l.peer) }, l.members);
+      },
+    });
+    const perPeer = (name: string, help: string, label: string, values: (l: FederationStats['links'][number]) => Record<string, number>): void => {
+      new Counter({
+        name,
+        help,
+        labelNames: ['peer', label],
+        registers,
+        collect() {
+          this.reset();
+          for (const l of links()) for (const [k, n] of Object.entries(values(l))) this.inc({ peer: peer(l.peer), [label]: k }, n);
+        },
+      });
+    };
+    perPeer('wzp_relay_federation_link_transitions_total', 'Links to a peer relay that came up and went down.', 'state', (l) => ({ up: l.ups, down: l.downs }));
+    perPeer('wzp_relay_federation_datagrams_total', 'Member datagrams received from and sent to a peer relay (entries of link frames).', 'direction', (l) => ({ in: l.datagramsIn, out: l.datagramsOut }));
+    perPeer('wzp_relay_federation_frames_total', 'Link frames (QUIC datagrams) received from and sent to a peer relay.', 'direction', (l) => ({ in: l.framesIn, out: l.framesOut }));
+    perPeer('wzp_relay_federation_bytes_total', 'Bytes of link frames received from and sent to a peer relay.', 'direction', (l) => ({ in: l.bytesIn, out: l.bytesOut }));
+    perPeer('wzp_relay_federation_messages_total', 'Link messages (membership updates, room signals) received from and sent to a peer relay.', 'direction', (l) => ({
+      in: l.messagesIn,
+      out: l.messagesOut,
+    }));
+    perPeer('wzp_relay_federation_drops_total', 'What a relay link dropped, by reason (docs/federation.md).', 'reason', (l) =>
+      Object.fromEntries(LINK_DROP_REASONS.map((r) => [r, l.drops[r]])),
+    );
+  }
+
   /** The Prometheus text exposition of prometheus(). */
   async prometheusText(): Promise<string> {
     return this.prometheus().metrics();
   }
+}
+
+function federationSnapshot(f: FederationStats | undefined): { federation?: FederationStats } {
+  if (!f) return {};
+  return { federation: { ...f, links: f.links.map((l) => ({ ...l, drops: { ...l.drops } })) } };
 }

@@ -29,6 +29,9 @@ import { StunServer, type StunServerLimits } from '../nat/stun-server.js';
 import type { Endpoint } from '../nat/stun.js';
 import { AuthValidator, tokenProblem, type AuthSettings } from './auth.js';
 import { resolveRoomAcls, type RoomAcl, type RoomAclTable } from './access.js';
+import { Federation, type FederationEvent, type FederationPeer } from '../federation/federation.js';
+import type { Link } from '../federation/link.js';
+import { linkCredentials } from '../federation/proof.js';
 
 export const RELAY_PROTOCOL_VERSION = 1;
 
@@ -61,6 +64,11 @@ export interface RelayOptions {
    */
   debugTap?: DebugTapOptions;
   /**
+   * Relay federation (docs/federation.md, core/federation/): relays to dial, fingerprints to
+   * accept links from, and the ids (hashes) of the rooms shared with them. Absent: none.
+   */
+  federation?: { peers: FederationPeer[]; trusted: string[]; globalRooms: string[] };
+  /**
    * Namespaced events for logs: 'relay:connection-open', 'relay:refused', ... Events about
    * dropped or refused input are rate-limited (an attacker must not be able to turn each
    * packet into a log line): `suppressed` says how many of them were not reported before it.
@@ -85,7 +93,9 @@ export type RelayEvent =
   /** Handling one datagram failed inside the QUIC library; the relay kept serving. */
   | { type: 'relay:socket-error'; peer: string; error: string; suppressed?: number }
   /** Draining started (startDrain): every connection was sent the drain notice. */
-  | { type: 'relay:draining'; deadlineMs: number; connections: number; sessions: number };
+  | { type: 'relay:draining'; deadlineMs: number; connections: number; sessions: number }
+  /** Relay links (core/federation/federation.ts). */
+  | FederationEvent;
 
 /** The relay's counters as one document (`Relay.metrics`; ./metrics.ts owns them). */
 export type { RelayMetrics } from './metrics.js';
@@ -123,6 +133,10 @@ interface Peer {
   /** This connection as presence sees it (registration and call signalling). */
   readonly presence: PresencePeer;
   readonly auth: PeerAuth;
+  /** The connection's own QUIC datagrams (a relay link sends its frames there, never on the UDP path). */
+  readonly quic: DatagramChannel;
+  /** Set once the connection proved it is a peer relay (core/federation/): a relay link. */
+  link?: Link;
 }
 
 /** Signal-stream drops that are refusals of a limit, and the reason they count under. */
@@ -163,6 +177,8 @@ export class Relay {
 
   /** The debug tap, if on (./debug-tap.ts). */
   private readonly tap: DebugTap | undefined;
+  /** Links to other relays and global rooms, if configured (core/federation/). */
+  private federation?: Federation;
 
   private constructor(private readonly opts: RelayOptions) {
     this.limits = resolveRelayLimits(opts.limits);
@@ -191,6 +207,7 @@ export class Relay {
       roomMembers: () => this.rooms.memberCount,
       presence: () => this.presence.stats,
       auth: () => this.authValidator?.stats,
+      federation: () => this.federation?.stats,
     });
   }
 
@@ -210,6 +227,15 @@ export class Relay {
     });
     relay.gate = relay.server.gate;
     relay.registerPacketClasses();
+    if (opts.federation) {
+      relay.federation = new Federation({
+        credentials: linkCredentials(opts.tls),
+        ...opts.federation,
+        rooms: relay.rooms,
+        ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
+      });
+      relay.federation.start();
+    }
     if (opts.stun !== false) {
       try {
         relay.stun = await StunServer.start({
@@ -253,6 +279,29 @@ export class Relay {
       this.authEnabled = false;
     }
     if (acls !== undefined) this.roomAcls = acls;
+  }
+
+  /**
+   * Change the federation while running (SIGHUP): peers to dial, relays to accept, global
+   * rooms (core/federation/federation.ts `update`). All empty with no federation yet: nothing
+   * to do; the first non-empty one starts it.
+   */
+  setFederation(next: { peers: FederationPeer[]; trusted: string[]; globalRooms: string[] }): void {
+    if (this.federation) {
+      this.federation.update(next);
+      return;
+    }
+    if (next.peers.length === 0 && next.trusted.length === 0 && next.globalRooms.length === 0) return;
+    this.federation = new Federation({
+      credentials: linkCredentials(this.opts.tls),
+      peers: [],
+      trusted: [],
+      globalRooms: [],
+      rooms: this.rooms,
+      ...(this.opts.onEvent ? { onEvent: this.opts.onEvent } : {}),
+    });
+    this.federation.start();
+    this.federation.update(next);
   }
 
   /** Token auth in force (undefined: none) and the restricted rooms' ids. */
@@ -371,7 +420,8 @@ export class Relay {
     this.drainingSince = performance.now();
     const deadline = Math.max(0, Math.min(0xffff_ffff, Math.round(deadlineMs)));
     const frame = encodeSignal({ type: 'draining', deadlineMs: deadline });
-    for (const peer of this.peers) void pushFrame(peer.connection, frame);
+    // Not to relay links: their members leave through them as they go.
+    for (const peer of this.peers) if (!peer.link) void pushFrame(peer.connection, frame);
     this.emit({ type: 'relay:draining', deadlineMs: deadline, connections: this.peers.size, sessions: this.sessionsInProgress });
   }
 
@@ -393,6 +443,7 @@ export class Relay {
     const server = this.server;
     this.server = undefined;
     this.authValidator?.close();
+    await this.federation?.stop();
     await this.stun?.close();
     await server?.stop();
     this.peers.clear();
@@ -470,6 +521,7 @@ export class Relay {
         push: (frame) => void pushFrame(connection, frame),
       },
       auth: { state: 'none', attempts: 0 },
+      quic: datagrams,
     };
     this.peers.add(peer);
     this.counters.connectionsOpen++;
@@ -477,6 +529,10 @@ export class Relay {
     this.emit({ type: 'relay:connection-open', peer: peer.label });
 
     datagrams.onDatagram((payload) => {
+      if (peer.link) {
+        this.federation?.onLinkDatagram(peer.link, payload);
+        return;
+      }
       this.counters.quicReceived++;
       this.counters.quicBytesReceived += payload.byteLength;
       this.onDatagram(peer, payload, 'quic');
@@ -508,6 +564,7 @@ export class Relay {
       quicEvents.EventQUICConnectionStopped.name,
       () => {
         if (this.peers.delete(peer)) {
+          if (peer.link) this.federation?.linkClosed(peer.link, 'connection closed');
           this.leaveRoom(peer);
           this.presence.disconnect(peer.presence);
           peer.datagrams.disable();
@@ -530,6 +587,8 @@ export class Relay {
   }
 
   private onSignal(peer: Peer, msg: KnownSignal, payloadBytes: number): KnownSignal[] | Promise<KnownSignal[]> {
+    // A relay link's messages (membership, room signals) are the federation's, with its own bounds.
+    if (peer.link) return this.federation ? this.federation.onLinkSignal(peer.link, msg) : [];
     this.counters.signalsReceived++;
     const now = performance.now();
     if (!peer.signals.take(now)) {
@@ -580,6 +639,7 @@ export class Relay {
           return this.refusal(peer, 'room-signal-too-large', 'too-large', `a room signal is at most ${MAX_ROOM_SIGNAL_BYTES} bytes`);
         }
         this.rooms.relaySignal(peer.room.id, peer.room.sourceId, msg.to, msg.payload);
+        this.federation?.roomSignal(peer.room.id, peer.room.sourceId, msg.to, msg.payload);
         return [];
       case 'register-challenge':
         if (this.draining) return this.drainRefusal(peer, 'registrations');
@@ -587,6 +647,23 @@ export class Relay {
       case 'register':
         if (this.draining) return this.drainRefusal(peer, 'registrations');
         return [this.presence.register(peer.presence, msg)];
+      case 'link-hello':
+        if (!this.federation) return this.refusal(peer, 'link', 'link-not-trusted', 'this relay has no federation configured');
+        if (peer.mode !== 'none') return this.refusal(peer, 'link', 'link-busy', 'a connection in a room or echo test cannot become a relay link');
+        return this.federation.acceptHello(peer, msg, peer.label);
+      case 'link-auth': {
+        if (!this.federation) return this.refusal(peer, 'link', 'link-not-trusted', 'this relay has no federation configured');
+        if (peer.mode !== 'none') return this.refusal(peer, 'link', 'link-busy', 'a connection in a room or echo test cannot become a relay link');
+        const { replies, link } = this.federation.acceptAuth(peer, msg, peer.connection, peer.quic, peer.label);
+        if (link) {
+          // From now on its datagrams and signals go to the federation, not to rooms or presence.
+          this.leaveRoom(peer);
+          this.presence.disconnect(peer.presence);
+          peer.datagrams.disable();
+          peer.link = link;
+        }
+        return replies;
+      }
       default:
         // A call in progress goes on (its answer, hang-up, candidates); a new one is refused.
         if (msg.type === 'offer' && this.draining) return this.drainRefusal(peer, 'calls');
@@ -729,6 +806,8 @@ export class Relay {
       return { type: 'error', code: 'room-full', message: 'the room\'s roster is full' };
     }
     this.rooms.commitJoin(msg.room, member, plan.replaced);
+    if (plan.replaced !== undefined) this.federation?.localLeft(msg.room, plan.replaced);
+    this.federation?.localJoined(msg.room, member);
     if (replacedPeer?.room && plan.replaced !== undefined) {
       // Its connection is dead or dying; it no longer speaks for anyone in the room.
       replacedPeer.datagrams.disable();
@@ -775,6 +854,7 @@ export class Relay {
     const { id, sourceId } = peer.room;
     peer.room = undefined;
     this.rooms.leave(id, sourceId);
+    this.federation?.localLeft(id, sourceId);
     this.emit({ type: 'relay:leave', peer: peer.label, room: id, sourceId });
   }
 
@@ -811,6 +891,7 @@ export class Relay {
       // The arrival stamp of the packet being handled now, if the socket sampled it (./metrics.ts).
       const arrived = this.demux?.arrivedAt ?? 0;
       const sent = this.rooms.forward(peer.room.id, peer.room.sourceId, payload);
+      this.federation?.fromLocal(peer.room.sourceId, payload);
       if (arrived > 0) this.counters.observeForwardingMs(performance.now() - arrived);
       // The debug tap (./debug-tap.ts): off, this check is all it costs.
       if (this.tap !== undefined) this.tapPacket(peer.room, payload, path, sent);

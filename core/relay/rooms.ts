@@ -45,6 +45,11 @@ export interface RoomMember {
   readonly announcement?: Record<string, unknown>;
   /** Deliver a signalling message, already encoded (encodeSignal), to this member (relay push). */
   push(frame: Uint8Array): void;
+  /**
+   * A member on another relay of a federation (core/federation/federation.ts): in the roster
+   * like the others, but its media and signals go over relay links, so forward() skips it.
+   */
+  readonly remote?: boolean;
 }
 
 /**
@@ -219,7 +224,7 @@ export class RoomManager {
     const { packet, tagged } = encodeRoomMediaToClient(from, datagram);
     let sent = 0;
     for (const [id, member] of room.members) {
-      if (id === from) continue;
+      if (id === from || member.remote === true) continue;
       const channel = member.datagrams;
       this.stats.purged += channel.purgeIfQueued(MAX_QUEUED_DATAGRAMS);
       if (channel.sendRoomMedia ? channel.sendRoomMedia(packet, tagged) : channel.send(tagged)) {

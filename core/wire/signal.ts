@@ -335,6 +335,49 @@ export interface CallGoneMessage {
   fingerprint: string;
 }
 
+// Relay links (docs/federation.md, core/federation/): relay <-> relay only. A relay answers
+// them from a client with an error; their `entries` are checked field by field by the
+// federation code, which drops and counts a malformed one.
+
+/** Dialling relay -> accepting relay: its protocol version, fingerprint and certificate (DER, base64). */
+export interface LinkHelloMessage {
+  type: 'link-hello';
+  version: number;
+  fingerprint: string;
+  certificate: string;
+}
+/** Accepting relay -> dialling relay: a fresh nonce to sign with the certificate's key. */
+export interface LinkChallengeMessage {
+  type: 'link-challenge';
+  version: number;
+  fingerprint: string;
+  nonce: string;
+}
+/** Dialling relay -> accepting relay: the signature (core/federation/proof.ts). */
+export interface LinkAuthMessage {
+  type: 'link-auth';
+  signature: string;
+}
+/** Accepting relay -> dialling relay: the link is up. */
+export interface LinkReadyMessage {
+  type: 'link-ready';
+  fingerprint: string;
+}
+/** Either way: membership changes of global rooms (core/federation/federation.ts). */
+export interface LinkUpdateMessage {
+  type: 'link-update';
+  entries: Record<string, unknown>[];
+}
+/** Either way: a member's room signal for a member (`to`) or all members (no `to`) elsewhere. */
+export interface LinkSignalMessage {
+  type: 'link-signal';
+  room: string;
+  from: string;
+  to?: string;
+  hops: number;
+  payload: Record<string, unknown>;
+}
+
 export type KnownSignalMessage =
   | HelloMessage
   | HelloAckMessage
@@ -358,7 +401,13 @@ export type KnownSignalMessage =
   | CallSignalMessage
   | RoutedMessage
   | OfflineMessage
-  | CallGoneMessage;
+  | CallGoneMessage
+  | LinkHelloMessage
+  | LinkChallengeMessage
+  | LinkAuthMessage
+  | LinkReadyMessage
+  | LinkUpdateMessage
+  | LinkSignalMessage;
 export type KnownSignalType = KnownSignalMessage['type'];
 
 /** A message of a type this version does not know; the caller logs and drops it. */
@@ -491,6 +540,18 @@ function canonicalBase64(text: string, bytes: number): boolean {
   return decoded.length === bytes && decoded.toString('base64') === text;
 }
 const key32 = base64Of(32);
+/** A DER certificate in base64 (a relay's is ~400 bytes; at most 4096 characters). */
+const certificateBase64: FieldCheck<string> = {
+  expected: 'a certificate in padded base64 (at most 4096 characters)',
+  accepts: (value): value is string => typeof value === 'string' && value.length > 0 && value.length <= 4096 && /^[A-Za-z0-9+/]*={0,2}$/.test(value),
+};
+/** Most entries in one link-update (each is checked by the federation code). */
+export const MAX_LINK_UPDATE_ENTRIES = 64;
+const objectList: FieldCheck<Record<string, unknown>[]> = {
+  expected: `a list of at most ${MAX_LINK_UPDATE_ENTRIES} JSON objects`,
+  accepts: (value): value is Record<string, unknown>[] =>
+    Array.isArray(value) && value.length <= MAX_LINK_UPDATE_ENTRIES && value.every((e) => typeof e === 'object' && e !== null && !Array.isArray(e)),
+};
 const signature64 = base64Of(64);
 const callRole: FieldCheck<CallRole> = {
   expected: "'caller' or 'callee'",
@@ -621,6 +682,12 @@ export const SIGNAL_SCHEMA: SignalSchema = {
   routed: { callId: required(callId) },
   offline: { callId: required(callId), to: required(fingerprint) },
   'call-gone': { callId: required(callId), fingerprint: required(fingerprint) },
+  'link-hello': { version: required(uint32), fingerprint: required(fingerprint), certificate: required(certificateBase64) },
+  'link-challenge': { version: required(uint32), fingerprint: required(fingerprint), nonce: required(challengeNonce) },
+  'link-auth': { signature: required(signature64) },
+  'link-ready': { fingerprint: required(fingerprint) },
+  'link-update': { entries: required(objectList) },
+  'link-signal': { room: required(text), from: required(text), to: optional(text), hops: required(uint32), payload: required(jsonObject) },
 };
 
 /** The rules of the fields every call signal carries, in their canonical order. */

@@ -16,6 +16,7 @@ import {
 import { DEFAULT_AUTH_CACHE_SECONDS } from '../../core/relay/auth.js';
 import { parseAclFlag } from '../../core/relay/access.js';
 import { DEFAULT_DRAIN_TIMEOUT_MS, MAX_DRAIN_TIMEOUT_MS } from '../services/relay-drain.js';
+import { parseGlobalRoomFlag, parsePeerFlag } from '../services/relay-federation.js';
 
 /** One integer flag per relay limit (docs/relay-limits.md), in the LIMITS help group. */
 const limitFlags = Object.fromEntries(
@@ -31,6 +32,8 @@ Members' media moves from QUIC datagrams to the UDP media path once it is confir
 Hostile input is the normal case: a gate in front of QUIC drops what the library mishandles and answers nothing larger than what it received from an unvalidated address; every per-client resource (connections and handshakes per address, joins and signals per connection, room size and members per address, each member's forwarded media, unfinished signal frames) has a limit (the LIMITS flags; docs/relay-limits.md), and what goes over is refused, counted in the summary's "refused" and logged (rate-limited) with -v.
 
 The relay's identity (and so its certificate fingerprint, which clients pin) is kept in a file and survives restarts. --stats N prints a line of load figures to stderr every N seconds; --metrics HOST:PORT serves Prometheus metrics, /healthz and /readyz over HTTP (docs/relay-operations.md). Ctrl-C stops it at once. SIGTERM drains it first: it refuses new joins, registrations and call offers (reason "draining"), tells every client so that those given several relays move to the next one at once, and stops when its rooms and calls are empty or after --drain-timeout seconds; a second SIGTERM stops it at once (docs/relay-operations.md). A summary is printed on exit (a JSON document with --json; exit 0 in every case).
+
+--peer, --trusted and --global-room (or the config file's [[peers]], [[trusted]] and [[global_rooms]]) link relays into a federation whose global rooms span them all (docs/federation.md).
 
 --config FILE reads the settings from a TOML file (flags given on the command line override it); if FILE does not exist the relay writes a commented example there, with every option, its default, and this relay's address and fingerprint, and runs with it. SIGHUP reloads the file: stats, [limits], [auth] and [[rooms]] change at once and each change is logged; a file with an error is refused whole and the running config stays (docs/relay-operations.md).`;
   static override examples = [
@@ -71,6 +74,21 @@ The relay's identity (and so its certificate fingerprint, which clients pin) is 
     acl: Flags.string({
       summary: 'Restrict a room to these identities: ROOM=FINGERPRINT[,FINGERPRINT...] (id:HEX for a room with a secret); repeatable. Members prove their identity to the relay.',
       helpGroup: 'ACCESS',
+      multiple: true,
+    }),
+    peer: Flags.string({
+      summary: "Dial this relay and link to it (relay federation): HOST:PORT=FINGERPRINT, its address and certificate fingerprint; repeatable. Replaces the config file's [[peers]] (docs/federation.md).",
+      helpGroup: 'FEDERATION',
+      multiple: true,
+    }),
+    trusted: Flags.string({
+      summary: "Accept links from the relay with this certificate fingerprint; repeatable. Replaces the config file's [[trusted]].",
+      helpGroup: 'FEDERATION',
+      multiple: true,
+    }),
+    'global-room': Flags.string({
+      summary: "Share this room with the linked relays (its name, or id:HEX for a room with a secret); repeatable. Replaces the config file's [[global_rooms]].",
+      helpGroup: 'FEDERATION',
       multiple: true,
     }),
     metrics: Flags.string({
@@ -115,6 +133,9 @@ The relay's identity (and so its certificate fingerprint, which clients pin) is 
         ? {}
         : { auth: { url: flags['auth-url'], ...(flags['auth-fail-open'] ? { failOpen: true } : {}), ...(flags['auth-cache-seconds'] === undefined ? {} : { cacheSeconds: flags['auth-cache-seconds'] }) } }),
       ...(flags.acl === undefined ? {} : { roomAcls: flags.acl.map(parseAclFlag) }),
+      ...(flags.peer === undefined ? {} : { peers: flags.peer.map(parsePeerFlag) }),
+      ...(flags.trusted === undefined ? {} : { trusted: flags.trusted }),
+      ...(flags['global-room'] === undefined ? {} : { globalRooms: flags['global-room'].map(parseGlobalRoomFlag) }),
     };
     const file = configPath === undefined ? undefined : await readRelayConfig(configPath);
     if (configPath !== undefined && !file) await checkConfigCreatable(configPath);
@@ -157,6 +178,8 @@ The relay's identity (and so its certificate fingerprint, which clients pin) is 
         },
         onRunning: (relay, live) => reloader?.attach(relay, live),
         onEvent: flags.verbose ? (e) => logLine(e.type, { ...e, type: undefined }) : undefined,
+        // Link events are few and what an operator of a federation watches: always logged.
+        onFederationEvent: (e) => logLine(e.type, { ...e, type: undefined }),
         onStats: (s) => logLine('relay:stats', s),
         // Always given, so a tap set another way (a config file) logs the same way.
         onTap: (fields) => logLine('relay:tap', fields),

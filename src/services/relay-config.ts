@@ -13,6 +13,8 @@ import {
   relayConfigExample,
   type ConfigChange,
   type ConfigLimitKey,
+  type GlobalRoomConfig,
+  type PeerRelayConfig,
   type ParsedRelayConfig,
   type RelayConfig,
 } from '../../core/relay/config.js';
@@ -21,6 +23,7 @@ import { DEFAULT_RELAY_LIMITS, type RelayLimits } from '../../core/relay/limits.
 import type { Relay } from '../../core/relay/relay.js';
 import { DEFAULT_AUTH_CACHE_SECONDS } from '../../core/relay/auth.js';
 import { parseStunAlternate, RELAY_LIMIT_FLAGS, type RelayRunLive, type RelayRunOptions } from './relay.js';
+import { resolveFederation, type FederationSettings } from './relay-federation.js';
 
 /** The [limits] keys: each limit flag of `wzp relay` in snake_case, in the flag's units. */
 export const CONFIG_LIMIT_KEYS: readonly ConfigLimitKey[] = RELAY_LIMIT_FLAGS.map((f) => ({
@@ -47,12 +50,16 @@ export interface RelayFlagSettings {
   auth?: { url: string; failOpen?: boolean; cacheSeconds?: number };
   /** --acl: replaces the file's [[rooms]]. */
   roomAcls?: NonNullable<RelayRunOptions['roomAcls']>;
+  /** --peer, --trusted, --global-room: each replaces the file's list ([[peers]], [[trusted]], [[global_rooms]]). */
+  peers?: PeerRelayConfig[];
+  trusted?: string[];
+  globalRooms?: GlobalRoomConfig[];
 }
 
 /** The options a config file and flags decide. */
 export type RelaySettings = Pick<
   RelayRunOptions,
-  'listen' | 'identityPath' | 'udpMedia' | 'limits' | 'stunAlternate' | 'statsIntervalMs' | 'metrics' | 'auth' | 'roomAcls' | 'drainTimeoutMs' | 'debugTap'
+  'listen' | 'identityPath' | 'udpMedia' | 'limits' | 'stunAlternate' | 'statsIntervalMs' | 'metrics' | 'auth' | 'roomAcls' | 'drainTimeoutMs' | 'debugTap' | 'federation'
 >;
 
 /**
@@ -110,6 +117,12 @@ export function relaySettings(file: RelayConfig | undefined, flags: RelayFlagSet
   if (drainTimeoutSeconds !== undefined) settings.drainTimeoutMs = Math.round(drainTimeoutSeconds * 1000);
   const debugTap = flags.debugTap ?? f.debugTap;
   if (debugTap !== undefined) settings.debugTap = debugTap;
+  const federation = {
+    peers: (flags.peers ?? f.peers ?? []).map((p) => ({ ...p })),
+    trusted: [...(flags.trusted ?? f.trusted ?? [])],
+    globalRooms: (flags.globalRooms ?? f.globalRooms ?? []).map((r) => ({ ...r })),
+  };
+  if (federation.peers.length > 0 || federation.trusted.length > 0 || federation.globalRooms.length > 0) settings.federation = federation;
   return settings;
 }
 
@@ -279,6 +292,18 @@ export class RelayConfigReloader {
       return { ok: false, changes: [], error: message };
     }
     const changes = diffRelayConfigs(this.current, next, CONFIG_LIMIT_KEYS);
+    // The federation lists, checked before anything is applied (docs/federation.md).
+    const federationChanged = changes.some((c) => FEDERATION_KEYS.includes(c.key));
+    let federation: ReturnType<typeof resolveFederation> | undefined;
+    if (federationChanged) {
+      try {
+        federation = resolveFederation(effectiveFederation(next, this.opts.flags));
+      } catch (err) {
+        const message = errorMessage(err);
+        log(`relay:reload-failed ${path}: ${message}; keeping the running config`);
+        return { ok: false, changes: [], error: message };
+      }
+    }
     try {
       relay.setLimits({ ...DEFAULT_RELAY_LIMITS, ...effectiveLimitOverrides(next, this.opts.flags) });
     } catch (err) {
@@ -293,6 +318,7 @@ export class RelayConfigReloader {
     const accessApplied = accessChanged
       ? applyAccess(relay, { auth: effectiveAuth(next, this.opts.flags), roomAcls: this.opts.flags.roomAcls ?? next.rooms })
       : true;
+    if (federation) relay.setFederation(federation);
     const restart: string[] = [];
     for (const c of changes) {
       if (!c.live) {
@@ -311,8 +337,22 @@ export class RelayConfigReloader {
   }
 }
 
+const FEDERATION_KEYS = ['peers', 'trusted', 'global_rooms'];
+
+/** The federation lists in force: each flag's list over the file's. */
+function effectiveFederation(file: RelayConfig, flags: RelayFlagSettings): FederationSettings {
+  return {
+    peers: flags.peers ?? file.peers ?? [],
+    trusted: flags.trusted ?? file.trusted ?? [],
+    globalRooms: flags.globalRooms ?? file.globalRooms ?? [],
+  };
+}
+
 /** `--max-room-size 5` if a flag given on the command line decides this live key. */
 function overridingFlag(key: string, flags: RelayFlagSettings): string | undefined {
+  if (key === 'peers' && flags.peers !== undefined) return '--peer';
+  if (key === 'trusted' && flags.trusted !== undefined) return '--trusted';
+  if (key === 'global_rooms' && flags.globalRooms !== undefined) return '--global-room';
   if (key === 'stats') return flags.statsSeconds === undefined ? undefined : `--stats ${flags.statsSeconds}`;
   if ((key === 'auth' || key.startsWith('auth.')) && flags.auth !== undefined) return '--auth-url';
   if (key.startsWith('rooms[') && flags.roomAcls !== undefined) return '--acl';

@@ -12,6 +12,8 @@ import { UsageError } from '../../core/errors.js';
 import { formatHostPort, parseHostPort } from '../../core/transport/quic.js';
 import { parseMetricsListen, startMetricsServer, type RunningMetricsServer } from '../../core/relay/metrics-server.js';
 import { drainRelay, resolveDrainTimeoutMs, type DrainReport } from './relay-drain.js';
+import type { FederationEvent } from '../../core/federation/federation.js';
+import { resolveFederation, type FederationSettings } from './relay-federation.js';
 
 export interface RelayRunOptions {
   listen: string;
@@ -33,6 +35,13 @@ export interface RelayRunOptions {
   auth?: { url: string; failOpen: boolean; cacheSeconds: number };
   /** Rooms restricted to listed identities (core/relay/access.ts; "Room ACLs"). */
   roomAcls?: RoomAcl[];
+  /**
+   * Relay federation (docs/federation.md; ./relay-federation.ts): relays to dial, relays to
+   * accept links from, rooms shared with them. Absent or all empty: no federation.
+   */
+  federation?: FederationSettings;
+  /** Link events (up, down, dial failures, refusals): always worth a log line, -v or not. */
+  onFederationEvent?(event: FederationEvent): void;
   /**
    * `--metrics HOST:PORT`: serve Prometheus metrics, /healthz and /readyz over HTTP there
    * (core/relay/metrics-server.ts; docs/relay-operations.md#metrics).
@@ -276,13 +285,21 @@ export async function runRelay(opts: RelayRunOptions): Promise<RelayRunReport> {
   // A bad --metrics value is a usage error before anything is created or bound.
   if (opts.metrics !== undefined) parseMetricsListen(opts.metrics);
   const tapTarget = opts.debugTap === undefined ? undefined : parseDebugTapTarget(opts.debugTap);
+  // Bad federation entries are usage errors before anything is created or bound.
+  const f = opts.federation;
+  const federation = f && (f.peers.length > 0 || f.trusted.length > 0 || f.globalRooms.length > 0) ? resolveFederation(f) : undefined;
   const { identity, created } = await loadOrCreateIdentity(opts.identityPath, { create: true });
   const tls = await deriveTlsCertificate(identity.seed);
+  const onEvent =
+    opts.onFederationEvent === undefined
+      ? opts.onEvent
+      : (e: RelayEvent) => (e.type.startsWith('federation:') ? opts.onFederationEvent?.(e as FederationEvent) : opts.onEvent?.(e));
   const relay = await Relay.start({
     listen,
     tls,
     fingerprint: tls.fingerprint,
-    onEvent: opts.onEvent,
+    onEvent,
+    ...(federation ? { federation } : {}),
     udpMedia: opts.udpMedia !== false,
     ...(opts.limits ? { limits: opts.limits } : {}),
     ...(opts.auth ? { auth: opts.auth } : {}),

@@ -146,4 +146,19 @@ describe('bad input to the commands that dial or read files', () => {
       tcp.close();
     }
   });
+
+  test('relay --peer, --trusted, --global-room: bad values are usage errors naming them, before the relay starts', async () => {
+    const fp = '0123:4567:89ab:cdef:0123:4567:89ab:cdef:0123:4567:89ab:cdef:0123:4567:89ab:cdef';
+    const cases: [string[], RegExp][] = [
+      [['--peer', '127.0.0.1:4433'], /--peer "127\.0\.0\.1:4433" is not HOST:PORT=FINGERPRINT/],
+      [['--peer', '127.0.0.1:0=' + fp], /peer 127\.0\.0\.1:0: .*port 0/],
+      [['--peer', '127.0.0.1:4433=abcd'], /peer 127\.0\.0\.1:4433: "abcd" is not a fingerprint/],
+      [['--trusted', 'xyz'], /trusted relay: "xyz" is not a fingerprint/],
+      [['--global-room', 'id:123'], /global room id:123: the id must be 32 hex digits/],
+    ];
+    for (const [args, message] of cases) {
+      const doc = assertErrorDocument(await runCli(['relay', '--listen', '127.0.0.1:0', ...args, '--json'], home), 2, 'UsageError');
+      assert.match(doc.message, message, args.join(' '));
+    }
+  });
 });

@@ -13,6 +13,8 @@ import { after, describe, test } from 'node:test';
 import { AUTH_CACHE_SECONDS_DEFAULT, diffRelayConfigs, parseRelayConfig, relayConfigExample, type RelayConfig } from '../../core/relay/config.js';
 import { DEFAULT_RELAY_LIMITS } from '../../core/relay/limits.js';
 import { CONFIG_LIMIT_KEYS, readRelayConfig, relaySettings, writeRelayConfigExample } from '../../src/services/relay-config.js';
+import { parseGlobalRoomFlag, parsePeerFlag, resolveFederation } from '../../src/services/relay-federation.js';
+import { hashRoomName } from '../../core/crypto/room-name.js';
 
 const FP1 = '0123:4567:89ab:cdef:0123:4567:89ab:cdef:0123:4567:89ab:cdef:0123:4567:89ab:cdef';
 const FP2 = 'aaaa:bbbb:cccc:dddd:eeee:ffff:0000:1111:2222:3333:4444:5555:6666:7777:8888:9999';
@@ -119,7 +121,20 @@ describe('relay config: every error names the key and its line', () => {
     ['room without allow', '[[rooms]]\nname = "a"\n', /^relay\.toml:1: rooms\[0\]: needs allow/],
     ['unknown room key', '[[rooms]]\nname = "a"\nallow = []\ndeny = []\n', /^relay\.toml:4: rooms\[0\]\.deny: unknown key in \[rooms\]/],
     ['the same room twice', '[[rooms]]\nname = "a"\nallow = []\n[[rooms]]\nname = "a"\nallow = []\n', /^relay\.toml:4: rooms\[1\]: a second \[\[rooms\]\] entry for name "a"/],
-    ['a [peers] table (federation is a later issue)', '[[peers]]\naddress = "x"\n', /^relay\.toml:1: peers: unknown key/],
+    ['peers as a plain table', '[peers]\naddress = "x"\n', /^relay\.toml:1: peers: must be \[\[peers\]\] tables/],
+    ['a peer without an address', `[[peers]]\nfingerprint = "${FP1}"\n`, /^relay\.toml:1: peers\[0\]: needs address/],
+    ['a peer address without a port', `[[peers]]\naddress = "relay2.example.org"\nfingerprint = "${FP1}"\n`, /^relay\.toml:2: peers\[0\]\.address: "relay2\.example\.org" is not HOST:PORT/],
+    ['a peer address with port 0', `[[peers]]\naddress = "10.0.0.2:0"\nfingerprint = "${FP1}"\n`, /^relay\.toml:2: peers\[0\]\.address: .*port 0/],
+    ['a peer without a fingerprint', '[[peers]]\naddress = "10.0.0.2:4433"\n', /^relay\.toml:1: peers\[0\]: needs fingerprint/],
+    ['a peer with a short fingerprint', '[[peers]]\naddress = "10.0.0.2:4433"\nfingerprint = "0123:4567"\n', /^relay\.toml:3: peers\[0\]\.fingerprint: "0123:4567" is not a fingerprint/],
+    ['an unknown peer key', `[[peers]]\naddress = "10.0.0.2:4433"\nfingerprint = "${FP1}"\nname = "b"\n`, /^relay\.toml:4: peers\[0\]\.name: unknown key in \[peers\]/],
+    ['the same peer twice', `[[peers]]\naddress = "10.0.0.2:4433"\nfingerprint = "${FP1}"\n[[peers]]\naddress = "10.0.0.3:4433"\nfingerprint = "${FP1}"\n`, /^relay\.toml:4: peers\[1\]: a second \[\[peers\]\] entry/],
+    ['a trusted relay without a fingerprint', '[[trusted]]\n', /^relay\.toml:1: trusted\[0\]: needs fingerprint/],
+    ['a trusted relay with an address', `[[trusted]]\nfingerprint = "${FP1}"\naddress = "10.0.0.2:4433"\n`, /^relay\.toml:3: trusted\[0\]\.address: unknown key/],
+    ['a global room with neither name nor id', '[[global_rooms]]\n', /^relay\.toml:1: global_rooms\[0\]: needs exactly one of name/],
+    ['a global room with a bad id', '[[global_rooms]]\nid = "xyz"\n', /^relay\.toml:2: global_rooms\[0\]\.id: "xyz" is not a room id/],
+    ['the same global room twice', '[[global_rooms]]\nname = "a"\n[[global_rooms]]\nname = "a"\n', /^relay\.toml:3: global_rooms\[1\]: a second/],
+    ['a mistyped global_rooms', '[[global_room]]\nname = "a"\n', /^relay\.toml:1: global_room: unknown key/],
     ['a date', 'stats = 1979-05-27\n', /^relay\.toml:1: stats: .* not a date/],
   ];
   for (const [name, text, expected] of cases) {
@@ -253,6 +268,17 @@ describe('relay config: the generated example', () => {
     assert.equal(config.auth?.cacheSeconds, AUTH_CACHE_SECONDS_DEFAULT);
   });
 
+  test('its peer snippet, pasted into another relay\'s config uncommented, is a [[peers]] entry for this relay', () => {
+    const lines = example.split('\n');
+    const at = lines.indexOf('#   [[peers]]');
+    assert.ok(at > 0, 'the snippet is there');
+    const snippet = lines.slice(at, at + 3).map((l) => l.replace(/^# {3}/, '')).join('\n');
+    const { config } = parse(`listen = "127.0.0.1:5000"\n${snippet}\n`);
+    assert.deepEqual(config.peers, [{ address: facts.listen, fingerprint: FP1 }]);
+    assert.doesNotMatch(example, /not implemented/);
+    for (const key of ['[[peers]]', '[[trusted]]', '[[global_rooms]]']) assert.ok(example.includes(`# ${key}\n`), key);
+  });
+
   test('still parses with a [[rooms]] block and a pasted peer snippet appended', () => {
     const edited = `${example}\n[[rooms]]\nname = "ops"\nallow = ["${FP2}"]\n\n# peer relay (pasted from its own config):\n#   address = "203.0.113.9:4433"\n#   fingerprint = "${FP2}"\n`;
     const { config } = parse(edited);
@@ -272,6 +298,38 @@ describe('relay config: the generated example', () => {
     await assert.rejects(writeRelayConfigExample(path, { listen: facts.listen, identity: facts.identity, fingerprint: FP1 }), (err: Error) => err.name === 'ConfigError' && /not overwritten/.test(err.message));
     assert.equal(readFileSync(path, 'utf8'), 'listen = "127.0.0.1:1"\n', 'the existing file is untouched');
     assert.deepEqual(readdirSync(dir), ['relay.toml'], 'no temporary file left behind');
+  });
+});
+
+describe('relay config: federation keys', () => {
+  const FED = `[[peers]]\naddress = "relay2.example.org:4433"\nfingerprint = "${FP1.toUpperCase()}"\n\n[[peers]]\naddress = "[2001:db8::2]:4433"\nfingerprint = "${FP2}"\n\n[[trusted]]\nfingerprint = "${FP2}"\n\n[[global_rooms]]\nname = "all-hands"\n\n[[global_rooms]]\nid = "${'ab'.repeat(16).toUpperCase()}"\n`;
+
+  test('[[peers]], [[trusted]] and [[global_rooms]] parse (fingerprints and ids lowercased)', () => {
+    const { config } = parse(FED);
+    assert.deepEqual(config.peers, [
+      { address: 'relay2.example.org:4433', fingerprint: FP1 },
+      { address: '[2001:db8::2]:4433', fingerprint: FP2 },
+    ]);
+    assert.deepEqual(config.trusted, [FP2]);
+    assert.deepEqual(config.globalRooms, [{ name: 'all-hands' }, { id: 'ab'.repeat(16) }]);
+  });
+
+  test('flags replace the file\'s lists; rooms are kept by name for the relay to hash', () => {
+    const { config } = parse(FED);
+    const s = relaySettings(config, { limits: {} }, { identityPath: '/x' });
+    assert.equal(s.federation?.peers.length, 2);
+    const flagged = relaySettings(config, { limits: {}, trusted: [FP1], globalRooms: [{ name: 'other' }] }, { identityPath: '/x' });
+    assert.deepEqual(flagged.federation?.trusted, [FP1]);
+    assert.deepEqual(flagged.federation?.globalRooms, [{ name: 'other' }]);
+    assert.equal(flagged.federation?.peers.length, 2, 'no --peer: the file\'s peers');
+    assert.equal(relaySettings(undefined, { limits: {} }, { identityPath: '/x' }).federation, undefined, 'none: no federation');
+  });
+
+  test('a change to the federation lists is reported and applied live', () => {
+    const before = parse(FED).config;
+    const after_ = parse(FED.replace(`[[trusted]]\nfingerprint = "${FP2}"\n`, '')).config;
+    const changes = diffRelayConfigs(before, after_, CONFIG_LIMIT_KEYS);
+    assert.deepEqual(changes, [{ key: 'trusted', from: '1 fingerprint', to: '0 fingerprints (0 added, 1 removed)', live: true }]);
   });
 });
 
@@ -312,5 +370,31 @@ describe('relay config: what a reload reports', () => {
 
   test('the same file: no changes', () => {
     assert.deepEqual(diffRelayConfigs(base, parse(FULL).config, CONFIG_LIMIT_KEYS), []);
+  });
+});
+
+describe('relay federation flags and settings (src/services/relay-federation.ts)', () => {
+  test('--peer HOST:PORT=FP, --global-room NAME|id:HEX', () => {
+    assert.deepEqual(parsePeerFlag(`10.0.0.2:4433=${FP1}`), { address: '10.0.0.2:4433', fingerprint: FP1 });
+    assert.deepEqual(parsePeerFlag(`[2001:db8::2]:4433=${FP1}`), { address: '[2001:db8::2]:4433', fingerprint: FP1 });
+    for (const bad of ['10.0.0.2:4433', `=${FP1}`, '10.0.0.2:4433=']) assert.throws(() => parsePeerFlag(bad), (e: Error) => e.name === 'UsageError' && /HOST:PORT=FINGERPRINT/.test(e.message), bad);
+    assert.deepEqual(parseGlobalRoomFlag('team'), { name: 'team' });
+    assert.deepEqual(parseGlobalRoomFlag(`id:${'cd'.repeat(16)}`), { id: 'cd'.repeat(16) });
+  });
+
+  test('resolves to what the relay takes: parsed addresses, canonical fingerprints, hashed room names', () => {
+    const r = resolveFederation({ peers: [{ address: '10.0.0.2:4433', fingerprint: FP1.replaceAll(':', '').toUpperCase() }], trusted: [FP2], globalRooms: [{ name: 'team' }, { name: 'team' }, { id: 'CD'.repeat(16) }] });
+    assert.deepEqual(r.peers, [{ address: { host: '10.0.0.2', port: 4433 }, fingerprint: FP1 }]);
+    assert.deepEqual(r.trusted, [FP2]);
+    assert.deepEqual(r.globalRooms, [hashRoomName('team'), 'cd'.repeat(16)], 'names hashed as clients hash them, duplicates once');
+    assert.ok(!r.globalRooms.includes('team'), 'the relay keeps no room name');
+  });
+
+  test('bad entries are usage errors naming them', () => {
+    const none = { peers: [], trusted: [], globalRooms: [] };
+    assert.throws(() => resolveFederation({ ...none, peers: [{ address: '10.0.0.2:0', fingerprint: FP1 }] }), (e: Error) => e.name === 'UsageError' && /peer 10\.0\.0\.2:0/.test(e.message));
+    assert.throws(() => resolveFederation({ ...none, peers: [{ address: '10.0.0.2:4433', fingerprint: 'abcd' }] }), (e: Error) => e.name === 'UsageError' && /not a fingerprint/.test(e.message));
+    assert.throws(() => resolveFederation({ ...none, trusted: ['nope'] }), (e: Error) => e.name === 'UsageError' && /trusted relay/.test(e.message));
+    assert.throws(() => resolveFederation({ ...none, globalRooms: [{ id: 'xyz' }] }), (e: Error) => e.name === 'UsageError' && /32 hex digits/.test(e.message));
   });
 });

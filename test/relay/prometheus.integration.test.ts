@@ -56,7 +56,9 @@ describe('Prometheus scraping a relay', () => {
   test('series during a call, and every dashboard query', { skip: existsSync(PROMETHEUS) ? false : `${PROMETHEUS} is absent (apt-get install prometheus; CI installs it)`, timeout: 60_000 }, async () => {
     const home = makeHome('wzp-prometheus-');
     const dir = mkdtempSync(join(tmpdir(), 'wzp-prometheus-'));
-    const relay = await startRelayProcess(['--listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0'], home);
+    // A trusted peer relay (never linked) gives the federation panels their per-peer series, at 0.
+    const trusted = '0123:4567:89ab:cdef:0123:4567:89ab:cdef:0123:4567:89ab:cdef:0123:4567:89ab:cdef';
+    const relay = await startRelayProcess(['--listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', '--trusted', trusted], home);
     let prometheus: ChildProcess | undefined;
     const sessions: RelaySession[] = [];
     let sending: NodeJS.Timeout | undefined;
