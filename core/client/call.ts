@@ -31,7 +31,7 @@
  * until it arrives.
  */
 import { delay } from '../time.js';
-import { InternalError, ProtocolError, RelayDrainingError, errorMessage } from '../errors.js';
+import { AbortError, InternalError, ProtocolError, RelayDrainingError, errorMessage } from '../errors.js';
 import type { FrameSink, FrameSource } from '../audio/sources.js';
 import type { Identity } from '../crypto/identity.js';
 import type { SeededKeys } from '../crypto/sender-keys.js';
@@ -43,6 +43,9 @@ import { MediaSender, type StreamSettings } from '../media/pipeline.js';
 import { QualityController, TIERS, type TierChange, type TierName } from '../media/quality.js';
 import { tierStreamSettings } from '../media/stream-settings.js';
 import { untagRoomDatagram } from '../relay/rooms.js';
+import { EarlyDatagrams } from './early-media.js';
+import { isMiniHeader } from '../wire/datagram.js';
+import { decodeMediaHeader } from '../wire/media-header.js';
 import type { Registry } from '../registry.js';
 import { quantizeQualityReport } from '../wire/media-header.js';
 import type { RoomCallSession } from './call-session.js';
@@ -96,6 +99,13 @@ export interface CallOptions {
   allow?: readonly string[];
   /** A 1:1 call's first sender keys, derived by both sides from the call secret (RoomKeyringOptions.seeded). */
   seededKeys?: SeededKeys;
+  /**
+   * Join the room at once, but start the media (the clock: sending, playing, the status) only
+   * when this resolves; if it rejects, leave the room and end with its error. A 1:1 caller
+   * joins while the call rings (docs/direct-calls.md): members and their first datagrams are
+   * taken meanwhile, so the audio starts on the answer without a join in the way.
+   */
+  startGate?: Promise<unknown>;
   /** Who we have met before (known-members.json): members are `known` or `new`. Without it everyone is `new`. */
   members?: MemberDirectory;
   /** Voice activity detection: silence goes as comfort-noise descriptions. */
@@ -260,6 +270,10 @@ class Call {
   private sendBuffer = new Int16Array(0);
   /** Packets the media transport refused with an error (not a drop). */
   private sendErrors = 0;
+  /** Datagrams from slots whose member is not admitted yet (they overtake its announcement). */
+  private readonly early = new EarlyDatagrams();
+  /** Our first frame is out (the first tick reads a whole frame: see sendTick). */
+  private sentFirstFrame = false;
 
   constructor(private readonly opts: CallOptions) {
     this.membership = new RoomMembership({
@@ -279,6 +293,11 @@ class Call {
         admitted: (m) => {
           this.sender?.resync();
           this.playout.add(m);
+          // Its datagrams that came before its announcement can be opened now: from its first
+          // context, a full header of a source packet (mini headers before it have no context
+          // here, the sender had not met us yet: they are dropped as before admission).
+          const now = performance.now();
+          for (const d of this.early.take(m.sourceId, now, startsContext)) this.playout.receive(m, d, now);
         },
         retired: (m) => this.playout.end(m),
         keyArrived: (m) => this.playout.keyArrived(m),
@@ -310,6 +329,7 @@ class Call {
         this.emit({ type: 'call:relay-lost', reason, reconnecting });
         // Everyone we had is gone with the link; whoever is still there is met again on re-joining.
         if (reconnecting) this.membership.linkLost();
+        this.early.clear();
       },
       onReconnected: (e) => {
         // The others meet a new member: our header context starts afresh for them.
@@ -336,22 +356,33 @@ class Call {
   async run(): Promise<CallReport> {
     const t0 = performance.now();
     this.opts.observe?.({ concealedFrames: () => this.playout.concealedFrames() });
-    // The encoder is made before joining (~4 ms with Opus): after the join answer this process
-    // should be free to take the members' keys and first packets as they come.
-    if (!this.opts.receiveOnly) {
-      this.sender = new MediaSender(this.settingsFor(this.tier), {
-        seal: (h, p) => this.membership.encryptor().seal(h, p),
-        keyEpoch: () => this.membership.encryptor().epoch,
-        vad: this.opts.vad,
-        noiseSuppressor: this.opts.noiseSuppressor,
-      });
-    }
     let participants: number | undefined;
     try {
-      participants = await this.join(this.opts.session, () => {
+      const joining = this.join(this.opts.session, () => {
         this.started = performance.now();
         this.supervisor.started(this.started);
       });
+      // The encoder (~4 ms with Opus) is made while the join request is on its way, once it
+      // has left (it is written in microtasks: work done at once would hold it back), and
+      // before the answer, so that this process is then free for the members' keys and first
+      // packets.
+      joining.catch(() => undefined); // awaited below; a refusal meanwhile is not unhandled
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      if (!this.opts.receiveOnly) {
+        try {
+          this.sender = new MediaSender(this.settingsFor(this.tier), {
+            seal: (h, p) => this.membership.encryptor().seal(h, p),
+            keyEpoch: () => this.membership.encryptor().epoch,
+            vad: this.opts.vad,
+            noiseSuppressor: this.opts.noiseSuppressor,
+          });
+        } catch (err) {
+          // No call after all: out of the room again if the join got in.
+          if (await joining.then(() => true, () => false)) await this.opts.session.leave({ timeoutMs: 1000 }).catch(() => undefined);
+          throw err;
+        }
+      }
+      participants = await joining;
     } catch (err) {
       if (err instanceof RelayDrainingError && this.opts.moveOnDrain && this.opts.reconnect) {
         // Our first relay is draining: the call starts by moving to the next one.
@@ -366,10 +397,17 @@ class Call {
     }
     this.supervisor.watch(this.opts.session);
     const setupMs = this.started - t0;
-    if (participants !== undefined) this.emit({ type: 'call:joined', room: this.opts.room, sourceId: this.membership.sourceId, participants });
 
     let endedBy: CallReport['endedBy'] = 'hangup';
     try {
+      if (this.opts.startGate) {
+        await untilAborted(this.opts.startGate, this.opts.signal);
+        // The call starts now (its duration, first audio and tier changes count from here),
+        // not when we joined while it rang.
+        this.started = performance.now();
+        this.supervisor.started(this.started);
+      }
+      if (participants !== undefined) this.emit({ type: 'call:joined', room: this.opts.room, sourceId: this.membership.sourceId, participants });
       endedBy = await this.clock();
     } finally {
       this.supervisor.stop();
@@ -469,6 +507,10 @@ class Call {
       tick++;
       const wait = start + tick * TICK_MS - performance.now();
       await delay(Math.max(0, wait), this.opts.signal).catch(() => undefined);
+      // The tick's work runs after the I/O that is ready: after a stall (a busy process) the
+      // datagrams that came meanwhile are taken before the mix looks for them, instead of
+      // the timer running first and concealing frames that are already here.
+      await new Promise<void>((resolve) => setImmediate(resolve));
     }
   }
 
@@ -485,7 +527,12 @@ class Call {
 
   private sendTick(): void {
     if (!this.sender) return;
-    const frame = this.opts.source.read(TICK_SAMPLES);
+    const frameSamples = frameSamplesFor(this.sender.current.frameMs);
+    // The first tick reads a whole frame, so the first frame goes out now rather than a tick
+    // later (its first 10 ms alone make no frame); the source is read that much ahead from
+    // then on (a live source's shortfall reads as silence).
+    const want = this.sentFirstFrame ? TICK_SAMPLES : Math.max(TICK_SAMPLES, frameSamples - this.sendBuffer.length);
+    const frame = this.opts.source.read(want);
     if (this.supervisor.link !== 'up') {
       // No relay to send to: the source keeps its real-time pace, what it said is lost.
       this.sendBuffer = new Int16Array(0);
@@ -494,11 +541,11 @@ class Call {
     const buffered = new Int16Array(this.sendBuffer.length + frame.length);
     buffered.set(this.sendBuffer);
     buffered.set(frame, this.sendBuffer.length);
-    const frameSamples = frameSamplesFor(this.sender.current.frameMs);
     let offset = 0;
     while (buffered.length - offset >= frameSamples) {
       for (const packet of this.sender.sendFrame(buffered.subarray(offset, offset + frameSamples))) this.sendPacket(packet);
       offset += frameSamples;
+      this.sentFirstFrame = true;
     }
     this.sendBuffer = buffered.slice(offset);
   }
@@ -567,9 +614,11 @@ class Call {
   private onDatagram(d: Uint8Array): void {
     const tagged = untagRoomDatagram(d);
     if (!tagged) return;
-    // Not admitted (yet, or ever): we have no key for it anyway (a refused member's is counted).
+    // Not admitted (yet, or ever): no key for it yet (a refused member's datagram is counted).
     const m = this.membership.mediaFrom(tagged.sourceId);
     if (m) this.playout.receive(m, tagged.datagram, performance.now());
+    // Its announcement may still be on its way: kept for a moment (a refused slot's expire).
+    else this.early.hold(tagged.sourceId, tagged.datagram.slice(), performance.now());
   }
 
   private report(setupMs: number, endedBy: CallReport['endedBy']): CallReport {
@@ -632,6 +681,35 @@ class Call {
       rttMs: roundMs(this.memberRtts.get(m)),
       mos: played ? this.mosEstimate(concealPct, jb.currentDelayMs) : undefined,
     };
+  }
+}
+
+/** Whether a media datagram's header can start a receiver's mini-header context: a full header, not a repair packet's. */
+function startsContext(datagram: Uint8Array): boolean {
+  if (datagram.length === 0 || isMiniHeader(datagram[0])) return false;
+  try {
+    return !decodeMediaHeader(datagram).header.fec.repair;
+  } catch {
+    return false; // malformed: the receiver would count it so anyway
+  }
+}
+
+/** `gate`, or an AbortError as soon as `signal` aborts. */
+async function untilAborted(gate: Promise<unknown>, signal: AbortSignal | undefined): Promise<void> {
+  if (!signal) {
+    await gate;
+    return;
+  }
+  let onAbort: (() => void) | undefined;
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(new AbortError('the call was cancelled before it started'));
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+  });
+  try {
+    await Promise.race([gate, aborted]);
+  } finally {
+    if (onAbort) signal.removeEventListener('abort', onAbort);
   }
 }
 

@@ -17,9 +17,9 @@
  * `relayOnly` says the sender wants the call to stay relayed, sends neither, and asks the
  * relay not to add its observed address.
  */
-import { CallDeclinedError, CalleeBusyError, CalleeOfflineError, AbortError, HandshakeError, NetworkError, NoAnswerError } from '../errors.js';
+import { CallDeclinedError, CalleeBusyError, CalleeOfflineError, AbortError, HandshakeError, InternalError, NetworkError, NoAnswerError, ProtocolError } from '../errors.js';
 import { deriveCallKeys, deriveCallSecret, generateEphemeralKey, type CallContext, type CallKeys, type EphemeralKeyPair } from '../crypto/call-keys.js';
-import { natProfileFrom, newCallId, type PeerNatProfile } from '../crypto/call-signal.js';
+import { natProfileFrom, newCallId, ringingKeyFrom, type PeerNatProfile } from '../crypto/call-signal.js';
 import type { NatProfile } from '../nat/strategy-types.js';
 import type { Candidate } from '../wire/candidate.js';
 import type { AnswerMessage, CallRole, OfferMessage, OfferPurpose } from '../wire/signal.js';
@@ -92,6 +92,21 @@ export interface PlaceCallOptions {
   purpose?: OfferPurpose;
   signal?: AbortSignal;
   onRinging?(): void;
+  /**
+   * The callee rang with its ephemeral key (signed): the call's keys are known now, before
+   * the answer, and its room can be joined while it rings (runDirectMedia with `answered`).
+   * Told at most once. The answer must carry the same key, or the call fails (ProtocolError).
+   */
+  onRingingKeys?(ringing: RingingCall): void;
+}
+
+/** A call ringing with the callee's key: the keys (and so the room) of the call it becomes when answered. */
+export interface RingingCall {
+  callId: string;
+  role: 'caller';
+  /** The callee (it signed the ringing). */
+  peer: string;
+  keys: CallKeys;
 }
 
 /**
@@ -107,6 +122,8 @@ export async function placeCall(presence: PresenceClient, opts: PlaceCallOptions
   answered.catch(() => undefined); // a reject after we stopped waiting is nobody's concern
   const ended = peerEndWatch();
   let answer: AnswerMessage | undefined;
+  /** The callee's key from its ringing (signed), if it sent one. */
+  let ringingKey: string | undefined;
   const untrack = presence.track(callId, (msg) => {
     if (msg.type === 'call-gone') {
       if (answer === undefined) settle.reject(new CalleeOfflineError(`${opts.to} went offline before answering`));
@@ -116,7 +133,15 @@ export async function placeCall(presence: PresenceClient, opts: PlaceCallOptions
     if (msg.from !== opts.to) return;
     switch (msg.type) {
       case 'ringing':
-        if (answer === undefined) opts.onRinging?.();
+        if (answer === undefined) {
+          opts.onRinging?.();
+          const key = ringingKeyFrom(msg);
+          if (key !== undefined && ringingKey === undefined) {
+            ringingKey = key;
+            const keys = callKeysFor('caller', key, ephemeral, { callId, caller: presence.fingerprint, callee: opts.to });
+            if (keys) opts.onRingingKeys?.({ callId, role: 'caller', peer: opts.to, keys });
+          }
+        }
         return;
       case 'answer':
         if (answer === undefined) {
@@ -165,6 +190,10 @@ export async function placeCall(presence: PresenceClient, opts: PlaceCallOptions
       });
     }
     const msg = await waitFor(answered, opts.ringTimeoutMs, opts.signal, opts.to);
+    if (ringingKey !== undefined && msg.ephemeralKey !== ringingKey) {
+      // Both are signed by the callee: not the relay's doing, a callee that breaks the protocol.
+      throw new ProtocolError(`${opts.to} answered with another ephemeral key than it rang with`);
+    }
     const send = (candidates: Candidate[]) => presence.send({ ...base, type: 'candidate-update', candidates }, { timeoutMs: 2000 }).then(() => undefined, () => undefined);
     return established('caller', msg, ephemeral, { callId, caller: presence.fingerprint, callee: opts.to }, nat, ended, hangup, untrack, updates, send);
   } catch (err) {
@@ -184,6 +213,8 @@ export class IncomingCall {
   private readonly untrack: () => void;
   private answered = false;
   private readonly base: { callId: string; to: string; role: 'callee' };
+  /** Our ephemeral key for this call: sent with the ringing and the answer. */
+  #ephemeral: EphemeralKeyPair | undefined;
 
   constructor(
     private readonly presence: PresenceClient,
@@ -206,9 +237,17 @@ export class IncomingCall {
     return this.offer.callId;
   }
 
-  /** Tell the caller we are ringing. */
+  /**
+   * Tell the caller we are ringing, with our ephemeral key for the call (signed): it derives
+   * the call's keys and joins the call's room while we ring (nothing flows there until we
+   * answer and join it too). The answer carries the same key.
+   */
   async ring(): Promise<void> {
-    await this.presence.send({ ...this.base, type: 'ringing' });
+    await this.presence.send({ ...this.base, type: 'ringing', ephemeralKey: b64(this.ephemeral().publicKey) });
+  }
+
+  private ephemeral(): EphemeralKeyPair {
+    return (this.#ephemeral ??= generateEphemeralKey());
   }
 
   async reject(reason: 'declined' | 'busy'): Promise<void> {
@@ -241,7 +280,7 @@ export class IncomingCall {
   ): Promise<EstablishedCall> {
     if (this.answered) throw new Error('already answered');
     this.answered = true;
-    const ephemeral = generateEphemeralKey();
+    const ephemeral = this.ephemeral();
     const relayOnly = opts.relayOnly === true;
     const nat = relayOnly ? undefined : opts.nat;
     if (opts.beforeAnswer) {
@@ -279,6 +318,10 @@ export class IncomingCall {
         },
         () => this.ended.end('peer-gone'),
       );
+      // Let the answer leave before the media's set-up work (~10-20 ms of it) takes the
+      // process: written in microtasks, it would otherwise wait for that work to end, and the
+      // caller, who starts its media on the answer, with it.
+      await new Promise<void>((resolve) => setImmediate(resolve));
     } else {
       try {
         if ((await sent) === 'offline') throw new NetworkError(`the caller ${this.offer.from} is no longer on the relay`);
@@ -309,15 +352,7 @@ function established(
   updates: CandidateUpdates,
   sendCandidates: (candidates: Candidate[]) => Promise<void>,
 ): EstablishedCall {
-  const peerKey = new Uint8Array(Buffer.from(peerMessage.ephemeralKey, 'base64'));
-  const context: CallContext = {
-    callId: ids.callId,
-    callerFingerprint: ids.caller,
-    calleeFingerprint: ids.callee,
-    callerEphemeralKey: role === 'caller' ? own.publicKey : peerKey,
-    calleeEphemeralKey: role === 'caller' ? peerKey : own.publicKey,
-  };
-  const keys = deriveCallKeys(deriveCallSecret(own.privateKey, peerKey, context));
+  const keys = deriveKeysFor(role, peerMessage.ephemeralKey, own, ids);
   // The peer's message passed the CallSignalVerifier (PresenceClient.receive), so its key is its sender's.
   const peerNat = natProfileFrom(peerMessage);
   return {
@@ -337,6 +372,28 @@ function established(
     hangup,
     close: untrack,
   };
+}
+
+/** The call's keys from our ephemeral key and the peer's (base64); throws on a key that is no X25519 public key. */
+function deriveKeysFor(role: CallRole, peerKeyB64: string, own: EphemeralKeyPair, ids: { callId: string; caller: string; callee: string }): CallKeys {
+  const peerKey = new Uint8Array(Buffer.from(peerKeyB64, 'base64'));
+  const context: CallContext = {
+    callId: ids.callId,
+    callerFingerprint: ids.caller,
+    calleeFingerprint: ids.callee,
+    callerEphemeralKey: role === 'caller' ? own.publicKey : peerKey,
+    calleeEphemeralKey: role === 'caller' ? peerKey : own.publicKey,
+  };
+  return deriveCallKeys(deriveCallSecret(own.privateKey, peerKey, context));
+}
+
+/** deriveKeysFor, or undefined for a bad key (a ringing's: the answer then fails on it, where it is reported). */
+function callKeysFor(role: CallRole, peerKeyB64: string, own: EphemeralKeyPair, ids: { callId: string; caller: string; callee: string }): CallKeys | undefined {
+  try {
+    return deriveKeysFor(role, peerKeyB64, own, ids);
+  } catch {
+    return undefined;
+  }
 }
 
 interface CandidateUpdates {
@@ -514,10 +571,16 @@ export interface CallPathReport {
  * up or leaves the room, or the peer has not shown up proven within `admitWithinMs`
  * (HandshakeError: the peer's identity was not verified in the room). Tells the peer when
  * we end it.
+ *
+ * A caller whose callee rang with its key (placeCall's onRingingKeys) can start this while it
+ * rings: `call` is then `{ ringing, answered }`. The call's room is joined at once; the media,
+ * the direct path and everything that needs the answer start when `answered` resolves (with
+ * the answer's arrival, performance.now(): the timeline's 0). If it rejects (declined, no answer, cancelled), the
+ * room is left and this rejects with its error.
  */
 export async function runDirectMedia(
-  call: EstablishedCall,
-  opts: Omit<CallOptions, 'room' | 'roomSecret' | 'allow' | 'reconnect' | 'reconnectForMs'> & {
+  call: EstablishedCall | { ringing: RingingCall; answered: Promise<{ call: EstablishedCall; answeredAt: number }> },
+  opts: Omit<CallOptions, 'room' | 'roomSecret' | 'allow' | 'reconnect' | 'reconnectForMs' | 'startGate'> & {
     admitWithinMs?: number;
     /** Try a direct path (absent: the media stays on the relay). */
     direct?: DirectPathOptions;
@@ -525,56 +588,74 @@ export async function runDirectMedia(
     relayOnly?: boolean;
     /** How our NAT profile (call.localNat) was judged, for the report (GatheredForCall.natNotes). */
     natNotes?: readonly string[];
-    /** When the answer was received (caller) or sent (callee), performance.now(): the path timeline's 0 (default: now). */
+    /** When the answer was received (caller) or sent (callee), performance.now(): the path timeline's 0 (default: now; with `answered`, when it resolves). */
     answeredAt?: number;
   },
 ): Promise<DirectMediaResult> {
-  const answeredAt = opts.answeredAt ?? performance.now();
+  const early = 'ringing' in call ? call : undefined;
+  const base: Pick<EstablishedCall, 'callId' | 'role' | 'peer' | 'keys'> = early ? early.ringing : (call as EstablishedCall);
   const admitWithinMs = opts.admitWithinMs ?? DEFAULT_ADMIT_WITHIN_MS;
-  const notAttempted = opts.relayOnly ? 'relay-only' : call.peerRelayOnly ? 'peer-relay-only' : opts.direct === undefined ? 'no-socket' : undefined;
-  const tracker = new PathTracker(answeredAt);
-  let link: DirectLink | undefined;
-  let session: RoomCallSession = opts.session;
-  if (notAttempted === undefined && opts.direct !== undefined) {
-    const d = opts.direct;
-    link = directLinkFor(call, d, { watchAddresses: true, onEvent: (e) => tracker.linkEvent(e) });
-    const wrapped = new DirectCallSession(opts.session, link);
-    tracker.watch(wrapped.mediaTransport);
-    session = wrapped;
-    link.start();
-  }
+  // Our media goes on a path switch whose direct path is added once the answer says we may try it.
+  const wrapped = opts.direct !== undefined && !opts.relayOnly ? new DirectCallSession(opts.session) : undefined;
+  const session: RoomCallSession = wrapped ?? opts.session;
   const stop = new AbortController();
   let peerEnd: PeerEnd | 'peer-left' | undefined;
   let admitted = false;
   let unverified = false;
   const timers: NodeJS.Timeout[] = [];
-  void call.peerEnded.then((why) => {
-    peerEnd ??= why;
-    stop.abort();
-  });
-  // Our hang-up (Ctrl-C) is signalled before we leave the room, so the peer learns why.
-  const onUserAbort = () => void call.hangup().finally(() => stop.abort());
+  let established: EstablishedCall | undefined;
+  let tracker: PathTracker | undefined;
+  let link: DirectLink | undefined;
+  let notAttempted: CallPathReport['notAttempted'];
+  let view: CallView | undefined;
+  /** The answer is in: the path's timeline starts, the direct path is tried, the peer has admitWithinMs to show up. */
+  const onAnswered = (est: EstablishedCall, answeredAt: number) => {
+    established = est;
+    const t = (tracker = new PathTracker(answeredAt));
+    if (view) t.observe(view);
+    notAttempted = opts.relayOnly ? 'relay-only' : est.peerRelayOnly ? 'peer-relay-only' : opts.direct === undefined ? 'no-socket' : undefined;
+    if (notAttempted === undefined && opts.direct !== undefined && wrapped) {
+      const l = (link = directLinkFor(est, opts.direct, { watchAddresses: true, onEvent: (e) => t.linkEvent(e) }));
+      wrapped.attach(l);
+      t.watch(wrapped.mediaTransport);
+      // The checks start once the call's join request is out (runCall sends it first): the
+      // relayed media, which comes first, waits for nothing the checks do.
+      setImmediate(() => l.start());
+    }
+    void est.peerEnded.then((why) => {
+      peerEnd ??= why;
+      stop.abort();
+    });
+    timers.push(
+      setTimeout(() => {
+        if (!admitted) {
+          unverified = true;
+          stop.abort();
+        }
+      }, admitWithinMs),
+    );
+  };
+  let startGate: Promise<unknown> | undefined;
+  if (early) {
+    startGate = early.answered.then((a) => onAnswered(a.call, a.answeredAt));
+    startGate.catch(() => undefined); // runCall takes it (and its error) once it has joined
+  } else onAnswered(call as EstablishedCall, opts.answeredAt ?? performance.now());
+  // Our hang-up (Ctrl-C) is signalled before we leave the room, so the peer learns why (before
+  // the answer, placeCall hangs up itself).
+  const onUserAbort = () => void (established?.hangup() ?? Promise.resolve()).finally(() => stop.abort());
   if (opts.signal?.aborted) onUserAbort();
   else opts.signal?.addEventListener('abort', onUserAbort, { once: true });
-  timers.push(
-    setTimeout(() => {
-      if (!admitted) {
-        unverified = true;
-        stop.abort();
-      }
-    }, admitWithinMs),
-  );
   const onEvent = (e: CallEvent) => {
-    if ((e.type === 'call:member-joined' || e.type === 'call:member-reconnected') && e.fingerprint === call.peer) admitted = true;
-    if (e.type === 'call:first-audio') tracker.firstAudio();
+    if ((e.type === 'call:member-joined' || e.type === 'call:member-reconnected') && e.fingerprint === base.peer) admitted = true;
+    if (e.type === 'call:first-audio') tracker?.firstAudio();
     if (e.type === 'call:status') {
-      tracker.poll();
+      tracker?.poll();
       const pair = link?.up ? link.selected() : undefined;
       e = { ...e, status: { ...e.status, path: pair ? { kind: 'direct', pair: pair.types, ...(pair.rttMs === undefined ? {} : { rttMs: pair.rttMs }) } : { kind: 'relay' } } };
       // On the direct path the member's round trip is the pair's, not the relay's two legs.
       if (pair?.rttMs !== undefined) e.status.rttMs = pair.rttMs;
     }
-    if (e.type === 'call:member-left' && e.fingerprint === call.peer) {
+    if (e.type === 'call:member-left' && e.fingerprint === base.peer) {
       // Its signed hangup usually comes first; give it a moment before calling it a departure.
       timers.push(
         setTimeout(() => {
@@ -590,40 +671,46 @@ export async function runDirectMedia(
     report = await runCall({
       ...opts,
       session,
-      observe: (view) => {
-        tracker.observe(view);
-        opts.observe?.(view);
+      observe: (v) => {
+        view = v;
+        tracker?.observe(v);
+        opts.observe?.(v);
       },
-      room: call.keys.roomName,
-      roomSecret: call.keys.roomSecret,
-      allow: [call.peer],
+      room: base.keys.roomName,
+      roomSecret: base.keys.roomSecret,
+      allow: [base.peer],
       // Both first keys come from the call secret: no wrapped key on the way to first audio.
       seededKeys: {
-        own: call.keys.firstSenderKeys[call.role],
-        peer: call.peer,
-        peerKey: call.keys.firstSenderKeys[call.role === 'caller' ? 'callee' : 'caller'],
+        own: base.keys.firstSenderKeys[base.role],
+        peer: base.peer,
+        peerKey: base.keys.firstSenderKeys[base.role === 'caller' ? 'callee' : 'caller'],
       },
+      ...(startGate ? { startGate } : {}),
       signal: stop.signal,
       onEvent,
     });
   } catch (err) {
-    await call.hangup();
-    call.close();
+    if (established) {
+      await established.hangup();
+      established.close();
+    }
     throw err;
   } finally {
     for (const t of timers) clearTimeout(t);
     opts.signal?.removeEventListener('abort', onUserAbort);
-    tracker.stop();
+    tracker?.stop();
     link?.close();
   }
-  if (peerEnd === undefined) await call.hangup();
-  call.close();
+  // runCall ran its clock only after the gate: the call was answered.
+  if (!established || !tracker) throw new InternalError('the call ended without its answer');
+  if (peerEnd === undefined) await established.hangup();
+  established.close();
   if (unverified && peerEnd === undefined) {
-    throw new HandshakeError(`${call.peer} answered but did not prove its identity in the call's room within ${Math.round(admitWithinMs / 1000)} s`, {
+    throw new HandshakeError(`${base.peer} answered but did not prove its identity in the call's room within ${Math.round(admitWithinMs / 1000)} s`, {
       suggestions: ['the call was hung up; try again (a relay that interferes with the call room shows this too)'],
     });
   }
-  const path = tracker.report(notAttempted, report.relayRttMs, link?.report(), natReport(call, opts.natNotes));
+  const path = tracker.report(notAttempted, report.relayRttMs, link?.report(), natReport(established, opts.natNotes));
   return { report, endedBy: peerEnd ?? report.endedBy, path };
 }
 
@@ -640,22 +727,30 @@ function natReport(call: EstablishedCall, notes: readonly string[] | undefined):
 
 /**
  * A relay session as a direct call's media sees it: the same session, with media going on a
- * path switch of the direct path (preferred while open) and the relay's own paths. Our source
- * id in the room, once joined, goes to the direct path (direct media carries it).
+ * path switch of the direct path (preferred while open, once attached) and the relay's own
+ * paths. Our source id in the room, once joined, goes to the direct path (direct media
+ * carries it).
  */
 class DirectCallSession implements RoomCallSession {
   readonly mediaTransport: MediaPathSwitch;
+  #link: DirectLink | undefined;
+  #sourceId: number | undefined;
 
-  constructor(
-    private readonly inner: RoomCallSession,
-    private readonly link: DirectLink,
-  ) {
-    this.mediaTransport = new MediaPathSwitch([link.transport, inner.mediaTransport]);
+  constructor(private readonly inner: RoomCallSession) {
+    this.mediaTransport = new MediaPathSwitch([inner.mediaTransport]);
+  }
+
+  /** The direct path to prefer from now on (made once the call is answered). */
+  attach(link: DirectLink): void {
+    this.#link = link;
+    if (this.#sourceId !== undefined) link.setSourceId(this.#sourceId);
+    this.mediaTransport.prepend(link.transport);
   }
 
   async joinRoom(room: string, opts?: RoomJoinOptions): Promise<RoomJoin> {
     const joined = await this.inner.joinRoom(room, opts);
-    this.link.setSourceId(joined.sourceId);
+    this.#sourceId = joined.sourceId;
+    this.#link?.setSourceId(joined.sourceId);
     return joined;
   }
 

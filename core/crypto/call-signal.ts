@@ -34,7 +34,15 @@
  * `nat` would fail there and lose the whole call, where a separate one loses only the
  * profile (wire-format.md §5: new optional fields stay backward compatible). A relay can
  * strip a profile (the receiver then sees no consent, as from an older peer), never forge or
- * alter one: natProfileFrom() says which it was. Receivers check, with
+ * alter one: natProfileFrom() says which it was.
+ *
+ * A ringing's `ephemeralKey` (the callee's key for the call, sent early so that the caller can
+ * join the call's room while it rings) is signed the same way, as `keySignature`:
+ *
+ *   labelled("wzp-call-ringing-key-v1", type, call id, caller, callee, sender role, seq, ts,
+ *            sender identity key, ephemeral key (base64, as sent))
+ *
+ * ringingKeyFrom() returns it only when that verifies. Receivers check, with
  * CallSignalVerifier: addressed to them, the fingerprint is the key's hash, the role fits the
  * type, the timestamp is fresh, the signature verifies, the call's parties never change, and
  * the sequence number is newer than any seen from that sender in that call (an offer's call id
@@ -43,7 +51,7 @@
 import { randomBytes } from 'node:crypto';
 import { InternalError } from '../errors.js';
 import type { NatProfile } from '../nat/strategy-types.js';
-import type { AnswerMessage, CallRole, CallSignalMessage, CallSignalType, OfferMessage, RegisterMessage } from '../wire/signal.js';
+import type { AnswerMessage, CallRole, CallSignalMessage, CallSignalType, OfferMessage, RegisterMessage, RingingMessage } from '../wire/signal.js';
 import { canonicalCandidate } from '../wire/candidate.js';
 import { canonicalNatProfile, natProfileProblem } from '../wire/nat-profile.js';
 import { sha256Fingerprint } from './fingerprint.js';
@@ -53,6 +61,7 @@ import { labelledFields } from './media-crypto.js';
 export const REGISTRATION_LABEL = 'wzp-presence-register-v1';
 export const CALL_SIGNAL_LABEL = 'wzp-call-signal-v1';
 export const CALL_NAT_LABEL = 'wzp-call-nat-v1';
+export const CALL_RINGING_KEY_LABEL = 'wzp-call-ringing-key-v1';
 /** How far a call signal's timestamp may be from the receiver's clock (either way). */
 export const DEFAULT_MAX_SIGNAL_SKEW_MS = 60_000;
 /** Calls a verifier remembers (their parties and sequence numbers). */
@@ -99,7 +108,7 @@ export function registrationProblem(msg: RegisterMessage, relayFingerprint: stri
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 /** A call signal before signing: the sender's fingerprint and key come from its identity. */
-export type UnsignedCallSignal = DistributiveOmit<CallSignalMessage, 'from' | 'identityKey' | 'signature' | 'relayCandidate' | 'natSignature'>;
+export type UnsignedCallSignal = DistributiveOmit<CallSignalMessage, 'from' | 'identityKey' | 'signature' | 'relayCandidate' | 'natSignature' | 'keySignature'>;
 
 /** Signs a call signal as `identity` (its fingerprint becomes `from`); an offer's or answer's `nat` gets its natSignature. */
 export function signCallSignal(identity: Identity, unsigned: UnsignedCallSignal): CallSignalMessage {
@@ -112,6 +121,9 @@ export function signCallSignal(identity: Identity, unsigned: UnsignedCallSignal)
   message.signature = Buffer.from(identity.sign(callSignalTranscript(message))).toString('base64');
   if ((message.type === 'offer' || message.type === 'answer') && message.nat !== undefined) {
     message.natSignature = Buffer.from(identity.sign(natProfileTranscript(message, message.nat))).toString('base64');
+  }
+  if (message.type === 'ringing' && message.ephemeralKey !== undefined) {
+    message.keySignature = Buffer.from(identity.sign(ringingKeyTranscript(message, message.ephemeralKey))).toString('base64');
   }
   return message;
 }
@@ -129,6 +141,23 @@ export function callSignalTranscript(msg: CallSignalMessage): Uint8Array {
 /** The byte string an offer's or answer's natSignature covers: `nat` bound to that signal (see the top of this file). */
 export function natProfileTranscript(msg: OfferMessage | AnswerMessage, nat: NatProfile): Uint8Array {
   return transcript(CALL_NAT_LABEL, msg, JSON.stringify(canonicalNatProfile(nat)));
+}
+
+/** The byte string a ringing's keySignature covers: its ephemeral key bound to that signal (see the top of this file). */
+export function ringingKeyTranscript(msg: RingingMessage, ephemeralKey: string): Uint8Array {
+  return transcript(CALL_RINGING_KEY_LABEL, msg, ephemeralKey);
+}
+
+/**
+ * The callee's ephemeral key in a ringing that a CallSignalVerifier accepted (so its
+ * `identityKey` is its sender's), when keySignature verifies it; undefined otherwise (none
+ * sent, an older callee, or stripped or altered on the way: the caller then waits for the
+ * answer, which carries the key under the main signature).
+ */
+export function ringingKeyFrom(msg: RingingMessage): string | undefined {
+  if (msg.ephemeralKey === undefined || msg.keySignature === undefined) return undefined;
+  const key = new Uint8Array(Buffer.from(msg.identityKey, 'base64'));
+  return Identity.verify(key, ringingKeyTranscript(msg, msg.ephemeralKey), new Uint8Array(Buffer.from(msg.keySignature, 'base64'))) ? msg.ephemeralKey : undefined;
 }
 
 function transcript(label: string, msg: CallSignalMessage, body: string): Uint8Array {

@@ -430,6 +430,12 @@ export interface ReceiverOptions {
  * frames). The wait is one signalling trip (~10-20 ms on loopback), so this is generous.
  */
 const MAX_HELD_DATAGRAMS = 48;
+/**
+ * Mini-header datagrams kept, authenticated, while the stream has no context yet (a late
+ * joiner: the sender sends mini headers until it learns of us, and its full header is on its
+ * way): ~0.15 s of a GOOD stream.
+ */
+const MAX_CONTEXTLESS = 8;
 /** A held datagram older than this when its key comes is rejected: its frame is long due. */
 const HELD_DATAGRAM_MS = 1000;
 
@@ -533,25 +539,54 @@ export class MediaReceiver {
         return;
       }
     }
-    const header = this.trustedHeader(datagram, split);
+    const header = this.trustedHeader(datagram, split, { payload, arrivalMs });
     if (header) this.accept(header, payload, arrivalMs);
+    if (split.full && this.hasContext && this.contextless.length > 0) this.expandContextless();
   }
 
-  /** The header of an authenticated (or unsealed) datagram; undefined if it does not expand. */
-  private trustedHeader(datagram: Uint8Array, split: { full?: MediaHeader }): MediaHeader | undefined {
+  /**
+   * The header of an authenticated (or unsealed) datagram; undefined if it does not expand. A
+   * mini header before the stream's first context is kept (with its opened `early` payload)
+   * for that context, not counted as malformed: see expandContextless.
+   */
+  private trustedHeader(datagram: Uint8Array, split: { full?: MediaHeader }, early?: { payload: Uint8Array; arrivalMs: number }): MediaHeader | undefined {
     if (split.full) {
       // Repair packets carry their block's first frame's fields: never a context.
-      if (!split.full.fec.repair) this.mini.remember(split.full);
+      if (!split.full.fec.repair) {
+        this.mini.remember(split.full);
+        this.hasContext = true;
+      }
       return split.full;
     }
     try {
       return this.mini.expandMini(datagram);
     } catch (err) {
       if (err instanceof DecodeError) {
+        if (err.reason === 'no-context' && early && !this.hasContext && this.contextless.length < MAX_CONTEXTLESS) {
+          this.contextless.push({ datagram: datagram.slice(), payload: early.payload.slice(), arrivalMs: early.arrivalMs });
+          return undefined;
+        }
         this.stats.malformed++;
         return undefined;
       }
       throw err;
+    }
+  }
+
+  /** Whether a full header ever gave this stream a mini-header context. */
+  private hasContext = false;
+  /** Authenticated mini-header datagrams that came before the stream's first context. */
+  private readonly contextless: { datagram: Uint8Array; payload: Uint8Array; arrivalMs: number }[] = [];
+
+  /**
+   * The stream's first context came: the mini headers that came before it (a sender that had
+   * not met us yet, still sending mini headers) are expanded against it now, and enter the
+   * pipeline as of their arrival; one that does not expand counts as malformed.
+   */
+  private expandContextless(): void {
+    for (const c of this.contextless.splice(0)) {
+      const header = this.trustedHeader(c.datagram, {});
+      if (header) this.accept(header, c.payload, c.arrivalMs);
     }
   }
 
@@ -573,10 +608,11 @@ export class MediaReceiver {
         else this.stats.rejected++;
         continue;
       }
-      const header = this.trustedHeader(h.datagram, h.split);
+      const header = this.trustedHeader(h.datagram, h.split, { payload, arrivalMs: nowMs });
       if (nowMs - h.arrivalMs > HELD_DATAGRAM_MS) this.stats.rejected++;
       else if (header) this.accept(header, payload, nowMs);
     }
+    if (this.hasContext && this.contextless.length > 0) this.expandContextless();
   }
 
   private readonly held: HeldDatagram[] = [];

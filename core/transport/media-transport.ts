@@ -201,7 +201,7 @@ export class QuicDatagramTransport implements MediaTransport {
 export class MediaPathSwitch implements MediaTransport {
   #closed = false;
   #handler: (payload: Uint8Array) => void = () => undefined;
-  readonly #paths: readonly MediaTransport[];
+  #paths: readonly MediaTransport[];
   readonly #closedStats = emptyMediaTransportStats();
   #onSwitch: ((from: MediaTransport | undefined, to: MediaTransport | undefined) => void) | undefined;
   #lastActive: MediaTransport | undefined;
@@ -216,6 +216,16 @@ export class MediaPathSwitch implements MediaTransport {
   /** Every path, most preferred first. */
   get paths(): readonly MediaTransport[] {
     return this.#paths;
+  }
+
+  /**
+   * Add a path, preferred to all the others (a 1:1 call's direct path, made once the call is
+   * answered, after its media started on the relay). Ignored once closed.
+   */
+  prepend(path: MediaTransport): void {
+    if (this.#closed || this.#paths.includes(path)) return;
+    this.#paths = [path, ...this.#paths];
+    path.onDatagram((d) => this.#deliver(d));
   }
 
   /** The path sends go on now (undefined when none is open). */

@@ -288,6 +288,18 @@ export interface OfferMessage extends CallSignalFields {
 }
 export interface RingingMessage extends CallSignalFields {
   type: 'ringing';
+  /**
+   * The callee's ephemeral X25519 key for this call (padded base64, 32 bytes), the one its
+   * answer will carry: the caller derives the call's keys while it rings and joins the call's
+   * room before the answer (docs/direct-calls.md). Optional (older callees send none).
+   */
+  ephemeralKey?: string;
+  /**
+   * The sender's signature over `ephemeralKey` bound to this signal (core/crypto/call-signal.ts
+   * ringingKeyTranscript), separate from `signature` as natSignature is: an older caller or
+   * relay drops both fields and still verifies the ringing.
+   */
+  keySignature?: string;
 }
 export interface AnswerMessage extends CallSignalFields {
   type: 'answer';
@@ -666,7 +678,7 @@ export const SIGNAL_SCHEMA: SignalSchema = {
     nat: tolerated(natProfile),
     natSignature: tolerated(signature64),
   },
-  ringing: callSignalRules(),
+  ringing: { ...callSignalRules(), ephemeralKey: tolerated(key32), keySignature: tolerated(signature64) },
   answer: {
     ...callSignalRules(),
     ephemeralKey: required(key32),

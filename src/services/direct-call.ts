@@ -17,6 +17,7 @@ import {
   type CallPathReport,
   type DirectMediaResult,
   type EstablishedCall,
+  type RingingCall,
 } from '../../core/client/direct-call.js';
 import { gatherForCall, natProfileToSend, type GatheredForCall, type PortMappingInfo } from '../../core/client/call-candidates.js';
 import type { Endpoint } from '../../core/nat/stun.js';
@@ -198,26 +199,53 @@ export async function directCall(req: DirectCallRequest): Promise<DirectCallResu
     if (req.to === reg.identity.fingerprint) throw new UsageError('--to is your own fingerprint: a call needs someone else');
     const peerKnown = reg.members.lookup(req.to) !== undefined;
     gathered = await gatherFor(reg.session, req);
-    // A tone or file (no sound device) is opened while it rings, so the media starts at once
-    // once answered. Devices are opened after the answer: a microphone opened now would
+    // A tone or file is opened while it rings, so the media starts at once once answered.
+    // Sound devices are opened on the answer (openDevices): a microphone opened now would
     // queue the ringing time's audio ahead of the call.
-    if (req.source.kind !== 'mic' && !req.speaker) media = await openMedia(req);
+    media = await openMedia(req, { devicesLater: true });
     const offeredAt = performance.now();
-    const call = await placeCall(reg.presence, {
-      to: req.to,
-      relayOnly: req.relayOnly,
-      candidates: gathered.wire,
-      nat: natProfileToSend(gathered),
-      ringTimeoutMs: req.ringTimeoutMs,
-      signal: req.signal,
-      onRinging: () => req.onProgress?.(`ringing ${req.to}...`),
-    });
-    const answeredAt = performance.now();
-    const answerMs = Math.round(answeredAt - offeredAt);
-    req.onProgress?.(`${req.to} answered after ${(answerMs / 1000).toFixed(1)} s; media through the relay`);
+    const info = { answerMs: 0, answeredAt: 0, peerKnown, gathered };
+    let settle!: { resolve(a: { call: EstablishedCall; answeredAt: number }): void; reject(e: unknown): void };
+    const answered = new Promise<{ call: EstablishedCall; answeredAt: number }>((resolve, reject) => (settle = { resolve, reject }));
+    answered.catch(() => undefined); // the early media, if any, takes it
+    /** The media started while it rings (the callee rang with its key, and our audio is open already). */
+    let early: Promise<DirectCallResult> | undefined;
+    let call: EstablishedCall;
+    try {
+      call = await placeCall(reg.presence, {
+        to: req.to,
+        relayOnly: req.relayOnly,
+        candidates: gathered.wire,
+        nat: natProfileToSend(gathered),
+        ringTimeoutMs: req.ringTimeoutMs,
+        signal: req.signal,
+        onRinging: () => req.onProgress?.(`ringing ${req.to}...`),
+        // The call's room is joined while it rings, so the audio starts on the answer without a
+        // join round trip (its devices, if any, open on the answer).
+        onRingingKeys: (ringing: RingingCall) => {
+          if (!media || early) return;
+          const opened = media;
+          media = undefined; // runDirectMedia closes it from here on
+          const answeredWithDevices = answered.then(async (a) => {
+            await opened.openDevices();
+            return a;
+          });
+          early = runMedia(req, reg, { ringing, answered: answeredWithDevices }, info, opened);
+          early.catch(() => undefined); // awaited below
+        },
+      });
+    } catch (err) {
+      settle.reject(err);
+      await early?.catch(() => undefined); // it leaves the room and closes its audio
+      throw err;
+    }
+    info.answeredAt = performance.now();
+    info.answerMs = Math.round(info.answeredAt - offeredAt);
+    settle.resolve({ call, answeredAt: info.answeredAt });
+    req.onProgress?.(`${req.to} answered after ${(info.answerMs / 1000).toFixed(1)} s; media through the relay`);
     const opened = media;
     media = undefined; // runDirectMedia closes it from here on
-    const result = await runMedia(req, reg, call, { answerMs, answeredAt, peerKnown, gathered }, opened);
+    const result = await (early ?? runMedia(req, reg, call, info, opened));
     if (req.reportPath) await writeFileAtomic(req.reportPath, `${JSON.stringify(result, null, 2)}\n`, 'the call report');
     return result;
   } finally {
@@ -234,15 +262,21 @@ export async function directCall(req: DirectCallRequest): Promise<DirectCallResu
 async function runMedia(
   req: DirectMediaRequest,
   reg: Registered,
-  call: EstablishedCall,
+  callOrRinging: EstablishedCall | { ringing: RingingCall; answered: Promise<{ call: EstablishedCall; answeredAt: number }> },
   info: { answerMs: number; answeredAt: number; peerKnown: boolean; gathered: GatheredForCall },
   opened?: OpenedMedia,
 ): Promise<DirectCallResult> {
   const media = opened ?? (await openMedia(req));
+  // Started on the answer: the devices open now (started while ringing: when it comes).
+  if (!('ringing' in callOrRinging)) await media.openDevices().catch(async (err: unknown) => {
+    await media.close();
+    throw err;
+  });
+  const peer = 'ringing' in callOrRinging ? callOrRinging.ringing.peer : callOrRinging.peer;
   let outcome: DirectMediaResult;
   try {
     reg.session.useMediaPath(req.mediaPath ?? 'auto');
-    outcome = await runDirectMedia(call, {
+    outcome = await runDirectMedia(callOrRinging, {
       session: reg.session,
       identity: reg.identity,
       alias: req.alias ?? reg.identity.shortFingerprint,
@@ -260,16 +294,18 @@ async function runMedia(
       endWithSource: req.source.kind === 'file',
       signal: req.signal,
       relayOnly: req.relayOnly,
-      answeredAt: info.answeredAt,
+      ...('ringing' in callOrRinging ? {} : { answeredAt: info.answeredAt }),
       ...(info.gathered.natNotes ? { natNotes: info.gathered.natNotes } : {}),
       ...(info.gathered.direct ? { direct: { ...info.gathered.direct, strategies: installedStrategies(req.registries.natStrategies) } } : {}),
       // The room's derived name is half of what admits to it: it is not shown.
-      onEvent: (e) => req.onEvent?.(directCallEvent(e, call.peer, info.peerKnown)),
+      onEvent: (e) => req.onEvent?.(directCallEvent(e, peer, info.peerKnown)),
     });
   } catch (err) {
     media.discardEmptyRecording();
     throw err;
   }
+  // runDirectMedia returned: the call was answered.
+  const call = 'ringing' in callOrRinging ? (await callOrRinging.answered).call : callOrRinging;
   const { mediaPath, endedBy: _engineEnd, room: _room, roomId: _roomId, ...report } = outcome.report;
   return {
     meta: req.meta(DIRECT_CALL_SCHEMA_VERSION),
@@ -312,20 +348,29 @@ interface OpenedMedia {
   source: FrameSource;
   sink: FrameSink | undefined;
   noiseSuppressor: NoiseSuppressor | undefined;
+  /** Open the sound devices left for later (openMedia's devicesLater); once, and nothing without any. */
+  openDevices(): Promise<void>;
   recording(): { recording?: { path: string; samples: number; durationMs: number } };
   discardEmptyRecording(): void;
   /** Close everything unused (a call that was never answered); an empty recording is removed. */
   close(): Promise<void>;
 }
 
-/** The source and sinks of one call (runDirectMedia closes them when the call ends). */
-async function openMedia(req: DirectMediaRequest): Promise<OpenedMedia> {
-  const source = await openSource(req.source);
+/**
+ * The source and sinks of one call (runDirectMedia closes them when the call ends). With
+ * `devicesLater`, a microphone and a speaker are opened only by openDevices() (on the answer):
+ * until then the source reads silence and the speaker takes nothing.
+ */
+async function openMedia(req: DirectMediaRequest, opts: { devicesLater?: boolean } = {}): Promise<OpenedMedia> {
+  const lateMic = opts.devicesLater === true && req.source.kind === 'mic' ? new LateSource() : undefined;
+  const source = lateMic ?? (await openSource(req.source));
   const sinks: FrameSink[] = [];
+  const lateSpeaker = opts.devicesLater === true && req.speaker ? new LateSink() : undefined;
   let noiseSuppressor: NoiseSuppressor | undefined;
   let recorder: WavWriter | undefined;
   try {
-    if (req.speaker) sinks.push(await openSpeaker(req.speaker.device));
+    if (lateSpeaker) sinks.push(lateSpeaker);
+    else if (req.speaker) sinks.push(await openSpeaker(req.speaker.device));
     if (req.noiseSuppression) noiseSuppressor = await NoiseSuppressor.create();
     if (req.record) {
       const w = new WavWriter(req.record, PIPELINE_SAMPLE_RATE);
@@ -344,10 +389,16 @@ async function openMedia(req: DirectMediaRequest): Promise<OpenedMedia> {
       rmSync(recorder.path, { force: true });
     }
   };
+  let devices: Promise<void> | undefined;
   return {
     source,
     sink: sinks.length === 0 ? undefined : sinks.length === 1 ? sinks[0] : new TeeSink(sinks),
     noiseSuppressor,
+    openDevices: () =>
+      (devices ??= (async () => {
+        if (lateMic && req.source.kind === 'mic') lateMic.set(await openSource(req.source));
+        if (lateSpeaker && req.speaker) lateSpeaker.set(await openSpeaker(req.speaker.device));
+      })()),
     recording: () =>
       recorder
         ? { recording: { path: recorder.path, samples: recorder.samplesWritten, durationMs: Math.round((recorder.samplesWritten / PIPELINE_SAMPLE_RATE) * 1000) } }
@@ -356,10 +407,55 @@ async function openMedia(req: DirectMediaRequest): Promise<OpenedMedia> {
     close: async () => {
       discardEmptyRecording();
       noiseSuppressor?.close();
+      await devices?.catch(() => undefined); // a device still opening is closed once open
       for (const sink of sinks) await sink.close();
       await source.close?.();
     },
   };
+}
+
+/** A source that reads silence until its device is opened (set()). */
+class LateSource implements FrameSource {
+  #inner: FrameSource | undefined;
+  #closed = false;
+
+  set(inner: FrameSource): void {
+    if (this.#closed) void inner.close?.();
+    else this.#inner = inner;
+  }
+
+  get ended(): boolean {
+    return this.#inner?.ended ?? false;
+  }
+
+  read(samples: number): Int16Array {
+    return this.#inner?.read(samples) ?? new Int16Array(samples);
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    await this.#inner?.close?.();
+  }
+}
+
+/** A sink that takes nothing until its device is opened (set()). */
+class LateSink implements FrameSink {
+  #inner: FrameSink | undefined;
+  #closed = false;
+
+  set(inner: FrameSink): void {
+    if (this.#closed) void inner.close();
+    else this.#inner = inner;
+  }
+
+  write(pcm: Int16Array): void {
+    this.#inner?.write(pcm);
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    await this.#inner?.close();
+  }
 }
 
 /** The STUN servers a call asks (`--stun`, else netcheck.json's `stun`), resolved: at most 4 servers. */
@@ -567,6 +663,9 @@ async function handleOffer(
     await incoming.reject('declined');
     return { entry: { ...base, outcome: 'declined' } };
   }
+  // Ring (with our key for the call) before gathering, also when accepting without asking: the
+  // caller joins the call's room while we gather, and the audio starts on our answer.
+  if (req.acceptFrom !== undefined) void incoming.ring().catch(() => undefined);
   const gathered = await gatherFor(reg.session, req);
   try {
     return await answerAndRun(req, reg, incoming, gathered, { base, pin, receivedAt, caller });

@@ -158,18 +158,38 @@ describe('media pipeline', () => {
     }
   });
 
-  test('a receiver joining mid-stream decodes once the sender resyncs, and garbage is counted', () => {
+  test('a receiver joining mid-stream decodes once the sender resyncs (the mini headers before it too), and garbage is counted', () => {
     const sender = new MediaSender({ ...settings, r: 0, k: 1, depth: 1 });
     for (let i = 0; i < 10; i++) sender.sendFrame(toneFrame(i)); // the late joiner missed these
     const receiver = receiverFor();
     for (let i = 10; i < 13; i++) for (const p of sender.sendFrame(toneFrame(i))) receiver.receive(p, i * 20);
-    assert.equal(receiver.stats.framesReceived, 0, 'mini headers without context are dropped');
+    assert.equal(receiver.stats.framesReceived, 0, 'mini headers without context wait for one');
+    assert.equal(receiver.stats.malformed, 0, 'they are not malformed: the sender has not met us yet');
     sender.resync();
     for (let i = 13; i < 20; i++) for (const p of sender.sendFrame(toneFrame(i))) receiver.receive(p, i * 20);
-    assert.equal(receiver.stats.framesReceived, 7);
+    assert.equal(receiver.stats.framesReceived, 10, 'the first full header expands the 3 mini headers before it');
     receiver.receive(new Uint8Array([0xff, 1, 2]), 400);
     receiver.receive(new Uint8Array(0), 400);
-    assert.equal(receiver.stats.malformed, 5);
+    assert.equal(receiver.stats.malformed, 2);
+  });
+
+  test('mini headers before any context are kept within bounds: beyond MAX_CONTEXTLESS they count as malformed; later a lost context is malformed as ever', () => {
+    const sender = new MediaSender({ ...settings, r: 0, k: 1, depth: 1 });
+    for (let i = 0; i < 10; i++) sender.sendFrame(toneFrame(i));
+    const receiver = receiverFor();
+    for (let i = 10; i < 30; i++) for (const p of sender.sendFrame(toneFrame(i))) receiver.receive(p, i * 20);
+    assert.equal(receiver.stats.malformed, 12, '8 kept, the other 12 counted');
+    sender.resync();
+    for (const p of sender.sendFrame(toneFrame(30))) receiver.receive(p, 600);
+    assert.equal(receiver.stats.framesReceived, 9, 'the full header and the 8 kept');
+    // With a context, a mini header that does not match it is malformed (not kept).
+    let mini: Uint8Array | undefined;
+    for (let i = 31; i < 40 && !mini; i++) mini = sender.sendFrame(toneFrame(i)).find((p) => datagramKind(p) === 'mini');
+    assert.ok(mini);
+    const corrupt = Uint8Array.from(mini);
+    corrupt[4] ^= 0xff; // its CRC
+    receiver.receive(corrupt, 800);
+    assert.equal(receiver.stats.malformed, 13);
   });
 
   test('read() on a 10 ms clock: exact periods, the first frame located, delay settled by seamless sub-frame compression', () => {

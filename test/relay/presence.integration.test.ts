@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
-import { IncomingCall, placeCall } from '../../core/client/direct-call.js';
+import { IncomingCall, placeCall, type RingingCall } from '../../core/client/direct-call.js';
 import { PresenceClient } from '../../core/client/presence.js';
 import { RelaySession } from '../../core/client/relay-session.js';
 import { signCallSignal, signRegistration } from '../../core/crypto/call-signal.js';
@@ -18,7 +18,7 @@ import { Relay } from '../../core/relay/relay.js';
 import { expectFingerprint } from '../../core/transport/quic.js';
 import type { KnownSignal } from '../../core/transport/signal-stream.js';
 import type { NatProfile } from '../../core/nat/strategy-types.js';
-import type { AnswerMessage, OfferMessage } from '../../core/wire/signal.js';
+import type { AnswerMessage, OfferMessage, RingingMessage } from '../../core/wire/signal.js';
 import { waitFor } from '../helpers/wait.js';
 
 const relays: Relay[] = [];
@@ -262,6 +262,60 @@ describe('presence on a relay', () => {
     assert.equal(altered.peerNatStatus.status, 'ignored');
     assert.match(altered.peerNatStatus.status === 'ignored' ? altered.peerNatStatus.problem : '', /does not verify/);
     altered.close();
+  });
+
+  test('a callee rings with its ephemeral key (signed): the caller has the call\'s keys before the answer, the same as the answer\'s; an altered or stripped ringing key gives none; an answer with another key fails the call', async () => {
+    const r = await startRelay();
+    const alice = await registered(r);
+    const bob = await registered(r);
+    const bobCalls: Awaited<ReturnType<IncomingCall['accept']>>[] = [];
+    let answerLater: (() => void) | undefined;
+    bob.onOffer((offer) => {
+      const incoming = new IncomingCall(bob, offer);
+      void incoming.ring().then(() => {
+        answerLater = () => void incoming.accept().then((c) => bobCalls.push(c));
+      });
+    });
+    const early: RingingCall[] = [];
+    const calling = placeCall(alice, { to: bob.fingerprint, ringTimeoutMs: 5000, onRingingKeys: (rc) => early.push(rc) });
+    await waitFor(() => early.length === 1 && answerLater !== undefined, 5000);
+    // Known while it rings: nobody has answered yet.
+    assert.equal(bobCalls.length, 0);
+    assert.equal(early[0].peer, bob.fingerprint);
+    answerLater!();
+    const call = await calling;
+    await waitFor(() => bobCalls.length === 1, 5000);
+    assert.equal(early[0].callId, call.callId);
+    assert.deepEqual(early[0].keys, call.keys, 'the ringing key is the answer\'s: the same room and keys');
+    assert.deepEqual(bobCalls[0].keys, call.keys);
+    await call.hangup();
+
+    // Signals a relay could alter: the ringing key changed, or its signature stripped (an older
+    // relay drops both fields: no early keys then, the ringing itself still counts).
+    const got = offers(bob);
+    const rang: number[] = [];
+    const early2: RingingCall[] = [];
+    const calling2 = placeCall(alice, { to: bob.fingerprint, ringTimeoutMs: 5000, onRinging: () => rang.push(1), onRingingKeys: (rc) => early2.push(rc) });
+    await waitFor(() => got.length === 1, 3000);
+    const base = { callId: got[0].callId, to: alice.fingerprint, role: 'callee' as const, ts: Date.now() };
+    const bobKey = Buffer.alloc(32, 7).toString('base64');
+    const ringing = signCallSignal(bob.identity, { ...base, type: 'ringing', seq: 10, ephemeralKey: bobKey }) as RingingMessage;
+    assert.ok(ringing.keySignature !== undefined, 'a keyed ringing is signed twice');
+    alice.receive({ ...ringing, ephemeralKey: Buffer.alloc(32, 8).toString('base64') } as KnownSignal);
+    const stripped = signCallSignal(bob.identity, { ...base, type: 'ringing', seq: 11, ephemeralKey: bobKey }) as RingingMessage;
+    alice.receive({ ...stripped, keySignature: undefined } as KnownSignal);
+    // A key signature moved onto another ringing (another seq): it is bound to its own signal.
+    const plain = signCallSignal(bob.identity, { ...base, type: 'ringing', seq: 12 }) as RingingMessage;
+    alice.receive({ ...plain, ephemeralKey: bobKey, keySignature: ringing.keySignature } as KnownSignal);
+    await waitFor(() => rang.length === 3, 2000);
+    assert.equal(early2.length, 0, 'no early keys from an altered, stripped or moved ringing key');
+    assert.equal(alice.dropped['bad-signature'], 0, 'the ringings themselves verify');
+    // A genuine keyed ringing, then an answer (also genuinely Bob's) with another key: the
+    // callee broke the protocol; the call fails rather than run in a room nobody joins.
+    alice.receive(signCallSignal(bob.identity, { ...base, type: 'ringing', seq: 13, ephemeralKey: bobKey }) as KnownSignal);
+    await waitFor(() => early2.length === 1, 2000);
+    alice.receive(signCallSignal(bob.identity, { ...base, type: 'answer', seq: 14, ephemeralKey: Buffer.alloc(32, 9).toString('base64'), candidates: [] }) as KnownSignal);
+    await assert.rejects(calling2, { name: 'ProtocolError', message: /another ephemeral key than it rang with/ });
   });
 
   test('the clients drop what a tampering relay or a replay would give them', async () => {

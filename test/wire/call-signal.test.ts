@@ -91,6 +91,11 @@ const CANONICAL: [string, KnownSignalMessage][] = [
     },
   ],
   [`{"type":"ringing",${COMMON}}`, { type: 'ringing', ...common }],
+  [
+    // The callee's ephemeral key, sent early with its own signature.
+    `{"type":"ringing",${COMMON.replace('"caller"', '"callee"')},"ephemeralKey":"${KEY2}","keySignature":"${NAT_SIG}"}`,
+    { type: 'ringing', ...common, role: 'callee', ephemeralKey: KEY2, keySignature: NAT_SIG },
+  ],
   [`{"type":"reject",${COMMON},"reason":"busy"}`, { type: 'reject', ...common, reason: 'busy' }],
   [`{"type":"hangup",${COMMON}}`, { type: 'hangup', ...common }],
   [`{"type":"candidate-update",${COMMON},"candidates":[{"type":"mapped","address":"198.51.100.1","port":1,"priority":7}]}`, { type: 'candidate-update', ...common, candidates: [{ type: 'mapped', address: '198.51.100.1', port: 1, priority: 7 }] }],
@@ -104,6 +109,11 @@ const TOLERATED: [string, string, SignalMessage][] = [
     'unknown fields, also inside candidates (dropped)',
     `{"type":"candidate-update",${COMMON},"candidates":[{"type":"prflx","address":"10.0.0.1","port":9,"priority":1,"foundation":"x"}],"video":true}`,
     { type: 'candidate-update', ...common, candidates: [{ type: 'prflx', address: '10.0.0.1', port: 9, priority: 1 }] },
+  ],
+  [
+    'a ringing key that is no key32, and a key signature that is no sig64 (each left out: the ringing itself counts)',
+    `{"type":"ringing",${COMMON.replace('"caller"', '"callee"')},"ephemeralKey":"AAAA","keySignature":"x"}`,
+    { type: 'ringing', ...common, role: 'callee' },
   ],
   ['a call signal type from a later version', `{"type":"transfer",${COMMON},"target":"${B}"}`, { type: 'unknown', rawType: 'transfer' }],
   [
