@@ -390,9 +390,11 @@ export class FederatedCalls implements RemotePresence {
   localJoined(peer: PresencePeer, room: string): void {
     for (const { callId, other } of this.opts.presence.remoteCallsOf(peer)) {
       const end = this.ends.get(callId);
-      if (!end || end.party !== other || end.room !== undefined) continue;
+      if (!end || end.party !== other || end.room !== undefined || !this.opts.callRoomAllowed(room)) continue;
+      // Told first: the link's next entries announce this relay's members of the room, which
+      // the other side takes only for a room it carries (entries are handled in order).
+      if (!end.party.link.closed) end.party.link.sendEntry({ kind: 'call-room', callId, room });
       this.setEndRoom(callId, end, room);
-      if (end.room === room && !end.party.link.closed) end.party.link.sendEntry({ kind: 'call-room', callId, room });
     }
   }
 
