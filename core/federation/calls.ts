@@ -200,8 +200,8 @@ export class FederatedCalls implements RemotePresence {
     const qid = randomBytes(8).toString('hex');
     if (!this.remember(qid, { from: undefined, fp, expires: performance.now() + CALL_LIMITS.seenMs, answered: false })) return Promise.resolve(undefined);
     const p = new Promise<{ link: Link; hops: number } | undefined>((resolve) => {
+      // Not unref'd: a caller waits for it (stop() ends every lookup, clearing its timer).
       const timer = setTimeout(() => done(undefined), CALL_LIMITS.queryTimeoutMs);
-      timer.unref();
       const done = (r: { link: Link; hops: number } | undefined): void => {
         clearTimeout(timer);
         this.waiting.delete(qid);
