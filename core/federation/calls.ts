@@ -128,6 +128,10 @@ export interface FederatedCallsOptions {
   carryCallRoom(callId: string, room: string | undefined, links: Link[]): void;
   /** Whether a call's room may be carried (not a restricted or global room here). */
   callRoomAllowed(room: string): boolean;
+  /** Whether `room` has members on this relay. */
+  roomInUse(room: string): boolean;
+  /** Announce this relay's members of a carried room on `link` again (the other side just started carrying it). */
+  reannounce(room: string, link: Link): void;
 }
 
 export interface FederatedCallsStats {
@@ -359,18 +363,23 @@ export class FederatedCalls implements RemotePresence {
     if (typeof callId !== 'string' || !CALL_ID_PATTERN.test(callId) || typeof room !== 'string' || !ROOM_ID_RE.test(room)) return drop('malformed-call');
     const end = this.ends.get(callId);
     if (end) {
-      if (end.party.link !== link || !this.opts.presence.hasCall(callId)) return drop('unknown-call');
-      this.setEndRoom(callId, end, room);
+      // Only for an answered call (before that, there is no room to carry).
+      if (end.party.link !== link || !this.opts.presence.isAnswered(callId)) return drop('unknown-call');
+      if (end.room === room) return this.opts.reannounce(room, link);
+      // The far side's word is taken for a room nobody is in here; a room in use here is
+      // carried only once the party here joins it itself (localJoined), so a lying relay
+      // cannot pull the members of a room of this relay over to its side.
+      if (end.room === undefined && !this.opts.roomInUse(room)) this.setEndRoom(callId, end, room);
       return;
     }
     const t = this.transit.get(callId);
     if (!t || (t.a !== link && t.b !== link) || !t.answered) return drop('unknown-call');
     if (t.room !== undefined && t.room !== room) return drop('malformed-call');
     if (t.room === undefined) {
-      if (!this.opts.callRoomAllowed(room)) return;
+      if (!this.opts.callRoomAllowed(room) || this.opts.roomInUse(room)) return;
       t.room = room;
       this.opts.carryCallRoom(callId, room, [t.a, t.b]);
-    }
+    } else this.opts.reannounce(room, link);
     const out = t.a === link ? t.b : t.a;
     if (!out.closed) out.sendEntry({ kind: 'call-room', callId, room });
   }

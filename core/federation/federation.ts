@@ -182,6 +182,14 @@ export class Federation {
           links: () => this.links.values(),
           carryCallRoom: (callId, room, links) => this.carryCallRoom(callId, room, links),
           callRoomAllowed: (room) => opts.callRoomAllowed?.(room) ?? true,
+          roomInUse: (room) => [...(opts.rooms.room(room)?.members.values() ?? [])].some((m) => m.remote !== true),
+          reannounce: (room, link) => {
+            for (const m of this.members.values()) {
+              if (m.room !== room) continue;
+              link.told.delete(m.mid);
+              this.advertiseOn(m, link);
+            }
+          },
         })
       : undefined;
     this.self = opts.credentials.fingerprint;

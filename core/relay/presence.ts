@@ -164,6 +164,11 @@ export class Presence {
     this.state(peer).fingerprint = fingerprint;
   }
 
+  /** Whether call `callId` is tracked here and answered. */
+  isAnswered(callId: string): boolean {
+    return this.calls.get(callId)?.state === 'answered';
+  }
+
   /** The answered calls of `peer` whose other party is on another relay: their ids and that party. */
   remoteCallsOf(peer: PresencePeer): { callId: string; other: PresencePeer }[] {
     const out: { callId: string; other: PresencePeer }[] = [];

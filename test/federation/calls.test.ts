@@ -34,8 +34,10 @@ function localPeer(): PresencePeer & { got: KnownSignalMessage[] } {
   return { label: 'local', source: '127.0.0.1', observed: () => ({ address: '127.0.0.1', port: 5000 }), push: (f) => void got.push(decodeSignal(f) as KnownSignalMessage), got };
 }
 
-function setup(): { presence: Presence; calls: FederatedCalls; l1: FakeLink; l2: FakeLink; carried: [string, string | undefined][] } {
-  const presence = new Presence({ limits: resolveRelayLimits(), relayFingerprint: RELAY_FP, refuse: () => undefined });
+function setup(inUse: Set<string> = new Set()): { presence: Presence; calls: FederatedCalls; l1: FakeLink; l2: FakeLink; carried: [string, string | undefined][] } {
+  let ref: FederatedCalls | undefined;
+  // As the relay wires them: presence asks the calls about callees elsewhere, and tells them of ended calls.
+  const presence = new Presence({ limits: resolveRelayLimits(), relayFingerprint: RELAY_FP, refuse: () => undefined, remote: () => ref });
   const l1 = fakeLink('l1');
   const l2 = fakeLink('l2');
   const carried: [string, string | undefined][] = [];
@@ -44,7 +46,10 @@ function setup(): { presence: Presence; calls: FederatedCalls; l1: FakeLink; l2:
     links: () => [l1.link, l2.link],
     carryCallRoom: (callId, room) => void carried.push([callId, room]),
     callRoomAllowed: () => true,
+    roomInUse: (room) => inUse.has(room),
+    reannounce: () => undefined,
   });
+  ref = calls;
   return { presence, calls, l1, l2, carried };
 }
 
@@ -207,5 +212,32 @@ describe('cross-relay calls: signals over links', () => {
     calls.onEntry(l1.link, { kind: 'call', callId, hops: 4, signal: offer(ana, to, callId) });
     assert.deepEqual(l1.sent, [{ kind: 'call', callId, hops: CALL_LIMITS.queryHops, signal: { type: 'call-gone', callId, fingerprint: to } }]);
     assert.equal(l2.sent.length, 0);
+  });
+
+  test("a call's room named by the far relay is carried over the call's link only if nobody is in it here; until the call ends", async () => {
+    const busy = 'b'.repeat(32);
+    const { presence, calls, l1, carried } = setup(new Set([busy]));
+    const bo = generateIdentity();
+    const ana = generateIdentity();
+    const boPeer = register(presence, bo);
+    const callId = newCallId();
+    calls.onEntry(l1.link, { kind: 'call', callId, hops: 4, signal: offer(ana, bo.fingerprint, callId) });
+    // Before the answer: no call room.
+    calls.onEntry(l1.link, { kind: 'call-room', callId, room: 'c'.repeat(32) });
+    assert.deepEqual(carried, []);
+    presence.route(boPeer, signCallSignal(bo, { type: 'answer', callId, to: ana.fingerprint, role: 'callee', seq: 1, ts: Date.now(), ephemeralKey: Buffer.alloc(32, 2).toString('base64'), candidates: [] }));
+    // A room in use on this relay: not pulled over by the far side's word.
+    calls.onEntry(l1.link, { kind: 'call-room', callId, room: busy });
+    assert.deepEqual(carried, []);
+    // (The one before the answer, and one for a call that does not exist.)
+    calls.onEntry(l1.link, { kind: 'call-room', callId: newCallId(), room: 'c'.repeat(32) });
+    assert.equal(l1.link.counters.drops['unknown-call'], 2);
+    calls.onEntry(l1.link, { kind: 'call-room', callId, room: 'c'.repeat(32) });
+    assert.deepEqual(carried, [[callId, 'c'.repeat(32)]]);
+    // The hang-up ends the call and the room's carriage.
+    calls.onEntry(l1.link, { kind: 'call', callId, hops: 4, signal: signCallSignal(ana, { type: 'hangup', callId, to: bo.fingerprint, role: 'caller', seq: 2, ts: Date.now() }) });
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(carried, [[callId, 'c'.repeat(32)], [callId, undefined]]);
+    assert.equal(calls.stats.calls, 0);
   });
 });
