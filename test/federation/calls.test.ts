@@ -225,7 +225,7 @@ describe('cross-relay calls: signals over links', () => {
     // Before the answer: no call room.
     calls.onEntry(l1.link, { kind: 'call-room', callId, room: 'c'.repeat(32) });
     assert.deepEqual(carried, []);
-    presence.route(boPeer, signCallSignal(bo, { type: 'answer', callId, to: ana.fingerprint, role: 'callee', seq: 1, ts: Date.now(), ephemeralKey: Buffer.alloc(32, 2).toString('base64'), candidates: [] }));
+    void presence.route(boPeer, signCallSignal(bo, { type: 'answer', callId, to: ana.fingerprint, role: 'callee', seq: 1, ts: Date.now(), ephemeralKey: Buffer.alloc(32, 2).toString('base64'), candidates: [] }));
     // A room in use on this relay: not pulled over by the far side's word.
     calls.onEntry(l1.link, { kind: 'call-room', callId, room: busy });
     assert.deepEqual(carried, []);
