@@ -49,7 +49,7 @@ import { FINGERPRINT_PATTERN, MAX_ANNOUNCEMENT_BYTES, MAX_REQUEST_PAYLOAD_BYTES,
 import { MAX_ROOM_PARTICIPANTS, type RoomManager, type RoomMember } from '../relay/rooms.js';
 import { emptyLinkCounters, Link, LINK_LIMITS, type LinkCounters, type LinkDropReason } from './link.js';
 import { linkProofProblem, signLinkProof, type LinkCredentials } from './proof.js';
-import { FederatedCalls } from './calls.js';
+import { FederatedCalls, type FederatedCallsStats } from './calls.js';
 import type { Presence } from '../relay/presence.js';
 
 export { LINK_DROP_REASONS, LINK_LIMITS, type LinkCounters, type LinkDropReason } from './link.js';
@@ -107,6 +107,8 @@ export interface FederationStats {
   remoteMembers: number;
   /** Link hellos refused (not trusted, bad proof, wrong version, self, duplicate). */
   refused: number;
+  /** Cross-relay calls (./calls.ts). */
+  calls?: FederatedCallsStats;
 }
 
 interface Route {
@@ -327,7 +329,14 @@ export class Federation {
       if (link) c.direction = link.direction;
       c.members = link ? link.rx.size : 0;
     }
-    return { links: [...this.counters.values()], linksUp: this.links.size, localMembers: local, remoteMembers: remote, refused: this.refusedCount };
+    return {
+      links: [...this.counters.values()],
+      linksUp: this.links.size,
+      localMembers: local,
+      remoteMembers: remote,
+      refused: this.refusedCount,
+      ...(this.calls ? { calls: this.calls.stats } : {}),
+    };
   }
 
   /**
