@@ -17,7 +17,7 @@ import { deriveTlsCertificate } from '../../core/crypto/tls-cert.js';
 import { decodeWav } from '../../core/media/wav.js';
 import { makeHome, parseJsonDocument, runCli, spawnCli, startRelayProcess, type CliHome, type CliResult, type RunningRelay } from '../helpers/cli.js';
 import { toneLevel } from '../helpers/tone-level.js';
-import { waitFor } from '../helpers/wait.js';
+import { sleep, waitFor } from '../helpers/wait.js';
 
 type Doc = { status: number; name?: string; message?: string; result?: any };
 const doc = (r: CliResult): Doc => parseJsonDocument(r) as Doc;
@@ -28,6 +28,15 @@ async function freePort(): Promise<number> {
   const port = s.address().port;
   await new Promise<void>((r) => s.close(() => r()));
   return port;
+}
+
+/** Until `cond` holds (polled every 100 ms), at most `ms`. */
+async function until(cond: () => Promise<boolean>, ms: number): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`not reached in ${ms} ms: ${cond.toString()}`);
+    await sleep(100);
+  }
 }
 
 function count(text: string, pattern: RegExp): number {
@@ -55,7 +64,7 @@ describe('1:1 calls across federated relay processes', () => {
     }
     const relays = await Promise.all(
       ids.map((id, i) => {
-        const args = ['--listen', `127.0.0.1:${id.port}`, '--identity', id.path];
+        const args = ['--listen', `127.0.0.1:${id.port}`, '--identity', id.path, '--metrics', '127.0.0.1:0'];
         if (i + 1 < n) args.push('--peer', `127.0.0.1:${ids[i + 1].port}=${ids[i + 1].fingerprint}`);
         if (i > 0) args.push('--trusted', ids[i - 1].fingerprint);
         return startRelayProcess(args, home);
@@ -64,6 +73,29 @@ describe('1:1 calls across federated relay processes', () => {
     running.push(...relays);
     await waitFor(() => relays.every((r, i) => count(r.stderr(), /federation:link-up/) >= (i === 0 || i === n - 1 ? 1 : 2)), 20_000);
     return relays;
+  }
+
+  /** A relay's metrics as `series{labels}` -> value. */
+  async function scrape(relay: RunningRelay): Promise<Map<string, number>> {
+    const url = /wzp relay metrics on (http:\/\/\S+\/metrics) /.exec(relay.stderr());
+    assert.ok(url, relay.stderr());
+    const text = await (await fetch(url[1])).text();
+    const out = new Map<string, number>();
+    for (const line of text.split('\n')) {
+      const m = /^(wzp_relay_federation_\S+) (\S+)$/.exec(line);
+      if (m) out.set(m[1].replace(/,?peer="[^"]*"/, '').replace('{,', '{'), (out.get(m[1]) ?? 0) + Number(m[2]));
+    }
+    return out;
+  }
+
+  /** Drops counted on a relay's links, by reason, summed over its peers (only those not 0). */
+  function drops(metrics: Map<string, number>): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [k, v] of metrics) {
+      const m = /^wzp_relay_federation_drops_total\{.*reason="([^"]+)"/.exec(k);
+      if (m && v > 0) out[m[1]] = (out[m[1]] ?? 0) + v;
+    }
+    return out;
   }
 
   async function person(): Promise<{ home: CliHome; fp: string }> {
@@ -128,14 +160,25 @@ describe('1:1 calls across federated relay processes', () => {
     const r = await runCli(['call', a.address, '--to', generateIdentity().fingerprint, '--relay-fingerprint', a.fingerprint, '--json'], ana.home);
     assert.equal(r.code, 11, r.stderr);
     assert.equal(doc(r).name, 'CalleeOfflineError');
+
+    // Counted; the calls' state and rooms are gone with the calls; nothing was dropped.
+    const ma = await scrape(a);
+    assert.equal(ma.get('wzp_relay_federation_call_lookups_total{result="found"}'), 2);
+    assert.equal(ma.get('wzp_relay_federation_call_lookups_total{result="not-found"}'), 1);
+    await until(async () => (await scrape(a)).get('wzp_relay_federation_calls{where="end"}') === 0 && (await scrape(b)).get('wzp_relay_federation_calls{where="end"}') === 0, 5000);
+    assert.deepEqual(drops(await scrape(b)), {});
+    assert.deepEqual(drops(ma), {});
   });
 
   test('A-B-C: a callee two hops away is found, and the relayed call goes through all three relays', async () => {
-    const [a, , c] = await chain(3);
+    const [a, b, c] = await chain(3);
     const relayed = await call(a, c, ['--relay-only']);
     assert.equal(relayed.c.path.final, 'relay', JSON.stringify(relayed.c.path));
     // And the other way round, callee on A.
     const back = await call(c, a, ['--relay-only']);
     assert.equal(back.c.path.final, 'relay');
+    // The middle relay routed both calls and keeps nothing of them; nothing dropped on the way.
+    await until(async () => (await scrape(b)).get('wzp_relay_federation_calls{where="transit"}') === 0, 5000);
+    for (const r of [a, b, c]) assert.deepEqual(drops(await scrape(r)), {});
   });
 });
