@@ -347,7 +347,8 @@ export class FederatedCalls implements RemotePresence {
       return;
     }
     const r = this.routes.get(msg.to);
-    if (!r || r.link === link || r.link.closed || r.expires <= performance.now() || hops <= 1) return gone();
+    // A route a little older than the caller's relay would still use (its answer passed here first).
+    if (!r || r.link === link || r.link.closed || r.expires + CALL_LIMITS.routeMs <= performance.now() || hops <= 1) return gone();
     const perOut = this.of(r.link);
     if (perOut.calls >= CALL_LIMITS.callsPerLink) return gone();
     per.calls++;

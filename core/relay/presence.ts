@@ -276,10 +276,17 @@ export class Presence {
       return this.refusal(peer, 'calls-full', 'rate-limited', 'too many calls at once on this relay or for one of the parties');
     }
     return remote.locate(msg).then((far) => {
-      if (far === undefined || !this.states.has(peer)) return this.offline(msg);
-      if (this.calls.has(msg.callId)) return this.refusal(peer, 'unknown-call', 'unknown-call', 'that call id is in use');
-      this.adoptRemote(far, msg.to);
-      return this.place(peer, far, msg);
+      if (far === undefined) return this.offline(msg);
+      let reply: Reply;
+      if (!this.states.has(peer)) reply = this.offline(msg);
+      else if (this.calls.has(msg.callId)) reply = this.refusal(peer, 'unknown-call', 'unknown-call', 'that call id is in use');
+      else {
+        this.adoptRemote(far, msg.to);
+        reply = this.place(peer, far, msg);
+      }
+      // Not placed (nothing was sent to the far relay): its stand-in is released.
+      if (reply.type !== 'routed') remote.callEnded(msg.callId);
+      return reply;
     });
   }
 

@@ -240,4 +240,40 @@ describe('cross-relay calls: signals over links', () => {
     assert.deepEqual(carried, [[callId, 'c'.repeat(32)], [callId, undefined]]);
     assert.equal(calls.stats.calls, 0);
   });
+
+  test("a caller's offer to a callee on another relay: sent once found, cross-wired; a caller gone meanwhile leaves nothing behind", async () => {
+    const { presence, calls, l2 } = setup();
+    const ana = generateIdentity();
+    const anaPeer = register(presence, ana);
+    const far = generateIdentity().fingerprint;
+    const callId = newCallId();
+    const pending = presence.route(anaPeer, offer(ana, far, callId) as never);
+    assert.ok(pending instanceof Promise);
+    const q = l2.sent.find((e) => e.kind === 'where');
+    assert.ok(q);
+    calls.onEntry(l2.link, { kind: 'here', qid: q.qid, fp: far, hops: 1 });
+    assert.equal((await pending).type, 'routed');
+    const sent = l2.sent.find((e) => e.kind === 'call') as { signal: { type: string; relayCandidate?: { address: string; port: number } } };
+    assert.equal(sent.signal.type, 'offer');
+    assert.deepEqual(sent.signal.relayCandidate && [sent.signal.relayCandidate.address, sent.signal.relayCandidate.port], ['127.0.0.1', 5000]);
+    assert.equal(calls.stats.calls, 1);
+
+    // The caller hangs up (its connection closes): the far relay is told, the call forgotten.
+    presence.disconnect(anaPeer);
+    await new Promise((r) => setImmediate(r));
+    assert.equal(l2.sent.filter((e) => e.kind === 'call').length, 2);
+    assert.equal((l2.sent.at(-1) as { signal: { type: string } }).signal.type, 'call-gone');
+    assert.equal(calls.stats.calls, 0);
+
+    // Found only after the caller left: nothing is sent, nothing kept.
+    const cy = generateIdentity();
+    const cyPeer = register(presence, cy);
+    const p2 = presence.route(cyPeer, offer(cy, far) as never);
+    presence.disconnect(cyPeer);
+    // (The route is remembered: found at once.)
+    assert.equal((await p2).type, 'offline');
+    await new Promise((r) => setImmediate(r));
+    assert.equal(calls.stats.calls, 0);
+    assert.equal(l2.sent.filter((e) => e.kind === 'call').length, 2);
+  });
 });
