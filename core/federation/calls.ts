@@ -130,6 +130,8 @@ export interface FederatedCallsOptions {
   callRoomAllowed(room: string): boolean;
   /** Whether `room` has members on this relay. */
   roomInUse(room: string): boolean;
+  /** The relay is draining: no new calls are delivered here (as for its own clients' offers). */
+  draining?(): boolean;
   /** Announce this relay's members of a carried room on `link` again (the other side just started carrying it). */
   reannounce(room: string, link: Link): void;
 }
@@ -330,6 +332,7 @@ export class FederatedCalls implements RemotePresence {
     if (!per.offers.take(performance.now()) || per.calls >= CALL_LIMITS.callsPerLink) return drop('offer-rate');
     if (this.ends.has(msg.callId) || this.transit.has(msg.callId) || this.opts.presence.hasCall(msg.callId)) return drop('unknown-call');
     const gone = (): void => link.sendEntry({ kind: 'call', callId: msg.callId, hops: CALL_LIMITS.queryHops, signal: { type: 'call-gone', callId: msg.callId, fingerprint: msg.to } });
+    if (this.opts.draining?.() === true) return gone();
     if (this.opts.presence.isRegistered(msg.to)) {
       per.calls++;
       const party = new RemoteParty(this, link, msg.callId, msg.from);

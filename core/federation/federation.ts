@@ -87,6 +87,8 @@ export interface FederationOptions {
   /** Cross-relay direct calls (./calls.ts): this relay's presence, and whether a call's room may be carried. */
   presence?: Presence;
   callRoomAllowed?(room: string): boolean;
+  /** The relay is draining: offers arriving over links are not delivered (./calls.ts). */
+  draining?(): boolean;
   onEvent?(event: FederationEvent): void;
 }
 
@@ -184,6 +186,7 @@ export class Federation {
           links: () => this.links.values(),
           carryCallRoom: (callId, room, links) => this.carryCallRoom(callId, room, links),
           callRoomAllowed: (room) => opts.callRoomAllowed?.(room) ?? true,
+          draining: () => opts.draining?.() ?? false,
           roomInUse: (room) => [...(opts.rooms.room(room)?.members.values() ?? [])].some((m) => m.remote !== true),
           reannounce: (room, link) => {
             for (const m of this.members.values()) {

@@ -236,6 +236,7 @@ export class Relay {
         rooms: relay.rooms,
         presence: relay.presence,
         callRoomAllowed: (room: string) => !relay.roomAcls.has(room),
+        draining: () => relay.draining,
         ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
       });
       relay.federation.start();
@@ -304,6 +305,7 @@ export class Relay {
       rooms: this.rooms,
       presence: this.presence,
       callRoomAllowed: (room: string) => !this.roomAcls.has(room),
+      draining: () => this.draining,
       ...(this.opts.onEvent ? { onEvent: this.opts.onEvent } : {}),
     });
     this.federation.start();

@@ -34,7 +34,7 @@ function localPeer(): PresencePeer & { got: KnownSignalMessage[] } {
   return { label: 'local', source: '127.0.0.1', observed: () => ({ address: '127.0.0.1', port: 5000 }), push: (f) => void got.push(decodeSignal(f) as KnownSignalMessage), got };
 }
 
-function setup(inUse: Set<string> = new Set()): { presence: Presence; calls: FederatedCalls; l1: FakeLink; l2: FakeLink; carried: [string, string | undefined][] } {
+function setup(inUse: Set<string> = new Set(), draining = false): { presence: Presence; calls: FederatedCalls; l1: FakeLink; l2: FakeLink; carried: [string, string | undefined][] } {
   let ref: FederatedCalls | undefined;
   // As the relay wires them: presence asks the calls about callees elsewhere, and tells them of ended calls.
   const presence = new Presence({ limits: resolveRelayLimits(), relayFingerprint: RELAY_FP, refuse: () => undefined, remote: () => ref });
@@ -48,6 +48,7 @@ function setup(inUse: Set<string> = new Set()): { presence: Presence; calls: Fed
     callRoomAllowed: () => true,
     roomInUse: (room) => inUse.has(room),
     reannounce: () => undefined,
+    draining: () => draining,
   });
   ref = calls;
   return { presence, calls, l1, l2, carried };
@@ -275,5 +276,16 @@ describe('cross-relay calls: signals over links', () => {
     await new Promise((r) => setImmediate(r));
     assert.equal(calls.stats.calls, 0);
     assert.equal(l2.sent.filter((e) => e.kind === 'call').length, 2);
+  });
+
+  test('a draining relay delivers no new call from a link: the caller side is told call-gone', () => {
+    const { presence, calls, l1 } = setup(new Set(), true);
+    const bo = generateIdentity();
+    const boPeer = register(presence, bo);
+    const callId = newCallId();
+    calls.onEntry(l1.link, { kind: 'call', callId, hops: 4, signal: offer(generateIdentity(), bo.fingerprint, callId) });
+    assert.equal(boPeer.got.length, 0);
+    assert.equal((l1.sent[0] as { signal: { type: string } }).signal.type, 'call-gone');
+    assert.equal(calls.stats.calls, 0);
   });
 });
