@@ -49,6 +49,8 @@ import { FINGERPRINT_PATTERN, MAX_ANNOUNCEMENT_BYTES, MAX_REQUEST_PAYLOAD_BYTES,
 import { MAX_ROOM_PARTICIPANTS, type RoomManager, type RoomMember } from '../relay/rooms.js';
 import { emptyLinkCounters, Link, LINK_LIMITS, type LinkCounters, type LinkDropReason } from './link.js';
 import { linkProofProblem, signLinkProof, type LinkCredentials } from './proof.js';
+import { FederatedCalls, type FederatedCallsStats } from './calls.js';
+import type { Presence } from '../relay/presence.js';
 
 export { LINK_DROP_REASONS, LINK_LIMITS, type LinkCounters, type LinkDropReason } from './link.js';
 
@@ -82,6 +84,11 @@ export interface FederationOptions {
   /** Room ids (hashes) of the global rooms ([[global_rooms]]). */
   globalRooms: string[];
   rooms: RoomManager;
+  /** Cross-relay direct calls (./calls.ts): this relay's presence, and whether a call's room may be carried. */
+  presence?: Presence;
+  callRoomAllowed?(room: string): boolean;
+  /** The relay is draining: offers arriving over links are not delivered (./calls.ts). */
+  draining?(): boolean;
   onEvent?(event: FederationEvent): void;
 }
 
@@ -102,6 +109,8 @@ export interface FederationStats {
   remoteMembers: number;
   /** Link hellos refused (not trusted, bad proof, wrong version, self, duplicate). */
   refused: number;
+  /** Cross-relay calls (./calls.ts). */
+  calls?: FederatedCallsStats;
 }
 
 interface Route {
@@ -165,7 +174,29 @@ export class Federation {
   /** Whether the self-peer entry was reported (once per relay run). */
   private selfReported = false;
 
+  /** Cross-relay direct calls (./calls.ts), with a presence to serve. */
+  readonly calls: FederatedCalls | undefined;
+  /** Call rooms carried for cross-relay calls: room -> call id -> the links it goes over (./calls.ts). */
+  private readonly callRooms = new Map<string, Map<string, Link[]>>();
+
   constructor(private readonly opts: FederationOptions) {
+    this.calls = opts.presence
+      ? new FederatedCalls({
+          presence: opts.presence,
+          links: () => this.links.values(),
+          carryCallRoom: (callId, room, links) => this.carryCallRoom(callId, room, links),
+          callRoomAllowed: (room) => opts.callRoomAllowed?.(room) ?? true,
+          draining: () => opts.draining?.() ?? false,
+          roomInUse: (room) => [...(opts.rooms.room(room)?.members.values() ?? [])].some((m) => m.remote !== true),
+          reannounce: (room, link) => {
+            for (const m of this.members.values()) {
+              if (m.room !== room) continue;
+              link.told.delete(m.mid);
+              this.advertiseOn(m, link);
+            }
+          },
+        })
+      : undefined;
     this.self = opts.credentials.fingerprint;
     this.configure(opts);
   }
@@ -245,6 +276,44 @@ export class Federation {
     }
   }
 
+  /** Whether members of `roomId` go over links: a global room, or a call's room. */
+  private carries(roomId: string): boolean {
+    return this.globalRooms.has(roomId) || this.callRooms.has(roomId);
+  }
+
+  /** Whether `roomId` goes over `link`: a global room goes over every link, a call's room over its call's links. */
+  private carriesOn(roomId: string, link: Link): boolean {
+    if (this.globalRooms.has(roomId)) return true;
+    for (const links of this.callRooms.get(roomId)?.values() ?? []) if (links.includes(link)) return true;
+    return false;
+  }
+
+  /**
+   * Carry a call's room over `links` (from ./calls.ts, when a party joined it), or stop
+   * (`room` undefined: the call ended). Bounded by the calls per link. A room that is global
+   * already is left as it is.
+   */
+  private carryCallRoom(callId: string, room: string | undefined, links: Link[]): void {
+    if (room === undefined) {
+      for (const [r, calls] of this.callRooms) {
+        if (!calls.delete(callId) || calls.size > 0) continue;
+        this.callRooms.delete(r);
+        if (!this.globalRooms.has(r)) this.dropRoom(r);
+      }
+      return;
+    }
+    if (this.globalRooms.has(room)) return;
+    const fresh = !this.callRooms.has(room);
+    let calls = this.callRooms.get(room);
+    if (!calls) this.callRooms.set(room, (calls = new Map()));
+    calls.set(callId, links);
+    if (fresh) {
+      for (const member of this.opts.rooms.room(room)?.members.values() ?? []) if (member.remote !== true) this.localJoined(room, member);
+    } else {
+      for (const m of this.members.values()) if (m.room === room) for (const link of links) this.advertiseOn(m, link);
+    }
+  }
+
   /** Whether `roomId` is a global room here (cheap: the relay asks per join). */
   isGlobal(roomId: string): boolean {
     return this.globalRooms.has(roomId);
@@ -263,7 +332,14 @@ export class Federation {
       if (link) c.direction = link.direction;
       c.members = link ? link.rx.size : 0;
     }
-    return { links: [...this.counters.values()], linksUp: this.links.size, localMembers: local, remoteMembers: remote, refused: this.refusedCount };
+    return {
+      links: [...this.counters.values()],
+      linksUp: this.links.size,
+      localMembers: local,
+      remoteMembers: remote,
+      refused: this.refusedCount,
+      ...(this.calls ? { calls: this.calls.stats } : {}),
+    };
   }
 
   /**
@@ -273,6 +349,7 @@ export class Federation {
    */
   async stop(): Promise<void> {
     this.stopper.abort();
+    this.calls?.stop();
     const local = [...this.members.values()].filter((m) => m.local);
     if (local.length > 0 && this.links.size > 0) {
       for (const m of local) {
@@ -472,6 +549,7 @@ export class Federation {
     link.counters.downs++;
     this.emit({ type: 'federation:link-down', peer: link.peer, reason });
     this.forget(link);
+    this.calls?.linkDown(link);
     const waiters = this.downWaiters.get(link.peer) ?? [];
     this.downWaiters.delete(link.peer);
     for (const w of waiters) w();
@@ -495,7 +573,7 @@ export class Federation {
 
   /** A local member joined a room (the relay calls this for every join; other rooms are ignored). */
   localJoined(roomId: string, member: Pick<RoomMember, 'sourceId' | 'fingerprint' | 'announcement'>): void {
-    if (!this.globalRooms.has(roomId)) return;
+    if (!this.carries(roomId)) return;
     const m: FedMember = {
       mid: randomBytes(8).toString('hex'),
       room: roomId,
@@ -516,7 +594,7 @@ export class Federation {
 
   /** A local member left (or was replaced). */
   localLeft(roomId: string, sourceId: number): void {
-    if (!this.globalRooms.has(roomId)) return;
+    if (!this.carries(roomId)) return;
     const m = this.byLocal.get(sourceId);
     if (!m || !m.local) return;
     this.byLocal.delete(sourceId);
@@ -591,7 +669,7 @@ export class Federation {
     if (link.closed) return;
     const hops = m.hops + 1;
     const told = link.told.get(m.mid);
-    if (!this.reachable(m) || hops >= MAX_LINK_HOPS) {
+    if (!this.reachable(m) || hops >= MAX_LINK_HOPS || !this.carriesOn(m.room, link)) {
       if (told !== undefined) {
         link.told.delete(m.mid);
         link.sendEntry({ mid: m.mid, gone: true });
@@ -678,7 +756,12 @@ export class Federation {
   onLinkSignal(link: Link, msg: KnownSignal): KnownSignal[] {
     link.counters.messagesIn++;
     if (msg.type === 'link-update') {
-      for (const entry of msg.entries) this.onEntry(link, entry);
+      for (const entry of msg.entries) {
+        // Cross-relay calls' entries have a `kind` (./calls.ts); membership entries do not.
+        if (entry.kind === undefined) this.onEntry(link, entry);
+        else if (this.calls) this.calls.onEntry(link, entry);
+        else link.counters.drops['malformed-call']++;
+      }
       return [];
     }
     if (msg.type === 'link-signal') {
@@ -715,7 +798,7 @@ export class Federation {
     if (typeof fingerprint !== 'string' || (fingerprint !== '' && !FINGERPRINT_PATTERN.test(fingerprint))) return drop('malformed-update');
     if (announcement !== undefined && (typeof announcement !== 'object' || announcement === null || Array.isArray(announcement))) return drop('malformed-update');
     if (announcement !== undefined && Buffer.byteLength(JSON.stringify(announcement)) > MAX_ANNOUNCEMENT_BYTES) return drop('malformed-update');
-    if (!this.globalRooms.has(room)) return drop('room-not-global');
+    if (!this.carriesOn(room, link)) return drop('room-not-global');
     let m = this.members.get(mid);
     if (m && m.room !== room) return drop('malformed-update');
     if (m?.local) {
@@ -809,7 +892,7 @@ export class Federation {
 
   /** A local member's room signal (after the relay delivered it to the local members). */
   roomSignal(roomId: string, from: number, to: number | undefined, payload: Record<string, unknown>): void {
-    if (this.links.size === 0 || !this.globalRooms.has(roomId)) return;
+    if (this.links.size === 0 || !this.carries(roomId)) return;
     const s = this.byLocal.get(from);
     if (!s || !s.local) return;
     if (to !== undefined) {
@@ -825,7 +908,7 @@ export class Federation {
 
   private onRoomSignal(link: Link, msg: LinkSignalMessage): void {
     const drop = (reason: LinkDropReason) => void link.counters.drops[reason]++;
-    if (!this.globalRooms.has(msg.room) || msg.hops < 1 || msg.hops > MAX_LINK_HOPS) return drop('malformed-signal');
+    if (!this.carriesOn(msg.room, link) || msg.hops < 1 || msg.hops > MAX_LINK_HOPS) return drop('malformed-signal');
     if (Buffer.byteLength(JSON.stringify(msg.payload)) > MAX_ROOM_SIGNAL_BYTES) return drop('malformed-signal');
     const s = this.members.get(msg.from);
     if (!s || s.room !== msg.room || s.localId === undefined) return drop('unknown-member');

@@ -50,7 +50,19 @@ export type LinkDropReason =
   /** A signalling message on a link that is not a link message. */
   | 'unexpected-signal'
   /** Room signals from a link over its rate (LINK_LIMITS.roomSignalsPerSecond). */
-  | 'signal-rate';
+  | 'signal-rate'
+  /** Cross-relay calls (./calls.ts): a presence query or answer, call signal or call room that does not check. */
+  | 'malformed-call'
+  /** Presence queries from a link over its rate (CALL_LIMITS.queriesPerSecond). */
+  | 'query-rate'
+  /** A presence query seen already (another path of a flood): answered once. */
+  | 'query-duplicate'
+  /** A presence answer for no query this relay asked or passed on. */
+  | 'unknown-query'
+  /** Call offers from a link over its rate, or over its calls in progress (CALL_LIMITS). */
+  | 'offer-rate'
+  /** A call signal for no call this relay routes over that link. */
+  | 'unknown-call';
 export const LINK_DROP_REASONS: readonly LinkDropReason[] = [
   'malformed-frame',
   'unknown-source',
@@ -66,6 +78,12 @@ export const LINK_DROP_REASONS: readonly LinkDropReason[] = [
   'unknown-member',
   'unexpected-signal',
   'signal-rate',
+  'malformed-call',
+  'query-rate',
+  'query-duplicate',
+  'unknown-query',
+  'offer-rate',
+  'unknown-call',
 ];
 
 /** What each link may make the relay hold. */

@@ -388,6 +388,29 @@ export class RelayMetricsRegistry {
       },
     });
     new Counter({
+      name: 'wzp_relay_federation_call_lookups_total',
+      help: 'Presence queries this relay asked the federation for callees not registered here, by result (found, not-found).',
+      labelNames: ['result'],
+      registers,
+      collect() {
+        const c = stats()?.calls;
+        this.reset();
+        this.inc({ result: 'found' }, c?.found ?? 0);
+        this.inc({ result: 'not-found' }, c?.notFound ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'wzp_relay_federation_calls',
+      help: 'Cross-relay 1:1 calls now: with a party on this relay (end), or passing through (transit).',
+      labelNames: ['where'],
+      registers,
+      collect() {
+        const c = stats()?.calls;
+        this.set({ where: 'end' }, c?.calls ?? 0);
+        this.set({ where: 'transit' }, c?.transit ?? 0);
+      },
+    });
+    new Counter({
       name: 'wzp_relay_federation_link_refusals_total',
       help: 'Link hellos refused (not trusted, bad proof, wrong version, self, duplicate).',
       registers,

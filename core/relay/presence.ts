@@ -48,6 +48,23 @@ export interface PresencePeer {
   observed(): { address: string; port: number };
   /** Deliver an encoded signal frame (a relay push). */
   push(frame: Uint8Array): void;
+  /**
+   * It stands for a party on another relay of the federation (core/federation/calls.ts): the
+   * `relayCandidate` of its offers and answers was added by that party's own relay and is
+   * passed on as it is.
+   */
+  readonly remote?: boolean;
+}
+
+/**
+ * Callees registered on other relays (core/federation/calls.ts). `locate` is asked for an
+ * offer whose callee is not registered here: it answers the peer that carries the call's
+ * signals to the callee's relay, or undefined (offline).
+ */
+export interface RemotePresence {
+  locate(msg: Extract<CallSignalMessage, { type: 'offer' }>): Promise<PresencePeer | undefined>;
+  /** A call this relay tracked ended (told after the current turn). */
+  callEnded(callId: string): void;
 }
 
 interface PeerState {
@@ -90,6 +107,8 @@ export interface PresenceOptions {
   /** Count and report a refusal (the relay's `refused` metrics). */
   refuse(peer: PresencePeer, reason: RefusalReason, detail: string): void;
   onRegistered?(peer: PresencePeer, fingerprint: string, replaced: boolean): void;
+  /** Relay federation: callees on other relays (asked only when a link is up). */
+  remote?(): RemotePresence | undefined;
 }
 
 type Reply = KnownSignalMessage;
@@ -124,6 +143,42 @@ export class Presence {
    */
   fingerprintOf(peer: PresencePeer): string | undefined {
     return this.states.get(peer)?.fingerprint;
+  }
+
+  /** Whether a connection takes `fingerprint`'s calls here. */
+  isRegistered(fingerprint: string): boolean {
+    return this.registrations.has(fingerprint);
+  }
+
+  /** Whether this relay tracks call `callId`. */
+  hasCall(callId: string): boolean {
+    return this.calls.has(callId);
+  }
+
+  /**
+   * A peer standing for a party on another relay (`remote`) signals as `fingerprint`. Its
+   * relay's claim is taken for routing only: the signals are signed end to end, and the party
+   * here verifies them.
+   */
+  adoptRemote(peer: PresencePeer, fingerprint: string): void {
+    this.state(peer).fingerprint = fingerprint;
+  }
+
+  /** Whether call `callId` is tracked here and answered. */
+  isAnswered(callId: string): boolean {
+    return this.calls.get(callId)?.state === 'answered';
+  }
+
+  /** The answered calls of `peer` whose other party is on another relay: their ids and that party. */
+  remoteCallsOf(peer: PresencePeer): { callId: string; other: PresencePeer }[] {
+    const out: { callId: string; other: PresencePeer }[] = [];
+    for (const id of this.states.get(peer)?.calls ?? []) {
+      const call = this.calls.get(id);
+      if (!call || call.state !== 'answered') continue;
+      const other = call.callerPeer === peer ? call.calleePeer : call.callerPeer;
+      if (other.remote === true) out.push({ callId: id, other });
+    }
+    return out;
   }
 
   private state(peer: PresencePeer): PeerState {
@@ -184,7 +239,7 @@ export class Presence {
   }
 
   /** Route one call signal from `peer` (see the top of this file). */
-  route(peer: PresencePeer, msg: CallSignalMessage): Reply {
+  route(peer: PresencePeer, msg: CallSignalMessage): Reply | Promise<Reply> {
     const from = this.fingerprintOf(peer);
     if (from === undefined || msg.from !== from) {
       return this.refusal(peer, 'not-registered', 'not-registered', from === undefined ? 'register before signalling a call' : `this connection is registered as ${from}, not ${msg.from}`);
@@ -205,7 +260,7 @@ export class Presence {
     return this.deliver(peer, target, msg);
   }
 
-  private offer(peer: PresencePeer, msg: Extract<CallSignalMessage, { type: 'offer' }>): Reply {
+  private offer(peer: PresencePeer, msg: Extract<CallSignalMessage, { type: 'offer' }>): Reply | Promise<Reply> {
     const s = this.state(peer);
     const l = this.opts.limits;
     if (!s.offers.take(performance.now())) {
@@ -213,7 +268,31 @@ export class Presence {
     }
     if (this.calls.has(msg.callId)) return this.refusal(peer, 'unknown-call', 'unknown-call', 'that call id is in use');
     const target = this.registrations.get(msg.to);
-    if (target === undefined) return this.offline(msg);
+    if (target !== undefined) return this.place(peer, target, msg);
+    // Not here: maybe on another relay of the federation (never asked for a party that is remote itself).
+    const remote = peer.remote === true ? undefined : this.opts.remote?.();
+    if (remote === undefined) return this.offline(msg);
+    if (this.calls.size >= l.calls || s.calls.size >= MAX_CALLS_PER_CONNECTION) {
+      return this.refusal(peer, 'calls-full', 'rate-limited', 'too many calls at once on this relay or for one of the parties');
+    }
+    return remote.locate(msg).then((far) => {
+      if (far === undefined) return this.offline(msg);
+      let reply: Reply;
+      if (!this.states.has(peer)) reply = this.offline(msg);
+      else if (this.calls.has(msg.callId)) reply = this.refusal(peer, 'unknown-call', 'unknown-call', 'that call id is in use');
+      else {
+        this.adoptRemote(far, msg.to);
+        reply = this.place(peer, far, msg);
+      }
+      // Not placed (nothing was sent to the far relay): its stand-in is released.
+      if (reply.type !== 'routed') remote.callEnded(msg.callId);
+      return reply;
+    });
+  }
+
+  private place(peer: PresencePeer, target: PresencePeer, msg: Extract<CallSignalMessage, { type: 'offer' }>): Reply {
+    const s = this.state(peer);
+    const l = this.opts.limits;
     if ((this.pendingByCallee.get(msg.to) ?? 0) >= l.pendingCallsPerCallee) {
       return this.refusal(peer, 'pending-calls', 'rate-limited', `the callee has ${l.pendingCallsPerCallee} calls waiting for an answer already`);
     }
@@ -238,7 +317,9 @@ export class Presence {
     let forwarded: CallSignalMessage = msg;
     if (msg.type === 'offer' || msg.type === 'answer') {
       const { relayCandidate: _dropped, ...rest } = msg;
-      forwarded = msg.relayOnly === true ? rest : { ...rest, relayCandidate: this.observedCandidate(sender) };
+      // A party on another relay: its own relay added the candidate (or left it out for relayOnly).
+      if (sender.remote === true) forwarded = msg;
+      else forwarded = msg.relayOnly === true ? rest : { ...rest, relayCandidate: this.observedCandidate(sender) };
     }
     target.push(encodeSignal(forwarded));
     this.counters.callSignalsRouted++;
@@ -272,6 +353,9 @@ export class Presence {
 
   private endCall(call: RelayCall): void {
     if (!this.calls.delete(call.id)) return;
+    const remote = call.callerPeer.remote === true || call.calleePeer.remote === true ? this.opts.remote?.() : undefined;
+    // After this turn: whoever ended it (disconnect) still tells the other party first.
+    if (remote !== undefined) queueMicrotask(() => remote.callEnded(call.id));
     if (call.state === 'ringing') this.unpend(call);
     this.states.get(call.callerPeer)?.calls.delete(call.id);
     this.states.get(call.calleePeer)?.calls.delete(call.id);

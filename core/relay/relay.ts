@@ -193,6 +193,8 @@ export class Relay {
       relayFingerprint: opts.fingerprint,
       refuse: (peer, reason, detail) => this.refuse(peer.label, reason, detail),
       onRegistered: (peer, fingerprint, replaced) => this.emit({ type: 'relay:registered', peer: peer.label, fingerprint, replaced }),
+      // Callees on other relays of the federation (core/federation/calls.ts).
+      remote: () => this.federation?.calls,
     });
     this.signalBudget = new SignalMemoryBudget(this.limits.signalBufferTotalBytes);
     this.mediaPath = new RelayMediaPath(() => {
@@ -232,6 +234,9 @@ export class Relay {
         credentials: linkCredentials(opts.tls),
         ...opts.federation,
         rooms: relay.rooms,
+        presence: relay.presence,
+        callRoomAllowed: (room: string) => !relay.roomAcls.has(room),
+        draining: () => relay.draining,
         ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
       });
       relay.federation.start();
@@ -298,6 +303,9 @@ export class Relay {
       trusted: [],
       globalRooms: [],
       rooms: this.rooms,
+      presence: this.presence,
+      callRoomAllowed: (room: string) => !this.roomAcls.has(room),
+      draining: () => this.draining,
       ...(this.opts.onEvent ? { onEvent: this.opts.onEvent } : {}),
     });
     this.federation.start();
@@ -667,7 +675,11 @@ export class Relay {
       default:
         // A call in progress goes on (its answer, hang-up, candidates); a new one is refused.
         if (msg.type === 'offer' && this.draining) return this.drainRefusal(peer, 'calls');
-        if (isCallSignal(msg)) return [this.presence.route(peer.presence, msg)];
+        if (isCallSignal(msg)) {
+          // An offer to a callee on another relay is answered once the federation found it (or not).
+          const reply = this.presence.route(peer.presence, msg);
+          return reply instanceof Promise ? reply.then((r) => [r]) : [reply];
+        }
         // A known message that a relay does not accept from clients (e.g. pong): ignore.
         this.counters.signalsUnknown++;
         this.reportDrop(() => ({ type: 'relay:signal-dropped', peer: peer.label, reason: 'unexpected-type', detail: msg.type }));
@@ -808,6 +820,8 @@ export class Relay {
     this.rooms.commitJoin(msg.room, member, plan.replaced);
     if (plan.replaced !== undefined) this.federation?.localLeft(msg.room, plan.replaced);
     this.federation?.localJoined(msg.room, member);
+    // A party of a call with someone on another relay joining its room: carried to that relay.
+    this.federation?.calls?.localJoined(peer.presence, msg.room);
     if (replacedPeer?.room && plan.replaced !== undefined) {
       // Its connection is dead or dying; it no longer speaks for anyone in the room.
       replacedPeer.datagrams.disable();

@@ -48,6 +48,8 @@ export interface LabCallOptions {
   relayAddress?: string;
   a: LabPerson;
   b: LabPerson;
+  /** The relay the listener (B) registers on, when not `relay` (a federation: docs/federation.md). */
+  listenerRelay?: LabRelay;
   durationS: number;
   callerArgs?: readonly string[];
   listenerArgs?: readonly string[];
@@ -118,7 +120,13 @@ export async function labCall(lab: P2pLab, o: LabCallOptions): Promise<LabCallOu
   const relay = o.relayAddress ?? o.relay.address;
   const timeoutMs = o.timeoutMs ?? (o.durationS + 30) * 1000;
   const pin = ['--relay-fingerprint', o.relay.fingerprint];
-  const listener = wzpProcess(lab, 'b', ['listen', relay, '--accept-from', o.a.fingerprint, '--once', '--tone', '700', ...pin, ...(o.listenerArgs ?? []), '--json'], o.b.home);
+  const listenRelay = o.listenerRelay ?? o.relay;
+  const listener = wzpProcess(
+    lab,
+    'b',
+    ['listen', o.listenerRelay ? listenRelay.address : relay, '--accept-from', o.a.fingerprint, '--once', '--tone', '700', '--relay-fingerprint', listenRelay.fingerprint, ...(o.listenerArgs ?? []), '--json'],
+    o.b.home,
+  );
   const timer = setTimeout(() => listener.kill(), timeoutMs);
   try {
     await listener.when(/registered as/, 20_000);
