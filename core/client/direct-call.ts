@@ -596,7 +596,7 @@ export async function runDirectMedia(
   const base: Pick<EstablishedCall, 'callId' | 'role' | 'peer' | 'keys'> = early ? early.ringing : (call as EstablishedCall);
   const admitWithinMs = opts.admitWithinMs ?? DEFAULT_ADMIT_WITHIN_MS;
   // Our media goes on a path switch whose direct path is added once the answer says we may try it.
-  const wrapped = opts.direct !== undefined && !opts.relayOnly ? new DirectCallSession(opts.session) : undefined;
+  const wrapped = opts.direct !== undefined && !opts.relayOnly ? new DirectCallSession(opts.session, base.peer) : undefined;
   const session: RoomCallSession = wrapped ?? opts.session;
   const stop = new AbortController();
   let peerEnd: PeerEnd | 'peer-left' | undefined;
@@ -735,8 +735,14 @@ class DirectCallSession implements RoomCallSession {
   readonly mediaTransport: MediaPathSwitch;
   #link: DirectLink | undefined;
   #sourceId: number | undefined;
+  /** The peer's source id in our room as our relay numbers it (from the roster). */
+  #peerSourceId: number | undefined;
 
-  constructor(private readonly inner: RoomCallSession) {
+  /** `peer`: the peer's fingerprint. */
+  constructor(
+    private readonly inner: RoomCallSession,
+    private readonly peer: string,
+  ) {
     this.mediaTransport = new MediaPathSwitch([inner.mediaTransport]);
   }
 
@@ -744,6 +750,7 @@ class DirectCallSession implements RoomCallSession {
   attach(link: DirectLink): void {
     this.#link = link;
     if (this.#sourceId !== undefined) link.setSourceId(this.#sourceId);
+    link.transport.setPeerSourceId(this.#peerSourceId);
     this.mediaTransport.prepend(link.transport);
   }
 
@@ -751,11 +758,23 @@ class DirectCallSession implements RoomCallSession {
     const joined = await this.inner.joinRoom(room, opts);
     this.#sourceId = joined.sourceId;
     this.#link?.setSourceId(joined.sourceId);
+    this.#roster(joined.participants);
     return joined;
   }
 
   onPush(listener: (msg: KnownSignal) => void): void {
-    this.inner.onPush(listener);
+    this.inner.onPush((msg) => {
+      if (msg.type === 'room-update') this.#roster(msg.participants);
+      listener(msg);
+    });
+  }
+
+  /** The peer's id in our room: the direct path's datagrams are handed up under it. */
+  #roster(participants: readonly { sourceId: number; fingerprint: string }[]): void {
+    const id = participants.find((p) => p.fingerprint === this.peer && p.sourceId !== this.#sourceId)?.sourceId;
+    if (id === this.#peerSourceId) return;
+    this.#peerSourceId = id;
+    this.#link?.transport.setPeerSourceId(id);
   }
 
   roomSignal(payload: Record<string, unknown>, to?: number, opts?: { timeoutMs?: number; signal?: AbortSignal }): Promise<void> {

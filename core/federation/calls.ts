@@ -371,9 +371,10 @@ export class FederatedCalls implements RemotePresence {
       if (end.party.link !== link || !this.opts.presence.isAnswered(callId)) return drop('unknown-call');
       if (end.room === room) return this.opts.reannounce(room, link);
       // The far side's word is taken for a room nobody is in here; a room in use here is
-      // carried only once the party here joins it itself (localJoined), so a lying relay
+      // carried only if the party here is in it itself (it joined while the call rang: a
+      // caller does, docs/direct-calls.md) or once it joins (localJoined), so a lying relay
       // cannot pull the members of a room of this relay over to its side.
-      if (end.room === undefined && !this.opts.roomInUse(room)) this.setEndRoom(callId, end, room);
+      if (end.room === undefined && (!this.opts.roomInUse(room) || this.opts.presence.localPartyRoom(callId) === room)) this.setEndRoom(callId, end, room);
       return;
     }
     const t = this.transit.get(callId);

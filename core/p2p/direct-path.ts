@@ -96,6 +96,19 @@ export class DirectMediaTransport implements MediaTransport {
     this.#header = encodeDirectMediaHeader(this.#o.sendTag, sourceId);
   }
 
+  /**
+   * The peer's source id in our room, as our relay numbers it: what arrives on this path is
+   * handed up under it, whatever id the peer's datagrams carry. Relays of a federation number
+   * a room's members each their own way (docs/federation.md, Source ids), so the id the peer
+   * got from its relay may be another member's, or ours, in our view. Only the peer reaches
+   * this path (its tag, a validated address), and its datagrams are authenticated end to end
+   * under its key: the id is only which key and jitter buffer to try.
+   */
+  setPeerSourceId(sourceId: number | undefined): void {
+    this.#peerSourceId = sourceId;
+  }
+  #peerSourceId: number | undefined;
+
   /** Take media from this remote address (a pair that succeeded). */
   validate(remote: Endpoint): void {
     if (this.#validated.size < 64) this.#validated.add(endpointKey(remote));
@@ -158,6 +171,10 @@ export class DirectMediaTransport implements MediaTransport {
     if (!this.#validated.has(endpointKey({ address, port: from.port }))) {
       this.drops.unknownSource++;
       return;
+    }
+    if (this.#peerSourceId !== undefined) {
+      tagged[0] = this.#peerSourceId >> 8;
+      tagged[1] = this.#peerSourceId & 0xff;
     }
     this.#stats.received++;
     this.#stats.bytesReceived += tagged.byteLength;

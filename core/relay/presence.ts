@@ -54,6 +54,8 @@ export interface PresencePeer {
    * passed on as it is.
    */
   readonly remote?: boolean;
+  /** The room it is in now, if any (a relay connection's; for cross-relay calls' rooms). */
+  room?(): string | undefined;
 }
 
 /**
@@ -167,6 +169,14 @@ export class Presence {
   /** Whether call `callId` is tracked here and answered. */
   isAnswered(callId: string): boolean {
     return this.calls.get(callId)?.state === 'answered';
+  }
+
+  /** The room call `callId`'s party on this relay is in now, if any (a caller joins while it rings). */
+  localPartyRoom(callId: string): string | undefined {
+    const call = this.calls.get(callId);
+    if (!call) return undefined;
+    const local = call.callerPeer.remote === true ? call.calleePeer : call.callerPeer;
+    return local.remote === true ? undefined : local.room?.();
   }
 
   /** The answered calls of `peer` whose other party is on another relay: their ids and that party. */

@@ -527,6 +527,7 @@ export class Relay {
         source,
         observed: () => ({ address: connection.remoteHost, port: connection.remotePort }),
         push: (frame) => void pushFrame(connection, frame),
+        room: () => peer.room?.id,
       },
       auth: { state: 'none', attempts: 0 },
       quic: datagrams,
