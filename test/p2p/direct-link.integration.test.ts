@@ -255,6 +255,34 @@ describe('DirectLink over real UDP sockets on 127.0.0.1', () => {
     }
   });
 
+  it("hands the peer's media up under the peer's id in our room (setPeerSourceId), whatever id its relay gave it", async () => {
+    // Relays of a federation number a room's members each their own way (docs/federation.md):
+    // the callee is 1 on its relay, where the caller is 2; on the caller's relay the caller is
+    // 1 and the callee 2. Unmapped, the callee's direct media would reach the caller as its own.
+    const pair = await linkPair();
+    const { caller, callee } = pair;
+    try {
+      caller.link.setSourceId(1);
+      callee.link.setSourceId(1);
+      await startAndWaitUp(pair);
+      const atCaller = collect(caller);
+      callee.link.transport.send(payload(0xd4, 0));
+      await until(() => atCaller.length === 1, 5_000, 'unmapped media at the caller');
+      assert.equal(atCaller[0], hex(withSource(1, payload(0xd4, 0))), 'as the peer sent it');
+      caller.link.transport.setPeerSourceId(2);
+      callee.link.transport.send(payload(0xd4, 1));
+      await until(() => atCaller.length === 2, 5_000, 'mapped media at the caller');
+      assert.equal(atCaller[1], hex(withSource(2, payload(0xd4, 1))), "under the callee's id in the caller's room");
+      // Back to the ids the datagrams carry.
+      caller.link.transport.setPeerSourceId(undefined);
+      callee.link.transport.send(payload(0xd4, 2));
+      await until(() => atCaller.length === 3, 5_000, 'unmapped again');
+      assert.equal(atCaller[2], hex(withSource(1, payload(0xd4, 2))));
+    } finally {
+      pair.close();
+    }
+  });
+
   it('a tampered relay hint pointing at an attacker is tried, never selected, and its forgeries are counted and dropped', async () => {
     const attacker = await loopbackSocket();
     const attackerPort = attacker.address().port;
