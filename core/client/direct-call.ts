@@ -758,20 +758,32 @@ class DirectCallSession implements RoomCallSession {
     const joined = await this.inner.joinRoom(room, opts);
     this.#sourceId = joined.sourceId;
     this.#link?.setSourceId(joined.sourceId);
-    this.#roster(joined.participants);
+    // A roster update sent after the answer can be handled before this continuation runs (its
+    // listener runs as the frame is read): it is the newer roster.
+    this.#roster(this.#pushed ?? joined.participants);
     return joined;
   }
 
   onPush(listener: (msg: KnownSignal) => void): void {
     this.inner.onPush((msg) => {
-      if (msg.type === 'room-update') this.#roster(msg.participants);
+      if (msg.type === 'room-update') {
+        this.#pushed = msg.participants;
+        this.#roster(msg.participants);
+      }
       listener(msg);
     });
   }
 
+  /** The latest roster a room-update brought. */
+  #pushed: readonly { sourceId: number; fingerprint: string }[] | undefined;
+
   /** The peer's id in our room: the direct path's datagrams are handed up under it. */
   #roster(participants: readonly { sourceId: number; fingerprint: string }[]): void {
-    const id = participants.find((p) => p.fingerprint === this.peer && p.sourceId !== this.#sourceId)?.sourceId;
+    // By the fingerprint the relay lists (the one the member joined with); a call's room holds
+    // its two parties only (admission), so failing that, the one member that is not us. (A
+    // roster entry from another relay of a federation may list no fingerprint.)
+    const others = participants.filter((p) => p.sourceId !== this.#sourceId);
+    const id = (others.find((p) => p.fingerprint === this.peer) ?? (others.length === 1 && this.#sourceId !== undefined ? others[0] : undefined))?.sourceId;
     if (id === this.#peerSourceId) return;
     this.#peerSourceId = id;
     this.#link?.transport.setPeerSourceId(id);
