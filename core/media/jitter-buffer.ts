@@ -98,6 +98,15 @@ export interface JitterBufferOptions {
   maxDelayMs?: number;
   /** Sliding window of arrivals the delay statistics cover, ms. Default 2000. */
   windowMs?: number;
+  /**
+   * Floor of the delay while the stream is younger than startFloorForMs, ms. Default 0 (none).
+   * Playout still starts as soon as the measured target allows (the first frame is not held
+   * back); the floor only makes the first frames play time-stretched until the delay reaches
+   * it, so that the next frame, whose lateness nothing has measured yet, has that much slack.
+   */
+  startFloorMs?: number;
+  /** How long startFloorMs holds from the stream's first arrival, ms. Default 1000. */
+  startFloorForMs?: number;
   /** Fraction of packets the target delay aims to play on time. Default 0.97. */
   percentile?: number;
   /** Remove a whole frame only when the spare delay exceeds this (and a frame), ms. Default 30. */
@@ -308,6 +317,8 @@ function quickselect(a: Float64Array, n: number, k: number): number {
 
 export class JitterBuffer {
   private readonly minDelayMs: number;
+  private readonly startFloorMs: number;
+  private readonly startFloorForMs: number;
   private readonly marginMs: number;
   private readonly maxDelayMs: number;
   private readonly windowMs: number;
@@ -331,6 +342,8 @@ export class JitterBuffer {
   private readonly delays = new DelayWindow();
   private minTransitMs: number | undefined;
   private targetMs: number;
+  /** The target as measured, without the start-up floor: what playout starts at. */
+  private startTargetMs: number;
   /** The target without the margin (clamped alike): below it, decelerate. */
   private floorMs: number;
   private minimumMs: number;
@@ -358,6 +371,8 @@ export class JitterBuffer {
 
   constructor(options: JitterBufferOptions = {}) {
     this.minDelayMs = options.minDelayMs ?? 20;
+    this.startFloorMs = options.startFloorMs ?? 0;
+    this.startFloorForMs = options.startFloorForMs ?? 1000;
     this.marginMs = options.marginMs ?? 2;
     this.maxDelayMs = options.maxDelayMs ?? 400;
     this.windowMs = options.windowMs ?? 2000;
@@ -370,6 +385,7 @@ export class JitterBuffer {
     this.validateOptions();
     this.minimumMs = Math.min(this.marginMs, this.maxDelayMs);
     this.targetMs = this.clampTarget(this.marginMs);
+    this.startTargetMs = this.targetMs;
     this.floorMs = this.clampTarget(0);
   }
 
@@ -573,10 +589,13 @@ export class JitterBuffer {
     if (this.delays.isEmpty) return; // no recent arrivals: keep the last estimate
     const { minTransitMs, relativeDelayMs } = this.delays.summarize(this.percentile);
     const estimateMs = relativeDelayMs + this.marginMs;
+    const young = this.streamStartMs !== undefined && nowMs - this.streamStartMs < this.startFloorForMs;
+    const startFloorMs = young ? this.startFloorMs : 0;
     this.minTransitMs = minTransitMs;
     this.minimumMs = Math.min(estimateMs, this.maxDelayMs);
-    this.targetMs = this.clampTarget(estimateMs);
-    this.floorMs = this.clampTarget(relativeDelayMs);
+    this.startTargetMs = this.clampTarget(estimateMs);
+    this.targetMs = this.clampTarget(Math.max(estimateMs, startFloorMs + this.marginMs));
+    this.floorMs = this.clampTarget(Math.max(relativeDelayMs, startFloorMs));
   }
 
   /**
@@ -620,7 +639,7 @@ export class JitterBuffer {
    */
   private startPlayout(nowMs: number): boolean {
     const head = this.buffer[0];
-    if (head === undefined || this.delayAt(nowMs, head.extTs) < this.targetMs) return false;
+    if (head === undefined || this.delayAt(nowMs, head.extTs) < this.startTargetMs) return false;
     this.nextTs = head.extTs;
     return true;
   }
@@ -741,6 +760,12 @@ export class JitterBuffer {
     }
     if (!(this.minDelayMs >= 0 && this.minDelayMs <= this.maxDelayMs)) {
       throw new UsageError(`jitter buffer: need 0 <= minDelayMs <= maxDelayMs, got ${this.minDelayMs} and ${this.maxDelayMs}`);
+    }
+    if (!(this.startFloorMs >= 0 && this.startFloorMs <= this.maxDelayMs)) {
+      throw new UsageError(`jitter buffer: need 0 <= startFloorMs <= maxDelayMs, got ${this.startFloorMs} and ${this.maxDelayMs}`);
+    }
+    if (!(this.startFloorForMs >= 0 && Number.isFinite(this.startFloorForMs))) {
+      throw new UsageError(`jitter buffer: startFloorForMs must be >= 0, got ${this.startFloorForMs}`);
     }
     if (!(this.percentile > 0 && this.percentile <= 1)) {
       throw new UsageError(`jitter buffer: percentile must be within (0, 1], got ${this.percentile}`);

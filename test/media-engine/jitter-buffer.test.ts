@@ -268,4 +268,37 @@ describe('JitterBuffer on an output clock (pull with a playout position)', () =>
     assert.throws(() => jb.recordTimeStretch(1.5), { name: 'InternalError' });
     assert.throws(() => new JitterBuffer({ marginMs: -1 }), { name: 'UsageError' });
   });
+
+  describe('start-up floor (startFloorMs)', () => {
+    // A call's options: no fixed floor, P99, on a 10 ms clock (run to the last frame, ~1.33 s).
+    // Every frame after the first comes 8 ms later than the first one's pace: the path is
+    // slower after the first packet, which nothing measured yet can tell.
+    const opts = { minDelayMs: 0, marginMs: 2, percentile: 0.99, accelerateThresholdMs: 10 };
+    const frames = [frame(0, 100), frame(1, 128), ...range(2, 60).map((n) => frame(n, 100 + n * FRAME_MS + 8))];
+    const firstPlayed = (pulls: ReturnType<typeof runClocked>) => pulls.find((p) => p.result.kind === 'frame')?.atMs;
+
+    it('plays the first frame as soon as without it, and stretches it instead of concealing the late second one', () => {
+      const without = runClocked(new JitterBuffer(opts), frames, 95, 10, 1300);
+      const withFloor = runClocked(new JitterBuffer({ ...opts, startFloorMs: 10 }), frames, 95, 10, 1300);
+      assert.equal(firstPlayed(withFloor), firstPlayed(without));
+      assert.ok(kinds(without, 'conceal').length >= 1, 'the late second frame is concealed without the floor');
+      assert.equal(kinds(withFloor, 'conceal').length, 0);
+      assert.equal(kinds(withFloor, 'decelerate').length, 0);
+      assert.ok(withFloor.some((p) => p.result.kind === 'frame' && p.result.expandMs !== undefined), 'a frame was stretched');
+    });
+
+    it('holds only for startFloorForMs: the delay then falls back to what was measured', () => {
+      const jb = new JitterBuffer({ ...opts, startFloorMs: 10, startFloorForMs: 300 });
+      const pulls = runClocked(jb, frames, 95, 10, 1300);
+      const late = pulls.filter((p) => p.atMs > 900 && p.result.kind === 'frame');
+      assert.ok(late.length > 0);
+      assert.ok(jb.stats().targetDelayMs < 10, `target ${jb.stats().targetDelayMs} ms after the start-up floor ended`);
+    });
+
+    it('rejects a floor outside 0..maxDelayMs', () => {
+      assert.throws(() => new JitterBuffer({ startFloorMs: -1 }), { name: 'UsageError' });
+      assert.throws(() => new JitterBuffer({ startFloorMs: 500, maxDelayMs: 400 }), { name: 'UsageError' });
+      assert.throws(() => new JitterBuffer({ startFloorForMs: Number.NaN }), { name: 'UsageError' });
+    });
+  });
 });
