@@ -100,11 +100,15 @@ export interface PlaceCallOptions {
   onRingingKeys?(ringing: RingingCall): void;
 }
 
-/** A call ringing with the callee's key: the keys (and so the room) of the call it becomes when answered. */
+/**
+ * A call ringing with the callee's key: the keys (and so the room) of the call it becomes when
+ * answered. The caller has it from the callee's ringing; the callee from IncomingCall.ringingCall
+ * once it rang.
+ */
 export interface RingingCall {
   callId: string;
-  role: 'caller';
-  /** The callee (it signed the ringing). */
+  role: CallRole;
+  /** The other party (for a caller, the callee that signed the ringing). */
   peer: string;
   keys: CallKeys;
 }
@@ -248,6 +252,16 @@ export class IncomingCall {
 
   private ephemeral(): EphemeralKeyPair {
     return (this.#ephemeral ??= generateEphemeralKey());
+  }
+
+  /**
+   * The call as it will be once we answer, with our key as ring() sent it: its keys, and so its
+   * room, which we can join before answering (runDirectMedia with `answered`). Undefined when
+   * the offer's key is no X25519 key (accept then fails on it, where it is reported).
+   */
+  ringingCall(): RingingCall | undefined {
+    const keys = callKeysFor('callee', this.offer.ephemeralKey, this.ephemeral(), { callId: this.offer.callId, caller: this.offer.from, callee: this.presence.fingerprint });
+    return keys && { callId: this.offer.callId, role: 'callee', peer: this.offer.from, keys };
   }
 
   async reject(reason: 'declined' | 'busy'): Promise<void> {
@@ -565,6 +579,17 @@ export interface CallPathReport {
   direct?: DirectPathReport;
 }
 
+/** What a call started while ringing (runDirectMedia's `answered`) learns when it is answered. */
+export interface AnsweredCall {
+  call: EstablishedCall;
+  /** When the answer was received (caller) or sent (callee), performance.now(): the path timeline's 0. */
+  answeredAt: number;
+  /** The direct path's options, when they were not known at the start (`directWithAnswer`). */
+  direct?: DirectPathOptions;
+  /** How our NAT profile was judged, when not known at the start. */
+  natNotes?: readonly string[];
+}
+
 /**
  * Run the call's media through the relay: runCall in the call's room (name and secret from
  * the call secret), admitting only the peer. Ends when we hang up (the signal), the peer hangs
@@ -572,18 +597,24 @@ export interface CallPathReport {
  * (HandshakeError: the peer's identity was not verified in the room). Tells the peer when
  * we end it.
  *
- * A caller whose callee rang with its key (placeCall's onRingingKeys) can start this while it
- * rings: `call` is then `{ ringing, answered }`. The call's room is joined at once; the media,
+ * A caller whose callee rang with its key (placeCall's onRingingKeys), or a callee that rang
+ * (IncomingCall.ringingCall), can start this before the answer: `call` is then
+ * `{ ringing, answered }`. The call's room is joined at once; the media,
  * the direct path and everything that needs the answer start when `answered` resolves (with
  * the answer's arrival, performance.now(): the timeline's 0). If it rejects (declined, no answer, cancelled), the
  * room is left and this rejects with its error.
  */
 export async function runDirectMedia(
-  call: EstablishedCall | { ringing: RingingCall; answered: Promise<{ call: EstablishedCall; answeredAt: number }> },
+  call: EstablishedCall | { ringing: RingingCall; answered: Promise<AnsweredCall> },
   opts: Omit<CallOptions, 'room' | 'roomSecret' | 'allow' | 'reconnect' | 'reconnectForMs' | 'startGate'> & {
     admitWithinMs?: number;
-    /** Try a direct path (absent: the media stays on the relay). */
+    /** Try a direct path (absent: the media stays on the relay, unless `answered` brings one). */
     direct?: DirectPathOptions;
+    /**
+     * The direct path's options come with `answered` (a callee that joins the room while it
+     * gathers its candidates, before it answers): ready to take them then.
+     */
+    directWithAnswer?: boolean;
     /** We asked for --relay-only (no direct path either way). */
     relayOnly?: boolean;
     /** How our NAT profile (call.localNat) was judged, for the report (GatheredForCall.natNotes). */
@@ -596,7 +627,8 @@ export async function runDirectMedia(
   const base: Pick<EstablishedCall, 'callId' | 'role' | 'peer' | 'keys'> = early ? early.ringing : (call as EstablishedCall);
   const admitWithinMs = opts.admitWithinMs ?? DEFAULT_ADMIT_WITHIN_MS;
   // Our media goes on a path switch whose direct path is added once the answer says we may try it.
-  const wrapped = opts.direct !== undefined && !opts.relayOnly ? new DirectCallSession(opts.session, base.peer) : undefined;
+  const wrapped = (opts.direct !== undefined || opts.directWithAnswer === true) && !opts.relayOnly ? new DirectCallSession(opts.session, base.peer) : undefined;
+  let natNotes = opts.natNotes;
   const session: RoomCallSession = wrapped ?? opts.session;
   const stop = new AbortController();
   let peerEnd: PeerEnd | 'peer-left' | undefined;
@@ -608,19 +640,28 @@ export async function runDirectMedia(
   let link: DirectLink | undefined;
   let notAttempted: CallPathReport['notAttempted'];
   let view: CallView | undefined;
+  /** The media ended: no direct path is made any more. */
+  let finished = false;
   /** The answer is in: the path's timeline starts, the direct path is tried, the peer has admitWithinMs to show up. */
-  const onAnswered = (est: EstablishedCall, answeredAt: number) => {
+  const onAnswered = (est: EstablishedCall, answeredAt: number, late?: Pick<AnsweredCall, 'direct' | 'natNotes'>) => {
+    const direct = late?.direct ?? opts.direct;
+    natNotes = late?.natNotes ?? natNotes;
     established = est;
     const t = (tracker = new PathTracker(answeredAt));
     if (view) t.observe(view);
-    notAttempted = opts.relayOnly ? 'relay-only' : est.peerRelayOnly ? 'peer-relay-only' : opts.direct === undefined ? 'no-socket' : undefined;
-    if (notAttempted === undefined && opts.direct !== undefined && wrapped) {
-      const l = (link = directLinkFor(est, opts.direct, { watchAddresses: true, onEvent: (e) => t.linkEvent(e) }));
-      wrapped.attach(l);
+    notAttempted = opts.relayOnly ? 'relay-only' : est.peerRelayOnly ? 'peer-relay-only' : direct === undefined ? 'no-socket' : undefined;
+    if (notAttempted === undefined && direct !== undefined && wrapped) {
       t.watch(wrapped.mediaTransport);
-      // The checks start once the call's join request is out (runCall sends it first): the
-      // relayed media, which comes first, waits for nothing the checks do.
-      setImmediate(() => l.start());
+      // The direct path is set up (3-8 ms of work in the lab) and its checks start after the
+      // relayed media's first frame has gone (the answer's continuation sends it) and the call's
+      // join request is out (runCall sends it first): the relayed media, which comes first,
+      // waits for nothing the direct path does.
+      setImmediate(() => {
+        if (finished) return;
+        const l = (link = directLinkFor(est, direct, { watchAddresses: true, onEvent: (e) => t.linkEvent(e) }));
+        wrapped.attach(l);
+        l.start();
+      });
     }
     void est.peerEnded.then((why) => {
       peerEnd ??= why;
@@ -637,7 +678,7 @@ export async function runDirectMedia(
   };
   let startGate: Promise<unknown> | undefined;
   if (early) {
-    startGate = early.answered.then((a) => onAnswered(a.call, a.answeredAt));
+    startGate = early.answered.then((a) => onAnswered(a.call, a.answeredAt, a));
     startGate.catch(() => undefined); // runCall takes it (and its error) once it has joined
   } else onAnswered(call as EstablishedCall, opts.answeredAt ?? performance.now());
   // Our hang-up (Ctrl-C) is signalled before we leave the room, so the peer learns why (before
@@ -696,6 +737,7 @@ export async function runDirectMedia(
     }
     throw err;
   } finally {
+    finished = true;
     for (const t of timers) clearTimeout(t);
     opts.signal?.removeEventListener('abort', onUserAbort);
     tracker?.stop();
@@ -710,7 +752,7 @@ export async function runDirectMedia(
       suggestions: ['the call was hung up; try again (a relay that interferes with the call room shows this too)'],
     });
   }
-  const path = tracker.report(notAttempted, report.relayRttMs, link?.report(), natReport(established, opts.natNotes));
+  const path = tracker.report(notAttempted, report.relayRttMs, link?.report(), natReport(established, natNotes));
   return { report, endedBy: peerEnd ?? report.endedBy, path };
 }
 

@@ -67,6 +67,8 @@ export interface RemotePresence {
   locate(msg: Extract<CallSignalMessage, { type: 'offer' }>): Promise<PresencePeer | undefined>;
   /** A call this relay tracked ended (told after the current turn). */
   callEnded(callId: string): void;
+  /** A local party of an answered call with a party elsewhere is in `room` (the call's relayed room, if it is one). */
+  localJoined(peer: PresencePeer, room: string): void;
 }
 
 interface PeerState {
@@ -261,13 +263,20 @@ export class Presence {
     }
     // To the connection that party has the call on: the caller's that offered, the callee's the offer went to.
     const target = msg.to === call.caller ? call.callerPeer : call.calleePeer;
-    if (msg.type === 'answer' && call.state === 'ringing') {
+    const answeredNow = msg.type === 'answer' && call.state === 'ringing';
+    if (answeredNow) {
       call.state = 'answered';
       this.unpend(call);
     }
     if (msg.type === 'reject' || msg.type === 'hangup') this.endCall(call);
     if (!this.states.has(target)) return this.offline(msg);
-    return this.deliver(peer, target, msg);
+    const reply = this.deliver(peer, target, msg);
+    // A callee joins the call's room before it answers (docs/direct-calls.md): with the caller
+    // on another relay, the room is carried from now on, as for a join after the answer (the
+    // far relay takes the room's name only once the answer, sent first, has reached it).
+    const room = answeredNow && target.remote === true && peer.remote !== true ? peer.room?.() : undefined;
+    if (room !== undefined) this.opts.remote?.()?.localJoined(peer, room);
+    return reply;
   }
 
   private offer(peer: PresencePeer, msg: Extract<CallSignalMessage, { type: 'offer' }>): Reply | Promise<Reply> {

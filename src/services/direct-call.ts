@@ -14,6 +14,7 @@ import {
   MAX_RING_MS,
   placeCall,
   runDirectMedia,
+  type AnsweredCall,
   type CallPathReport,
   type DirectMediaResult,
   type EstablishedCall,
@@ -26,7 +27,7 @@ import { PresenceClient, type PresenceDropReason, type PresenceEvent } from '../
 import type { RelaySession } from '../../core/client/relay-session.js';
 import { loadOrCreateIdentity, type Identity } from '../../core/crypto/identity.js';
 import { KnownMembers } from '../../core/crypto/known-members.js';
-import { NetworkError, RefusedError, UsageError, errorMessage, isWzpError } from '../../core/errors.js';
+import { InternalError, NetworkError, RefusedError, UsageError, errorMessage, isWzpError } from '../../core/errors.js';
 import { PIPELINE_SAMPLE_RATE } from '../../core/media/codec-types.js';
 import { NoiseSuppressor } from '../../core/media/noise-suppression.js';
 import type { TierName } from '../../core/media/quality.js';
@@ -258,12 +259,28 @@ export async function directCall(req: DirectCallRequest): Promise<DirectCallResu
   }
 }
 
+/**
+ * What runMedia reports besides the call. `gathered` is undefined while a callee that joined
+ * the call's room early still gathers (it comes with the answer).
+ */
+interface MediaInfo {
+  answerMs: number;
+  answeredAt: number;
+  peerKnown: boolean;
+  gathered: GatheredForCall | undefined;
+}
+
+/** The direct path's options from what was gathered (none without a socket to share). */
+function directOptions(req: DirectMediaRequest, gathered: GatheredForCall): AnsweredCall['direct'] {
+  return gathered.direct ? { ...gathered.direct, strategies: installedStrategies(req.registries.natStrategies) } : undefined;
+}
+
 /** Open the audio, run the call's media through the relay, and build its result. */
 async function runMedia(
   req: DirectMediaRequest,
   reg: Registered,
-  callOrRinging: EstablishedCall | { ringing: RingingCall; answered: Promise<{ call: EstablishedCall; answeredAt: number }> },
-  info: { answerMs: number; answeredAt: number; peerKnown: boolean; gathered: GatheredForCall },
+  callOrRinging: EstablishedCall | { ringing: RingingCall; answered: Promise<AnsweredCall> },
+  info: MediaInfo,
   opened?: OpenedMedia,
 ): Promise<DirectCallResult> {
   const media = opened ?? (await openMedia(req));
@@ -295,8 +312,9 @@ async function runMedia(
       signal: req.signal,
       relayOnly: req.relayOnly,
       ...('ringing' in callOrRinging ? {} : { answeredAt: info.answeredAt }),
-      ...(info.gathered.natNotes ? { natNotes: info.gathered.natNotes } : {}),
-      ...(info.gathered.direct ? { direct: { ...info.gathered.direct, strategies: installedStrategies(req.registries.natStrategies) } } : {}),
+      ...(info.gathered?.natNotes ? { natNotes: info.gathered.natNotes } : {}),
+      ...(info.gathered === undefined ? { directWithAnswer: true } : {}),
+      ...(info.gathered && directOptions(req, info.gathered) ? { direct: directOptions(req, info.gathered) } : {}),
       // The room's derived name is half of what admits to it: it is not shown.
       onEvent: (e) => req.onEvent?.(directCallEvent(e, peer, info.peerKnown)),
     });
@@ -304,8 +322,10 @@ async function runMedia(
     media.discardEmptyRecording();
     throw err;
   }
-  // runDirectMedia returned: the call was answered.
+  // runDirectMedia returned: the call was answered (and so our candidates gathered).
   const call = 'ringing' in callOrRinging ? (await callOrRinging.answered).call : callOrRinging;
+  const gathered = info.gathered;
+  if (gathered === undefined) throw new InternalError('a call answered before its candidates were gathered');
   const { mediaPath, endedBy: _engineEnd, room: _room, roomId: _roomId, ...report } = outcome.report;
   return {
     meta: req.meta(DIRECT_CALL_SCHEMA_VERSION),
@@ -317,8 +337,8 @@ async function runMedia(
       peerKnown: info.peerKnown,
       relayOnly: req.relayOnly,
       peerRelayOnly: call.peerRelayOnly,
-      candidates: info.gathered.wire,
-      portMapping: await info.gathered.releaseMapping(),
+      candidates: gathered.wire,
+      portMapping: await gathered.releaseMapping(),
       peerCandidates: call.peerCandidates,
       ...(call.relayCandidate ? { relayCandidate: call.relayCandidate } : {}),
       answerMs: info.answerMs,
@@ -666,11 +686,82 @@ async function handleOffer(
   // Ring (with our key for the call) before gathering, also when accepting without asking: the
   // caller joins the call's room while we gather, and the audio starts on our answer.
   if (req.acceptFrom !== undefined) void incoming.ring().catch(() => undefined);
+  const ringing = incoming.ringingCall();
+  if (ringing) return answerWhileJoining(req, reg, incoming, ringing, { base, pin, receivedAt, caller });
+  // A bad offer key: accept reports it.
   const gathered = await gatherFor(reg.session, req);
   try {
     return await answerAndRun(req, reg, incoming, gathered, { base, pin, receivedAt, caller });
   } finally {
     await gathered.releaseMapping();
+  }
+}
+
+/**
+ * Join the call's room while our candidates are gathered (we rang with our key, so its keys
+ * are known), then answer: the caller, in the room since our ringing, starts its audio on the
+ * answer, and it reaches us without waiting for a join round trip after it (that wait made the
+ * caller's first ~40 ms of audio arrive before we were in the room to take it).
+ */
+async function answerWhileJoining(
+  req: ListenRequest,
+  reg: Registered,
+  incoming: IncomingCall,
+  ringing: RingingCall,
+  o: { base: { callId: string; caller: string; at: string }; pin: ReturnType<KnownMembers['lookup']>; receivedAt: number; caller: string },
+): Promise<{ entry: ListenCallEntry; result?: DirectCallResult }> {
+  const { base, pin, receivedAt, caller } = o;
+  const offer = incoming.offer;
+  const media = await openMedia(req, { devicesLater: true }).catch(async (err: unknown) => {
+    // No audio to answer with (a file that cannot be read, ...): the caller stops ringing.
+    await incoming.reject('declined');
+    throw err;
+  });
+  const info: MediaInfo = { answerMs: 0, answeredAt: 0, peerKnown: pin !== undefined, gathered: undefined };
+  let settle!: { resolve(a: AnsweredCall): void; reject(e: unknown): void };
+  const answered = new Promise<AnsweredCall>((resolve, reject) => (settle = { resolve, reject }));
+  answered.catch(() => undefined); // the media takes it
+  // The sound devices open on the answer: a microphone opened now would queue audio ahead of the call.
+  const withDevices = answered.then(async (a) => {
+    await media.openDevices();
+    return a;
+  });
+  const running = runMedia(req, reg, { ringing, answered: withDevices }, info, media);
+  running.catch(() => undefined); // awaited below
+  let gathered: GatheredForCall | undefined;
+  try {
+    try {
+      gathered = await gatherFor(reg.session, req);
+      info.gathered = gathered;
+      let answeredAt = performance.now();
+      const call = await incoming.accept({
+        relayOnly: req.relayOnly,
+        candidates: gathered.wire,
+        nat: natProfileToSend(gathered),
+        // The media starts at once, on the room joined already.
+        waitForRoute: false,
+        // Our NAT is primed toward the caller before it can check us (primeTowards).
+        beforeAnswer: ({ callId, keys }) => {
+          answeredAt = performance.now();
+          const d = gathered?.direct;
+          if (!d || offer.relayOnly === true || d.primeTtl === undefined) return;
+          primeTowards({ demux: d.demux, socketType: d.socketType, checkKey: keys.checkKey, callId, candidates: [...offer.candidates, ...(offer.relayCandidate ? [offer.relayCandidate] : [])], ttl: d.primeTtl });
+        },
+      });
+      info.answeredAt = answeredAt;
+      info.answerMs = Math.round(performance.now() - receivedAt);
+      settle.resolve({ call, answeredAt, direct: directOptions(req, gathered), ...(gathered.natNotes ? { natNotes: gathered.natNotes } : {}) });
+      req.onAnswered?.({ caller, callId: call.callId });
+    } catch (err) {
+      settle.reject(err);
+      await running.catch(() => undefined); // it leaves the room and closes the audio
+      throw err;
+    }
+    const result = await running;
+    req.onProgress?.(`call with ${caller} ended (${result.endedBy}) after ${(result.durationMs / 1000).toFixed(1)} s`);
+    return { entry: { ...base, outcome: 'answered', endedBy: result.endedBy, durationMs: result.durationMs }, result };
+  } finally {
+    await gathered?.releaseMapping();
   }
 }
 
