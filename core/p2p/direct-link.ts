@@ -8,7 +8,7 @@
  *   ones the checks learn;
  * - the direct media path (./direct-path.ts), open while the checks hold a selected pair
  *   that is not stale;
- * - recovery: a stale path (no answer for ~1 s) is left at once (the path switch sends on the
+ * - recovery: a stale path (no answer for 0.8 s) is left at once (the path switch sends on the
  *   relay again) while keepalives go on; answers coming back make it open again; still stale
  *   after RESTART_AFTER_STALE_MS, the checks start a new round on every pair;
  * - a local address change (interfaces polled every ADDRESS_POLL_MS) sends the peer a

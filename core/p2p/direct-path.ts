@@ -20,7 +20,7 @@
  * that succeeded.
  *
  * State: `open` while the checker has a selected pair that is not stale (an answer to one of
- * our checks on it within the checker's staleAfterMs, ~1 s) and our source id is known;
+ * our checks on it within the checker's staleAfterMs, 0.8 s) and our source id is known;
  * `connecting` before and while stale; `closed` for good.
  */
 import { DecodeError } from '../errors.js';
