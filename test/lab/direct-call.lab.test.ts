@@ -95,12 +95,22 @@ describe('direct calls through the NAT lab', { skip: availability.ok ? false : a
         const [pa, pb] = await pair();
         // Both sides ask the wan's four STUN endpoints: their NAT profiles are measured, and the
         // strategies have what they need. A strategy's pair comes ~1.5-2.5 s after the answer.
-        const r = await withLab(
-          { kind: 'two-nat', a, b },
-          async (lab) => labCall(lab, { relay: await labRelay(lab), a: pa, b: pb, durationS: strategy ? 6 : 3, callerArgs: FOUR_STUN, listenerArgs: FOUR_STUN }),
-          true,
-        );
+        const call = () =>
+          withLab(
+            { kind: 'two-nat', a, b },
+            async (lab) => labCall(lab, { relay: await labRelay(lab), a: pa, b: pb, durationS: strategy ? 6 : 3, callerArgs: FOUR_STUN, listenerArgs: FOUR_STUN }),
+            true,
+          );
+        let r = await call();
         assertConnected(r, `${a} x ${b}`);
+        const won = (x: LabCallOutcome['caller']) => x.path.direct?.hardNat?.attempts.some((t) => t.outcome === 'succeeded') === true;
+        if (strategy === 'birthday' && !(won(r.caller) && won(r.callee))) {
+          // The birthday technique meets by chance: 256 sockets against 1024 probes, ~98% by the
+          // arithmetic (docs/direct-calls.md), so about one call in 60 misses (outcome time-up)
+          // and stays relayed. A second call must then go direct (both missing: ~0.03%).
+          r = await call();
+          assertConnected(r, `${a} x ${b} (second call)`);
+        }
         if (strategy) {
           for (const [side, x] of [['caller', r.caller], ['callee', r.callee]] as const) {
             const won = x.path.direct?.hardNat?.attempts.find((t) => t.outcome === 'succeeded');
@@ -177,7 +187,8 @@ describe('direct calls through the NAT lab', { skip: availability.ok ? false : a
       assert.ok(firstDirect && firstDirect.atMs < cut, `${side}: direct before the cut: ${describePath(x)}`);
       const fallback = switches.find((t) => t.path === 'relay' && t.atMs > cut - 100);
       assert.ok(fallback, `${side}: back to the relay after the cut at ${cut} ms: ${describePath(x)}`);
-      // ~1 s: the checks' staleAfterMs (1000) plus a keepalive interval and scheduling.
+      // < 1 s: the checks' staleAfterMs (800) after the last answer, which came up to a
+      // keepalive interval (200) before the cut, plus scheduling; 1.6 s leaves room for a busy machine.
       assert.ok(fallback.atMs - cut < 1600, `${side}: fell back ${fallback.atMs - cut} ms after the cut`);
       assert.match(fallback.reason, /no answer on the direct path/);
       const again = switches.find((t) => t.path === 'direct' && t.atMs > restored - 100);
