@@ -711,7 +711,6 @@ async function answerWhileJoining(
   o: { base: { callId: string; caller: string; at: string }; pin: ReturnType<KnownMembers['lookup']>; receivedAt: number; caller: string },
 ): Promise<{ entry: ListenCallEntry; result?: DirectCallResult }> {
   const { base, pin, receivedAt, caller } = o;
-  const offer = incoming.offer;
   const media = await openMedia(req, { devicesLater: true }).catch(async (err: unknown) => {
     // No audio to answer with (a file that cannot be read, ...): the caller stops ringing.
     await incoming.reject('declined');
@@ -733,21 +732,8 @@ async function answerWhileJoining(
     try {
       gathered = await gatherFor(reg.session, req);
       info.gathered = gathered;
-      let answeredAt = performance.now();
-      const call = await incoming.accept({
-        relayOnly: req.relayOnly,
-        candidates: gathered.wire,
-        nat: natProfileToSend(gathered),
-        // The media starts at once, on the room joined already.
-        waitForRoute: false,
-        // Our NAT is primed toward the caller before it can check us (primeTowards).
-        beforeAnswer: ({ callId, keys }) => {
-          answeredAt = performance.now();
-          const d = gathered?.direct;
-          if (!d || offer.relayOnly === true || d.primeTtl === undefined) return;
-          primeTowards({ demux: d.demux, socketType: d.socketType, checkKey: keys.checkKey, callId, candidates: [...offer.candidates, ...(offer.relayCandidate ? [offer.relayCandidate] : [])], ttl: d.primeTtl });
-        },
-      });
+      // The media starts at once, on the room joined already.
+      const { call, answeredAt } = await answer(req, incoming, gathered);
       info.answeredAt = answeredAt;
       info.answerMs = Math.round(performance.now() - receivedAt);
       settle.resolve({ call, answeredAt, direct: directOptions(req, gathered), ...(gathered.natNotes ? { natNotes: gathered.natNotes } : {}) });
@@ -773,15 +759,29 @@ async function answerAndRun(
   o: { base: { callId: string; caller: string; at: string }; pin: ReturnType<KnownMembers['lookup']>; receivedAt: number; caller: string },
 ): Promise<{ entry: ListenCallEntry; result?: DirectCallResult }> {
   const { base, pin, receivedAt, caller } = o;
+  // The media starts at once: the caller's join and ours then overlap.
+  const { call, answeredAt } = await answer(req, incoming, gathered);
+  const answerMs = Math.round(performance.now() - receivedAt);
+  req.onAnswered?.({ caller, callId: call.callId });
+  const result = await runMedia(req, reg, call, { answerMs, answeredAt, peerKnown: pin !== undefined, gathered });
+  req.onProgress?.(`call with ${caller} ended (${result.endedBy}) after ${(result.durationMs / 1000).toFixed(1)} s`);
+  return { entry: { ...base, outcome: 'answered', endedBy: result.endedBy, durationMs: result.durationMs }, result };
+}
+
+/**
+ * Send our answer with what we gathered, and return the call as soon as it is sent (a caller
+ * gone meanwhile ends it). Our NAT is primed toward the caller just before (primeTowards),
+ * so that its checks, which start on the answer, find the way open. `answeredAt`: when the
+ * answer left (performance.now()).
+ */
+async function answer(req: ListenRequest, incoming: IncomingCall, gathered: GatheredForCall): Promise<{ call: EstablishedCall; answeredAt: number }> {
   const offer = incoming.offer;
   let answeredAt = performance.now();
   const call = await incoming.accept({
     relayOnly: req.relayOnly,
     candidates: gathered.wire,
     nat: natProfileToSend(gathered),
-    // The media starts at once: the caller's join and ours then overlap.
     waitForRoute: false,
-    // Our NAT is primed toward the caller before it can check us (primeTowards).
     beforeAnswer: ({ callId, keys }) => {
       answeredAt = performance.now();
       const d = gathered.direct;
@@ -789,11 +789,7 @@ async function answerAndRun(
       primeTowards({ demux: d.demux, socketType: d.socketType, checkKey: keys.checkKey, callId, candidates: [...offer.candidates, ...(offer.relayCandidate ? [offer.relayCandidate] : [])], ttl: d.primeTtl });
     },
   });
-  const answerMs = Math.round(performance.now() - receivedAt);
-  req.onAnswered?.({ caller, callId: call.callId });
-  const result = await runMedia(req, reg, call, { answerMs, answeredAt, peerKnown: pin !== undefined, gathered });
-  req.onProgress?.(`call with ${caller} ended (${result.endedBy}) after ${(result.durationMs / 1000).toFixed(1)} s`);
-  return { entry: { ...base, outcome: 'answered', endedBy: result.endedBy, durationMs: result.durationMs }, result };
+  return { call, answeredAt };
 }
 
 /** Resolves when `signal` aborts or `ms` pass, whichever first; cancel() frees both. */
