@@ -4,6 +4,7 @@
  * and `wzp call --to B` in client A's, both real CLI processes with their JSON reports. Used
  * by the direct-call lab tests and the direct-call benchmark.
  */
+import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -190,5 +191,14 @@ export async function labDirectTest(lab: P2pLab, o: { relay: LabRelay; a: LabPer
   } finally {
     clearTimeout(timer);
     waiter.kill();
+  }
+}
+
+/** Both sides of a lab call connected and heard each other, and nothing failed to decrypt. */
+export function assertConnected(r: LabCallOutcome, what: string): void {
+  for (const [side, x] of [['caller', r.caller], ['callee', r.callee]] as const) {
+    assert.equal(x.participants.length, 1, `${what} ${side}: one peer`);
+    assert.ok(x.participants[0].packetsReceived > 50, `${what} ${side}: heard ${x.participants[0].packetsReceived} packets`);
+    assert.equal(x.participants[0].decryptRejected, 0, `${what} ${side}: nothing failed to decrypt`);
   }
 }

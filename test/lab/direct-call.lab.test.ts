@@ -25,7 +25,7 @@ import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import type { NatProfile } from '../../core/nat/strategy-types.js';
 import { NAT_MODES } from './netns.js';
-import { describePath, labCall, labPerson, labRelay, type LabCallOutcome, type LabPerson } from './direct-call-lab.js';
+import { assertConnected, describePath, labCall, labPerson, labRelay, type LabCallOutcome, type LabPerson } from './direct-call-lab.js';
 import { P2P_NET, P2pLab, type P2pTopology, type SideMode, p2pLabAvailable } from './p2p-lab.js';
 
 const availability = await p2pLabAvailable();
@@ -73,14 +73,6 @@ async function withLab<T>(topology: P2pTopology, run: (lab: P2pLab) => Promise<T
   }
 }
 
-/** Both sides connected and heard each other. */
-function assertConnected(r: LabCallOutcome, what: string): void {
-  for (const [side, x] of [['caller', r.caller], ['callee', r.callee]] as const) {
-    assert.equal(x.participants.length, 1, `${what} ${side}: one peer`);
-    assert.ok(x.participants[0].packetsReceived > 50, `${what} ${side}: heard ${x.participants[0].packetsReceived} packets`);
-    assert.equal(x.participants[0].decryptRejected, 0, `${what} ${side}: nothing failed to decrypt`);
-  }
-}
 
 describe('direct calls through the NAT lab', { skip: availability.ok ? false : availability.reason, concurrency: 3 }, () => {
   after(() => {

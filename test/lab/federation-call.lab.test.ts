@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { generateIdentity, saveIdentity } from '../../core/crypto/identity.js';
 import { deriveTlsCertificate } from '../../core/crypto/tls-cert.js';
-import { describePath, labCall, labPerson, type LabCallOutcome, type LabPerson } from './direct-call-lab.js';
+import { assertConnected, describePath, labCall, labPerson, type LabCallOutcome, type LabPerson } from './direct-call-lab.js';
 import { P2P_NET, P2pLab, type LabRelay, type P2pTopology, p2pLabAvailable } from './p2p-lab.js';
 
 const availability = await p2pLabAvailable();
@@ -53,13 +53,6 @@ async function crossRelayCall(topology: P2pTopology): Promise<LabCallOutcome> {
   }
 }
 
-function assertConnected(r: LabCallOutcome, what: string): void {
-  for (const [side, x] of [['caller', r.caller], ['callee', r.callee]] as const) {
-    assert.equal(x.participants.length, 1, `${what} ${side}: one peer`);
-    assert.ok(x.participants[0].packetsReceived > 50, `${what} ${side}: heard ${x.participants[0].packetsReceived} packets`);
-    assert.equal(x.participants[0].decryptRejected, 0, `${what} ${side}: nothing failed to decrypt`);
-  }
-}
 
 describe('1:1 calls across two federated relays in the NAT lab', { skip: availability.ok ? false : availability.reason }, () => {
   after(() => {
