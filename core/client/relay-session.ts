@@ -19,7 +19,8 @@ import { request, requestNoReply, serveSignals, type KnownSignal, type RequestOp
 import { isCallSignal, RELAY_CLOSE_REFUSED, type MemberAnnouncementEntry, type RoomParticipant } from '../wire/signal.js';
 import type { RoomCallSession } from './call-session.js';
 
-export const CLIENT_PROTOCOL_VERSION = 1;
+/** 2 since source ids are 32-bit (core/wire/room-source.ts); the relay refuses another. */
+export const CLIENT_PROTOCOL_VERSION = 2;
 /** Pushes kept for a listener not set yet; more are dropped and counted (droppedPushes). */
 const MAX_EARLY_PUSHES = 256;
 
@@ -176,7 +177,9 @@ export class RelaySession implements RoomCallSession {
       // AUTH_TIMEOUT_MS): wait for that rather than give up first.
       const helloOpts = opts.token === undefined ? opts : { ...opts, timeoutMs: Math.max(opts.timeoutMs ?? 0, AUTH_TIMEOUT_MS + 2_000) };
       const ack = await session.ask({ type: 'hello', version: CLIENT_PROTOCOL_VERSION, alias: opts.alias, client: 'wzp', token: opts.token }, helloOpts);
+      if (ack.type === 'error') throw new ProtocolError(`relay refused the hello: ${ack.code}: ${ack.message}`);
       if (ack.type !== 'hello-ack') throw new ProtocolError(`relay answered hello with "${ack.type}"`);
+      if (ack.version !== CLIENT_PROTOCOL_VERSION) throw new ProtocolError(`relay speaks wzp protocol ${ack.version}, this client ${CLIENT_PROTOCOL_VERSION}: run the same wzp release on both`);
     } catch (err) {
       // A relay that refuses us (over one of its limits) closes at once with its reason.
       const refusal = await refusedBy(client);

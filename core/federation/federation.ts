@@ -11,21 +11,23 @@
  *
  * Membership. Every member of a global room has an id unique in the federation (`mid`, 64
  * random bits chosen by its relay). Relays announce members over links as distance vectors:
- * (room, mid, the sender's source id for it, hops, via). A relay picks for each remote
+ * (room, mid, its source id, hops, via). A relay picks for each remote
  * member the link it heard it on with the fewest hops (ties: the lower peer fingerprint) as
  * its route, and tells that link `via: true` (poisoned reverse: "I reach it through you"),
  * the others `via: false`. An announcement with `via: true` is never used as a route, and
  * one of MAX_LINK_HOPS hops or more is unreachable, so a withdrawn member cannot loop
  * (bounded count to infinity on longer cycles). A member this relay reaches is in its room
- * as a member (core/relay/rooms.ts `remote`), under a source id of this relay's: local
- * clients see remote members join and leave like local ones. A link that drops takes with
+ * as a member (core/relay/rooms.ts `remote`), under its own source id: local clients see
+ * remote members join and leave like local ones. A link that drops takes with
  * it everything learned over it; the members it carried leave (or move to another route).
  *
- * Source ids. They are translated hop by hop: each relay gives every member it reaches a
- * source id of its own (1-65535, unique on that relay), and tells its links that id; a link
- * frame names the member by the sending relay's id, which the receiver maps through what
- * that link announced. No coordination between relays, no collisions, and the clients' 2-byte
- * tag is unchanged (the tag is outside the end-to-end authentication: core/wire/room-source.ts).
+ * Source ids. Unique in the federation: a member's own relay gives it one (its 16-bit
+ * source-id prefix, then a member number: core/wire/room-source.ts), and every relay puts it
+ * in its room, forwards its media and names it in link frames under that id. Relays with one
+ * prefix cannot link (the link hello carries it); a member whose id another member holds
+ * here (two relays not linked to each other share a prefix), or that has this relay's own
+ * prefix, is not admitted ('source-id-collision', reported with the remedy: another
+ * `source_id_prefix` in one relay's config).
  *
  * Forwarding (reverse-path tree per sender). A datagram of member M is forwarded to a link L
  * only if L's peer routes M through this relay (it told us `via: true`) and some member of
@@ -45,6 +47,7 @@ import type { DatagramChannel } from '../transport/datagrams.js';
 import { connectQuic, expectFingerprint, formatHostPort, type HostPort } from '../transport/quic.js';
 import { request, serveSignals, type KnownSignal } from '../transport/signal-stream.js';
 import { decodeLinkFrame, MAX_LINK_HOPS } from '../wire/link-frame.js';
+import { MAX_SOURCE_ID, MIN_SOURCE_ID, sourceIdPrefix } from '../wire/room-source.js';
 import { FINGERPRINT_PATTERN, MAX_ANNOUNCEMENT_BYTES, MAX_REQUEST_PAYLOAD_BYTES, MAX_ROOM_SIGNAL_BYTES, type LinkSignalMessage } from '../wire/signal.js';
 import { MAX_ROOM_PARTICIPANTS, type RoomManager, type RoomMember } from '../relay/rooms.js';
 import { emptyLinkCounters, Link, LINK_LIMITS, type LinkCounters, type LinkDropReason } from './link.js';
@@ -55,7 +58,8 @@ import type { Presence } from '../relay/presence.js';
 export { LINK_DROP_REASONS, LINK_LIMITS, type LinkCounters, type LinkDropReason } from './link.js';
 
 /** The link protocol's version (in the link hello: a relay refuses another version). */
-export const LINK_PROTOCOL_VERSION = 1;
+/** 2: 32-bit source ids, the same on every relay (link frames, link-update `sid`, the hello's `sourcePrefix`). */
+export const LINK_PROTOCOL_VERSION = 2;
 /** Reconnect back-off: the first retry after ~initialMs, doubling to maxMs, each jittered to 50-100%. */
 export const LINK_BACKOFF = { initialMs: 500, maxMs: 30_000 } as const;
 /** How long a member that left is remembered (its late announcements ignored), and how many at most. */
@@ -97,7 +101,8 @@ export type FederationEvent =
   | { type: 'federation:link-down'; peer: string; reason: string }
   | { type: 'federation:dial-failed'; peer: string; address: string; error: string; retryMs: number }
   | { type: 'federation:self-peer'; address: string; fingerprint: string }
-  | { type: 'federation:refused'; peer: string; reason: string; suppressed?: number };
+  | { type: 'federation:refused'; peer: string; reason: string; suppressed?: number }
+  | { type: 'federation:source-id-collision'; peer: string; sourceId: number; detail: string; suppressed?: number };
 
 export interface FederationStats {
   /** Per peer relay known from the config (and any that linked in), in config order. */
@@ -126,7 +131,9 @@ interface FedMember {
   readonly local: boolean;
   fingerprint: string;
   announcement?: Record<string, unknown>;
-  /** Its source id on this relay: a local member's own; a remote one's while it is reachable. */
+  /** Its source id, the same on every relay (its own relay chose it). */
+  readonly sid: number;
+  /** Its source id while it is a member of this relay's room (a local member always; a remote one while reachable and admitted). */
   localId: number | undefined;
   /** The link this relay reaches it over (remote members), and in how many hops. */
   best: Link | undefined;
@@ -167,6 +174,7 @@ export class Federation {
   private readonly downWaiters = new Map<string, (() => void)[]>();
   private readonly stopper = new AbortController();
   private readonly refuseLog = new LogLimiter(2, 10);
+  private readonly collisionLog = new LogLimiter(1, 5);
   private refusedCount = 0;
   /** The peers being dialled, each with its own loop (stopped when it leaves the config). */
   private readonly dialers = new Map<string, { peer: FederationPeer; stop: AbortController }>();
@@ -438,11 +446,13 @@ export class Federation {
         version: LINK_PROTOCOL_VERSION,
         fingerprint: this.self,
         certificate: Buffer.from(this.opts.credentials.certDer).toString('base64'),
+        sourcePrefix: this.opts.rooms.sourcePrefix,
       });
       if (challenge.type === 'error') throw new Error(`${address} refused the link: ${challenge.code}: ${challenge.message}`);
       if (challenge.type !== 'link-challenge') throw new Error(`${address} answered the link hello with ${challenge.type} (not a wzp relay with federation?)`);
       if (challenge.version !== LINK_PROTOCOL_VERSION) throw new Error(`${address} speaks link protocol version ${challenge.version}, this relay ${LINK_PROTOCOL_VERSION}`);
       if (challenge.fingerprint !== peer.fingerprint) throw new Error(`${address} names itself ${challenge.fingerprint}, expected ${peer.fingerprint}`);
+      if (challenge.sourcePrefix === this.opts.rooms.sourcePrefix) throw new Error(samePrefix(challenge.sourcePrefix));
       const answer = await request(client.connection, { type: 'link-auth', signature: signLinkProof(this.opts.credentials, challenge.nonce, peer.fingerprint) });
       if (answer.type === 'error') throw new Error(`${address} refused the link: ${answer.code}: ${answer.message}`);
       if (answer.type !== 'link-ready') throw new Error(`${address} answered the link proof with ${answer.type}`);
@@ -473,9 +483,10 @@ export class Federation {
     if (msg.version !== LINK_PROTOCOL_VERSION) return this.refuseLink(label, 'link-version', `this relay speaks link protocol version ${LINK_PROTOCOL_VERSION}, not ${msg.version}`);
     if (msg.fingerprint === this.self) return this.refuseLink(label, 'link-self', 'a relay cannot link to itself');
     if (!this.allowed.has(msg.fingerprint)) return this.refuseLink(label, 'link-not-trusted', `${msg.fingerprint} is not in this relay's [[peers]] or [[trusted]]`);
+    if (msg.sourcePrefix === this.opts.rooms.sourcePrefix) return this.refuseLink(label, 'link-source-prefix', samePrefix(msg.sourcePrefix));
     const nonce = randomBytes(32).toString('hex');
     this.inbound.set(conn, { claimed: msg.fingerprint, certificate: msg.certificate, nonce });
-    return [{ type: 'link-challenge', version: LINK_PROTOCOL_VERSION, fingerprint: this.self, nonce }];
+    return [{ type: 'link-challenge', version: LINK_PROTOCOL_VERSION, fingerprint: this.self, nonce, sourcePrefix: this.opts.rooms.sourcePrefix }];
   }
 
   /**
@@ -580,6 +591,7 @@ export class Federation {
       local: true,
       fingerprint: member.fingerprint,
       ...(member.announcement === undefined ? {} : { announcement: member.announcement }),
+      sid: member.sourceId,
       localId: member.sourceId,
       best: undefined,
       hops: 0,
@@ -677,13 +689,13 @@ export class Federation {
       return;
     }
     const via = link === m.best;
-    const key = `${m.localId}/${hops}/${via}`;
+    const key = `${hops}/${via}`;
     if (told === key) return;
     link.told.set(m.mid, key);
     link.sendEntry({
       room: m.room,
       mid: m.mid,
-      sid: m.localId,
+      sid: m.sid,
       hops,
       via,
       fingerprint: m.fingerprint,
@@ -722,7 +734,11 @@ export class Federation {
       via.counters.drops['room-full']++;
       return false;
     }
-    const id = this.opts.rooms.allocateSourceId();
+    const id = m.sid;
+    if (this.opts.rooms.inUse(id)) {
+      this.collision(via, id, 'another member of this relay has it');
+      return false;
+    }
     this.opts.rooms.commitJoin(
       m.room,
       {
@@ -792,7 +808,7 @@ export class Federation {
     }
     const { room, sid, hops, via, fingerprint, announcement } = e;
     if (typeof room !== 'string' || !ROOM_ID_RE.test(room)) return drop('malformed-update');
-    if (!Number.isInteger(sid) || (sid as number) < 1 || (sid as number) > 0xffff) return drop('malformed-update');
+    if (!Number.isInteger(sid) || (sid as number) < MIN_SOURCE_ID || (sid as number) > MAX_SOURCE_ID) return drop('malformed-update');
     if (!Number.isInteger(hops) || (hops as number) < 1 || (hops as number) > MAX_LINK_HOPS) return drop('malformed-update');
     if (typeof via !== 'boolean') return drop('malformed-update');
     if (typeof fingerprint !== 'string' || (fingerprint !== '' && !FINGERPRINT_PATTERN.test(fingerprint))) return drop('malformed-update');
@@ -800,11 +816,25 @@ export class Federation {
     if (announcement !== undefined && Buffer.byteLength(JSON.stringify(announcement)) > MAX_ANNOUNCEMENT_BYTES) return drop('malformed-update');
     if (!this.carriesOn(room, link)) return drop('room-not-global');
     let m = this.members.get(mid);
-    if (m && m.room !== room) return drop('malformed-update');
+    // A member's room and source id are its for good: an entry that changes them does not check.
+    if (m && (m.room !== room || m.sid !== sid)) return drop('malformed-update');
     if (m?.local) {
       // One of ours, announced back: only whether that peer reaches it through us matters.
       if (via) m.downstream.add(link);
       else m.downstream.delete(link);
+      return;
+    }
+    if (!m && sourceIdPrefix(sid as number) === this.opts.rooms.sourcePrefix) {
+      // Another relay numbers its members with this relay's prefix (not a neighbour: the hello checks those).
+      this.collision(link, sid as number, "it has this relay's own prefix");
+      return;
+    }
+    const holder = link.rx.get(sid as number) as FedMember | undefined;
+    if (holder !== undefined && holder !== m) {
+      // Two members under one id over one link (relays behind it share a prefix): the one
+      // announced first keeps it; the other is not taken (link messages come in order, so a
+      // member that left was withdrawn before its id could come back).
+      this.collision(link, sid as number, `members ${holder.mid} and ${mid} were both announced with it`);
       return;
     }
     const r: Route = { sid: sid as number, hops: hops as number, via };
@@ -817,6 +847,7 @@ export class Federation {
         local: false,
         fingerprint,
         ...(announcement === undefined ? {} : { announcement: announcement as Record<string, unknown> }),
+        sid: sid as number,
         localId: undefined,
         best: undefined,
         hops: 0,
@@ -824,15 +855,6 @@ export class Federation {
         downstream: new Set(),
       };
       this.members.set(mid, m);
-    }
-    if (prev && prev.sid !== r.sid && link.rx.get(prev.sid) === m) link.rx.delete(prev.sid);
-    const holder = link.rx.get(r.sid) as FedMember | undefined;
-    if (holder !== undefined && holder !== m) {
-      // The peer gave this id to another member: its old holder is no longer on this link.
-      holder.routes.delete(link);
-      holder.downstream.delete(link);
-      link.rx.delete(r.sid);
-      this.recompute(holder);
     }
     m.routes.set(link, r);
     link.rx.set(r.sid, m);
@@ -933,6 +955,21 @@ export class Federation {
     }
   }
 
+  /** A member not admitted (or displaced) for its source id: counted, and reported rate-limited. */
+  private collision(link: Link, sourceId: number, why: string): void {
+    link.counters.drops['source-id-collision']++;
+    if (!this.collisionLog.take()) return;
+    const suppressed = this.collisionLog.suppressed();
+    const prefix = sourceIdPrefix(sourceId);
+    this.emit({
+      type: 'federation:source-id-collision',
+      peer: link.peer,
+      sourceId,
+      detail: `source id ${sourceId} (prefix ${prefix}): ${why}; two relays of the federation number members with prefix ${prefix}: set another source_id_prefix in one's config`,
+      ...(suppressed > 0 ? { suppressed } : {}),
+    });
+  }
+
   private emit(event: FederationEvent): void {
     this.opts.onEvent?.(event);
   }
@@ -942,6 +979,10 @@ function adjust(map: Map<string, number>, key: string, delta: number): void {
   const n = (map.get(key) ?? 0) + delta;
   if (n <= 0) map.delete(key);
   else map.set(key, n);
+}
+
+function samePrefix(prefix: number): string {
+  return `both relays number their members with source-id prefix ${prefix}: set another source_id_prefix in one relay's config`;
 }
 
 /** 50-100% of `ms`: relays that lost each other at once do not all redial in step. */

@@ -43,6 +43,12 @@ export type LinkDropReason =
   | 'room-not-global'
   /** A remote member not admitted: the room is full here. */
   | 'room-full'
+  /**
+   * A remote member not admitted: its source id is another member's here (two relays of the
+   * federation share a source-id prefix: give one another `source_id_prefix`), or it has this
+   * relay's own prefix.
+   */
+  | 'source-id-collision'
   /** A link-signal that does not check (or names a room that is not global). */
   | 'malformed-signal'
   /** A link-signal from or to a member this relay does not know. */
@@ -74,6 +80,7 @@ export const LINK_DROP_REASONS: readonly LinkDropReason[] = [
   'member-limit',
   'room-not-global',
   'room-full',
+  'source-id-collision',
   'malformed-signal',
   'unknown-member',
   'unexpected-signal',
@@ -150,7 +157,7 @@ export function emptyLinkCounters(peer: string): LinkCounters {
 type Outgoing = { kind: 'entry'; entry: Record<string, unknown>; bytes: number } | { kind: 'signal'; msg: LinkSignalMessage };
 
 export class Link {
-  /** Members this link announced, by the source id the peer gave them (./federation.ts). */
+  /** Members this link announced, by their source ids (the same on every relay: ./federation.ts). */
   readonly rx = new Map<number, unknown>();
   /** What this relay last announced on the link, per member id (to send changes only). */
   readonly told = new Map<string, string>();

@@ -28,13 +28,14 @@ import { directMediaClass, type Demux, type UdpSource } from '../transport/demux
 import { emptyMediaTransportStats, MediaPayloadTooLargeError, type MediaTransport, type MediaTransportState, type MediaTransportStats } from '../transport/media-transport.js';
 import { MAX_DATAGRAM_BYTES } from '../wire/datagram.js';
 import { DIRECT_MEDIA_HEADER_BYTES, DIRECT_MEDIA_TAG_BYTES, decodeDirectMedia, encodeDirectMediaHeader } from '../wire/direct-media.js';
+import { writeSourceId } from '../wire/room-source.js';
 import { endpointKey, type Endpoint } from './candidates.js';
 import type { PairReport } from './checks.js';
 
 /**
  * The largest datagram the direct path takes: as on the relay (MAX_DATAGRAM_BYTES), so the
  * media layer's packet sizes need not change when the path does. A direct packet is then at
- * most 1317 bytes of UDP payload.
+ * most 1319 bytes of UDP payload.
  */
 export const DIRECT_MAX_PAYLOAD = MAX_DATAGRAM_BYTES;
 
@@ -97,12 +98,13 @@ export class DirectMediaTransport implements MediaTransport {
   }
 
   /**
-   * The peer's source id in our room, as our relay numbers it: what arrives on this path is
-   * handed up under it, whatever id the peer's datagrams carry. Relays of a federation number
-   * a room's members each their own way (docs/federation.md, Source ids), so the id the peer
-   * got from its relay may be another member's, or ours, in our view. Only the peer reaches
-   * this path (its tag, a validated address), and its datagrams are authenticated end to end
-   * under its key: the id is only which key and jitter buffer to try.
+   * The peer's source id in our room, as our relay's roster gives it: what arrives on this
+   * path is handed up under it, whatever id the peer's datagrams carry. Relays of a federation
+   * forward a member under one id (docs/federation.md, Source ids), so the two agree unless a
+   * relay lied to one side, and then the id the peer carries could be another member's, or
+   * ours, in our view. Only the peer reaches this path (its tag, a validated address), and its
+   * datagrams are authenticated end to end under its key: the id is only which key and jitter
+   * buffer to try.
    */
   setPeerSourceId(sourceId: number | undefined): void {
     this.#peerSourceId = sourceId;
@@ -173,8 +175,7 @@ export class DirectMediaTransport implements MediaTransport {
       return;
     }
     if (this.#peerSourceId !== undefined) {
-      tagged[0] = this.#peerSourceId >> 8;
-      tagged[1] = this.#peerSourceId & 0xff;
+      writeSourceId(tagged, 0, this.#peerSourceId);
     }
     this.#stats.received++;
     this.#stats.bytesReceived += tagged.byteLength;

@@ -2,7 +2,8 @@
  * The relay's config file (`wzp relay --config FILE`; docs/relay-operations.md, "Config
  * file"): a TOML document (parsed by smol-toml) with
  *
- *   listen, identity, udp_media, stun_alternate, stats, metrics, debug_tap, drain_timeout
+ *   listen, identity, udp_media, stun_alternate, stats, metrics, debug_tap, drain_timeout,
+ *   source_id_prefix
  *   [limits]    one key per limit flag of `wzp relay`, in snake_case and the flag's units
  *   [auth]      url, fail_open, cache_seconds
  *   [[rooms]]   name or id (32 hex digits), allow = [fingerprint, ...]
@@ -21,7 +22,7 @@ import { parse, TomlError } from 'smol-toml';
 import { ConfigError, UsageError } from '../errors.js';
 import { parseHostPort } from '../transport/quic.js';
 import { DEFAULT_RELAY_LIMITS, type RelayLimits } from './limits.js';
-import { MAX_ROOM_PARTICIPANTS } from './rooms.js';
+import { MAX_ROOM_PARTICIPANTS, sourcePrefixOf } from './rooms.js';
 
 /** A config file larger than this is refused unread (it is a few KiB even with many rooms). */
 export const MAX_CONFIG_BYTES = 1024 * 1024;
@@ -80,6 +81,8 @@ export interface RelayConfig {
   metrics?: string;
   debugTap?: string;
   drainTimeoutSeconds?: number;
+  /** The high 16 bits of this relay's members' source ids (docs/federation.md); default: from the fingerprint. */
+  sourceIdPrefix?: number;
   /** The limits [limits] sets, in the relay's units (bytes where the key says KiB or MiB). */
   limits: Partial<RelayLimits>;
   auth?: RelayAuthConfig;
@@ -104,7 +107,7 @@ const MAX_DRAIN_TIMEOUT_SECONDS = 3600;
 
 const FINGERPRINT_RE = /^[0-9a-f]{4}(?::[0-9a-f]{4}){15}$/;
 const ROOM_ID_RE = /^[0-9a-f]{32}$/;
-const TOP_KEYS = ['listen', 'identity', 'udp_media', 'stun_alternate', 'stats', 'metrics', 'debug_tap', 'drain_timeout', 'limits', 'auth', 'rooms', 'peers', 'trusted', 'global_rooms'] as const;
+const TOP_KEYS = ['listen', 'identity', 'udp_media', 'stun_alternate', 'stats', 'metrics', 'debug_tap', 'drain_timeout', 'source_id_prefix', 'limits', 'auth', 'rooms', 'peers', 'trusted', 'global_rooms'] as const;
 const PEER_KEYS = ['address', 'fingerprint'] as const;
 const TRUSTED_KEYS = ['fingerprint'] as const;
 const GLOBAL_ROOM_KEYS = ['name', 'id'] as const;
@@ -177,6 +180,8 @@ export function parseRelayConfig(text: string, opts: { file: string; limitKeys: 
     }
     config.drainTimeoutSeconds = v as number;
   }
+  const sourceIdPrefix = optionalInteger(doc, 'source_id_prefix', 0, 0xffff, '', fail);
+  if (sourceIdPrefix !== undefined) config.sourceIdPrefix = sourceIdPrefix;
 
   if (doc.limits !== undefined) {
     const limits = table(doc.limits, 'limits', fail);
@@ -484,7 +489,7 @@ export interface ConfigChange {
 }
 
 /** The keys a reload cannot apply: the relay reads them when it starts. */
-export const RESTART_KEYS = ['listen', 'identity', 'udp_media', 'stun_alternate', 'metrics', 'debug_tap', 'drain_timeout'] as const;
+export const RESTART_KEYS = ['listen', 'identity', 'udp_media', 'stun_alternate', 'metrics', 'debug_tap', 'drain_timeout', 'source_id_prefix'] as const;
 
 /** What changed from `before` to `after`, one entry per key (rooms by their name or id). */
 export function diffRelayConfigs(before: RelayConfig, after: RelayConfig, limitKeys: readonly ConfigLimitKey[]): ConfigChange[] {
@@ -499,6 +504,7 @@ export function diffRelayConfigs(before: RelayConfig, after: RelayConfig, limitK
     ['metrics', before.metrics, after.metrics],
     ['debug_tap', before.debugTap, after.debugTap],
     ['drain_timeout', before.drainTimeoutSeconds, after.drainTimeoutSeconds],
+    ['source_id_prefix', before.sourceIdPrefix, after.sourceIdPrefix],
   ];
   for (const [key, a, b] of top) if (a !== b) changes.push({ key, from: show(a), to: show(b), live: !(RESTART_KEYS as readonly string[]).includes(key) });
   // Federation lists: applied live (Relay.setFederation).
@@ -627,6 +633,11 @@ export function relayConfigExample(facts: ConfigExampleFacts): string {
     '# On SIGTERM, stop taking new members and wait this many seconds for calls to end before',
     `# closing them. Seconds. Default: ${DRAIN_TIMEOUT_SECONDS_DEFAULT}.`,
     `# drain_timeout = ${DRAIN_TIMEOUT_SECONDS_DEFAULT}`,
+    '',
+    "# The high 16 bits of the source ids this relay gives its room members (0-65535). Relays",
+    '# of a federation must each have their own: two with one refuse to link, and a relay drops',
+    "# a member numbered like another (docs/federation.md). Default: this relay's, below.",
+    `# source_id_prefix = ${sourcePrefixOf(facts.fingerprint)}`,
     '',
     '# What one client may make the relay do or hold (docs/relay-limits.md). Whole numbers.',
     '[limits]',

@@ -129,7 +129,9 @@ export type RefusalReason =
   // A join, registration or call offer while the relay drains (shutting down: docs/relay-operations.md).
   | 'draining'
   /** A relay link refused: federation off here, or a link hello on a connection already in use (core/federation/). */
-  | 'link';
+  | 'link'
+  /** A hello of another client protocol version (./relay.ts RELAY_PROTOCOL_VERSION). */
+  | 'protocol-version';
 
 export const REFUSAL_REASONS: readonly RefusalReason[] = [
   ...GATE_DROP_REASONS,
@@ -161,6 +163,7 @@ export const REFUSAL_REASONS: readonly RefusalReason[] = [
   'media-rate',
   'draining',
   'link',
+  'protocol-version',
 ];
 
 /** Limits with every value checked (positive integers; room size within the hard cap). */

@@ -15,7 +15,7 @@ import type { DatagramChannel } from '../transport/datagrams.js';
 import { sourceKey, type GateDropReason } from '../transport/quic-gate.js';
 import { formatHostPort, startQuicServer, type HostPort, type RunningQuicServer, type SocketGateStats, type TlsMaterial } from '../transport/quic.js';
 import { pushFrame, serveSignals, SignalMemoryBudget, type KnownSignal, type SignalDropReason } from '../transport/signal-stream.js';
-import { RoomManager, SOURCE_ID_BYTES, type RoomMember } from './rooms.js';
+import { RoomManager, SOURCE_ID_BYTES, sourcePrefixOf, type RoomMember } from './rooms.js';
 import { Presence, type PresencePeer } from './presence.js';
 import { encodeSignal, isCallSignal, MAX_ANNOUNCEMENT_BYTES, MAX_REQUEST_PAYLOAD_BYTES, MAX_ROOM_SIGNAL_BYTES, RELAY_CLOSE_REFUSED } from '../wire/signal.js';
 import { verifyAnnouncement, type MemberAnnouncement } from '../crypto/sender-keys.js';
@@ -33,7 +33,8 @@ import { Federation, type FederationEvent, type FederationPeer } from '../federa
 import type { Link } from '../federation/link.js';
 import { linkCredentials } from '../federation/proof.js';
 
-export const RELAY_PROTOCOL_VERSION = 1;
+/** The client protocol (hello/hello-ack): 2 since source ids are 32-bit (core/wire/room-source.ts). */
+export const RELAY_PROTOCOL_VERSION = 2;
 
 
 export interface RelayOptions {
@@ -41,6 +42,12 @@ export interface RelayOptions {
   tls: TlsMaterial;
   /** Certificate fingerprint announced in hello-ack (clients verify it in TLS anyway). */
   fingerprint: string;
+  /**
+   * The high 16 bits of the source ids this relay gives its room members (0-65535;
+   * core/wire/room-source.ts). Default: sourcePrefixOf(fingerprint). Relays of a federation
+   * need different ones (docs/federation.md).
+   */
+  sourcePrefix?: number;
   /**
    * Offer members the UDP media path (core/transport/udp-media.ts; default true). Off, all
    * media stays in QUIC datagrams.
@@ -154,7 +161,7 @@ export class Relay {
   private readonly connectionsBySource = new Map<string, number>();
   /** Join/leave budget of each source with open connections (dropped with its last connection). */
   private readonly joinsBySource = new Map<string, TokenBucket>();
-  private readonly rooms = new RoomManager(this.counters.rooms);
+  private readonly rooms: RoomManager;
   private server?: RunningQuicServer;
   /** The gate's counters (kept after stop() for the exit summary). */
   private gate?: SocketGateStats;
@@ -181,6 +188,7 @@ export class Relay {
   private federation?: Federation;
 
   private constructor(private readonly opts: RelayOptions) {
+    this.rooms = new RoomManager(this.counters.rooms, opts.sourcePrefix ?? sourcePrefixOf(opts.fingerprint));
     this.limits = resolveRelayLimits(opts.limits);
     this.tap = opts.debugTap ? new DebugTap(opts.debugTap) : undefined;
     this.roomAcls = resolveRoomAcls(opts.roomAcls);
@@ -694,6 +702,11 @@ export class Relay {
    * service (or the cache) has answered: a refused token is an error answer.
    */
   private async hello(peer: Peer, msg: Extract<KnownSignal, { type: 'hello' }>): Promise<KnownSignal[]> {
+    if (msg.version !== RELAY_PROTOCOL_VERSION) {
+      // Another version frames media differently (2: 32-bit source ids): refuse it plainly.
+      this.refuse(peer.label, 'protocol-version', `client protocol ${msg.version}`);
+      return [{ type: 'error', code: 'protocol-version', message: `this relay speaks wzp protocol ${RELAY_PROTOCOL_VERSION}, the client ${msg.version}: run the same wzp release on both` }];
+    }
     const ack: KnownSignal[] = [{ type: 'hello-ack', version: RELAY_PROTOCOL_VERSION, relayFingerprint: this.opts.fingerprint }];
     const validator = this.authValidator;
     if (!this.authEnabled || !validator || msg.token === undefined || peer.auth.state === 'ok') return ack;

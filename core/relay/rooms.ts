@@ -19,7 +19,7 @@
  * buffer's start-up changes; docs/media-engine.md). At most MAX_ANNOUNCEMENT_BYTES each, so
  * a full room's (64) fit in one `joined` answer.
  */
-import { DecodeError } from '../errors.js';
+import { DecodeError, InternalError } from '../errors.js';
 import type { DatagramChannel } from '../transport/datagrams.js';
 import { MAX_DATAGRAM_BYTES } from '../wire/datagram.js';
 import { encodeRoomMediaToClient } from '../wire/media-path.js';
@@ -102,12 +102,35 @@ export class Room {
   }
 }
 
+/** The largest relay prefix of source ids (16 bits: core/wire/room-source.ts). */
+export const MAX_SOURCE_PREFIX = 0xffff;
+
+/**
+ * The source-id prefix a relay takes unless its config sets one: the first 16 bits of its
+ * certificate fingerprint (a hash, so two relays share one with probability 1/65536 per pair;
+ * a federation refuses a link between relays with one prefix, and drops a member whose id
+ * another member already holds, both with a message naming `source_id_prefix`).
+ */
+export function sourcePrefixOf(fingerprint: string): number {
+  const hex = fingerprint.replace(/[^0-9a-f]/gi, '').slice(0, 4);
+  return hex.length === 4 ? Number.parseInt(hex, 16) : 0;
+}
+
 export class RoomManager {
   private readonly rooms = new Map<string, Room>();
-  private nextSourceId = 1;
+  private nextMember = 1;
 
-  /** `stats`: where forwarding is counted (the relay passes its metrics owner's: ./metrics.ts). */
-  constructor(readonly stats: ForwardStats = { forwarded: 0, dropped: 0, purged: 0 }) {}
+  /**
+   * `stats`: where forwarding is counted (the relay passes its metrics owner's: ./metrics.ts).
+   * `sourcePrefix`: the high 16 bits of every source id this relay gives its members
+   * (core/wire/room-source.ts; sourcePrefixOf() of its fingerprint unless configured).
+   */
+  constructor(
+    readonly stats: ForwardStats = { forwarded: 0, dropped: 0, purged: 0 },
+    readonly sourcePrefix = 0,
+  ) {
+    if (!Number.isInteger(sourcePrefix) || sourcePrefix < 0 || sourcePrefix > MAX_SOURCE_PREFIX) throw new InternalError(`source id prefix ${sourcePrefix}, must be 0-${MAX_SOURCE_PREFIX}`);
+  }
 
   get roomCount(): number {
     return this.rooms.size;
@@ -120,17 +143,23 @@ export class RoomManager {
     return n;
   }
 
-  /** Allocate a source id unique on this relay (1-65535, skipping ids in use). */
+  /**
+   * Allocate a source id for a member of this relay: this relay's prefix and a member number
+   * 1-65535, skipping ids in use. Ids of members of other relays (federation) have their
+   * relays' prefixes.
+   */
   allocateSourceId(): number {
     for (let tries = 0; tries < 0xffff; tries++) {
-      const id = this.nextSourceId;
-      this.nextSourceId = id === 0xffff ? 1 : id + 1;
+      const n = this.nextMember;
+      this.nextMember = n === 0xffff ? 1 : n + 1;
+      const id = this.sourcePrefix * 0x1_0000 + n;
       if (!this.inUse(id)) return id;
     }
     throw new Error('no free source id');
   }
 
-  private inUse(id: number): boolean {
+  /** Whether a member of any room here has source id `id`. */
+  inUse(id: number): boolean {
     for (const room of this.rooms.values()) if (room.members.has(id)) return true;
     return false;
   }

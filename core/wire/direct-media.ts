@@ -9,11 +9,11 @@
  * | marker 0x31   |                                               |  0
  * +---------------+        path tag (64 bits)                     +
  * |                                                               |
- * +               +-------------------------------+---------------+
- * |               |   sender's source id (u16)    |               |  8
- * +---------------+-------------------------------+               +
- * |            the sender's datagram, unchanged (1-1306 bytes)   ... 11
- * +---------------------------------------------------------------+
+ * +               +-----------------------------------------------+
+ * |               |      sender's source id (u32) ...                8
+ * +---------------+---------------+-------------------------------+
+ * |   ... (u32)   |  the sender's datagram, unchanged (1-1306 B) ... 12
+ * +---------------+-----------------------------------------------+
  * ```
  *
  * - marker 0x31: free in the first-byte map (docs/wire-format.md §4), next to path checks.
@@ -27,12 +27,12 @@
  *   the sender's source id in the call's room, then its datagram. A receiver hands bytes 9
  *   onwards to the same code that takes relayed media, with no copy.
  *
- * The overhead is 9 bytes over a relayed datagram (11 over what the sender's media layer
- * produced); the largest packet is 1317 bytes, within a 1400-byte path MTU.
+ * The overhead is 9 bytes over a relayed datagram (13 over what the sender's media layer
+ * produced); the largest packet is 1319 bytes, within a 1400-byte path MTU.
  */
 import { DecodeError, InternalError } from '../errors.js';
 import { MAX_DATAGRAM_BYTES } from './datagram.js';
-import { MAX_SOURCE_ID, MIN_SOURCE_ID, SOURCE_ID_BYTES } from './room-source.js';
+import { MAX_SOURCE_ID, MIN_SOURCE_ID, readSourceId, SOURCE_ID_BYTES, writeSourceId } from './room-source.js';
 
 const FORMAT = 'direct-media';
 
@@ -56,9 +56,9 @@ export interface DirectMedia {
 }
 
 /**
- * The 11 bytes that go before the sender's datagram (send them as one packet's parts, with no
+ * The 13 bytes that go before the sender's datagram (send them as one packet's parts, with no
  * copy of the datagram). InternalError for a tag that is not 8 bytes or a source id outside
- * 1-65535.
+ * 1 to 2^32-1.
  */
 export function encodeDirectMediaHeader(tag: Uint8Array, sourceId: number): Uint8Array {
   if (tag.length !== DIRECT_MEDIA_TAG_BYTES) throw new InternalError(`a direct-media path tag is ${DIRECT_MEDIA_TAG_BYTES} bytes, got ${tag.length}`);
@@ -68,8 +68,7 @@ export function encodeDirectMediaHeader(tag: Uint8Array, sourceId: number): Uint
   const header = new Uint8Array(DIRECT_MEDIA_HEADER_BYTES);
   header[0] = DIRECT_MEDIA_MARKER;
   header.set(tag, OFFSET_DIRECT_MEDIA_TAG);
-  header[OFFSET_DIRECT_MEDIA_SOURCE_ID] = sourceId >> 8;
-  header[OFFSET_DIRECT_MEDIA_SOURCE_ID + 1] = sourceId & 0xff;
+  writeSourceId(header, OFFSET_DIRECT_MEDIA_SOURCE_ID, sourceId);
   return header;
 }
 
@@ -91,7 +90,7 @@ export function decodeDirectMedia(buf: Uint8Array): DirectMedia {
   if (buf.length === 0 || buf[0] !== DIRECT_MEDIA_MARKER) throw new DecodeError(FORMAT, 'bad-marker', `first byte ${buf.length ? `0x${buf[0].toString(16)}` : 'missing'}, expected 0x31`);
   if (buf.length <= DIRECT_MEDIA_HEADER_BYTES) throw new DecodeError(FORMAT, 'truncated', `${buf.length} bytes: no datagram after the ${DIRECT_MEDIA_HEADER_BYTES}-byte header`);
   if (buf.length > MAX_DIRECT_MEDIA_BYTES) throw new DecodeError(FORMAT, 'too-large', `${buf.length} bytes exceeds ${MAX_DIRECT_MEDIA_BYTES}`);
-  const sourceId = (buf[OFFSET_DIRECT_MEDIA_SOURCE_ID] << 8) | buf[OFFSET_DIRECT_MEDIA_SOURCE_ID + 1];
+  const sourceId = readSourceId(buf, OFFSET_DIRECT_MEDIA_SOURCE_ID);
   if (sourceId < MIN_SOURCE_ID) throw new DecodeError(FORMAT, 'bad-field', 'source id 0 is no member');
   return { tag: buf.subarray(OFFSET_DIRECT_MEDIA_TAG, OFFSET_DIRECT_MEDIA_SOURCE_ID), tagged: buf.subarray(DIRECT_MEDIA_PREFIX_BYTES) };
 }

@@ -17,7 +17,7 @@
  * ack      relay -> client   0x22 | token (8)                 exactly 9 bytes
  * confirm  client -> relay   0x23 | token (8)                 exactly 9 bytes
  * media    client -> relay   0x24 | token (8) | datagram      datagram 1-MAX_DATAGRAM_BYTES
- * media    relay -> client   0x24 | datagram                  datagram 1-(MAX_DATAGRAM_BYTES + 2)
+ * media    relay -> client   0x24 | datagram                  datagram 1-(MAX_DATAGRAM_BYTES + 4)
  * ```
  *
  * - type: 0x21-0x24. QUIC's fixed bit (0x40) and long-header bit (0x80) are clear and it is
@@ -34,7 +34,7 @@
 
 import { DecodeError, InternalError } from '../errors.js';
 import { MAX_DATAGRAM_BYTES } from './datagram.js';
-import { MAX_SOURCE_ID, MIN_SOURCE_ID, OFFSET_SOURCE_ID, SOURCE_ID_BYTES } from './room-source.js';
+import { MAX_SOURCE_ID, MIN_SOURCE_ID, OFFSET_SOURCE_ID, SOURCE_ID_BYTES, writeSourceId } from './room-source.js';
 
 const FORMAT = 'media-path';
 
@@ -137,13 +137,13 @@ export function encodeToClient(packet: MediaPathToClient): Uint8Array {
 
 /**
  * A room member's datagram as the relay fans it out, built once for every receiver: the
- * media path packet `0x24 | source id (u16) | datagram` (`packet`), and the source-id tagged
+ * media path packet `0x24 | source id (u32) | datagram` (`packet`), and the source-id tagged
  * datagram (./room-source.ts) that QUIC receivers get (`tagged`, a view of `packet` past its
  * first byte). Same bytes as encodeToClient({type: 'media', datagram: encodeRoomDatagram(...)}),
  * without the second buffer, and from Node's buffer pool (Buffer.allocUnsafe, filled in full
  * here): a relay makes one per forwarded packet, and a typed array of its own per packet
  * (a separate backing store, tracked by the GC) was measurable there. Throws InternalError
- * for a source id outside 1-65535 or a datagram that is empty or over MAX_DATAGRAM_BYTES.
+ * for a source id outside 1 to 2^32-1 or a datagram that is empty or over MAX_DATAGRAM_BYTES.
  */
 export function encodeRoomMediaToClient(sourceId: number, datagram: Uint8Array): { packet: Uint8Array; tagged: Uint8Array } {
   if (!Number.isInteger(sourceId) || sourceId < MIN_SOURCE_ID || sourceId > MAX_SOURCE_ID) {
@@ -152,8 +152,7 @@ export function encodeRoomMediaToClient(sourceId: number, datagram: Uint8Array):
   checkDatagram(datagram, MAX_DATAGRAM_BYTES);
   const packet = Buffer.allocUnsafe(MEDIA_TO_CLIENT_HEADER_BYTES + SOURCE_ID_BYTES + datagram.length);
   packet[OFFSET_MEDIA_PATH_TYPE] = MEDIA_PATH_MEDIA;
-  packet[MEDIA_TO_CLIENT_HEADER_BYTES + OFFSET_SOURCE_ID] = sourceId >>> 8;
-  packet[MEDIA_TO_CLIENT_HEADER_BYTES + OFFSET_SOURCE_ID + 1] = sourceId & 0xff;
+  writeSourceId(packet, MEDIA_TO_CLIENT_HEADER_BYTES + OFFSET_SOURCE_ID, sourceId);
   packet.set(datagram, MEDIA_TO_CLIENT_HEADER_BYTES + SOURCE_ID_BYTES);
   return { packet, tagged: packet.subarray(MEDIA_TO_CLIENT_HEADER_BYTES) };
 }

@@ -36,6 +36,7 @@ import { isIPv4, isIPv6 } from 'node:net';
 import { DecodeError, InternalError } from '../errors.js';
 import type { NatProfile } from '../nat/strategy-types.js';
 import { canonicalCandidate, isCandidate, isCandidateList, MAX_CANDIDATES, type Candidate } from './candidate.js';
+import { MAX_SOURCE_ID, MIN_SOURCE_ID } from './room-source.js';
 import { canonicalNatProfile, isWireNatProfile, MAX_NAT_RECENT_PORTS, MAX_NAT_REFLEXIVE } from './nat-profile.js';
 
 const FORMAT = 'signal';
@@ -351,19 +352,25 @@ export interface CallGoneMessage {
 // them from a client with an error; their `entries` are checked field by field by the
 // federation code, which drops and counts a malformed one.
 
-/** Dialling relay -> accepting relay: its protocol version, fingerprint and certificate (DER, base64). */
+/**
+ * Dialling relay -> accepting relay: its protocol version, fingerprint, certificate (DER,
+ * base64) and source-id prefix (0-65535: the high 16 bits of its members' source ids,
+ * ./room-source.ts; two linked relays must differ).
+ */
 export interface LinkHelloMessage {
   type: 'link-hello';
   version: number;
   fingerprint: string;
   certificate: string;
+  sourcePrefix: number;
 }
-/** Accepting relay -> dialling relay: a fresh nonce to sign with the certificate's key. */
+/** Accepting relay -> dialling relay: a fresh nonce to sign with the certificate's key, and its own source-id prefix. */
 export interface LinkChallengeMessage {
   type: 'link-challenge';
   version: number;
   fingerprint: string;
   nonce: string;
+  sourcePrefix: number;
 }
 /** Dialling relay -> accepting relay: the signature (core/federation/proof.ts). */
 export interface LinkAuthMessage {
@@ -482,8 +489,12 @@ const socketAddress: FieldCheck<string> = {
 };
 
 const sourceId: FieldCheck<number> = {
-  expected: 'a source id 1-65535',
-  accepts: (value): value is number => Number.isInteger(value) && (value as number) >= 1 && (value as number) <= 0xffff,
+  expected: 'a source id 1 to 2^32-1',
+  accepts: (value): value is number => Number.isInteger(value) && (value as number) >= MIN_SOURCE_ID && (value as number) <= MAX_SOURCE_ID,
+};
+const sourcePrefix: FieldCheck<number> = {
+  expected: 'a source-id prefix 0-65535',
+  accepts: (value): value is number => Number.isInteger(value) && (value as number) >= 0 && (value as number) <= 0xffff,
 };
 /** Longest alias or fingerprint string accepted in a roster entry. */
 const MAX_ROSTER_TEXT = 128;
@@ -694,8 +705,8 @@ export const SIGNAL_SCHEMA: SignalSchema = {
   routed: { callId: required(callId) },
   offline: { callId: required(callId), to: required(fingerprint) },
   'call-gone': { callId: required(callId), fingerprint: required(fingerprint) },
-  'link-hello': { version: required(uint32), fingerprint: required(fingerprint), certificate: required(certificateBase64) },
-  'link-challenge': { version: required(uint32), fingerprint: required(fingerprint), nonce: required(challengeNonce) },
+  'link-hello': { version: required(uint32), fingerprint: required(fingerprint), certificate: required(certificateBase64), sourcePrefix: required(sourcePrefix) },
+  'link-challenge': { version: required(uint32), fingerprint: required(fingerprint), nonce: required(challengeNonce), sourcePrefix: required(sourcePrefix) },
   'link-auth': { signature: required(signature64) },
   'link-ready': { fingerprint: required(fingerprint) },
   'link-update': { entries: required(objectList) },

@@ -100,6 +100,13 @@ The relay's identity (and so its certificate fingerprint, which clients pin) is 
       max: MAX_DRAIN_TIMEOUT_MS / 1000,
       helpValue: 'SECONDS',
     }),
+    'source-id-prefix': Flags.integer({
+      summary: "The high 16 bits of the source ids this relay gives its room members (0-65535; default: from its fingerprint). Relays of a federation need different ones (docs/federation.md).",
+      helpGroup: 'FEDERATION',
+      min: 0,
+      max: 0xffff,
+      helpValue: 'N',
+    }),
     'debug-tap': Flags.string({
       summary:
         "Log each media packet of this room (its name, or its 32-hex-digit id for a room with a secret) or of every room (*) to stderr: header metadata only (source, sequence, codec, tier, FEC, size, fan-out, path), never payload; at most 50 lines a second (docs/relay-operations.md#debug-tap).",
@@ -129,6 +136,7 @@ The relay's identity (and so its certificate fingerprint, which clients pin) is 
       ...(flags.metrics === undefined ? {} : { metrics: flags.metrics }),
       ...(flags['debug-tap'] === undefined ? {} : { debugTap: flags['debug-tap'] }),
       ...(flags['drain-timeout'] === undefined ? {} : { drainTimeoutSeconds: flags['drain-timeout'] }),
+      ...(flags['source-id-prefix'] === undefined ? {} : { sourceIdPrefix: flags['source-id-prefix'] }),
       ...(flags['auth-url'] === undefined
         ? {}
         : { auth: { url: flags['auth-url'], ...(flags['auth-fail-open'] ? { failOpen: true } : {}), ...(flags['auth-cache-seconds'] === undefined ? {} : { cacheSeconds: flags['auth-cache-seconds'] }) } }),

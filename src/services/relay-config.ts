@@ -46,6 +46,7 @@ export interface RelayFlagSettings {
   metrics?: string;
   debugTap?: string;
   drainTimeoutSeconds?: number;
+  sourceIdPrefix?: number;
   /** --auth-url (and its --auth-fail-open, --auth-cache-seconds when given): replaces the file's [auth]. */
   auth?: { url: string; failOpen?: boolean; cacheSeconds?: number };
   /** --acl: replaces the file's [[rooms]]. */
@@ -59,7 +60,7 @@ export interface RelayFlagSettings {
 /** The options a config file and flags decide. */
 export type RelaySettings = Pick<
   RelayRunOptions,
-  'listen' | 'identityPath' | 'udpMedia' | 'limits' | 'stunAlternate' | 'statsIntervalMs' | 'metrics' | 'auth' | 'roomAcls' | 'drainTimeoutMs' | 'debugTap' | 'federation'
+  'listen' | 'identityPath' | 'udpMedia' | 'limits' | 'stunAlternate' | 'statsIntervalMs' | 'metrics' | 'auth' | 'roomAcls' | 'drainTimeoutMs' | 'debugTap' | 'federation' | 'sourceIdPrefix'
 >;
 
 /**
@@ -115,6 +116,8 @@ export function relaySettings(file: RelayConfig | undefined, flags: RelayFlagSet
   if (roomAcls.length > 0) settings.roomAcls = roomAcls.map((r) => ({ ...r, allow: [...r.allow] }));
   const drainTimeoutSeconds = flags.drainTimeoutSeconds ?? f.drainTimeoutSeconds;
   if (drainTimeoutSeconds !== undefined) settings.drainTimeoutMs = Math.round(drainTimeoutSeconds * 1000);
+  const sourceIdPrefix = flags.sourceIdPrefix ?? f.sourceIdPrefix;
+  if (sourceIdPrefix !== undefined) settings.sourceIdPrefix = sourceIdPrefix;
   const debugTap = flags.debugTap ?? f.debugTap;
   if (debugTap !== undefined) settings.debugTap = debugTap;
   const federation = {

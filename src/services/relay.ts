@@ -64,6 +64,8 @@ export interface RelayRunOptions {
   drain?: AbortSignal;
   /** How long a draining relay waits for its sessions to end, ms (default 30 s; 0: stop right after the notice). */
   drainTimeoutMs?: number;
+  /** The high 16 bits of this relay's members' source ids (default: from its fingerprint; core/relay/rooms.ts). */
+  sourceIdPrefix?: number;
   /** Draining started (told before waiting). */
   onDraining?(info: { timeoutMs: number; sessions: number; connections: number }): void;
   /** Once listening. If it throws (or rejects), the relay stops and runRelay rethrows. */
@@ -298,6 +300,7 @@ export async function runRelay(opts: RelayRunOptions): Promise<RelayRunReport> {
     listen,
     tls,
     fingerprint: tls.fingerprint,
+    ...(opts.sourceIdPrefix === undefined ? {} : { sourcePrefix: opts.sourceIdPrefix }),
     onEvent,
     ...(federation ? { federation } : {}),
     udpMedia: opts.udpMedia !== false,

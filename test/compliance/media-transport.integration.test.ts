@@ -12,6 +12,7 @@ import { generateIdentity } from '../../core/crypto/identity.js';
 import { deriveTlsCertificate } from '../../core/crypto/tls-cert.js';
 import { Relay } from '../../core/relay/relay.js';
 import { SOURCE_ID_BYTES } from '../../core/relay/rooms.js';
+import { writeSourceId } from '../../core/wire/room-source.js';
 import { MediaPathSwitch, type MediaTransport } from '../../core/transport/media-transport.js';
 import { expectFingerprint } from '../../core/transport/quic.js';
 import { waitFor } from '../helpers/wait.js';
@@ -31,8 +32,7 @@ after(async () => {
 /** The relay tags what it forwards with the sender's source id (u16, big-endian). */
 function tagged(sourceId: number, payload: Uint8Array): Uint8Array {
   const out = new Uint8Array(SOURCE_ID_BYTES + payload.byteLength);
-  out[0] = sourceId >> 8;
-  out[1] = sourceId & 0xff;
+  writeSourceId(out, 0, sourceId);
   out.set(payload, SOURCE_ID_BYTES);
   return out;
 }

@@ -28,6 +28,8 @@ import { encodeLinkFrame, LINK_FRAME_MARKER } from '../../core/wire/link-frame.j
 import { sleep, waitFor } from '../helpers/wait.js';
 
 const ROOM = hashRoomName('links-test');
+/** The relays here get source-id prefixes 1, 2, ...; a hand-made peer says it has this one. */
+const OTHER_PREFIX = 0xfff0;
 
 async function freePort(): Promise<number> {
   const s = createSocket('udp4');
@@ -55,11 +57,13 @@ describe('relay links', () => {
     for (const r of relays) await r.stop();
   });
 
+  let prefixes = 0;
   async function relay(tls: TlsCertificate, federation?: { peers: Relay[]; peerTls: TlsCertificate[]; trusted: string[] }, port = 0): Promise<Relay> {
     const r = await Relay.start({
       listen: { host: '127.0.0.1', port },
       tls,
       fingerprint: tls.fingerprint,
+      sourcePrefix: ++prefixes,
       ...(federation
         ? {
             federation: {
@@ -124,9 +128,10 @@ describe('relay links', () => {
   test('a hello claiming a trusted fingerprint without its key, a wrong version, or no hello gets no link', async () => {
     const [ta, trustedTls, impostorTls] = [await newTls(), await newTls(), await newTls()];
     const a = await relay(ta, { peers: [], peerTls: [], trusted: [trustedTls.fingerprint] });
+    const aPrefix = prefixes;
     const c = await dialRaw(a);
     // The trusted relay's certificate is public; its key is not.
-    const hello = await request(c.connection, { type: 'link-hello', version: LINK_PROTOCOL_VERSION, fingerprint: trustedTls.fingerprint, certificate: Buffer.from(trustedTls.certDer).toString('base64') });
+    const hello = await request(c.connection, { type: 'link-hello', version: LINK_PROTOCOL_VERSION, fingerprint: trustedTls.fingerprint, certificate: Buffer.from(trustedTls.certDer).toString('base64'), sourcePrefix: OTHER_PREFIX });
     assert.equal(hello.type, 'link-challenge');
     assert.ok(hello.type === 'link-challenge');
     const forged = signLinkProof({ ...linkCredentials(impostorTls), fingerprint: trustedTls.fingerprint }, hello.nonce, a.fingerprint);
@@ -134,24 +139,34 @@ describe('relay links', () => {
     assert.deepEqual(answer.type === 'error' ? answer.code : answer.type, 'link-proof');
     // A certificate that does not hash to the claimed fingerprint.
     const c2 = await dialRaw(a);
-    const h2 = await request(c2.connection, { type: 'link-hello', version: LINK_PROTOCOL_VERSION, fingerprint: trustedTls.fingerprint, certificate: Buffer.from(impostorTls.certDer).toString('base64') });
+    const h2 = await request(c2.connection, { type: 'link-hello', version: LINK_PROTOCOL_VERSION, fingerprint: trustedTls.fingerprint, certificate: Buffer.from(impostorTls.certDer).toString('base64'), sourcePrefix: OTHER_PREFIX });
     assert.ok(h2.type === 'link-challenge');
     const a2 = await request(c2.connection, { type: 'link-auth', signature: signLinkProof(linkCredentials(impostorTls), h2.nonce, a.fingerprint) });
     assert.ok(a2.type === 'error' && a2.code === 'link-proof' && /fingerprint/.test(a2.message), JSON.stringify(a2));
     // Another version, a proof without a hello, the relay's own fingerprint.
-    const v = await request(c2.connection, { type: 'link-hello', version: LINK_PROTOCOL_VERSION + 1, fingerprint: trustedTls.fingerprint, certificate: 'AAAA' });
+    const v = await request(c2.connection, { type: 'link-hello', version: LINK_PROTOCOL_VERSION + 1, fingerprint: trustedTls.fingerprint, certificate: 'AAAA', sourcePrefix: OTHER_PREFIX });
     assert.ok(v.type === 'error' && v.code === 'link-version');
     const c3 = await dialRaw(a);
     const noHello = await request(c3.connection, { type: 'link-auth', signature: forged });
     assert.ok(noHello.type === 'error' && noHello.code === 'link-no-hello');
-    const self = await request(c3.connection, { type: 'link-hello', version: LINK_PROTOCOL_VERSION, fingerprint: ta.fingerprint, certificate: Buffer.from(ta.certDer).toString('base64') });
+    const self = await request(c3.connection, { type: 'link-hello', version: LINK_PROTOCOL_VERSION, fingerprint: ta.fingerprint, certificate: Buffer.from(ta.certDer).toString('base64'), sourcePrefix: OTHER_PREFIX });
     assert.ok(self.type === 'error' && self.code === 'link-self');
+    // A relay that numbers its members with this relay's source-id prefix (ids would collide).
+    const c5 = await dialRaw(a);
+    const samePrefix = await request(c5.connection, {
+      type: 'link-hello',
+      version: LINK_PROTOCOL_VERSION,
+      fingerprint: trustedTls.fingerprint,
+      certificate: Buffer.from(trustedTls.certDer).toString('base64'),
+      sourcePrefix: aPrefix,
+    });
+    assert.ok(samePrefix.type === 'error' && samePrefix.code === 'link-source-prefix' && /source_id_prefix/.test(samePrefix.message), JSON.stringify(samePrefix));
     assert.equal(a.metrics.federation?.linksUp, 0);
-    assert.ok((a.metrics.federation?.refused ?? 0) >= 5);
+    assert.ok((a.metrics.federation?.refused ?? 0) >= 6);
     // A relay without federation refuses link hellos outright.
     const plain = await relay(await newTls());
     const c4 = await dialRaw(plain);
-    const none = await request(c4.connection, { type: 'link-hello', version: LINK_PROTOCOL_VERSION, fingerprint: trustedTls.fingerprint, certificate: 'AAAA' });
+    const none = await request(c4.connection, { type: 'link-hello', version: LINK_PROTOCOL_VERSION, fingerprint: trustedTls.fingerprint, certificate: 'AAAA', sourcePrefix: OTHER_PREFIX });
     assert.ok(none.type === 'error' && none.code === 'link-not-trusted');
   });
 
@@ -162,7 +177,7 @@ describe('relay links', () => {
     const c = await dialRaw(a);
     const pushes: KnownSignal[] = [];
     serveSignals(c.connection, { handle: (m) => (pushes.push(m), []) });
-    const hello = await request(c.connection, { type: 'link-hello', version: LINK_PROTOCOL_VERSION, fingerprint: tf.fingerprint, certificate: Buffer.from(tf.certDer).toString('base64') });
+    const hello = await request(c.connection, { type: 'link-hello', version: LINK_PROTOCOL_VERSION, fingerprint: tf.fingerprint, certificate: Buffer.from(tf.certDer).toString('base64'), sourcePrefix: OTHER_PREFIX });
     assert.ok(hello.type === 'link-challenge');
     const ready = await request(c.connection, { type: 'link-auth', signature: signLinkProof(linkCredentials(tf), hello.nonce, a.fingerprint) });
     assert.equal(ready.type, 'link-ready');
@@ -191,23 +206,38 @@ describe('relay links', () => {
     ];
     await request(c.connection, { type: 'link-update', entries: bad }).catch(() => undefined);
     await request(c.connection, { type: 'link-update', entries: [{ mid, room: 'f'.repeat(32), sid: 5, hops: 1, via: false, fingerprint: '' }] }).catch(() => undefined);
-    // One good remote member, sid 7.
-    await request(c.connection, { type: 'link-update', entries: [{ mid, room: ROOM, sid: 7, hops: 1, via: false, fingerprint: '' }] }).catch(() => undefined);
+    // One good remote member, numbered by the fake relay (its prefix, member 7).
+    const sid = OTHER_PREFIX * 0x1_0000 + 7;
+    await request(c.connection, { type: 'link-update', entries: [{ mid, room: ROOM, sid, hops: 1, via: false, fingerprint: '' }] }).catch(() => undefined);
     await waitFor(() => (a.metrics.federation?.remoteMembers ?? 0) === 1);
+    // Source ids are one per member across the federation; ones that would collide are not taken:
+    // another member with that id, one with A's own prefix (a relay beyond that shares it), and
+    // the good member announced again under another id.
+    await request(c.connection, {
+      type: 'link-update',
+      entries: [
+        { mid: 'aaaaaaaaaaaaaaaa', room: ROOM, sid, hops: 1, via: false, fingerprint: '' },
+        { mid: 'bbbbbbbbbbbbbbbb', room: ROOM, sid: joined.sourceId, hops: 1, via: false, fingerprint: '' },
+        { mid: 'cccccccccccccccc', room: ROOM, sid: Math.floor(joined.sourceId / 0x1_0000) * 0x1_0000 + 0xfffe, hops: 1, via: false, fingerprint: '' },
+        { mid, room: ROOM, sid: sid + 1, hops: 1, via: false, fingerprint: '' },
+      ],
+    }).catch(() => undefined);
+    await waitFor(() => (a.metrics.federation?.links.find((l) => l.peer === tf.fingerprint)?.drops['source-id-collision'] ?? 0) === 3);
+    assert.equal(a.metrics.federation?.remoteMembers, 1, 'no colliding member admitted');
 
     c.datagrams.send(Uint8Array.of(0x00, 0x01, 0x02)); // not a link frame
-    c.datagrams.send(Uint8Array.of(LINK_FRAME_MARKER, 1, 0, 7, 1, 0, 9, 1)); // truncated entry
+    c.datagrams.send(Uint8Array.of(LINK_FRAME_MARKER, 1, 0, 0, 0, 7, 1, 0, 9, 1)); // truncated entry
     c.datagrams.send(encodeLinkFrame([{ sourceId: 999, hops: 1, datagram: Uint8Array.of(1) }])); // never announced
-    c.datagrams.send(encodeLinkFrame([{ sourceId: 7, hops: 2, datagram: Uint8Array.of(0xaa, 0xbb) }])); // good
+    c.datagrams.send(encodeLinkFrame([{ sourceId: sid, hops: 2, datagram: Uint8Array.of(0xaa, 0xbb) }])); // good
     await waitFor(() => got.length === 1, 5000);
     const drops = () => a.metrics.federation?.links.find((l) => l.peer === tf.fingerprint)?.drops;
     await waitFor(() => (drops()?.['malformed-frame'] ?? 0) === 2 && (drops()?.['unknown-source'] ?? 0) === 1);
     const d = drops();
     assert.ok(d);
-    assert.equal(d['malformed-update'], 6, 'each bad entry counted');
+    assert.equal(d['malformed-update'], 7, 'each bad entry counted');
     assert.equal(d['room-not-global'], 1);
     assert.deepEqual(got[0].slice(1), [0xaa, 0xbb], 'the good datagram reached the local member');
-    assert.notEqual(got[0][0], joined.sourceId);
+    assert.equal(got[0][0], sid, 'under the id its own relay gave it');
     // The metrics export the link's counters.
     const text = await a.metricsRegistry.prometheusText();
     const short = tf.fingerprint.split(':').slice(0, 4).join(':');

@@ -172,10 +172,9 @@ describe('federation across relay processes', () => {
         }
         for (let k = 0; k < n; k++) assert.equal(seen.get(`${s}/${k}`), 1, `${label}: member ${i} got datagram ${k} of member ${s} ${seen.get(`${s}/${k}`) ?? 0} times`);
       }
-      // One source id per sender, as this member's relay names them.
-      const ids = new Map<number, number>();
-      for (const [sid, from] of m.got) ids.set(from, sid);
-      assert.equal(new Set(ids.values()).size, ids.size, `${label}: member ${i} sees distinct source ids`);
+      // Each sender under one source id, the same on every relay: the one its own relay gave it.
+      for (const [sid, from] of m.got) assert.equal(sid, members[from].sourceId, `${label}: member ${i} got member ${from}'s datagrams under ${sid}, not its id ${members[from].sourceId}`);
+      assert.equal(new Set(members.map((x) => x.sourceId)).size, members.length, `${label}: the members' source ids are distinct`);
     });
   }
 

@@ -20,6 +20,7 @@ import { DIRECT_MAX_PAYLOAD } from '../../core/p2p/direct-path.js';
 import { DEFAULT_TTL, Demux } from '../../core/transport/demux.js';
 import { encodeDirectMedia } from '../../core/wire/direct-media.js';
 import { decodePathCheck, encodePathCheck } from '../../core/wire/path-check.js';
+import { SOURCE_ID_BYTES, writeSourceId } from '../../core/wire/room-source.js';
 
 const LOOPBACK = '127.0.0.1';
 
@@ -60,12 +61,11 @@ async function until(cond: () => boolean, timeoutMs: number, what: string, detai
   }
 }
 
-/** The form a datagram arrives in (relayed or direct): the sender's source id (u16), then the bytes. */
+/** The form a datagram arrives in (relayed or direct): the sender's source id (u32), then the bytes. */
 function withSource(sourceId: number, payload: Uint8Array): Uint8Array {
-  const out = new Uint8Array(2 + payload.byteLength);
-  out[0] = sourceId >> 8;
-  out[1] = sourceId & 0xff;
-  out.set(payload, 2);
+  const out = new Uint8Array(SOURCE_ID_BYTES + payload.byteLength);
+  writeSourceId(out, 0, sourceId);
+  out.set(payload, SOURCE_ID_BYTES);
   return out;
 }
 
@@ -353,8 +353,8 @@ describe('DirectLink over real UDP sockets on 127.0.0.1', () => {
       assert.ok(!report.pairs.some((p) => p.remote.port === attackerPort && p.state === 'succeeded'), 'no pair with the attacker\'s port succeeded');
       assert.ok(received.every((r) => r.from === caller.port), 'only the caller wrote to the attacker');
       for (const d of atCaller) {
-        assert.ok(!Buffer.from(d, 'hex').subarray(2).every((b) => b === ATTACK), `attacker bytes delivered: ${d}`);
-        assert.equal(d.slice(0, 4), '0002', 'only the callee\'s source id');
+        assert.ok(!Buffer.from(d, 'hex').subarray(SOURCE_ID_BYTES).every((b) => b === ATTACK), `attacker bytes delivered: ${d}`);
+        assert.equal(d.slice(0, 2 * SOURCE_ID_BYTES), '00000002', 'only the callee\'s source id');
       }
       assert.equal(atCaller.length, 5);
       assert.equal(report.media.received, 5);
@@ -385,8 +385,7 @@ describe('DirectLink over real UDP sockets on 127.0.0.1', () => {
       sendFrom(stranger, encodeDirectMedia(tags.callee, callee.sourceId, payload(0x03, 1)));
       // Source id 0 from the validated address: malformed.
       const zero = encodeDirectMedia(tags.callee, 1, payload(0x04, 0));
-      zero[9] = 0;
-      zero[10] = 0;
+      zero.fill(0, 9, 9 + SOURCE_ID_BYTES);
       sendFrom(callee.socket, zero);
       // And the control: the right tag from the validated address is delivered.
       const good = payload(0x05, 0);

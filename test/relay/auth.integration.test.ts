@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, describe, test } from 'node:test';
-import { RelaySession } from '../../core/client/relay-session.js';
+import { CLIENT_PROTOCOL_VERSION, RelaySession } from '../../core/client/relay-session.js';
 import { generateIdentity } from '../../core/crypto/identity.js';
 import { deriveTlsCertificate } from '../../core/crypto/tls-cert.js';
 import { ExitCode } from '../../core/errors.js';
@@ -266,7 +266,7 @@ describe('token auth on a relay', () => {
     // 20 connections (no token yet), then each says hello again with a random token, all at once.
     const conns: RelaySession[] = [];
     for (let i = 0; i < 20; i++) conns.push(await open(r));
-    const answers = await Promise.allSettled(conns.map((s) => s.ask({ type: 'hello', version: 1, token: randomBytes(16).toString('hex') }, { timeoutMs: 10_000 })));
+    const answers = await Promise.allSettled(conns.map((s) => s.ask({ type: 'hello', version: CLIENT_PROTOCOL_VERSION, token: randomBytes(16).toString('hex') }, { timeoutMs: 10_000 })));
     assert.ok(svc.maxInFlight <= 3, `${svc.maxInFlight} requests in flight at once`);
     assert.ok(svc.maxInFlight >= 1);
     const busy = answers.filter((a) => a.status === 'rejected' && /auth service busy/.test(String(a.reason?.message))).length;
@@ -279,9 +279,19 @@ describe('token auth on a relay', () => {
     assert.equal(m.busy, busy);
     // One connection cannot have two checks going at once.
     const one = conns[0];
-    const twice = await Promise.allSettled([0, 1, 2].map(() => one.ask({ type: 'hello', version: 1, token: randomBytes(16).toString('hex') }, { timeoutMs: 10_000 })));
+    const twice = await Promise.allSettled([0, 1, 2].map(() => one.ask({ type: 'hello', version: CLIENT_PROTOCOL_VERSION, token: randomBytes(16).toString('hex') }, { timeoutMs: 10_000 })));
     assert.ok(twice.some((a) => a.status === 'rejected' && /one token check at a time|at most 3 token checks/.test(String(a.reason?.message))));
     assert.ok(svc.maxInFlight <= 3);
+  });
+
+  test('a hello of another protocol version (16-bit source ids) is refused plainly and counted, before any token check', async () => {
+    const svc = await service();
+    const r = await startRelay({ url: svc.url, failOpen: false, cacheSeconds: 30 });
+    const s = await open(r);
+    const err = await rejection(s.ask({ type: 'hello', version: 1, token: randomBytes(16).toString('hex') }, { timeoutMs: 5_000 }));
+    assert.match(err.message, /wzp protocol 2, the client 1/);
+    assert.equal(r.relay.metrics.refused['protocol-version'], 1);
+    assert.equal(svc.requests.length, 0);
   });
 
   test('live reload: setAccess turns auth off and on; ACL/auth settings are checked before they apply', async () => {

@@ -41,6 +41,7 @@ stats = 30
 metrics = "127.0.0.1:9464"
 debug_tap = "*"
 drain_timeout = 12.5
+source_id_prefix = 4660
 
 [limits]
 max_room_size = 3
@@ -75,6 +76,7 @@ describe('relay config: parsing', () => {
     assert.equal(config.metrics, '127.0.0.1:9464');
     assert.equal(config.debugTap, '*');
     assert.equal(config.drainTimeoutSeconds, 12.5);
+    assert.equal(config.sourceIdPrefix, 0x1234);
     assert.deepEqual(config.limits, { roomSize: 3, connectionsPerSource: 10, signalBytesPerSecond: 8 * 1024, signalBufferTotalBytes: 2 * 1024 * 1024 });
     assert.deepEqual(config.auth, { url: 'https://auth.example.org/admit?token=s3cret', failOpen: true, cacheSeconds: 5 });
     assert.deepEqual(config.rooms, [
@@ -108,6 +110,7 @@ describe('relay config: every error names the key and its line', () => {
     ['bad metrics address', 'metrics = "9464:x"\n', /^relay\.toml:1: metrics: "9464:x" is not HOST:PORT/],
     ['bool as string', 'udp_media = "yes"\n', /^relay\.toml:1: udp_media: must be true or false, not "yes"/],
     ['negative drain timeout', 'drain_timeout = -1\n', /^relay\.toml:1: drain_timeout: must be a number of seconds/],
+    ['a source-id prefix over 16 bits', 'stats = 5\nsource_id_prefix = 65536\n', /^relay\.toml:2: source_id_prefix: must be a whole number from 0 to 65535/],
     ['limits not a table', 'limits = 5\n', /^relay\.toml:1: limits: must be a table/],
     ['dotted limit key', 'limits.max_room_size = 0\n', /^relay\.toml:1: limits\.max_room_size: must be a whole number/],
     ['unknown [auth] key', '[auth]\nurl = "https://a.example/x"\ntoken = "t"\n', /^relay\.toml:3: auth\.token: unknown key in \[auth\]/],
@@ -218,6 +221,8 @@ describe('relay config: precedence', () => {
     assert.equal(s.metrics, '127.0.0.1:9464');
     assert.equal(s.debugTap, '*');
     assert.equal(s.drainTimeoutMs, 12_500);
+    assert.equal(s.sourceIdPrefix, 0x1234);
+    assert.equal(relaySettings(parse(FULL).config, { limits: {}, sourceIdPrefix: 7 }, defaults).sourceIdPrefix, 7, 'the flag over the file');
     assert.deepEqual(s.auth, { url: 'https://auth.example.org/admit?token=s3cret', failOpen: true, cacheSeconds: 5 });
     assert.equal(s.roomAcls?.length, 2);
     assert.equal(s.stunAlternate, '203.0.113.2:3479');
@@ -248,9 +253,11 @@ describe('relay config: the generated example', () => {
   });
 
   test('documents every key, and uncommented its documented defaults are the relay\'s defaults', () => {
-    for (const key of ['udp_media', 'stun_alternate', 'stats', 'metrics', 'debug_tap', 'drain_timeout', 'url', 'fail_open', 'cache_seconds', 'allow']) {
+    for (const key of ['udp_media', 'stun_alternate', 'stats', 'metrics', 'debug_tap', 'drain_timeout', 'source_id_prefix', 'url', 'fail_open', 'cache_seconds', 'allow']) {
       assert.match(example, new RegExp(`^# ${key} = `, 'm'), key);
     }
+    // The source-id prefix shown is this relay's default: its fingerprint's first 16 bits.
+    assert.match(example, new RegExp(`^# source_id_prefix = ${Number.parseInt(FP1.slice(0, 4), 16)}$`, 'm'));
     for (const k of CONFIG_LIMIT_KEYS) assert.match(example, new RegExp(`^# ${k.key} = \\d+$`, 'm'), k.key);
     // Uncomment every limit line and [auth]: the values shown must be accepted and be the defaults.
     const limitKeys = new Set(CONFIG_LIMIT_KEYS.map((k) => k.key));

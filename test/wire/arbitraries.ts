@@ -53,7 +53,7 @@ const textArb = fc.string({ unit: 'binary', maxLength: 40 });
 const modeArb = fc.constantFrom('echo' as const, 'room' as const);
 const nonceArb = fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER });
 
-const sourceIdArb = fc.integer({ min: 1, max: 0xffff });
+const sourceIdArb = fc.integer({ min: 1, max: 0xffff_ffff });
 const participantArb = fc.record(
   { sourceId: sourceIdArb, alias: fc.string({ unit: 'binary', maxLength: 20 }), fingerprint: fc.string({ unit: 'binary', maxLength: 20 }) },
   { noNullPrototype: true },

@@ -7,7 +7,7 @@ import { decodeRoomDatagram } from '../../core/wire/room-source.js';
 import { decodeOrReject, toHex } from './helpers.js';
 
 const tagArb = fc.uint8Array({ minLength: DIRECT_MEDIA_TAG_BYTES, maxLength: DIRECT_MEDIA_TAG_BYTES });
-const sourceIdArb = fc.integer({ min: 1, max: 0xffff });
+const sourceIdArb = fc.integer({ min: 1, max: 0xffff_ffff });
 const datagramArb = fc.uint8Array({ minLength: 1, maxLength: MAX_DATAGRAM_BYTES });
 
 describe('direct media properties', () => {

@@ -9,8 +9,9 @@ import { assertDecodeError, atOffset, hex, toHex } from './helpers.js';
 const TAG = hex('a1 b2 c3 d4 e5 f6 07 18');
 
 const GOLDEN: [string, string, number, string][] = [
-  ['source 1, a mini-header packet', '31 | a1b2c3d4e5f60718 | 0001 | 92 35 05 04 d5', 1, '92 35 05 04 d5'],
-  ['the highest source id, one byte', '31 | a1b2c3d4e5f60718 | ffff | 14', 0xffff, '14'],
+  ['source 1, a mini-header packet', '31 | a1b2c3d4e5f60718 | 0000 0001 | 92 35 05 04 d5', 1, '92 35 05 04 d5'],
+  ['prefix 0xa1b2, member 7', '31 | a1b2c3d4e5f60718 | a1b2 0007 | 14', 0xa1b2_0007, '14'],
+  ['the highest source id, one byte', '31 | a1b2c3d4e5f60718 | ffff ffff | 14', 0xffff_ffff, '14'],
 ];
 
 describe('direct media: golden bytes', () => {
@@ -18,7 +19,7 @@ describe('direct media: golden bytes', () => {
     it(`encodes and decodes ${name}`, () => {
       const wire = hex(bytes);
       assert.equal(toHex(encodeDirectMedia(TAG, sourceId, hex(datagram))), toHex(wire));
-      assert.equal(toHex(encodeDirectMediaHeader(TAG, sourceId)), toHex(wire.subarray(0, 11)));
+      assert.equal(toHex(encodeDirectMediaHeader(TAG, sourceId)), toHex(wire.subarray(0, 13)));
       const decoded = decodeDirectMedia(atOffset(wire));
       assert.equal(toHex(decoded.tag), toHex(TAG));
       // What follows the tag is the relay's forwarded form: source id, then the datagram.
@@ -30,7 +31,7 @@ describe('direct media: golden bytes', () => {
   }
 
   it('decodes views into the packet (no copy)', () => {
-    const wire = hex('31 a1b2c3d4e5f60718 0001 14 15');
+    const wire = hex('31 a1b2c3d4e5f60718 0000 0001 14 15');
     const d = decodeDirectMedia(wire);
     assert.equal(d.tagged.buffer, wire.buffer);
     assert.equal(d.tagged.byteOffset, 9);
@@ -38,10 +39,11 @@ describe('direct media: golden bytes', () => {
 
   const INVALID: [string, Uint8Array, string][] = [
     ['empty', new Uint8Array(0), 'bad-marker'],
-    ['a path check marker', hex('30 a1b2c3d4e5f60718 0001 14'), 'bad-marker'],
-    ['a header without a datagram', hex('31 a1b2c3d4e5f60718 0001'), 'truncated'],
+    ['a path check marker', hex('30 a1b2c3d4e5f60718 0000 0001 14'), 'bad-marker'],
+    ['a header without a datagram', hex('31 a1b2c3d4e5f60718 0000 0001'), 'truncated'],
+    ['a cut source id', hex('31 a1b2c3d4e5f60718 0000 01'), 'truncated'],
     ['a cut tag', hex('31 a1b2c3'), 'truncated'],
-    ['source id 0', hex('31 a1b2c3d4e5f60718 0000 14'), 'bad-field'],
+    ['source id 0', hex('31 a1b2c3d4e5f60718 0000 0000 14'), 'bad-field'],
     ['over the limit', Uint8Array.from({ length: MAX_DIRECT_MEDIA_BYTES + 1 }, (_, i) => (i === 0 ? 0x31 : 1)), 'too-large'],
   ];
   for (const [name, bytes, reason] of INVALID) {
@@ -55,7 +57,7 @@ describe('direct media: golden bytes', () => {
   it('refuses to build a bad packet (a bug, not a network condition)', () => {
     assert.throws(() => encodeDirectMediaHeader(new Uint8Array(7), 1), { name: 'InternalError' });
     assert.throws(() => encodeDirectMediaHeader(TAG, 0), { name: 'InternalError' });
-    assert.throws(() => encodeDirectMediaHeader(TAG, 0x10000), { name: 'InternalError' });
+    assert.throws(() => encodeDirectMediaHeader(TAG, 0x1_0000_0000), { name: 'InternalError' });
     assert.throws(() => encodeDirectMedia(TAG, 1, new Uint8Array(0)), { name: 'InternalError' });
     assert.throws(() => encodeDirectMedia(TAG, 1, new Uint8Array(MAX_DATAGRAM_BYTES + 1)), { name: 'InternalError' });
   });

@@ -10,10 +10,10 @@ import { MAX_DATAGRAM_BYTES } from '../../core/wire/datagram.js';
 import { decodeLinkFrame, encodeLinkFrame, LINK_FRAME_MARKER, MAX_LINK_FRAME_ENTRIES, MAX_LINK_HOPS, type LinkEntry } from '../../core/wire/link-frame.js';
 import { assertDecodeError, atOffset, decodeOrReject, hex, toHex } from './helpers.js';
 
-const GOLDEN = hex('f1 02 | 0001 10 0002 aabb | ffff 01 0001 cc');
+const GOLDEN = hex('f1 02 | 0000 0001 10 0002 aabb | a1b2 ffff 01 0001 cc');
 const GOLDEN_ENTRIES: LinkEntry[] = [
   { sourceId: 1, hops: 16, datagram: hex('aabb') },
-  { sourceId: 0xffff, hops: 1, datagram: hex('cc') },
+  { sourceId: 0xa1b2_ffff, hops: 1, datagram: hex('cc') },
 ];
 
 function plain(entries: LinkEntry[]) {
@@ -29,16 +29,17 @@ describe('link frame', () => {
 
   it('refuses every malformed frame with its reason', () => {
     assertDecodeError(() => decodeLinkFrame(hex('f1')), 'truncated', 'link-frame');
-    assertDecodeError(() => decodeLinkFrame(hex('c0 01 0001 10 0001 aa')), 'bad-marker');
+    assertDecodeError(() => decodeLinkFrame(hex('c0 01 0000 0001 10 0001 aa')), 'bad-marker');
     assertDecodeError(() => decodeLinkFrame(hex('f1 00')), 'bad-field');
     assertDecodeError(() => decodeLinkFrame(hex('f1 41')), 'bad-field');
-    assertDecodeError(() => decodeLinkFrame(hex('f1 01 0000 10 0001 aa')), 'bad-field');
-    assertDecodeError(() => decodeLinkFrame(hex('f1 01 0001 00 0001 aa')), 'bad-field');
-    assertDecodeError(() => decodeLinkFrame(hex('f1 01 0001 11 0001 aa')), 'bad-field');
-    assertDecodeError(() => decodeLinkFrame(hex('f1 01 0001 10 0000')), 'bad-field');
-    assertDecodeError(() => decodeLinkFrame(hex('f1 01 0001 10 0002 aa')), 'truncated');
-    assertDecodeError(() => decodeLinkFrame(hex('f1 02 0001 10 0001 aa')), 'truncated');
-    assertDecodeError(() => decodeLinkFrame(hex('f1 01 0001 10 0001 aa bb')), 'trailing-bytes');
+    assertDecodeError(() => decodeLinkFrame(hex('f1 01 0000 0000 10 0001 aa')), 'bad-field');
+    assertDecodeError(() => decodeLinkFrame(hex('f1 01 0000 0001 00 0001 aa')), 'bad-field');
+    assertDecodeError(() => decodeLinkFrame(hex('f1 01 0000 0001 11 0001 aa')), 'bad-field');
+    assertDecodeError(() => decodeLinkFrame(hex('f1 01 0000 0001 10 0000')), 'bad-field');
+    assertDecodeError(() => decodeLinkFrame(hex('f1 01 0000 0001 10 00')), 'truncated');
+    assertDecodeError(() => decodeLinkFrame(hex('f1 01 0000 0001 10 0002 aa')), 'truncated');
+    assertDecodeError(() => decodeLinkFrame(hex('f1 02 0000 0001 10 0001 aa')), 'truncated');
+    assertDecodeError(() => decodeLinkFrame(hex('f1 01 0000 0001 10 0001 aa bb')), 'trailing-bytes');
     assertDecodeError(() => decodeLinkFrame(new Uint8Array(MAX_DATAGRAM_BYTES + 1).fill(LINK_FRAME_MARKER, 0, 1)), 'too-large');
   });
 
@@ -53,7 +54,7 @@ describe('link frame', () => {
 
   it('round trips any entries that fit, and re-encodes any decodable bytes exactly', () => {
     const entry = fc.record({
-      sourceId: fc.integer({ min: 1, max: 0xffff }),
+      sourceId: fc.integer({ min: 1, max: 0xffff_ffff }),
       hops: fc.integer({ min: 1, max: MAX_LINK_HOPS }),
       datagram: fc.uint8Array({ minLength: 1, maxLength: 60 }),
     });

@@ -21,13 +21,19 @@ const SIG = Buffer.alloc(64, 7).toString('base64');
 const ROOM = 'ef'.repeat(16);
 
 const GOLDEN: [string, KnownSignalMessage][] = [
-  [`{"type":"link-hello","version":1,"fingerprint":"${FP}","certificate":"MIIB"}`, { type: 'link-hello', version: 1, fingerprint: FP, certificate: 'MIIB' }],
-  [`{"type":"link-challenge","version":1,"fingerprint":"${FP}","nonce":"${NONCE}"}`, { type: 'link-challenge', version: 1, fingerprint: FP, nonce: NONCE }],
+  [
+    `{"type":"link-hello","version":2,"fingerprint":"${FP}","certificate":"MIIB","sourcePrefix":41394}`,
+    { type: 'link-hello', version: 2, fingerprint: FP, certificate: 'MIIB', sourcePrefix: 0xa1b2 },
+  ],
+  [
+    `{"type":"link-challenge","version":2,"fingerprint":"${FP}","nonce":"${NONCE}","sourcePrefix":0}`,
+    { type: 'link-challenge', version: 2, fingerprint: FP, nonce: NONCE, sourcePrefix: 0 },
+  ],
   [`{"type":"link-auth","signature":"${SIG}"}`, { type: 'link-auth', signature: SIG }],
   [`{"type":"link-ready","fingerprint":"${FP}"}`, { type: 'link-ready', fingerprint: FP }],
   [
-    `{"type":"link-update","entries":[{"room":"${ROOM}","mid":"0123456789abcdef","sid":7,"hops":1,"via":false,"fingerprint":""},{"mid":"0123456789abcdef","gone":true,"final":true}]}`,
-    { type: 'link-update', entries: [{ room: ROOM, mid: '0123456789abcdef', sid: 7, hops: 1, via: false, fingerprint: '' }, { mid: '0123456789abcdef', gone: true, final: true }] },
+    `{"type":"link-update","entries":[{"room":"${ROOM}","mid":"0123456789abcdef","sid":2712797191,"hops":1,"via":false,"fingerprint":""},{"mid":"0123456789abcdef","gone":true,"final":true}]}`,
+    { type: 'link-update', entries: [{ room: ROOM, mid: '0123456789abcdef', sid: 0xa1b2_0007, hops: 1, via: false, fingerprint: '' }, { mid: '0123456789abcdef', gone: true, final: true }] },
   ],
   [
     `{"type":"link-signal","room":"${ROOM}","from":"0123456789abcdef","to":"fedcba9876543210","hops":16,"payload":{"kind":"wrapped-key"}}`,
@@ -44,10 +50,12 @@ describe('relay link messages', () => {
   }
 
   const bad: [string, string][] = [
-    ['a link-hello with a short fingerprint', `{"type":"link-hello","version":1,"fingerprint":"a1b2","certificate":"MIIB"}`],
-    ['a link-hello with a certificate over 4096 characters', `{"type":"link-hello","version":1,"fingerprint":"${FP}","certificate":"${'A'.repeat(4100)}"}`],
-    ['a link-hello with a certificate that is not base64', `{"type":"link-hello","version":1,"fingerprint":"${FP}","certificate":"not base64!"}`],
-    ['a link-challenge with a short nonce', `{"type":"link-challenge","version":1,"fingerprint":"${FP}","nonce":"abcd"}`],
+    ['a link-hello with a short fingerprint', `{"type":"link-hello","version":1,"fingerprint":"a1b2","certificate":"MIIB","sourcePrefix":1}`],
+    ['a link-hello with a certificate over 4096 characters', `{"type":"link-hello","version":1,"fingerprint":"${FP}","certificate":"${'A'.repeat(4100)}","sourcePrefix":1}`],
+    ['a link-hello with a certificate that is not base64', `{"type":"link-hello","version":1,"fingerprint":"${FP}","certificate":"not base64!","sourcePrefix":1}`],
+    ['a link-hello without a source-id prefix', `{"type":"link-hello","version":2,"fingerprint":"${FP}","certificate":"MIIB"}`],
+    ['a link-hello with a source-id prefix over 16 bits', `{"type":"link-hello","version":2,"fingerprint":"${FP}","certificate":"MIIB","sourcePrefix":65536}`],
+    ['a link-challenge with a short nonce', `{"type":"link-challenge","version":1,"fingerprint":"${FP}","nonce":"abcd","sourcePrefix":1}`],
     ['a link-auth with a short signature', `{"type":"link-auth","signature":"AAAA"}`],
     ['a link-update whose entries are not objects', `{"type":"link-update","entries":[1,2]}`],
     ['a link-update with too many entries', `{"type":"link-update","entries":[${Array(MAX_LINK_UPDATE_ENTRIES + 1).fill('{}').join(',')}]}`],

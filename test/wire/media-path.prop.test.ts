@@ -148,7 +148,7 @@ describe('the relay\'s fan-out and receive helpers agree with the codec', () => 
   });
 
   it('encodeRoomMediaToClient refuses what encodeRoomDatagram refuses', () => {
-    for (const [sourceId, length] of [[0, 1], [0x10000, 1], [1.5, 1], [1, 0], [1, MAX_DATAGRAM_BYTES + 1]]) {
+    for (const [sourceId, length] of [[0, 1], [0x1_0000_0000, 1], [1.5, 1], [1, 0], [1, MAX_DATAGRAM_BYTES + 1]]) {
       assert.throws(() => encodeRoomMediaToClient(sourceId, new Uint8Array(length)), { name: 'InternalError' });
     }
   });

@@ -6,9 +6,9 @@ import { MAX_TAGGED_DATAGRAM_BYTES, decodeRoomDatagram, encodeRoomDatagram } fro
 import { assertDecodeError, atOffset, hex, toHex } from './helpers.js';
 
 const GOLDEN: [string, string, number, string][] = [
-  ['source 1, a mini-header packet', '0001 | 92 35 05 04 d5', 1, '92 35 05 04 d5'],
-  ['source 0x1234, one byte', '1234 | 14', 0x1234, '14'],
-  ['the highest source id', 'ffff | c0 01 0001 14', 0xffff, 'c0 01 0001 14'],
+  ['source 1 (prefix 0, member 1), a mini-header packet', '0000 0001 | 92 35 05 04 d5', 1, '92 35 05 04 d5'],
+  ['prefix 0xa1b2, member 0x1234, one byte', 'a1b2 1234 | 14', 0xa1b2_1234, '14'],
+  ['the highest source id', 'ffff ffff | c0 01 0001 14', 0xffff_ffff, 'c0 01 0001 14'],
 ];
 
 describe('room source-id tag: golden bytes', () => {
@@ -23,15 +23,16 @@ describe('room source-id tag: golden bytes', () => {
   }
 
   it('decodes the datagram as a view into the tagged bytes', () => {
-    const wire = hex('0001 14 15');
+    const wire = hex('0000 0001 14 15');
     assert.equal(decodeRoomDatagram(wire).datagram.buffer, wire.buffer);
   });
 
   const INVALID: [string, Uint8Array, string][] = [
     ['empty', new Uint8Array(0), 'truncated'],
     ['one byte', hex('00'), 'truncated'],
-    ['a tag without a datagram', hex('0001'), 'truncated'],
-    ['source id 0', hex('0000 14'), 'bad-field'],
+    ['a part of a tag', hex('0000 01'), 'truncated'],
+    ['a tag without a datagram', hex('0000 0001'), 'truncated'],
+    ['source id 0', hex('0000 0000 14'), 'bad-field'],
     ['over the limit', new Uint8Array(MAX_TAGGED_DATAGRAM_BYTES + 1).fill(1), 'too-large'],
   ];
   for (const [name, bytes, reason] of INVALID) {
@@ -44,7 +45,7 @@ describe('room source-id tag: golden bytes', () => {
   });
 
   it("the relay's untagRoomDatagram is the decoder, with undefined for what it refuses", () => {
-    assert.deepStrictEqual(untagRoomDatagram(hex('0102 14')), { sourceId: 0x0102, datagram: hex('14') });
+    assert.deepStrictEqual(untagRoomDatagram(hex('8001 0102 14')), { sourceId: 0x8001_0102, datagram: hex('14') });
     for (const [, bytes] of INVALID) assert.equal(untagRoomDatagram(bytes), undefined);
   });
 });
@@ -52,7 +53,8 @@ describe('room source-id tag: golden bytes', () => {
 describe('encodeRoomDatagram: caller bugs are InternalErrors', () => {
   const cases: [string, () => unknown][] = [
     ['source id 0', () => encodeRoomDatagram(0, hex('14'))],
-    ['source id 65536', () => encodeRoomDatagram(0x10000, hex('14'))],
+    ['source id 2^32', () => encodeRoomDatagram(0x1_0000_0000, hex('14'))],
+    ['a negative source id', () => encodeRoomDatagram(-1, hex('14'))],
     ['a fractional source id', () => encodeRoomDatagram(1.5, hex('14'))],
     ['an empty datagram', () => encodeRoomDatagram(1, new Uint8Array(0))],
     ['an oversized datagram', () => encodeRoomDatagram(1, new Uint8Array(MAX_DATAGRAM_BYTES + 1))],
