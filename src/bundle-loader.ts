@@ -8,10 +8,18 @@
  * took ~75 ms compiled from source and ~50 ms from the cache, and the cache also holds the
  * functions compiled while the command ran.
  *
- * The cache lives in the user's cache directory (as oclif computes it: WZP_CACHE_DIR, else
- * XDG_CACHE_HOME/wzp, else ~/.cache/wzp), one file per bundle build, Node version and
- * architecture. It is written when the process exits after a run that had none (or had one V8
- * refused: a different V8 or different flags), from everything compiled during that run.
+ * The build ships one next to the bundle (`cli.cjs.<build id>-<node version>-<arch>.v8`, made by the
+ * build's Node: shippedCodeCache()), used when the user's cache directory (as oclif computes
+ * it: WZP_CACHE_DIR, else XDG_CACHE_HOME/wzp, else ~/.cache/wzp) has none; there, one file per
+ * bundle build, Node version and architecture is written when the process exits after a run
+ * that had neither (or had one V8 refused: a different V8 or different flags).
+ *
+ * Either is the whole bundle compiled eagerly (eagerCodeCache()), not what one run happened to
+ * compile: with a cache of the functions `wzp identity` ran, a call compiled the rest of its
+ * path function by function during its first second, 15-40 ms of stalls right after the
+ * answer (answer -> first audio up to 111 ms in the NAT lab; 71 ms with the eager cache:
+ * docs/direct-calls.md). The eager cache is ~5 MB against ~2 MB and loads in ~40 ms more, at
+ * start-up, before any call.
  * V8 checks its own version, flags and the source length; the file name adds the bundle's
  * content hash (which V8 does not check). Any failure to read or write the cache only costs
  * the time it would have saved. WZP_CODE_CACHE=0 turns it off.
@@ -25,6 +33,7 @@ import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import vm from 'node:vm';
+import v8 from 'node:v8';
 
 /** What happened to the code cache, for tests and `WZP_DEBUG`-style diagnostics. */
 export type CodeCacheStatus =
@@ -74,10 +83,13 @@ export function loadBundle<T>(file: string, opts: { cacheDir?: string; env?: Nod
   const cacheName = `cli-${id.slice(0, 16)}-${process.version}-${process.arch}.v8`;
   const cacheFile = join(cacheDir, cacheName);
   let cachedData: Buffer | undefined;
-  try {
-    cachedData = readFileSync(cacheFile);
-  } catch {
-    cachedData = undefined;
+  for (const file of [cacheFile, shippedCacheFile(filename, id)]) {
+    try {
+      cachedData = readFileSync(file);
+      break;
+    } catch {
+      cachedData = undefined;
+    }
   }
   const script = new vm.Script(WRAPPER_HEAD + source + WRAPPER_TAIL, { filename, cachedData });
   const status: CodeCacheStatus = cachedData === undefined ? 'written' : script.cachedDataRejected ? 'rejected' : 'used';
@@ -97,7 +109,9 @@ export function loadBundle<T>(file: string, opts: { cacheDir?: string; env?: Nod
   }
 
   if (status !== 'used') {
-    process.once('exit', () => writeCache(script, cacheDir, cacheName));
+    // The same length, one byte different: V8 keeps scripts it compiled by their source, and
+    // would hand back this run's (lazily compiled) one; a code cache is checked by length.
+    process.once('exit', () => writeCache(filename, source, cacheDir, cacheName));
   }
   return { exports: mod.exports as T, codeCache: status, cacheFile };
 }
@@ -114,12 +128,36 @@ function importFor(filename: string): (specifier: string, options?: ImportCallOp
   };
 }
 
-/** Everything compiled so far, to a temporary file renamed into place; older builds' caches go. */
-function writeCache(script: vm.Script, dir: string, name: string): void {
+/** The code cache the build ships next to the bundle, for this build (`id`: its wzp-bundle-id), Node version and architecture. */
+export function shippedCacheFile(bundle: string, id: string): string {
+  return `${bundle}.${id.slice(0, 16)}-${process.version}-${process.arch}.v8`;
+}
+
+/**
+ * The code cache of the whole bundle, every function compiled (V8's --no-lazy for this one
+ * compile, then back, so the cache carries the flag hash later runs check). Compiled under
+ * another name: V8 keeps the scripts it compiled by source and name, and would hand back this
+ * process's own (lazily compiled) one; the name is not part of the cache (V8 checks the
+ * source, its version and its flags), and a run names the script itself.
+ */
+export function eagerCodeCache(filename: string, source: string = readFileSync(filename, 'utf8')): Buffer {
+  let script: vm.Script;
+  v8.setFlagsFromString('--no-lazy');
+  try {
+    script = new vm.Script(WRAPPER_HEAD + source + WRAPPER_TAIL, { filename: `${filename} (eager code cache)` });
+  } finally {
+    v8.setFlagsFromString('--lazy');
+  }
+  // After the flag is back: the cache carries the flags' hash as they are when it is made.
+  return script.createCachedData();
+}
+
+/** The bundle's eager code cache (eagerCodeCache), to a temporary file renamed into place; older builds' caches go. */
+function writeCache(filename: string, source: string, dir: string, name: string): void {
   try {
     mkdirSync(dir, { recursive: true });
     const tmp = join(dir, `.${name}.${process.pid}`);
-    writeFileSync(tmp, script.createCachedData());
+    writeFileSync(tmp, eagerCodeCache(filename, source));
     renameSync(tmp, join(dir, name));
     for (const other of readdirSync(dir)) {
       if (other !== name && other.startsWith('cli-') && other.endsWith('.v8')) rmSync(join(dir, other), { force: true });

@@ -9,6 +9,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import vm from 'node:vm';
 import { after, before, describe, test } from 'node:test';
 import { REPO_ROOT } from '../helpers/cli.js';
 
@@ -75,6 +76,21 @@ describe('CLI bundle loader', () => {
     assert.equal(second.strict, 'strict', 'the bundle runs in strict mode, as the ES modules it was built from');
   });
 
+  test('the cache holds every function of the bundle, not only those the first run called', () => {
+    // A function never called: compiled lazily by a run, so only an eager cache holds its code.
+    const cold = `exports.cold = function () { let x = 0; ${Array.from({ length: 3000 }, (_, i) => `x += ${i} * x + ${i % 7};`).join(' ')} return x; };`;
+    const cacheName = 'c'.repeat(64);
+    const source = bundleSource(cacheName, BODY + cold);
+    writeFileSync(bundle, source);
+    assert.equal(run().status, 'written');
+    const written = readFileSync(join(cacheDir, 'code-cache', cacheFiles().find((f) => f.includes('cccccccc')) ?? ''));
+    const lazy = new vm.Script(`(function (exports, require, module, __filename, __dirname, __wzpImport) { ${source}\n});`).createCachedData();
+    assert.ok(written.length > 3 * lazy.length, `cache ${written.length} bytes, a lazy compile's ${lazy.length}`);
+    assert.equal(run().status, 'used');
+    writeFileSync(bundle, bundleSource('a'.repeat(64), BODY));
+    run();
+  });
+
   test('import() works from code compiled out of the cache, and require() finds the same module', () => {
     const r = run();
     assert.equal(r.status, 'used');
@@ -108,6 +124,19 @@ describe('CLI bundle loader', () => {
     assert.equal(r.osCpus, 'function', "the bundle's own import() fallback");
     assert.equal(r.strict, 'strict');
     assert.deepEqual(cacheFiles(), []);
+  });
+
+  test('the built CLI bundle loads from the code cache the build ships with it, writing none of its own', () => {
+    const real = join(REPO_ROOT, 'dist', 'cli', 'src', 'cli.cjs');
+    const own = join(dir, 'empty-cache');
+    const script = `
+      const { loadBundle } = await import(${JSON.stringify(LOADER)});
+      console.log(loadBundle(${JSON.stringify(real)}, { cacheDir: ${JSON.stringify(own)} }).codeCache);
+    `;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout.trim(), 'used');
+    assert.equal(existsSync(join(own, 'code-cache')), false, 'nothing written');
   });
 
   test('the built CLI bundle carries its id and strict mode in its first line', () => {
