@@ -42,9 +42,11 @@ if (existsSync(fixtures) && statSync(fixtures).isDirectory()) {
 //   ~30 chunks 230-320 ms, from this bundle with its code cache 175-240 ms.
 // - One file instead of ~30 chunks: ~15 ms less. Node 20 has no compile cache for ES
 //   modules, but a CommonJS script can be compiled from a V8 code cache: loading the call
-//   path took ~75 ms compiled from source and ~50 ms from the cache, before counting the
-//   functions compiled later, which the cache also holds. A first run, with no cache yet,
-//   compiles the whole file: ~100 ms slower than the next.
+//   path took ~75 ms compiled from source and ~50 ms from the cache.
+// - The cache is the whole bundle compiled eagerly (~5 MB; ~40 ms more to load than one of
+//   the functions a run compiled), and the build ships one for its own Node next to the
+//   bundle: a call's path is otherwise compiled function by function as it first runs, which
+//   stalled a call 15-40 ms at a time in its first second (docs/direct-calls.md).
 // Commands and built-in plugins sit behind getters (esbuild turns each require() of an ES
 // module into a lazy initialiser), so `wzp call` runs the top-level code of call's modules
 // only, as with one file per command. oclif finds the commands through its "explicit"
