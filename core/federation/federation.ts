@@ -57,8 +57,10 @@ import type { Presence } from '../relay/presence.js';
 
 export { LINK_DROP_REASONS, LINK_LIMITS, type LinkCounters, type LinkDropReason } from './link.js';
 
-/** The link protocol's version (in the link hello: a relay refuses another version). */
-/** 2: 32-bit source ids, the same on every relay (link frames, link-update `sid`, the hello's `sourcePrefix`). */
+/**
+ * The link protocol's version (in the link hello: a relay refuses another version). 2: 32-bit
+ * source ids, the same on every relay (link frames, link-update `sid`, the hello's `sourcePrefix`).
+ */
 export const LINK_PROTOCOL_VERSION = 2;
 /** Reconnect back-off: the first retry after ~initialMs, doubling to maxMs, each jittered to 50-100%. */
 export const LINK_BACKOFF = { initialMs: 500, maxMs: 30_000 } as const;
