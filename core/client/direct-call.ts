@@ -514,10 +514,13 @@ export interface PathTimelineEntry {
   /** For a switch to direct: the pair (`host -> srflx 192.0.2.2:4000`). */
   pair?: string;
   /**
-   * For a switch: frames concealed in what we played from SWITCH_GAP_BEFORE_MS before it (but
-   * not before the first audio) to SWITCH_GAP_AFTER_MS after it (the peer moves at about the
-   * same moment): the audible gap of a switch. Absent when the call ended before the window
-   * did, or no audio had played yet (nothing to interrupt).
+   * For a switch: frames concealed in what we played around it, the audible gap of a switch.
+   * To direct, from SWITCH_GAP_LEAD_MS before the first move of either side (this switch, or
+   * the peer's first media on the direct path if that came first: nothing concealed before
+   * either side moved can be the move's doing) to SWITCH_GAP_AFTER_MS after this switch;
+   * back to the relay (the direct path went quiet before), from SWITCH_GAP_BEFORE_MS before
+   * it. Never before the first audio. Absent when the call ended before the window did, or
+   * no audio had played yet (nothing to interrupt).
    */
   concealedFrames?: number;
 }
@@ -535,9 +538,17 @@ export interface CallNatReport {
   remoteProblem?: string;
 }
 
-/** The window around a switch in which concealed frames are counted as its gap. */
+/**
+ * The window around a switch in which concealed frames are counted as its gap: a switch back
+ * to the relay from SWITCH_GAP_BEFORE_MS before it, a switch to direct from SWITCH_GAP_LEAD_MS
+ * before the first move of either side (two frames: what was in flight or due to play when
+ * the first side moved); both to SWITCH_GAP_AFTER_MS after it.
+ */
 export const SWITCH_GAP_BEFORE_MS = 200;
+export const SWITCH_GAP_LEAD_MS = 40;
 export const SWITCH_GAP_AFTER_MS = 1000;
+/** How often the path tracker looks at the switch (a side that sends nothing still moves). */
+const PATH_POLL_MS = 20;
 /**
  * The call's start, for startConcealedFrames: from the answer to this many ms after it. It
  * holds the first upgrade's gap window when the upgrade comes within 500 ms of the answer (as
@@ -860,6 +871,20 @@ class DirectCallSession implements RoomCallSession {
   }
 }
 
+/**
+ * The concealed-frame count at `at` from (time, count) samples, oldest first: the latest
+ * sample taken at or before it, else the oldest (the window then starts before what is kept,
+ * and counts a little more rather than less).
+ */
+function concealedAt(samples: readonly (readonly [number, number])[], at: number): number | undefined {
+  let count = samples[0]?.[1];
+  for (const [t, n] of samples) {
+    if (t > at) break;
+    count = n;
+  }
+  return count;
+}
+
 /** Follows which path our media takes (the switch's active path) and why, for the report. */
 class PathTracker {
   readonly #timeline: PathTimelineEntry[] = [];
@@ -879,6 +904,10 @@ class PathTracker {
   #concealedAtFirstAudio: number | undefined;
   /** Concealed-frame counts of the last SWITCH_GAP_BEFORE_MS (time, count), newest last. */
   readonly #recentConcealed: [number, number][] = [];
+  /** Datagrams the direct path had received at the last poll. */
+  #directReceived = 0;
+  /** When media from the peer started arriving on the direct path since our last move to the relay (to a poll's precision, early side). */
+  #directMediaSince: number | undefined;
   readonly #gapTimers = new Set<NodeJS.Timeout>();
   readonly #answeredAtIso: string;
   #startConcealed: number | undefined;
@@ -899,7 +928,7 @@ class PathTracker {
     this.#switch = sw;
     sw.onSwitch(() => this.poll());
     // A side that sends nothing (receive-only) still moves: look every 20 ms.
-    this.#poll = setInterval(() => this.poll(), 20);
+    this.#poll = setInterval(() => this.poll(), PATH_POLL_MS);
     this.#poll.unref?.();
   }
 
@@ -938,12 +967,24 @@ class PathTracker {
       r.push([now, this.#view.concealedFrames()]);
       while (r.length > 1 && r[1][0] <= now - SWITCH_GAP_BEFORE_MS) r.shift();
     }
+    // The peer's move to direct as we see it: its media arriving on the direct path.
+    const direct = this.#switch.paths.find((p) => p.kind === 'direct');
+    if (direct) {
+      const received = direct.stats().received;
+      if (received > this.#directReceived) this.#directMediaSince ??= now - PATH_POLL_MS;
+      this.#directReceived = received;
+    }
     const path = this.#switch.active?.kind === 'direct' ? 'direct' : 'relay';
     if (path === this.#path) return;
     this.#account(now);
     this.#path = path;
+    // Where this switch's gap window starts (see PathTimelineEntry.concealedFrames).
+    const windowFrom = path === 'direct' ? Math.min(now, this.#directMediaSince ?? now) - SWITCH_GAP_LEAD_MS : now - SWITCH_GAP_BEFORE_MS;
     if (path === 'direct') this.#firstDirectAt ??= now;
-    else this.#fallbacks++;
+    else {
+      this.#fallbacks++;
+      this.#directMediaSince = undefined;
+    }
     const entry: PathTimelineEntry = {
       atMs: this.#at(now),
       event: 'switch',
@@ -956,7 +997,7 @@ class PathTracker {
     // Only a switch while audio plays can interrupt it; the window starts no earlier than the
     // first audio (what the stream's start concealed is not the switch's).
     if (view && this.#concealedAtFirstAudio !== undefined) {
-      const before = Math.max(this.#recentConcealed[0]?.[1] ?? 0, this.#concealedAtFirstAudio);
+      const before = Math.max(concealedAt(this.#recentConcealed, windowFrom) ?? 0, this.#concealedAtFirstAudio);
       const timer = setTimeout(() => {
         this.#gapTimers.delete(timer);
         entry.concealedFrames = view.concealedFrames() - before;

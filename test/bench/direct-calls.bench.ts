@@ -7,7 +7,8 @@
  * Per pair of NAT modes (every ordered pair of the five, one same-NAT pair, one IPv6 pair):
  * N calls of ~3 s on one lab, relay and pair of identities. One row each: calls connected,
  * calls that ended direct on both sides, whether direct is expected, answer -> first audio,
- * answer -> direct, the concealed frames around the switch to direct, and the selected pair's
+ * answer -> direct, the concealed frames around the switch to direct (from two frames before
+ * the first side moved to 1 s after the switch: PathTimelineEntry.concealedFrames), and the selected pair's
  * candidate types. Then a cut scenario: ~8 s calls where the direct path is cut in the middle
  * of the call (lab.cutDirect()) and restored 3 s later: cut -> back on the relay, restore ->
  * back on direct, and the frames concealed at those switches. Last, the targets next to the

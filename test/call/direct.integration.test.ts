@@ -76,6 +76,11 @@ describe('1:1 calls by identity through a relay process', () => {
       ['answered relay'],
     );
     assert.ok(c.path.timeToDirectMs !== undefined && c.path.timeToDirectMs < 3000, `direct after ${c.path.timeToDirectMs} ms`);
+    // The switch's gap was measured (its window closed inside the 4 s call), and it is part of
+    // what the whole call concealed.
+    const up = c.path.timeline.find((t: { event: string; path: string }) => t.event === 'switch' && t.path === 'direct');
+    assert.equal(typeof up.concealedFrames, 'number', JSON.stringify(up));
+    assert.ok(up.concealedFrames <= c.participants[0].concealedFrames, JSON.stringify(up));
     assert.equal(c.path.direct.selected.types, 'host -> host');
     assert.ok(c.firstAudioMs !== undefined && c.firstAudioMs < 2000, `first audio ${c.firstAudioMs} ms after joining`);
     assert.equal(c.participants.length, 1);
