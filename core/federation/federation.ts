@@ -287,7 +287,7 @@ export class Federation {
   }
 
   /** Whether members of `roomId` go over links: a global room, or a call's room. */
-  private carries(roomId: string): boolean {
+  carries(roomId: string): boolean {
     return this.globalRooms.has(roomId) || this.callRooms.has(roomId);
   }
 

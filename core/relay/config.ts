@@ -2,8 +2,8 @@
  * The relay's config file (`wzp relay --config FILE`; docs/relay-operations.md, "Config
  * file"): a TOML document (parsed by smol-toml) with
  *
- *   listen, identity, udp_media, stun_alternate, stats, metrics, debug_tap, drain_timeout,
- *   source_id_prefix
+ *   listen, identity, udp_media, media_plane, stun_alternate, stats, metrics, debug_tap,
+ *   drain_timeout, source_id_prefix
  *   [limits]    one key per limit flag of `wzp relay`, in snake_case and the flag's units
  *   [auth]      url, fail_open, cache_seconds
  *   [[rooms]]   name or id (32 hex digits), allow = [fingerprint, ...]
@@ -76,6 +76,7 @@ export interface RelayConfig {
   /** As written: a relative path is relative to the config file's directory (the caller resolves it). */
   identity?: string;
   udpMedia?: boolean;
+  mediaPlane?: boolean;
   stunAlternate?: string;
   statsSeconds?: number;
   metrics?: string;
@@ -107,7 +108,7 @@ const MAX_DRAIN_TIMEOUT_SECONDS = 3600;
 
 const FINGERPRINT_RE = /^[0-9a-f]{4}(?::[0-9a-f]{4}){15}$/;
 const ROOM_ID_RE = /^[0-9a-f]{32}$/;
-const TOP_KEYS = ['listen', 'identity', 'udp_media', 'stun_alternate', 'stats', 'metrics', 'debug_tap', 'drain_timeout', 'source_id_prefix', 'limits', 'auth', 'rooms', 'peers', 'trusted', 'global_rooms'] as const;
+const TOP_KEYS = ['listen', 'identity', 'udp_media', 'media_plane', 'stun_alternate', 'stats', 'metrics', 'debug_tap', 'drain_timeout', 'source_id_prefix', 'limits', 'auth', 'rooms', 'peers', 'trusted', 'global_rooms'] as const;
 const PEER_KEYS = ['address', 'fingerprint'] as const;
 const TRUSTED_KEYS = ['fingerprint'] as const;
 const GLOBAL_ROOM_KEYS = ['name', 'id'] as const;
@@ -160,6 +161,10 @@ export function parseRelayConfig(text: string, opts: { file: string; limitKeys: 
   if (doc.udp_media !== undefined) {
     if (typeof doc.udp_media !== 'boolean') fail('udp_media', `must be true or false, not ${describe(doc.udp_media)}`);
     config.udpMedia = doc.udp_media as boolean;
+  }
+  if (doc.media_plane !== undefined) {
+    if (typeof doc.media_plane !== 'boolean') fail('media_plane', `must be true or false, not ${describe(doc.media_plane)}`);
+    config.mediaPlane = doc.media_plane as boolean;
   }
   config.stunAlternate = optionalString(doc, 'stun_alternate', fail);
   config.statsSeconds = optionalInteger(doc, 'stats', 1, 86_400, 'seconds', fail);
@@ -499,6 +504,7 @@ export function diffRelayConfigs(before: RelayConfig, after: RelayConfig, limitK
     ['listen', before.listen, after.listen],
     ['identity', before.identity, after.identity],
     ['udp_media', before.udpMedia, after.udpMedia],
+    ['media_plane', before.mediaPlane, after.mediaPlane],
     ['stun_alternate', before.stunAlternate, after.stunAlternate],
     ['stats', before.statsSeconds, after.statsSeconds],
     ['metrics', before.metrics, after.metrics],
@@ -612,6 +618,10 @@ export function relayConfigExample(facts: ConfigExampleFacts): string {
     '# Offer members the UDP media path (media outside QUIC, still end-to-end encrypted).',
     '# Default: true.',
     '# udp_media = true',
+    '',
+    '# Forward room media on the UDP media path in a thread of its own, packets read and sent in',
+    '# batches (64-bit Linux; elsewhere the main thread forwards everything). Default: true.',
+    '# media_plane = true',
     '',
     "# A second address of this host, IP or IP:PORT (port default: the relay's + 1), for RFC 5780",
     '# STUN: with it "wzp netcheck --relay" learns the NAT\'s behaviour from this relay alone.',

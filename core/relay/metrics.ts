@@ -34,6 +34,7 @@ import type { PresenceStats } from './presence.js';
 import type { AuthStats } from './auth.js';
 import type { ForwardStats } from './rooms.js';
 import type { FederationStats } from '../federation/federation.js';
+import type { PlaneCounters } from './media-plane.js';
 import { LINK_DROP_REASONS } from '../federation/link.js';
 
 export interface RelayMetrics {
@@ -84,7 +85,16 @@ export interface RelayMetrics {
   auth: AuthStats;
   /** Relay links and global rooms (core/federation/); absent without federation. */
   federation?: FederationStats;
+  /**
+   * The media plane thread (./media-plane.ts): whether it runs (`off`: never started, e.g.
+   * not Linux or the UDP path off; `failed`: it stopped working and the main thread forwards
+   * everything), the media packets it forwarded itself, those it handed to the main thread,
+   * and its receive batches. Its forwards are also in the totals above.
+   */
+  mediaPlane: { state: MediaPlaneState; packets: number; handedOver: number; batches: number };
 }
+
+export type MediaPlaneState = 'running' | 'failed' | 'stopped' | 'off';
 
 /** How a token check ended (core/relay/auth.ts counts them; `cached`: answered from its cache, `busy`: over its cap). */
 export type AuthResult = keyof AuthStats;
@@ -138,7 +148,11 @@ export interface RelayMetricSources {
   auth(): AuthStats | undefined;
   /** Relay links (core/federation/); undefined without federation. */
   federation?(): FederationStats | undefined;
+  /** The media plane's counters and state (./media-plane.ts); undefined while it is off. */
+  plane?(): { state: MediaPlaneState; counters: PlaneCounters } | undefined;
 }
+
+const NO_PLANE: PlaneCounters = { received: 0, bytesReceived: 0, forwarded: 0, bytesForwarded: 0, sendDropped: 0, rejected: 0, mediaRate: 0, handedOver: 0, batches: 0 };
 
 const EMPTY_STUN_DROPS = Object.fromEntries(STUN_DROP_REASONS.map((r) => [r, 0])) as Record<StunDropReason, number>;
 const EMPTY_PRESENCE: PresenceStats = { registrationsOpen: 0, registrationsTotal: 0, registrationsReplaced: 0, callSignalsRouted: 0, callSignalsOffline: 0, callsOpen: 0 };
@@ -211,27 +225,35 @@ export class RelayMetricsRegistry {
     return this.failedSeen;
   }
 
+  /** The media plane's counters (zeros while it is off). */
+  private planeCounters(): PlaneCounters {
+    return this.sources?.plane?.()?.counters ?? NO_PLANE;
+  }
+
   /** The relay's counters as one document (Relay.metrics). */
   snapshot(): RelayMetrics {
     const s = this.sources;
     const gate = s?.gate();
     const stun = s?.stun();
+    const plane = s?.plane?.();
+    const p = plane?.counters ?? NO_PLANE;
     const refused = { ...this.refused };
     if (gate) for (const [reason, n] of Object.entries(gate.dropped) as [RefusalReason, number][]) refused[reason] += n;
+    refused['media-rate'] += p.mediaRate;
     return {
       connectionsOpen: this.connectionsOpen,
       connectionsTotal: this.connectionsTotal,
       signalsReceived: this.signalsReceived,
       signalsMalformed: this.signalsMalformed,
       signalsUnknown: this.signalsUnknown,
-      datagramsReceived: this.quicReceived + this.udpReceived,
+      datagramsReceived: this.quicReceived + this.udpReceived + p.received,
       datagramsEchoed: this.datagramsEchoed,
       datagramsUnexpected: this.datagramsUnexpected,
-      datagramsDropped: this.rooms.dropped + this.echoDropped,
-      datagramsForwarded: this.rooms.forwarded,
+      datagramsDropped: this.rooms.dropped + this.echoDropped + p.sendDropped,
+      datagramsForwarded: this.rooms.forwarded + p.forwarded,
       datagramsPurged: this.rooms.purged,
-      datagramsOnUdpPath: this.udpReceived,
-      udpPathRejected: this.mediaPath.rejected + this.strayUdp + (s?.demuxDropped() ?? 0),
+      datagramsOnUdpPath: this.udpReceived + p.received,
+      udpPathRejected: this.mediaPath.rejected + this.strayUdp + (s?.demuxDropped() ?? 0) + p.rejected,
       roomsOpen: s?.roomsOpen() ?? 0,
       refused,
       socketErrors: gate?.errors ?? 0,
@@ -245,6 +267,7 @@ export class RelayMetricsRegistry {
       presence: s ? { ...s.presence() } : { ...EMPTY_PRESENCE },
       auth: { ...(s?.auth() ?? EMPTY_AUTH) },
       ...federationSnapshot(s?.federation?.()),
+      mediaPlane: { state: plane?.state ?? 'off', packets: p.received, handedOver: p.handedOver, batches: p.batches },
     };
   }
 
@@ -325,20 +348,25 @@ export class RelayMetricsRegistry {
     gauge('wzp_relay_calls_open', 'Calls the relay tracks now (ringing or answered).', (m) => m.presence.callsOpen);
     labelled('wzp_relay_datagrams_received_total', 'Media datagrams received from members, by path (QUIC datagrams or the UDP media path).', 'path', () => ({
       quic: this.quicReceived,
-      udp: this.udpReceived,
+      udp: this.udpReceived + this.planeCounters().received,
     }));
     labelled('wzp_relay_bytes_received_total', "Bytes of media datagrams received, by path (the sender's datagram, without QUIC or path headers).", 'path', () => ({
       quic: this.quicBytesReceived,
-      udp: this.udpBytesReceived,
+      udp: this.udpBytesReceived + this.planeCounters().bytesReceived,
     }));
     labelled('wzp_relay_datagrams_forwarded_total', 'Media datagrams sent to members (room forwards, one per receiving member, and echoes), by path.', 'path', () => ({
       quic: this.mediaPath.sentInQuic,
-      udp: this.mediaPath.sent,
+      udp: this.mediaPath.sent + this.planeCounters().forwarded,
     }));
     labelled('wzp_relay_bytes_forwarded_total', 'Bytes of media datagrams sent to members (with the room source tag, without QUIC or path headers), by path.', 'path', () => ({
       quic: this.mediaPath.bytesSentInQuic,
-      udp: this.mediaPath.bytesSent,
+      udp: this.mediaPath.bytesSent + this.planeCounters().bytesForwarded,
     }));
+    gauge('wzp_relay_media_plane_up', 'Whether the media plane thread forwards room media (1) or the main thread does all of it (0: off or failed).', (m) => (m.mediaPlane.state === 'running' ? 1 : 0));
+    labelled('wzp_relay_media_plane_packets_total', 'Media packets on the UDP path the media plane thread forwarded itself, or handed to the main thread (rooms it does not forward, moved addresses).', 'result', () => {
+      const p = this.planeCounters();
+      return { forwarded: p.received, 'handed-over': p.handedOver };
+    });
     counter('wzp_relay_signals_total', 'Signalling requests received.', () => now().m.signalsReceived);
     labelled('wzp_relay_refusals_total', 'Input refused by a limit or the QUIC gate, by reason (docs/relay-limits.md).', 'reason', () => now().m.refused);
     labelled('wzp_relay_drops_total', 'Input or output dropped that no limit refused, by reason (docs/relay-operations.md).', 'reason', () => now().drops);

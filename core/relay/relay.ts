@@ -19,7 +19,8 @@ import { RoomManager, SOURCE_ID_BYTES, sourcePrefixOf, type RoomMember } from '.
 import { Presence, type PresencePeer } from './presence.js';
 import { encodeSignal, isCallSignal, MAX_ANNOUNCEMENT_BYTES, MAX_REQUEST_PAYLOAD_BYTES, MAX_ROOM_SIGNAL_BYTES, RELAY_CLOSE_REFUSED } from '../wire/signal.js';
 import { verifyAnnouncement, type MemberAnnouncement } from '../crypto/sender-keys.js';
-import { RelayMediaPath, RelayRoute } from '../transport/udp-media.js';
+import { RelayMediaPath, RelayRoute, tokenKey } from '../transport/udp-media.js';
+import { MediaPlane, PLAN_REFRESH_MS, type PlaneCounters, type RoutePlan } from './media-plane.js';
 import { DebugTap, type DebugTapOptions } from './debug-tap.js';
 import { mediaPathClass, pathCheckClass, stunClass, type Demux, type DemuxStats } from '../transport/demux.js';
 import { rawUdpSocket, setSocketGateLimits } from '../transport/quic.js';
@@ -53,6 +54,12 @@ export interface RelayOptions {
    * media stays in QUIC datagrams.
    */
   udpMedia?: boolean;
+  /**
+   * Forward room media on the UDP media path in a thread of its own (./media-plane.ts; default
+   * true, where it can run: 64-bit Linux). Off, or where it cannot start, the main thread
+   * forwards everything.
+   */
+  mediaPlane?: boolean;
   /** What one client may make the relay do or hold (./limits.ts); unset ones keep their defaults. */
   limits?: Partial<RelayLimits>;
   /**
@@ -99,6 +106,8 @@ export type RelayEvent =
   | { type: 'relay:refused'; peer: string; reason: RefusalReason; detail: string; suppressed?: number }
   /** Handling one datagram failed inside the QUIC library; the relay kept serving. */
   | { type: 'relay:socket-error'; peer: string; error: string; suppressed?: number }
+  /** The media plane thread (./media-plane.ts) did not start (`off`) or stopped working (`failed`): the main thread forwards all media. */
+  | { type: 'relay:media-plane'; state: 'off' | 'failed'; detail: string }
   /** Draining started (startDrain): every connection was sent the drain notice. */
   | { type: 'relay:draining'; deadlineMs: number; connections: number; sessions: number }
   /** Relay links (core/federation/federation.ts). */
@@ -186,6 +195,15 @@ export class Relay {
   private readonly tap: DebugTap | undefined;
   /** Links to other relays and global rooms, if configured (core/federation/). */
   private federation?: Federation;
+  /** The media plane thread, while it runs (./media-plane.ts). */
+  private plane?: MediaPlane;
+  /** What media plane threads stopped by setMediaPlane() counted (metrics stay monotonic). */
+  private readonly retiredPlanes: PlaneCounters = { received: 0, bytesReceived: 0, forwarded: 0, bytesForwarded: 0, sendDropped: 0, rejected: 0, mediaRate: 0, handedOver: 0, batches: 0 };
+  private planTimer?: NodeJS.Timeout;
+  private planQueued = false;
+  /** Small numbers for the rooms the media plane forwards (stable while a room lives). */
+  private readonly roomNumbers = new Map<string, number>();
+  private nextRoomNumber = 1;
 
   private constructor(private readonly opts: RelayOptions) {
     this.rooms = new RoomManager(this.counters.rooms, opts.sourcePrefix ?? sourcePrefixOf(opts.fingerprint));
@@ -209,7 +227,10 @@ export class Relay {
       if (!this.server) throw new Error('relay not started');
       return rawUdpSocket(this.server.socket);
     }, this.counters.mediaPath);
+    this.rooms.onChange = () => this.replan();
+    this.mediaPath.onRouteChange = () => this.replan();
     this.counters.attach({
+      plane: () => this.planeMetrics(),
       gate: () => this.gate,
       stun: () => this.stun?.stats,
       demuxDropped: () => this.droppedByDemux(),
@@ -237,6 +258,7 @@ export class Relay {
     });
     relay.gate = relay.server.gate;
     relay.registerPacketClasses();
+    if (opts.udpMedia !== false && opts.mediaPlane !== false) relay.startMediaPlane();
     if (opts.federation) {
       relay.federation = new Federation({
         credentials: linkCredentials(opts.tls),
@@ -368,6 +390,7 @@ export class Relay {
     }
     for (const bucket of this.joinsBySource.values()) bucket.reconfigure(l.sourceJoinsPerMinute / 60, l.sourceJoinBurst);
     this.presence.limitsChanged();
+    this.plane?.setLimits(this.planeLimits());
     if (this.server) setSocketGateLimits(this.server.socket, l);
     return changed;
   }
@@ -458,6 +481,8 @@ export class Relay {
   async stop(): Promise<void> {
     const server = this.server;
     this.server = undefined;
+    clearInterval(this.planTimer);
+    await this.plane?.close();
     this.authValidator?.close();
     await this.federation?.stop();
     await this.stun?.close();
@@ -884,6 +909,115 @@ export class Relay {
     this.rooms.leave(id, sourceId);
     this.federation?.localLeft(id, sourceId);
     this.emit({ type: 'relay:leave', peer: peer.label, room: id, sourceId });
+  }
+
+  /**
+   * Turn the media plane thread on or off while running (`wzp relay` reloading `media_plane`).
+   * Off, the main thread forwards all media from the next packet on; on again, a new thread
+   * takes the rooms it can within PLAN_REFRESH_MS. Without the UDP media path it stays off.
+   */
+  async setMediaPlane(on: boolean): Promise<void> {
+    if (on && (this.plane?.state === 'running' || this.opts.udpMedia === false || !this.server)) return;
+    const plane = this.plane;
+    clearInterval(this.planTimer);
+    if (plane) {
+      await plane.close();
+      const last = plane.counters();
+      for (const k of Object.keys(last) as (keyof PlaneCounters)[]) this.retiredPlanes[k] += last[k];
+      if (this.plane === plane) this.plane = undefined;
+    }
+    if (!on) return;
+    this.startMediaPlane();
+    this.planMedia();
+  }
+
+  /** The media plane's state and counters, those of threads stopped before included. */
+  private planeMetrics(): { state: 'running' | 'failed' | 'stopped' | 'off'; counters: PlaneCounters } {
+    const now = this.plane?.counters();
+    const counters = { ...this.retiredPlanes };
+    if (now) for (const k of Object.keys(counters) as (keyof PlaneCounters)[]) counters[k] += now[k];
+    return { state: this.plane?.state ?? 'off', counters };
+  }
+
+  /** Whether the media plane thread forwards room media now. */
+  get mediaPlaneRunning(): boolean {
+    return this.plane?.state === 'running';
+  }
+
+  /** Start the media plane thread on the relay's socket; where it cannot run, say why once and go on without it. */
+  private startMediaPlane(): void {
+    if (!this.server) return;
+    try {
+      this.plane = MediaPlane.start(rawUdpSocket(this.server.socket), {
+        limits: this.planeLimits(),
+        onSlow: (data, from) => this.mediaPath.handle(data, from),
+        onLatencyMs: (ms) => this.counters.observeForwardingMs(ms),
+        onFailed: (detail) => {
+          clearInterval(this.planTimer);
+          this.emit({ type: 'relay:media-plane', state: 'failed', detail });
+        },
+      });
+    } catch (err) {
+      this.emit({ type: 'relay:media-plane', state: 'off', detail: errorMessage(err) });
+      return;
+    }
+    this.planTimer = setInterval(() => this.planMedia(), PLAN_REFRESH_MS);
+    this.planTimer.unref();
+  }
+
+  /** The media plane's per-member caps: the same as the main thread's (./limits.ts). */
+  private planeLimits(): { packetsPerSecond: number; bytesPerSecond: number } {
+    return { packetsPerSecond: this.limits.memberPacketsPerSecond, bytesPerSecond: (this.limits.memberKbps * 1000) / 8 };
+  }
+
+  /** Rooms or routes changed: tell the media plane once this turn's changes are done. */
+  private replan(): void {
+    if (this.plane === undefined || this.planQueued) return;
+    this.planQueued = true;
+    setImmediate(() => {
+      this.planQueued = false;
+      this.planMedia();
+    });
+  }
+
+  /**
+   * Tell the media plane every route and which of them it forwards: a member's media goes
+   * through the plane when it is in a room, confirmed on the UDP path, and so is every other
+   * member of its room, all of them on this relay, the room not carried over relay links and
+   * not tapped. Anything else (a QUIC-only member, a global or call room of the federation,
+   * the debug tap, echo) the plane hands to the main thread.
+   */
+  private planMedia(): void {
+    const plane = this.plane;
+    if (plane === undefined || plane.state !== 'running') return;
+    const fastRooms = new Map<string, boolean>();
+    const fast = (roomId: string): boolean => {
+      let ok = fastRooms.get(roomId);
+      if (ok !== undefined) return ok;
+      ok = this.tap?.matches(roomId) !== true && this.federation?.carries(roomId) !== true;
+      const members = this.rooms.room(roomId)?.members;
+      if (!members) ok = false;
+      else for (const m of members.values()) if (m.remote === true || !(m.datagrams instanceof RelayRoute) || !m.datagrams.confirmed) ok = false;
+      fastRooms.set(roomId, ok);
+      return ok;
+    };
+    const plans: RoutePlan[] = [];
+    for (const peer of this.peers) {
+      const route = peer.datagrams;
+      const token = route.token;
+      if (token === undefined) continue;
+      const remote = route.peer.remote();
+      const room = peer.mode === 'room' ? peer.room : undefined;
+      const isFast = room !== undefined && route.confirmed && fast(room.id);
+      let number = 0;
+      if (isFast) {
+        number = this.roomNumbers.get(room.id) ?? this.nextRoomNumber++;
+        this.roomNumbers.set(room.id, number);
+      }
+      plans.push({ key: tokenKey(token, 0), token, host: remote.host, port: remote.port, room: number, sourceId: room?.sourceId ?? 0, fast: isFast });
+    }
+    for (const id of this.roomNumbers.keys()) if (!fastRooms.get(id)) this.roomNumbers.delete(id);
+    plane.plan(plans);
   }
 
   /** Tell the debug tap about a member's packet and the copies forwarded (only called with the tap on). */

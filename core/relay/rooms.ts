@@ -119,6 +119,8 @@ export function sourcePrefixOf(fingerprint: string): number {
 export class RoomManager {
   private readonly rooms = new Map<string, Room>();
   private nextMember = 1;
+  /** Told after a member joined or left any room (the relay's media plane replans: ./media-plane.ts). */
+  onChange: (() => void) | undefined;
 
   /**
    * `stats`: where forwarding is counted (the relay passes its metrics owner's: ./metrics.ts).
@@ -203,6 +205,7 @@ export class RoomManager {
     }
     if (replaced !== undefined) room.members.delete(replaced);
     room.members.set(member.sourceId, member);
+    this.onChange?.();
     this.announce(room, {
       joined: member.sourceId,
       ...(replaced === undefined ? {} : { left: replaced }),
@@ -223,6 +226,7 @@ export class RoomManager {
   leave(roomId: string, sourceId: number): void {
     const room = this.rooms.get(roomId);
     if (!room || !room.members.delete(sourceId)) return;
+    this.onChange?.();
     if (room.members.size === 0) this.rooms.delete(roomId);
     else this.announce(room, { left: sourceId });
   }

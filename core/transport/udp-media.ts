@@ -407,7 +407,7 @@ export interface RelayMediaPathStats {
  * keeps these keys unique (RelayRoute.enable); a packet's whole token is then compared, so a
  * blind attacker still has to guess all 64 bits.
  */
-function tokenKey(buf: Uint8Array, at: number): number {
+export function tokenKey(buf: Uint8Array, at: number): number {
   return (buf[at] << 22) | (buf[at + 1] << 14) | (buf[at + 2] << 6) | (buf[at + 3] >>> 2);
 }
 
@@ -429,6 +429,8 @@ function sameToken(buf: Uint8Array, at: number, token: Uint8Array): boolean {
  */
 export class RelayMediaPath {
   private readonly byToken = new Map<number, RelayRoute>();
+  /** Told when a route got or lost its token or was confirmed (the relay's media plane replans). */
+  onRouteChange: (() => void) | undefined;
 
   /** `stats`: where the path's packets are counted (the relay passes its metrics owner's, core/relay/metrics.ts). */
   constructor(
@@ -553,9 +555,19 @@ export class RelayMediaPath {
 export class RelayRoute implements DatagramChannel {
   /** @internal The path token while enabled (the relay's lookup compares it whole). */
   token?: Buffer;
-  /** The member proved the path works both ways: its media goes out on the path. */
-  confirmed = false;
+  #confirmed = false;
   private sentOnPath = 0;
+
+  /** The member proved the path works both ways: its media goes out on the path. */
+  get confirmed(): boolean {
+    return this.#confirmed;
+  }
+
+  set confirmed(value: boolean) {
+    if (value === this.#confirmed) return;
+    this.#confirmed = value;
+    this.path.onRouteChange?.();
+  }
 
   constructor(
     private readonly quic: DatagramChannel,
@@ -569,12 +581,16 @@ export class RelayRoute implements DatagramChannel {
     const token = this.path.newToken();
     this.token = token;
     this.path.register(this, token);
+    this.path.onRouteChange?.();
     return token.toString('hex');
   }
 
   /** The path is closed for this connection (left the room, connection gone). */
   disable(): void {
-    if (this.token !== undefined) this.path.unregister(this, this.token);
+    if (this.token !== undefined) {
+      this.path.unregister(this, this.token);
+      this.path.onRouteChange?.();
+    }
     this.token = undefined;
     this.confirmed = false;
   }

@@ -60,6 +60,10 @@ The relay's identity (and so its certificate fingerprint, which clients pin) is 
       summary: 'Offer members the UDP media path (media outside QUIC, still end-to-end encrypted). Default: on.',
       allowNo: true,
     }),
+    'media-plane': Flags.boolean({
+      summary: 'Forward room media on the UDP media path in a thread of its own, in batches (64-bit Linux). Default: on.',
+      allowNo: true,
+    }),
     stats: Flags.integer({ summary: 'Every this many seconds, print connections, rooms and datagrams forwarded per second to stderr.', min: 1 }),
     'stun-alternate': Flags.string({
       summary:
@@ -130,6 +134,7 @@ The relay's identity (and so its certificate fingerprint, which clients pin) is 
       listen: flags.listen,
       identity: flags.identity,
       udpMedia: flags['udp-media'],
+      mediaPlane: flags['media-plane'],
       stunAlternate: flags['stun-alternate'],
       statsSeconds: flags.stats,
       limits: relayLimitOverrides(flags),
@@ -188,6 +193,8 @@ The relay's identity (and so its certificate fingerprint, which clients pin) is 
         onEvent: flags.verbose ? (e) => logLine(e.type, { ...e, type: undefined }) : undefined,
         // Link events are few and what an operator of a federation watches: always logged.
         onFederationEvent: (e) => logLine(e.type, { ...e, type: undefined }),
+        // So is a media plane that could not start or failed: the relay then forwards on its main thread, slower.
+        onMediaPlane: (e) => logLine(e.type, { ...e, type: undefined }),
         onStats: (s) => logLine('relay:stats', s),
         // Always given, so a tap set another way (a config file) logs the same way.
         onTap: (fields) => logLine('relay:tap', fields),

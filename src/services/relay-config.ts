@@ -40,6 +40,7 @@ export interface RelayFlagSettings {
   listen?: string;
   identity?: string;
   udpMedia?: boolean;
+  mediaPlane?: boolean;
   stunAlternate?: string;
   statsSeconds?: number;
   limits: Partial<RelayLimits>;
@@ -60,7 +61,7 @@ export interface RelayFlagSettings {
 /** The options a config file and flags decide. */
 export type RelaySettings = Pick<
   RelayRunOptions,
-  'listen' | 'identityPath' | 'udpMedia' | 'limits' | 'stunAlternate' | 'statsIntervalMs' | 'metrics' | 'auth' | 'roomAcls' | 'drainTimeoutMs' | 'debugTap' | 'federation' | 'sourceIdPrefix'
+  'listen' | 'identityPath' | 'udpMedia' | 'mediaPlane' | 'limits' | 'stunAlternate' | 'statsIntervalMs' | 'metrics' | 'auth' | 'roomAcls' | 'drainTimeoutMs' | 'debugTap' | 'federation' | 'sourceIdPrefix'
 >;
 
 /**
@@ -103,6 +104,7 @@ export function relaySettings(file: RelayConfig | undefined, flags: RelayFlagSet
     listen: flags.listen ?? f.listen ?? DEFAULT_RELAY_LISTEN,
     identityPath: flags.identity ?? f.identity ?? defaults.identityPath,
     udpMedia: flags.udpMedia ?? f.udpMedia ?? true,
+    mediaPlane: flags.mediaPlane ?? f.mediaPlane ?? true,
     limits: effectiveLimitOverrides(f, flags),
   };
   const stunAlternate = flags.stunAlternate ?? f.stunAlternate;
@@ -322,6 +324,7 @@ export class RelayConfigReloader {
       ? applyAccess(relay, { auth: effectiveAuth(next, this.opts.flags), roomAcls: this.opts.flags.roomAcls ?? next.rooms })
       : true;
     if (federation) relay.setFederation(federation);
+    if (changes.some((c) => c.key === 'media_plane')) await relay.setMediaPlane(this.opts.flags.mediaPlane ?? next.mediaPlane ?? true);
     const restart: string[] = [];
     for (const c of changes) {
       if (!c.live) {
@@ -357,6 +360,7 @@ function overridingFlag(key: string, flags: RelayFlagSettings): string | undefin
   if (key === 'trusted' && flags.trusted !== undefined) return '--trusted';
   if (key === 'global_rooms' && flags.globalRooms !== undefined) return '--global-room';
   if (key === 'stats') return flags.statsSeconds === undefined ? undefined : `--stats ${flags.statsSeconds}`;
+  if (key === 'media_plane' && flags.mediaPlane !== undefined) return flags.mediaPlane ? '--media-plane' : '--no-media-plane';
   if ((key === 'auth' || key.startsWith('auth.')) && flags.auth !== undefined) return '--auth-url';
   if (key.startsWith('rooms[') && flags.roomAcls !== undefined) return '--acl';
   if (!key.startsWith('limits.')) return undefined;

@@ -20,6 +20,8 @@ export interface RelayRunOptions {
   identityPath: string;
   /** Offer clients the UDP media path (default true; core/transport/udp-media.ts). */
   udpMedia?: boolean;
+  /** Forward room media in the media plane thread (default true; core/relay/media-plane.ts). */
+  mediaPlane?: boolean;
   /** Limits other than the defaults (core/relay/limits.ts). */
   limits?: Partial<RelayLimits>;
   /**
@@ -42,6 +44,8 @@ export interface RelayRunOptions {
   federation?: FederationSettings;
   /** Link events (up, down, dial failures, refusals): always worth a log line, -v or not. */
   onFederationEvent?(event: FederationEvent): void;
+  /** The media plane did not start or stopped working (core/relay/media-plane.ts): what onEvent would otherwise get. */
+  onMediaPlane?(event: Extract<RelayEvent, { type: 'relay:media-plane' }>): void;
   /**
    * `--metrics HOST:PORT`: serve Prometheus metrics, /healthz and /readyz over HTTP there
    * (core/relay/metrics-server.ts; docs/relay-operations.md#metrics).
@@ -293,9 +297,14 @@ export async function runRelay(opts: RelayRunOptions): Promise<RelayRunReport> {
   const { identity, created } = await loadOrCreateIdentity(opts.identityPath, { create: true });
   const tls = await deriveTlsCertificate(identity.seed);
   const onEvent =
-    opts.onFederationEvent === undefined
+    opts.onFederationEvent === undefined && opts.onMediaPlane === undefined
       ? opts.onEvent
-      : (e: RelayEvent) => (e.type.startsWith('federation:') ? opts.onFederationEvent?.(e as FederationEvent) : opts.onEvent?.(e));
+      : (e: RelayEvent) =>
+          e.type.startsWith('federation:')
+            ? opts.onFederationEvent?.(e as FederationEvent)
+            : e.type === 'relay:media-plane' && opts.onMediaPlane
+              ? opts.onMediaPlane(e)
+              : opts.onEvent?.(e);
   const relay = await Relay.start({
     listen,
     tls,
@@ -304,6 +313,7 @@ export async function runRelay(opts: RelayRunOptions): Promise<RelayRunReport> {
     onEvent,
     ...(federation ? { federation } : {}),
     udpMedia: opts.udpMedia !== false,
+    mediaPlane: opts.mediaPlane !== false,
     ...(opts.limits ? { limits: opts.limits } : {}),
     ...(opts.auth ? { auth: opts.auth } : {}),
     ...(opts.roomAcls?.length ? { roomAcls: opts.roomAcls } : {}),

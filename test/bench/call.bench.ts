@@ -286,6 +286,9 @@ async function plainUdpForwarding(pairs: number): Promise<{ perCore: number; p99
  *   speed drifts: compare ratios measured in the same run), then the median ratio;
  * - WZP_BENCH_BASELINE_BIN=PATH/bin/run.js (with forwarding): another build's relay measured
  *   in the same rounds, each against its own plain-forwarder run (before/after on a drifting machine);
+ * - WZP_BENCH_BASELINE_ARGS (with forwarding): more `wzp relay` flags for the baseline relay,
+ *   which is this build's when WZP_BENCH_BASELINE_BIN is not set (e.g. "--no-media-plane": the
+ *   relay with and without its media plane thread in the same rounds);
  * - WZP_BENCH_PAIRS: 1:1 calls in the forwarding load (default 25);
  * - WZP_BENCH_RELAY_PROF=DIR: the relay process writes a V8 CPU profile there (--cpu-prof);
  * - WZP_BENCH_RELAY_NODE_ARGS: more node flags for the relay process (e.g. --perf-basic-prof,
@@ -303,12 +306,13 @@ async function forwardingOnly(relay: RunningRelay, pairs: number): Promise<void>
   const ratios: number[] = [];
   // Another build's relay measured in the same rounds (its bin/run.js): a before/after on a
   // machine whose speed drifts.
-  const baselineBin = process.env.WZP_BENCH_BASELINE_BIN;
+  const baselineArgs = (process.env.WZP_BENCH_BASELINE_ARGS ?? '').split(' ').filter(Boolean);
+  const baselineBin = process.env.WZP_BENCH_BASELINE_BIN ?? (baselineArgs.length > 0 ? BIN : undefined);
   const baselineHome = baselineBin ? makeHome('wzp-bench-baseline-') : undefined;
   const metrics = process.env.WZP_BENCH_METRICS !== 'off';
   const baseline =
     baselineBin && baselineHome
-      ? await startRelayProcess(['--listen', '127.0.0.1:0', ...(metrics ? ['--metrics', '127.0.0.1:0'] : []), ...MANY_CLIENTS_ONE_ADDRESS], baselineHome, 20_000, [], baselineBin)
+      ? await startRelayProcess(['--listen', '127.0.0.1:0', ...(metrics ? ['--metrics', '127.0.0.1:0'] : []), ...MANY_CLIENTS_ONE_ADDRESS, ...baselineArgs], baselineHome, 20_000, [], baselineBin)
       : undefined;
   // Scraped as this build's relay is.
   const baselineScraper = baseline && metrics && process.env.WZP_BENCH_METRICS !== 'unscraped' ? scrapeMetrics(baseline) : undefined;
@@ -320,7 +324,7 @@ async function forwardingOnly(relay: RunningRelay, pairs: number): Promise<void>
       const plain = await plainUdpForwarding(pairs);
       baselineRatios.push(before.perCore / plain.perCore);
       console.log(
-        `   round ${r + 1}, baseline relay (${baselineBin}): ${before.perCore.toFixed(0)} packets/s per core (${(1e6 / before.perCore).toFixed(1)} us each, p99 one-way ${before.p99.toFixed(2)} ms; ` +
+        `   round ${r + 1}, baseline relay (${baselineBin}${baselineArgs.length ? ` ${baselineArgs.join(' ')}` : ''}): ${before.perCore.toFixed(0)} packets/s per core (${(1e6 / before.perCore).toFixed(1)} us each, p99 one-way ${before.p99.toFixed(2)} ms; ` +
           `idle ${(100 * (before.idleCpu ?? 0)).toFixed(1)}% of a core); plain ${plain.perCore.toFixed(0)} (${(1e6 / plain.perCore).toFixed(1)} us); ratio ${(before.perCore / plain.perCore).toFixed(2)}`,
       );
       await forwardingRound(relay, pairs, r, ratios);

@@ -36,6 +36,7 @@ const FULL = `# a relay
 listen = "127.0.0.1:4433"
 identity = "/var/lib/wzp/relay.json"
 udp_media = false
+media_plane = false
 stun_alternate = "203.0.113.2:3479"
 stats = 30
 metrics = "127.0.0.1:9464"
@@ -71,6 +72,7 @@ describe('relay config: parsing', () => {
     assert.equal(config.listen, '127.0.0.1:4433');
     assert.equal(config.identity, '/var/lib/wzp/relay.json');
     assert.equal(config.udpMedia, false);
+    assert.equal(config.mediaPlane, false);
     assert.equal(config.stunAlternate, '203.0.113.2:3479');
     assert.equal(config.statsSeconds, 30);
     assert.equal(config.metrics, '127.0.0.1:9464');
@@ -109,6 +111,7 @@ describe('relay config: every error names the key and its line', () => {
     ['bad port', 'listen = "0.0.0.0:99999"\n', /^relay\.toml:1: listen: .*invalid port/],
     ['bad metrics address', 'metrics = "9464:x"\n', /^relay\.toml:1: metrics: "9464:x" is not HOST:PORT/],
     ['bool as string', 'udp_media = "yes"\n', /^relay\.toml:1: udp_media: must be true or false, not "yes"/],
+    ['media plane not a bool', 'media_plane = 1\n', /^relay\.toml:1: media_plane: must be true or false, not 1/],
     ['negative drain timeout', 'drain_timeout = -1\n', /^relay\.toml:1: drain_timeout: must be a number of seconds/],
     ['a source-id prefix over 16 bits', 'stats = 5\nsource_id_prefix = 65536\n', /^relay\.toml:2: source_id_prefix: must be a whole number from 0 to 65535/],
     ['limits not a table', 'limits = 5\n', /^relay\.toml:1: limits: must be a table/],
@@ -195,6 +198,7 @@ describe('relay config: precedence', () => {
     const s = relaySettings(undefined, { limits: {} }, defaults);
     assert.equal(s.listen, '0.0.0.0:4433');
     assert.equal(s.udpMedia, true);
+    assert.equal(s.mediaPlane, true);
     assert.equal(s.identityPath, '/default/identity.json');
     assert.deepEqual(s.limits, {});
     assert.equal(s.statsIntervalMs, undefined);
@@ -253,7 +257,7 @@ describe('relay config: the generated example', () => {
   });
 
   test('documents every key, and uncommented its documented defaults are the relay\'s defaults', () => {
-    for (const key of ['udp_media', 'stun_alternate', 'stats', 'metrics', 'debug_tap', 'drain_timeout', 'source_id_prefix', 'url', 'fail_open', 'cache_seconds', 'allow']) {
+    for (const key of ['udp_media', 'media_plane', 'stun_alternate', 'stats', 'metrics', 'debug_tap', 'drain_timeout', 'source_id_prefix', 'url', 'fail_open', 'cache_seconds', 'allow']) {
       assert.match(example, new RegExp(`^# ${key} = `, 'm'), key);
     }
     // The source-id prefix shown is this relay's default: its fingerprint's first 16 bits.
@@ -355,6 +359,11 @@ describe('relay config: what a reload reports', () => {
       { key: 'limits.max_signal_kib_per_second', from: '8', to: '(default 32)', live: true },
       { key: 'limits.max_room_size', from: '3', to: '4', live: true },
     ]);
+  });
+
+  test('media_plane is applied live', () => {
+    const changes = diffRelayConfigs(base, with_(FULL.replace('media_plane = false', 'media_plane = true')), CONFIG_LIMIT_KEYS);
+    assert.deepEqual(changes, [{ key: 'media_plane', from: 'false', to: 'true', live: true }]);
   });
 
   test('the auth URL\'s token never shows, even when only the token changed', () => {
