@@ -77,6 +77,15 @@ function onPath(...members: Member[]): () => boolean {
   return () => members.every((m) => m.session.mediaPathStats().path === 'udp');
 }
 
+/** Two members in `room`, both on the UDP path. */
+async function pairOnPath(relay: Relay, room: string, open: RelaySession[]): Promise<[Member, Member]> {
+  const [alice, bob] = [await member(relay.address, open), await member(relay.address, open)];
+  await alice.session.joinRoom(room, { alias: 'alice' });
+  await bob.session.joinRoom(room, { alias: 'bob' });
+  await waitFor(onPath(alice, bob));
+  return [alice, bob];
+}
+
 describe('relay media plane', { skip: process.platform !== 'linux' ? 'the media plane runs on Linux only' : false }, () => {
   let relay: Relay;
   const open: RelaySession[] = [];
@@ -158,10 +167,7 @@ describe('relay media plane', { skip: process.platform !== 'linux' ? 'the media 
 
   test('hostile packets steered to the plane (unknown token, too short, oversized, forged source with a real token) are dropped and counted; none reach the room', async () => {
     const room = 'c3'.repeat(16);
-    const [alice, bob] = [await member(relay.address, open), await member(relay.address, open)];
-    await alice.session.joinRoom(room, { alias: 'alice' });
-    await bob.session.joinRoom(room, { alias: 'bob' });
-    await waitFor(onPath(alice, bob));
+    const [alice, bob] = await pairOnPath(relay, room, open);
     const token = tokenOf(alice.session);
     const attacker = await udpSocket();
     try {
@@ -191,10 +197,7 @@ describe('relay media plane', { skip: process.platform !== 'linux' ? 'the media 
 
   test('stopped mid-call, the plane leaves the socket to the main thread, which forwards the rest; started again, it takes the room back', async () => {
     const room = 'd4'.repeat(16);
-    const [alice, bob] = [await member(relay.address, open), await member(relay.address, open)];
-    await alice.session.joinRoom(room, { alias: 'alice' });
-    await bob.session.joinRoom(room, { alias: 'bob' });
-    await waitFor(onPath(alice, bob));
+    const [alice, bob] = await pairOnPath(relay, room, open);
     await waitFor(() => {
       alice.session.datagrams.send(new Uint8Array([0]));
       return relay.mediaPlaneRunning && relay.metrics.mediaPlane.packets > 0 && bob.media.length > 0;
@@ -229,10 +232,7 @@ describe('relay media plane: caps, IPv6, off', { skip: process.platform !== 'lin
     const relay = await startRelay('127.0.0.1', { limits: { memberPacketsPerSecond: 50 } });
     relays.push(relay);
     const room = 'e5'.repeat(16);
-    const [alice, bob] = [await member(relay.address, open), await member(relay.address, open)];
-    await alice.session.joinRoom(room, { alias: 'alice' });
-    await bob.session.joinRoom(room, { alias: 'bob' });
-    await waitFor(onPath(alice, bob));
+    const [alice, bob] = await pairOnPath(relay, room, open);
     await waitFor(() => {
       alice.session.datagrams.send(new Uint8Array([0]));
       return relay.metrics.mediaPlane.packets > 0;
@@ -258,10 +258,7 @@ describe('relay media plane: caps, IPv6, off', { skip: process.platform !== 'lin
     relays.push(relay);
     assert.equal(relay.metrics.mediaPlane.state, 'running');
     const room = 'f6'.repeat(16);
-    const [alice, bob] = [await member(relay.address, open), await member(relay.address, open)];
-    await alice.session.joinRoom(room, { alias: 'alice' });
-    await bob.session.joinRoom(room, { alias: 'bob' });
-    await waitFor(onPath(alice, bob));
+    const [alice, bob] = await pairOnPath(relay, room, open);
     await waitFor(() => {
       alice.session.datagrams.send(new Uint8Array([0]));
       return relay.metrics.mediaPlane.packets > 0;
@@ -288,10 +285,7 @@ describe('relay media plane: caps, IPv6, off', { skip: process.platform !== 'lin
     relays.push(relay);
     assert.equal(relay.metrics.mediaPlane.state, 'off');
     const room = '07'.repeat(16);
-    const [alice, bob] = [await member(relay.address, open), await member(relay.address, open)];
-    await alice.session.joinRoom(room, { alias: 'alice' });
-    await bob.session.joinRoom(room, { alias: 'bob' });
-    await waitFor(onPath(alice, bob));
+    const [alice, bob] = await pairOnPath(relay, room, open);
     await sendNumbered(alice, 11, 20);
     await waitFor(() => tagged(bob, 11).length === 20);
     assert.equal(relay.metrics.mediaPlane.packets, 0);
