@@ -15,7 +15,7 @@ export interface PlaneWorkerData {
   fd: number;
   /** Float64Array over it: the thread's counters, indexed by PLANE_COUNTERS. */
   counters: SharedArrayBuffer;
-  /** Int32Array over it: [0] stop (non-zero: stop), [1] message generation (bumped per message sent). */
+  /** Int32Array over it: [0] stop (non-zero: stop), [1] message generation (bumped per message sent), [2] packets handed to the main thread and not yet handled. */
   control: SharedArrayBuffer;
   /** Where route and limit messages come. */
   port: MessagePort;
@@ -69,3 +69,9 @@ export const PLANE_COUNTERS = {
   batches: 8,
 } as const;
 export const PLANE_COUNTER_SLOTS = 9;
+/**
+ * Packets handed to the main thread and not yet handled, at most: past it the plane drops
+ * (counted as rejected) instead of queueing messages without bound, e.g. under a flood with a
+ * real token from a forged address.
+ */
+export const MAX_HANDED_OVER_IN_FLIGHT = 1024;

@@ -21,7 +21,7 @@ import { parentPort, receiveMessageOnPort, workerData, type MessagePort } from '
 import { TokenBucket } from '../net/rate-limit.js';
 import { decodeSockaddr, IOVEC_BYTES, loadLibc, MMSGHDR_BYTES, MSG_DONTWAIT, MSG_TRUNC, MSG_WAITFORONE, SOCKADDR_BYTES } from '../net/udp-steering.js';
 import { MAX_MEDIA_TO_RELAY_DATAGRAM, MEDIA_PATH_MEDIA, MEDIA_TO_RELAY_HEADER_BYTES, MEDIA_TOKEN_BYTES, OFFSET_MEDIA_PATH_TOKEN } from '../wire/media-path.js';
-import { PLANE_COUNTERS, type PlaneMessage, type PlaneReport, type PlaneWorkerData } from './media-plane-protocol.js';
+import { MAX_HANDED_OVER_IN_FLIGHT, PLANE_COUNTERS, type PlaneMessage, type PlaneReport, type PlaneWorkerData } from './media-plane-protocol.js';
 
 /** Packets read per recvmmsg. */
 const BATCH = 64;
@@ -225,6 +225,11 @@ function sameSource(r: Route, i: number): boolean {
 }
 
 function handOver(i: number, len: number): void {
+  if (Atomics.load(control, 2) >= MAX_HANDED_OVER_IN_FLIGHT) {
+    // The main thread is that far behind: drop rather than queue without bound.
+    rejected++;
+    return;
+  }
   handedOver++;
   const from = decodeSockaddr(libc, rname.u8.subarray(i * SOCKADDR_BYTES, (i + 1) * SOCKADDR_BYTES));
   if (!from) {
@@ -233,6 +238,7 @@ function handOver(i: number, len: number): void {
   }
   const copy = rdata.u8.slice(i * SLOT, i * SLOT + len);
   const report: PlaneReport = { t: 'slow', data: copy.buffer, address: from.address, port: from.port };
+  Atomics.add(control, 2, 1);
   parentPort?.postMessage(report, [copy.buffer]);
 }
 

@@ -98,7 +98,7 @@ export class MediaPlane {
     this.#steered = steered;
     this.#opts = opts;
     const counters = new SharedArrayBuffer(PLANE_COUNTER_SLOTS * 8);
-    const control = new SharedArrayBuffer(8);
+    const control = new SharedArrayBuffer(12);
     this.#counters = new Float64Array(counters);
     this.#control = new Int32Array(control);
     this.#last = this.#read();
@@ -192,6 +192,7 @@ export class MediaPlane {
   #onReport(r: PlaneReport): void {
     switch (r.t) {
       case 'slow':
+        Atomics.sub(this.#control, 2, 1);
         this.#opts.onSlow(Buffer.from(r.data), { address: r.address, port: r.port });
         return;
       case 'latency':
