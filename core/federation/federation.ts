@@ -95,6 +95,8 @@ export interface FederationOptions {
   callRoomAllowed?(room: string): boolean;
   /** The relay is draining: offers arriving over links are not delivered (./calls.ts). */
   draining?(): boolean;
+  /** The set of rooms carried over links changed (the relay's media plane replans: core/relay/media-plane.ts). */
+  onCarriedChange?(): void;
   onEvent?(event: FederationEvent): void;
 }
 
@@ -259,7 +261,9 @@ export class Federation {
     const rooms = new Set(next.globalRooms);
     for (const room of this.globalRooms) if (!rooms.has(room)) this.dropRoom(room);
     const added = [...rooms].filter((r) => !this.globalRooms.has(r));
+    const changed = added.length > 0 || rooms.size !== this.globalRooms.size;
     this.globalRooms = rooms;
+    if (changed) this.opts.onCarriedChange?.();
     for (const room of added) {
       for (const member of this.opts.rooms.room(room)?.members.values() ?? []) if (member.remote !== true) this.localJoined(room, member);
     }
@@ -309,6 +313,7 @@ export class Federation {
         if (!calls.delete(callId) || calls.size > 0) continue;
         this.callRooms.delete(r);
         if (!this.globalRooms.has(r)) this.dropRoom(r);
+        this.opts.onCarriedChange?.();
       }
       return;
     }
@@ -317,6 +322,7 @@ export class Federation {
     let calls = this.callRooms.get(room);
     if (!calls) this.callRooms.set(room, (calls = new Map()));
     calls.set(callId, links);
+    if (fresh) this.opts.onCarriedChange?.();
     if (fresh) {
       for (const member of this.opts.rooms.room(room)?.members.values() ?? []) if (member.remote !== true) this.localJoined(room, member);
     } else {

@@ -43,7 +43,14 @@ export type PlaneMessage =
 /** Plane thread -> main thread. */
 export type PlaneReport =
   /** A media packet for the main thread's path (core/transport/udp-media.ts RelayMediaPath.handle). */
-  | { t: 'slow'; data: ArrayBuffer; address: string; port: number }
+  | {
+      t: 'slow';
+      data: ArrayBuffer;
+      address: string;
+      port: number;
+      /** The route is the plane's but the packet came from another address (the member's may have moved: the main thread replans). */
+      moved: boolean;
+    }
   /** Forwarding times of sampled packets, ms (for the relay's latency histogram). */
   | { t: 'latency'; ms: number[] }
   | { t: 'stopped' }

@@ -224,7 +224,8 @@ function sameSource(r: Route, i: number): boolean {
   return diff === 0;
 }
 
-function handOver(i: number, len: number): void {
+/** Give packet `i` to the main thread as it came; `moved`: a fast route's packet from another address. */
+function handOver(i: number, len: number, moved: boolean): void {
   if (Atomics.load(control, 2) >= MAX_HANDED_OVER_IN_FLIGHT) {
     // The main thread is that far behind: drop rather than queue without bound.
     rejected++;
@@ -237,7 +238,7 @@ function handOver(i: number, len: number): void {
     return;
   }
   const copy = rdata.u8.slice(i * SLOT, i * SLOT + len);
-  const report: PlaneReport = { t: 'slow', data: copy.buffer, address: from.address, port: from.port };
+  const report: PlaneReport = { t: 'slow', data: copy.buffer, address: from.address, port: from.port, moved };
   Atomics.add(control, 2, 1);
   parentPort?.postMessage(report, [copy.buffer]);
 }
@@ -276,9 +277,9 @@ function loop(): void {
           rejected++;
           continue;
         }
-        if (!sameSource(r, i) || !r.fast) {
+        if (!r.fast || !sameSource(r, i)) {
           // The main thread decides: a migrated member, or a room it forwards itself.
-          handOver(i, len);
+          handOver(i, len, r.fast);
           continue;
         }
         const datagramBytes = len - MEDIA_TO_RELAY_HEADER_BYTES;

@@ -20,7 +20,7 @@ import { Presence, type PresencePeer } from './presence.js';
 import { encodeSignal, isCallSignal, MAX_ANNOUNCEMENT_BYTES, MAX_REQUEST_PAYLOAD_BYTES, MAX_ROOM_SIGNAL_BYTES, RELAY_CLOSE_REFUSED } from '../wire/signal.js';
 import { verifyAnnouncement, type MemberAnnouncement } from '../crypto/sender-keys.js';
 import { RelayMediaPath, RelayRoute, tokenKey } from '../transport/udp-media.js';
-import { MediaPlane, PLAN_REFRESH_MS, type PlaneCounters, type RoutePlan } from './media-plane.js';
+import { MediaPlane, MOVED_REPLAN_MS, PLAN_REFRESH_MS, type PlaneCounters, type RoutePlan } from './media-plane.js';
 import { DebugTap, type DebugTapOptions } from './debug-tap.js';
 import { mediaPathClass, pathCheckClass, stunClass, type Demux, type DemuxStats } from '../transport/demux.js';
 import { rawUdpSocket, setSocketGateLimits } from '../transport/quic.js';
@@ -201,6 +201,8 @@ export class Relay {
   private readonly retiredPlanes: PlaneCounters = { received: 0, bytesReceived: 0, forwarded: 0, bytesForwarded: 0, sendDropped: 0, rejected: 0, mediaRate: 0, handedOver: 0, batches: 0 };
   private planTimer?: NodeJS.Timeout;
   private planQueued = false;
+  /** When a moved address last asked for a replan (performance.now()). */
+  private movedReplanAt = -Infinity;
   /** Small numbers for the rooms the media plane forwards (stable while a room lives). */
   private readonly roomNumbers = new Map<string, number>();
   private nextRoomNumber = 1;
@@ -267,6 +269,7 @@ export class Relay {
         presence: relay.presence,
         callRoomAllowed: (room: string) => !relay.roomAcls.has(room),
         draining: () => relay.draining,
+        onCarriedChange: () => relay.replan(),
         ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
       });
       relay.federation.start();
@@ -336,6 +339,7 @@ export class Relay {
       presence: this.presence,
       callRoomAllowed: (room: string) => !this.roomAcls.has(room),
       draining: () => this.draining,
+      onCarriedChange: () => this.replan(),
       ...(this.opts.onEvent ? { onEvent: this.opts.onEvent } : {}),
     });
     this.federation.start();
@@ -914,7 +918,7 @@ export class Relay {
   /**
    * Turn the media plane thread on or off while running (`wzp relay` reloading `media_plane`).
    * Off, the main thread forwards all media from the next packet on; on again, a new thread
-   * takes the rooms it can within PLAN_REFRESH_MS. Without the UDP media path it stays off.
+   * takes the rooms it can at once. Without the UDP media path it stays off.
    */
   async setMediaPlane(on: boolean): Promise<void> {
     if (on && (this.plane?.state === 'running' || this.opts.udpMedia === false || !this.server)) return;
@@ -950,7 +954,14 @@ export class Relay {
     try {
       this.plane = MediaPlane.start(rawUdpSocket(this.server.socket), {
         limits: this.planeLimits(),
-        onSlow: (data, from) => this.mediaPath.handle(data, from),
+        onSlow: (data, from, moved) => {
+          this.mediaPath.handle(data, from);
+          // A member whose QUIC address moved is the plane's again once the plan has it.
+          if (moved && performance.now() - this.movedReplanAt >= MOVED_REPLAN_MS) {
+            this.movedReplanAt = performance.now();
+            this.replan();
+          }
+        },
         onLatencyMs: (ms) => this.counters.observeForwardingMs(ms),
         onFailed: (detail) => {
           clearInterval(this.planTimer);

@@ -181,8 +181,11 @@ async function relayForwarding(relay: RunningRelay, pairs: number, mediaPath: 'a
   // collections 5-15 s after it), and those collections take the previous round's
   // connections with them, which deoptimizes the hot path's code that had them inlined
   // (V8's "weak objects") and compiles it again. Measured in the window, both moved a
-  // round's figure by up to a third.
-  const settleMs = idleMs > 0 ? Math.max(0, Number(process.env.WZP_BENCH_SETTLE_MS ?? 16_000)) : 0;
+  // round's figure by up to a third. Then V8's memory reducer runs its own full collections
+  // ~8 s after the relay's last one (`--trace-gc` of a relay process: "Mark-Compact (reduce)"
+  // at 24.4 and 25.0 s after the burst, ~70 ms of CPU with their concurrent marking), which
+  // fell in the window of a 16 s settle and moved a round by 3-5 µs per packet.
+  const settleMs = idleMs > 0 ? Math.max(0, Number(process.env.WZP_BENCH_SETTLE_MS ?? 30_000)) : 0;
   if (settleMs > 0) await new Promise((r) => setTimeout(r, settleMs));
   // The relay's CPU with every call set up and silent (QUIC timers, keep-alives): a share of
   // a core, spent whether media flows or not.

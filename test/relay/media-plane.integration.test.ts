@@ -12,6 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import { RelaySession } from '../../core/client/relay-session.js';
 import { generateIdentity } from '../../core/crypto/identity.js';
 import { deriveTlsCertificate } from '../../core/crypto/tls-cert.js';
+import { PLAN_REFRESH_MS } from '../../core/relay/media-plane.js';
 import { Relay, type RelayOptions } from '../../core/relay/relay.js';
 import { untagRoomDatagram } from '../../core/relay/rooms.js';
 import { expectFingerprint, type HostPort } from '../../core/transport/quic.js';
@@ -75,6 +76,45 @@ function tagged(m: Member, tag: number): { from: number; bytes: number[] }[] {
 
 function onPath(...members: Member[]): () => boolean {
   return () => members.every((m) => m.session.mediaPathStats().path === 'udp');
+}
+
+/**
+ * A NAT on loopback whose mapping can be rebound: the client talks to `port`, the NAT talks to
+ * the relay from an upstream socket, and rebind() swaps that socket for one on a new port (the
+ * member's QUIC and path packets come from a new address from then on).
+ */
+async function rebindingNat(target: HostPort): Promise<{ port: number; upstreamPort(): number; rebind(): Promise<void>; close(): void }> {
+  const front = await udpSocket();
+  let client: { address: string; port: number } | undefined;
+  const upstream = (): Socket => {
+    const s = createSocket('udp4');
+    s.bind(0, '127.0.0.1');
+    s.on('message', (msg) => {
+      if (client) front.send(msg, client.port, client.address);
+    });
+    return s;
+  };
+  let up = upstream();
+  await new Promise<void>((resolve) => up.once('listening', () => resolve()));
+  front.on('message', (msg, rinfo) => {
+    client = { address: rinfo.address, port: rinfo.port };
+    up.send(msg, target.port, target.host);
+  });
+  return {
+    port: front.address().port,
+    upstreamPort: () => up.address().port,
+    async rebind() {
+      const next = upstream();
+      await new Promise<void>((resolve) => next.once('listening', () => resolve()));
+      const old = up;
+      up = next;
+      old.close();
+    },
+    close() {
+      front.close();
+      up.close();
+    },
+  };
 }
 
 /** Two members in `room`, both on the UDP path. */
@@ -143,7 +183,7 @@ describe('relay media plane', { skip: process.platform !== 'linux' ? 'the media 
     await bob.session.joinRoom(room, { alias: 'bob' });
     await carol.session.joinRoom(room, { alias: 'carol' });
     await waitFor(onPath(alice, bob));
-    await sleep(300); // more than one plan refresh
+    await sleep(300); // the plan after the joins has reached the plane
     const before = relay.metrics;
     await sendNumbered(alice, 2, 50);
     await waitFor(() => tagged(bob, 2).length === 50 && tagged(carol, 2).length === 50);
@@ -163,6 +203,57 @@ describe('relay media plane', { skip: process.platform !== 'linux' ? 'the media 
     await sendNumbered(alice, 4, 50);
     await waitFor(() => tagged(bob, 4).length === 50);
     assert.equal(relay.metrics.mediaPlane.packets - now.mediaPlane.packets, 50, 'the room is the plane\'s now');
+  });
+
+  test('a member whose NAT rebinds mid-call (new source port for QUIC and media) goes on being heard: the main thread takes its packets from the new address and the plane takes them back once the plan has it', async () => {
+    const room = 'e5'.repeat(16);
+    const nat = await rebindingNat(relay.address);
+    try {
+      const [alice, bob] = [await member({ host: '127.0.0.1', port: nat.port }, open), await member(relay.address, open)];
+      await alice.session.joinRoom(room, { alias: 'alice' });
+      await bob.session.joinRoom(room, { alias: 'bob' });
+      await waitFor(onPath(alice, bob));
+      await waitFor(() => {
+        alice.session.datagrams.send(new Uint8Array([0, 0]));
+        return relay.metrics.mediaPlane.packets > 0 && bob.media.length > 0;
+      });
+      const oldPort = nat.upstreamPort();
+      await nat.rebind();
+      assert.notEqual(nat.upstreamPort(), oldPort);
+      const before = relay.metrics;
+      // Media every 20 ms, as a call sends it, until the plane forwards alice's again: her QUIC
+      // keep-alive (every 3 s) moves the connection to the new address first.
+      let i = 0;
+      const start = performance.now();
+      let heardAt: number | undefined;
+      for (;;) {
+        alice.session.datagrams.send(new Uint8Array([5, i++ & 0xff]));
+        await sleep(20);
+        const now = relay.metrics;
+        if (heardAt === undefined && tagged(bob, 5).length > 0) heardAt = performance.now();
+        if (now.mediaPlane.handedOver > before.mediaPlane.handedOver && heardAt !== undefined) {
+          // Handed over since the move and heard: the plane has it again once a packet after the replan goes through it.
+          const mark = now.mediaPlane.packets;
+          alice.session.datagrams.send(new Uint8Array([5, i++ & 0xff]));
+          await sleep(20);
+          if (relay.metrics.mediaPlane.packets > mark) break;
+        }
+        assert.ok(performance.now() - start < 8000, `not back on the plane 8 s after the rebinding: ${JSON.stringify(relay.metrics.mediaPlane)}, heard ${tagged(bob, 5).length}`);
+      }
+      // The packets from the new address asked for the new plan: the plane had the member back
+      // well before the periodic refresh would have given it.
+      assert.ok(performance.now() - heardAt! < PLAN_REFRESH_MS / 2, `${Math.round(performance.now() - heardAt!)} ms on the main thread after the move`);
+      // From here on the plane forwards all of it, none handed over.
+      await sleep(50);
+      const steady = relay.metrics;
+      const heard = tagged(bob, 6).length;
+      await sendNumbered(alice, 6, 50);
+      await waitFor(() => tagged(bob, 6).length === heard + 50);
+      assert.equal(relay.metrics.mediaPlane.packets - steady.mediaPlane.packets, 50);
+      assert.equal(relay.metrics.mediaPlane.handedOver - steady.mediaPlane.handedOver, 0);
+    } finally {
+      nat.close();
+    }
   });
 
   test('hostile packets steered to the plane (unknown token, too short, oversized, forged source with a real token) are dropped and counted; none reach the room', async () => {
