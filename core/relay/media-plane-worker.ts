@@ -36,6 +36,17 @@ const SAMPLE_EVERY = 8;
 /** Latency samples held between reports (more in a second are not kept). */
 const MAX_SAMPLES = 4096;
 const REPORT_EVERY_MS = 1000;
+/**
+ * Receive coalescing, as a NIC's interrupt moderation: when packets come this close together
+ * (the last batch ended less than BUSY_GAP_MS before this one began), the thread waits
+ * COALESCE_MS after a batch that did not fill the vector before it reads again, so one wake-up
+ * takes the packets that came meanwhile instead of each packet waking the thread. A call or
+ * two (packets 10-20 ms apart) never waits; a busy relay adds at most COALESCE_MS to a packet.
+ * Measured (25 1:1 calls at 50 packets/s, all members on the path): 1.7 packets per receive
+ * without it (each costing a wake-up, the thread's largest cost), see docs/transport.md.
+ */
+const BUSY_GAP_MS = 1;
+const COALESCE_MS = 0.25;
 const EAGAIN = 11;
 const EINTR = 4;
 
@@ -245,11 +256,16 @@ function handOver(i: number, len: number, moved: boolean): void {
 
 function loop(): void {
   const fd = data.fd;
+  let lastBatchEnd = -Infinity;
+  let busy = false;
   for (;;) {
     if (Atomics.load(control, 0) !== 0) return;
+    // Woken by the stop flag's notify too (MediaPlane.close).
+    if (busy) Atomics.wait(control, 0, 0, COALESCE_MS);
     drainMessages(performance.now());
     const n = libc.recvmmsg(fd, rvec.ptr, BATCH, MSG_WAITFORONE, null);
     const t0 = performance.now();
+    busy = n > 0 && n < BATCH && t0 - lastBatchEnd < BUSY_GAP_MS;
     // Routes the main thread sent while this thread waited apply to what just came in.
     drainMessages(t0);
     if (n < 0) {
@@ -327,6 +343,7 @@ function loop(): void {
       }
       // Every receive slot's name length back to its size for the next recvmmsg.
       for (let i = 0; i < n; i++) rvec.dv.setUint32(i * MMSGHDR_BYTES + 8, SOCKADDR_BYTES, true);
+      lastBatchEnd = performance.now();
     }
     if (t0 - lastReport >= REPORT_EVERY_MS) {
       lastReport = t0;

@@ -245,6 +245,7 @@ export class MediaPlane {
       this.#state = 'stopped';
     }
     Atomics.store(this.#control, 0, 1);
+    Atomics.notify(this.#control, 0);
     const timer = setTimeout(() => void this.#worker.terminate().catch(() => undefined), 1000);
     timer.unref();
     await this.#exited;

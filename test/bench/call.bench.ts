@@ -215,7 +215,7 @@ async function relayForwarding(relay: RunningRelay, pairs: number, mediaPath: 'a
  */
 async function measureLoad(pid: number, latencies: number[], sendTick: (tick: number) => number): Promise<{ perCore: number; p99: number; systemShare: number }> {
   const SECONDS = 5;
-  const WARMUP_SECONDS = 1;
+  const WARMUP_SECONDS = Number(process.env.WZP_BENCH_WARMUP_S ?? 1);
   const warmStart = performance.now();
   for (let tick = 0; tick < WARMUP_SECONDS * 50; tick++) {
     const wait = warmStart + tick * 20 - performance.now();
@@ -293,6 +293,7 @@ async function plainUdpForwarding(pairs: number): Promise<{ perCore: number; p99
  *   which is this build's when WZP_BENCH_BASELINE_BIN is not set (e.g. "--no-media-plane": the
  *   relay with and without its media plane thread in the same rounds);
  * - WZP_BENCH_PAIRS: 1:1 calls in the forwarding load (default 25);
+ * - WZP_BENCH_WARMUP_S: seconds of load before each measured window (default 1);
  * - WZP_BENCH_RELAY_PROF=DIR: the relay process writes a V8 CPU profile there (--cpu-prof);
  * - WZP_BENCH_RELAY_NODE_ARGS: more node flags for the relay process (e.g. --perf-basic-prof,
  *   to read `perf record -p PID` of it: the pid is printed).
