@@ -10,15 +10,14 @@
  *   kept in QUIC datagrams (`--media-path quic`, or behind a middlebox that passes only QUIC).
  *
  * What the UDP-path figure measures: the relay process's whole CPU (user and kernel, from
- * /proc) over the load, divided by the packets forwarded. That includes what the calls cost
- * the relay at rest: their QUIC connections' keep-alives and timers, which the forwarding
- * run prints as "idle with the calls set up". In issue 18 that upkeep was the largest part
- * of the gap to the plain forwarder we could find: 2-2.7% of a core for 50 silent
- * connections, 8-10 µs per forwarded packet at this load; the forwarding itself (receive,
- * token lookup, media caps, fan-out, send) costs what the plain forwarder's receive and send
- * cost plus a few µs of JavaScript. The figure also drifts with the machine by more than
- * that: compare builds in the same run (WZP_BENCH_BASELINE_BIN below).
- * docs/transport.md#what-it-costs has the profile, what was changed and the numbers.
+ * /proc, every thread: main, the media plane's, V8's helpers) over the load, divided by the
+ * packets forwarded. That includes what the calls cost the relay at rest: their QUIC
+ * connections' keep-alives and timers, which the forwarding run prints as "idle with the
+ * calls set up" (1-2% of a core for 50 members). With the media plane thread the rest is its
+ * receive and send syscalls and their wake-ups, which receive coalescing cut to one per ~15
+ * packets at this load. The figure also drifts with the machine by +-20%: compare builds in
+ * the same run (WZP_BENCH_BASELINE_BIN below). docs/transport.md#the-media-plane has the
+ * profile, what was changed and the numbers.
  */
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
