@@ -20,7 +20,7 @@ import { Presence, type PresencePeer } from './presence.js';
 import { encodeSignal, isCallSignal, MAX_ANNOUNCEMENT_BYTES, MAX_REQUEST_PAYLOAD_BYTES, MAX_ROOM_SIGNAL_BYTES, RELAY_CLOSE_REFUSED } from '../wire/signal.js';
 import { verifyAnnouncement, type MemberAnnouncement } from '../crypto/sender-keys.js';
 import { RelayMediaPath, RelayRoute, tokenKey } from '../transport/udp-media.js';
-import { MediaPlane, MOVED_REPLAN_MS, PLAN_REFRESH_MS, type PlaneCounters, type RoutePlan } from './media-plane.js';
+import { MediaPlane, MOVED_CHECK_MS, MOVED_REPLAN_MS, PLAN_REFRESH_MS, type PlaneCounters, type RoutePlan } from './media-plane.js';
 import { DebugTap, type DebugTapOptions } from './debug-tap.js';
 import { mediaPathClass, pathCheckClass, stunClass, type Demux, type DemuxStats } from '../transport/demux.js';
 import { rawUdpSocket, setSocketGateLimits } from '../transport/quic.js';
@@ -201,6 +201,8 @@ export class Relay {
   private readonly retiredPlanes: PlaneCounters = { received: 0, bytesReceived: 0, forwarded: 0, bytesForwarded: 0, sendDropped: 0, rejected: 0, mediaRate: 0, handedOver: 0, batches: 0 };
   private planTimer?: NodeJS.Timeout;
   private planQueued = false;
+  /** Each route's QUIC address as the plane was last told it. */
+  private readonly plannedAddress = new Map<RelayRoute, { host: string; port: number }>();
   /** When a moved address last asked for a replan (performance.now()). */
   private movedReplanAt = -Infinity;
   /** Small numbers for the rooms the media plane forwards (stable while a room lives). */
@@ -972,7 +974,12 @@ export class Relay {
       this.emit({ type: 'relay:media-plane', state: 'off', detail: errorMessage(err) });
       return;
     }
-    this.planTimer = setInterval(() => this.planMedia(), PLAN_REFRESH_MS);
+    let ticks = 0;
+    this.planTimer = setInterval(() => {
+      // Every MOVED_CHECK_MS whether a member's QUIC address moved (a receive-only member
+      // sends nothing that would tell the plane); all of the plan every PLAN_REFRESH_MS.
+      if (++ticks % Math.round(PLAN_REFRESH_MS / MOVED_CHECK_MS) === 0 || this.addressMoved()) this.planMedia();
+    }, MOVED_CHECK_MS);
     this.planTimer.unref();
   }
 
@@ -998,9 +1005,22 @@ export class Relay {
    * not tapped. Anything else (a QUIC-only member, a global or call room of the federation,
    * the debug tap, echo) the plane hands to the main thread.
    */
+  /** Whether a member with a path token is at another QUIC address than the plane was last told. */
+  private addressMoved(): boolean {
+    for (const peer of this.peers) {
+      const route = peer.datagrams;
+      if (route.token === undefined) continue;
+      const planned = this.plannedAddress.get(route);
+      const now = route.peer.remote();
+      if (planned === undefined || planned.host !== now.host || planned.port !== now.port) return true;
+    }
+    return false;
+  }
+
   private planMedia(): void {
     const plane = this.plane;
     if (plane === undefined || plane.state !== 'running') return;
+    this.plannedAddress.clear();
     const fastRooms = new Map<string, boolean>();
     const fast = (roomId: string): boolean => {
       let ok = fastRooms.get(roomId);
@@ -1018,6 +1038,7 @@ export class Relay {
       const token = route.token;
       if (token === undefined) continue;
       const remote = route.peer.remote();
+      this.plannedAddress.set(route, remote);
       const room = peer.mode === 'room' ? peer.room : undefined;
       const isFast = room !== undefined && route.confirmed && fast(room.id);
       let number = 0;

@@ -256,6 +256,41 @@ describe('relay media plane', { skip: process.platform !== 'linux' ? 'the media 
     }
   });
 
+  test('a receive-only member whose NAT rebinds gets the room\'s media at its new address once its QUIC connection has moved there', async () => {
+    const room = 'f6'.repeat(16);
+    const nat = await rebindingNat(relay.address);
+    try {
+      const [alice, bob] = [await member(relay.address, open), await member({ host: '127.0.0.1', port: nat.port }, open)];
+      await alice.session.joinRoom(room, { alias: 'alice' });
+      await bob.session.joinRoom(room, { alias: 'bob' });
+      await waitFor(onPath(alice, bob));
+      await waitFor(() => {
+        alice.session.datagrams.send(new Uint8Array([0, 0]));
+        return relay.metrics.mediaPlane.packets > 0 && bob.media.length > 0;
+      });
+      await nat.rebind();
+      // Bob sends no media: a signalling round trip moves his QUIC connection to the new address.
+      await bob.session.ping();
+      const moved = performance.now();
+      let i = 0;
+      while (tagged(bob, 7).length === 0) {
+        alice.session.datagrams.send(new Uint8Array([7, i++ & 0xff]));
+        await sleep(20);
+        assert.ok(performance.now() - moved < 5000, 'bob hears nothing at his new address');
+      }
+      // The main thread saw the move (it compares addresses every MOVED_CHECK_MS) and told the
+      // plane, well before the full refresh.
+      assert.ok(performance.now() - moved < PLAN_REFRESH_MS / 2, `${Math.round(performance.now() - moved)} ms until bob heard the room at his new address`);
+      const steady = relay.metrics;
+      const heard = tagged(bob, 8).length;
+      await sendNumbered(alice, 8, 50);
+      await waitFor(() => tagged(bob, 8).length === heard + 50);
+      assert.equal(relay.metrics.mediaPlane.packets - steady.mediaPlane.packets, 50, 'the plane forwards to his new address');
+    } finally {
+      nat.close();
+    }
+  });
+
   test('hostile packets steered to the plane (unknown token, too short, oversized, forged source with a real token) are dropped and counted; none reach the room', async () => {
     const room = 'c3'.repeat(16);
     const [alice, bob] = await pairOnPath(relay, room, open);
