@@ -117,6 +117,19 @@ async function rebindingNat(target: HostPort): Promise<{ port: number; upstreamP
   };
 }
 
+/** Alice and Bob in `room`, reaching the relay at `aliceVia` and `bobVia`, with Alice's media forwarded by the plane. */
+async function planePair(relay: Relay, room: string, open: RelaySession[], aliceVia: HostPort, bobVia: HostPort): Promise<[Member, Member]> {
+  const [alice, bob] = [await member(aliceVia, open), await member(bobVia, open)];
+  await alice.session.joinRoom(room, { alias: 'alice' });
+  await bob.session.joinRoom(room, { alias: 'bob' });
+  await waitFor(onPath(alice, bob));
+  await waitFor(() => {
+    alice.session.datagrams.send(new Uint8Array([0, 0]));
+    return relay.metrics.mediaPlane.packets > 0 && bob.media.length > 0;
+  });
+  return [alice, bob];
+}
+
 /** Two members in `room`, both on the UDP path. */
 async function pairOnPath(relay: Relay, room: string, open: RelaySession[]): Promise<[Member, Member]> {
   const [alice, bob] = [await member(relay.address, open), await member(relay.address, open)];
@@ -209,14 +222,7 @@ describe('relay media plane', { skip: process.platform !== 'linux' ? 'the media 
     const room = 'e5'.repeat(16);
     const nat = await rebindingNat(relay.address);
     try {
-      const [alice, bob] = [await member({ host: '127.0.0.1', port: nat.port }, open), await member(relay.address, open)];
-      await alice.session.joinRoom(room, { alias: 'alice' });
-      await bob.session.joinRoom(room, { alias: 'bob' });
-      await waitFor(onPath(alice, bob));
-      await waitFor(() => {
-        alice.session.datagrams.send(new Uint8Array([0, 0]));
-        return relay.metrics.mediaPlane.packets > 0 && bob.media.length > 0;
-      });
+      const [alice, bob] = await planePair(relay, room, open, { host: '127.0.0.1', port: nat.port }, relay.address);
       const oldPort = nat.upstreamPort();
       await nat.rebind();
       assert.notEqual(nat.upstreamPort(), oldPort);
@@ -260,14 +266,7 @@ describe('relay media plane', { skip: process.platform !== 'linux' ? 'the media 
     const room = 'f6'.repeat(16);
     const nat = await rebindingNat(relay.address);
     try {
-      const [alice, bob] = [await member(relay.address, open), await member({ host: '127.0.0.1', port: nat.port }, open)];
-      await alice.session.joinRoom(room, { alias: 'alice' });
-      await bob.session.joinRoom(room, { alias: 'bob' });
-      await waitFor(onPath(alice, bob));
-      await waitFor(() => {
-        alice.session.datagrams.send(new Uint8Array([0, 0]));
-        return relay.metrics.mediaPlane.packets > 0 && bob.media.length > 0;
-      });
+      const [alice, bob] = await planePair(relay, room, open, relay.address, { host: '127.0.0.1', port: nat.port });
       await nat.rebind();
       // Bob sends no media: a signalling round trip moves his QUIC connection to the new address.
       await bob.session.ping();
