@@ -998,13 +998,6 @@ export class Relay {
     });
   }
 
-  /**
-   * Tell the media plane every route and which of them it forwards: a member's media goes
-   * through the plane when it is in a room, confirmed on the UDP path, and so is every other
-   * member of its room, all of them on this relay, the room not carried over relay links and
-   * not tapped. Anything else (a QUIC-only member, a global or call room of the federation,
-   * the debug tap, echo) the plane hands to the main thread.
-   */
   /** Whether a member with a path token is at another QUIC address than the plane was last told. */
   private addressMoved(): boolean {
     for (const peer of this.peers) {
@@ -1017,6 +1010,13 @@ export class Relay {
     return false;
   }
 
+  /**
+   * Tell the media plane every route and which of them it forwards: a member's media goes
+   * through the plane when it is in a room, confirmed on the UDP path, and so is every other
+   * member of its room, all of them on this relay, the room not carried over relay links and
+   * not tapped. Anything else (a QUIC-only member, a global or call room of the federation,
+   * the debug tap, echo) the plane hands to the main thread.
+   */
   private planMedia(): void {
     const plane = this.plane;
     if (plane === undefined || plane.state !== 'running') return;
